@@ -1,0 +1,139 @@
+"""Turn a Runbook into an Invoke task with the options every runbook shares.
+
+Every runbook task takes --inventory/-i, --host/-H, --check, --parallel, --report and
+--accept-new-host-keys, plus options of its own. Bad input (an invalid inventory, an unknown
+host, the lab not running) is reported before any connection is opened, and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from invoke import Context, Exit, Task
+
+from runbooks.core.runner import Runbook, UsageError, run_runbook, select_hosts, write_report
+
+COMMON_HELP = {
+    "inventory": "Inventory file describing the site (default from invoke.yaml: "
+                 "greenroom.inventory, else hosts/lab.yaml).",
+    "host": "Hosts to act on: host names or role names, comma separated (default: every "
+            "host with the runbook's roles).",
+    "check": "Show what would change, with a diff for every file, and change nothing.",
+    "parallel": "How many hosts to converge at once (default from invoke.yaml, else 10).",
+    "report": "Also write the run's result as JSON to this file.",
+    "accept_new_host_keys": "Trust host keys seen for the first time and record them in "
+                            "~/.ssh/known_hosts (a changed key is always refused).",
+}
+DEFAULT_INVENTORY = "hosts/lab.yaml"
+
+
+def settings(c: Context) -> Mapping[str, Any]:
+    """greenroom's section of the Invoke configuration (invoke.yaml), or {}."""
+    try:
+        return dict(c.config.get("greenroom", {}) or {})
+    except AttributeError:
+        return {}
+
+
+def load_inventory_or_exit(c: Context, path: str | None) -> Any:
+    """Load and validate the inventory, or exit with every problem it has."""
+    from runbooks.core.inventory import InventoryError, load_inventory
+
+    try:
+        return load_inventory(path or settings(c).get("inventory") or DEFAULT_INVENTORY)
+    except InventoryError as exc:
+        raise Exit(str(exc), code=2) from None
+
+
+def execute(c: Context, runbook: Runbook, inventory: str | None, host: str | None,
+            check: bool, parallel: int | None, report: str | None,
+            accept_new_host_keys: bool, options: Mapping[str, Any]) -> Any:
+    """Validate everything, run the runbook, print the recap, exit non-zero on failure."""
+    from runbooks.core.inventory import InventoryError
+
+    inv = load_inventory_or_exit(c, inventory)
+    try:
+        hosts = select_hosts(inv, runbook, host)
+    except (UsageError, InventoryError) as exc:
+        raise Exit(f"{inv.path}: {exc}", code=2) from None
+    if not hosts:
+        raise Exit(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
+                   f"nothing for {runbook.name} to do", code=2)
+    lab_not_running = _lab_not_running_error()
+    try:
+        result = run_runbook(
+            runbook, inv, hosts, check=check,
+            parallel=parallel or int(settings(c).get("parallel", 10)),
+            options=options, accept_new_host_keys=accept_new_host_keys,
+        )
+    except lab_not_running as exc:
+        raise Exit(str(exc), code=2) from None
+    if report:
+        write_report(result, report)
+    if not result.ok:
+        raise Exit(code=1)
+    return result
+
+
+def _lab_not_running_error() -> type[Exception]:
+    try:
+        from runbooks.lab.access import LabNotRunning
+    except ImportError:  # the lab package is optional for real sites
+        return type("NoLab", (Exception,), {})
+    return LabNotRunning
+
+
+def runbook_task(
+    runbook: Runbook,
+    doc: str,
+    *,
+    name: str | None = None,
+    extra: Mapping[str, tuple[Any, str]] | None = None,
+    default: bool = False,
+) -> Task:
+    """An Invoke task running `runbook`; `extra` maps option name -> (default, help)."""
+    extra = dict(extra or {})
+
+    def body(c: Context, **kwargs: Any) -> Any:
+        common = {k: kwargs.pop(k) for k in COMMON_HELP}
+        return execute(c, runbook, options=kwargs, **common)
+
+    params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    defaults = {"inventory": None, "host": None, "check": False, "parallel": 0,
+                "report": None, "accept_new_host_keys": False}
+    defaults.update({k: v[0] for k, v in extra.items()})
+    for key, value in defaults.items():
+        params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=value))
+    body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    body.__doc__ = doc
+    body.__name__ = (name or runbook.name).replace("-", "_")
+    help_text = dict(COMMON_HELP)
+    help_text.update({k: v[1] for k, v in extra.items()})
+    return GreenroomTask(body, name=name or runbook.name, help=help_text, default=default,
+                         positional=[])
+
+
+class GreenroomTask(Task):
+    """An Invoke task whose only short flags are the conventional -i and -H."""
+
+    SHORT = {"inventory": "i", "host": "H"}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["auto_shortflags"] = False
+        super().__init__(*args, **kwargs)
+
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        opts = super().arg_opts(name, default, taken_names)
+        if name in self.SHORT:
+            opts["names"] = [*opts["names"], self.SHORT[name]]
+        return opts
+
+
+def task(*args: Any, **kwargs: Any) -> Any:
+    """`invoke.task` with greenroom's short flags (-i for --inventory, -H for --host)."""
+    from invoke import task as invoke_task
+
+    kwargs.setdefault("klass", GreenroomTask)
+    return invoke_task(*args, **kwargs)

@@ -1,0 +1,323 @@
+"""SSH sessions to inventory hosts: opened once per host, reused for every command.
+
+Fabric opens the connection (so `~/.ssh/config`, keys, agents and `via` gateways work as
+users expect); commands then run on raw paramiko channels of that connection, which costs one
+round trip each and nothing more. Host keys are checked against known_hosts: an unknown key
+is refused with its fingerprint unless the user opted into trust on first use, and a changed
+key is always refused. When the login user is not root, privileged commands go through sudo;
+a sudo password travels only on the command's standard input, never in argv or output.
+"""
+
+from __future__ import annotations
+
+import base64
+import getpass
+import hashlib
+import os
+import shlex
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runbooks.core import secrets
+
+if TYPE_CHECKING:
+    import fabric
+    import paramiko
+
+    from runbooks.core.inventory import Host, Inventory
+
+SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
+
+
+class HostUnreachable(Exception):
+    """The host could not be reached or the connection was lost."""
+
+
+class HostKeyRefused(HostUnreachable):
+    """The host presented a key that known_hosts does not vouch for."""
+
+
+class SessionError(Exception):
+    """The host was reached, but a session could not be set up (e.g. sudo refused)."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote command returned."""
+
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The SHA256 fingerprint of a host key, as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def _host_key_policy(accept_new: bool, known_hosts: Path, lock: threading.Lock) -> Any:
+    import paramiko
+
+    class Policy(paramiko.MissingHostKeyPolicy):
+        """Refuse unknown host keys, or record them when trust on first use was asked for."""
+
+        def missing_host_key(self, client: Any, hostname: str, key: Any) -> None:
+            if not accept_new:
+                raise HostKeyRefused(
+                    f"unknown host key for {hostname}: {key.get_name()} {fingerprint(key)}; "
+                    "check it against the host (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), "
+                    "then run again with --accept-new-host-keys to trust it"
+                )
+            client.get_host_keys().add(hostname, key.get_name(), key)
+            with lock:
+                known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with known_hosts.open("a") as out:
+                    out.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+    return Policy()
+
+
+class Session:
+    """One open connection to one host; `run` executes a shell command there."""
+
+    def __init__(self, host: Host, connection: fabric.Connection) -> None:
+        self.host = host
+        self.connection = connection
+        self._sudo: str | None = None  # None: root; "nopasswd"; "password"
+        self._password: str | None = None
+
+    # -- privilege -------------------------------------------------------------------------
+    def setup_privilege(self, password_lock: threading.Lock, shared: dict[str, str]) -> None:
+        """Decide how privileged commands run for a non-root login user."""
+        if self.host.user == "root":
+            return
+        if self._exec_raw("sudo -n true", None).ok:
+            self._sudo = "nopasswd"
+            return
+        with password_lock:
+            password = shared.get("password") or secrets.from_env(SUDO_PASSWORD_ENV)
+            if password is None:
+                if not sys.stdin.isatty():
+                    raise SessionError(
+                        f"{self.host.user}@{self.host.name} needs a sudo password: set "
+                        f"{SUDO_PASSWORD_ENV} or run from a terminal to be asked once"
+                    )
+                password = getpass.getpass(f"sudo password for {self.host.user}: ")
+                secrets.register(password)
+            shared["password"] = password
+        self._sudo, self._password = "password", password
+        if not self.run("true").ok:
+            raise SessionError(
+                f"sudo refused the password for {self.host.user}@{self.host.name}; "
+                f"check {SUDO_PASSWORD_ENV} or the user's sudo rights"
+            )
+
+    def _wrap(self, command: str, privileged: bool) -> tuple[str, str]:
+        """The command line to send and the stdin prefix it needs."""
+        script = "sh -c " + shlex.quote(command)
+        if not privileged or self._sudo is None:
+            return script, ""
+        if self._sudo == "nopasswd":
+            return "sudo -n -- " + script, ""
+        # -k: always ask, so the password line is always consumed by sudo, never by the command.
+        return "sudo -k -S -p '' -- " + script, f"{self._password}\n"
+
+    # -- commands --------------------------------------------------------------------------
+    def run(
+        self,
+        command: str,
+        stdin: str | bytes | None = None,
+        privileged: bool = True,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run `command` with POSIX sh on the host; stdin is sent and then closed."""
+        line, prefix = self._wrap(command, privileged)
+        data = stdin.encode() if isinstance(stdin, str) else stdin
+        if prefix:
+            data = prefix.encode() + (data or b"")
+        return self._exec_raw(line, data, timeout)
+
+    def _exec_raw(
+        self, line: str, data: bytes | None, timeout: float | None = None
+    ) -> CommandResult:
+        import paramiko
+
+        try:
+            transport = self.connection.transport
+            if transport is None or not transport.is_active():
+                raise HostUnreachable(f"connection to {self.host.name} is closed")
+            channel = transport.open_session(timeout=10)
+            channel.settimeout(timeout)
+            channel.exec_command(line)
+            if data:
+                channel.sendall(data)
+            channel.shutdown_write()
+            stdout = channel.makefile("rb").read()
+            stderr = channel.makefile_stderr("rb").read()
+            rc = channel.recv_exit_status()
+            channel.close()
+        except (paramiko.SSHException, EOFError, OSError, socket.timeout) as exc:
+            raise HostUnreachable(
+                f"connection to {self.host.name} lost: {exc or type(exc).__name__}"
+            ) from exc
+        if rc == -1:
+            raise HostUnreachable(f"connection to {self.host.name} lost while a command ran")
+        return CommandResult(
+            rc,
+            secrets.mask(stdout.decode(errors="replace")),
+            secrets.mask(stderr.decode(errors="replace")),
+        )
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _no_delay(conn: fabric.Connection) -> None:
+    """Disable Nagle on the SSH socket: without it every channel open waits ~40 ms for a
+    delayed ACK, which would dominate a converged host's single round trip."""
+    sock = getattr(conn.transport, "sock", None)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[union-attr]
+    except (AttributeError, OSError):
+        pass  # a gateway channel is no TCP socket; the gateway's own socket has it
+
+
+class Connector:
+    """Opens sessions to an inventory's hosts, once each, following `via` gateways."""
+
+    def __init__(
+        self,
+        inventory: Inventory,
+        accept_new_host_keys: bool = False,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.inventory = inventory
+        self.accept_new = accept_new_host_keys
+        self.connect_timeout = connect_timeout
+        self.known_hosts = Path(os.path.expanduser("~/.ssh/known_hosts"))
+        self._extra_known_hosts: str | None = None
+        self._key_filename: str | None = None
+        self._user: str | None = None
+        if inventory.lab is not None:
+            from runbooks.lab.access import lab_access
+
+            access = lab_access(inventory)  # raises LabNotRunning, sending no packet
+            self._extra_known_hosts = access.known_hosts
+            self._key_filename = access.key_filename
+            self._user = access.user
+        self._lock = threading.Lock()
+        self._known_hosts_lock = threading.Lock()
+        self._password_lock = threading.Lock()
+        self._shared: dict[str, str] = {}
+        self._connections: dict[str, fabric.Connection] = {}
+        self._sessions: dict[str, Session] = {}
+        self._config: Any = None
+
+    def _fabric_config(self) -> Any:
+        from fabric import Config
+
+        if self._config is None:
+            self._config = Config()
+        return self._config
+
+    def _connection(self, host: Host) -> fabric.Connection:
+        """The (not yet opened) Fabric connection for `host`, gateways included."""
+        from fabric import Connection
+
+        with self._lock:
+            existing = self._connections.get(host.name)
+        if existing is not None:
+            return existing
+        gateway = None
+        if host.via:
+            gateway = self._connection(self.inventory.hosts[host.via])
+            gateway.open()  # opened once, before any dependent host races to open it
+        connect_kwargs: dict[str, Any] = {}
+        if self._key_filename:
+            connect_kwargs.update(
+                key_filename=self._key_filename, look_for_keys=False, allow_agent=False
+            )
+        conn = Connection(
+            host=host.address,
+            user=self._user or host.user,
+            port=host.port,
+            config=self._fabric_config(),
+            gateway=gateway,
+            connect_timeout=self.connect_timeout,
+            connect_kwargs=connect_kwargs,
+        )
+        client = conn.client
+        client.set_missing_host_key_policy(
+            _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)
+        )
+        if self.known_hosts.exists():
+            client.get_host_keys().load(str(self.known_hosts))
+        if self._extra_known_hosts:
+            client.get_host_keys().load(self._extra_known_hosts)
+        with self._lock:
+            return self._connections.setdefault(host.name, conn)
+
+    def session(self, host: Host) -> Session:
+        """An open session to `host`; raises HostUnreachable or SessionError."""
+        import paramiko
+
+        with self._lock:
+            existing = self._sessions.get(host.name)
+        if existing is not None:
+            return existing
+        try:
+            conn = self._connection(host)
+            conn.open()
+        except HostUnreachable:
+            raise
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyRefused(
+                f"the host key of {host.name} ({host.address}) has CHANGED: it now offers "
+                f"{fingerprint(exc.key)}; refusing to connect. If the host was reinstalled, "
+                f"remove the old key with `ssh-keygen -R {host.address}` and run again"
+            ) from exc
+        except paramiko.AuthenticationException as exc:
+            raise HostUnreachable(
+                f"authentication failed for {conn.user}@{host.address}: {exc}"
+            ) from exc
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            where = f"{host.address}:{host.port}" + (f" via {host.via}" if host.via else "")
+            raise HostUnreachable(f"cannot connect to {where}: {exc}") from exc
+        _no_delay(conn)
+        session = Session(host, conn)
+        session.setup_privilege(self._password_lock, self._shared)
+        with self._lock:
+            self._sessions[host.name] = session
+        return session
+
+    def forget(self, host: Host) -> None:
+        """Drop a host's session (after a reboot or a lost connection)."""
+        with self._lock:
+            session = self._sessions.pop(host.name, None)
+            conn = self._connections.pop(host.name, None)
+        for closable in (session, conn):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # noqa: BLE001 - closing a dead connection may fail any way
+                    pass
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns = list(self._connections.values())
+            self._connections.clear()
+            self._sessions.clear()
+        for conn in reversed(conns):
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001
+                pass

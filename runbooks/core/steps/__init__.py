@@ -1,0 +1,21 @@
+"""Reusable steps: import them from here."""
+
+from runbooks.core.steps.base import Action, Change, Command, Handler, Plan, Step, StepFailed
+from runbooks.core.steps.files import (
+    Absent,
+    Directory,
+    Edit,
+    File,
+    LineInFile,
+    Tokens,
+    ensure_line,
+    ensure_tokens,
+    unified_diff,
+)
+from runbooks.core.steps.system import KernelModule, Packages, Service, Sysctl
+
+__all__ = [
+    "Absent", "Action", "Change", "Command", "Directory", "Edit", "File", "Handler",
+    "KernelModule", "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed",
+    "Sysctl", "Tokens", "ensure_line", "ensure_tokens", "unified_diff",
+]

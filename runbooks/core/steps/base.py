@@ -1,0 +1,157 @@
+"""The step model: a step compares wanted with current state and yields only the changes needed.
+
+A `Step` names the result it ensures ("Ensure net.ipv4.ip_forward = 1"), declares the facts
+it needs as shell commands, and turns their results into `Change`s: none when the host is
+already converged. A change carries the remote actions that apply it and, for files, the
+unified diff that `--check` prints. Steps that changed something notify `Handler`s, which
+run once each at the end of a host's run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from runbooks.core.facts import FactResult
+
+if TYPE_CHECKING:
+    from runbooks.core.converge import HostContext
+
+
+@dataclass(frozen=True)
+class Action:
+    """One remote shell command (with optional stdin) that applies part of a change."""
+
+    command: str
+    stdin: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One difference between wanted and current state, and how to remove it."""
+
+    summary: str
+    actions: tuple[Action, ...] = ()
+    diff: str = ""
+    reboot: bool = False  # True: takes effect only after the host reboots
+
+
+class StepFailed(Exception):
+    """A step could not be planned or applied; the message says why and what to do."""
+
+
+class Step:
+    """Base class: subclasses set `name` and implement `facts` and `plan`."""
+
+    name: str = "step"
+    notify: tuple[str, ...] = ()
+    verify: bool = True  # re-check after applying; still not converged is an error
+
+    def facts(self) -> Mapping[str, str]:
+        """Fact commands this step needs, by local key."""
+        return {}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        """The changes needed, given fact results: an empty list when converged."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"
+
+
+@dataclass
+class Handler:
+    """Runs once at the end of a host's run when a step notified it.
+
+    `command` is a shell command, or a callable taking the HostContext (for handlers that
+    must do more than one command, such as rebooting and waiting for the host).
+    """
+
+    name: str
+    command: str | Callable[[HostContext], None]
+
+    @classmethod
+    def restart(cls, service: str) -> Handler:
+        return cls(f"restart {service}", f"systemctl restart {service}")
+
+    @classmethod
+    def reload(cls, service: str) -> Handler:
+        return cls(f"reload {service}", f"systemctl reload-or-restart {service}")
+
+
+@dataclass
+class Plan:
+    """What a runbook wants on one host: steps in order, and the handlers they may notify."""
+
+    steps: list[Step] = field(default_factory=list)
+    handlers: list[Handler] = field(default_factory=list)
+
+    def add(self, *steps: Step) -> Plan:
+        self.steps.extend(steps)
+        return self
+
+    def handler(self, *handlers: Handler) -> Plan:
+        for handler in handlers:
+            if all(h.name != handler.name for h in self.handlers):
+                self.handlers.append(handler)
+        return self
+
+    def check_notifications(self) -> None:
+        """Every handler a step notifies must exist: a typo is a bug, caught before running."""
+        names = {h.name for h in self.handlers}
+        for step in self.steps:
+            for wanted in step.notify:
+                if wanted not in names:
+                    raise StepFailed(
+                        f"step {step.name!r} notifies unknown handler {wanted!r}; "
+                        f"known: {', '.join(sorted(names)) or 'none'}"
+                    )
+
+
+class Command(Step):
+    """Run a command unless (or only if) a guard fact says it is needed.
+
+    `unless`: a shell test; the command runs when it exits non-zero.
+    `only_if`: a shell test; the command runs when it exits zero.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: str,
+        *,
+        unless: str | None = None,
+        only_if: str | None = None,
+        notify: Sequence[str] = (),
+        stdin: str | None = None,
+        reboot: bool = False,
+        verify: bool = True,
+    ) -> None:
+        if (unless is None) == (only_if is None):
+            raise ValueError("Command needs exactly one guard: unless= or only_if=")
+        self.name = name
+        self.command = command
+        self.unless = unless
+        self.only_if = only_if
+        self.notify = tuple(notify)
+        self.stdin = stdin
+        self.reboot = reboot
+        self.verify = verify
+
+    def facts(self) -> Mapping[str, str]:
+        return {"guard": self.unless or self.only_if or "true"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        guard_ok = facts["guard"].ok
+        needed = not guard_ok if self.unless is not None else guard_ok
+        if not needed:
+            return []
+        return [Change(f"run: {self.command}", (Action(self.command, self.stdin),),
+                       reboot=self.reboot)]
+
+
+def describe(value: Any) -> str:
+    """Short human text for a value in a change summary."""
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,286 @@
+"""File steps: whole files, lines, tokens and directories, written atomically and validated.
+
+Every write goes to a temporary file beside the target, is checked against the SHA-256 of
+the wanted content (so a connection lost mid-transfer never activates half a file), is
+validated with the step's validator, and only then renamed over the target. The replaced
+file is kept under /var/backups/greenroom/ with a timestamp.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import posixpath
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+
+from runbooks.core.facts import FactResult, FileState, file_command, parse_file
+from runbooks.core.steps.base import Action, Change, Step, StepFailed
+
+BACKUP_DIR = "/var/backups/greenroom"
+SECRET_DIFF = "(content hidden: it holds secrets)"
+# Kernel arguments that may stand several times with different values, each its own token.
+REPEATABLE_KEYS = frozenset({"cgroup_enable", "console"})
+
+
+def unified_diff(path: str, old: str | None, new: str | None) -> str:
+    """A unified diff between the current and the wanted content of `path`."""
+    before = (old or "").splitlines(keepends=True)
+    after = (new or "").splitlines(keepends=True)
+    for lines in (before, after):
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n\\ No newline at end of file\n"
+    label_old = path if old is not None else "/dev/null"
+    label_new = path if new is not None else "/dev/null"
+    return "".join(difflib.unified_diff(before, after, label_old, label_new))
+
+
+def write_command(
+    path: str,
+    content: str,
+    mode: str,
+    owner: str,
+    group: str,
+    validate: str | None,
+) -> str:
+    """The remote script that writes `content` (read from stdin) to `path` atomically."""
+    directory, base = posixpath.split(path)
+    q = shlex.quote
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    validator = ""
+    if validate:
+        check = validate.replace("{}", '"$tmp"')
+        validator = (
+            f'if ! out=$({check} 2>&1); then printf "validation failed (%s):\\n%s\\n" '
+            f"{q(validate)} \"$out\" >&2; exit 3; fi\n"
+        )
+    backup_dir = q(BACKUP_DIR + directory)
+    return (
+        "set -e\n"
+        f"mkdir -p {q(directory)}\n"
+        f"rm -f {q(directory)}/.{q(base)}.greenroom.*\n"
+        f"tmp=$(mktemp {q(directory)}/.{q(base)}.greenroom.XXXXXX)\n"
+        "trap 'rm -f \"$tmp\"' EXIT\n"
+        'cat > "$tmp"\n'
+        f'echo "{digest}  $tmp" | sha256sum -c --status - || '
+        '{ echo "content arrived incomplete; nothing was changed" >&2; exit 4; }\n'
+        f'chmod {q(mode)} "$tmp"\n'
+        f'chown {q(owner)}:{q(group)} "$tmp"\n'
+        f"{validator}"
+        f"if [ -e {q(path)} ]; then mkdir -p {backup_dir} && "
+        f"cp -p {q(path)} {backup_dir}/{q(base)}.$(date -u +%Y%m%dT%H%M%SZ); fi\n"
+        'sync "$tmp" 2>/dev/null || true\n'
+        f'mv -f "$tmp" {q(path)}\n'
+        "trap - EXIT\n"
+    )
+
+
+class Edit(Step):
+    """Ensure a file's content is what `transform(current_content)` says.
+
+    The base of every file step: `File` ignores the current content, `LineInFile` and
+    `Tokens` edit it. `transform` gets None for a missing file and returns the wanted
+    content, or None to leave a missing file absent.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        transform: Callable[[str | None], str | None],
+        *,
+        name: str | None = None,
+        mode: str | None = None,
+        owner: str = "root",
+        group: str = "root",
+        validate: str | None = None,
+        secret: bool = False,
+        notify: Sequence[str] = (),
+        reboot: bool = False,
+    ) -> None:
+        if not posixpath.isabs(path):
+            raise ValueError(f"file steps need an absolute path, got {path!r}")
+        self.path = path
+        self.transform = transform
+        self.name = name or f"Ensure {path}"
+        self.mode = mode
+        self.owner = owner
+        self.group = group
+        self.validate = validate
+        self.secret = secret
+        self.notify = tuple(notify)
+        self.reboot = reboot
+
+    def facts(self) -> Mapping[str, str]:
+        return {"file": file_command(self.path)}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        state = parse_file(facts["file"])
+        try:
+            wanted = self.transform(state.content)
+        except ValueError as exc:
+            raise StepFailed(f"{self.path}: {exc}") from exc
+        if wanted is None:
+            return []
+        mode = self.mode or state.mode or "644"
+        changes: list[Change] = []
+        if wanted != state.content:
+            diff = SECRET_DIFF if self.secret else unified_diff(self.path, state.content, wanted)
+            verb = "create" if state.content is None else "update"
+            command = write_command(self.path, wanted, mode, self.owner, self.group,
+                                    self.validate)
+            changes.append(Change(f"{verb} {self.path}", (Action(command, wanted),), diff,
+                                  reboot=self.reboot))
+        else:
+            changes.extend(self._metadata_changes(state, mode))
+        return changes
+
+    def _metadata_changes(self, state: FileState, mode: str) -> list[Change]:
+        q = shlex.quote
+        changes = []
+        if state.mode is not None and state.mode.lstrip("0") != mode.lstrip("0"):
+            changes.append(Change(f"chmod {mode} {self.path} (was {state.mode})",
+                                  (Action(f"chmod {q(mode)} {q(self.path)}"),)))
+        if (state.owner, state.group) != (self.owner, self.group):
+            changes.append(Change(
+                f"chown {self.owner}:{self.group} {self.path} (was {state.owner}:{state.group})",
+                (Action(f"chown {q(self.owner)}:{q(self.group)} {q(self.path)}"),)))
+        return changes
+
+
+class File(Edit):
+    """Ensure a file has exactly `content` (render templates with runbooks.core.templates)."""
+
+    def __init__(self, path: str, content: str, **kwargs: object) -> None:
+        kwargs.setdefault("mode", "644")
+        super().__init__(path, lambda _current: content, **kwargs)  # type: ignore[arg-type]
+        self.content = content
+
+
+def ensure_line(content: str | None, line: str, match: str | None = None) -> str:
+    """`content` with `line` present once: replaces the first line starting with `match`
+    (or equal to `line`), drops later duplicates, appends when absent."""
+    lines = (content or "").splitlines()
+    key = match if match is not None else line
+    out: list[str] = []
+    placed = False
+    for existing in lines:
+        hit = existing == line or (match is not None and existing.startswith(key))
+        if hit:
+            if not placed:
+                out.append(line)
+                placed = True
+            continue
+        out.append(existing)
+    if not placed:
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+class LineInFile(Edit):
+    """Ensure `line` is in a file once; `match` (a line prefix) says which line it replaces."""
+
+    def __init__(self, path: str, line: str, match: str | None = None, **kwargs: object) -> None:
+        kwargs.setdefault("name", f"Ensure {line!r} in {path}")
+        super().__init__(
+            path, lambda current: ensure_line(current, line, match), **kwargs  # type: ignore
+        )
+
+
+def ensure_tokens(
+    content: str | None, add: Sequence[str], remove: Sequence[str] = ()
+) -> str:
+    """A one-line file (like cmdline.txt) with `add` tokens present once each.
+
+    Tokens are `key=value` or bare words. A present token with the same key but another
+    value is replaced in place; other tokens keep their order; `remove` drops tokens by key
+    or exact text; new tokens go at the end. Raises ValueError for a file of several lines.
+    """
+    text = (content or "").strip("\n")
+    if "\n" in text:
+        raise ValueError("expected a single line, found several; fix the file by hand first")
+    tokens = text.split()
+
+    def key(token: str) -> str:
+        return token.split("=", 1)[0]
+
+    drop = set(remove)
+    tokens = [t for t in tokens if t not in drop and key(t) not in drop]
+    for token in add:
+        if "=" in token and key(token) in REPEATABLE_KEYS:
+            if token not in tokens:
+                tokens.append(token)
+            continue
+        same = [i for i, t in enumerate(tokens) if key(t) == key(token)]
+        if not same:
+            tokens.append(token)
+            continue
+        tokens[same[0]] = token
+        for i in reversed(same[1:]):
+            del tokens[i]
+    return " ".join(tokens) + "\n"
+
+
+class Tokens(Edit):
+    """Ensure tokens in a one-line file such as /boot/firmware/cmdline.txt."""
+
+    def __init__(
+        self, path: str, add: Sequence[str], remove: Sequence[str] = (), **kwargs: object
+    ) -> None:
+        kwargs.setdefault("name", f"Ensure {' '.join(add)} in {path}")
+        super().__init__(
+            path, lambda current: ensure_tokens(current, add, remove), **kwargs  # type: ignore
+        )
+
+
+class Directory(Step):
+    """Ensure a directory exists with a mode and owner."""
+
+    def __init__(
+        self, path: str, mode: str = "755", owner: str = "root", group: str = "root"
+    ) -> None:
+        self.path, self.mode, self.owner, self.group = path, mode, owner, group
+        self.name = f"Ensure directory {path}"
+
+    def facts(self) -> Mapping[str, str]:
+        p = shlex.quote(self.path)
+        return {"dir": f"[ -d {p} ] && stat -c '%a %U %G' {p}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        q = shlex.quote
+        p = q(self.path)
+        fact = facts["dir"]
+        if not fact.ok:
+            return [Change(f"create directory {self.path}", (Action(
+                f"mkdir -p {p} && chmod {q(self.mode)} {p} && "
+                f"chown {q(self.owner)}:{q(self.group)} {p}"),))]
+        mode, owner, group = (fact.out.split() + ["", "", ""])[:3]
+        changes = []
+        if mode.lstrip("0") != self.mode.lstrip("0"):
+            changes.append(Change(f"chmod {self.mode} {self.path} (was {mode})",
+                                  (Action(f"chmod {q(self.mode)} {p}"),)))
+        if (owner, group) != (self.owner, self.group):
+            changes.append(Change(f"chown {self.owner}:{self.group} {self.path}",
+                                  (Action(f"chown {q(self.owner)}:{q(self.group)} {p}"),)))
+        return changes
+
+
+class Absent(Step):
+    """Ensure a file is absent (kept as a backup first)."""
+
+    def __init__(self, path: str, notify: Sequence[str] = ()) -> None:
+        self.path = path
+        self.name = f"Ensure {path} is absent"
+        self.notify = tuple(notify)
+
+    def facts(self) -> Mapping[str, str]:
+        return {"exists": f"[ -e {shlex.quote(self.path)} ] || [ -L {shlex.quote(self.path)} ]"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if not facts["exists"].ok:
+            return []
+        q = shlex.quote
+        directory, base = posixpath.split(self.path)
+        backup = q(BACKUP_DIR + directory)
+        return [Change(f"remove {self.path}", (Action(
+            f"mkdir -p {backup} && cp -a {q(self.path)} {backup}/{q(base)}."
+            f"$(date -u +%Y%m%dT%H%M%SZ) && rm -rf {q(self.path)}"),))]

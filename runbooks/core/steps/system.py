@@ -1,0 +1,147 @@
+"""System steps: sysctl, kernel modules, apt packages and systemd services.
+
+Each reads its state with one cheap fact command and acts only on the difference, in the
+way pyinfra's server operations do: a converged host gets no command at all.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+
+from runbooks.core.facts import FactResult
+from runbooks.core.steps.base import Action, Change, Step
+from runbooks.core.steps.files import Edit, ensure_line
+
+APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a"
+
+
+def parse_dpkg_status(out: str) -> dict[str, bool]:
+    """`dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'` output -> {package: installed}."""
+    installed: dict[str, bool] = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            installed[fields[0].split(":")[0]] = fields[1].startswith("ii")
+    return installed
+
+
+class Packages(Step):
+    """Ensure apt packages are installed (or absent)."""
+
+    def __init__(self, names: Sequence[str], present: bool = True,
+                 notify: Sequence[str] = ()) -> None:
+        self.names = list(names)
+        self.present = present
+        self.notify = tuple(notify)
+        self.name = f"Ensure packages {'installed' if present else 'absent'}: {' '.join(names)}"
+
+    def facts(self) -> Mapping[str, str]:
+        names = " ".join(shlex.quote(n) for n in self.names)
+        return {"dpkg": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        installed = parse_dpkg_status(facts["dpkg"].out)
+        if self.present:
+            missing = [n for n in self.names if not installed.get(n)]
+            if not missing:
+                return []
+            names = " ".join(shlex.quote(n) for n in missing)
+            install = (f"{APT_ENV} apt-get install -y -q --no-install-recommends "
+                       f"-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
+                       f"{names}")
+            # Retry once after refreshing the lists: a fresh board often has none.
+            command = f"{install} || {{ {APT_ENV} apt-get update -q && {install}; }}"
+            return [Change(f"install {' '.join(missing)}", (Action(command),))]
+        extra = [n for n in self.names if installed.get(n)]
+        if not extra:
+            return []
+        names = " ".join(shlex.quote(n) for n in extra)
+        return [Change(f"remove {' '.join(extra)}",
+                       (Action(f"{APT_ENV} apt-get remove -y -q {names}"),))]
+
+
+class Service(Step):
+    """Ensure a systemd service is enabled and/or running (restarts come from handlers)."""
+
+    def __init__(self, unit: str, enabled: bool | None = True, running: bool | None = True,
+                 notify: Sequence[str] = ()) -> None:
+        self.unit, self.enabled, self.running = unit, enabled, running
+        self.notify = tuple(notify)
+        wants = []
+        if enabled is not None:
+            wants.append("enabled" if enabled else "disabled")
+        if running is not None:
+            wants.append("running" if running else "stopped")
+        self.name = f"Ensure {unit} {' and '.join(wants)}"
+
+    def facts(self) -> Mapping[str, str]:
+        u = shlex.quote(self.unit)
+        return {"enabled": f"systemctl is-enabled {u}", "active": f"systemctl is-active {u}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        u = shlex.quote(self.unit)
+        changes = []
+        state = facts["enabled"].out.strip()
+        if self.enabled is True and state not in ("enabled", "static", "alias", "generated",
+                                                  "indirect"):
+            changes.append(Change(f"enable {self.unit}", (Action(f"systemctl enable {u}"),)))
+        if self.enabled is False and state in ("enabled", "enabled-runtime"):
+            changes.append(Change(f"disable {self.unit}", (Action(f"systemctl disable {u}"),)))
+        active = facts["active"].out.strip() == "active"
+        if self.running is True and not active:
+            changes.append(Change(f"start {self.unit}", (Action(f"systemctl start {u}"),)))
+        if self.running is False and active:
+            changes.append(Change(f"stop {self.unit}", (Action(f"systemctl stop {u}"),)))
+        return changes
+
+
+class Sysctl(Step):
+    """Ensure a kernel setting, live and persisted in a sysctl.d file."""
+
+    def __init__(self, key: str, value: str | int,
+                 file: str = "/etc/sysctl.d/90-greenroom.conf") -> None:
+        self.key, self.value, self.file = key, str(value), file
+        self.name = f"Ensure {key} = {value}"
+        self._persist = Edit(file, lambda c: ensure_line(c, self.line, f"{key} ="))
+
+    @property
+    def line(self) -> str:
+        return f"{self.key} = {self.value}"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"live": f"sysctl -n {shlex.quote(self.key)}", **self._persist.facts()}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        changes = []
+        live = facts["live"]
+        if not live.ok or live.out.split() != self.value.split():
+            setting = shlex.quote(f"{self.key}={self.value}")
+            was = live.out.strip() if live.ok else "unavailable"
+            changes.append(Change(f"set {self.key} = {self.value} live (was {was})",
+                                  (Action(f"sysctl -q -w {setting}"),)))
+        changes.extend(self._persist.plan(facts))
+        return changes
+
+
+class KernelModule(Step):
+    """Ensure a kernel module is loaded now and at every boot (modules-load.d)."""
+
+    def __init__(self, module: str, file: str = "/etc/modules-load.d/greenroom.conf") -> None:
+        self.module, self.file = module, file
+        self.name = f"Ensure kernel module {module} loaded"
+        self._persist = Edit(file, lambda c: ensure_line(c, module))
+
+    def facts(self) -> Mapping[str, str]:
+        m = shlex.quote(self.module)
+        loaded = (f"[ -d /sys/module/{m} ] || grep -q '^{self.module} ' /proc/modules || "
+                  f"grep -q '/{self.module}\\.ko' /lib/modules/$(uname -r)/modules.builtin")
+        return {"loaded": loaded, **self._persist.facts()}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        changes = []
+        if not facts["loaded"].ok:
+            changes.append(Change(f"load {self.module}",
+                                  (Action(f"modprobe {shlex.quote(self.module)}"),)))
+        changes.extend(self._persist.plan(facts))
+        return changes
