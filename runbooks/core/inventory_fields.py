@@ -227,10 +227,20 @@ class Collector:
         return name
 
 
-def vlan_name_suggestion(parent: str, vlan_id: int) -> str:
+def vlan_name_suggestion(parent: str, vlan_id: int | str) -> str:
     """Short VLAN interface names for a long parent, e.g. 'enx.100' or 'enxf8e43b5d5.100'."""
     suffix = f".{vlan_id}"
     head = re.match(r"[A-Za-z]+", parent)
     short = (head.group(0)[:3] if head else parent[:3]) + suffix
     fitted = parent[: IFNAMSIZ - len(suffix)] + suffix
-    return f"'{short}' or '{fitted}' (<parent[:n]>.<id>, at most {IFNAMSIZ} characters)"
+    options = f"'{short}'" if short == fitted else f"'{short}' or '{fitted}'"
+    return f"{options} (<parent[:n]>.<id>, at most {IFNAMSIZ} characters)"
+
+
+def shorter_vlan_name(name: str, parent: str | None, vlan_id: int | None) -> str:
+    """A suggestion for a too-long VLAN interface name, from the name itself when it looks
+    like <parent>.<id>, else from the parent and the VLAN id."""
+    match = re.fullmatch(r"(.+)\.(\d+)", name)
+    if match:
+        return vlan_name_suggestion(match.group(1), match.group(2))
+    return vlan_name_suggestion(parent or name, vlan_id or 100)

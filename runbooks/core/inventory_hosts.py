@@ -12,7 +12,7 @@ import re
 from ipaddress import IPv4Address, IPv4Interface, ip_address
 from typing import Any
 
-from runbooks.core.inventory_fields import Collector, vlan_name_suggestion
+from runbooks.core.inventory_fields import Collector, kind_of, shorter_vlan_name
 from runbooks.core.inventory_model import (
     BOARD_BOOT,
     KNOWN_BOARDS,
@@ -40,8 +40,8 @@ def read_hosts(c: Collector, value: Any, defaults: dict[str, Any], plan: NetPlan
     if value is None:
         return {}
     if not isinstance(value, dict):
-        c.add(("hosts",), f"must be a mapping of host name to settings, got a {type(value).__name__}"
-                          "; write it like hosts: {rp0: {address: 192.168.10.3}}")
+        c.add(("hosts",), f"must be a mapping of host name to settings, got {kind_of(value)}; "
+                          "write it like hosts: {rp0: {address: 192.168.10.3}}")
         return {}
     if not value:
         c.add(("hosts",), "no hosts defined; add at least one, e.g. "
@@ -86,7 +86,7 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
     lab = _read_host_lab(c, settings.get("lab"), (*base, "lab"), lab_present, board)
     host_vars = settings.get("vars") or {}
     if not isinstance(host_vars, dict):
-        c.add((*base, "vars"), f"must be a mapping of settings, got {type(host_vars).__name__}")
+        c.add((*base, "vars"), f"must be a mapping of settings, got {kind_of(host_vars)}")
     if address is None:
         return None
     # Partly invalid hosts are still returned (with placeholders) so the checks across hosts
@@ -119,8 +119,9 @@ def _read_vlan(c: Collector, value: Any, path: tuple[str, ...], plan: NetPlan,
     if vlan is None:
         return None
     parent = c.ifname(vlan.get("parent"), (*path, "parent"))
-    suggestion = vlan_name_suggestion(parent or "eth0", plan.vlan_id or 100)
-    name = c.ifname(vlan.get("name"), (*path, "name"), suggestion)
+    given = vlan.get("name")
+    suggestion = shorter_vlan_name(given if isinstance(given, str) else "", parent, plan.vlan_id)
+    name = c.ifname(given, (*path, "name"), suggestion)
     if vlan.get("name") is None:
         if vlan.get("parent") is None:
             c.add((*path, "name"), "needs 'parent' (the physical interface, e.g. eth0) or "
@@ -130,7 +131,8 @@ def _read_vlan(c: Collector, value: Any, path: tuple[str, ...], plan: NetPlan,
             if len(name) > 15:
                 c.add((*path, "name"), f"the default name {name!r} (<parent>.<vlan id>) is "
                       f"{len(name)} characters, Linux allows at most 15; set vlan.name to a "
-                      f"shorter one, e.g. {suggestion}", line=c.line((*path, "parent")))
+                      f"shorter one, e.g. {shorter_vlan_name(name, parent, plan.vlan_id)}",
+                      line=c.line((*path, "parent")))
                 name = None
     address = c.interface_address(vlan.get("address"), (*path, "address"))
     if vlan.get("address") is None and is_gateway and plan.gateway and plan.subnet:
@@ -172,9 +174,9 @@ def check_across_hosts(c: Collector, raw: dict[str, Any], hosts: dict[str, Host]
     """Checks that need all hosts: via chains, duplicates, gateway and lab addresses."""
     names = list(raw) if isinstance(raw, dict) else []
     _check_via(c, hosts, [str(n) for n in names])
-    seen: dict[tuple[str, int, str | None], str] = {}
+    seen: dict[str, str] = {}
     for host in hosts.values():
-        key = (host.address.lower(), host.port, host.via)
+        key = host.address.lower()
         if key in seen:
             c.add(("hosts", host.name, "address"), f"{host.address} is already the address of "
                   f"host '{seen[key]}'; every host needs its own management address")

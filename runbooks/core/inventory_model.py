@@ -172,7 +172,8 @@ class Inventory:
             else:
                 unknown.append(item)
         if unknown:
-            raise InventoryError(str(self.path), [self._unknown_selection(item) for item in unknown])
+            problems = [self._unknown_selection(item) for item in unknown]
+            raise InventoryError(str(self.path), problems)
         return [host for name, host in self.hosts.items() if name in wanted]
 
     def _unknown_selection(self, item: str) -> Problem:

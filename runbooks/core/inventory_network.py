@@ -94,8 +94,9 @@ def _check_gateway(c: Collector, plan: NetPlan) -> None:
     assert plan.subnet and plan.gateway
     path = ("network", "gateway")
     if plan.gateway not in plan.subnet:
+        example = plan.subnet[2] if plan.subnet.num_addresses > 2 else plan.subnet[0]
         c.add(path, f"gateway {plan.gateway} is outside the subnet {plan.subnet}; pick an "
-                    f"address inside it, e.g. {plan.subnet[2] if plan.subnet.num_addresses > 2 else plan.subnet[0]}")
+                    f"address inside it, e.g. {example}")
         plan.gateway = None
     elif kind := special(plan.subnet, plan.gateway):
         c.add(path, f"gateway {plan.gateway} is the {kind} address of {plan.subnet}; pick a "

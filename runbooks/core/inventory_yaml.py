@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 Path_ = tuple[str | int, ...]
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def parse_yaml(text: str) -> tuple[Any, dict[Path_, int], list[tuple[int | None, Path_, str]]]:
@@ -52,14 +53,22 @@ def _convert(
 ) -> Any:
     """Build plain data from a node, recording the line of every key and list item."""
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # resolves `<<: *anchor` merge keys
+        own = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE)
+        loader.flatten_mapping(node)  # resolves `<<: *anchor`; merged pairs come first
+        first_own = len(node.value) - own
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        merged: set[Any] = set()  # keys whose value came from a merge: own keys override them
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 key = str(key)
             key_path = (*path, str(key))
             line = key_node.start_mark.line + 1
+            if index < first_own or key in merged:
+                merged.discard(key)
+                if index < first_own:
+                    merged.add(key)
+                result.pop(key, None)
             if key in result:
                 first = lines.get(key_path)
                 problems.append((
