@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.core.inventory_fields import Collector
-from runbooks.core.inventory_hosts import check_across_hosts, read_hosts
+from runbooks.core.inventory_hosts import HOST_NAME, check_across_hosts, read_hosts
 from runbooks.core.inventory_model import (
     BOARD_BOOT,
     KNOWN_BOARDS,
@@ -93,14 +93,24 @@ def _build(c: Collector, data: Any, path: Path) -> Inventory | None:
     hosts = read_hosts(c, top.get("hosts"), defaults, plan, top.get("lab") is not None)
     check_across_hosts(c, top.get("hosts"), hosts, plan, lab)
     if lab:
-        for clash in (name for name in lab.clients if name in (top.get("hosts") or {})):
-            c.add(("lab", "clients"), f"client guest '{clash}' has the name of a host; "
-                                      "rename the client")
+        _check_clients(c, lab.clients, top.get("hosts"))
     registry = _read_registry(c, top.get("registry"), top.get("hosts"), hosts)
     network = plan.build()
     if c.problems or site is None or network is None:
         return None
     return Inventory(path, site, network, registry, hosts, lab)
+
+
+def _check_clients(c: Collector, clients: tuple[str, ...], raw_hosts: Any) -> None:
+    """Lab client guests need host-like names that differ from every host's name."""
+    hosts = raw_hosts if isinstance(raw_hosts, dict) else {}
+    for index, name in enumerate(clients):
+        if not HOST_NAME.match(name):
+            c.add(("lab", "clients", index), f"client name {name!r} is not a valid name: use "
+                                             "lower-case letters, digits and '-' (like microvm)")
+        elif name in hosts:
+            c.add(("lab", "clients", index), f"client guest '{name}' has the name of a host; "
+                                             "rename the client")
 
 
 def _read_defaults(c: Collector, value: Any) -> dict[str, Any]:

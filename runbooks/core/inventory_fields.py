@@ -90,7 +90,8 @@ class Collector:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
-            self.add(path, f"must be {what}, got {kind_of(value)} {value!r}")
+            hint = f"; quote it: '{value}'" if isinstance(value, (int, float)) else ""
+            self.add(path, f"must be {what}, got {kind_of(value)} {value!r}{hint}")
             return None
         return value
 
@@ -100,7 +101,8 @@ class Collector:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            self.add(path, f"must be an integer ({what}), got {kind_of(value)} {value!r}")
+            self.add(path, f"must be an integer ({what}), got {kind_of(value)} {value!r}; "
+                           "write a whole number without quotes or units")
             return None
         if value < low or (high is not None and value > high):
             limit = f"between {low} and {high}" if high is not None else f"at least {low}"

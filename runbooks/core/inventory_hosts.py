@@ -30,7 +30,8 @@ HOST_KEYS = {"address": True, "user": False, "port": False, "via": False, "roles
              "board": False, "upstream": False, "vlan": False, "lab": False, "vars": False}
 VLAN_KEYS = {"name": False, "parent": False, "address": False, "managed": False}
 HOST_LAB_KEYS = {"kind": False, "boot": False, "seed": False}
-_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+LAB_MGMT_IF = "mgmt0"  # lab guests' management interface (runbooks/lab)
 _SEED_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
@@ -59,7 +60,7 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
                lab_present: bool) -> Host | None:
     """Check one host's settings."""
     base = ("hosts", name)
-    if not _HOST_NAME.match(name):
+    if not HOST_NAME.match(name):
         c.add(base, f"host name {name!r} is not a valid name: use lower-case letters, digits "
                     "and '-' (like rp0 or dell)")
     elif name in KNOWN_ROLES:
@@ -84,6 +85,9 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
     upstream = c.ifname(settings.get("upstream"), (*base, "upstream"))
     vlan = _read_vlan(c, settings.get("vlan"), (*base, "vlan"), plan, "gateway" in roles)
     lab = _read_host_lab(c, settings.get("lab"), (*base, "lab"), lab_present, board)
+    if upstream and vlan and upstream == vlan.name:
+        c.add((*base, "upstream"), f"upstream {upstream!r} is also the VLAN interface name; "
+                                   "name the interface toward the internet (often vlan.parent)")
     host_vars = settings.get("vars") or {}
     if not isinstance(host_vars, dict):
         c.add((*base, "vars"), f"must be a mapping of settings, got {kind_of(host_vars)}")
@@ -138,6 +142,9 @@ def _read_vlan(c: Collector, value: Any, path: tuple[str, ...], plan: NetPlan,
     if vlan.get("address") is None and is_gateway and plan.gateway and plan.subnet:
         address = IPv4Interface(f"{plan.gateway}/{plan.subnet.prefixlen}")
     managed = c.boolean(vlan.get("managed"), (*path, "managed"))
+    if name and name == parent:
+        c.add((*path, "name"), f"the VLAN interface cannot have its parent's name {parent!r}; "
+                               f"use e.g. {parent}.{plan.vlan_id or 100}")
     # name is "" only when a problem was recorded above (so no Inventory gets built).
     return Vlan(name or "", parent, address, True if managed is None else managed)
 
@@ -233,6 +240,25 @@ def _check_lab_address(c: Collector, host: Host, lab: LabSpec) -> None:
     elif kind := special(lab.management, address):
         c.add(path, f"{address} is the {kind} address of lab.management {lab.management}; "
                     "pick a host address")
+    elif address == lab.management[1]:
+        c.add(path, f"{address} is the machine's own side of the lab bridge (the first address "
+                    f"of lab.management {lab.management}); start hosts at {lab.management[2]}")
+    for ifpath, ifname in _interfaces(host):
+        if ifname == LAB_MGMT_IF:
+            c.add(ifpath, f"'{LAB_MGMT_IF}' is the lab's own management interface in every "
+                          "guest; pick another interface name")
+
+
+def _interfaces(host: Host) -> list[tuple[tuple[str, ...], str]]:
+    """(path, name) of every interface name the host's settings mention."""
+    base = ("hosts", host.name)
+    names = []
+    if host.upstream:
+        names.append(((*base, "upstream"), host.upstream))
+    if host.vlan:
+        names += [((*base, "vlan", key), value) for key, value in
+                  (("name", host.vlan.name), ("parent", host.vlan.parent)) if value]
+    return names
 
 
 def _check_vlan_addresses(c: Collector, hosts: dict[str, Host], plan: NetPlan) -> None:
