@@ -176,7 +176,7 @@ def _read_host_lab(c: Collector, value: Any, path: tuple[str, ...], lab_present:
     return HostLab(kind, boot, tuple(seed for _, seed in seeds or []))
 
 
-def check_across_hosts(c: Collector, raw: dict[str, Any], hosts: dict[str, Host],
+def check_across_hosts(c: Collector, raw: Any, hosts: dict[str, Host],
                        plan: NetPlan, lab: LabSpec | None) -> None:
     """Checks that need all hosts: via chains, duplicates, gateway and lab addresses."""
     names = list(raw) if isinstance(raw, dict) else []
@@ -251,8 +251,8 @@ def _check_lab_address(c: Collector, host: Host, lab: LabSpec) -> None:
 
 def _interfaces(host: Host) -> list[tuple[tuple[str, ...], str]]:
     """(path, name) of every interface name the host's settings mention."""
-    base = ("hosts", host.name)
-    names = []
+    base: tuple[str, ...] = ("hosts", host.name)
+    names: list[tuple[tuple[str, ...], str]] = []
     if host.upstream:
         names.append(((*base, "upstream"), host.upstream))
     if host.vlan:

@@ -13,11 +13,12 @@ import yaml
 
 Path_ = tuple[str | int, ...]
 _MERGE = "tag:yaml.org,2002:merge"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~3x faster
 
 
 def parse_yaml(text: str) -> tuple[Any, dict[Path_, int], list[tuple[int | None, Path_, str]]]:
     """Parse one YAML document; return data, key lines and (line, path, message) problems."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     lines: dict[Path_, int] = {}
     problems: list[tuple[int | None, Path_, str]] = []
     try:
@@ -48,7 +49,7 @@ def _syntax_problem(error: yaml.MarkedYAMLError) -> tuple[int | None, Path_, str
 
 
 def _convert(
-    loader: yaml.SafeLoader, node: yaml.Node, path: Path_,
+    loader: Any, node: yaml.Node, path: Path_,
     lines: dict[Path_, int], problems: list[tuple[int | None, Path_, str]],
 ) -> Any:
     """Build plain data from a node, recording the line of every key and list item."""

@@ -546,3 +546,18 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_pure_python_yaml_loader_reports_the_same(monkeypatch):
+    """Without libyaml (CSafeLoader) the same problems come out at the same lines."""
+    import yaml
+
+    from runbooks.core import inventory_yaml
+
+    texts = [mutate(*param.values[0]) for param in BAD_CASES]
+    fast = [[(p.line, p.key) for p in problems_of(text)] for text in texts]
+    monkeypatch.setattr(inventory_yaml, "_Loader", yaml.SafeLoader)
+    slow = [[(p.line, p.key) for p in problems_of(text)] for text in texts]
+    assert slow == fast
+    assert parse_inventory(GOOD, FILE).hosts["rp0"].vlan.address == IPv4Interface(
+        "192.168.10.3/25")
