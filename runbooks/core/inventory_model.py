@@ -158,13 +158,12 @@ class Inventory:
         None or "" selects every host. The result keeps file order, without duplicates.
         Raises InventoryError when an item is neither a host name nor a known role.
         """
-        if spec is None or not spec.strip():
+        items = [part.strip() for part in (spec or "").split(",") if part.strip()]
+        if not items:
             return list(self.hosts.values())
         wanted: set[str] = set()
         unknown: list[str] = []
-        for item in (part.strip() for part in spec.split(",")):
-            if not item:
-                continue
+        for item in items:
             if item in self.hosts:
                 wanted.add(item)
             elif item in KNOWN_ROLES:

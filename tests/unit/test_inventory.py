@@ -506,6 +506,7 @@ def test_model_is_frozen():
 @pytest.mark.parametrize(("spec", "names"), [
     pytest.param(None, ["dell", "rp0", "rp1"], id="none-is-all"),
     pytest.param("", ["dell", "rp0", "rp1"], id="empty-is-all"),
+    pytest.param(" , ", ["dell", "rp0", "rp1"], id="only-commas-is-all"),
     pytest.param("rp1", ["rp1"], id="one-name"),
     pytest.param("rp1,dell", ["dell", "rp1"], id="file-order"),
     pytest.param("pi", ["rp0", "rp1"], id="role"),
