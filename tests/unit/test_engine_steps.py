@@ -1,0 +1,269 @@
+"""Table-driven tests of the engine's steps: (arguments, facts) -> expected changes."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult, batch_script, split_batch
+from runbooks.core.steps import (
+    Command,
+    Directory,
+    File,
+    KernelModule,
+    LineInFile,
+    Packages,
+    Service,
+    Sysctl,
+    Tokens,
+    ensure_line,
+    ensure_tokens,
+)
+from runbooks.core.steps.files import write_command
+
+
+def file_fact(content: str | None, mode: str = "644", owner: str = "root") -> FactResult:
+    if content is None:
+        return FactResult(1, "")
+    return FactResult(0, f"{mode} {owner} {owner}\n{FILE_STAT_SEPARATOR}\n{content}")
+
+
+def summaries(step, facts) -> list[str]:
+    return [c.summary for c in step.plan(facts)]
+
+
+@pytest.mark.parametrize(
+    ("content", "add", "remove", "wanted"),
+    [
+        ("console=tty1 root=/dev/sda2 rootwait\n", ["cgroup_memory=1"], [],
+         "console=tty1 root=/dev/sda2 rootwait cgroup_memory=1\n"),
+        ("a cgroup_memory=1 b\n", ["cgroup_memory=1"], [], "a cgroup_memory=1 b\n"),
+        ("a cgroup_memory=0 b\n", ["cgroup_memory=1"], [], "a cgroup_memory=1 b\n"),
+        ("a cgroup_memory=0 b cgroup_memory=1\n", ["cgroup_memory=1"], [],
+         "a cgroup_memory=1 b\n"),
+        ("a cgroup_enable=cpuset\n", ["cgroup_enable=cpuset", "cgroup_enable=memory"], [],
+         "a cgroup_enable=cpuset cgroup_enable=memory\n"),
+        ("a quiet splash\n", [], ["quiet"], "a splash\n"),
+        (None, ["x=1"], [], "x=1\n"),
+        ("a  b\tc", ["d"], [], "a b c d\n"),
+    ],
+    ids=["append", "already-there", "value-replaced-in-place", "duplicate-key-dropped",
+         "repeatable-key", "remove", "missing-file", "whitespace-normalised"],
+)
+def test_ensure_tokens(content, add, remove, wanted):
+    assert ensure_tokens(content, add, remove) == wanted
+
+
+def test_ensure_tokens_refuses_several_lines():
+    with pytest.raises(ValueError, match="single line"):
+        ensure_tokens("a\nb\n", ["c"])
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "match", "wanted"),
+    [
+        (None, "x = 1", None, "x = 1\n"),
+        ("a\nx = 1\n", "x = 1", None, "a\nx = 1\n"),
+        ("a\nx = 0\nb\n", "x = 1", "x =", "a\nx = 1\nb\n"),
+        ("x = 0\nx = 2\n", "x = 1", "x =", "x = 1\n"),
+        ("a", "b", None, "a\nb\n"),
+    ],
+    ids=["new-file", "present", "replace-match", "dedupe-matches", "no-trailing-newline"],
+)
+def test_ensure_line(content, line, match, wanted):
+    assert ensure_line(content, line, match) == wanted
+
+
+def test_file_noop_when_same():
+    step = File("/etc/x.conf", "a\n")
+    assert step.plan({"file": file_fact("a\n")}) == []
+
+
+def test_file_diff_and_create():
+    step = File("/etc/x.conf", "a\nb\n")
+    (change,) = step.plan({"file": file_fact("a\n")})
+    assert change.summary == "update /etc/x.conf"
+    assert "+b" in change.diff and change.diff.startswith("--- /etc/x.conf")
+    (created,) = step.plan({"file": file_fact(None)})
+    assert created.summary == "create /etc/x.conf" and "--- /dev/null" in created.diff
+
+
+def test_file_mode_and_owner_only():
+    step = File("/etc/x.conf", "a\n", mode="600")
+    assert summaries(step, {"file": file_fact("a\n", "644", "pi")}) == [
+        "chmod 600 /etc/x.conf (was 644)", "chown root:root /etc/x.conf (was pi:pi)"]
+
+
+def test_secret_file_hides_diff():
+    step = File("/etc/token", "s3cr3t-token\n", secret=True)
+    (change,) = step.plan({"file": file_fact(None)})
+    assert "s3cr3t" not in change.diff
+    assert all("s3cr3t" not in a.command for a in change.actions)  # content goes on stdin
+
+
+def test_file_path_is_quoted():
+    step = File("/etc/it's here.conf", "a\n")
+    (change,) = step.plan({"file": file_fact(None)})
+    assert "'/etc/it'\"'\"'s here.conf'" in change.actions[0].command
+
+
+@pytest.mark.parametrize(
+    ("live", "persisted", "wanted"),
+    [
+        (FactResult(0, "1\n"), "net.ipv4.ip_forward = 1\n", []),
+        (FactResult(0, "0\n"), "net.ipv4.ip_forward = 1\n",
+         ["set net.ipv4.ip_forward = 1 live (was 0)"]),
+        (FactResult(0, "1\n"), None, ["create /etc/sysctl.d/90-greenroom.conf"]),
+        (FactResult(0, "0\n"), "net.ipv4.ip_forward = 0\n",
+         ["set net.ipv4.ip_forward = 1 live (was 0)", "update /etc/sysctl.d/90-greenroom.conf"]),
+        (FactResult(255, ""), None, ["set net.ipv4.ip_forward = 1 live (was unavailable)",
+                                     "create /etc/sysctl.d/90-greenroom.conf"]),
+    ],
+    ids=["noop", "live-only", "persist-only", "both", "unknown-key"],
+)
+def test_sysctl(live, persisted, wanted):
+    step = Sysctl("net.ipv4.ip_forward", 1)
+    assert summaries(step, {"live": live, "file": file_fact(persisted)}) == wanted
+
+
+def test_sysctl_zero_value_and_multiword():
+    step = Sysctl("net.ipv4.ping_group_range", "0 2147483647")
+    facts = {"live": FactResult(0, "0\t2147483647\n"),
+             "file": file_fact("net.ipv4.ping_group_range = 0 2147483647\n")}
+    assert step.plan(facts) == []
+    zero = Sysctl("vm.swappiness", 0)
+    assert summaries(zero, {"live": FactResult(0, "0\n"),
+                            "file": file_fact("vm.swappiness = 0\n")}) == []
+
+
+@pytest.mark.parametrize(
+    ("loaded", "persisted", "wanted"),
+    [
+        (True, "overlay\n", []),
+        (False, "overlay\n", ["load overlay"]),
+        (True, None, ["create /etc/modules-load.d/greenroom.conf"]),
+    ],
+    ids=["noop", "load", "persist"],
+)
+def test_kernel_module(loaded, persisted, wanted):
+    step = KernelModule("overlay")
+    facts = {"loaded": FactResult(0 if loaded else 1, ""), "file": file_fact(persisted)}
+    assert summaries(step, facts) == wanted
+
+
+@pytest.mark.parametrize(
+    ("dpkg", "present", "wanted"),
+    [
+        ("chrony ii \ncontainerd ii \n", True, []),
+        ("chrony ii \ncontainerd un \n", True, ["install containerd"]),
+        ("", True, ["install chrony containerd"]),
+        ("chrony ii \ncontainerd rc \n", False, ["remove chrony"]),
+        ("chrony:arm64 ii \ncontainerd ii \n", True, []),
+    ],
+    ids=["noop", "one-missing", "none-known", "remove", "multiarch-name"],
+)
+def test_packages(dpkg, present, wanted):
+    step = Packages(["chrony", "containerd"], present=present)
+    assert summaries(step, {"dpkg": FactResult(0, dpkg)}) == wanted
+
+
+@pytest.mark.parametrize(
+    ("enabled", "active", "want", "wanted"),
+    [
+        ("enabled", "active", (True, True), []),
+        ("disabled", "inactive", (True, True), ["enable x", "start x"]),
+        ("static", "active", (True, True), []),
+        ("enabled", "active", (False, False), ["disable x", "stop x"]),
+        ("enabled", "failed", (None, True), ["start x"]),
+    ],
+    ids=["noop", "enable-start", "static-unit", "disable-stop", "running-only"],
+)
+def test_service(enabled, active, want, wanted):
+    step = Service("x", enabled=want[0], running=want[1])
+    facts = {"enabled": FactResult(0, enabled + "\n"), "active": FactResult(0, active + "\n")}
+    assert summaries(step, facts) == wanted
+
+
+def test_command_guards():
+    unless = Command("make swap go", "swapoff -a", unless="! grep -q / /proc/swaps")
+    assert unless.plan({"guard": FactResult(0, "")}) == []
+    assert summaries(unless, {"guard": FactResult(1, "")}) == ["run: swapoff -a"]
+    only = Command("x", "y", only_if="test -e /z")
+    assert only.plan({"guard": FactResult(1, "")}) == []
+    with pytest.raises(ValueError):
+        Command("x", "y")
+
+
+def test_directory():
+    step = Directory("/etc/containerd", mode="755")
+    assert summaries(step, {"dir": FactResult(1, "")}) == ["create directory /etc/containerd"]
+    assert step.plan({"dir": FactResult(0, "755 root root\n")}) == []
+    assert summaries(step, {"dir": FactResult(0, "700 root root\n")}) == [
+        "chmod 755 /etc/containerd (was 700)"]
+
+
+def test_line_and_tokens_steps_plan_from_current_content():
+    line = LineInFile("/etc/fstab", "#/swapfile none swap sw 0 0", match="/swapfile")
+    (change,) = line.plan({"file": file_fact("proc /proc proc defaults 0 0\n"
+                                             "/swapfile none swap sw 0 0\n")})
+    assert "-/swapfile none swap sw 0 0" in change.diff
+    tokens = Tokens("/boot/firmware/cmdline.txt", ["cgroup_memory=1"])
+    assert tokens.plan({"file": file_fact("a cgroup_memory=1\n")}) == []
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [["a\n", "b"], ["", ""], ["no newline", "x\n\n"], ["@@greenroom-fake 0\n", "z"]],
+    ids=["plain", "empty", "trailing-newlines", "marker-lookalike"],
+)
+def test_batch_roundtrip_through_real_sh(outputs):
+    commands = {f"k{i}": f"printf %s {shlex.quote(out)}" for i, out in enumerate(outputs)}
+    commands["fails"] = "exit 3"
+    marker = "@@greenroom-0123456789abcdef"
+    done = subprocess.run(["sh", "-c", batch_script(commands, marker)],
+                          capture_output=True, text=True, check=True)
+    results = split_batch(done.stdout, list(commands), marker)
+    assert [results[f"k{i}"].out for i in range(len(outputs))] == outputs
+    assert results["fails"].rc == 3
+
+
+def run_write(tmp_path: Path, content: str, stdin: str, validate: str | None = None):
+    target = tmp_path / "target.conf"
+    script = write_command(str(target), content, "600", "root", "root", validate)
+    done = subprocess.run(["sh", "-c", script], input=stdin, capture_output=True, text=True)
+    return target, done
+
+
+def test_write_is_atomic_and_keeps_backup(tmp_path, monkeypatch):
+    from runbooks.core.steps import files
+
+    monkeypatch.setattr(files, "BACKUP_DIR", str(tmp_path / "backups"))
+    target, done = run_write(tmp_path, "new\n", "new\n")
+    assert done.returncode == 0, done.stderr
+    assert target.read_text() == "new\n" and oct(target.stat().st_mode)[-3:] == "600"
+    target.write_text("old\n")
+    target, done = run_write(tmp_path, "newer\n", "newer\n")
+    assert done.returncode == 0
+    backups = list((tmp_path / "backups").rglob("target.conf.*"))
+    assert [b.read_text() for b in backups] == ["old\n"]
+    assert [p.name for p in tmp_path.iterdir() if ".greenroom." in p.name] == []
+
+
+def test_write_refuses_truncated_content(tmp_path):
+    target = tmp_path / "target.conf"
+    target.write_text("old\n")
+    target, done = run_write(tmp_path, "a long wanted content\n", "a long wan")
+    assert done.returncode == 4 and "incomplete" in done.stderr
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir() if ".greenroom." in p.name] == []
+
+
+def test_write_validation_failure_keeps_old_file(tmp_path):
+    target = tmp_path / "target.conf"
+    target.write_text("old\n")
+    target, done = run_write(tmp_path, "bad\n", "bad\n", validate="grep -q good {}")
+    assert done.returncode == 3 and "validation failed" in done.stderr
+    assert target.read_text() == "old\n"
