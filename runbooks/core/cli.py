@@ -8,7 +8,7 @@ host, the lab not running) is reported before any connection is opened, and exit
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from invoke import Context, Exit, Task

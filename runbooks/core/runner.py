@@ -179,7 +179,7 @@ def run_runbook(
                             options or {}, printer)
                 for host in targets
             ]
-            for host, future in zip(targets, futures):
+            for host, future in zip(targets, futures, strict=True):
                 result.hosts[host.name] = future.result()
     finally:
         connector.close_all()

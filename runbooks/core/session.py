@@ -165,7 +165,7 @@ class Session:
             stderr = channel.makefile_stderr("rb").read()
             rc = channel.recv_exit_status()
             channel.close()
-        except (paramiko.SSHException, EOFError, OSError, socket.timeout) as exc:
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
             raise HostUnreachable(
                 f"connection to {self.host.name} lost: {exc or type(exc).__name__}"
             ) from exc

@@ -1,4 +1,4 @@
-"""Render the jinja2 templates in files/<runbook>/ (StrictUndefined: a missing value is an error)."""
+"""Render the jinja2 templates in files/<runbook>/ (StrictUndefined: a missing value fails)."""
 
 from __future__ import annotations
 
