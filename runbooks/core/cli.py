@@ -56,7 +56,9 @@ def execute(c: Context, runbook: Runbook, inventory: str | None, host: str | Non
     inv = load_inventory_or_exit(c, inventory)
     try:
         hosts = select_hosts(inv, runbook, host)
-    except (UsageError, InventoryError) as exc:
+    except InventoryError as exc:
+        raise Exit(str(exc), code=2) from None
+    except UsageError as exc:
         raise Exit(f"{inv.path}: {exc}", code=2) from None
     if not hosts:
         raise Exit(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
