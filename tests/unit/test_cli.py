@@ -1,0 +1,127 @@
+"""The command line: help for every task and parameter, bad input stops before any host."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from invoke import Collection, Program
+
+from runbooks.core.cli import runbook_task
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Plan
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def walk(collection: Collection, prefix: str = ""):
+    for name, task in collection.tasks.items():
+        yield prefix + name, task
+    for name, sub in collection.collections.items():
+        yield from walk(sub, prefix + name + ".")
+
+
+def test_every_task_and_parameter_has_help():
+    sys.path.insert(0, str(REPO))
+    import tasks
+
+    found = list(walk(tasks.ns))
+    assert found, "tasks.py exposes no task"
+    for name, task in found:
+        assert (task.__doc__ or task.body.__doc__ or "").strip(), f"{name} has no docstring"
+        for arg in task.get_arguments():
+            assert arg.help, f"{name} --{arg.name} has no help text"
+
+
+def test_inv_list_shows_every_collection():
+    done = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "lab.up" in done.stdout or "lab" in done.stdout
+
+
+class ConnectionCounter:
+    """A TCP listener on loopback that counts the connections it is offered."""
+
+    def __init__(self, address: str = "127.0.0.5") -> None:
+        self.sock = socket.socket()
+        self.sock.bind((address, 0))
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.address, self.port = address, self.sock.getsockname()[1]
+
+    def count(self) -> int:
+        n = 0
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except BlockingIOError:
+                return n
+            conn.close()
+            n += 1
+
+
+INVENTORY = """\
+site: clitest
+defaults: {{user: root, port: {port}}}
+network:
+  vlan: {{id: {vlan}}}
+  subnet: 192.168.10.0/25
+  gateway: 192.168.10.2
+  dhcp: {{range: [192.168.10.26, 192.168.10.126], dns: [192.168.10.2]}}
+hosts:
+  rp0: {{address: {address}, roles: [pi]}}
+"""
+
+
+def program() -> Program:
+    seen: list[str] = []
+
+    def plan(ctx):
+        seen.append(ctx.host.name)
+        return Plan()
+
+    ns = Collection()
+    ns.add_task(runbook_task(Runbook("probe", ("pi",), plan), "Probe hosts."))
+    return Program(namespace=ns, name="inv", binary="inv")
+
+
+def run_program(argv: list[str], capsys) -> tuple[int, str]:
+    try:
+        program().run(["inv", *argv], exit=True)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def test_bad_inventory_exits_nonzero_naming_file_line_key_and_touches_no_host(
+        tmp_path, capsys):
+    counter = ConnectionCounter()
+    path = tmp_path / "site.yaml"
+    path.write_text(INVENTORY.format(port=counter.port, vlan=5000, address=counter.address))
+    code, out = run_program(["probe", "-i", str(path)], capsys)
+    assert code == 2
+    assert f"{path}:4: network.vlan.id" in out and "4094" in out
+    assert counter.count() == 0
+
+
+def test_unknown_host_lists_known_ones_and_touches_no_host(tmp_path, capsys):
+    counter = ConnectionCounter()
+    path = tmp_path / "site.yaml"
+    path.write_text(INVENTORY.format(port=counter.port, vlan=100, address=counter.address))
+    code, out = run_program(["probe", "-i", str(path), "-H", "rp9"], capsys)
+    assert code == 2 and "rp9" in out and "rp0" in out
+    assert counter.count() == 0
+
+
+def test_short_flags_and_help(capsys):
+    code, out = run_program(["probe", "--help"], capsys)
+    assert code == 0
+    for flag in ("-i STRING, --inventory", "-H STRING, --host", "--check", "--parallel",
+                 "--report", "--accept-new-host-keys"):
+        assert flag in out, textwrap.shorten(out, 400)
