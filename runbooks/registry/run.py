@@ -1,0 +1,229 @@
+"""The registry operations behind the tasks: load-images, save, load (verify is in verify.py).
+
+Each returns a `Summary`; printing per image happens through `Progress` as images finish.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from .images import ImageList, ImageSpec, load_image_list, parse_rewrite
+from .lockfile import lock_path_for, read_lock, write_lock
+from .manifests import DEFAULT_PLATFORM, Platform, parse_platforms
+from .progress import MB, Progress, human_mb
+
+
+@dataclass
+class Options:
+    """What the user asked for (from task flags)."""
+
+    images: str | None = None
+    to: str | None = None
+    inventory: str | None = None
+    platform: str | None = None
+    all_platforms: bool = False
+    jobs: int = 8
+    rewrite: tuple[str, ...] = ()
+    insecure: tuple[str, ...] = ()
+    lock: str | None = None
+    refresh: bool = False
+    attempts: int = 5
+    backoff: float = 0.25
+
+
+@dataclass
+class Summary:
+    """Counts and failures of one run."""
+
+    copied: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    bytes: int = 0
+    seconds: float = 0.0
+    blobs: str = ""
+
+    def text(self) -> str:
+        """The summary as printed."""
+        rate = self.bytes / MB / self.seconds if self.seconds else 0.0
+        line = (f"copied {self.copied}, skipped {self.skipped}, failed {len(self.failed)}; "
+                f"{human_mb(self.bytes)} in {self.seconds:.2f} s ({rate:.1f} MB/s)")
+        if self.blobs:
+            line += f"; blobs: {self.blobs}"
+        for name, why in self.failed:
+            line += f"\n  FAILED {name}: {why}"
+        return line
+
+
+def load_list(opts: Options) -> ImageList:
+    """The image list with the command line's rewrite rules first."""
+    from .targets import DEFAULT_IMAGES
+
+    rules = tuple(parse_rewrite(r) for r in opts.rewrite)
+    return load_image_list(opts.images or DEFAULT_IMAGES, rules)
+
+
+def platforms_of(opts: Options, listed: ImageList) -> tuple[Platform, ...] | None:
+    """The platform selection: None for --all-platforms, else flag, list file, default."""
+    if opts.all_platforms:
+        return None
+    return parse_platforms(opts.platform or listed.platforms or DEFAULT_PLATFORM)
+
+
+def _add(summary: Summary, results: list[Any]) -> None:
+    for r in results:
+        if r.status == "copied":
+            summary.copied += 1
+        elif r.status == "skipped":
+            summary.skipped += 1
+        else:
+            summary.failed.append((str(r.spec.source), r.detail))
+
+
+def _quick_noop(target: str, specs: list[ImageSpec], lock: dict, key: str, jobs: int,
+                progress: Progress) -> list[ImageSpec]:
+    """Skip images whose tag already has the locked digest; returns the ones left to do."""
+    from .quick import head_digests
+
+    expected = [(lock.get(str(s.source)) or {}).get("pushed", {}).get(key) for s in specs]
+    if not all(expected):
+        return specs
+    got = head_digests(target, [(s.target_repo, s.target_tag) for s in specs], jobs)
+    todo = []
+    for spec, want, have in zip(specs, expected, got):
+        if have and have == want:
+            progress.image_done(_Done(spec, "skipped", "already present (lock)"))
+        else:
+            todo.append(spec)
+    return todo
+
+
+@dataclass
+class _Done:
+    spec: ImageSpec
+    status: str
+    detail: str
+
+
+def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
+    """Mirror the image list into the target registry."""
+    from .plan import selection_key
+    from .targets import resolve_target
+
+    start = time.monotonic()
+    listed = load_list(opts)
+    platforms = platforms_of(opts, listed)
+    target, from_inventory = resolve_target(opts.to, opts.inventory)
+    insecure = set(opts.insecure) | ({target} if from_inventory else set())
+    lock_path = Path(opts.lock) if opts.lock else lock_path_for(Path(listed.path or "images"))
+    lock = read_lock(lock_path)
+    progress = Progress(len(listed.images), out=out)
+    out.write(f"mirroring {len(listed.images)} images to {target}, platforms "
+              f"{selection_key(platforms)}, {opts.jobs} jobs\n")
+    summary = Summary()
+    todo = listed.images
+    from .targets import is_loopback
+
+    if not opts.refresh and (is_loopback(target) or target in insecure):
+        todo = _quick_noop(target, todo, lock, selection_key(platforms), opts.jobs, progress)
+    summary.skipped = len(listed.images) - len(todo)
+    if todo:
+        from .mirror import Mirror
+        from .targets import Clients
+
+        clients = Clients(insecure, opts.jobs, opts.attempts, opts.backoff)
+        try:
+            mirror = Mirror(clients.get(target), lambda s: clients.get(s.source.api_host),
+                            jobs=opts.jobs, platforms=platforms, lock=lock, progress=progress,
+                            attempts=opts.attempts, backoff=opts.backoff, refresh=opts.refresh)
+            stats = mirror.run(todo)
+        finally:
+            clients.close()
+        progress.finish()
+        _add(summary, stats.results)
+        summary.bytes = stats.bytes
+        summary.blobs = f"{stats.uploaded} uploaded, {stats.mounted} mounted, {stats.present} present"
+        write_lock(lock_path, lock)
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+def save(opts: Options, directory: str, source: str | None = None,
+         out: TextIO = sys.stdout) -> Summary:
+    """Save the image list (platform-filtered as for load-images) into an OCI layout."""
+    from .mirror import Mirror
+    from .ocilayout import LayoutTarget
+    from .plan import selection_key
+    from .targets import Clients
+
+    start = time.monotonic()
+    listed = load_list(opts)
+    platforms = platforms_of(opts, listed)
+    layout = LayoutTarget(Path(directory))
+    lock_path = Path(opts.lock) if opts.lock else lock_path_for(Path(listed.path or "images"))
+    lock = read_lock(lock_path)
+    clients = Clients(set(opts.insecure), opts.jobs, opts.attempts, opts.backoff)
+    progress = Progress(len(listed.images), out=out)
+    out.write(f"saving {len(listed.images)} images to {directory}, platforms "
+              f"{selection_key(platforms)}\n")
+    try:
+        mirror = Mirror(layout, lambda s: clients.get(source or s.source.api_host),
+                        jobs=opts.jobs, platforms=platforms, lock=lock, progress=progress,
+                        attempts=opts.attempts, backoff=opts.backoff, refresh=True)
+        stats = mirror.run(listed.images)
+    finally:
+        clients.close()
+    progress.finish()
+    for r in stats.results:
+        if r.status != "failed":
+            layout.name_entry(r.spec.target, str(r.spec.source), selection_key(platforms))
+    layout.write_index()
+    write_lock(lock_path, lock)
+    summary = Summary(bytes=stats.bytes, seconds=time.monotonic() - start)
+    _add(summary, stats.results)
+    return summary
+
+
+def load(opts: Options, directory: str, out: TextIO = sys.stdout) -> Summary:
+    """Push every image of an OCI layout written by `save` into the target registry."""
+    from .images import build_spec
+    from .mirror import Mirror
+    from .ocilayout import REF_NAME, TARGET_NAME, LayoutSource
+    from .targets import Clients, resolve_target
+
+    start = time.monotonic()
+    layout = LayoutSource(Path(directory))
+    rules = tuple(parse_rewrite(r) for r in opts.rewrite)
+    specs = []
+    for entry in layout.entries:
+        ann = entry.get("annotations") or {}
+        if REF_NAME not in ann:
+            continue
+        target = ann.get(TARGET_NAME)
+        spec = build_spec(ann[REF_NAME], None if rules else target, rules)
+        specs.append(spec)
+    if not specs:
+        from .ocilayout import LayoutError
+
+        raise LayoutError(f"{directory}: index.json names no images ({REF_NAME} annotations)")
+    target, from_inventory = resolve_target(opts.to, opts.inventory)
+    insecure = set(opts.insecure) | ({target} if from_inventory else set())
+    clients = Clients(insecure, opts.jobs, opts.attempts, opts.backoff)
+    progress = Progress(len(specs), out=out)
+    out.write(f"loading {len(specs)} images from {directory} into {target}\n")
+    try:
+        mirror = Mirror(clients.get(target), lambda s: layout, jobs=opts.jobs, platforms=None,
+                        lock={}, progress=progress, attempts=opts.attempts,
+                        backoff=opts.backoff, refresh=True)
+        stats = mirror.run(specs)
+    finally:
+        clients.close()
+    progress.finish()
+    summary = Summary(bytes=stats.bytes, seconds=time.monotonic() - start,
+                      blobs=f"{stats.uploaded} uploaded, {stats.mounted} mounted, "
+                            f"{stats.present} present")
+    _add(summary, stats.results)
+    return summary

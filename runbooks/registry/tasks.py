@@ -1,0 +1,143 @@
+"""Local image registry: mirror the cluster images into it, verify them, carry them offline."""
+
+from __future__ import annotations
+
+import sys
+
+from invoke import Collection, Exit, task
+
+_COMMON = {
+    "images": "image list: YAML (see files/registry/images.yaml) or one reference per line "
+              "(default files/registry/images.yaml)",
+    "to": "target registry HOST:PORT (default: the inventory's registry, VLAN address:port)",
+    "inventory": "inventory file used to find the registry (default hosts/demo.yaml)",
+    "platform": "comma list of platforms to keep (default linux/arm64, or the list's "
+                "'platforms:')",
+    "all_platforms": "copy whole multi-platform indexes; the tag keeps the upstream digest",
+    "jobs": "parallel transfers (default 8)",
+    "rewrite": "repository rewrite FROM=TO applied to target names, e.g. "
+               "coredns/coredns=coredns (repeatable)",
+    "insecure": "HOST:PORT to reach over plain HTTP (repeatable; loopback and the "
+                "inventory's registry always are)",
+    "lock": "lock file recording upstream digests (default: the image list with .lock)",
+}
+
+
+def _options(**kw):
+    from .run import Options
+
+    kw["rewrite"] = tuple(kw.get("rewrite") or ())
+    kw["insecure"] = tuple(kw.get("insecure") or ())
+    return Options(**kw)
+
+
+def _errors():
+    """The exception types that are the user's to fix (reported without a traceback)."""
+    from .auth import AuthError
+    from .images import ImageListError
+    from .lockfile import LockError
+    from .manifests import ManifestError
+    from .targets import TargetError
+
+    types = [AuthError, ImageListError, LockError, ManifestError, TargetError]
+    if "runbooks.registry.client" in sys.modules:
+        types.append(sys.modules["runbooks.registry.client"].RegistryError)
+    return tuple(types)
+
+
+def _finish(summary) -> None:
+    print(summary.text())
+    if summary.failed:
+        raise Exit(f"{len(summary.failed)} image(s) failed (see above); fix the cause and "
+                   "run again: what is present is skipped", code=1)
+
+
+@task(help=_COMMON | {"refresh": "resolve every tag upstream even when the lock matches"},
+      iterable=["rewrite", "insecure"])
+def load_images(c, inventory=None, images=None, to=None, platform=None, all_platforms=False,
+                jobs=8, rewrite=None, insecure=None, lock=None, refresh=False):
+    """Mirror the image list from upstream registries into the local registry (API v2).
+
+    Streams every blob once (shared layers are mounted), skips what is present, filters to
+    the boards' platform by default and prints what went under each tag.
+    """
+    from . import run
+
+    try:
+        summary = run.load_images(_options(
+            images=images, to=to, inventory=inventory, platform=platform,
+            all_platforms=all_platforms, jobs=int(jobs), rewrite=rewrite, insecure=insecure,
+            lock=lock, refresh=refresh))
+    except _errors() as exc:
+        raise Exit(f"registry.load-images: {exc}", code=2) from None
+    _finish(summary)
+
+
+@task(help={k: _COMMON[k] for k in ("images", "to", "inventory", "platform", "all_platforms",
+                                     "jobs", "insecure", "lock")}
+      | {"upstream": "compare with upstream digests even when the lock has them",
+         "blobs": "also check that every blob of every manifest is present"},
+      iterable=["insecure"])
+def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms=False, jobs=8,
+           insecure=None, lock=None, upstream=False, blobs=False):
+    """Check every listed image is in the local registry with the expected platforms and
+    the digest upstream has (or the lock recorded). Exits 1 when anything is wrong."""
+    from .verify import verify as run_verify
+
+    try:
+        checks = run_verify(_options(images=images, to=to, inventory=inventory,
+                                     platform=platform, all_platforms=all_platforms,
+                                     jobs=int(jobs), insecure=insecure, lock=lock),
+                            upstream=upstream, blobs=blobs)
+    except _errors() as exc:
+        raise Exit(f"registry.verify: {exc}", code=2) from None
+    bad = [ch for ch in checks if not ch.ok]
+    for ch in checks:
+        print(f"{'ok  ' if ch.ok else 'BAD '} {ch.spec.target}: {ch.message}")
+    print(f"{len(checks) - len(bad)} of {len(checks)} images verified")
+    if bad:
+        raise Exit(f"{len(bad)} image(s) not as expected; run registry.load-images", code=1)
+
+
+@task(help={k: _COMMON[k] for k in ("images", "platform", "all_platforms", "jobs",
+                                     "rewrite", "insecure", "lock")}
+      | {"to": "directory for the OCI image layout (created; existing blobs are reused)",
+         "source": "read every image from this registry HOST:PORT instead of upstream"},
+      iterable=["rewrite", "insecure"])
+def save(c, to, images=None, platform=None, all_platforms=False, jobs=8, rewrite=None,
+         insecure=None, lock=None, source=None):
+    """Save the image list into an OCI image layout directory, for a venue with no upstream."""
+    from . import run
+
+    try:
+        summary = run.save(_options(images=images, platform=platform,
+                                    all_platforms=all_platforms, jobs=int(jobs),
+                                    rewrite=rewrite, insecure=insecure, lock=lock),
+                           to, source=source)
+    except _errors() as exc:
+        raise Exit(f"registry.save: {exc}", code=2) from None
+    _finish(summary)
+
+
+@task(name="load",
+      help={"from_": "OCI image layout directory written by registry.save",
+            "to": _COMMON["to"], "inventory": _COMMON["inventory"], "jobs": _COMMON["jobs"],
+            "rewrite": _COMMON["rewrite"], "insecure": _COMMON["insecure"]},
+      iterable=["rewrite", "insecure"])
+def load_layout(c, from_, to=None, inventory=None, jobs=8, rewrite=None, insecure=None):
+    """Push every image of a saved OCI image layout into the local registry (offline)."""
+    from . import run
+
+    try:
+        summary = run.load(_options(to=to, inventory=inventory, jobs=int(jobs),
+                                    rewrite=rewrite, insecure=insecure), from_)
+    except _errors() as exc:
+        raise Exit(f"registry.load: {exc}", code=2) from None
+    _finish(summary)
+
+
+ns = Collection("registry")
+ns.add_task(load_images)
+ns.add_task(verify)
+ns.add_task(save)
+ns.add_task(load_layout)
