@@ -1,0 +1,28 @@
+"""The dell-gateway runbook: VLAN interface, DHCP server and NAT on hosts with role gateway.
+
+One extra round trip in plan() reads which tool manages the network and whether firewalld
+is the firewall; every step then reads its own facts in the engine's single batch.
+"""
+
+from __future__ import annotations
+
+from runbooks.core.converge import HostContext
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Plan
+from runbooks.dell_gateway import dhcp, nat
+from runbooks.dell_gateway.vlan import vlan_facts, vlan_steps
+
+
+def gateway_plan(ctx: HostContext) -> Plan:
+    """The gateway's steps, in order: VLAN interface, DHCP server, NAT."""
+    host, inventory = ctx.host, ctx.inventory
+    facts = ctx.gather({**vlan_facts(host), **nat.FACTS})
+    plan = Plan()
+    plan.add(*vlan_steps(host, inventory, facts))
+    plan.add(*dhcp.dhcp_steps(host, inventory))
+    plan.add(*nat.nat_steps(host, inventory, facts))
+    plan.handler(dhcp.RESTART)
+    return plan
+
+
+RUNBOOK = Runbook("dell-gateway", ("gateway",), gateway_plan)
