@@ -33,6 +33,7 @@ DROP_CAPS = ("sys_admin", "sys_module", "sys_time", "sys_rawio", "mknod", "syslo
 # chroot guests also lose CAP_SYS_BOOT (nspawn keeps it so `reboot` ends its pid namespace)
 CHROOT_EXTRA_DROP = ("sys_boot",)
 REBOOT_PAUSE = 2
+CGROUP_PARENT = "greenroom-lab"
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -86,6 +87,55 @@ def umount_overlay(hdir: Path) -> None:
     subprocess.run(["umount", "-l", str(root)], capture_output=True, check=False)
 
 
+def cgroup_dirs(guest: GuestPlan) -> list[Path]:
+    """A private cgroup per systemd guest in the hierarchies systemd manages.
+
+    Without it, every nspawn guest would put its payload in the same ``/payload`` cgroup and
+    the guests' systemd instances would fight over it (units failing with 219/CGROUP).
+    """
+    ours: dict[str, str] = {}
+    with open("/proc/self/cgroup") as own:
+        for line in own:
+            ident, controllers, path = line.rstrip("\n").split(":", 2)
+            if ident == "0":
+                ours["cgroup2"] = path
+            elif controllers == "name=systemd":
+                ours["name=systemd"] = path
+    found = []
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            left, _, right = line.partition(" - ")
+            fstype, _, options = right.split()[:3]
+            point = left.split()[4]
+            if fstype == "cgroup2" and "cgroup2" in ours:
+                found.append(Path(point + ours["cgroup2"]))
+            elif fstype == "cgroup" and "name=systemd" in options.split(",") \
+                    and "name=systemd" in ours:
+                found.append(Path(point + ours["name=systemd"]))
+    return [base / CGROUP_PARENT / guest.netns for base in found]
+
+
+def remove_cgroups(guest: GuestPlan) -> None:
+    """Remove a guest's cgroups (deepest first; retried while exiting tasks drain)."""
+    for top in cgroup_dirs(guest):
+        for _ in range(50):
+            if not top.exists():
+                break
+            dirs = sorted((p for p in top.rglob("*") if p.is_dir()),
+                          key=lambda p: len(p.parts), reverse=True) + [top]
+            for folder in dirs:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+            if top.exists():
+                time.sleep(0.02)
+        try:
+            top.parent.rmdir()  # the shared parent, once no lab guest uses it
+        except OSError:
+            pass
+
+
 def _nspawn_command(guest: GuestPlan, root: Path, firmware: Path | None) -> list[str]:
     caps = ",".join(f"CAP_{c.upper()}" for c in DROP_CAPS)
     cmd = ["systemd-nspawn", "--quiet", f"--directory={root}", f"--machine={machine_name(guest)}",
@@ -101,7 +151,9 @@ def _nspawn_command(guest: GuestPlan, root: Path, firmware: Path | None) -> list
 def _supervisor_script(guest: GuestPlan, root: Path, firmware: Path | None,
                        pidfile: Path) -> str:
     nspawn = shlex.join(_nspawn_command(guest, root, firmware))
-    return (f"echo $$ > {shlex.quote(str(pidfile))}\n"
+    enter = "".join(f"mkdir -p {shlex.quote(str(d))} && echo $$ > "
+                    f"{shlex.quote(str(d / 'cgroup.procs'))}\n" for d in cgroup_dirs(guest))
+    return (f"echo $$ > {shlex.quote(str(pidfile))}\n" + enter +
             "export SYSTEMD_NSPAWN_API_VFS_WRITABLE=network SYSTEMD_NSPAWN_TMPFS_TMP=0\n"
             "while :; do\n"
             f"  {nspawn}\n"
@@ -249,6 +301,8 @@ def stop_guest(guest: GuestPlan, supervisor: int | None) -> None:
             _kill(pid)
         _wait_gone(helpers, 2)
     _wait_gone([p for p in (init,) if p], 2)
+    if guest.kind == "systemd":
+        remove_cgroups(guest)
     propagate = Path("/run/systemd/nspawn/propagate") / machine_name(guest)
     if propagate.is_dir() and not is_mounted(propagate):
         try:
