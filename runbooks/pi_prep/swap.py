@@ -1,0 +1,113 @@
+"""Swap off, and staying off: active swap, dphys-swapfile, zram packages, fstab; then verified.
+
+Safety: only the areas /proc/swaps lists are turned off, one `swapoff PATH` each; never
+`swapoff -a` (in the virtual lab the guests share the machine's kernel, and a guest must not
+be able to turn off the machine's swap; the lab drops the capability too).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+
+from runbooks.core.facts import FactResult, file_command, parse_file
+from runbooks.core.steps.base import Action, Change, Command, Step, StepFailed
+from runbooks.core.steps.system import APT_ENV, Service, parse_dpkg_status
+from runbooks.pi_prep.facts import SWAP_PACKAGES, parse_proc_swaps
+from runbooks.pi_prep.fstab import swap_entries
+
+DPHYS_SWAPFILE_PATH = ("$( . /etc/dphys-swapfile 2>/dev/null; "
+                       "echo \"${CONF_SWAPFILE:-/var/swap}\")")
+
+
+class SwapOff(Step):
+    """Ensure no swap area is active (acts only on what /proc/swaps lists)."""
+
+    name = "Ensure no swap is active"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"swaps": "cat /proc/swaps"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if not facts["swaps"].ok:
+            return []
+        return [Change(f"swapoff {entry.describe()}",
+                       (Action(f"swapoff {shlex.quote(entry.name)}"),))
+                for entry in parse_proc_swaps(facts["swaps"].out)]
+
+
+class Purged(Step):
+    """Ensure apt packages are purged (removed with their configuration)."""
+
+    def __init__(self, names: Sequence[str], why: str = "") -> None:
+        self.names = list(names)
+        self.name = f"Ensure {' '.join(self.names)} purged" + (f" ({why})" if why else "")
+
+    def facts(self) -> Mapping[str, str]:
+        names = " ".join(shlex.quote(n) for n in self.names)
+        return {"dpkg": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        present = []
+        for line in facts["dpkg"].out.splitlines():
+            fields = line.split()
+            # db:Status-Abbrev: desired, then status; status n = not installed
+            if len(fields) >= 2 and fields[0] in self.names and fields[1][1:2] not in ("n", ""):
+                present.append(fields[0])
+        if not present:
+            return []
+        names = " ".join(shlex.quote(n) for n in present)
+        return [Change(f"purge {' '.join(present)}",
+                       (Action(f"{APT_ENV} apt-get purge -y -q {names}"),))]
+
+
+def dphys_swapfile_steps() -> list[Step]:
+    """dphys-swapfile stopped, disabled, its swap file removed, the package purged."""
+    return [
+        Service("dphys-swapfile", enabled=False, running=False),
+        Command("Ensure the dphys-swapfile swap file is removed",
+                "dphys-swapfile uninstall",
+                only_if=f"command -v dphys-swapfile && [ -e \"{DPHYS_SWAPFILE_PATH}\" ]"),
+        Purged(["dphys-swapfile"], "it recreates swap at every boot"),
+    ]
+
+
+def swap_providers(facts: Mapping[str, FactResult]) -> list[str]:
+    """What still provides swap now or at the next boot, in words (empty: swap is off)."""
+    found = []
+    if facts["swaps"].ok:
+        found += [f"active swap {e.describe()} (see /proc/swaps)"
+                  for e in parse_proc_swaps(facts["swaps"].out)]
+    fstab = parse_file(facts["fstab"]).content
+    found += [f"/etc/fstab line {line.strip()!r}" for line in swap_entries(fstab)]
+    installed = parse_dpkg_status(facts["packages"].out)
+    found += [f"package {p} (installed)" for p in SWAP_PACKAGES if installed.get(p)]
+    units = ("dphys-swapfile", "zramswap")
+    for unit, state in zip(units, facts["units"].out.split(), strict=False):
+        if state in ("enabled", "enabled-runtime"):
+            found.append(f"service {unit} (enabled)")
+    return found
+
+
+class VerifySwapOff(Step):
+    """Verify that nothing provides swap now or at the next boot (fails naming what does)."""
+
+    name = "Verify swap is off and stays off"
+
+    def facts(self) -> Mapping[str, str]:
+        names = " ".join(SWAP_PACKAGES)
+        return {
+            "swaps": "cat /proc/swaps",
+            "fstab": file_command("/etc/fstab"),
+            "packages": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}",
+            "units": "for u in dphys-swapfile zramswap; do "
+                     "s=$(systemctl is-enabled $u.service 2>/dev/null); echo ${s:-none}; done",
+        }
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        found = swap_providers(facts)
+        if found:
+            raise StepFailed("swap is still provided by: " + "; ".join(found)
+                             + ". Kubernetes refuses to run with swap: turn these off by hand "
+                             "or report what this runbook missed")
+        return []
