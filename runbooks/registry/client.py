@@ -1,4 +1,4 @@
-"""A registry HTTP API v2 client on `requests`: auth (bearer token, basic), retries, blobs, manifests.
+"""A registry HTTP API v2 client on `requests`: bearer/basic auth, retries, blobs, manifests.
 
 One `RegistryClient` per registry; its Session pools as many connections as there are jobs.
 Credentials only travel in Authorization headers and never appear in messages.

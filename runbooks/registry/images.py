@@ -12,7 +12,8 @@ from pathlib import Path
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
-_REPO_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPO_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
 _TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -107,7 +108,8 @@ def parse_rewrite(text: str) -> Rewrite:
     old, sep, new = text.partition("=")
     old, new = old.strip().strip("/"), new.strip().strip("/")
     if not sep or not old:
-        raise ImageListError(f"bad rewrite rule {text!r}: expected FROM=TO, e.g. coredns/coredns=coredns")
+        raise ImageListError(f"bad rewrite rule {text!r}: expected FROM=TO, "
+                             "e.g. coredns/coredns=coredns")
     if not _REPO_RE.match(old) or (new and not _REPO_RE.match(new)):
         raise ImageListError(f"bad rewrite rule {text!r}: FROM and TO must be repository paths")
     return Rewrite(old, new)

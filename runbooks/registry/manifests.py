@@ -114,7 +114,8 @@ def select_children(body: bytes, platforms: tuple[Platform, ...]) -> list[dict]:
             chosen.append(match)
     if missing:
         have = sorted({platform_text(c.get("platform") or {}) for c in children})
-        raise ManifestError(f"no {', '.join(missing)} manifest in the index (has: {', '.join(have)})")
+        raise ManifestError(f"no {', '.join(missing)} manifest in the index "
+                            f"(has: {', '.join(have)})")
     return chosen
 
 

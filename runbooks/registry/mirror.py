@@ -60,7 +60,8 @@ class Mirror:
                  progress: Any = None, attempts: int = 5, backoff: float = 0.25,
                  refresh: bool = False):
         self.target, self.source_for, self.jobs = target, source_for, max(jobs, 1)
-        self.platforms, self.lock, self.refresh = platforms, lock if lock is not None else {}, refresh
+        self.platforms, self.refresh = platforms, refresh
+        self.lock = lock if lock is not None else {}
         self.progress, self.attempts, self.backoff = progress, attempts, backoff
         self.ledger, self.stats = Ledger(), Stats()
         self.blob_pool: ThreadPoolExecutor | None = None

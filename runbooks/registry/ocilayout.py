@@ -135,8 +135,8 @@ class LayoutSource(Layout):
             doc = json.loads(index.read_text())
             layout = json.loads((self.root / "oci-layout").read_text())
         except FileNotFoundError as exc:
-            raise LayoutError(f"{self.root} is not an OCI image layout: {exc.filename} is "
-                              "missing; point --from at a directory written by registry.save")
+            raise LayoutError(f"{self.root} is not an OCI image layout: {exc.filename} is missing;"
+                              " point --from at a directory written by registry.save") from None
         except ValueError as exc:
             raise LayoutError(f"{index}: not valid JSON ({exc})") from None
         if layout.get("imageLayoutVersion") != "1.0.0" or not isinstance(doc.get("manifests"),

@@ -93,7 +93,7 @@ def _quick_noop(target: str, specs: list[ImageSpec], lock: dict, key: str, jobs:
         return specs
     got = head_digests(target, [(s.target_repo, s.target_tag) for s in specs], jobs)
     todo = []
-    for spec, want, have in zip(specs, expected, got):
+    for spec, want, have in zip(specs, expected, got, strict=True):
         if have and have == want:
             progress.image_done(_Done(spec, "skipped", "already present (lock)"))
         else:
@@ -145,7 +145,8 @@ def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
         progress.finish()
         _add(summary, stats.results)
         summary.bytes = stats.bytes
-        summary.blobs = f"{stats.uploaded} uploaded, {stats.mounted} mounted, {stats.present} present"
+        summary.blobs = (f"{stats.uploaded} uploaded, {stats.mounted} mounted, "
+                         f"{stats.present} present")
         write_lock(lock_path, lock)
     summary.seconds = time.monotonic() - start
     return summary

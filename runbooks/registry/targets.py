@@ -22,8 +22,12 @@ class TargetError(ValueError):
 
 def is_loopback(hostport: str) -> bool:
     """Whether `host[:port]` names a loopback address (or localhost)."""
-    host = hostport.rsplit(":", 1)[0] if hostport.count(":") == 1 else hostport
-    host = host.strip("[]")
+    if hostport.startswith("["):
+        host = hostport[1:].split("]", 1)[0]
+    elif hostport.count(":") == 1:
+        host = hostport.rsplit(":", 1)[0]
+    else:
+        host = hostport
     if host == "localhost":
         return True
     try:

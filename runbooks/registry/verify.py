@@ -56,7 +56,8 @@ def check_image(spec: ImageSpec, target: Any, source: Any, lock: dict,
     """Verify one image in the target."""
     key = selection_key(platforms)
     try:
-        expected = None if upstream else (lock.get(str(spec.source)) or {}).get("pushed", {}).get(key)
+        locked = (lock.get(str(spec.source)) or {}).get("pushed", {}).get(key)
+        expected = None if upstream else locked
         origin = "lock"
         if expected is None:
             expected = resolve(source(), spec.source.repo, spec.source.reference,

@@ -68,7 +68,8 @@ class Registry:
         config = root / "config.yml"
         config.write_text(
             "version: 0.1\nlog: {level: error, accesslog: {disabled: false}}\n"
-            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, delete: {{enabled: true}}}}\n"
+            f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}, "
+            "delete: {enabled: true}}\n"
             f"http: {{addr: '{self.host}', secret: {secrets.token_hex(8)}}}\n" + auth)
         self._out = self.log.open("wb")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=self._out,

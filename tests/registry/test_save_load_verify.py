@@ -1,0 +1,100 @@
+"""registry.save / registry.load (OCI image layout round trip) and registry.verify."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from runbooks.registry.run import Options, load, save
+from runbooks.registry.verify import verify
+
+from .regkit import Builder
+from .test_load_images import GOOD, head, run, write_list
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_save_load_round_trip(tmp_path, source, target, creds_env):
+    images = write_list(tmp_path, source.host, GOOD)
+    layout = tmp_path / "carry"
+    summary = save(Options(images=str(images)), str(layout), out=io.StringIO())
+    assert (summary.copied, summary.failed) == (4, [])
+    assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((layout / "index.json").read_text())
+    names = {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
+    assert names == {f"{source.host}/{n}" for n in GOOD}
+    for m in index["manifests"]:
+        assert (layout / "blobs" / "sha256" / m["digest"][7:]).is_file()
+    assert (layout / "blobs" / "sha256" / source.big[7:]).stat().st_size == 2_600_000
+
+    summary = load(Options(to=target.host), str(layout), out=io.StringIO())
+    assert (summary.copied, summary.failed) == (4, [])
+    for name in GOOD:
+        repo, tag = name.rsplit(":", 1)
+        assert head(target.host, repo, tag) == source.digests[name]["linux/arm64"]
+    checks = verify(Options(images=str(images), to=target.host))
+    assert [c.ok for c in checks] == [True] * 4, [c.message for c in checks]
+
+
+def test_load_detects_a_corrupt_layout_blob(tmp_path, source, target, creds_env):
+    images = write_list(tmp_path, source.host, ["kube/apiserver:v1"])
+    layout = tmp_path / "carry"
+    save(Options(images=str(images)), str(layout), out=io.StringIO())
+    blob = layout / "blobs" / "sha256" / source.big[7:]
+    data = bytearray(blob.read_bytes())
+    data[1000] ^= 0x55
+    blob.write_bytes(bytes(data))
+    summary = load(Options(to=target.host), str(layout), out=io.StringIO())
+    assert len(summary.failed) == 1 and "corrupt" in summary.failed[0][1]
+    assert head(target.host, "kube/apiserver", "v1") is None
+
+
+def test_verify_reports_missing_and_mismatched(tmp_path, source, target, creds_env):
+    run(tmp_path, source, target.host, names=GOOD[:2])
+    images = write_list(tmp_path, source.host, GOOD[:3], name="verify.txt")
+    (tmp_path / "verify.lock").write_text((tmp_path / "images.lock").read_text())
+    # overwrite kube/proxy:v1 in the target with its amd64 manifest: wrong digest and platform
+    src = requests.get(f"http://{source.host}/v2/kube/proxy/manifests/"
+                       f"{source.digests['kube/proxy:v1']['linux/amd64']}",
+                       auth=("puller", "s3cret-Pa55"),
+                       headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    b = Builder(target.host)
+    doc = src.json()
+    for d in [doc["config"], *doc["layers"]]:
+        blob = requests.get(f"http://{source.host}/v2/kube/proxy/blobs/{d['digest']}",
+                            auth=("puller", "s3cret-Pa55")).content
+        b.blob("kube/proxy", blob)
+    b.manifest("kube/proxy", "v1", doc, doc["mediaType"])
+    checks = {c.spec.target: c for c in verify(Options(images=str(images), to=target.host,
+                                                       backoff=0.01), blobs=True)}
+    assert checks["kube/apiserver:v1"].ok, checks["kube/apiserver:v1"].message
+    assert not checks["kube/proxy:v1"].ok and "differs from lock" in checks["kube/proxy:v1"].message
+    assert not checks["coredns/coredns:v1.8.0"].ok
+    assert "missing" in checks["coredns/coredns:v1.8.0"].message
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "runbooks.registry", *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=60)
+
+
+def test_cli_exit_codes_and_no_secret_in_output(tmp_path, source, target, creds_env):
+    images = write_list(tmp_path, source.host, ["kube/proxy:v1", "amd/only:1"])
+    env = dict(os.environ)
+    res = _cli("load-images", "--images", str(images), "--to", target.host, env=env)
+    assert res.returncode == 1, res.stderr
+    assert "copied 1, skipped 0, failed 1" in res.stdout
+    assert "FAILED" in res.stdout and "amd/only" in res.stdout
+    assert "s3cret-Pa55" not in res.stdout + res.stderr
+    res = _cli("verify", "--images", str(images), "--to", target.host, env=env)
+    assert res.returncode == 1 and "1 of 2 images verified" in res.stdout
+    res = _cli("load-images", "--images", str(tmp_path / "nope.yaml"), "--to", target.host)
+    assert res.returncode == 2 and "cannot read image list" in res.stderr
+    res = _cli("load-images", "--images", str(images), "--to", "no-port")
+    assert res.returncode == 2 and "expected HOST:PORT" in res.stderr
