@@ -123,7 +123,7 @@ def iproute2_steps(name: str, parent: str, vlan_id: int, address: str, create: b
                    facts: Mapping[str, FactResult]) -> list[Step]:
     """Live `ip` commands plus a systemd unit that does the same at every boot."""
     unit = f"greenroom-vlan-{name}.service"
-    content = render("dell_gateway/greenroom-vlan.service.j2", runbook="vlan", name=name,
+    content = render("dell_gateway/greenroom-vlan.service.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address, create=create,
                      wait_for=parent if create else name)
     unit_q = shlex.quote(unit)
@@ -236,7 +236,7 @@ def netplan_steps(name: str, parent: str, vlan_id: int, address: str, create: bo
             f"netplan does not declare {parent}, the VLAN's parent, in /etc/netplan/*.yaml; "
             f"declare it there (e.g. ethernets: {{{parent}: {{dhcp4: true}}}}) so netplan can "
             "link the VLAN to it, then run again")
-    content = render("dell_gateway/netplan-vlan.yaml.j2", runbook="vlan", name=name,
+    content = render("dell_gateway/netplan-vlan.yaml.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address)
     return [
         File(path, content, mode="600"),
@@ -258,7 +258,7 @@ def ifupdown_steps(name: str, parent: str, vlan_id: int, address: str, create: b
                    facts: Mapping[str, FactResult]) -> list[Step]:
     """A stanza in /etc/network/interfaces.d, brought up with ifup."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)  # source-directory skips names with dots
-    content = render("dell_gateway/ifupdown-vlan.j2", runbook="vlan", name=name,
+    content = render("dell_gateway/ifupdown-vlan.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address)
     q = shlex.quote(name)
     return [

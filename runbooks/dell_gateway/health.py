@@ -1,0 +1,116 @@
+"""Read-only health of a gateway: VLAN interface, dhcpd, forwarding, masquerade, free pool.
+
+All facts are read in one round trip (`health_facts`) and judged by a pure function
+(`evaluate`), so the judgement is unit-tested from recorded outputs. Nothing is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
+
+from runbooks.core.facts import FactResult
+from runbooks.dell_gateway import dhcp, nat
+from runbooks.dell_gateway.leases import active_leases, parse_leases
+from runbooks.dell_gateway.links import link_command, parse_link
+
+if TYPE_CHECKING:
+    from runbooks.core.inventory import Host, Inventory
+
+
+@dataclass(frozen=True)
+class Check:
+    """One health verdict: what was checked, whether it is fine, and the evidence."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def health_facts(host: Host) -> dict[str, str]:
+    """The read-only commands `evaluate` needs."""
+    name = host.vlan.name if host.vlan else ""
+    return {
+        "link": link_command(name),
+        "dhcpd": "ps -C dhcpd -o pid=,args=",
+        "udp67": "ss -H -ulpn 'sport = :67'",
+        "packet": "ss -H -0 -pn",
+        "forward": "sysctl -n net.ipv4.ip_forward",
+        "firewalld": nat.FACTS["nat.firewalld"],
+        "fw_rules": "firewall-cmd --direct --get-all-rules",
+        "nft": f"nft list table {nat.TABLE}",
+        "leases": f"cat {dhcp.LEASES}",
+    }
+
+
+def pool_size(start: IPv4Address, end: IPv4Address) -> int:
+    """How many addresses the pool start..end (inclusive) holds."""
+    return int(end) - int(start) + 1
+
+
+def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
+             now: datetime | None = None) -> list[Check]:
+    """Judge the gathered facts: one Check per health property."""
+    net = inventory.network
+    vlan_if = host.vlan.name if host.vlan else "?"
+    address = host.vlan.address if host.vlan else None
+    checks = []
+    link = parse_link(vlan_if, facts["link"])
+    have = ", ".join(str(a) for a in link.addresses) or "no IPv4 address"
+    if not link.exists:
+        checks.append(Check("interface", False, f"{vlan_if} does not exist"))
+    else:
+        ok = link.up and address in link.addresses
+        checks.append(Check("interface", ok, f"{vlan_if} {'up' if link.up else 'DOWN'} "
+                            f"(operstate {link.operstate}) with {have}; wanted {address}"))
+    processes = [ln.split(None, 1) for ln in facts["dhcpd"].out.splitlines() if ln.strip()]
+    running = facts["dhcpd"].ok and bool(processes)
+    checks.append(Check("dhcpd running", running,
+                        f"pid {', '.join(p[0] for p in processes)}" if running
+                        else "no dhcpd process"))
+    bound = facts["udp67"].ok and '"dhcpd"' in facts["udp67"].out
+    # dhcpd receives on a raw packet socket bound to each interface it serves
+    on = sorted({word[2:] for ln in facts["packet"].out.splitlines() if '"dhcpd"' in ln
+                 for word in ln.split() if word.startswith("*:") and len(word) > 2})
+    checks.append(Check("dhcpd listening", bound and vlan_if in on,
+                        f"UDP port 67 {'bound by dhcpd' if bound else 'not bound by dhcpd'}; "
+                        f"packet sockets on: {', '.join(on) or 'none'}"))
+    forward = facts["forward"].out.strip()
+    checks.append(Check("forwarding", forward == "1", f"net.ipv4.ip_forward = {forward or '?'}"))
+    checks.append(_masquerade(host, inventory, facts))
+    leases = parse_leases(facts["leases"].out) if facts["leases"].ok else []
+    bound_now = [lease for lease in active_leases(leases, now or datetime.now(UTC))
+                 if lease.ip in net.dhcp]
+    size = pool_size(net.dhcp.start, net.dhcp.end)
+    free = size - len(bound_now)
+    checks.append(Check("pool", free > 0, f"{free} of {size} addresses free "
+                        f"({net.dhcp.start}-{net.dhcp.end}, {len(bound_now)} leased)"))
+    return checks
+
+
+def _masquerade(host: Host, inventory: Inventory, facts: Mapping[str, FactResult]) -> Check:
+    upstream, subnet = host.upstream or "?", inventory.network.subnet
+    if facts["firewalld"].ok:
+        rules = facts["fw_rules"].out.splitlines()
+        ok = any("MASQUERADE" in r and f"-o {upstream}" in r and "POSTROUTING" in r
+                 for r in rules)
+        return Check("masquerade", ok, f"firewalld direct rule MASQUERADE -o {upstream}: "
+                     f"{'present' if ok else 'missing'}")
+    wanted = f'oifname "{upstream}" ip saddr {subnet} masquerade'
+    ok = facts["nft"].ok and wanted in facts["nft"].out
+    return Check("masquerade", ok, f"nft table {nat.TABLE}: {wanted!r} "
+                 f"{'present' if ok else 'missing'}")
+
+
+def format_checks(host: str, checks: list[Check]) -> str:
+    """Human report: one line per check, OK or FAIL, then a verdict line."""
+    width = max(len(c.name) for c in checks)
+    lines = [f"{host}:"]
+    lines += [f"  {'OK  ' if c.ok else 'FAIL'}  {c.name.ljust(width)}  {c.detail}"
+              for c in checks]
+    failed = [c.name for c in checks if not c.ok]
+    lines.append(f"  {host}: {'healthy' if not failed else 'UNHEALTHY: ' + ', '.join(failed)}")
+    return "\n".join(lines)
