@@ -1,0 +1,128 @@
+"""NAT planning: greenroom's nftables table (rendered, validated, compared) and firewalld."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from runbooks.core.facts import FactResult
+from runbooks.core.inventory import load_inventory
+from runbooks.core.steps import StepFailed
+from runbooks.dell_gateway import nat
+
+ROOT = Path(__file__).resolve().parents[2]
+INV = load_inventory(str(ROOT / "hosts" / "lab.yaml"))
+SUBNET = IPv4Network("192.168.10.0/25")
+TABLE = nat.nft_table("eth1.100", "eth1", SUBNET)
+FIREWALLD = {"nat.firewalld": FactResult(0, "running\n")}
+NO_FIREWALLD = {"nat.firewalld": FactResult(1, "")}
+
+
+def test_table_rules():
+    rules = nat.table_lines(TABLE)
+    assert 'iifname "eth1.100" oifname "eth1" ip saddr 192.168.10.0/25 accept' in rules
+    assert 'iifname "eth1" oifname "eth1.100" ct state established,related accept' in rules
+    assert 'oifname "eth1" ip saddr 192.168.10.0/25 masquerade' in rules
+
+
+def test_ruleset_replaces_only_our_table():
+    text = nat.nft_ruleset(TABLE, "hosts/lab.yaml", 100, "eth1.100", "eth1", SUBNET)
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert lines[:3] == ["table inet greenroom", "delete table inet greenroom",
+                         "table inet greenroom {"]
+    assert "flush ruleset" not in text
+
+
+@pytest.mark.parametrize(("live", "expected"), [
+    (FactResult(0, TABLE), []),
+    (FactResult(0, TABLE.replace("\n\n", "\n").replace(
+        "masquerade", "masquerade # handle 7")), []),
+    (FactResult(1, "Error: No such file or directory"),
+     ["load inet greenroom with nft -f /etc/nftables.d/greenroom.nft"]),
+    (FactResult(0, TABLE.replace('oifname "eth1" ip saddr', 'oifname "eth9" ip saddr')),
+     ["reload (live rules differ) inet greenroom with nft -f /etc/nftables.d/greenroom.nft"]),
+], ids=["converged", "handles-and-blank-lines-ignored", "absent", "differs"])
+def test_nft_table_plan(live, expected):
+    assert [c.summary for c in nat.NftTable(TABLE).plan({"live": live})] == expected
+
+
+def _can_unshare_net() -> bool:
+    if os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_net(), reason="needs root, nft and unshare -n")
+def test_ruleset_loads_twice_and_lists_as_rendered(tmp_path):
+    """In a private network namespace of our own: nft -c, nft -f (twice: replaceable), list."""
+    path = tmp_path / "greenroom.nft"
+    path.write_text(nat.nft_ruleset(TABLE, "t", 100, "eth1.100", "eth1", SUBNET))
+    script = (f"nft add table ip other && nft -c -f {path} && nft -f {path} && nft -f {path} "
+              "&& nft list table inet greenroom && nft list tables")
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    assert nat.table_lines(done.stdout.split("table ip other")[0]) == nat.table_lines(TABLE)
+    assert "table ip other" in done.stdout  # somebody else's table survived
+
+
+def fw(permanent: list[str], runtime: list[str] | None = None) -> dict[str, FactResult]:
+    return {"permanent": FactResult(0, "\n".join(permanent)),
+            "runtime": FactResult(0, "\n".join(permanent if runtime is None else runtime))}
+
+
+RULES = nat.firewalld_rules("eth1.100", "eth1", SUBNET)
+OTHERS = "ipv4 filter FORWARD 0 -i docker0 -j ACCEPT"
+STALE = ("ipv4 nat POSTROUTING 0 -s 192.168.10.0/25 -o eth9 -m comment --comment greenroom "
+         "-j MASQUERADE")
+
+
+@pytest.mark.parametrize(("facts", "expected"), [
+    (fw([]), [f"firewall-cmd --permanent --direct --add-rule {r}" for r in RULES]
+     + [f"firewall-cmd --direct --add-rule {r}" for r in RULES]),
+    (fw(RULES + [OTHERS]), []),
+    (fw(RULES, runtime=[]), [f"firewall-cmd --direct --add-rule {r}" for r in RULES]),
+    (fw(RULES + [STALE, OTHERS]),
+     [f"firewall-cmd --permanent --direct --remove-rule {STALE}",
+      f"firewall-cmd --direct --remove-rule {STALE}"]),
+], ids=["none-yet", "converged-others-kept", "runtime-lost-after-reload", "stale-ours-removed"])
+def test_firewalld_plan(facts, expected):
+    step = nat.FirewalldDirect(RULES)
+    assert [a.command for c in step.plan(facts) for a in c.actions] == expected
+
+
+def test_firewalld_rules_match_the_seed_plus_return_traffic():
+    assert RULES == [
+        "ipv4 filter FORWARD 0 -i eth1.100 -o eth1 -s 192.168.10.0/25 "
+        "-m comment --comment greenroom -j ACCEPT",
+        "ipv4 filter FORWARD 0 -i eth1 -o eth1.100 -m conntrack --ctstate RELATED,ESTABLISHED "
+        "-m comment --comment greenroom -j ACCEPT",
+        "ipv4 nat POSTROUTING 0 -s 192.168.10.0/25 -o eth1 -m comment --comment greenroom "
+        "-j MASQUERADE",
+    ]
+
+
+def test_firewalld_not_answering_is_an_error():
+    with pytest.raises(StepFailed, match="is firewalld running"):
+        nat.FirewalldDirect(RULES).plan({"permanent": FactResult(252, ""),
+                                         "runtime": FactResult(252, "")})
+
+
+@pytest.mark.parametrize(("facts", "types"), [
+    (FIREWALLD, ["Sysctl", "FirewalldDirect"]),
+    (NO_FIREWALLD, ["Sysctl", "Packages", "File", "File", "Command", "NftTable", "Service"]),
+], ids=["firewalld", "nftables"])
+def test_nat_steps_choice(facts, types):
+    steps = nat.nat_steps(INV.gateway, INV, facts)
+    assert [type(s).__name__ for s in steps] == types
+    assert steps[0].key == "net.ipv4.ip_forward" and steps[0].value == "1"
+
+
+def test_nftables_file_is_validated():
+    ruleset = nat.nat_steps(INV.gateway, INV, NO_FIREWALLD)[2]
+    assert ruleset.path == nat.RULESET and ruleset.validate == "nft -c -f {}"
