@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from tests.registry.regkit import Builder, Registry  # noqa: E402
 
 MB = 1_000_000
+LOAD: list[str] = []
 # (repository, tags, per-arch unique layer sizes in MB, base layer group)
 SHAPE = [
     ("kube-apiserver", ["v1.21.14", "v1.21.8"], [28.0], "kube"),
@@ -50,27 +51,29 @@ def layer(name: str, size: float) -> bytes:
 
 
 def generate(host: str, scale: float) -> tuple[list[str], int]:
-    """Push the synthetic set; returns the references and the unique layer bytes."""
-    b = Builder(host)
-    refs, unique, seen = [], 0, set()
-    for repo, tags, sizes, base in SHAPE:
-        for tag in tags:
-            children = []
-            for arch in ("amd64", "arm64"):
-                layers = []
-                if base:
-                    layers.append(layer(f"base-{base}-{arch}", BASES[base] * scale))
-                layers += [layer(f"{repo}-{tag}-{arch}-{i}", s * scale)
-                           for i, s in enumerate(sizes)]
-                for data in layers:
-                    d = hashlib.sha256(data).hexdigest()
-                    if d not in seen:
-                        seen.add(d)
-                        unique += len(data)
-                children.append(b.image(repo, arch, layers))
-            b.index(repo, tag, children)
-            refs.append(f"{repo}:{tag}")
-    return refs, unique
+    """Push the synthetic set (4 images at a time); returns references and unique bytes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen: dict[str, int] = {}
+
+    def push(repo: str, tag: str, sizes: list[float], base: str | None) -> str:
+        b = Builder(host)
+        children = []
+        for arch in ("amd64", "arm64"):
+            layers = []
+            if base:
+                layers.append(layer(f"base-{base}-{arch}", BASES[base] * scale))
+            layers += [layer(f"{repo}-{tag}-{arch}-{i}", s * scale) for i, s in enumerate(sizes)]
+            for data in layers:
+                seen[hashlib.sha256(data).hexdigest()] = len(data)
+            children.append(b.image(repo, arch, layers))
+        b.index(repo, tag, children)
+        return f"{repo}:{tag}"
+
+    jobs = [(repo, tag, sizes, base) for repo, tags, sizes, base in SHAPE for tag in tags]
+    with ThreadPoolExecutor(4) as pool:
+        refs = list(pool.map(lambda j: push(*j), jobs))
+    return refs, sum(seen.values())
 
 
 def timed(cmd: str, env: dict | None = None) -> float:
@@ -136,8 +139,9 @@ def run_all(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, tup
 
 
 def table(results: dict[str, dict[str, tuple[float, float]]], unique: int) -> str:
-    lines = [f"unique layer bytes: {unique / MB:.0f} MB (both platforms); "
-             f"{os.cpu_count()} CPUs; times are whole processes, best of 1", "",
+    lines = [f"unique layer bytes: {unique / MB:.0f} MB (both platforms); {os.cpu_count()} "
+             f"CPUs; load average before/after: {LOAD[0]} / {os.getloadavg()[0]:.1f}; "
+             "times are whole processes, one run each", "",
              "| set | tool | cold (s) | no-op (s) | cold: tool / greenroom | "
              "no-op: tool / greenroom |", "|---|---|---:|---:|---:|---:|"]
     for setname, res in results.items():
@@ -156,6 +160,7 @@ def main() -> None:
     if not shutil.which("skopeo") or not shutil.which("docker-registry"):
         raise SystemExit("needs skopeo and docker-registry: apt-get install -y skopeo "
                          "docker-registry")
+    LOAD.append(f"{os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="greenroom-bench-") as tmp:
         work = Path(tmp)
         src = Registry(work / "source")

@@ -59,8 +59,8 @@ def _decode(value: str, origin: str) -> Credentials:
 
 def docker_config_path(env: dict[str, str] | None = None) -> Path:
     """Where the Docker client config lives ($DOCKER_CONFIG or ~/.docker)."""
-    env = os.environ if env is None else env
-    base = env.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    source = os.environ if env is None else env
+    base = source.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
     return Path(base) / "config.json"
 
 

@@ -183,7 +183,7 @@ def parse_image_list(text: str, path: Path | None = None,
     stripped = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
     looks_yaml = any(ln.startswith(("images:", "platforms:", "rewrite:")) for ln in stripped)
     if not looks_yaml:
-        refs = [(ln, None) for ln in stripped if ln]
+        refs: list[tuple[str, str | None]] = [(ln, None) for ln in stripped if ln]
         result = ImageList(path, rewrites=extra_rewrites)
     else:
         import yaml

@@ -175,9 +175,10 @@ class Mirror:
             assert self.blob_pool is not None
             futures = [self.blob_pool.submit(self.ensure_blob, src, spec.source.repo,
                                              spec.target_repo, d) for d in plan.blobs.values()]
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            if errors:
-                raise errors[0]
+            for f in futures:
+                error = f.exception()
+                if error is not None:
+                    raise error
             for body, mt, digest in plan.children:
                 self.target.put_manifest(spec.target_repo, digest, body, mt)
             body, mt, digest = plan.tagged
