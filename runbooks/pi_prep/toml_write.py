@@ -46,30 +46,33 @@ def _is_table_array(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
 
 
-def _emit(table: dict[str, Any], path: list[str], out: list[str]) -> None:
-    scalars = [(k, v) for k, v in table.items()
-               if not isinstance(v, dict) and not _is_table_array(v)]
-    for key, value in scalars:
-        out.append(f"{'  ' * max(len(path) - 1, 0)}{_key(key)} = {_value(value)}")
+def _emit(table: dict[str, Any], path: list[str], out: list[str], level: int) -> None:
+    """Write `table`'s keys, then its sub-tables; `level` = headers written above it."""
+    indent = "  " * level
+    for key, value in table.items():
+        if not isinstance(value, dict) and not _is_table_array(value):
+            out.append(f"{indent}{_key(key)} = {_value(value)}")
     for key, value in table.items():
         sub = path + [key]
         dotted = ".".join(_key(k) for k in sub)
-        indent = "  " * (len(sub) - 1)
         if isinstance(value, dict):
-            if out:
-                out.append("")
-            out.append(f"{indent}[{dotted}]")
-            _emit(value, sub, out)
+            # a table holding only tables needs no header of its own (it is implied)
+            implied = bool(value) and all(isinstance(v, dict) for v in value.values())
+            if not implied:
+                if out:
+                    out.append("")
+                out.append(f"{indent}[{dotted}]")
+            _emit(value, sub, out, level if implied else level + 1)
         elif _is_table_array(value):
             for item in value:
                 if out:
                     out.append("")
                 out.append(f"{indent}[[{dotted}]]")
-                _emit(item, sub, out)
+                _emit(item, sub, out, level + 1)
 
 
 def dumps(data: dict[str, Any]) -> str:
     """TOML text for `data` (a dict as tomllib returns it)."""
     out: list[str] = []
-    _emit(data, [], out)
+    _emit(data, [], out, 0)
     return "\n".join(out) + "\n"
