@@ -1,0 +1,211 @@
+"""dell-gateway on the virtual lab: check mode, converge, idempotence, a real DHCP client,
+NAT to the upstream HTTP server, leases, health, persistence, and a broken config caught by
+`dhcpd -t` before activation. The tests run in file order on one freshly reset gateway.
+
+What cannot run here: creating a real 802.1Q interface (this kernel has no 802.1q; the lab
+provides eth1.100 as a veth on its VLAN bridge, so the runbook converges only its address,
+with iproute2 plus a systemd unit), and the nmcli / netplan / ifupdown backends (not in the
+lab guests; unit-tested in tests/unit/test_dell_gateway_vlan.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from runbooks.dell_gateway import dhcp
+from runbooks.dell_gateway.plan import RUNBOOK
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+GATEWAY = "dell"
+CLIENT = "microvm"
+CAP_NET_ADMIN = 12
+
+
+def wait_until(predicate, timeout: float = 60.0, step: float = 0.3) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def run(lab, check: bool = False):
+    """Run the runbook on the gateway; return (result, printed output)."""
+    from runbooks.core.runner import run_runbook
+
+    out = io.StringIO()
+    inv = lab.inventory
+    result = run_runbook(RUNBOOK, inv, [inv.hosts[GATEWAY]], check=check, out=out)
+    return result, out.getvalue()
+
+
+def sh(lab, host: str, cmd: str) -> str:
+    done = lab.exec(host, cmd)
+    assert done.returncode == 0, f"{host}: {cmd}: {done.stderr}"
+    return done.stdout
+
+
+def inv_task(lab, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run an `inv` task of this repository against the lab's inventory."""
+    inventory = str(lab.inventory.path)
+    return subprocess.run([sys.executable, "-m", "invoke", *args, "-i", inventory],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def renew_client_lease(lab) -> str:
+    """Restart the client's dhclient (by pid, inside the client) and wait for its address."""
+    pids = lab.exec(CLIENT, "pidof dhclient").stdout.split()
+    for pid in pids:
+        lab.exec(CLIENT, f"kill {int(pid)}")
+    pool = lab.inventory.network.dhcp
+    found: list[str] = []
+
+    def bound() -> bool:
+        out = lab.exec(CLIENT, "ip -4 -o addr show dev eth0").stdout
+        found[:] = [w.split("/")[0] for w in out.split() if "/" in w and w[0].isdigit()]
+        return any(IPv4Address(a) in pool for a in found)
+
+    log = "tail -5 /var/log/dhclient.log"
+    assert wait_until(bound, 45), f"{CLIENT} got no lease: {lab.exec(CLIENT, log).stdout}"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def gateway(lab):
+    """A fresh gateway whose login session may configure networking."""
+    lab.reset(GATEWAY)
+    with lab.connection(GATEWAY) as conn:
+        caps = conn.run("grep CapEff /proc/self/status", hide=True).stdout.split()[-1]
+    if not int(caps, 16) >> CAP_NET_ADMIN & 1:
+        pytest.fail("lab defect: SSH sessions on the systemd guest have no CAP_NET_ADMIN "
+                    f"(CapEff {caps}), so no runbook can set an address, a sysctl under "
+                    "net.* or an nftables rule there; systemd-nspawn with "
+                    "--network-namespace-path needs --capability=CAP_NET_ADMIN "
+                    "(runbooks/lab/guest.py, _nspawn_command)")
+    return lab
+
+
+def test_check_mode_shows_diffs_and_changes_nothing(gateway):
+    lab = gateway
+    result, out = run(lab, check=True)
+    host = result.hosts[GATEWAY]
+    assert host.status == "changed", out
+    assert host.changed >= 10
+    assert "+++ /etc/dhcp/dhcpd.conf" in out and "+  range 192.168.10.26 192.168.10.126;" in out
+    assert "+++ /etc/nftables.d/greenroom.nft" in out
+    assert "add 192.168.10.2/25 to eth1.100" in out
+    # nothing happened on the host
+    assert lab.exec(GATEWAY, "test -e /etc/dhcp/dhcpd.conf").returncode == 1
+    assert lab.exec(GATEWAY, "dpkg-query -W isc-dhcp-server").returncode != 0
+    assert "inet " not in sh(lab, GATEWAY, "ip -4 addr show dev eth1.100")
+    assert sh(lab, GATEWAY, "sysctl -n net.ipv4.ip_forward").strip() == "0"
+    assert lab.exec(GATEWAY, "nft list table inet greenroom").returncode != 0
+
+
+def test_converges(gateway):
+    lab = gateway
+    result, out = run(lab)
+    assert result.ok, out
+    assert result.hosts[GATEWAY].status == "changed"
+    wanted = dhcp.render_dhcpd_conf(dhcp.dhcpd_values(lab.inventory.hosts[GATEWAY],
+                                                       lab.inventory))
+    assert sh(lab, GATEWAY, "cat /etc/dhcp/dhcpd.conf") == wanted
+    assert 'INTERFACESv4="eth1.100"' in sh(lab, GATEWAY, "cat /etc/default/isc-dhcp-server")
+    assert sh(lab, GATEWAY, "systemctl is-active isc-dhcp-server; systemctl is-enabled "
+                            "isc-dhcp-server greenroom-nftables greenroom-vlan-eth1.100"
+              ).split() == ["active", "enabled", "enabled", "enabled"]
+    assert "inet 192.168.10.2/25" in sh(lab, GATEWAY, "ip -4 addr show dev eth1.100")
+    assert sh(lab, GATEWAY, "sysctl -n net.ipv4.ip_forward").strip() == "1"
+    assert "net.ipv4.ip_forward = 1" in sh(lab, GATEWAY, "cat /etc/sysctl.d/*greenroom*")
+    assert 'oifname "eth1" ip saddr 192.168.10.0/25 masquerade' in sh(
+        lab, GATEWAY, "nft list table inet greenroom")
+
+
+def test_second_run_changes_nothing(gateway):
+    result, out = run(gateway)
+    assert result.ok and result.changed == 0, out
+    assert result.hosts[GATEWAY].status == "ok"
+
+
+def test_client_gets_a_lease_and_reaches_upstream_through_nat(gateway):
+    lab = gateway
+    address = renew_client_lease(lab)
+    assert "default via 192.168.10.2 dev eth0" in sh(lab, CLIENT, "ip route")
+    upstream = lab.plan.upstream_gateway.ip
+    before = len(lab.upstream_log())
+    page = sh(lab, CLIENT, f"curl -sS -m 10 http://{upstream}/")
+    assert page.strip()
+    seen = lab.upstream_log()[before:]
+    gateway_upstream = str(lab.plan.guest(GATEWAY).upstream_address.ip)
+    assert seen == [gateway_upstream], (address, seen)
+
+
+def test_leases_lists_the_client(gateway):
+    lab = gateway
+    mac = sh(lab, CLIENT, "cat /sys/class/net/eth0/address").strip()
+    ip = renew_client_lease(lab)
+    done = inv_task(lab, "dell-gateway.leases", "--json")
+    assert done.returncode == 0, done.stderr + done.stdout
+    leases = json.loads(done.stdout)
+    assert {"ip": ip, "mac": mac, "state": "active"}.items() <= next(
+        lease for lease in leases if lease["ip"] == ip).items()
+    table = inv_task(lab, "dell-gateway.leases")
+    assert ip in table.stdout and mac in table.stdout
+
+
+def test_check_task_is_read_only_and_reports_unhealthy(gateway):
+    lab = gateway
+    healthy = inv_task(lab, "dell-gateway.check")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "dell: healthy" in healthy.stdout
+    sh(lab, GATEWAY, "sysctl -q -w net.ipv4.ip_forward=0")
+    broken = inv_task(lab, "dell-gateway.check")
+    assert broken.returncode == 1
+    assert "FAIL  forwarding" in broken.stdout and "UNHEALTHY: forwarding" in broken.stdout
+    assert sh(lab, GATEWAY, "sysctl -n net.ipv4.ip_forward").strip() == "0"  # read-only
+    result, out = run(lab)
+    assert result.ok and result.changed == 1, out
+
+
+def test_persisted_config_restores_address_and_nat(gateway):
+    """What a reboot would redo: the units bring back the address and greenroom's table."""
+    lab = gateway
+    sh(lab, GATEWAY, "ip addr flush dev eth1.100 && nft delete table inet greenroom")
+    sh(lab, GATEWAY, "systemctl restart greenroom-vlan-eth1.100 greenroom-nftables")
+    assert "inet 192.168.10.2/25" in sh(lab, GATEWAY, "ip -4 addr show dev eth1.100")
+    assert "masquerade" in sh(lab, GATEWAY, "nft list table inet greenroom")
+    result, out = run(lab)
+    assert result.changed == 0, out
+
+
+def test_broken_config_is_caught_before_activation(gateway, monkeypatch):
+    lab = gateway
+    before = sh(lab, GATEWAY, "sha256sum /etc/dhcp/dhcpd.conf")
+    pid = sh(lab, GATEWAY, "pidof dhcpd").strip()
+    good = dhcp.dhcpd_values
+    # a value that slips past the inventory check and breaks the rendered file
+    monkeypatch.setattr(dhcp, "dhcpd_values",
+                        lambda host, inv: good(host, inv) | {"router": "192.168.10.2 bogus"})
+    result, out = run(lab)
+    host = result.hosts[GATEWAY]
+    assert not result.ok and host.status == "failed"
+    assert "validation failed (dhcpd -t -cf {})" in host.error
+    assert "line 11" in host.error  # dhcpd's own message, with the line number
+    assert sh(lab, GATEWAY, "sha256sum /etc/dhcp/dhcpd.conf") == before
+    assert sh(lab, GATEWAY, "ls -a /etc/dhcp").count(".greenroom.") == 0
+    assert sh(lab, GATEWAY, "pidof dhcpd").strip() == pid
+    renew_client_lease(lab)  # the running server still serves
+    monkeypatch.undo()
+    result, out = run(lab)
+    assert result.ok and result.changed == 0, out
