@@ -221,6 +221,7 @@ class Connector:
         self._connections: dict[str, fabric.Connection] = {}
         self._sessions: dict[str, Session] = {}
         self._config: Any = None
+        self._host_keys: paramiko.HostKeys | None = None
 
     def _fabric_config(self) -> Any:
         from fabric import Config
@@ -228,6 +229,18 @@ class Connector:
         if self._config is None:
             self._config = Config()
         return self._config
+
+    def _shared_host_keys(self) -> paramiko.HostKeys:
+        import paramiko
+
+        with self._lock:
+            if self._host_keys is None:
+                keys = paramiko.HostKeys()
+                for path in (str(self.known_hosts), self._extra_known_hosts):
+                    if path and os.path.exists(path):
+                        keys.load(path)
+                self._host_keys = keys
+            return self._host_keys
 
     def _connection(self, host: Host) -> fabric.Connection:
         """The (not yet opened) Fabric connection for `host`, gateways included."""
@@ -259,10 +272,9 @@ class Connector:
         client.set_missing_host_key_policy(
             _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)
         )
-        if self.known_hosts.exists():
-            client.get_host_keys().load(str(self.known_hosts))
-        if self._extra_known_hosts:
-            client.get_host_keys().load(self._extra_known_hosts)
+        # known_hosts is parsed once per run and shared read-only by every client
+        # (paramiko checks both its "system" and its own host keys).
+        client._system_host_keys = self._shared_host_keys()  # noqa: SLF001
         with self._lock:
             return self._connections.setdefault(host.name, conn)
 
