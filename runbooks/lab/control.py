@@ -7,6 +7,7 @@ works from the inventory alone, even without a state file.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 import shutil
@@ -15,7 +16,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,19 @@ SSH_TIMEOUT = 60.0
 
 class LabError(RuntimeError):
     """The lab cannot be built or used; the message says what to do."""
+
+
+class LabBusy(LabError):
+    """Another inventory's lab of the same site is running."""
+
+
+@contextmanager
+def locked(state: LabState) -> Iterator[None]:
+    """Serialise up/down/reset of one lab across processes."""
+    state.dir.mkdir(parents=True, exist_ok=True)
+    with open(state.dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def check_platform(plan: LabPlan | None = None) -> None:
@@ -138,10 +154,15 @@ def up(inventory: Any, wait: bool = True, log=print) -> dict[str, Any]:  # noqa:
     plan = make_plan(inventory)
     check_platform(plan)
     state = LabState(plan.site)
+    with locked(state):
+        return _up(plan, state, wait, log)
+
+
+def _up(plan: LabPlan, state: LabState, wait: bool, log) -> dict[str, Any]:  # noqa: ANN001
     data = state.load()
     if data.get("inventory") and data["inventory"] != plan.inventory_path and \
             network.link_exists(plan.bridge):
-        raise LabError(f"a lab for site {plan.site!r} from {data['inventory']} is running; "
+        raise LabBusy(f"a lab for site {plan.site!r} from {data['inventory']} is running; "
                        "take it down first (`inv lab.down -i ...`)")
     started = time.monotonic()
     lower = ensure_rootfs()
@@ -228,6 +249,11 @@ def down(inventory: Any, log=print) -> None:  # noqa: ANN001
     plan = make_plan(inventory)
     check_platform(plan)
     state = LabState(plan.site)
+    with locked(state):
+        _down(plan, state, log)
+
+
+def _down(plan: LabPlan, state: LabState, log) -> None:  # noqa: ANN001
     data = state.load()
     entries = data.get("guests", {})
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -242,6 +268,7 @@ def down(inventory: Any, log=print) -> None:  # noqa: ANN001
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
     network.teardown_fabric(plan)
     shutil.rmtree(state.dir / "hosts", ignore_errors=True)
+    shutil.rmtree(state.dir / "sessions", ignore_errors=True)
     for name in ("lab.json", "known_hosts", "upstream.log", "aptproxy.log", "aptproxy.pid",
                  "upstream.pid", "upstream.err"):
         (state.dir / name).unlink(missing_ok=True)
@@ -253,6 +280,12 @@ def reset(inventory: Any, name: str, wait: bool = True) -> None:
     plan = make_plan(inventory)
     guest = plan.guest(name)
     state = LabState(plan.site)
+    with locked(state):
+        _reset(plan, state, guest, wait)
+
+
+def _reset(plan: LabPlan, state: LabState, guest: GuestPlan, wait: bool) -> None:
+    name = guest.name
     data = state.load()
     if data.get("status") != "up":
         raise LabError("the virtual lab is not running: run `inv lab.up`")

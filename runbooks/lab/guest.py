@@ -142,7 +142,9 @@ def _nspawn_command(guest: GuestPlan, root: Path, firmware: Path | None) -> list
            f"--hostname={guest.name}", f"--network-namespace-path=/run/netns/{guest.netns}",
            "--register=no", "--keep-unit", "--console=read-only", "--resolv-conf=off",
            "--timezone=off", "--link-journal=no", "--tmpfs=/run/lock",
-           f"--drop-capability={caps}"]
+           # nspawn grants CAP_NET_ADMIN only with its own --private-network; our guests own
+           # their network namespace, so they get it back (ip addr, ip_forward, nft)
+           "--capability=CAP_NET_ADMIN", f"--drop-capability={caps}"]
     if firmware is not None:
         cmd.append(f"--bind-ro={firmware}:/sys/firmware")
     return cmd + ["--boot"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address, ip_network
+from pathlib import Path
 from typing import Any
 
 from runbooks.lab.access import bridge_name, lab_id
@@ -110,7 +111,8 @@ def _network(value: Any, fallback: str) -> IPv4Network:
 def make_plan(inventory: Any) -> LabPlan:
     """Build the plan for ``inventory`` (an Inventory of runbooks.core.inventory)."""
     site = str(_get(inventory, "site", "lab"))
-    path = str(_get(inventory, "path", "?"))
+    raw_path = _get(inventory, "path")
+    path = str(Path(raw_path).resolve()) if raw_path else "?"
     lab = _get(inventory, "lab")
     if lab is None:
         raise PlanError(f"{path}: no top-level `lab:` section; add lab.management, "

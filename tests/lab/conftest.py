@@ -1,8 +1,9 @@
 """The virtual lab as a pytest fixture, shared by every test under tests/lab/.
 
 ``lab`` (session scope) brings up ``hosts/lab.yaml`` with ``runbooks.lab.control.up`` and
-takes it down at the end of the session (a lab that was already up is taken down too). It
-skips, with the reason shown, when not root or not on Linux. It yields a :class:`LabHandle`:
+takes it down at the end of the session, unless another pytest session (another process)
+still uses it: each session registers its pid under ``<state dir>/sessions/``. It skips,
+with the reason shown, when not root or not on Linux. It yields a :class:`LabHandle`:
 
 - ``lab.inventory``: the loaded Inventory (runbooks.core.inventory)
 - ``lab.access``: LabAccess(key_filename, known_hosts, user) for Fabric / the engine
@@ -109,8 +110,38 @@ def lab() -> Iterator[LabHandle]:
 
     inventory = load_inventory(str(LAB_INVENTORY))
     forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    sessions = _sessions_dir(inventory)
+    mine = sessions / str(os.getpid())
+    mine.touch()
     try:
         control.up(inventory, log=lambda _msg: None)
+    except control.LabBusy:
+        mine.unlink(missing_ok=True)
+        raise
+    except BaseException:
+        _leave(inventory, mine)
+        raise
+    try:
         yield LabHandle(inventory, machine_ip_forward=forward)
     finally:
+        _leave(inventory, mine)
+
+
+def _sessions_dir(inventory: Any) -> Path:
+    """Where each pytest session using the lab leaves a file named after its pid."""
+    from runbooks.lab.state import LabState
+
+    folder = LabState(inventory.site).dir / "sessions"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _leave(inventory: Any, mine: Path) -> None:
+    """Drop this session; take the lab down unless another live session still uses it."""
+    from runbooks.lab import control
+
+    mine.unlink(missing_ok=True)
+    others = [p for p in mine.parent.iterdir() if p.name.isdigit()
+              and Path(f"/proc/{p.name}").exists()]
+    if not others:
         control.down(inventory, log=lambda _msg: None)

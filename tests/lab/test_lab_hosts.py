@@ -112,7 +112,8 @@ def test_boards_reach_each_other_over_the_vlan(lab):
 def test_gateway_reaches_boards_once_its_vlan_address_is_set(lab):
     dell = lab.inventory.hosts["dell"]
     gw = f"{lab.inventory.network.gateway}/{lab.inventory.network.subnet.prefixlen}"
-    assert lab.exec("dell", f"ip addr add {gw} dev {dell.vlan.name}").returncode == 0
+    with lab.connection("dell") as conn:  # over SSH, as the dell-gateway runbook does it
+        assert conn.run(f"ip addr add {gw} dev {dell.vlan.name}", hide=True).ok
     try:
         for board in ("rp0", "rp1", "lp0"):
             result = lab.exec(board, f"ping -c1 -W2 {lab.inventory.network.gateway}")
