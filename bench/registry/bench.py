@@ -76,14 +76,15 @@ def generate(host: str, scale: float) -> tuple[list[str], int]:
     return refs, sum(seen.values())
 
 
-def timed(cmd: str, env: dict | None = None) -> float:
+def timed(cmd: str) -> tuple[float, str]:
+    """Wall time of a shell command and "" or the last error line when it failed."""
     start = time.perf_counter()
-    res = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, cwd=ROOT)
+    res = subprocess.run(cmd, shell=True, capture_output=True, text=True, cwd=ROOT)
     took = time.perf_counter() - start
-    if res.returncode != 0:
-        raise SystemExit(f"failed ({res.returncode}): {cmd}\n{res.stdout[-2000:]}\n"
-                         f"{res.stderr[-2000:]}")
-    return took
+    if res.returncode == 0:
+        return took, ""
+    lines = [ln for ln in (res.stderr + res.stdout).splitlines() if ln.strip()]
+    return took, (lines[-1] if lines else f"exit {res.returncode}")[:160]
 
 
 SKOPEO = "skopeo --insecure-policy"
@@ -121,34 +122,41 @@ def tools(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, calla
     }
 
 
-def run_all(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, tuple[float, float]]:
-    out = {}
+def run_all(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, tuple]:
+    out: dict[str, tuple] = {}
     for name, cmd in tools(src, refs, work, arm64).items():
         tdir = work / f"target-{len(out)}-{int(arm64)}"
         reg = Registry(tdir)
         try:
-            cold = timed(cmd(reg.host))
-            noop = timed(cmd(reg.host))
+            cold, cold_err = timed(cmd(reg.host))
+            noop, noop_err = timed(cmd(reg.host))
         finally:
             reg.stop()
             shutil.rmtree(tdir, ignore_errors=True)
-        out[name] = (cold, noop)
+        out[name] = (cold, noop, cold_err, noop_err)
         print(f"  {'arm64' if arm64 else 'all  '} {name:28s} cold {cold:6.2f} s  "
-              f"no-op {noop:5.2f} s", file=sys.stderr)
+              f"no-op {noop:5.2f} s {cold_err or ''} {noop_err or ''}", file=sys.stderr)
     return out
 
 
-def table(results: dict[str, dict[str, tuple[float, float]]], unique: int) -> str:
+def table(results: dict[str, dict[str, tuple]], unique: int) -> str:
     lines = [f"unique layer bytes: {unique / MB:.0f} MB (both platforms); {os.cpu_count()} "
              f"CPUs; load average before/after: {LOAD[0]} / {os.getloadavg()[0]:.1f}; "
              "times are whole processes, one run each", "",
              "| set | tool | cold (s) | no-op (s) | cold: tool / greenroom | "
              "no-op: tool / greenroom |", "|---|---|---:|---:|---:|---:|"]
+    errors = []
     for setname, res in results.items():
-        g_cold, g_noop = res["greenroom"]
-        for name, (cold, noop) in res.items():
-            lines.append(f"| {setname} | {name} | {cold:.2f} | {noop:.2f} | "
+        g_cold, g_noop = res["greenroom"][:2]
+        for name, (cold, noop, cold_err, noop_err) in res.items():
+            mark_c = " (FAILED)" if cold_err else ""
+            mark_n = " (FAILED)" if noop_err else ""
+            lines.append(f"| {setname} | {name} | {cold:.2f}{mark_c} | {noop:.2f}{mark_n} | "
                          f"{cold / g_cold:.2f}x | {noop / g_noop:.2f}x |")
+            errors += [f"- {setname}, {name}, {kind}: `{err}`"
+                       for kind, err in (("cold", cold_err), ("no-op", noop_err)) if err]
+    if errors:
+        lines += ["", "Failures (the run was timed up to the failure):", *errors]
     return "\n".join(lines) + "\n"
 
 
