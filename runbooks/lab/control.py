@@ -119,8 +119,24 @@ def wait_ssh(plan: LabPlan, names: list[str] | None = None, timeout: float = SSH
         if time.monotonic() > deadline:
             hints = ", ".join(f"{g.name} (console: {state.host_dir(g.name) / 'console.log'})"
                               if state else g.name for g in pending)
-            raise LabError(f"SSH did not answer within {timeout:.0f}s on: {hints}")
+            raise LabError(f"SSH did not answer within {timeout:.0f}s on: {hints}"
+                           + (_inotify_hint(state, pending) if state else ""))
         time.sleep(0.05)
+
+
+def _inotify_hint(state: LabState, pending: list[GuestPlan]) -> str:
+    """Explain the machine-wide inotify limit when a guest's console shows it."""
+    for guest in pending:
+        try:
+            text = (state.host_dir(guest.name) / "console.log").read_text(errors="replace")
+        except OSError:
+            continue
+        if "inotify" in text and "Too many open files" in text:
+            return ("\nguests ran out of inotify instances: all systemd guests on this machine "
+                    "share root's fs.inotify.max_user_instances "
+                    f"({Path('/proc/sys/fs/inotify/max_user_instances').read_text().strip()}); "
+                    "stop other labs (`inv lab.down -i ...`) or use kind: chroot for some hosts")
+    return ""
 
 
 def _guest_running(guest: GuestPlan, entry: dict[str, Any], hdir: Path) -> bool:

@@ -159,6 +159,23 @@ def seed_dphys_swapfile(root: Path) -> None:
            "/lib/systemd\n/lib/systemd/system\n/lib/systemd/system/dphys-swapfile.service\n")
 
 
+# Every systemd guest shares the machine's fs.inotify.max_user_instances (128 for root);
+# these units each hold an inotify instance and are not needed over SSH.
+MASKED_UNITS = ("systemd-logind.service", "console-getty.service", "container-getty@.service",
+                "getty@.service")
+
+
+def mask_inotify_hungry_units(root: Path) -> None:
+    """Mask units a headless guest does not need (saves the machine's inotify instances)."""
+    folder = root / "etc/systemd/system"
+    folder.mkdir(parents=True, exist_ok=True)
+    for unit in MASKED_UNITS:
+        link = folder / unit
+        if not link.is_symlink():
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+
+
 def seed_guest(root: Path, plan: LabPlan, guest: GuestPlan, lab_pubkey: str,
                hostkey: Path) -> None:
     """Write everything a fresh guest needs into its mounted overlay ``root``."""
@@ -180,6 +197,7 @@ def seed_guest(root: Path, plan: LabPlan, guest: GuestPlan, lab_pubkey: str,
                "HostKey /etc/ssh/ssh_host_ed25519_key\nUseDNS no\n"
                "PermitRootLogin prohibit-password\n")
     seed_boot(root, guest)
+    mask_inotify_hungry_units(root)
     if "dphys-swapfile" in guest.seed:
         seed_dphys_swapfile(root)
     if "fstab-swap" in guest.seed:
