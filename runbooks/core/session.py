@@ -206,14 +206,12 @@ class Connector:
         self.known_hosts = Path(os.path.expanduser("~/.ssh/known_hosts"))
         self._extra_known_hosts: str | None = None
         self._key_filename: str | None = None
-        self._user: str | None = None
         if inventory.lab is not None:
             from runbooks.lab.access import lab_access
 
             access = lab_access(inventory)  # raises LabNotRunning, sending no packet
             self._extra_known_hosts = access.known_hosts
             self._key_filename = access.key_filename
-            self._user = access.user
         self._lock = threading.Lock()
         self._known_hosts_lock = threading.Lock()
         self._password_lock = threading.Lock()
@@ -261,7 +259,7 @@ class Connector:
             )
         conn = Connection(
             host=host.address,
-            user=self._user or host.user,
+            user=host.user,
             port=host.port,
             config=self._fabric_config(),
             gateway=gateway,
