@@ -1,0 +1,440 @@
+"""registry.up and registry.trust: run the site's registry, make the nodes pull through it.
+
+registry.up (hosts with role registry; acts only on the inventory's `registry.host`):
+  runtime "package" (default): Debian's docker-registry as a systemd service with our
+  /etc/docker/registry/config.yml (filesystem storage in /var/lib/docker-registry, listening
+  on the host's VLAN address and the inventory's port, deletes enabled, storage health
+  checks), a drop-in that retries until the VLAN address exists, enabled at boot, restarted
+  only when its config or drop-in is newer than the running process, then `/v2/` checked with
+  curl from the host itself on every run (a no-op run too).
+  runtime "docker": a `registry:2` container (--restart=always, -p ADDR:PORT:5000, a named
+  volume), recreated only when its settings differ.
+registry.trust (roles pi, k3s-server, k3s-agent, microk8s): each runtime found on the node
+  (or named with --runtimes) gets its native config, merged by runbooks.registry.trust, and
+  is restarted once, only when that config changed and only if its unit exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import (
+    Action,
+    Change,
+    Command,
+    Directory,
+    Edit,
+    File,
+    Handler,
+    Packages,
+    Plan,
+    Service,
+    Step,
+    StepFailed,
+)
+from runbooks.core.templates import render
+from runbooks.registry import trust
+
+if TYPE_CHECKING:
+    from runbooks.core.converge import HostContext
+    from runbooks.core.inventory import Inventory
+
+UNIT = "docker-registry"
+CONFIG = "/etc/docker/registry/config.yml"
+DROP_IN = f"/etc/systemd/system/{UNIT}.service.d/greenroom.conf"
+STORAGE = "/var/lib/docker-registry"
+NODE_ROLES = ("pi", "k3s-server", "k3s-agent", "microk8s")
+RUNTIMES = ("containerd", "k3s", "microk8s", "docker")
+DETECT = {
+    "containerd": "command -v containerd || [ -d /etc/containerd ]",
+    "k3s": "[ -d /etc/rancher/k3s ] || command -v k3s",
+    "microk8s": "[ -d /var/snap/microk8s ]",
+    # /etc/docker alone is not enough: the docker-registry package creates it too.
+    "docker": "[ -e /etc/docker/daemon.json ] || command -v dockerd || command -v docker",
+}
+# Host-side validation when the host can do it (the content is also parsed locally first).
+TOML_CHECK = ("if python3 -c 'import tomllib' 2>/dev/null; then python3 -c 'import sys, "
+              "tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {}; fi")
+JSON_CHECK = "if command -v python3 >/dev/null; then python3 -m json.tool {} >/dev/null; fi"
+YAML_CHECK = ("if python3 -c 'import yaml' 2>/dev/null; then python3 -c 'import sys, yaml; "
+              "yaml.safe_load(open(sys.argv[1]))' {}; fi")
+RESTART_UNITS = {
+    "containerd": ("containerd.service",),
+    "k3s": ("k3s.service", "k3s-agent.service"),
+    "microk8s": ("snap.microk8s.daemon-containerd.service",),
+    "docker": ("docker.service",),
+}
+
+
+def registry_address(inventory: Inventory) -> tuple[str, str, int]:
+    """(registry host name, its VLAN address, port); StepFailed naming the key to fix."""
+    registry = inventory.registry
+    if registry is None:
+        raise StepFailed(f"{inventory.path}: no `registry:` section; add `registry: {{host: "
+                         "<gateway name>, port: 5001}}`, then run again")
+    host = inventory.hosts.get(registry.host)
+    if host is None:
+        raise StepFailed(f"{inventory.path}: registry.host {registry.host!r} is not under "
+                         f"hosts:; name one of {', '.join(inventory.hosts)}")
+    if host.vlan is not None and host.vlan.address is not None:
+        address = str(host.vlan.address.ip)
+    elif "gateway" in host.roles:
+        address = str(inventory.network.gateway)
+    else:
+        address = host.address
+    return host.name, address, registry.port
+
+
+# -- registry.up steps ------------------------------------------------------------------------
+
+def parse_ipv4_addresses(out: str) -> set[str]:
+    """`ip -4 -o addr show` output -> the IPv4 addresses on the host's interfaces."""
+    found = set()
+    for line in out.splitlines():
+        words = line.split()
+        if "inet" in words and words.index("inet") + 1 < len(words):
+            found.add(words[words.index("inet") + 1].split("/")[0])
+    return found
+
+
+class VlanAddress(Step):
+    """Ensure the registry's listen address is on the host (dell-gateway puts it there)."""
+
+    def __init__(self, address: str, host: str, check: bool) -> None:
+        self.address, self.host, self.check = address, host, check
+        self.name = f"Ensure {address} is on an interface of {host}"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"addrs": "ip -4 -o addr show"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if self.address in parse_ipv4_addresses(facts["addrs"].out):
+            return []
+        what = (f"{self.address} is not on any interface of {self.host} yet; the registry "
+                "listens on the VLAN address")
+        if self.check:  # check mode: dell-gateway may be about to add it
+            return [Change(f"{what} (run inv dell-gateway first)")]
+        raise StepFailed(f"{what}: run `inv dell-gateway` first (it configures the VLAN "
+                         "interface and its address), then run registry.up again")
+
+
+def parse_start_time(text: str) -> float | None:
+    """systemd's `ExecMainStartTimestamp` (with --timestamp=us+utc) -> epoch seconds."""
+    text = text.strip()
+    for layout in ("%a %Y-%m-%d %H:%M:%S.%f UTC", "%a %Y-%m-%d %H:%M:%S UTC"):
+        try:
+            moment = datetime.strptime(text, layout)
+        except ValueError:
+            continue
+        return moment.replace(tzinfo=UTC).timestamp()
+    return None
+
+
+def wait_healthy(url: str, seconds: int, log_command: str) -> str:
+    """Shell that polls `url`/v2/ for up to `seconds`, else prints the log and fails."""
+    tries = seconds * 5
+    return (f"for i in $(seq {tries}); do curl -fsS -m 2 -o /dev/null {shlex.quote(url)}/v2/ "
+            "&& exit 0; sleep 0.2; done\n"
+            f"echo 'no answer from {url}/v2/ after {seconds} s; last log lines:' >&2\n"
+            f"{log_command} >&2 || true\nexit 1\n")
+
+
+class RegistryRestarted(Step):
+    """Ensure the running registry was started after its config files were last written.
+
+    A step, not a handler, so the health check that follows sees the restarted registry;
+    keyed on file times, it restarts only when a file changed, and also catches a restart
+    that an interrupted run never did. In check mode it compares contents instead.
+    """
+
+    def __init__(self, unit: str, files: Mapping[str, str], url: str) -> None:
+        self.unit, self.files, self.url = unit, dict(files), url
+        self.name = f"Ensure {unit} runs its current config"
+
+    def facts(self) -> Mapping[str, str]:
+        u = shlex.quote(self.unit)
+        paths = " ".join(shlex.quote(p) for p in self.files)
+        return {
+            "started": f"systemctl show -p ExecMainStartTimestamp --value --timestamp=us+utc {u}",
+            "mtimes": f"stat -c '%.9Y %n' {paths}",
+            "sums": f"sha256sum {paths}",
+        }
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        import hashlib
+
+        sums = {}
+        for line in facts["sums"].out.splitlines():
+            digest, _, path = line.partition("  ")
+            sums[path] = digest
+        pending = [p for p, text in self.files.items()
+                   if sums.get(p) != hashlib.sha256(text.encode()).hexdigest()]
+        started = parse_start_time(facts["started"].out)
+        newer = []
+        for line in facts["mtimes"].out.splitlines():
+            stamp, _, path = line.partition(" ")
+            if started is not None and float(stamp) > started:
+                newer.append(path)
+        reason = (f"{', '.join(pending)} will change" if pending else
+                  f"{', '.join(newer)} changed after it started" if newer else None)
+        if reason is None or started is None:
+            return []  # not running: the Service step starts it with the current files
+        restart = f"systemctl restart {shlex.quote(self.unit)}\n" + wait_healthy(
+            self.url, 15, f"journalctl -u {shlex.quote(self.unit)} -n 20 --no-pager")
+        return [Change(f"restart {self.unit} ({reason})", (Action(restart),))]
+
+
+class RegistryHealthy(Step):
+    """Ensure the registry answers `GET /v2/`, asked from the registry host itself."""
+
+    def __init__(self, url: str, log_command: str, check: bool) -> None:
+        self.url, self.log_command, self.check = url, log_command, check
+        self.name = f"Ensure {url}/v2/ answers"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"health": f"curl -fsS -m 5 -o /dev/null {shlex.quote(self.url)}/v2/ 2>&1",
+                "log": f"{self.log_command} 2>&1 | tail -n 20"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if facts["health"].ok:
+            return []
+        why = facts["health"].out.strip() or f"curl exit {facts['health'].rc}"
+        if self.check:
+            return [Change(f"{self.url}/v2/ does not answer yet ({why}); converge starts it")]
+        raise StepFailed(f"the registry does not answer on {self.url}/v2/ ({why}); last log "
+                         f"lines:\n{facts['log'].out.strip()}\nfix the cause shown, then run "
+                         "registry.up again")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """A registry:2 container as the seed ran it, with a named volume for persistence."""
+
+    address: str
+    port: int
+    name: str = "greenroom-registry"
+    image: str = "registry:2"
+    volume: str = "greenroom-registry"
+
+    def run_command(self) -> str:
+        q = shlex.quote
+        return (f"docker run -d --name {q(self.name)} --restart=always "
+                f"-p {q(f'{self.address}:{self.port}:5000')} "
+                f"-v {q(self.volume + ':/var/lib/registry')} "
+                f"-e REGISTRY_STORAGE_DELETE_ENABLED=true {q(self.image)}")
+
+
+def container_differences(info: Mapping[str, Any], spec: ContainerSpec) -> list[str]:
+    """What differs between `docker inspect`'s object and `spec` (empty: as wanted)."""
+    diffs = []
+    image = info.get("Config", {}).get("Image")
+    if image != spec.image:
+        diffs.append(f"image {image} (want {spec.image})")
+    policy = info.get("HostConfig", {}).get("RestartPolicy", {}).get("Name")
+    if policy != "always":
+        diffs.append(f"restart policy {policy or 'none'} (want always)")
+    bindings = info.get("HostConfig", {}).get("PortBindings") or {}
+    published = {(b.get("HostIp"), b.get("HostPort")) for b in bindings.get("5000/tcp") or []}
+    if published != {(spec.address, str(spec.port))}:
+        shown = ", ".join(f"{ip or '*'}:{port}" for ip, port in sorted(published)) or "none"
+        diffs.append(f"port 5000 published on {shown} (want {spec.address}:{spec.port})")
+    mounts = {(m.get("Name"), m.get("Destination")) for m in info.get("Mounts") or []}
+    if (spec.volume, "/var/lib/registry") not in mounts:
+        diffs.append(f"volume {spec.volume} not on /var/lib/registry")
+    if "REGISTRY_STORAGE_DELETE_ENABLED=true" not in (info.get("Config", {}).get("Env") or []):
+        diffs.append("deletes not enabled")
+    return diffs
+
+
+class RegistryContainer(Step):
+    """Ensure the registry:2 container runs as `spec` says (runtime docker)."""
+
+    def __init__(self, spec: ContainerSpec) -> None:
+        self.spec = spec
+        self.name = f"Ensure container {spec.name} ({spec.image}) on {spec.address}:{spec.port}"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"docker": "command -v docker",
+                "inspect": f"docker inspect --type container {shlex.quote(self.spec.name)}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if not facts["docker"].ok:
+            raise StepFailed("registry.runtime is docker but there is no docker command on "
+                             "this host: install Docker (apt-get install docker.io), or set "
+                             "registry.runtime: package in the inventory")
+        run = self.spec.run_command()
+        if not facts["inspect"].ok:
+            return [Change(f"create container {self.spec.name}", (Action(run),))]
+        try:
+            info = json.loads(facts["inspect"].out)[0]
+        except (ValueError, IndexError, KeyError) as exc:
+            raise StepFailed(f"cannot read `docker inspect {self.spec.name}`: {exc}") from None
+        diffs = container_differences(info, self.spec)
+        if diffs:
+            recreate = f"docker rm -f {shlex.quote(self.spec.name)} && {run}"
+            return [Change(f"recreate {self.spec.name}: {'; '.join(diffs)} (the volume is "
+                           "kept)", (Action(recreate),))]
+        if not info.get("State", {}).get("Running"):
+            return [Change(f"start {self.spec.name}",
+                           (Action(f"docker start {shlex.quote(self.spec.name)}"),))]
+        return []
+
+
+# -- registry.up -----------------------------------------------------------------------------
+
+def up_plan(ctx: HostContext) -> Plan:
+    """The registry host's steps for the inventory's runtime."""
+    name, address, port = registry_address(ctx.inventory)
+    if ctx.host.name != name:
+        ctx.log(f"not the registry host (registry.host is {name}); nothing to do")
+        return Plan()
+    url = f"http://{address}:{port}"
+    runtime = ctx.inventory.registry.runtime if ctx.inventory.registry else "package"
+    plan = Plan().add(VlanAddress(address, ctx.host.name, ctx.check))
+    if runtime == "docker":
+        ctx.log("runtime docker: a registry:2 container (needs a Docker engine on the host)")
+        spec = ContainerSpec(address=address, port=port)
+        return plan.add(RegistryContainer(spec),
+                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}", ctx.check))
+    config = render("registry/config.yml.j2", address=address, port=port,
+                    rootdirectory=STORAGE)
+    drop_in = render("registry/docker-registry.override.conf.j2")
+    plan.add(
+        Packages([UNIT, "curl"]),
+        Directory(STORAGE, mode="755", owner=UNIT, group=UNIT),
+        File(CONFIG, config, mode="644"),
+        File(DROP_IN, drop_in, mode="644"),
+        Command(f"Ensure systemd has read {UNIT}'s drop-in", "systemctl daemon-reload",
+                only_if=f"systemctl show -p NeedDaemonReload {UNIT} | grep -qx "
+                        "NeedDaemonReload=yes"),
+        Service(UNIT, enabled=True, running=True),
+        RegistryRestarted(UNIT, {CONFIG: config, DROP_IN: drop_in}, url),
+        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager", ctx.check),
+    )
+    return plan
+
+
+# -- registry.trust --------------------------------------------------------------------------
+
+def chosen_runtimes(ctx: HostContext, option: str | None) -> list[str]:
+    """Runtimes to configure: named with --runtimes, else detected on the host."""
+    text = (option or "auto").strip()
+    if text != "auto":
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in RUNTIMES]
+        if unknown or not names:
+            raise StepFailed(f"--runtimes {text!r}: unknown {', '.join(unknown) or 'list'}; "
+                             f"use auto or a comma list of {', '.join(RUNTIMES)}")
+        return names
+    found = ctx.gather(DETECT)
+    names = [n for n in RUNTIMES if found[n].ok]
+    if "k3s" not in names and any(r.startswith("k3s-") for r in ctx.host.roles):
+        names.insert(1 if "containerd" in names else 0, "k3s")
+    return names
+
+
+def checked(transform: Callable[[str | None], str], parse: Callable[[str], Any]) \
+        -> Callable[[str | None], str]:
+    """`transform`, with its result parsed locally before it is ever uploaded."""
+    def run(current: str | None) -> str:
+        wanted = transform(current)
+        if wanted != current:
+            parse(wanted)
+        return wanted
+    return run
+
+
+class ContainerdConfigPath(Step):
+    """Ensure config.toml's registry config_path lists /etc/containerd/certs.d."""
+
+    def __init__(self, path: str = trust.CONTAINERD_CONFIG) -> None:
+        self.path = path
+        self.name = f"Ensure {path} reads registry hosts from {trust.CERTS_DIR}"
+        self.notify = ("restart containerd",)
+
+    def _edit(self, major: int) -> Edit:
+        merge = checked(lambda c: trust.merge_containerd_config(c, major), tomllib.loads)
+        return Edit(self.path, merge, name=self.name, validate=TOML_CHECK, notify=self.notify)
+
+    def facts(self) -> Mapping[str, str]:
+        return {"version": "containerd --version", **self._edit(1).facts()}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        from runbooks.pi_prep.facts import parse_containerd_version
+
+        version = parse_containerd_version(facts["version"].out) if facts["version"].ok \
+            else None
+        return self._edit(version[0] if version else 1).plan(facts)
+
+
+def hosts_toml_step(certs_dir: str, endpoint: str, notify: tuple[str, ...] = ()) -> Edit:
+    """certs.d/<endpoint>/hosts.toml merged for `endpoint`."""
+    merge = checked(lambda c: trust.merge_hosts_toml(c, endpoint), tomllib.loads)
+    return Edit(f"{certs_dir}/{endpoint}/hosts.toml", merge, validate=TOML_CHECK,
+                notify=notify)
+
+
+def restart_if_installed(runtime: str) -> Handler:
+    """Handler `restart <runtime>`: restarts each of its units that exists, else says so."""
+    units = RESTART_UNITS[runtime]
+
+    def restart(ctx: HostContext) -> None:
+        restarted = []
+        for unit in units:
+            u = shlex.quote(unit)
+            if not ctx.run(f"systemctl cat {u} >/dev/null 2>&1").ok:
+                continue
+            done = ctx.run(f"systemctl restart {u}")
+            if not done.ok:
+                raise StepFailed(f"systemctl restart {unit}: exit {done.rc}: "
+                                 f"{done.stderr.strip()[-1500:]}; see journalctl -u {unit}")
+            restarted.append(unit)
+        if not restarted:
+            ctx.log(f"restart of {runtime} skipped: no {' or '.join(units)} on this host "
+                    "(the config is in place for when it is installed)")
+
+    return Handler(f"restart {runtime}", restart)
+
+
+def trust_plan(ctx: HostContext) -> Plan:
+    """Each runtime on the node pulls from the registry at its VLAN address."""
+    _, address, port = registry_address(ctx.inventory)
+    endpoint = f"{address}:{port}"
+    runtimes = chosen_runtimes(ctx, ctx.options.get("runtimes"))
+    plan = Plan()
+    if not runtimes:
+        ctx.log("no container runtime found (containerd, k3s, microk8s, docker): nothing to "
+                "trust yet; run pi-prep first, or name one with --runtimes")
+        return plan
+    ctx.log(f"runtimes: {', '.join(runtimes)}; registry {endpoint}")
+    for runtime in runtimes:
+        notify = (f"restart {runtime}",)
+        if runtime == "containerd":
+            plan.add(ContainerdConfigPath(), hosts_toml_step(trust.CERTS_DIR, endpoint))
+        elif runtime == "k3s":
+            merge = checked(lambda c: trust.merge_k3s_registries(c, endpoint), yaml.safe_load)
+            plan.add(Edit(trust.K3S_REGISTRIES, merge, mode="600", validate=YAML_CHECK,
+                          notify=notify))
+        elif runtime == "microk8s":
+            plan.add(hosts_toml_step(trust.MICROK8S_CERTS_DIR, endpoint, notify))
+        else:
+            merge = checked(lambda c: trust.merge_daemon_json(c, endpoint), json.loads)
+            plan.add(Edit(trust.DOCKER_DAEMON_JSON, merge, validate=JSON_CHECK,
+                          notify=notify))
+        plan.handler(restart_if_installed(runtime))
+    return plan
+
+
+UP = Runbook("registry.up", ("registry",), up_plan)
+TRUST = Runbook("registry.trust", NODE_ROLES, trust_plan)
+RUNBOOKS = [UP, TRUST]
