@@ -1,0 +1,438 @@
+"""registry.trust mergers and registry.up/check planners: table-driven, pure, no host.
+
+Mergers: a fresh file, an already converged file (returned byte for byte), other settings
+kept, and invalid existing content refused with a clear error. Planners: the steps' facts
+-> changes, including the no-op case; the registry:2 container planner (no Docker engine on
+this machine, so the docker runtime is tested only here).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from runbooks.core.facts import FactResult
+from runbooks.core.steps import StepFailed
+from runbooks.registry import converge, trust
+from runbooks.registry.service_tasks import health_from, parse_catalog
+
+EP = "192.168.10.2:5001"
+URL = f"http://{EP}"
+
+DEBIAN_CONTAINERD = """version = 2
+# Debian's packaged settings
+[plugins."io.containerd.grpc.v1.cri".cni]
+  bin_dir = "/usr/lib/cni"
+  conf_dir = "/etc/cni/net.d"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "/var/lib/containerd/opt"
+"""
+
+
+def registry_path(data: dict, version: int) -> str | None:
+    table = trust._V2_REGISTRY if version == 2 else trust._V3_REGISTRY
+    return trust._dig(data, table + ("config_path",))
+
+
+# -- containerd config.toml -----------------------------------------------------------------
+
+@pytest.mark.parametrize("content, major, version, expected", [
+    pytest.param(None, 1, 2, trust.CERTS_DIR, id="fresh-containerd1-v2"),
+    pytest.param("", 2, 3, trust.CERTS_DIR, id="empty-containerd2-v3"),
+    pytest.param(DEBIAN_CONTAINERD, 1, 2, trust.CERTS_DIR, id="debian-config"),
+    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n',
+                 1, 2, trust.CERTS_DIR, id="empty-registry-table"),
+    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                 '  config_path = "/etc/docker/certs.d"\n', 1, 2,
+                 f"{trust.CERTS_DIR}:/etc/docker/certs.d", id="other-path-kept-after-ours"),
+    pytest.param('version = 3\n[plugins."io.containerd.cri.v1.images".pinned_images]\n'
+                 '  sandbox = "pause:3.10"\n', 2, 3, trust.CERTS_DIR, id="v3-layout"),
+    pytest.param('version = 2\n[plugins]\n  [plugins."io.containerd.grpc.v1.cri"]\n'
+                 '    sandbox_image = "x/pause:3.9"\n', 1, 2, trust.CERTS_DIR,
+                 id="nested-headers"),
+])
+def test_containerd_config_path_merged(content, major, version, expected):
+    merged = trust.merge_containerd_config(content, major)
+    data = tomllib.loads(merged)
+    assert data["version"] == version
+    assert registry_path(data, version) == expected
+    before = tomllib.loads(content or "")
+    before.pop("version", None)
+    for key, value in before.items():  # every other setting is still there
+        assert key in data
+        if key != "plugins":
+            assert data[key] == value
+    assert trust.merge_containerd_config(merged, major) == merged  # second run: no change
+
+
+def test_containerd_text_merge_keeps_comments_and_settings():
+    merged = trust.merge_containerd_config(DEBIAN_CONTAINERD, 1)
+    assert merged.startswith(DEBIAN_CONTAINERD)  # appended, nothing rewritten
+    cni = tomllib.loads(merged)["plugins"]["io.containerd.grpc.v1.cri"]["cni"]
+    assert cni == {"bin_dir": "/usr/lib/cni", "conf_dir": "/etc/cni/net.d"}
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                 '  config_path = "/etc/containerd/certs.d"\n', id="exact"),
+    pytest.param('version = 2  # keep\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                 '  config_path = "/x:/etc/containerd/certs.d"\n', id="listed-second"),
+])
+def test_containerd_converged_is_unchanged(content):
+    assert trust.merge_containerd_config(content, 1) == content
+
+
+@pytest.mark.parametrize("content, words", [
+    pytest.param("version = 2\n[plugins\n", "not valid TOML", id="invalid-toml"),
+    pytest.param('[plugins.cri]\nx = 1\n', "version 1", id="version-1-layout"),
+    pytest.param("version = 7\n", "not supported", id="unknown-version"),
+    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors.'
+                 '"docker.io"]\n  endpoint = ["https://x"]\n', "mirrors", id="old-mirrors"),
+    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                 '  config_path = 3\n', "expected a string", id="path-not-string"),
+    pytest.param('version = 2\nplugins = 5\n', "expected a table", id="plugins-not-table"),
+])
+def test_containerd_bad_config_refused(content, words):
+    with pytest.raises(trust.TrustError, match=words):
+        trust.merge_containerd_config(content, 1)
+
+
+# -- hosts.toml ------------------------------------------------------------------------------
+
+PI_PREP_HOSTS = (f'# {EP}: written by greenroom pi-prep.\nserver = "{URL}"\n\n'
+                 f'[host."{URL}"]\n  capabilities = ["pull", "resolve"]\n')
+
+
+@pytest.mark.parametrize("content", [None, "", "  \n"], ids=["missing", "empty", "blank"])
+def test_hosts_toml_fresh(content):
+    data = tomllib.loads(trust.merge_hosts_toml(content, EP))
+    assert data == {"server": URL, "host": {URL: {"capabilities": ["pull", "resolve"],
+                                                  "skip_verify": True}}}
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param(PI_PREP_HOSTS, id="pi-prep-file-accepted"),
+    pytest.param(trust.hosts_toml(EP), id="ours"),
+    pytest.param(f'server = "{URL}"\n[host."{URL}"]\ncapabilities = ["pull", "resolve", '
+                 '"push"]\n', id="more-capabilities"),
+])
+def test_hosts_toml_converged_is_unchanged(content):
+    assert trust.merge_hosts_toml(content, EP) == content
+
+
+@pytest.mark.parametrize("content", [
+    pytest.param('server = "https://registry-1.example"\n', id="other-server"),
+    pytest.param(f'server = "{URL}"\n[host."{URL}"]\ncapabilities = ["pull"]\n'
+                 'ca = "/etc/ca.pem"\n', id="missing-resolve"),
+    pytest.param('server = "http://old:5000"\n[host."http://mirror:5000"]\n'
+                 'capabilities = ["pull"]\n', id="other-host-kept"),
+])
+def test_hosts_toml_merged_keeps_other_settings(content):
+    merged = trust.merge_hosts_toml(content, EP)
+    data, before = tomllib.loads(merged), tomllib.loads(content)
+    assert data["server"] == URL
+    assert {"pull", "resolve"} <= set(data["host"][URL]["capabilities"])
+    for name, entry in before.get("host", {}).items():
+        for key, value in entry.items():
+            if key != "capabilities":
+                assert data["host"][name][key] == value
+    assert trust.merge_hosts_toml(merged, EP) == merged
+
+
+def test_hosts_toml_invalid_refused():
+    with pytest.raises(trust.TrustError, match="not valid TOML"):
+        trust.merge_hosts_toml("server = \n", EP)
+    with pytest.raises(trust.TrustError, match="expected a table"):
+        trust.merge_hosts_toml(f'server = "x"\nhost = {{"{URL}" = 1}}\n', EP)
+
+
+# -- k3s registries.yaml ---------------------------------------------------------------------
+
+WANTED_K3S = {"mirrors": {EP: {"endpoint": [URL]}},
+              "configs": {EP: {"tls": {"insecure_skip_verify": True}}}}
+
+
+@pytest.mark.parametrize("content", [None, "", "# nothing yet\n"],
+                         ids=["missing", "empty", "comment-only"])
+def test_k3s_fresh(content):
+    assert yaml.safe_load(trust.merge_k3s_registries(content, EP)) == WANTED_K3S
+
+
+def test_k3s_other_settings_kept_and_converged_unchanged():
+    content = ("mirrors:\n  docker.io:\n    endpoint: ['https://mirror.local']\n"
+               f"  '{EP}':\n    endpoint: ['http://backup:5000']\n"
+               f"configs:\n  '{EP}':\n    auth: {{username: u, password: p}}\n")
+    merged = trust.merge_k3s_registries(content, EP)
+    data = yaml.safe_load(merged)
+    assert data["mirrors"]["docker.io"] == {"endpoint": ["https://mirror.local"]}
+    assert data["mirrors"][EP]["endpoint"] == [URL, "http://backup:5000"]
+    assert data["configs"][EP] == {"auth": {"username": "u", "password": "p"},
+                                   "tls": {"insecure_skip_verify": True}}
+    assert trust.merge_k3s_registries(merged, EP) == merged
+    converged = yaml.safe_dump(WANTED_K3S) + "# hand-written comment\n"
+    assert trust.merge_k3s_registries(converged, EP) == converged
+
+
+@pytest.mark.parametrize("content, words", [
+    pytest.param("mirrors: [\n", "not valid YAML", id="invalid-yaml"),
+    pytest.param("- a\n- b\n", "expected a mapping", id="a-list"),
+    pytest.param("mirrors: 3\n", "`mirrors:`", id="mirrors-not-mapping"),
+    pytest.param(f"mirrors: {{'{EP}': {{endpoint: x}}}}\n", "not a list", id="endpoint-str"),
+    pytest.param(f"configs: {{'{EP}': {{tls: yes}}}}\n", "tls", id="tls-not-mapping"),
+])
+def test_k3s_bad_file_refused(content, words):
+    with pytest.raises(trust.TrustError, match=words):
+        trust.merge_k3s_registries(content, EP)
+
+
+# -- Docker daemon.json ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("content, expected", [
+    pytest.param(None, {"insecure-registries": [EP]}, id="missing"),
+    pytest.param("", {"insecure-registries": [EP]}, id="empty"),
+    pytest.param('{"log-driver": "journald", "insecure-registries": ["a:5000"]}',
+                 {"log-driver": "journald", "insecure-registries": ["a:5000", EP]},
+                 id="other-keys-and-registries-kept"),
+])
+def test_daemon_json_merged(content, expected):
+    merged = trust.merge_daemon_json(content, EP)
+    assert json.loads(merged) == expected
+    assert trust.merge_daemon_json(merged, EP) == merged
+
+
+def test_daemon_json_converged_unchanged_byte_for_byte():
+    content = '{ "insecure-registries" : ["' + EP + '"],\n "debug": true }'
+    assert trust.merge_daemon_json(content, EP) == content
+
+
+@pytest.mark.parametrize("content, words", [
+    pytest.param("{", "not valid JSON", id="invalid-json"),
+    pytest.param("[]", "expected an object", id="array"),
+    pytest.param('{"insecure-registries": "x"}', "list of", id="registries-not-list"),
+])
+def test_daemon_json_bad_refused(content, words):
+    with pytest.raises(trust.TrustError, match=words):
+        trust.merge_daemon_json(content, EP)
+
+
+# -- registry.up steps -----------------------------------------------------------------------
+
+def facts(**values):
+    return {k: v if isinstance(v, FactResult) else FactResult(0, v) for k, v in values.items()}
+
+
+IP_OUT = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
+          "3: eth1.100    inet 192.168.10.2/25 scope global eth1.100\n")
+
+
+@pytest.mark.parametrize("out, check, result", [
+    pytest.param(IP_OUT, False, "ok", id="present"),
+    pytest.param(IP_OUT.replace("10.2/", "10.9/"), False, "fail", id="missing-fails"),
+    pytest.param("", True, "change", id="missing-in-check-mode-reported"),
+])
+def test_vlan_address(out, check, result):
+    step = converge.VlanAddress("192.168.10.2", "dell", check)
+    if result == "fail":
+        with pytest.raises(StepFailed, match="inv dell-gateway"):
+            step.plan(facts(addrs=out))
+        return
+    changes = step.plan(facts(addrs=out))
+    assert (len(changes) == 1) == (result == "change")
+
+
+STARTED = "Sun 2026-11-22 02:49:33.812116 UTC"
+T0 = converge.parse_start_time(STARTED)
+
+
+def restarted_facts(files, mtime_offset, started=STARTED, sums=None):
+    import hashlib
+
+    sums = sums or {p: hashlib.sha256(t.encode()).hexdigest() for p, t in files.items()}
+    return facts(
+        started=started,
+        mtimes="".join(f"{T0 + mtime_offset:.9f} {p}\n" for p in files),
+        sums="".join(f"{d}  {p}\n" for p, d in sums.items()))
+
+
+@pytest.mark.parametrize("offset, started, sums, expect", [
+    pytest.param(-5.0, STARTED, None, None, id="older-config-no-restart"),
+    pytest.param(+0.5, STARTED, None, "changed after it started", id="newer-config-restart"),
+    pytest.param(-5.0, STARTED, {"/c.yml": "0" * 64}, "will change", id="check-mode-content"),
+    pytest.param(+9.0, "", None, None, id="never-started-service-step-starts-it"),
+])
+def test_registry_restarted(offset, started, sums, expect):
+    files = {"/c.yml": "addr: 1\n"}
+    step = converge.RegistryRestarted("docker-registry", files, URL)
+    changes = step.plan(restarted_facts(files, offset, started, sums))
+    if expect is None:
+        assert changes == []
+    else:
+        assert len(changes) == 1 and expect in changes[0].summary
+        assert "systemctl restart docker-registry" in changes[0].actions[0].command
+        assert f"{URL}/v2/" in changes[0].actions[0].command
+
+
+def test_parse_start_time():
+    assert converge.parse_start_time("Thu 1970-01-01 00:00:01.500000 UTC") == 1.5
+    assert converge.parse_start_time("") is None
+    assert converge.parse_start_time("n/a") is None
+
+
+def test_registry_healthy():
+    step = converge.RegistryHealthy(URL, "journalctl -u docker-registry", check=False)
+    assert step.plan(facts(health="", log="")) == []
+    down = {"health": FactResult(7, "curl: (7) Failed to connect"), "log": FactResult(0, "L1")}
+    with pytest.raises(StepFailed, match=r"(?s)Failed to connect.*L1"):
+        step.plan(down)
+    in_check = converge.RegistryHealthy(URL, "x", check=True).plan(down)
+    assert len(in_check) == 1 and not in_check[0].actions
+
+
+SPEC = converge.ContainerSpec(address="192.168.10.2", port=5001)
+GOOD = {"Config": {"Image": "registry:2", "Env": ["REGISTRY_STORAGE_DELETE_ENABLED=true"]},
+        "HostConfig": {"RestartPolicy": {"Name": "always"},
+                       "PortBindings": {"5000/tcp": [{"HostIp": "192.168.10.2",
+                                                      "HostPort": "5001"}]}},
+        "Mounts": [{"Type": "volume", "Name": "greenroom-registry",
+                    "Destination": "/var/lib/registry"}],
+        "State": {"Running": True}}
+
+
+def with_(path, value):
+    import copy
+
+    info = copy.deepcopy(GOOD)
+    node = info
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return info
+
+
+@pytest.mark.parametrize("inspect, expect", [
+    pytest.param(None, "create", id="missing-created"),
+    pytest.param(GOOD, None, id="as-wanted-no-op"),
+    pytest.param(with_(("State", "Running"), False), "start", id="stopped-started"),
+    pytest.param(with_(("HostConfig", "RestartPolicy", "Name"), "no"), "restart policy",
+                 id="restart-policy"),
+    pytest.param(with_(("HostConfig", "PortBindings"), {"5000/tcp": [
+        {"HostIp": "", "HostPort": "5001"}]}), "published on *:5001", id="all-addresses"),
+    pytest.param(with_(("Config", "Image"), "registry:2.7"), "image", id="other-image"),
+    pytest.param(with_(("Mounts",), []), "volume", id="no-volume"),
+])
+def test_registry_container_planner(inspect, expect):
+    step = converge.RegistryContainer(SPEC)
+    found = (FactResult(1, "Error: No such container") if inspect is None
+             else FactResult(0, json.dumps([inspect])))
+    changes = step.plan({"docker": FactResult(0, "/usr/bin/docker"), "inspect": found})
+    if expect is None:
+        assert changes == []
+        return
+    assert len(changes) == 1 and expect in changes[0].summary
+    command = changes[0].actions[0].command
+    if expect not in ("start",):
+        assert "docker run -d --name greenroom-registry --restart=always" in command
+        assert "-p 192.168.10.2:5001:5000" in command
+        assert "-v greenroom-registry:/var/lib/registry" in command
+    if inspect is not None and expect != "start":
+        assert command.startswith("docker rm -f greenroom-registry && ")
+
+
+def test_registry_container_needs_docker():
+    with pytest.raises(StepFailed, match="install Docker"):
+        converge.RegistryContainer(SPEC).plan({"docker": FactResult(1, ""),
+                                               "inspect": FactResult(1, "")})
+
+
+def test_config_template_is_what_distribution_reads():
+    from runbooks.core.templates import render
+
+    data = yaml.safe_load(render("registry/config.yml.j2", address="192.168.10.2", port=5001,
+                                 rootdirectory="/var/lib/docker-registry"))
+    assert data["http"]["addr"] == "192.168.10.2:5001"
+    assert data["storage"]["filesystem"]["rootdirectory"] == "/var/lib/docker-registry"
+    assert data["storage"]["delete"]["enabled"] is True
+    assert data["health"]["storagedriver"]["enabled"] is True
+    assert "auth" not in data  # an anonymous registry, as in the demo
+
+
+# -- registry.trust plan ---------------------------------------------------------------------
+
+class FakeCtx:
+    """A HostContext stand-in: gather answers from a table, logs are kept."""
+
+    def __init__(self, found, roles=("pi",), options=None):
+        from runbooks.core.inventory import load_inventory
+
+        self.inventory = load_inventory("hosts/lab.yaml")
+        self.host = SimpleNamespace(name="rp0", roles=roles)
+        self.options = options or {}
+        self.check = False
+        self.found = found
+        self.logs: list[str] = []
+
+    def gather(self, commands):
+        return {k: FactResult(0 if k in self.found else 1, "") for k in commands}
+
+    def log(self, text):
+        self.logs.append(text)
+
+
+@pytest.mark.parametrize("found, roles, option, files, handlers", [
+    pytest.param({"containerd"}, ("pi",), None,
+                 [trust.CONTAINERD_CONFIG, f"{trust.CERTS_DIR}/{EP}/hosts.toml"],
+                 ["restart containerd"], id="containerd"),
+    pytest.param(set(), ("k3s-agent",), None, [trust.K3S_REGISTRIES], ["restart k3s"],
+                 id="k3s-by-role"),
+    pytest.param({"microk8s", "docker"}, ("microk8s",), None,
+                 [f"{trust.MICROK8S_CERTS_DIR}/{EP}/hosts.toml", trust.DOCKER_DAEMON_JSON],
+                 ["restart microk8s", "restart docker"], id="microk8s-and-docker"),
+    pytest.param(set(), ("pi",), "docker", [trust.DOCKER_DAEMON_JSON], ["restart docker"],
+                 id="named-with-option"),
+    pytest.param(set(), ("pi",), None, [], [], id="nothing-found"),
+])
+def test_trust_plan(found, roles, option, files, handlers):
+    ctx = FakeCtx(found, roles, {"runtimes": option} if option else None)
+    plan = converge.trust_plan(ctx)
+    assert [s.path for s in plan.steps] == files
+    assert [h.name for h in plan.handlers] == handlers
+    plan.check_notifications()
+    if not files:
+        assert any("no container runtime" in line for line in ctx.logs)
+
+
+def test_trust_plan_unknown_runtime():
+    with pytest.raises(StepFailed, match="unknown podman"):
+        converge.trust_plan(FakeCtx(set(), options={"runtimes": "containerd,podman"}))
+
+
+def test_hosts_toml_only_restarts_where_read_at_start():
+    plan = converge.trust_plan(FakeCtx({"containerd"}))
+    config, hosts = plan.steps
+    assert config.notify == ("restart containerd",)
+    assert hosts.notify == ()  # containerd reads certs.d at every pull
+
+
+# -- registry.check --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("v2, catalog, healthy, repos", [
+    pytest.param((0, "{}"), (0, '{"repositories":["pause","coredns/coredns"]}'), True,
+                 ("pause", "coredns/coredns"), id="healthy"),
+    pytest.param((0, "{}"), (0, '{"repositories":[]}'), True, (), id="empty-catalog"),
+    pytest.param((7, "curl: (7) Failed to connect"), (7, ""), False, (), id="down"),
+    pytest.param((0, "{}"), (0, "<html>"), False, (), id="catalog-not-json"),
+])
+def test_health_from(v2, catalog, healthy, repos):
+    health = health_from(URL, v2, catalog)
+    assert health.healthy is healthy
+    assert health.repositories == repos
+    assert ("healthy" if healthy else "NOT healthy") in health.text()
+
+
+def test_parse_catalog_rejects_other_json():
+    with pytest.raises(ValueError, match="repositories"):
+        parse_catalog('{"errors": []}')
