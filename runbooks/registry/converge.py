@@ -202,7 +202,10 @@ class RegistryHealthy(Step):
         self.name = f"Ensure {url}/v2/ answers"
 
     def facts(self) -> Mapping[str, str]:
-        return {"health": f"curl -fsS -m 5 -o /dev/null {shlex.quote(self.url)}/v2/ 2>&1",
+        curl = f"curl -fsS -m 5 -o /dev/null {shlex.quote(self.url)}/v2/ 2>&1"
+        # a few tries over ~3 s: a registry restarted a moment ago may not listen yet
+        return {"health": f'for i in 1 2 3 4 5 6; do out=$({curl}) && exit 0; sleep 0.5; '
+                          'done; echo "$out"; exit 1',
                 "log": f"{self.log_command} 2>&1 | tail -n 20"}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
