@@ -37,6 +37,16 @@ def ip_batch(lines: list[str], netns: str | None = None) -> None:
                            + "\n".join(lines))
 
 
+def drop_link(name: str, netns: str | None = None) -> None:
+    """Delete a link if it exists. A veth whose peer lived in a namespace being deleted
+    vanishes on its own a moment later, so "no such device" here is success, not a race."""
+    cmd = ["ip"] + (["-n", netns] if netns else []) + ["link", "delete", name]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 and "Cannot find device" not in proc.stderr \
+            and link_exists(name, netns):
+        raise NetworkError(f"ip link delete {name} failed: {proc.stderr.strip()}")
+
+
 def link_exists(name: str, netns: str | None = None) -> bool:
     """True when the interface exists (in ``netns`` or the machine's namespace)."""
     cmd = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", "dev", name]
@@ -137,15 +147,13 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
     switch: list[str] = []
     upstream: list[str] = []
     if guest.mgmt_address is not None and guest.mgmt_peer:
-        if link_exists(guest.mgmt_peer):
-            root.append(f"link delete {guest.mgmt_peer}")
+        drop_link(guest.mgmt_peer)
         root += [f"link add {guest.mgmt_peer} type veth peer name mgmt0 netns {ns}",
                  f"link set {guest.mgmt_peer} master {plan.bridge} up"]
         inner += [f"link set mgmt0 address {guest.mac('mgmt0')}",
                   f"addr add {guest.mgmt_address} dev mgmt0", "link set mgmt0 up"]
     if guest.vlan_if and guest.vlan_port:
-        if link_exists(guest.vlan_port, plan.switch_ns):
-            switch.append(f"link delete {guest.vlan_port}")
+        drop_link(guest.vlan_port, plan.switch_ns)
         switch += [f"link add {guest.vlan_port} type veth peer name {guest.vlan_if} netns {ns}",
                    f"link set {guest.vlan_port} master {plan.vlan_bridge} up"]
         inner += [f"link set {guest.vlan_if} address {guest.mac(guest.vlan_if)}"]
@@ -153,8 +161,7 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
             inner.append(f"addr add {guest.vlan_address} dev {guest.vlan_if}")
         inner.append(f"link set {guest.vlan_if} up")
     if guest.upstream_if and guest.upstream_port:
-        if link_exists(guest.upstream_port, plan.upstream_ns):
-            upstream.append(f"link delete {guest.upstream_port}")
+        drop_link(guest.upstream_port, plan.upstream_ns)
         upstream += [f"link add {guest.upstream_port} type veth peer name "
                      f"{guest.upstream_if} netns {ns}",
                      f"link set {guest.upstream_port} master br0 up"]
@@ -164,8 +171,7 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
     for n, parent in enumerate(guest.dummy_ifs):
         # no dummy driver in this kernel: a veth whose peer idles (up, unbridged) in the switch
         port = f"d{guest.index}x{n}"
-        if link_exists(port, plan.switch_ns):
-            switch.append(f"link delete {port}")
+        drop_link(port, plan.switch_ns)
         switch += [f"link add {port} type veth peer name {parent} netns {ns}",
                    f"link set {port} up"]
         inner += [f"link set {parent} address {guest.mac(parent)}", f"link set {parent} up"]
@@ -182,8 +188,8 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
 def unwire_guest(plan: LabPlan, guest: GuestPlan) -> None:
     """Remove a guest's namespace and any of its links left in the other namespaces."""
     netns_delete(guest.netns)
-    if guest.mgmt_peer and link_exists(guest.mgmt_peer):
-        ip_batch([f"link delete {guest.mgmt_peer}"])
+    if guest.mgmt_peer:
+        drop_link(guest.mgmt_peer)
 
 
 def lab_netns_names(plan: LabPlan) -> list[str]:

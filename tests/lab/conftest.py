@@ -89,7 +89,8 @@ class LabHandle:
         """Put ``host`` back to fresh (new overlay upper, new network namespace)."""
         from runbooks.lab.control import reset
 
-        reset(self.inventory, host)
+        # a DHCP client guest has no SSH to wait for
+        reset(self.inventory, host, wait=host not in self.inventory.lab.clients)
 
     def upstream_log(self) -> list[str]:
         """Client addresses of every request the upstream HTTP server received."""

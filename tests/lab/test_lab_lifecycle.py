@@ -50,8 +50,12 @@ hosts:
 
 def inv(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run ``inv`` in the repository like a user would."""
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, text=True,
-                          capture_output=True, check=check, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, text=True,
+                          capture_output=True, check=False, timeout=300)
+    if check and done.returncode != 0:
+        raise AssertionError(f"inv {' '.join(args)} exited {done.returncode}:\n"
+                             f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+    return done
 
 
 def leftovers() -> dict[str, list[str]]:
