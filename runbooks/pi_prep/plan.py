@@ -25,6 +25,7 @@ from runbooks.core.steps import (
     StepFailed,
     Sysctl,
 )
+from runbooks.dell_gateway.vlan import vlan_facts, vlan_steps
 from runbooks.pi_prep.cmdline import cmdline_txt_step
 from runbooks.pi_prep.configtxt import config_txt_step
 from runbooks.pi_prep.containerd import CERTS_DIR, ContainerdConfig, registry_hosts_toml
@@ -74,8 +75,13 @@ def build_plan(ctx: HostContext) -> Plan:
         settings = load_settings(ctx.inventory, ctx.host)
     except SettingsError as exc:
         raise StepFailed(str(exc)) from None
+    # one round trip for the board's facts and, when it sits on the VLAN, its network's
+    wanted = dict(FACT_COMMANDS)
+    if ctx.host.vlan is not None:
+        wanted.update(vlan_facts(ctx.host))
+    raw = ctx.gather(wanted)
     try:
-        facts = parse_board_facts(ctx.gather(FACT_COMMANDS))
+        facts = parse_board_facts({k: raw[k] for k in FACT_COMMANDS})
     except ValueError as exc:
         raise StepFailed(str(exc)) from None
     ctx.log(f"facts: {facts.summary()}")
@@ -93,6 +99,10 @@ def build_plan(ctx: HostContext) -> Plan:
         else:
             config = posixpath.join(posixpath.dirname(facts.cmdline_path), "config.txt")
             plan.add(config_txt_step(config, settings.overclock, settings.overlays))
+
+    if ctx.host.vlan is not None:
+        # the board's VLAN address, the same way the gateway gets its own
+        plan.add(*vlan_steps(ctx.host, ctx.inventory, raw))
 
     if "dphys-swapfile" in facts.swap_packages:
         plan.add(*dphys_swapfile_steps())

@@ -40,6 +40,7 @@ def board_facts(**over):
         "firmware_cmdline": FactResult(0, ""),
         "swaps": FactResult(0, SWAPS_HEADER),
         "arch": FactResult(0, "arm64\n"),
+        "vlan.systemd": FactResult(0, ""),  # a systemd board with no network manager
     })
     facts.update({k: FactResult(*v) for k, v in over.items()})
     return facts
@@ -52,8 +53,11 @@ def make_ctx(inventory, name="rp0", facts=None, check=False, options=None, host_
                                   ("name", "address", "roles", "board", "vlan")},
                                vars=host_vars)
     logs: list[str] = []
+    known = facts or board_facts()
     ctx = SimpleNamespace(host=host, inventory=inventory, check=check, options=options or {},
-                          log=logs.append, gather=lambda _commands: facts or board_facts())
+                          log=logs.append,
+                          gather=lambda commands: {k: known.get(k, FactResult(1, ""))
+                                                   for k in commands})
     return ctx, logs
 
 
@@ -303,3 +307,10 @@ def test_board_that_does_not_come_back_is_unreachable():
     ctx = SimpleNamespace(connector=DeadConnector(), host=SimpleNamespace(name="rp0"))
     with pytest.raises(HostUnreachable, match="rp0 did not come back within 0.2s.*timed out"):
         wait_for_new_boot(ctx, "old-boot", timeout=0.2, poll=0.05)
+
+
+def test_board_on_the_vlan_gets_its_vlan_address_step(inventory):
+    ctx, _ = make_ctx(inventory, "rp0")
+    names = step_names(build_plan(ctx))
+    vlan = [n for n in names if "eth0.100" in n]
+    assert vlan and "192.168.10.3/25" in " ".join(vlan)
