@@ -58,6 +58,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the named peers (pyinfra, ansible-core, skopeo); see bench/README.md."""
     _root_required(session, "the benchmarks (they use the virtual lab)")
     session.install("-r", "requirements.txt", *BENCH_PEERS)
-    for script in ("bench/lab/run.py", "bench/fleet/run.py", "bench/registry/run.py"):
-        if os.path.exists(script):
-            session.run("python", script, *session.posargs)
+    session.run("python", "bench/lab/bench_lab_up.py", "--runs", "3")
+    session.run("python", "bench/fleet/run.py")
+    session.run("python", "bench/registry/bench.py", "--out", "bench/registry/results.md")
