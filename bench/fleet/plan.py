@@ -7,6 +7,7 @@ file do.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import jinja2
@@ -19,10 +20,13 @@ MODULES = "overlay\nbr_netfilter\n"
 SYSCTL = "net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6tables = 1\n"
 
 
+@lru_cache(maxsize=1)
+def _template() -> jinja2.Template:
+    return jinja2.Template((HERE / "containerd.toml.j2").read_text(), keep_trailing_newline=True)
+
+
 def containerd_config(host: str) -> str:
-    template = jinja2.Template((HERE / "containerd.toml.j2").read_text(),
-                               keep_trailing_newline=True)
-    return template.render(hostname=host)
+    return _template().render(hostname=host)
 
 
 def plan(ctx) -> Plan:
