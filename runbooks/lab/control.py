@@ -113,7 +113,8 @@ def wait_ssh(plan: LabPlan, names: list[str] | None = None, timeout: float = SSH
                and (names is None or g.name in names)]
     deadline = time.monotonic() + timeout
     while pending:
-        pending = [g for g in pending if ssh_banner(str(g.mgmt_address.ip), 0.5) is None]
+        pending = [g for g in pending if g.mgmt_address is not None
+                   and ssh_banner(str(g.mgmt_address.ip), 0.5) is None]
         if not pending:
             return
         if time.monotonic() > deadline:
@@ -220,9 +221,32 @@ def _up(plan: LabPlan, state: LabState, wait: bool, log) -> dict[str, Any]:  # n
     return data
 
 
+def _kill_stray_helpers(state: LabState, keep: set[int]) -> None:
+    """SIGKILL this lab's apt proxy / upstream server processes that the state no longer
+    knows (a lab.up killed between starting them and saving their pids leaves them)."""
+    token = str(state.dir)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in keep:
+            continue
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [a.decode(errors="replace") for a in args]
+        if any(w.startswith("runbooks.lab.") for w in words) and \
+                any(w == token or w.startswith(token + "/") for w in words):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                continue
+
+
 def _ensure_services(plan: LabPlan, state: LabState, data: dict[str, Any]) -> None:
     """Start the apt proxy and the upstream HTTP server unless they already run."""
     token = str(state.dir)
+    keep = {int(data[key]) for key in ("proxy_pid", "upstream_pid")
+            if _owned(data.get(key), token)}
+    _kill_stray_helpers(state, keep)
     if not _owned(data.get("proxy_pid"), token):
         allow = allowed_hosts(machine_sources())
         args = [sys.executable, "-m", "runbooks.lab.aptproxy", "--listen",
@@ -278,6 +302,7 @@ def _down(plan: LabPlan, state: LabState, log) -> None:  # noqa: ANN001
     for key in ("proxy_pid", "upstream_pid"):
         if _owned(data.get(key), token):
             os.kill(data[key], signal.SIGKILL)
+    _kill_stray_helpers(state, keep=set())
     _kill_netns_processes(plan)
     for point in _lab_mounts(state):
         if subprocess.run(["umount", point], capture_output=True, check=False).returncode:

@@ -69,7 +69,8 @@ def leftovers() -> dict[str, list[str]]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        if (b"grlt-" in cmdline or b"/lab/lt/" in cmdline) and ") Z" not in stat:
+        if (b"grlt-" in cmdline or b"/lab/lt/" in cmdline or b"/lab/lt " in cmdline) \
+                and ") Z" not in stat:
             procs.append(cmdline.decode(errors="replace")[:80])
     netns = [n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else [])
              if n.startswith("grlt")]
