@@ -318,8 +318,9 @@ def up_plan(ctx: HostContext) -> Plan:
         File(CONFIG, config, mode="644"),
         File(DROP_IN, drop_in, mode="644"),
         Command(f"Ensure systemd has read {UNIT}'s drop-in", "systemctl daemon-reload",
-                only_if=f"systemctl show -p NeedDaemonReload {UNIT} | grep -qx "
-                        "NeedDaemonReload=yes"),
+                # a new drop-in dir is not always flagged by NeedDaemonReload: check both
+                only_if=f"! systemctl show -p DropInPaths --value {UNIT} | grep -qF {DROP_IN} "
+                        f"|| systemctl show -p NeedDaemonReload --value {UNIT} | grep -qx yes"),
         Service(UNIT, enabled=True, running=True),
         RegistryRestarted(UNIT, {CONFIG: config, DROP_IN: drop_in}, url),
         RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager", ctx.check),
