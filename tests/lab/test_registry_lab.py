@@ -64,6 +64,14 @@ def gateway(lab):
 def test_up_refuses_before_dell_gateway(gateway):
     lab = gateway
     assert "192.168.10.2" not in sh(lab, GATEWAY, "ip -4 -o addr show")
+    from runbooks.core.runner import run_runbook
+
+    out = io.StringIO()
+    checked = run_runbook(UP, lab.inventory, [lab.inventory.hosts[GATEWAY]], check=True,
+                          out=out)
+    assert checked.hosts[GATEWAY].status == "changed", out.getvalue()  # check mode: reported
+    assert "run inv dell-gateway first" in out.getvalue()
+    assert "+  addr: 192.168.10.2:5001" in out.getvalue()  # the config diff
     result, out = run(lab, UP, GATEWAY)
     host = result.hosts[GATEWAY]
     assert host.status == "failed", out
