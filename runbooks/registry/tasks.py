@@ -6,6 +6,8 @@ import sys
 
 from invoke import Collection, Exit, task
 
+from runbooks.registry.service_tasks import add_to as add_service_tasks
+
 _COMMON = {
     "images": "image list: YAML (see files/registry/images.yaml) or one reference per line "
               "(default files/registry/images.yaml)",
@@ -137,6 +139,7 @@ def load_layout(c, from_, to=None, inventory=None, jobs=8, rewrite=None, insecur
 
 
 ns = Collection("registry")
+add_service_tasks(ns)  # up, trust, check
 ns.add_task(load_images)
 ns.add_task(verify)
 ns.add_task(save)
