@@ -146,3 +146,12 @@ def _leave(inventory: Any, mine: Path) -> None:
               and Path(f"/proc/{p.name}").exists()]
     if not others:
         control.down(inventory, log=lambda _msg: None)
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(lab: LabHandle) -> LabHandle:
+    """The session lab with every guest put back to fresh once, for a test module that
+    looks at the lab as `lab.up` made it (runbook tests before it may have changed it)."""
+    for name in [*lab.inventory.hosts, *lab.inventory.lab.clients]:
+        lab.reset(name)
+    return lab

@@ -12,7 +12,7 @@ import pytest
 
 from runbooks.lab.guest import GuestError
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("fresh_lab")]
 
 
 def wait_until(predicate, timeout: float = 60.0, step: float = 0.2) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("fresh_lab")]
 
 CAP_SYS_ADMIN = 21
 CAP_SYS_MODULE = 16
