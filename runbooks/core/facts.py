@@ -4,6 +4,11 @@ A fact is a shell command whose output and exit status describe some part of a h
 state. `gather` runs any number of them as one remote script, separating their outputs with
 a marker no output can contain by chance, so a converged host costs one round trip.
 Facts never change anything and run in check mode too.
+
+A converged host's cost is mostly the processes that script starts on the host, so:
+file facts (`file_command`) are not run one by one but answered together by one `stat` and
+one `grep` over every file of the batch; commands run in the script's own shell unless they
+could disturb it (`exit`, `cd`, assignments, ...), which then get a subshell.
 """
 
 from __future__ import annotations
@@ -14,6 +19,13 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
+
+FILE_FACT = "@greenroom-file:"
+FILE_STAT_SEPARATOR = "@@greenroom-content"
+# Commands that could change the batch script's own shell run in a subshell.
+_NEEDS_SUBSHELL = re.compile(
+    r"\b(exit|cd|set|trap|exec|export|unset|shift|return|readonly|local)\b|"
+    r"(^|[;&|({]\s*)[A-Za-z_][A-Za-z0-9_]*=")
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,10 @@ def batch_script(commands: Mapping[str, str], marker: str) -> str:
     """One POSIX sh script that runs every command and frames each output with `marker`."""
     parts = ["exec 2>/dev/null </dev/null"]
     for command in commands.values():
-        parts.append(f"( {command}\n)")
+        if _NEEDS_SUBSHELL.search(command):
+            parts.append(f"( {command}\n)")
+        else:
+            parts.append(f"{{ {command}\n}}")
         parts.append(f'printf "\\n{marker} %s\\n" "$?"')
     return "\n".join(parts) + "\n"
 
@@ -59,23 +74,84 @@ def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
     """Run all `commands` on the host in one round trip; returns their results by key."""
     if not commands:
         return {}
+    files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
+    shell = {key: c for key, c in commands.items() if key not in files}
+    paths = list(dict.fromkeys(files.values()))
+    if paths:
+        shell[_STAT] = stat_command(paths)
+        shell[_GREP] = grep_command(paths)
     marker = "@@greenroom-" + _random.token_hex(8)
-    result = session.run(batch_script(commands, marker))
-    return split_batch(getattr(result, "stdout", ""), list(commands), marker)
+    result = session.run(batch_script(shell, marker))
+    results = split_batch(getattr(result, "stdout", ""), list(shell), marker)
+    if paths:
+        states = files_from(paths, results.pop(_STAT).out, results.pop(_GREP).out)
+        results.update({key: states[path] for key, path in files.items()})
+    return results
 
 
-# -- reusable fact commands and their parsers ------------------------------------------------
+# -- files ----------------------------------------------------------------------------------
 
-FILE_STAT_SEPARATOR = "@@greenroom-content"
+_STAT = "\0stat"
+_GREP = "\0grep"
 
 
 def file_command(path: str) -> str:
-    """Mode, owner, group and content of a file; exit 1 when it does not exist."""
-    p = shlex.quote(path)
-    return (
-        f"[ -f {p} ] || exit 1; stat -c '%a %U %G' {p} && "
-        f"echo {FILE_STAT_SEPARATOR} && cat {p}"
-    )
+    """The fact for a file's mode, owner, group and content (parse it with `parse_file`).
+
+    Answered by `gather` together with every other file of the batch; a file that does not
+    exist, or is not a regular file, gives rc 1."""
+    return FILE_FACT + path
+
+
+def stat_command(paths: list[str]) -> str:
+    return "stat -L -c '%s %a %U %G %F|%n' -- " + " ".join(shlex.quote(p) for p in paths)
+
+
+def grep_command(paths: list[str]) -> str:
+    # -H -n: every line prefixed with its file and number, so one process reads every file
+    return "grep -a -s -H -n '' -- " + " ".join(shlex.quote(p) for p in paths)
+
+
+def files_from(paths: list[str], stat_out: str, grep_out: str) -> dict[str, FactResult]:
+    """Per-path results in `file_command`'s format from one stat and one grep output."""
+    meta: dict[str, tuple[int, str]] = {}
+    for line in stat_out.splitlines():
+        head, sep, path = line.partition("|")
+        fields = head.split()
+        if sep and len(fields) >= 5 and " ".join(fields[4:]).startswith("regular"):
+            meta[path] = (int(fields[0]), " ".join(fields[1:4]))
+    lines: dict[str, list[str]] = {p: [] for p in paths}
+    current = 0
+    for line in grep_out.split("\n")[:-1] if grep_out.endswith("\n") else grep_out.split("\n"):
+        current = _owner_of(line, paths, lines, current)
+        if current < 0:
+            current = 0
+            continue
+        path = paths[current]
+        prefix = f"{path}:{len(lines[path]) + 1}:"
+        lines[path].append(line[len(prefix):])
+    results = {}
+    for path in paths:
+        if path not in meta:
+            results[path] = FactResult(1, "")
+            continue
+        size, head = meta[path]
+        content = "".join(line + "\n" for line in lines[path])
+        if len(content.encode()) == size + 1:  # grep ends every line; the file did not
+            content = content[:-1]
+        results[path] = FactResult(0, f"{head}\n{FILE_STAT_SEPARATOR}\n{content}")
+    return results
+
+
+def _owner_of(line: str, paths: list[str], lines: dict[str, list[str]], current: int) -> int:
+    """Index of the file a grep output line belongs to: the current one if it continues its
+    numbering, else the next file whose first line this is; -1 when none fits."""
+    for index in range(current, len(paths)):
+        path = paths[index]
+        expected = len(lines[path]) + 1 if index == current else 1
+        if line.startswith(f"{path}:{expected}:"):
+            return index
+    return -1
 
 
 @dataclass(frozen=True)
@@ -96,3 +172,14 @@ def parse_file(result: FactResult) -> FileState:
     if len(fields) != 3:
         return FileState(None)
     return FileState(content, fields[0], fields[1], fields[2])
+
+
+# -- kernel settings -------------------------------------------------------------------------
+
+def sysctl_command(key: str) -> str:
+    """Read a sysctl's live value from /proc/sys with `cat`. (Not the shell's `read`: it
+    reads byte by byte, and /proc's integer handlers answer EOF to any read past offset 0,
+    so `60` would come back as `6`.)"""
+    # sysctl keys use "." between levels and "/" for a dot inside a name (eth0/100)
+    path = "/proc/sys/" + key.replace(".", "\0").replace("/", ".").replace("\0", "/")
+    return f"cat {shlex.quote(path)}"

@@ -267,3 +267,57 @@ def test_write_validation_failure_keeps_old_file(tmp_path):
     target, done = run_write(tmp_path, "bad\n", "bad\n", validate="grep -q good {}")
     assert done.returncode == 3 and "validation failed" in done.stderr
     assert target.read_text() == "old\n"
+
+
+class LocalShell:
+    """Runs gather's script with the local sh, as the remote host would."""
+
+    def run(self, command, stdin=None):
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True,
+                              check=False)
+
+
+def test_gather_reads_many_files_with_one_stat_and_one_grep(tmp_path):
+    from runbooks.core.facts import file_command, gather, parse_file, sysctl_command
+
+    contents = {
+        "plain.conf": "a\nb\n",
+        "no-newline.txt": "console=tty1 rootwait",
+        "empty": "",
+        "blank-lines": "\n\nx\n\n",
+        "with space.conf": "k = v\n",
+        "looks-like-grep": f"{tmp_path}/plain.conf:1:fake\n",
+    }
+    for name, text in contents.items():
+        (tmp_path / name).write_text(text)
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "plain.conf")
+    names = [*contents, "missing", "adir", "link"]
+    commands = {n: file_command(str(tmp_path / n)) for n in names}
+    commands["shell"] = "printf 'x y'"
+    commands["sysctl"] = sysctl_command("vm.swappiness")
+    results = gather(LocalShell(), commands)
+    for name, text in contents.items():
+        assert parse_file(results[name]).content == text, name
+    assert parse_file(results["link"]).content == "a\nb\n"
+    assert parse_file(results["missing"]).content is None
+    assert parse_file(results["adir"]).content is None
+    assert parse_file(results["plain.conf"]).mode == "644"
+    assert results["shell"].out == "x y"
+    assert results["sysctl"].out == open("/proc/sys/vm/swappiness").read()
+
+
+def test_commands_that_could_disturb_the_script_get_a_subshell():
+    script = batch_script({"a": "exit 3", "b": "echo ok", "c": "x=1; echo $x"}, "@@m")
+    assert "( exit 3\n)" in script and "{ echo ok\n}" in script and "( x=1; echo $x\n)" in script
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
+    results = split_batch(done.stdout, ["a", "b", "c"], "@@m")
+    assert [r.rc for r in results.values()] == [3, 0, 0]
+    assert results["b"].out == "ok\n" and results["c"].out == "1\n"
+
+
+def test_sysctl_key_to_proc_path():
+    from runbooks.core.facts import sysctl_command
+
+    assert sysctl_command("net.ipv4.conf.eth0/100.forwarding") == \
+        "cat /proc/sys/net/ipv4/conf/eth0.100/forwarding"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import FactResult, sysctl_command
 from runbooks.core.steps.base import Action, Change, Step
 from runbooks.core.steps.files import Edit, ensure_line
 
@@ -110,7 +110,7 @@ class Sysctl(Step):
         return f"{self.key} = {self.value}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"live": f"sysctl -n {shlex.quote(self.key)}", **self._persist.facts()}
+        return {"live": sysctl_command(self.key), **self._persist.facts()}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         changes = []
