@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, Task
 
-from runbooks.core.runner import Runbook, UsageError, run_runbook, select_hosts, write_report
+if TYPE_CHECKING:
+    from runbooks.core.runner import Runbook
 
 COMMON_HELP = {
     "inventory": "Inventory file describing the site (default from invoke.yaml: "
@@ -52,6 +54,7 @@ def execute(c: Context, runbook: Runbook, inventory: str | None, host: str | Non
             accept_new_host_keys: bool, options: Mapping[str, Any]) -> Any:
     """Validate everything, run the runbook, print the recap, exit non-zero on failure."""
     from runbooks.core.inventory import InventoryError
+    from runbooks.core.runner import UsageError, run_runbook, select_hosts, write_report
 
     inv = load_inventory_or_exit(c, inventory)
     try:
@@ -87,20 +90,34 @@ def _lab_not_running_error() -> type[Exception]:
     return LabNotRunning
 
 
+def resolve(runbook: Runbook | str) -> Runbook:
+    """A Runbook, given itself or as "package.module:NAME" (imported only when run, so
+    that listing tasks or running another one never pays for this runbook's imports)."""
+    if isinstance(runbook, str):
+        module, _, attribute = runbook.partition(":")
+        return getattr(import_module(module), attribute)  # type: ignore[no-any-return]
+    return runbook
+
+
 def runbook_task(
-    runbook: Runbook,
+    runbook: Runbook | str,
     doc: str,
     *,
     name: str | None = None,
     extra: Mapping[str, tuple[Any, str]] | None = None,
     default: bool = False,
 ) -> Task:
-    """An Invoke task running `runbook`; `extra` maps option name -> (default, help)."""
+    """An Invoke task running `runbook` (a Runbook or "module:NAME"; then give `name`);
+    `extra` maps option name -> (default, help)."""
     extra = dict(extra or {})
+    if name is None:
+        if isinstance(runbook, str):
+            raise ValueError(f"runbook_task({runbook!r}) needs name=")
+        name = runbook.name
 
     def body(c: Context, **kwargs: Any) -> Any:
         common = {k: kwargs.pop(k) for k in COMMON_HELP}
-        return execute(c, runbook, options=kwargs, **common)
+        return execute(c, resolve(runbook), options=kwargs, **common)
 
     params = [inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
     defaults = {"inventory": None, "host": None, "check": False, "parallel": 0,
@@ -110,10 +127,10 @@ def runbook_task(
         params.append(inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=value))
     body.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     body.__doc__ = doc
-    body.__name__ = (name or runbook.name).replace("-", "_")
+    body.__name__ = name.replace("-", "_")
     help_text = dict(COMMON_HELP)
     help_text.update({k: v[1] for k, v in extra.items()})
-    return GreenroomTask(body, name=name or runbook.name, help=help_text, default=default,
+    return GreenroomTask(body, name=name, help=help_text, default=default,
                          positional=[])
 
 

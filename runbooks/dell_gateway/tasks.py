@@ -7,13 +7,12 @@ import json
 from invoke import Collection, Context, Exit
 
 from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
-from runbooks.dell_gateway.plan import RUNBOOK
 
 INVENTORY_HELP = "Inventory file (default from invoke.yaml, else hosts/lab.yaml)."
 HOST_HELP = "Gateway hosts to read: names or roles, comma separated (default: role gateway)."
 
 converge = runbook_task(
-    RUNBOOK,
+    "runbooks.dell_gateway.plan:RUNBOOK",
     """Make the gateway serve the lab's VLAN: interface, DHCP pool and NAT to upstream.
 
     Creates the VLAN interface with the host's own network tool (NetworkManager, netplan,
@@ -43,6 +42,8 @@ def leases(c: Context, inventory: str | None = None, host: str | None = None,
     inv = load_inventory_or_exit(c, inventory)
     failed = False
     out: dict[str, list[dict[str, object]]] = {}
+    from runbooks.dell_gateway.plan import RUNBOOK
+
     for target, facts in gateway_facts(inv, RUNBOOK, host, lambda _h: {"leases": f"cat {LEASES}"}):
         if isinstance(facts, str):
             print(f"{target.name}: {facts}")
@@ -80,6 +81,8 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     inv = load_inventory_or_exit(c, inventory)
     healthy = True
     report: dict[str, object] = {}
+    from runbooks.dell_gateway.plan import RUNBOOK
+
     for target, facts in gateway_facts(inv, RUNBOOK, host, health_facts):
         if isinstance(facts, str):
             print(f"{target.name}: UNHEALTHY: {facts}")

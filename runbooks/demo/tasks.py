@@ -15,7 +15,7 @@ from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, settings, tas
 ORDER = (
     ("runbooks.dell_gateway.plan", "RUNBOOK"),
     ("runbooks.registry.converge", "UP"),
-    ("runbooks.pi_prep.tasks", "RUNBOOK"),
+    ("runbooks.pi_prep.plan", "RUNBOOK"),
     ("runbooks.registry.converge", "TRUST"),  # after pi-prep installed containerd
 )
 

@@ -12,6 +12,7 @@ import posixpath
 import shlex
 from typing import TYPE_CHECKING
 
+from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
     Command,
     Directory,
@@ -145,3 +146,6 @@ def build_plan(ctx: HostContext) -> Plan:
     plan.add(RebootPending())
     plan.handler(Handler.restart("containerd"), reboot_handler(facts.cmdline_path))
     return plan
+
+
+RUNBOOK = Runbook("pi-prep", ("pi",), build_plan)

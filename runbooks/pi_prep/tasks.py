@@ -10,13 +10,9 @@ from __future__ import annotations
 from invoke import Collection
 
 from runbooks.core.cli import runbook_task
-from runbooks.core.runner import Runbook
-from runbooks.pi_prep.plan import build_plan
-
-RUNBOOK = Runbook("pi-prep", ("pi",), build_plan)
 
 converge = runbook_task(
-    RUNBOOK,
+    "runbooks.pi_prep.plan:RUNBOOK",
     "Prepare boards (role pi) for Kubernetes: cgroups, swap off, containerd, modules, sysctl.",
     extra={
         "reboot": (False, "Reboot every board even when no change needs it, then verify."),

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from invoke import Collection, Context, Exit
 
 from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, task
-from runbooks.registry.converge import RUNTIMES, TRUST, UP, registry_address
+
+# what registry.trust can configure (runbooks.registry.converge.RUNTIMES; kept here so
+# that loading the task list does not import the runbooks)
+RUNTIME_NAMES = ("containerd", "k3s", "microk8s", "docker")
 
 up = runbook_task(
-    UP,
+    "runbooks.registry.converge:UP",
     """Run the local image registry on registry.host, healthy on /v2/.
 
     registry.runtime package (default) = Debian's docker-registry as a systemd service,
@@ -27,7 +30,7 @@ up = runbook_task(
 )
 
 trust = runbook_task(
-    TRUST,
+    "runbooks.registry.converge:TRUST",
     """Make the cluster nodes pull from the local registry over plain HTTP.
 
     Each runtime in its own config, merged into what is there: containerd config_path +
@@ -35,7 +38,7 @@ trust = runbook_task(
     daemon.json. A runtime restarts only when its config changed.""",
     name="trust",
     extra={"runtimes": ("auto", "runtimes to configure: auto (detected on each node) or a "
-                                "comma list of " + ", ".join(RUNTIMES))},
+                                "comma list of " + ", ".join(RUNTIME_NAMES))},
 )
 
 
@@ -127,6 +130,8 @@ def check(c: Context, inventory: str | None = None, direct: bool = False) -> Non
 
     inv = load_inventory_or_exit(c, inventory)
     try:
+        from runbooks.registry.converge import registry_address
+
         host_name, address, port = registry_address(inv)
     except StepFailed as exc:
         raise Exit(str(exc), code=2) from None

@@ -13,7 +13,7 @@ import pytest
 
 from runbooks.core.runner import run_runbook
 from runbooks.lab.seed import seed_dphys_swapfile
-from runbooks.pi_prep.tasks import RUNBOOK
+from runbooks.pi_prep.plan import RUNBOOK
 
 pytestmark = pytest.mark.lab
 

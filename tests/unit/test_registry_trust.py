@@ -436,3 +436,10 @@ def test_health_from(v2, catalog, healthy, repos):
 def test_parse_catalog_rejects_other_json():
     with pytest.raises(ValueError, match="repositories"):
         parse_catalog('{"errors": []}')
+
+
+def test_task_help_names_every_runtime_trust_knows():
+    from runbooks.registry.converge import RUNTIMES
+    from runbooks.registry.service_tasks import RUNTIME_NAMES
+
+    assert tuple(RUNTIME_NAMES) == tuple(RUNTIMES)
