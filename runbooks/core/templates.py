@@ -31,3 +31,9 @@ def render(name: str, **values: Any) -> str:
 def static(name: str) -> str:
     """The text of files/<name>, unrendered."""
     return (FILES / name).read_text()
+
+
+def managed_from(inventory: Any) -> str:
+    """Where a generated file comes from, for its header: the site and the inventory's file
+    name, never its full path (running from another directory must not change the file)."""
+    return f"site {inventory.site} ({inventory.path.name})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from runbooks.core.steps import Command, File, Handler, LineInFile, Packages, Service, Step
-from runbooks.core.templates import render
+from runbooks.core.templates import managed_from, render
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
@@ -29,7 +29,7 @@ def dhcpd_values(host: Host, inventory: Inventory) -> dict[str, Any]:
     """The values dhcpd.conf.j2 is rendered with, from the inventory's network plan."""
     net = inventory.network
     return {
-        "source": str(inventory.path),
+        "source": managed_from(inventory),
         "vlan_id": net.vlan_id,
         "interface": host.vlan.name if host.vlan else "",
         "subnet": net.subnet,

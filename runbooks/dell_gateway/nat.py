@@ -27,7 +27,7 @@ from runbooks.core.steps import (
     StepFailed,
     Sysctl,
 )
-from runbooks.core.templates import render
+from runbooks.core.templates import managed_from, render
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
@@ -155,7 +155,7 @@ def nat_steps(host: Host, inventory: Inventory, facts: Mapping[str, FactResult])
         steps.append(FirewalldDirect(firewalld_rules(vlan_if, host.upstream, subnet)))
         return steps
     table = nft_table(vlan_if, host.upstream, subnet)
-    ruleset = nft_ruleset(table, str(inventory.path), inventory.network.vlan_id, vlan_if,
+    ruleset = nft_ruleset(table, managed_from(inventory), inventory.network.vlan_id, vlan_if,
                           host.upstream, subnet)
     unit = render("dell_gateway/greenroom-nftables.service.j2", ruleset=RULESET)
     steps += [

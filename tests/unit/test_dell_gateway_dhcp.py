@@ -107,3 +107,18 @@ def test_a_file_change_writes_through_the_validator():
 def test_interfaces_line(current, wanted):
     step = dhcp.dhcp_steps(INV.gateway, INV)[3]
     assert step.transform(current) == wanted
+
+
+def test_rendered_files_do_not_depend_on_where_the_inventory_was_loaded_from(monkeypatch):
+    from pathlib import Path
+
+    from runbooks.core.inventory import load_inventory
+    from runbooks.dell_gateway.dhcp import dhcpd_values, render_dhcpd_conf
+
+    repo = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(repo)
+    relative = load_inventory("hosts/lab.yaml")
+    absolute = load_inventory(str(repo / "hosts" / "lab.yaml"))
+    texts = [render_dhcpd_conf(dhcpd_values(inv.hosts["dell"], inv))
+             for inv in (relative, absolute)]
+    assert texts[0] == texts[1] and "site lab (lab.yaml)" in texts[0]
