@@ -28,6 +28,7 @@ from runbooks.core.steps import (
     Sysctl,
 )
 from runbooks.core.templates import managed_from, render
+from runbooks.dell_gateway import docker
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
@@ -36,7 +37,8 @@ TABLE = "inet greenroom"
 RULESET = "/etc/nftables.d/greenroom.nft"
 UNIT = "greenroom-nftables.service"
 COMMENT = "greenroom"
-FACTS = {"nat.firewalld": "command -v firewall-cmd >/dev/null && firewall-cmd --state"}
+FACTS = {"nat.firewalld": "command -v firewall-cmd >/dev/null && firewall-cmd --state",
+         **docker.FACT}
 
 
 def nft_table(vlan_if: str, upstream: str, subnet: IPv4Network) -> str:
@@ -151,6 +153,7 @@ def nat_steps(host: Host, inventory: Inventory, facts: Mapping[str, FactResult])
     vlan_if = host.vlan.name if host.vlan else ""
     subnet = inventory.network.subnet
     steps: list[Step] = [Sysctl("net.ipv4.ip_forward", 1)]
+    steps += docker.docker_steps(vlan_if, host.upstream, facts)
     if facts["nat.firewalld"].ok:
         steps.append(FirewalldDirect(firewalld_rules(vlan_if, host.upstream, subnet)))
         return steps

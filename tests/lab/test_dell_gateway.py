@@ -209,3 +209,40 @@ def test_broken_config_is_caught_before_activation(gateway, monkeypatch):
     monkeypatch.undo()
     result, out = run(lab)
     assert result.ok and result.changed == 0, out
+
+
+DOCKER_DOUBLE = (
+    # a double of what Docker does to a host's iptables (no Docker engine can run here):
+    # its DOCKER-USER chain first in FORWARD, and FORWARD's policy DROP
+    "iptables -w -N DOCKER-USER && iptables -w -A DOCKER-USER -j RETURN && "
+    "iptables -w -I FORWARD -j DOCKER-USER && iptables -w -P FORWARD DROP"
+)
+DOCKER_UNDO = (
+    "iptables -w -P FORWARD ACCEPT; iptables -w -D FORWARD -j DOCKER-USER; "
+    "iptables -w -F DOCKER-USER; iptables -w -X DOCKER-USER; "
+    "systemctl disable --now greenroom-docker-forward.service; "
+    "rm -f /etc/systemd/system/greenroom-docker-forward.service; systemctl daemon-reload"
+)
+
+
+def test_gateway_running_docker_still_forwards_the_vlan(gateway):
+    lab = gateway
+    assert lab.exec(GATEWAY, DOCKER_DOUBLE).returncode == 0
+    try:
+        renew_client_lease(lab)
+        upstream = lab.plan.upstream_gateway.ip
+        # Docker's DROP policy cuts the boards off: the problem this step exists for
+        assert lab.exec(CLIENT, f"curl -sS -m 3 http://{upstream}/").returncode != 0
+        result, out = run(lab)
+        assert result.ok and "DOCKER-USER" in out, out
+        rules = sh(lab, GATEWAY, "iptables -w -S DOCKER-USER")
+        assert rules.splitlines()[1].endswith("--comment greenroom -j ACCEPT"), rules
+        assert sh(lab, CLIENT, f"curl -sS -m 10 http://{upstream}/").strip()
+        again, out = run(lab)
+        assert again.ok and again.changed == 0, out
+        # the unit puts the rules back when they are gone (as after a reboot)
+        sh(lab, GATEWAY, "iptables -w -D DOCKER-USER 1 && iptables -w -D DOCKER-USER 1 && "
+                         "systemctl restart greenroom-docker-forward.service")
+        assert sh(lab, GATEWAY, "iptables -w -S DOCKER-USER").count("greenroom") == 2
+    finally:
+        lab.exec(GATEWAY, DOCKER_UNDO)

@@ -13,14 +13,15 @@ import pytest
 from runbooks.core.facts import FactResult
 from runbooks.core.inventory import load_inventory
 from runbooks.core.steps import StepFailed
-from runbooks.dell_gateway import nat
+from runbooks.dell_gateway import docker, nat
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = load_inventory(str(ROOT / "hosts" / "lab.yaml"))
 SUBNET = IPv4Network("192.168.10.0/25")
 TABLE = nat.nft_table("eth1.100", "eth1", SUBNET)
-FIREWALLD = {"nat.firewalld": FactResult(0, "running\n")}
-NO_FIREWALLD = {"nat.firewalld": FactResult(1, "")}
+NO_DOCKER = {"nat.docker": FactResult(1, "iptables: No chain/target/match by that name.\n")}
+FIREWALLD = {"nat.firewalld": FactResult(0, "running\n"), **NO_DOCKER}
+NO_FIREWALLD = {"nat.firewalld": FactResult(1, ""), **NO_DOCKER}
 
 
 def test_table_rules():
@@ -126,3 +127,46 @@ def test_nat_steps_choice(facts, types):
 def test_nftables_file_is_validated():
     ruleset = nat.nat_steps(INV.gateway, INV, NO_FIREWALLD)[2]
     assert ruleset.path == nat.RULESET and ruleset.validate == "nft -c -f {}"
+
+
+# -- a gateway that also runs Docker (FORWARD policy DROP, DOCKER-USER chain) ----------------
+
+DOCKER_CHAIN = "-N DOCKER-USER\n-A DOCKER-USER -j RETURN\n"
+
+
+def test_docker_gateway_gets_docker_user_rules_and_a_unit():
+    facts = {**NO_FIREWALLD, "nat.docker": FactResult(0, DOCKER_CHAIN)}
+    steps = nat.nat_steps(INV.hosts["dell"], INV, facts)
+    names = [s.name for s in steps]
+    assert "Ensure VLAN traffic passes Docker's DOCKER-USER chain" in names
+    assert any("greenroom-docker-forward.service" in n for n in names)
+
+
+def test_no_docker_no_docker_steps():
+    names = [s.name for s in nat.nat_steps(INV.hosts["dell"], INV, NO_FIREWALLD)]
+    assert not any("DOCKER" in n or "docker" in n for n in names)
+
+
+@pytest.mark.parametrize(
+    ("chain", "wanted"),
+    [
+        (DOCKER_CHAIN, 2),
+        (DOCKER_CHAIN + "\n".join(docker.docker_rules("eth1.100", "eth1")) + "\n", 0),
+        (DOCKER_CHAIN + docker.docker_rules("eth1.100", "eth1")[0] + "\n", 1),
+    ],
+    ids=["fresh", "converged", "one-missing"],
+)
+def test_docker_user_rules_plan(chain, wanted):
+    step = docker.DockerUserRules(docker.docker_rules("eth1.100", "eth1"))
+    changes = step.plan({"chain": FactResult(0, chain)})
+    assert len(changes) == wanted
+    for change in changes:
+        command = change.actions[0].command
+        assert command.startswith("iptables -w -C DOCKER-USER -i eth1")
+        assert "|| iptables -w -I DOCKER-USER" in command
+
+
+def test_docker_unit_reinserts_rules_idempotently():
+    text = docker.unit_text(docker.docker_rules("eth1.100", "eth1"))
+    assert "After=docker.service" in text and "WantedBy=docker.service" in text
+    assert text.count("ExecStart=") == 2 and "iptables -w -C DOCKER-USER" in text
