@@ -70,6 +70,22 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     node[path[-1]] = value
 
 
+def config_version(data: dict[str, Any], major: int) -> int:
+    """The config version of a parsed config.toml (2 or 3), or the one to write for
+    containerd `major`.x when it has none yet; ValueError for a layout we cannot merge."""
+    version = data.get("version")
+    if version is None and "plugins" in data:
+        raise ValueError(
+            "it has no `version` line, so containerd reads it as config version 1 (a layout "
+            "from before containerd 1.3): regenerate it with `containerd config default`, "
+            "re-apply your own changes, then run again")
+    if version is None:
+        return config_version_for(major)
+    if version not in (2, 3):
+        raise ValueError(f"config version {version!r} is not supported; use 2 or 3")
+    return int(version)
+
+
 def merge_containerd_config(content: str | None, major: int,
                             sandbox_image: str | None = None) -> str:
     """config.toml with the Kubernetes settings for containerd `major`.x; ValueError when the
@@ -80,16 +96,7 @@ def merge_containerd_config(content: str | None, major: int,
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"not valid TOML ({exc}); fix it or move it away, then run again") \
             from exc
-    version = data.get("version")
-    if version is None and "plugins" in data:
-        raise ValueError(
-            "it has no `version` line, so containerd reads it as config version 1 (a layout "
-            "from before containerd 1.3): regenerate it with `containerd config default`, "
-            "re-apply your own changes, then run again")
-    if version is None:
-        version = config_version_for(major)
-    if version not in (2, 3):
-        raise ValueError(f"config version {version!r} is not supported; use 2 or 3")
+    version = config_version(data, major)
     if version == 3 and major < 2:
         raise ValueError(f"it is config version 3, which needs containerd 2.x, but containerd "
                          f"{major}.x is installed: write it as version 2 or upgrade containerd")

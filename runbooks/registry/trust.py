@@ -72,19 +72,13 @@ def _set(data: dict[str, Any], path: tuple[str, ...], value: Any, what: str) -> 
 
 def containerd_registry_table(data: dict[str, Any], major: int) -> tuple[int, tuple[str, ...]]:
     """(config version, path of the table that holds `config_path`) for this config."""
-    version = data.get("version")
-    if version is None and "plugins" in data:
-        raise TrustError(
-            "it has no `version` line, so containerd reads it as config version 1 (from "
-            "before containerd 1.3): regenerate it with `containerd config default`, re-apply "
-            "your own changes, then run again")
-    if version is None:
-        version = 2 if major < 2 else 3
-    if version == 2:
-        return 2, _V2_REGISTRY
-    if version == 3:
-        return 3, _V3_REGISTRY
-    raise TrustError(f"config version {version!r} is not supported; use 2 or 3")
+    from runbooks.pi_prep.containerd import config_version
+
+    try:
+        version = config_version(data, major)
+    except ValueError as exc:
+        raise TrustError(str(exc)) from None
+    return version, (_V2_REGISTRY if version == 2 else _V3_REGISTRY)
 
 
 def merge_containerd_config(content: str | None, major: int) -> str:
