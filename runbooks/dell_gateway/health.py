@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
 from runbooks.core.facts import FactResult
-from runbooks.dell_gateway import dhcp, nat
+from runbooks.dell_gateway import dhcp, docker, nat
 from runbooks.dell_gateway.leases import active_leases, parse_leases
 from runbooks.dell_gateway.links import link_command, parse_link
 
@@ -43,6 +43,7 @@ def health_facts(host: Host) -> dict[str, str]:
         "fw_rules": "firewall-cmd --direct --get-all-rules",
         "nft": f"nft list table {nat.TABLE}",
         "leases": f"cat {dhcp.LEASES}",
+        **docker.FACT,
     }
 
 
@@ -81,6 +82,13 @@ def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
     forward = facts["forward"].out.strip()
     checks.append(Check("forwarding", forward == "1", f"net.ipv4.ip_forward = {forward or '?'}"))
     checks.append(_masquerade(host, inventory, facts))
+    if facts["nat.docker"].ok:  # Docker runs here: its FORWARD DROP must let the VLAN out
+        wanted = docker.docker_rules(vlan_if, host.upstream or "?")
+        present = set(facts["nat.docker"].out.splitlines())
+        missing = [r for r in wanted if r not in present]
+        checks.append(Check("docker forward", not missing,
+                            f"greenroom's rules in {docker.CHAIN}: "
+                            f"{'present' if not missing else f'{len(missing)} missing'}"))
     leases = parse_leases(facts["leases"].out) if facts["leases"].ok else []
     bound_now = [lease for lease in active_leases(leases, now or datetime.now(UTC))
                  if lease.ip in net.dhcp]

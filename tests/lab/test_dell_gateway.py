@@ -238,6 +238,8 @@ def test_gateway_running_docker_still_forwards_the_vlan(gateway):
         rules = sh(lab, GATEWAY, "iptables -w -S DOCKER-USER")
         assert rules.splitlines()[1].endswith("--comment greenroom -j ACCEPT"), rules
         assert sh(lab, CLIENT, f"curl -sS -m 10 http://{upstream}/").strip()
+        health = inv_task(lab, "dell-gateway.check")
+        assert health.returncode == 0 and "docker forward" in health.stdout, health.stdout
         again, out = run(lab)
         assert again.ok and again.changed == 0, out
         # the unit puts the rules back when they are gone (as after a reboot)

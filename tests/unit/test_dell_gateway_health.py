@@ -43,6 +43,7 @@ HEALTHY = {
     "nft": FactResult(0, 'table inet greenroom {\n\tchain postrouting {\n\t\toifname "eth1" '
                          'ip saddr 192.168.10.0/25 masquerade\n\t}\n}\n'),
     "leases": FactResult(0, leases(1)),
+    "nat.docker": FactResult(1, "iptables: No chain/target/match by that name.\n"),
 }
 
 
@@ -100,3 +101,15 @@ def test_firewalld_masquerade():
 
 def test_pool_size():
     assert pool_size(INV.network.dhcp.start, INV.network.dhcp.end) == 101
+
+
+
+def test_docker_forwarding_is_checked_only_where_docker_runs():
+    from runbooks.dell_gateway.docker import docker_rules
+
+    chain = "-N DOCKER-USER\n" + "\n".join(docker_rules("eth1.100", "eth1")) + \
+        "\n-A DOCKER-USER -j RETURN\n"
+    assert verdicts({**HEALTHY, "nat.docker": FactResult(0, chain)})["docker forward"] is True
+    bare = verdicts({**HEALTHY, "nat.docker": FactResult(0, "-N DOCKER-USER\n")})
+    assert bare["docker forward"] is False
+    assert "docker forward" not in verdicts(HEALTHY)
