@@ -108,18 +108,38 @@ class _Done:
     detail: str
 
 
-def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
-    """Mirror the image list into the target registry."""
-    from .plan import selection_key
+@dataclass
+class Setup:
+    """What load-images and verify both start from: the list, platforms, target, lock."""
+
+    listed: ImageList
+    platforms: tuple[Platform, ...] | None
+    target: str
+    insecure: set[str]
+    lock_path: Path
+    lock: Any
+
+
+def setup(opts: Options) -> Setup:
+    """Read the image list and lock, resolve the target (plain HTTP where it is insecure)."""
     from .targets import resolve_target
 
-    start = time.monotonic()
     listed = load_list(opts)
     platforms = platforms_of(opts, listed)
     target, from_inventory = resolve_target(opts.to, opts.inventory)
     insecure = set(opts.insecure) | ({target} if from_inventory else set())
     lock_path = Path(opts.lock) if opts.lock else lock_path_for(Path(listed.path or "images"))
-    lock = read_lock(lock_path)
+    return Setup(listed, platforms, target, insecure, lock_path, read_lock(lock_path))
+
+
+def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
+    """Mirror the image list into the target registry."""
+    from .plan import selection_key
+
+    start = time.monotonic()
+    ready = setup(opts)
+    listed, platforms, target = ready.listed, ready.platforms, ready.target
+    insecure, lock_path, lock = ready.insecure, ready.lock_path, ready.lock
     progress = Progress(len(listed.images), out=out)
     out.write(f"mirroring {len(listed.images)} images to {target}, platforms "
               f"{selection_key(platforms)}, {opts.jobs} jobs\n")

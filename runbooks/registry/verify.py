@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .images import ImageSpec
-from .lockfile import lock_path_for, read_lock
 from .manifests import INDEX_TYPES, Platform, image_blobs, index_children, platform_text
 from .plan import resolve, selection_key
-from .run import Options, load_list, platforms_of
+from .run import Options, setup
 
 
 @dataclass
@@ -93,14 +91,11 @@ def _entry(text: str) -> dict:
 
 def verify(opts: Options, upstream: bool = False, blobs: bool = False) -> list[Check]:
     """Check every listed image in the target registry."""
-    from .targets import Clients, resolve_target
+    from .targets import Clients
 
-    listed = load_list(opts)
-    platforms = platforms_of(opts, listed)
-    target, from_inventory = resolve_target(opts.to, opts.inventory)
-    insecure = set(opts.insecure) | ({target} if from_inventory else set())
-    lock_path = Path(opts.lock) if opts.lock else lock_path_for(Path(listed.path or "images"))
-    lock = read_lock(lock_path)
+    ready = setup(opts)
+    listed, platforms, target = ready.listed, ready.platforms, ready.target
+    insecure, lock = ready.insecure, ready.lock
     clients = Clients(insecure, opts.jobs, opts.attempts, opts.backoff)
     try:
         tclient = clients.get(target)

@@ -14,7 +14,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from runbooks.dell_gateway import dhcp
 from runbooks.dell_gateway.plan import RUNBOOK
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,14 +30,6 @@ CLIENT = "microvm"
 CAP_NET_ADMIN = 12
 
 
-def wait_until(predicate, timeout: float = 60.0, step: float = 0.3) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 def run(lab, check: bool = False):

@@ -3,7 +3,6 @@ reboot and reset (runs against hosts/lab.yaml through the session `lab` fixture)
 
 from __future__ import annotations
 
-import time
 import uuid
 from pathlib import Path
 
@@ -11,18 +10,11 @@ import paramiko
 import pytest
 
 from runbooks.lab.guest import GuestError
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("fresh_lab")]
 
 
-def wait_until(predicate, timeout: float = 60.0, step: float = 0.2) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 def test_fabric_reaches_every_host_with_lab_key_and_known_hosts(lab):

@@ -9,12 +9,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from runbooks.lab.access import LabNotRunning, lab_access
+from tests.support.waiting import wait_until
 
 from .conftest import REPO, lab_skip_reason
 
@@ -82,13 +82,6 @@ def leftovers() -> dict[str, list[str]]:
                               "mounts": mounts, "cgroups": cgroups}.items() if v}
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return bool(predicate())
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +176,7 @@ def test_up_recovers_after_a_killed_run(small):
     inv("lab.down", "-i", small)
     proc = subprocess.Popen([sys.executable, "-m", "invoke", "lab.up", "-i", small], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert wait_for(lambda: os.path.exists("/run/netns/grlt-c1"), timeout=60)
+    assert wait_until(lambda: os.path.exists("/run/netns/grlt-c1"), timeout=60)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     inv("lab.up", "-i", small)
@@ -199,7 +192,7 @@ def test_up_recovers_when_a_guest_was_killed(small):
 
     plan = make_plan(load(small))
     os.kill(init_pid(plan.guest("c1")), signal.SIGKILL)
-    assert wait_for(lambda: init_pid(plan.guest("c1")) is None)
+    assert wait_until(lambda: init_pid(plan.guest("c1")) is None)
     inv("lab.up", "-i", small)
     assert inv("lab.shell", "c1", "-i", small, "--command", "true").returncode == 0
 
@@ -208,6 +201,6 @@ def test_down_leaves_nothing_behind(small):
     inv("lab.up", "-i", small)
     assert leftovers()  # the probe sees a running lab
     inv("lab.down", "-i", small)
-    assert wait_for(lambda: not leftovers(), timeout=10), leftovers()
+    assert wait_until(lambda: not leftovers(), timeout=10), leftovers()
     with pytest.raises(LabNotRunning):
         lab_access(load(small))
