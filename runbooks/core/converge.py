@@ -115,11 +115,7 @@ class Converger:
     def _converge(self, result: HostResult) -> None:
         steps = list(enumerate(self.plan.steps))
         facts = gather(self.ctx.session, _step_facts(steps))
-        stale = False
         for position, (index, step) in enumerate(steps):
-            if stale:
-                facts = gather(self.ctx.session, _step_facts(steps[position:]))
-                stale = False
             outcome = StepResult(step.name, "ok")
             result.steps.append(outcome)
             try:
@@ -137,13 +133,16 @@ class Converger:
                 self._notify(step)
                 continue
             error = self._apply(changes)
-            if error is None and step.verify:
-                error = self._verify(index, step)
+            if error is None:
+                # one round trip re-reads this step (to verify it) and every later one (so
+                # none plans from facts this change made stale)
+                facts = gather(self.ctx.session, _step_facts(steps[position:]))
+                if step.verify:
+                    error = self._verify(step, _facts_of(index, facts))
             if error is not None:
                 self._fail(result, outcome, error)
                 return
             self._notify(step)
-            stale = True
 
     def _report_changes(self, step: Step, changes: list[Change]) -> None:
         verb = "would change" if self.ctx.check else "changed"
@@ -162,10 +161,9 @@ class Converger:
                     return f"{change.summary}: exit {done.rc}: {detail or 'no output'}"
         return None
 
-    def _verify(self, index: int, step: Step) -> str | None:
-        again = gather(self.ctx.session, _step_facts([(index, step)]))
+    def _verify(self, step: Step, facts: Mapping[str, FactResult]) -> str | None:
         try:
-            remaining = step.plan(_facts_of(index, again))
+            remaining = step.plan(facts)
         except StepFailed as exc:
             return str(exc)
         if remaining:
