@@ -74,7 +74,9 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) 
 def main() -> None:
     from runbooks.core.inventory import load_inventory
     from runbooks.core.session import Connector
-    from runbooks.lab.access import lab_access
+    from runbooks.lab.access import lab_access, plug_in
+
+    plug_in()  # as tasks.py does: the engine reaches the lab's hosts with its key
 
     if os.geteuid() != 0:
         raise SystemExit("the fleet benchmark uses the virtual lab: run it as root")

@@ -14,21 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Context, Exit, Task
 
+from runbooks.core.errors import UsageError
+
 if TYPE_CHECKING:
     from runbooks.core.runner import Runbook
 
 COMMON_HELP = {
-    "inventory": "Inventory file describing the site (default from invoke.yaml: "
-                 "greenroom.inventory, else hosts/lab.yaml).",
+    "inventory": "Inventory file describing the site (default: greenroom.inventory in "
+                 "invoke.yaml).",
     "host": "Hosts to act on: host names or role names, comma separated (default: every "
             "host with the runbook's roles).",
     "check": "Show what would change, with a diff for every file, and change nothing.",
-    "parallel": "How many hosts to converge at once (default from invoke.yaml, else 10).",
+    "parallel": "How many hosts to converge at once (default: greenroom.parallel in "
+                "invoke.yaml).",
     "report": "Also write the run's result as JSON to this file.",
     "accept_new_host_keys": "Trust host keys seen for the first time and record them in "
                             "~/.ssh/known_hosts (a changed key is always refused).",
 }
-DEFAULT_INVENTORY = "hosts/lab.yaml"
 
 
 def settings(c: Context) -> Mapping[str, Any]:
@@ -39,55 +41,74 @@ def settings(c: Context) -> Mapping[str, Any]:
         return {}
 
 
-def load_inventory_or_exit(c: Context, path: str | None) -> Any:
-    """Load and validate the inventory, or exit with every problem it has."""
-    from runbooks.core.inventory import InventoryError, load_inventory
+def default(c: Context, key: str) -> Any:
+    """greenroom.<key> from invoke.yaml, the only place defaults live; UsageError if unset."""
+    value = settings(c).get(key)
+    if value is None:
+        raise UsageError(f"no default for --{key.replace('_', '-')}: set greenroom.{key} in "
+                         f"invoke.yaml (next to tasks.py), or pass --{key.replace('_', '-')}")
+    return value
 
+
+def inventory_path(c: Context, path: str | None) -> str:
+    """The inventory a task uses: --inventory, else greenroom.inventory from invoke.yaml."""
+    return str(path or default(c, "inventory"))
+
+
+def parallel_of(c: Context, parallel: int | None) -> int:
+    """How many hosts at once: --parallel, else greenroom.parallel from invoke.yaml."""
+    value = parallel or default(c, "parallel")
     try:
-        return load_inventory(path or settings(c).get("inventory") or DEFAULT_INVENTORY)
-    except InventoryError as exc:
-        raise Exit(str(exc), code=2) from None
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise UsageError(f"--parallel {value!r}: give a whole number of hosts, at least 1")
+    return count
+
+
+def usage_errors_exit() -> Any:
+    """A context manager turning any UsageError into a one-line message and exit 2."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except UsageError as exc:
+            raise Exit(str(exc), code=2) from None
+
+    return guard()
+
+
+def load_inventory_or_exit(c: Context, path: str | None) -> Any:
+    """Load and validate the inventory, or exit 2 with every problem it has."""
+    from runbooks.core.inventory import load_inventory
+
+    with usage_errors_exit():
+        return load_inventory(inventory_path(c, path))
 
 
 def execute(c: Context, runbook: Runbook, inventory: str | None, host: str | None,
             check: bool, parallel: int | None, report: str | None,
             accept_new_host_keys: bool, options: Mapping[str, Any]) -> Any:
     """Validate everything, run the runbook, print the recap, exit non-zero on failure."""
-    from runbooks.core.inventory import InventoryError
-    from runbooks.core.runner import UsageError, run_runbook, select_hosts, write_report
+    from runbooks.core.runner import run_runbook, select_hosts, write_report
 
-    inv = load_inventory_or_exit(c, inventory)
-    try:
+    with usage_errors_exit():
+        inv = load_inventory_or_exit(c, inventory)
+        count = parallel_of(c, parallel)
         hosts = select_hosts(inv, runbook, host)
-    except InventoryError as exc:
-        raise Exit(str(exc), code=2) from None
-    except UsageError as exc:
-        raise Exit(f"{inv.path}: {exc}", code=2) from None
-    if not hosts:
-        raise Exit(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
-                   f"nothing for {runbook.name} to do", code=2)
-    lab_not_running = _lab_not_running_error()
-    try:
-        result = run_runbook(
-            runbook, inv, hosts, check=check,
-            parallel=parallel or int(settings(c).get("parallel", 10)),
-            options=options, accept_new_host_keys=accept_new_host_keys,
-        )
-    except lab_not_running as exc:
-        raise Exit(str(exc), code=2) from None
+        if not hosts:
+            raise UsageError(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
+                             f"nothing for {runbook.name} to do")
+        result = run_runbook(runbook, inv, hosts, check=check, parallel=count,
+                             options=options, accept_new_host_keys=accept_new_host_keys)
     if report:
         write_report(result, report)
     if not result.ok:
         raise Exit(code=1)
     return result
-
-
-def _lab_not_running_error() -> type[Exception]:
-    try:
-        from runbooks.lab.access import LabNotRunning
-    except ImportError:  # the lab package is optional for real sites
-        return type("NoLab", (Exception,), {})
-    return LabNotRunning
 
 
 def resolve(runbook: Runbook | str) -> Runbook:

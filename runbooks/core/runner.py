@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from runbooks.core import secrets
-from runbooks.core.converge import Converger, HostContext, HostResult
+from runbooks.core.context import HostContext
+from runbooks.core.converge import Converger, HostResult
+from runbooks.core.errors import UsageError
 from runbooks.core.session import Connector, HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
-
-
-class UsageError(Exception):
-    """The command line asked for something the inventory or runbook cannot do."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +114,7 @@ def select_hosts(inventory: Inventory, runbook: Runbook, spec: str | None) -> li
     if outside:
         roles = ", ".join(runbook.roles)
         raise UsageError(
-            f"--host: {', '.join(outside)} has no role {roles}; "
+            f"{inventory.path}: --host: {', '.join(outside)} has no role {roles}; "
             f"{runbook.name} runs on hosts with role {roles}: "
             f"{', '.join(h.name for h in with_role) or 'none in this inventory'}")
     return chosen

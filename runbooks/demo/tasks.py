@@ -8,7 +8,13 @@ from typing import Any
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, settings, task
+from runbooks.core.cli import (
+    COMMON_HELP,
+    load_inventory_or_exit,
+    parallel_of,
+    task,
+    usage_errors_exit,
+)
 
 # The order a lab is built in: the gateway gives the VLAN, DHCP and NAT; the registry lives
 # on the gateway; then the boards, which finally learn to pull through the registry.
@@ -53,21 +59,16 @@ def rehearse(c: Context, inventory: str | None = None, check: bool = False,
 
     inv = load_inventory_or_exit(c, inventory)
     results = []
-    for runbook in runbooks_in_order():
-        hosts = select_hosts(inv, runbook, None)
-        if not hosts:
-            print(f"{runbook.name}: no host with role {', '.join(runbook.roles)}; skipped")
-            continue
-        try:
-            results.append(run_runbook(
-                runbook, inv, hosts, check=check,
-                parallel=parallel or int(settings(c).get("parallel", 10)),
-                accept_new_host_keys=accept_new_host_keys))
-        except Exception as exc:
-            if type(exc).__name__ == "LabNotRunning":
-                raise Exit(str(exc), code=2) from None
-            raise
-        print()
+    with usage_errors_exit():  # the lab not running, a bad --parallel: one line, exit 2
+        count = parallel_of(c, parallel)
+        for runbook in runbooks_in_order():
+            hosts = select_hosts(inv, runbook, None)
+            if not hosts:
+                print(f"{runbook.name}: no host with role {', '.join(runbook.roles)}; skipped")
+                continue
+            results.append(run_runbook(runbook, inv, hosts, check=check, parallel=count,
+                                       accept_new_host_keys=accept_new_host_keys))
+            print()
     print("REHEARSAL")
     for result in results:
         statuses = ", ".join(f"{h} {r.status}" for h, r in result.hosts.items())

@@ -9,24 +9,16 @@ from typing import Any
 
 from invoke import Collection, Context, Exit, task
 
-INVENTORY_HELP = ("Lab inventory (default from invoke.yaml greenroom.inventory, else "
-                  "hosts/lab.yaml); it needs a top-level `lab:` section.")
+INVENTORY_HELP = ("Lab inventory (default: greenroom.inventory in invoke.yaml); it needs a "
+                  "top-level `lab:` section.")
 
 
 def _inventory(c: Context, path: str | None) -> Any:
-    from runbooks.core.inventory import InventoryError, load_inventory
+    from runbooks.core.cli import load_inventory_or_exit
 
-    try:
-        cfg = c.config.get("greenroom", {}) or {}
-    except AttributeError:
-        cfg = {}
-    chosen = path or cfg.get("inventory") or "hosts/lab.yaml"
-    try:
-        inv = load_inventory(chosen)
-    except InventoryError as exc:
-        raise Exit(str(exc), code=2) from None
+    inv = load_inventory_or_exit(c, path)
     if inv.lab is None:
-        raise Exit(f"{chosen}: no top-level `lab:` section, so it describes real machines; "
+        raise Exit(f"{inv.path}: no top-level `lab:` section, so it describes real machines; "
                    "use a lab inventory such as hosts/lab.yaml", code=2)
     return inv
 

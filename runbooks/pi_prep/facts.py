@@ -11,6 +11,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runbooks.common.facts import parse_containerd_version
 from runbooks.core.facts import FactResult
 from runbooks.core.steps.system import parse_dpkg_status
 
@@ -165,15 +166,6 @@ def parse_proc_swaps(text: str) -> tuple[SwapEntry, ...]:
             name = fields[0].replace("\\040", " ")
             entries.append(SwapEntry(name, fields[1], size))
     return tuple(entries)
-
-
-def parse_containerd_version(text: str) -> tuple[int, int] | None:
-    """`containerd --version` or an apt version ("1.6.20~ds1-1") -> (major, minor)."""
-    for token in text.split():
-        match = re.fullmatch(r"v?(?:\d+:)?(\d+)\.(\d+)(?:[.~+-].*)?", token)
-        if match:
-            return int(match.group(1)), int(match.group(2))
-    return None
 
 
 def parse_iptables_variant(text: str) -> str:

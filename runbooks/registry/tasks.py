@@ -6,13 +6,15 @@ import sys
 
 from invoke import Collection, Exit, task
 
+from runbooks.core.cli import inventory_path
 from runbooks.registry.service_tasks import add_to as add_service_tasks
 
 _COMMON = {
     "images": "image list: YAML (see files/registry/images.yaml) or one reference per line "
               "(default files/registry/images.yaml)",
     "to": "target registry HOST:PORT (default: the inventory's registry, VLAN address:port)",
-    "inventory": "inventory file used to find the registry (default hosts/demo.yaml)",
+    "inventory": "inventory file used to find the registry (default: greenroom.inventory in "
+                 "invoke.yaml)",
     "platform": "comma list of platforms to keep (default linux/arm64, or the list's "
                 "'platforms:')",
     "all_platforms": "copy whole multi-platform indexes; the tag keeps the upstream digest",
@@ -23,6 +25,11 @@ _COMMON = {
                 "inventory's registry always are)",
     "lock": "lock file recording upstream digests (default: the image list with .lock)",
 }
+
+
+def _inventory(c, inventory, to):
+    """The inventory that names the registry: not needed with --to."""
+    return None if to and not inventory else inventory_path(c, inventory)
 
 
 def _options(**kw):
@@ -67,7 +74,7 @@ def load_images(c, inventory=None, images=None, to=None, platform=None, all_plat
 
     try:
         summary = run.load_images(_options(
-            images=images, to=to, inventory=inventory, platform=platform,
+            images=images, to=to, inventory=_inventory(c, inventory, to), platform=platform,
             all_platforms=all_platforms, jobs=int(jobs), rewrite=rewrite, insecure=insecure,
             lock=lock, refresh=refresh))
     except _errors() as exc:
@@ -87,7 +94,8 @@ def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms
     from .verify import verify as run_verify
 
     try:
-        checks = run_verify(_options(images=images, to=to, inventory=inventory,
+        checks = run_verify(_options(images=images, to=to,
+                                     inventory=_inventory(c, inventory, to),
                                      platform=platform, all_platforms=all_platforms,
                                      jobs=int(jobs), insecure=insecure, lock=lock),
                             upstream=upstream, blobs=blobs)
@@ -131,7 +139,8 @@ def load_layout(c, from_, to=None, inventory=None, jobs=8, rewrite=None, insecur
     from . import run
 
     try:
-        summary = run.load(_options(to=to, inventory=inventory, jobs=int(jobs),
+        summary = run.load(_options(to=to, inventory=_inventory(c, inventory, to),
+                                    jobs=int(jobs),
                                     rewrite=rewrite, insecure=insecure), from_)
     except _errors() as exc:
         raise Exit(f"registry.load: {exc}", code=2) from None

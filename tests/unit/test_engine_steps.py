@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.common.kernel import KernelModule, Sysctl
 from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult, batch_script, split_batch
 from runbooks.core.steps import (
     Command,
     Directory,
     File,
-    KernelModule,
     LineInFile,
     Packages,
     Service,
-    Sysctl,
     Tokens,
     ensure_line,
     ensure_tokens,

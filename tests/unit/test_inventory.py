@@ -66,7 +66,7 @@ hosts:
     vlan:
       parent: eth0
       address: 192.168.10.4/25
-    vars: {swap: false}
+    vars: {rng_tools: false}
 """
 
 NO_LAB = ("lab:\n  management: 10.231.0.0/24\n  upstream: 10.231.1.0/24\n  clients: [microvm]\n",
@@ -151,8 +151,12 @@ BAD_CASES = [
          "roles: pi", "must be a list of role names"),
     case("managed-not-bool", [("      parent: eth0\n", "      parent: eth0\n      managed: 3\n")],
          "hosts.rp1.vlan.managed", "managed: 3", "must be true or false"),
-    case("vars-not-mapping", [("vars: {swap: false}", "vars: [swap]")], "hosts.rp1.vars",
-         "vars:", "must be a mapping"),
+    case("vars-not-mapping", [("vars: {rng_tools: false}", "vars: [rng_tools]")],
+         "hosts.rp1.vars", "vars:", "must be a mapping"),
+    case("vars-misspelt", [("vars: {rng_tools: false}", "vars: {rngtools: false}")],
+         "hosts.rp1.vars.rngtools", "vars:", "unknown key 'rngtools'; did you mean 'rng_tools'?"),
+    case("vars-wrong-type", [("vars: {rng_tools: false}", "vars: {rng_tools: 1}")],
+         "hosts.rp1.vars.rng_tools", "vars:", "must be true or false"),
     case("no-user-anywhere", [("{user: root, port: 22}", "{port: 22}")], "hosts.dell.user",
          "  dell:", "set defaults.user or hosts.dell.user"),
     case("vlan-id-zero", [("{id: 100}", "{id: 0}")], "network.vlan.id", "id: 0",
@@ -456,7 +460,7 @@ def test_defaults_apply():
     assert dell.lab == HostLab("systemd", None, ())
     assert rp0.lab == HostLab("chroot", "firmware", ("dphys-swapfile",))
     assert rp1.lab == HostLab("systemd", "grub", ())  # board lepotato -> grub
-    assert rp1.vars == {"swap": False} and dell.vars == {}
+    assert rp1.vars == {"rng_tools": False} and dell.vars == {}
     assert rp1.roles == ("pi", "k3s-agent")
 
 

@@ -12,10 +12,10 @@ from runbooks.core.steps.files import (
     ensure_tokens,
     unified_diff,
 )
-from runbooks.core.steps.system import KernelModule, Packages, Service, Sysctl
+from runbooks.core.steps.system import Packages, Service
 
 __all__ = [
     "Absent", "Action", "Change", "Command", "Directory", "Edit", "File", "Handler",
-    "KernelModule", "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed",
-    "Sysctl", "Tokens", "ensure_line", "ensure_tokens", "unified_diff",
+    "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed", "Tokens",
+    "ensure_line", "ensure_tokens", "unified_diff",
 ]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from runbooks.core.facts import FactResult
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
 
 @dataclass(frozen=True)
