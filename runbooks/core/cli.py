@@ -76,7 +76,9 @@ def usage_errors_exit() -> Any:
         try:
             yield
         except UsageError as exc:
-            raise Exit(str(exc), code=2) from None
+            from runbooks.core import secrets
+
+            raise Exit(secrets.mask(str(exc)), code=2) from None
 
     return guard()
 

@@ -172,11 +172,9 @@ class Session:
             ) from exc
         if rc == -1:
             raise HostUnreachable(f"connection to {self.host.name} lost while a command ran")
-        return CommandResult(
-            rc,
-            secrets.mask(stdout.decode(errors="replace")),
-            secrets.mask(stderr.decode(errors="replace")),
-        )
+        # not masked here: facts must see the host's real content (a file holding a
+        # secret would otherwise never look converged); output and reports mask it
+        return CommandResult(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     def close(self) -> None:
         self.connection.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from importlib import import_module
 from typing import Any
 
@@ -55,7 +54,7 @@ def rehearse(c: Context, inventory: str | None = None, check: bool = False,
     On the virtual lab (`inv lab.up` first) this rehearses the whole demo. A runbook whose
     hosts failed does not stop the ones after it; the exit status is non-zero if any failed.
     """
-    from runbooks.core.runner import run_runbook, select_hosts
+    from runbooks.core.runner import run_runbook, select_hosts, write_json
 
     inv = load_inventory_or_exit(c, inventory)
     results = []
@@ -76,9 +75,8 @@ def rehearse(c: Context, inventory: str | None = None, check: bool = False,
               f"{result.changed:3} changed  {result.seconds:6.1f}s  ({statuses})")
     ok = all(r.ok for r in results)
     print("GO: every runbook converged" if ok else "NO-GO: see the failures above")
-    if report:
-        with open(report, "w") as out:
-            json.dump({"ok": ok, "runbooks": [r.as_report() for r in results]}, out, indent=2)
+    if report:  # through the engine's one report writer: secrets masked, atomic
+        write_json({"ok": ok, "runbooks": [r.as_report() for r in results]}, report)
     if not ok:
         raise Exit(code=1)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from runbooks.common.facts import parse_containerd_version
 from runbooks.core.facts import FactResult
-from runbooks.core.steps.system import parse_dpkg_status
+from runbooks.core.steps.system import dpkg_status
 
 FIRMWARE_CMDLINE = "/boot/firmware/cmdline.txt"
 LEGACY_CMDLINE = "/boot/cmdline.txt"
@@ -30,8 +30,7 @@ FACT_COMMANDS: dict[str, str] = {
     "legacy_cmdline": f"head -c 400 {LEGACY_CMDLINE}",
     "grub": f"[ -f {GRUB_DEFAULT} ]",
     "swaps": "cat /proc/swaps",
-    "swap_packages": "dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' "
-                     + " ".join(shlex.quote(p) for p in SWAP_PACKAGES),
+    "swap_packages": dpkg_status(SWAP_PACKAGES).command,
     "containerd": "containerd --version",
     "iptables": "iptables --version",
     "arch": "dpkg --print-architecture || uname -m",
@@ -205,7 +204,7 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
                                facts["rpi_issue"].ok, facts["armbian"].ok)
     board = detect_board(facts["model"].out if facts["model"].ok else "")
     boot, path = kernel_cmdline_location(facts)
-    packages = parse_dpkg_status(facts["swap_packages"].out)
+    packages = dpkg_status(SWAP_PACKAGES).read(facts, "swap_packages")
     containerd = facts["containerd"]
     iptables = facts["iptables"]
     return BoardFacts(
@@ -214,7 +213,7 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
         boot=boot,
         cmdline_path=path,
         swaps=parse_proc_swaps(facts["swaps"].out) if facts["swaps"].ok else (),
-        swap_packages=tuple(p for p in SWAP_PACKAGES if packages.get(p)),
+        swap_packages=tuple(p for p in SWAP_PACKAGES if packages.installed(p)),
         containerd=parse_containerd_version(containerd.out) if containerd.ok else None,
         iptables=parse_iptables_variant(iptables.out) if iptables.ok else "unknown",
         arch=facts["arch"].out.strip() or "unknown",

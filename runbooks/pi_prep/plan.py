@@ -106,9 +106,7 @@ def build_plan(ctx: HostContext) -> Plan:
     zram = [p for p in facts.swap_packages if p != "dphys-swapfile"]
     if zram:
         plan.add(Purged(zram, "zram swap"))
-    plan.add(SwapOff(), fstab_step())
-    if not ctx.check:
-        plan.add(VerifySwapOff())
+    plan.add(SwapOff(), fstab_step(), VerifySwapOff())
 
     plan.add(Packages(packages_for(facts, settings)))
     plan.add(*(KernelModule(m, file=MODULES_FILE) for m in MODULES))

@@ -71,10 +71,11 @@ def parse_ipv4_addresses(out: str) -> set[str]:
 
 
 class VlanAddress(Step):
-    """Ensure the registry's listen address is on the host (dell-gateway puts it there)."""
+    """Ensure the registry's listen address is on the host (dell-gateway puts it there): a
+    precondition, reported in check mode and failing a real run while it is missing."""
 
-    def __init__(self, address: str, host: str, check: bool) -> None:
-        self.address, self.host, self.check = address, host, check
+    def __init__(self, address: str, host: str) -> None:
+        self.address, self.host = address, host
         self.name = f"Ensure {address} is on an interface of {host}"
 
     def facts(self) -> Mapping[str, str]:
@@ -83,12 +84,10 @@ class VlanAddress(Step):
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         if self.address in parse_ipv4_addresses(facts["addrs"].out):
             return []
-        what = (f"{self.address} is not on any interface of {self.host} yet; the registry "
-                "listens on the VLAN address")
-        if self.check:  # check mode: dell-gateway may be about to add it
-            return [Change(f"{what} (run inv dell-gateway first)")]
-        raise StepFailed(f"{what}: run `inv dell-gateway` first (it configures the VLAN "
-                         "interface and its address), then run registry.up again")
+        return [Change(f"{self.address} is not on any interface of {self.host} yet; the "
+                       "registry listens on the VLAN address: run `inv dell-gateway` first "
+                       "(it configures the VLAN interface and its address), then run "
+                       "registry.up again")]
 
 
 def parse_start_time(text: str) -> float | None:
@@ -158,10 +157,12 @@ class RegistryRestarted(Step):
 
 
 class RegistryHealthy(Step):
-    """Ensure the registry answers `GET /v2/`, asked from the registry host itself."""
+    """Ensure the registry answers `GET /v2/`, asked from the registry host itself: a
+    precondition (the steps before it start the registry), reported in check mode and
+    failing a real run, with the last log lines, when it does not answer."""
 
-    def __init__(self, url: str, log_command: str, check: bool) -> None:
-        self.url, self.log_command, self.check = url, log_command, check
+    def __init__(self, url: str, log_command: str) -> None:
+        self.url, self.log_command = url, log_command
         self.name = f"Ensure {url}/v2/ answers"
 
     def facts(self) -> Mapping[str, str]:
@@ -175,11 +176,11 @@ class RegistryHealthy(Step):
         if facts["health"].ok:
             return []
         why = facts["health"].out.strip() or f"curl exit {facts['health'].rc}"
-        if self.check:
-            return [Change(f"{self.url}/v2/ does not answer yet ({why}); converge starts it")]
-        raise StepFailed(f"the registry does not answer on {self.url}/v2/ ({why}); last log "
-                         f"lines:\n{facts['log'].out.strip()}\nfix the cause shown, then run "
-                         "registry.up again")
+        log = facts["log"].out.strip()
+        return [Change(f"the registry does not answer on {self.url}/v2/ yet ({why})",
+                       diff=(f"last log lines:\n{log}\n" if log else "")
+                       + "(a real run starts it first; if it still does not answer, fix the "
+                         "cause shown and run registry.up again)")]
 
 
 @dataclass(frozen=True)
@@ -267,12 +268,12 @@ def up_plan(ctx: HostContext) -> Plan:
         return Plan()
     url = f"http://{address}:{port}"
     runtime = ctx.inventory.registry.runtime if ctx.inventory.registry else "package"
-    plan = Plan().add(VlanAddress(address, ctx.host.name, ctx.check))
+    plan = Plan().add(VlanAddress(address, ctx.host.name))
     if runtime == "docker":
         ctx.log("runtime docker: a registry:2 container (needs a Docker engine on the host)")
         spec = ContainerSpec(address=address, port=port)
         return plan.add(RegistryContainer(spec),
-                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}", ctx.check))
+                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}"))
     config = render("registry/config.yml.j2", address=address, port=port,
                     rootdirectory=STORAGE)
     drop_in = render("registry/docker-registry.override.conf.j2")
@@ -287,7 +288,7 @@ def up_plan(ctx: HostContext) -> Plan:
                         f"|| systemctl show -p NeedDaemonReload --value {UNIT} | grep -qx yes"),
         Service(UNIT, enabled=True, running=True),
         RegistryRestarted(UNIT, {CONFIG: config, DROP_IN: drop_in}, url),
-        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager", ctx.check),
+        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager"),
     )
     return plan
 

@@ -82,9 +82,13 @@ def test_grub_board_gets_update_grub_before_reboot(inventory):
     assert [h.name for h in plan.handlers] == ["update-grub", "restart containerd", "reboot"]
 
 
-def test_check_mode_leaves_out_the_final_swap_verification(inventory):
-    ctx, _ = make_ctx(inventory, check=True)
-    assert "Verify swap is off and stays off" not in step_names(build_plan(ctx))
+def test_check_mode_plans_the_same_steps(inventory):
+    """Only the engine knows check mode: the plan has the same steps either way."""
+    checked, _ = make_ctx(inventory, check=True)
+    applied, _ = make_ctx(inventory, check=False)
+    names = step_names(build_plan(checked))
+    assert names == step_names(build_plan(applied))
+    assert "Verify swap is off and stays off" in names
 
 
 def test_swap_providers_and_ubuntu_pi_extras(inventory):

@@ -103,19 +103,17 @@ IP_OUT = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
           "3: eth1.100    inet 192.168.10.2/25 scope global eth1.100\n")
 
 
-@pytest.mark.parametrize("out, check, result", [
-    pytest.param(IP_OUT, False, "ok", id="present"),
-    pytest.param(IP_OUT.replace("10.2/", "10.9/"), False, "fail", id="missing-fails"),
-    pytest.param("", True, "change", id="missing-in-check-mode-reported"),
+@pytest.mark.parametrize("out, changes", [
+    pytest.param(IP_OUT, [], id="present"),
+    pytest.param(IP_OUT.replace("10.2/", "10.9/"), ["run `inv dell-gateway` first"],
+                 id="missing-is-a-precondition"),
 ])
-def test_vlan_address(out, check, result):
-    step = converge.VlanAddress("192.168.10.2", "dell", check)
-    if result == "fail":
-        with pytest.raises(StepFailed, match="inv dell-gateway"):
-            step.plan(facts(addrs=out))
-        return
-    changes = step.plan(facts(addrs=out))
-    assert (len(changes) == 1) == (result == "change")
+def test_vlan_address(out, changes):
+    step = converge.VlanAddress("192.168.10.2", "dell")
+    planned = step.plan(facts(addrs=out))
+    assert [c.precondition for c in planned] == [True] * len(changes)
+    for change, words in zip(planned, changes, strict=True):
+        assert words in change.summary
 
 
 STARTED = "Sun 2026-11-22 02:49:33.812116 UTC"
@@ -157,13 +155,11 @@ def test_parse_start_time():
 
 
 def test_registry_healthy():
-    step = converge.RegistryHealthy(URL, "journalctl -u docker-registry", check=False)
+    step = converge.RegistryHealthy(URL, "journalctl -u docker-registry")
     assert step.plan(facts(health="", log="")) == []
     down = {"health": FactResult(7, "curl: (7) Failed to connect"), "log": FactResult(0, "L1")}
-    with pytest.raises(StepFailed, match=r"(?s)Failed to connect.*L1"):
-        step.plan(down)
-    in_check = converge.RegistryHealthy(URL, "x", check=True).plan(down)
-    assert len(in_check) == 1 and not in_check[0].actions
+    (change,) = step.plan(down)
+    assert change.precondition and "Failed to connect" in change.summary and "L1" in change.diff
 
 
 SPEC = converge.ContainerSpec(address="192.168.10.2", port=5001)

@@ -1,6 +1,16 @@
 """Reusable steps: import them from here."""
 
-from runbooks.core.steps.base import Action, Change, Command, Handler, Plan, Step, StepFailed
+from runbooks.core.steps.base import (
+    Action,
+    Change,
+    Command,
+    Composite,
+    Handler,
+    Plan,
+    Step,
+    StepFailed,
+    Verify,
+)
 from runbooks.core.steps.files import (
     Absent,
     Directory,
@@ -15,7 +25,8 @@ from runbooks.core.steps.files import (
 from runbooks.core.steps.system import Packages, Service
 
 __all__ = [
-    "Absent", "Action", "Change", "Command", "Directory", "Edit", "File", "Handler",
+    "Absent", "Action", "Change", "Command", "Composite", "Directory", "Edit", "File",
+    "Handler", "Verify",
     "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed", "Tokens",
     "ensure_line", "ensure_tokens", "unified_diff",
 ]

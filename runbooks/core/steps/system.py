@@ -8,21 +8,46 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.base import Action, Change, Step
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a"
 
 
-def parse_dpkg_status(out: str) -> dict[str, bool]:
-    """`dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'` output -> {package: installed}."""
-    installed: dict[str, bool] = {}
+@dataclass(frozen=True)
+class PackageStates:
+    """dpkg's two-letter state per package (`ii` installed, `rc` removed but configured,
+    `un` unknown...); a package dpkg never heard of is absent."""
+
+    states: Mapping[str, str]
+
+    def installed(self, name: str) -> bool:
+        """Unpacked and configured (the second letter: status `i`), held or not."""
+        return self.states.get(name, "")[1:2] == "i"
+
+    def present(self, name: str) -> bool:
+        """Installed, or removed with its configuration files left (purge would act)."""
+        return self.states.get(name, "")[1:2] not in ("", "n")
+
+
+def parse_dpkg_status(out: str) -> PackageStates:
+    """`dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'` output -> PackageStates."""
+    states: dict[str, str] = {}
     for line in out.splitlines():
         fields = line.split()
         if len(fields) >= 2:
-            installed[fields[0].split(":")[0]] = fields[1].startswith("ii")
-    return installed
+            states[fields[0].split(":")[0]] = fields[1]
+    return PackageStates(states)
+
+
+def dpkg_status(names: Sequence[str]) -> Fact[PackageStates]:
+    """The fact: dpkg's state of `names` (one dpkg-query; asked twice in a batch, run once)."""
+    quoted = " ".join(shlex.quote(n) for n in sorted(set(names)))
+    return Fact(f"dpkg {quoted}",
+                f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {quoted}",
+                lambda result: parse_dpkg_status(result.out))
 
 
 class Packages(Step):
@@ -36,13 +61,12 @@ class Packages(Step):
         self.name = f"Ensure packages {'installed' if present else 'absent'}: {' '.join(names)}"
 
     def facts(self) -> Mapping[str, str]:
-        names = " ".join(shlex.quote(n) for n in self.names)
-        return {"dpkg": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}"}
+        return {"dpkg": dpkg_status(self.names).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        installed = parse_dpkg_status(facts["dpkg"].out)
+        states = dpkg_status(self.names).read(facts, "dpkg")
         if self.present:
-            missing = [n for n in self.names if not installed.get(n)]
+            missing = [n for n in self.names if not states.installed(n)]
             if not missing:
                 return []
             names = " ".join(shlex.quote(n) for n in missing)
@@ -52,7 +76,7 @@ class Packages(Step):
             # Retry once after refreshing the lists: a fresh board often has none.
             command = f"{install} || {{ {APT_ENV} apt-get update -q && {install}; }}"
             return [Change(f"install {' '.join(missing)}", (Action(command),))]
-        extra = [n for n in self.names if installed.get(n)]
+        extra = [n for n in self.names if states.installed(n)]
         if not extra:
             return []
         names = " ".join(shlex.quote(n) for n in extra)
