@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from invoke import Context, Exit, Task
+from invoke import Argument, Context, Exit, Task
 
 from runbooks.core.errors import UsageError
 
@@ -157,25 +157,54 @@ def runbook_task(
                          positional=[])
 
 
+class WholeNumber(Argument):
+    """An option whose value must be a whole number: a bad one ends the command with one
+    line and exit 2 (Invoke itself would print a traceback)."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            option = (self.name or "value").replace("_", "-")
+            raise Exit(f"--{option} {value!r}: give a whole number, like "
+                       f"{self.default or 1}", code=2) from None
+
+
 class GreenroomTask(Task):
-    """An Invoke task whose only short flags are the conventional -i and -H."""
+    """An Invoke task whose only short flags are the conventional -i and -H (unless it asks
+    for Invoke's automatic ones), and whose whole-number options are checked."""
 
     SHORT = {"inventory": "i", "host": "H"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["auto_shortflags"] = False
+        kwargs.setdefault("auto_shortflags", False)
         super().__init__(*args, **kwargs)
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts = super().arg_opts(name, default, taken_names)
-        if name in self.SHORT:
-            opts["names"] = [*opts["names"], self.SHORT[name]]
+        short = self.SHORT.get(name)
+        if short and short not in opts["names"] and short not in taken_names:
+            opts["names"] = [*opts["names"], short]
         return opts
 
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            if argument.kind is int:
+                argument.__class__ = WholeNumber
+        return arguments
 
-def task(*args: Any, **kwargs: Any) -> Any:
-    """`invoke.task` with greenroom's short flags (-i for --inventory, -H for --host)."""
+
+def task(*args: Any, shared: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """The one decorator for greenroom's tasks: `invoke.task` with the short flags -i and
+    -H, whole-number options checked, and help for each option named in `shared` (the
+    options every runbook task shares: inventory, host, check, parallel, report,
+    accept_new_host_keys) taken from COMMON_HELP, so their wording is the same everywhere."""
     from invoke import task as invoke_task
 
+    unknown = [name for name in shared if name not in COMMON_HELP]
+    if unknown:
+        raise ValueError(f"task(shared=...): unknown {unknown}; known: {list(COMMON_HELP)}")
+    kwargs["help"] = {**{name: COMMON_HELP[name] for name in shared}, **kwargs.get("help", {})}
     kwargs.setdefault("klass", GreenroomTask)
     return invoke_task(*args, **kwargs)

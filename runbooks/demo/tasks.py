@@ -8,7 +8,6 @@ from typing import Any
 from invoke import Collection, Context, Exit
 
 from runbooks.core.cli import (
-    COMMON_HELP,
     load_inventory_or_exit,
     parallel_of,
     task,
@@ -39,13 +38,8 @@ def runbooks_in_order() -> list[Any]:
     return found
 
 
-@task(help={
-    "inventory": COMMON_HELP["inventory"],
-    "check": COMMON_HELP["check"],
-    "parallel": COMMON_HELP["parallel"],
-    "report": "Write every runbook's result as JSON to this file.",
-    "accept_new_host_keys": COMMON_HELP["accept_new_host_keys"],
-})
+@task(shared=("inventory", "check", "parallel", "accept_new_host_keys"),
+      help={"report": "Write every runbook's result as JSON to this file."})
 def rehearse(c: Context, inventory: str | None = None, check: bool = False,
              parallel: int = 0, report: str | None = None,
              accept_new_host_keys: bool = False) -> None:

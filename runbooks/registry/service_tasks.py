@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, task
+from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
 
 # what registry.trust can configure (runbooks.registry.converge.RUNTIMES; kept here so
 # that loading the task list does not import the runbooks)
@@ -119,8 +119,7 @@ def _direct(url: str) -> Health:
     return health_from(url, results[0], results[1])
 
 
-@task(help={
-    "inventory": COMMON_HELP["inventory"],
+@task(shared=("inventory",), help={
     "direct": "ask from this machine over HTTP instead of with curl on the registry host "
               "over SSH (needs a route to the VLAN)",
 })

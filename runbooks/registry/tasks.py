@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit
 
 from runbooks.core.cli import inventory_path
+from runbooks.core.cli import task as greenroom_task
 from runbooks.registry.service_tasks import add_to as add_service_tasks
+
+# greenroom's task decorator (whole numbers checked), keeping Invoke's short flags (-j, -t...)
+task = partial(greenroom_task, auto_shortflags=True)
 
 _COMMON = {
     "images": "image list: YAML (see files/registry/images.yaml) or one reference per line "

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 from invoke import Collection, Program
 
@@ -26,8 +27,8 @@ def walk(collection: Collection, prefix: str = ""):
         yield from walk(sub, prefix + name + ".")
 
 
-def test_every_task_and_parameter_has_help():
-    sys.path.insert(0, str(REPO))
+def test_every_task_and_parameter_has_help(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
     import tasks
 
     found = list(walk(tasks.ns))
@@ -132,6 +133,21 @@ def test_unknown_host_lists_known_ones_and_touches_no_host(tmp_path, capsys):
     code, out = run_program(["probe", "-i", str(path), "-H", "rp9"], capsys)
     assert code == 2 and "rp9" in out and "rp0" in out
     assert counter.count() == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--parallel", "x"], "--parallel 'x': give a whole number"),
+    (["--parallel", "-3"], "--parallel -3: give a whole number of hosts, at least 1"),
+], ids=["not-a-number", "negative"])
+def test_bad_option_value_is_one_line_exit_2_and_touches_no_host(tmp_path, capsys, argv,
+                                                                 message):
+    counter = ConnectionCounter()
+    path = tmp_path / "site.yaml"
+    path.write_text(INVENTORY.format(port=counter.port, vlan=100, address=counter.address))
+    code, out = run_program(["probe", "-i", str(path), *argv], capsys)
+    assert code == 2
+    assert out.strip().splitlines() == [out.strip()] and message in out, out
+    assert "Traceback" not in out and counter.count() == 0
 
 
 def test_short_flags_and_help(capsys):

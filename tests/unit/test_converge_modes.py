@@ -124,3 +124,15 @@ def test_a_composite_reads_each_part_under_its_own_prefix():
 def test_statuses_are_their_report_words():
     assert [str(s) for s in Status] == ["ok", "changed", "failed", "unreachable"]
     assert [s.good for s in Status] == [True, True, False, False]
+
+
+def test_every_report_is_masked_where_it_is_written(tmp_path):
+    """demo.rehearse --report and every runbook's --report go through write_json."""
+    from runbooks.core import secrets
+    from runbooks.core.runner import write_json
+
+    secrets.register("s3cret-token-abc")  # the autouse fixture forgets it afterwards
+    write_json({"error": "login with s3cret-token-abc failed"}, tmp_path / "r.json")
+    text = (tmp_path / "r.json").read_text()
+    assert "s3cret" not in text and secrets.MASK in text
+
