@@ -12,7 +12,6 @@ from runbooks.core.steps.base import (
     Verify,
 )
 from runbooks.core.steps.files import (
-    Absent,
     Directory,
     Edit,
     File,
@@ -25,7 +24,7 @@ from runbooks.core.steps.files import (
 from runbooks.core.steps.system import Packages, Service
 
 __all__ = [
-    "Absent", "Action", "Change", "Command", "Composite", "Directory", "Edit", "File",
+    "Action", "Change", "Command", "Composite", "Directory", "Edit", "File",
     "Handler", "Verify",
     "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed", "Tokens",
     "ensure_line", "ensure_tokens", "unified_diff",
