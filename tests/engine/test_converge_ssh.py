@@ -143,7 +143,7 @@ def test_connection_lost_mid_apply_then_next_run_converges(site):
 
     runbook = Runbook("faults", ("pi",), plan)
     result, out = run(runbook, site)
-    assert result.hosts["alpha"].status in ("unreachable", "failed")
+    assert result.hosts["alpha"].status == "unreachable"  # its session died mid-command
     assert result.hosts["beta"].status == "changed"
     assert (site.root / "beta" / "second.conf").read_text() == "2\n"
     alpha = site.root / "alpha"

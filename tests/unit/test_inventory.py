@@ -334,8 +334,22 @@ def test_bad_input_names_key_line_and_fix(edits, key, needle, fragment):
     assert all(p.file == FILE for p in problems)
 
 
-def test_bad_case_table_is_large_enough():
-    assert len(BAD_CASES) >= 35
+def test_every_key_the_validator_knows_has_a_bad_input_case():
+    """Each top-level, host, vlan and lab key of the schema is exercised by a bad case."""
+    from runbooks.core.inventory import TOP_KEYS
+    from runbooks.core.inventory_hosts import HOST_KEYS, HOST_LAB_KEYS, VLAN_KEYS
+
+    tested = set()
+    for case in BAD_CASES:
+        parts = case.values[1].split("[")[0].split(".")
+        tested.add(parts[0])
+        if parts[0] == "hosts" and len(parts) >= 3:
+            tested.add(f"hosts.*.{parts[2]}")
+            if len(parts) >= 4 and parts[2] in ("vlan", "lab"):
+                tested.add(f"{parts[2]}.{parts[3]}")
+    wanted = ({*TOP_KEYS} | {f"hosts.*.{k}" for k in HOST_KEYS}
+              | {f"vlan.{k}" for k in VLAN_KEYS} | {f"lab.{k}" for k in HOST_LAB_KEYS})
+    assert sorted(wanted - tested) == []
     assert len({p.id for p in BAD_CASES}) == len(BAD_CASES)
 
 
