@@ -174,6 +174,61 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     print(f"upstream registries (one mirror entry each on the nodes): {', '.join(registries)}")
 
 
+@task(name="patch-cluster",
+      help={"file": "the Cluster API manifest (e.g. cluster.yaml from clusterctl generate)",
+            "out": "write the patched manifest here instead of over FILE ('-': standard output)",
+            "check": "print the diff and what would change; write nothing",
+            "inventory": "inventory giving the registry and network.vip (default "
+                         "hosts/demo.yaml)",
+            "images": _COMMON["images"], "runbook": _COMMON["runbook"],
+            "to": "local registry HOST:PORT (default: the inventory's)",
+            "vip": "control-plane VIP for kube-vip (default: the inventory's network.vip)",
+            "containerd": "the node image's containerd version, e.g. 1.7 (hosts.toml for 1.5 "
+                          "and later, registry.mirrors before); default: judged from the "
+                          "Kubernetes version",
+            "pause": "pause image tag (default: kubeadm's for the Kubernetes version)"},
+      iterable=["runbook"])
+def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, runbook=None,
+                  to=None, vip=None, containerd=None, pause=None):
+    """Rewrite a Cluster API manifest so its nodes pull every image from the local registry.
+
+    containerd config and hosts.toml files, kubeadm's imageRepository, the sandbox image,
+    kube-vip pulled locally with the VIP, add-on images (flannel) in ConfigMaps; comments and
+    order kept; a second run changes nothing.
+    """
+    import difflib
+
+    from .patch_cluster import PatchError, patch_file, settings_for
+    from .run import load_list
+
+    try:
+        listed = load_list(_options(images=images, inventory=inventory, runbook=runbook))
+        settings = settings_for(inventory, to, vip, containerd, pause, listed.images)
+        old, new, report, written = patch_file(file, settings, out, check)
+    except (PatchError, *_errors()) as exc:
+        raise Exit(f"registry.patch-cluster: {exc}", code=2) from None
+    say = sys.stderr if out == "-" else sys.stdout
+    if out == "-" and not check:
+        sys.stdout.write(new)
+    if check:
+        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                   file, out or file))
+    print(f"containerd config: {report.containerd_form or 'not written'}", file=say)
+    for line in report.changed:
+        print(f"changed   {line}", file=say)
+    for line in report.unchanged:
+        print(f"unchanged {line}", file=say)
+    for line in report.unknown:
+        print(f"LEFT      {line}", file=say)
+    for line in report.warnings:
+        print(f"WARNING   {line}", file=say)
+    if check:
+        verdict = "would change" if old != new else "nothing to change in"
+    else:
+        verdict = "wrote" if written else "nothing to change in"
+    print(f"{verdict} {out if out and out != '-' else file}", file=say)
+
+
 ns = Collection("registry")
 add_service_tasks(ns)  # up, trust, check
 ns.add_task(load_images)
@@ -181,3 +236,4 @@ ns.add_task(verify)
 ns.add_task(save)
 ns.add_task(load_layout)
 ns.add_task(list_images)
+ns.add_task(patch_cluster)
