@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Every Debian package the lab, the tests and the benchmarks use: the one list (the README's
-# commands and .ci/run install from it). Add yours here, one per line, with what needs it.
+# commands and .ci/run install from it). Add yours here, with what needs it. "a|b": b
+# installed also does (the first is installed when none is).
 DEBIAN_PACKAGES = [
     "openssh-server", "openssh-client",   # engine tests' sshd; the lab's keys and sshd
     "iproute2", "util-linux",             # lab: ip, nsenter, unshare, mount, setsid
@@ -41,7 +42,8 @@ DEBIAN_PACKAGES = [
     "docker-registry", "skopeo",          # registry tests and bench
     "nftables", "iptables", "ethtool",    # NAT and forwarding
     "curl", "procps", "psmisc",           # probes, ps / pkill, fuser
-    "kubernetes-client",                  # kubectl for the cluster runbooks
+    "kubernetes-client|kubectl",          # kubectl for the cluster runbooks (kubectl: the
+                                          # upstream package, which owns the same file)
     "frr", "bird2",                       # routers and BGP speakers
     "mtools", "dosfstools", "e2fsprogs", "fdisk",  # SD card images: FAT boot, ext4 root
 ]
@@ -109,14 +111,17 @@ def check_platform(sessions: Sequence[str], system: str | None = None,
 # ---------------------------------------------------------------- Debian packages
 
 def missing_packages(packages: Sequence[str]) -> list[str]:
-    """The packages dpkg does not have installed ([] where there is no dpkg)."""
+    """The packages to install: of each entry ("a" or "a|b") none installed, its first
+    ([] where there is no dpkg)."""
     if shutil.which("dpkg-query") is None:
         return []
+    names = [name for entry in packages for name in entry.split("|")]
     out = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\n",
-                          *packages], capture_output=True, text=True, check=False).stdout
+                          *names], capture_output=True, text=True, check=False).stdout
     installed = {line.split()[0] for line in out.splitlines()
                  if len(line.split()) > 1 and line.split()[1] == "ii"}
-    return [p for p in packages if p not in installed]
+    return [entry.split("|")[0] for entry in packages
+            if not installed.intersection(entry.split("|"))]
 
 
 def install_packages(packages: Sequence[str], log: Callable[[str], None] = say) -> None:

@@ -207,3 +207,10 @@ def test_pyproject_is_the_one_place_python_dependencies_are_declared():
                     reason="only root on Debian has the packages installed by the set-up")
 def test_every_listed_debian_package_is_installed_after_set_up():
     assert noxfile.missing_packages(noxfile.DEBIAN_PACKAGES) == []
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg")
+def test_an_entry_is_satisfied_by_any_of_its_alternatives():
+    absent = "greenroom-no-such-package"
+    assert noxfile.missing_packages(["coreutils", f"{absent}|coreutils", absent,
+                                     f"{absent}|{absent}-2"]) == [absent, absent]
