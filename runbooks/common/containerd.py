@@ -33,8 +33,8 @@ from runbooks.core.steps import Change, Edit, Step, StepFailed
 
 CONFIG = "/etc/containerd/config.toml"
 CERTS_DIR = "/etc/containerd/certs.d"
-HEADER = ("# containerd config. greenroom keeps the Kubernetes settings and the registry\n"
-          "# config_path here; every other setting and comment is yours and is kept.\n")
+HEADER = ("# containerd config: greenroom keeps its Kubernetes settings and registry "
+          "config_path here; every other setting and comment is yours and is kept.\n")
 # Host-side validation when the host can do it (the content is also parsed locally first).
 TOML_CHECK = ("if python3 -c 'import tomllib' 2>/dev/null; then python3 -c 'import sys, "
               "tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {}; fi")

@@ -2,31 +2,10 @@
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import (
-    load_inventory_or_exit,
-    parallel_of,
-    task,
-    usage_errors_exit,
-)
-
-# The order a lab is built in: the gateway gives the VLAN, DHCP and NAT; the registry lives
-# on the gateway; then the boards, which finally learn to pull through the registry.
-ORDER = (
-    ("runbooks.dell_gateway.plan", "RUNBOOK"),
-    ("runbooks.registry.converge", "UP"),
-    ("runbooks.pi_prep.plan", "RUNBOOK"),
-    ("runbooks.registry.converge", "TRUST"),  # after pi-prep installed containerd
-)
-
-
-def runbooks_in_order() -> list[Any]:
-    """The Runbook objects, in build order (imported only when the task runs)."""
-    return [getattr(import_module(name), attribute) for name, attribute in ORDER]
+from runbooks.core.cli import load_inventory_or_exit, parallel_of, task, usage_errors_exit
+from runbooks.demo.order import runbooks_in_order
 
 
 @task(shared=("inventory", "check", "parallel", "accept_new_host_keys"),

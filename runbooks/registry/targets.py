@@ -59,14 +59,21 @@ def inventory_registry(path: str) -> str:
     return str(endpoint)
 
 
+def required_inventory(path: str | None) -> str:
+    """The inventory path the task passed (greenroom.inventory from invoke.yaml unless
+    --inventory); TargetError when there is none."""
+    if not path:
+        raise TargetError("no inventory: pass --inventory FILE (or set greenroom.inventory "
+                          "in invoke.yaml)")
+    return path
+
+
 def resolve_target(to: str | None, inventory: str | None) -> tuple[str, bool]:
     """(HOST:PORT, from_inventory): --to wins, else the inventory's registry (the task
     passes greenroom.inventory from invoke.yaml when --inventory is not given)."""
     if to:
         return check_hostport(to, "--to"), False
-    if not inventory:
-        raise TargetError("no registry to talk to: pass --to HOST:PORT or --inventory FILE")
-    return inventory_registry(inventory), True
+    return inventory_registry(required_inventory(inventory)), True
 
 
 class Clients:
