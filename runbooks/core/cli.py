@@ -1,8 +1,11 @@
-"""Turn a Runbook into an Invoke task with the options every runbook shares.
+"""The options every task shares, in one place: `runbook_task` and the `task` decorator.
 
-Every runbook task takes --inventory/-i, --host/-H, --check, --parallel, --report and
---accept-new-host-keys, plus options of its own. Bad input (an invalid inventory, an unknown
-host, the lab not running) is reported before any connection is opened, and exits non-zero.
+Every runbook task (`runbook_task`) takes --inventory/-i, --host/-H, --check, --parallel,
+--report and --accept-new-host-keys, plus options of its own; other tasks name the shared
+options they take with `@task(shared=("inventory", ...))` and get the same help text.
+Defaults come only from invoke.yaml (greenroom.inventory, greenroom.parallel). Bad input (an
+invalid inventory, an unknown host, a bad option value, the lab not running: every
+`UsageError`) is reported in one line, before any connection is opened, with exit status 2.
 """
 
 from __future__ import annotations

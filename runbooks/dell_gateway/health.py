@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from runbooks.common.kernel import sysctl_fact
 from runbooks.common.links import link_command, parse_link
 from runbooks.common.nat import FIREWALLD_RUNNING, FIREWALLD_RUNTIME_RULES, nft_table_fact
 from runbooks.core.facts import FactResult
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 NFT_TABLE = nft_table_fact("greenroom")
+FORWARDING = sysctl_fact("net.ipv4.ip_forward")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ def health_facts(host: Host) -> dict[str, str]:
         "dhcpd": "ps -C dhcpd -o pid=,args=",
         "udp67": "ss -H -ulpn 'sport = :67'",
         "packet": "ss -H -0 -pn",
-        "forward": "sysctl -n net.ipv4.ip_forward",
+        "forward": FORWARDING.command,
         "firewalld": FIREWALLD_RUNNING.command,
         "fw_rules": FIREWALLD_RUNTIME_RULES.command,
         "nft": NFT_TABLE.command,
@@ -82,7 +84,7 @@ def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
     checks.append(Check("dhcpd listening", bound and vlan_if in on,
                         f"UDP port 67 {'bound by dhcpd' if bound else 'not bound by dhcpd'}; "
                         f"packet sockets on: {', '.join(on) or 'none'}"))
-    forward = facts["forward"].out.strip()
+    forward = FORWARDING.read(facts, "forward")
     checks.append(Check("forwarding", forward == "1", f"net.ipv4.ip_forward = {forward or '?'}"))
     checks.append(_masquerade(host, inventory, facts))
     chain = docker.DOCKER_USER.read(facts, "nat.docker")

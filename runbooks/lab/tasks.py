@@ -76,15 +76,14 @@ def status(c, inventory=None, json_=False):
             "command": "Run this one command instead of a shell; exit with its status."})
 def shell(c, host, inventory=None, command=None):
     """Open an SSH shell on a lab host with the lab key (or run one command)."""
-    from runbooks.lab.access import LabNotRunning, lab_access
+    from runbooks.core.cli import usage_errors_exit
+    from runbooks.lab.access import lab_access
 
     inv = _inventory(c, inventory)
     if host not in inv.hosts:
         raise Exit(f"{inv.path}: no host {host!r} (hosts: {', '.join(inv.hosts)})", code=2)
-    try:
+    with usage_errors_exit():  # the lab not running: one line, exit 2
         access = lab_access(inv)
-    except LabNotRunning as exc:
-        raise Exit(str(exc), code=2) from None
     target = inv.hosts[host]
     cmd = ["ssh", "-i", access.key_filename, "-o", f"UserKnownHostsFile={access.known_hosts}",
            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o",
