@@ -5,7 +5,7 @@ NAT to the upstream HTTP server, leases, health, persistence, and a broken confi
 What cannot run here: creating a real 802.1Q interface (this kernel has no 802.1q; the lab
 provides eth1.100 as a veth on its VLAN bridge, so the runbook converges only its address,
 with iproute2 plus a systemd unit), and the nmcli / netplan / ifupdown backends (not in the
-lab guests; unit-tested in tests/unit/test_dell_gateway_vlan.py).
+lab guests; unit-tested in tests/unit/test_common_vlan.py).
 """
 
 from __future__ import annotations

@@ -23,8 +23,9 @@ import tomllib
 import pytest
 import yaml
 
+from runbooks.common import containerd
+from runbooks.common import registry_trust as trust
 from runbooks.dell_gateway.plan import RUNBOOK as GATEWAY_RUNBOOK
-from runbooks.registry import trust
 from runbooks.registry.converge import TRUST, UP
 
 pytestmark = pytest.mark.lab
@@ -70,7 +71,7 @@ def test_up_refuses_before_dell_gateway(gateway):
     checked = run_runbook(UP, lab.inventory, [lab.inventory.hosts[GATEWAY]], check=True,
                           out=out)
     assert checked.hosts[GATEWAY].status == "changed", out.getvalue()  # check mode: reported
-    assert "run inv dell-gateway first" in out.getvalue()
+    assert "run `inv dell-gateway` first" in out.getvalue()
     assert "+  addr: 192.168.10.2:5001" in out.getvalue()  # the config diff
     result, out = run(lab, UP, GATEWAY)
     host = result.hosts[GATEWAY]
@@ -201,25 +202,25 @@ def board(gateway):
 
 def test_trust_configures_containerd_and_restarts_once(board):
     lab = board
-    before = lab.exec(BOARD, f"cat {trust.CONTAINERD_CONFIG}").stdout
+    before = lab.exec(BOARD, f"cat {containerd.CONFIG}").stdout
     pid = main_pid(lab, BOARD, "containerd")
     result, out = run(lab, TRUST, BOARD)
     assert result.ok, out
     assert "handler: restart containerd" in out
-    config = tomllib.loads(sh(lab, BOARD, f"cat {trust.CONTAINERD_CONFIG}"))
-    table = trust._V2_REGISTRY if config["version"] == 2 else trust._V3_REGISTRY
-    assert trust._dig(config, table + ("config_path",)) == trust.CERTS_DIR
+    config = tomllib.loads(sh(lab, BOARD, f"cat {containerd.CONFIG}"))
+    table = containerd.registry_table(config["version"])
+    assert containerd._dig(config, (*table, "config_path")) == containerd.CERTS_DIR
     for key, value in tomllib.loads(before or "").items():  # the package's settings kept
         if key != "plugins":
             assert config[key] == value
-    hosts = tomllib.loads(sh(lab, BOARD, f"cat {trust.CERTS_DIR}/{EP}/hosts.toml"))
+    hosts = tomllib.loads(sh(lab, BOARD, f"cat {containerd.CERTS_DIR}/{EP}/hosts.toml"))
     assert hosts["server"] == URL
     assert hosts["host"][URL]["capabilities"] == ["pull", "resolve"]
     new_pid = main_pid(lab, BOARD, "containerd")
     assert new_pid != pid and new_pid != "0"
     assert sh(lab, BOARD, "systemctl is-active containerd").strip() == "active"
     # containerd's own client resolves through certs.d and fetches the image pushed above
-    fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {trust.CERTS_DIR} "
+    fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {containerd.CERTS_DIR} "
                               f"{EP}/lab/hello:v1", timeout=60)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
 
