@@ -1,4 +1,6 @@
-"""registry.up, registry.check and registry.trust on the virtual lab, in file order.
+"""registry.up, registry.check and registry.trust on the virtual lab. Each test asks for the
+state it needs through a fixture (a fresh gateway, the registry up, an image pushed), so any
+one runs alone or in any order; in file order they share one reset and one converge.
 
 The gateway (dell) is reset; registry.up must refuse to run before dell-gateway put the VLAN
 address there, then (after dell-gateway) install Debian's docker-registry, listen on
@@ -62,7 +64,33 @@ def gateway(lab):
     return lab
 
 
-def test_up_refuses_before_dell_gateway(gateway):
+@pytest.fixture
+def fresh(gateway):
+    """The gateway as lab.up made it (reset only when a test before changed it)."""
+    if gateway.exec(GATEWAY, "ip -4 -o addr show | grep -q ' 192.168.10.2/' || "
+                             "dpkg-query -W docker-registry").returncode == 0:
+        gateway.reset(GATEWAY)
+    return gateway
+
+
+@pytest.fixture
+def registry_up(gateway):
+    """dell-gateway and registry.up converged on the gateway (no-op runs when they are)."""
+    for runbook in (GATEWAY_RUNBOOK, UP):
+        result, out = run(gateway, runbook, GATEWAY)
+        assert result.ok, out
+    return gateway
+
+
+@pytest.fixture
+def pushed(registry_up):
+    """The registry holds lab/hello:v1 (pushed from a board over the VLAN)."""
+    script, _digest = push_script("lab/hello", "v1")
+    sh(registry_up, "rp0", script)
+    return registry_up
+
+
+def test_up_refuses_before_dell_gateway(gateway, fresh):
     lab = gateway
     assert "192.168.10.2" not in sh(lab, GATEWAY, "ip -4 -o addr show")
     from runbooks.core.runner import run_runbook
@@ -80,7 +108,7 @@ def test_up_refuses_before_dell_gateway(gateway):
     assert lab.exec(GATEWAY, "dpkg-query -W docker-registry").returncode != 0  # nothing done
 
 
-def test_up_converges_after_dell_gateway(gateway):
+def test_up_converges_after_dell_gateway(gateway, fresh):
     lab = gateway
     result, out = run(lab, GATEWAY_RUNBOOK, GATEWAY)
     assert result.ok, out
@@ -97,7 +125,7 @@ def test_up_converges_after_dell_gateway(gateway):
     assert f"{EP} " in listening and ":5000 " not in listening  # only the VLAN address
 
 
-def test_second_up_changes_nothing_and_does_not_restart(gateway):
+def test_second_up_changes_nothing_and_does_not_restart(gateway, registry_up):
     pid = main_pid(gateway, GATEWAY, "docker-registry")
     result, out = run(gateway, UP, GATEWAY)
     assert result.ok and result.changed == 0, out
@@ -136,7 +164,7 @@ def push_script(repo: str, tag: str) -> tuple[str, str]:
     return "\n".join(lines), "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
-def test_board_reaches_registry_over_vlan_and_pushes(gateway):
+def test_board_reaches_registry_over_vlan_and_pushes(gateway, registry_up):
     lab = gateway
     assert json.loads(sh(lab, "rp0", f"curl -fsS {URL}/v2/")) == {}
     script, digest = push_script("lab/hello", "v1")
@@ -154,7 +182,7 @@ def test_board_reaches_registry_over_vlan_and_pushes(gateway):
                                            "repositories")
 
 
-def test_check_reports_catalog_and_fails_when_down(gateway, capsys):
+def test_check_reports_catalog_and_fails_when_down(gateway, pushed, capsys):
     from invoke import Context, Exit
 
     from runbooks.registry.service_tasks import check
@@ -174,7 +202,7 @@ def test_check_reports_catalog_and_fails_when_down(gateway, capsys):
     assert result.ok, out
 
 
-def test_config_change_restarts_once(gateway):
+def test_config_change_restarts_once(gateway, registry_up):
     lab = gateway
     sh(lab, GATEWAY, "sed -i 's/interval: 10s/interval: 20s/' /etc/docker/registry/config.yml")
     pid = main_pid(lab, GATEWAY, "docker-registry")
@@ -200,7 +228,7 @@ def board(gateway):
     return lab
 
 
-def test_trust_configures_containerd_and_restarts_once(board):
+def test_trust_configures_containerd_and_restarts_once(board, pushed):
     lab = board
     before = lab.exec(BOARD, f"cat {containerd.CONFIG}").stdout
     pid = main_pid(lab, BOARD, "containerd")
