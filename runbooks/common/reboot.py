@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
+from runbooks.common.reboot_options import DEFAULT_TIMEOUT
 from runbooks.core.facts import FactResult
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Handler, Step, StepFailed
@@ -28,22 +29,11 @@ from runbooks.core.steps import Change, Handler, Step, StepFailed
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
 
-DEFAULT_TIMEOUT = 300.0
 REBOOT_COMMAND = ("nohup sh -c 'sleep 1; systemctl reboot || reboot' "
                   ">/dev/null 2>&1 </dev/null &")
 # the kernel's boot id changes on a real board; PID 1's start time changes in a container
 BOOT_IDENTITY = ("cat /proc/sys/kernel/random/boot_id; "
                  "awk '{print $22}' /proc/1/stat")
-# reboot options every rebooting runbook's task takes: name -> (default, help)
-REBOOT_OPTIONS = {
-    "reboot": (False, "Reboot every host even when no change needs it, then verify."),
-    "no_reboot": (False, "Never reboot: a host that needs a reboot is reported failed with "
-                         "'reboot needed'."),
-    "serial": (0, "Reboot at most N hosts at the same time (0: no limit)."),
-    "timeout": (int(DEFAULT_TIMEOUT), "Seconds to wait for a rebooted host to answer SSH "
-                                      "again."),
-}
-
 _slots_lock = threading.Lock()
 _slots: dict[int, threading.BoundedSemaphore] = {}
 

@@ -38,7 +38,6 @@ another declaration (a clash raises at import, so it shows up in the first test 
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -159,6 +158,8 @@ def check_vars(c: Collector, value: Any, path: Path_, roles: tuple[str, ...]) ->
     """Validate one host's `vars:` against its roles' declarations; True when fine."""
     if value is None:
         return True
+    import difflib
+
     known = vars_schema(roles)
     if not isinstance(value, dict):
         c.add(path, f"must be a mapping of settings, got {_kind(value)}")
@@ -218,6 +219,8 @@ def _field(c: Collector, value: Any, path: Path_, schema: Field) -> bool:
         return False
     message = None
     if schema.choices is not None and value not in schema.choices:
+        import difflib
+
         close = difflib.get_close_matches(str(value), [str(v) for v in schema.choices], n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
         message = (f"{value!r} is not allowed; {hint}use one of: "

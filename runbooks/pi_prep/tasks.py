@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from runbooks.common.reboot import REBOOT_OPTIONS
+from runbooks.common.reboot_options import REBOOT_OPTIONS
 from runbooks.core.cli import runbook_task, task
 from runbooks.pi_prep.flash.cli import CAPTURE_HELP, FLASH_HELP
 
