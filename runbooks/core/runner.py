@@ -159,12 +159,14 @@ def run_runbook(
     hosts: Iterable[Host],
     *,
     check: bool = False,
-    parallel: int = 10,
+    parallel: int | None = None,
     options: Mapping[str, Any] | None = None,
     accept_new_host_keys: bool = False,
     out: IO[str] | None = None,
 ) -> RunResult:
-    """Converge `hosts` with `runbook`; never raises for a host's failure."""
+    """Converge `hosts` with `runbook`, `parallel` at once (None: all of them; the CLI
+    passes --parallel or greenroom.parallel from invoke.yaml); never raises for a host's
+    failure."""
     targets = list(hosts)
     started = time.monotonic()
     printer = Printer(out or sys.stdout, max((len(h.name) for h in targets), default=4))
@@ -173,7 +175,7 @@ def run_runbook(
     printer.line(f"{runbook.name} on {inventory.site}: {len(targets)} host(s){mode}")
     result = RunResult(runbook.name, check)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, parallel or len(targets))) as pool:
             futures = [
                 pool.submit(_converge_host, runbook, host, inventory, connector, check,
                             options or {}, printer)
