@@ -31,3 +31,6 @@ CONTAINERD_VERSION = Fact(
     "apt-cache policy containerd | sed -n 's/^ *Candidate: //p'",
     _containerd_version,
 )
+
+# The installed containerd only (None when there is none).
+CONTAINERD_INSTALLED = Fact("containerd_installed", "containerd --version", _containerd_version)

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from runbooks.common.facts import parse_containerd_version
+from runbooks.common.facts import CONTAINERD_INSTALLED
 from runbooks.core.facts import FactResult
 from runbooks.core.steps.system import dpkg_status
 
@@ -31,7 +31,7 @@ FACT_COMMANDS: dict[str, str] = {
     "grub": f"[ -f {GRUB_DEFAULT} ]",
     "swaps": "cat /proc/swaps",
     "swap_packages": dpkg_status(SWAP_PACKAGES).command,
-    "containerd": "containerd --version",
+    "containerd": CONTAINERD_INSTALLED.command,
     "iptables": "iptables --version",
     "arch": "dpkg --print-architecture || uname -m",
 }
@@ -205,7 +205,6 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
     board = detect_board(facts["model"].out if facts["model"].ok else "")
     boot, path = kernel_cmdline_location(facts)
     packages = dpkg_status(SWAP_PACKAGES).read(facts, "swap_packages")
-    containerd = facts["containerd"]
     iptables = facts["iptables"]
     return BoardFacts(
         os=os_info,
@@ -214,7 +213,7 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
         cmdline_path=path,
         swaps=parse_proc_swaps(facts["swaps"].out) if facts["swaps"].ok else (),
         swap_packages=tuple(p for p in SWAP_PACKAGES if packages.installed(p)),
-        containerd=parse_containerd_version(containerd.out) if containerd.ok else None,
+        containerd=CONTAINERD_INSTALLED.read(facts, "containerd"),
         iptables=parse_iptables_variant(iptables.out) if iptables.ok else "unknown",
         arch=facts["arch"].out.strip() or "unknown",
     )
