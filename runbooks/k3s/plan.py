@@ -8,6 +8,7 @@ merged on the operator's machine. A node whose files changed is restarted; nothi
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from runbooks.k3s.steps import (
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext
-    from runbooks.core.inventory import Inventory
+    from runbooks.core.inventory import Host, Inventory
 
 RESTART = "restart k3s"
 TOKEN_WAIT = 90.0
@@ -63,15 +64,18 @@ def node_plan(ctx: HostContext) -> Plan:
     """Release files, config.yaml, registries.yaml, kube-vip, unit and env file, started."""
     inventory, host = ctx.inventory, ctx.host
     cluster = cluster_of(inventory)
-    lock: Lock = ctx.options["lock"]
-    shared: dict[str, Any] = ctx.options["shared"]
+    lock: Lock = ctx.options.get("lock") or release_lock(inventory, cluster)
+    phased = "shared" in ctx.options  # inv k3s: token and readiness come from other phases
+    shared: dict[str, Any] = ctx.options.get("shared", {})
     arch = cluster.arch[host.name]
     first = inventory.hosts[cluster.first_server]
-    token = None if host.name == cluster.first_server else shared.get("token")
-    if token is None and host.name != cluster.first_server:
-        if not ctx.check:
-            raise StepFailed(f"no join token from {first.name}: it did not come up")
-        token = "(the token of " + first.name + ")"
+    token = None
+    if host.name != cluster.first_server:
+        token = shared.get("token") if phased else token_from(ctx, first)
+        if token is None:
+            if not ctx.check:
+                raise StepFailed(f"no join token from {first.name}: it did not come up")
+            token = "(the token of " + first.name + ")"
     unit = cfg.unit_name(host)
     notify = (RESTART,)
     plan = Plan()
@@ -105,7 +109,47 @@ def node_plan(ctx: HostContext) -> Plan:
     plan.handler(Handler(RESTART, restart_unless_started(unit, started)))
     if host.name == cluster.first_server:
         plan.add(JoinToken(ctx, shared))
+        if not phased:  # one pass (demo.rehearse): the others converge meanwhile
+            plan.steps.extend(ready_plan(ctx).steps)
     return plan
+
+
+_release_lock = threading.Lock()
+
+
+def release_lock(inventory: Inventory, cluster: Cluster) -> Lock:
+    """The inventory's k3s lock, fetching the pinned files once when the cache lacks them
+    (a rehearsal on the lab fetches from the lab's release site)."""
+    from runbooks.k3s.release import fetch, lock_path
+
+    with _release_lock:
+        lock = Lock.read(lock_path(inventory.path))
+        before = {v: dict(a) for v, a in lock.versions.items()}
+        try:
+            fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,
+                  log=lambda _m: None)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+        if lock.versions != before:
+            lock.write()
+        return lock
+
+
+def token_from(ctx: HostContext, first: Host) -> str | None:
+    """The first server's join token, read over its own session (waiting while it starts);
+    None in check mode when it has none yet."""
+    session = ctx.connector.session(first)
+    deadline = time.monotonic() + TOKEN_WAIT
+    while True:
+        done = session.run(f"cat {cfg.TOKEN}")
+        token = done.stdout.strip() if done.ok else ""
+        if token:
+            secrets.register(token)
+            secrets.register(token.rpartition(":")[2])
+            return token
+        if ctx.check or time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
 
 
 def registry_steps(endpoint: str, notify: tuple[str, ...]) -> list[Step]:
@@ -164,7 +208,11 @@ def ready_plan(ctx: HostContext) -> Plan:
     nodes = {n: cfg.unit_name(ctx.inventory.hosts[n]) for n in cluster.nodes}
     plan = Plan()
     plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180))))
-    path = ctx.options.get("kubeconfig_path")
+    path = ctx.options.get("kubeconfig_path", "default")
+    if path == "default":
+        from runbooks.common.kubeconfig import kubeconfig_path
+
+        path = kubeconfig_path(None)
     if path is not None:
         plan.add(KubeconfigMerged(ctx, ctx.inventory.site,
                                   f"https://{cluster.api_address}:6443", path, cfg.KUBECONFIG))

@@ -10,7 +10,7 @@ from typing import Any
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, settings, task
+from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, settings, task
 
 FETCH_HELP = {
     "inventory": COMMON_HELP["inventory"],
@@ -187,3 +187,16 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
 
 
 ns.add_task(reset)
+
+
+check = runbook_task(
+    "runbooks.k3s.check:CHECK",
+    """Read-only health of the cluster; exits 1 when anything is unhealthy.
+
+    Every node: the pinned version, its unit active, images pulled through the site's
+    registry. The first server: every node Ready, system pods running, the disabled
+    components (traefik, servicelb by default) really absent.
+    """,
+    name="check",
+)
+ns.add_task(check)
