@@ -106,7 +106,11 @@ def node_plan(ctx: HostContext) -> Plan:
                   secret=True, notify=notify))
     started = Started(unit)
     plan.add(started)
-    plan.handler(Handler(RESTART, restart_unless_started(unit, started)))
+    wait = None
+    if ctx.options.get("upgrade"):
+        wait = lambda: wait_node(ctx, first, cluster.version,  # noqa: E731
+                                 float(ctx.options.get("timeout", 180)))
+    plan.handler(Handler(RESTART, restart_unless_started(unit, started, wait)))
     if host.name == cluster.first_server:
         plan.add(JoinToken(ctx, shared))
         if not phased:  # one pass (demo.rehearse): the others converge meanwhile
@@ -133,6 +137,30 @@ def release_lock(inventory: Inventory, cluster: Cluster) -> Lock:
         if lock.versions != before:
             lock.write()
         return lock
+
+
+def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> None:
+    """After a restart during an upgrade: wait until this node is Ready on `version`."""
+    from runbooks.common.kubectl import node_status
+
+    session = ctx.connector.session(first)
+    deadline = time.monotonic() + timeout
+    command = f"k3s kubectl get node {ctx.host.name} -o json"
+    time.sleep(1.0)
+    last = "not registered"
+    while time.monotonic() < deadline:
+        done = session.run(command)
+        if done.ok:
+            import json
+
+            status = node_status(json.loads(done.stdout))
+            if status["ready"] and status["version"] == version:
+                return
+            last = f"{'Ready' if status['ready'] else 'NotReady'} on {status['version']}"
+        time.sleep(1.0)
+    raise StepFailed(f"{ctx.host.name} is not Ready on {version} {timeout:.0f} s after its "
+                     f"restart ({last}); the upgrade stops here: see `journalctl -u "
+                     f"{cfg.unit_name(ctx.host)}` on it")
 
 
 def token_from(ctx: HostContext, first: Host) -> str | None:

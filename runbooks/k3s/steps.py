@@ -102,8 +102,11 @@ class Started(Step):
         return changes
 
 
-def restart_unless_started(unit: str, started: Started) -> Callable[[HostContext], None]:
-    """A handler: reload units and restart `unit`, unless this run just started it."""
+def restart_unless_started(unit: str, started: Started,
+                           wait: Callable[[], None] | None = None,
+                           ) -> Callable[[HostContext], None]:
+    """A handler: reload units and restart `unit` (then `wait()`), unless this run just
+    started it."""
     def handler(ctx: HostContext) -> None:
         if started.started_now:
             return
@@ -111,6 +114,8 @@ def restart_unless_started(unit: str, started: Started) -> Callable[[HostContext
         done = ctx.session.run(f"systemctl daemon-reload && systemctl restart --no-block {u}")
         if not done.ok:
             raise StepFailed(f"restart {unit}: exit {done.rc}: {done.stderr.strip()[-500:]}")
+        if wait is not None:
+            wait()
     return handler
 
 

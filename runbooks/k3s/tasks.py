@@ -112,15 +112,37 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     others = [h for h in chosen if h.name != first.name]
     options = {"lock": lock, "shared": {}, "timeout": timeout,
                "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)}
-    phases = [(NODES, [first]), (NODES, others), (READY, [first])]
-    result = run_phases(phases, inv, name="k3s", check=check,
+    servers = [h for h in others if h.name in cluster.servers]
+    agents = [h for h in others if h.name not in cluster.servers]
+
+    def next_phases(so_far: Any) -> list[Any]:
+        first_result = so_far.hosts.get(first.name)
+        upgrading = first_result is not None and upgraded(first_result)
+        if not upgrading:
+            return [(NODES, others, 0), (READY, [first], 0)]
+        order = [first.name, *[h.name for h in servers], *[h.name for h in agents]]
+        print(f"upgrade to {cluster.version}: one node at a time, each Ready before the next:"
+              f" {' -> '.join(order)}")
+        options["upgrade"] = True
+        return [*[(NODES, [h], 1) for h in servers + agents], (READY, [first], 0)]
+
+    result = run_phases([(NODES, [first], 0)], inv, name="k3s", check=check,
                         parallel=parallel or int(settings(c).get("parallel", 10)),
                         options=options, accept_new_host_keys=accept_new_host_keys,
-                        needs_first=first.name)
+                        needs_first=first.name, then=next_phases)
     if report:
         write_report(result, report)
     if not result.ok:
         raise Exit(code=1)
+
+
+def upgraded(result: Any) -> bool:
+    """True when a node's run replaced an existing k3s binary (a version change)."""
+    from runbooks.k3s.config import BINARY
+
+    return any(step.status == "changed" and step.name.startswith(f"Ensure {BINARY} ")
+               and any(change.startswith("replace") for change in step.changes)
+               for step in result.steps)
 
 
 ns = Collection("k3s")
@@ -163,8 +185,9 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
     names = {h.name for h in chosen}
     agents = [h for h in chosen if h.name in cluster.agents]
     servers = [h for h in chosen if h.name in cluster.servers]
-    phases = [(RESET, agents), (RESET, [h for h in servers if h.name != cluster.first_server]),
-              (RESET, [h for h in servers if h.name == cluster.first_server])]
+    phases = [(RESET, agents, 0),
+              (RESET, [h for h in servers if h.name != cluster.first_server], 0),
+              (RESET, [h for h in servers if h.name == cluster.first_server], 0)]
     result = run_phases(phases, inv, name="k3s.reset", check=check,
                         parallel=parallel or int(settings(c).get("parallel", 10)),
                         options={"keep_images": keep_images},

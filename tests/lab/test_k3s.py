@@ -190,7 +190,7 @@ def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, caps
     options = {"lock": Lock.read(lock_path(inv.path)), "shared": {"token": wrong},
                "timeout": 8, "kubeconfig_path": None}
     sh(lab, "rp0", "true")
-    result = run_phases([(NODES_RUNBOOK, [inv.hosts["lp0"]]), (READY, [inv.hosts["rp0"]])],
+    result = run_phases([(NODES_RUNBOOK, [inv.hosts["lp0"]], 0), (READY, [inv.hosts["rp0"]], 0)],
                         inv, name="k3s", check=False, parallel=4, options=options)
     assert not result.ok
     error = result.hosts["rp0"].error or ""

@@ -612,7 +612,7 @@ def write_kubeconfig(config: dict[str, Any], ca_pem: bytes, password: str) -> Pa
 
 
 def register_node(store: Store, name: str, ip: str, roles: list[str], arch: str,
-                  up: bool = True) -> None:
+                  up: bool = True, version: str = VERSION) -> None:
     with store.locked() as data:
         key = key_of("Node", None, name)
         node = data["objects"].get(key) or {
@@ -625,7 +625,7 @@ def register_node(store: Store, name: str, ip: str, roles: list[str], arch: str,
         node["status"] = {"x-double-up": up, "x-double-heartbeat": time.time() if up else 0,
                           "addresses": [{"type": "InternalIP", "address": ip},
                                         {"type": "Hostname", "address": name}],
-                          "nodeInfo": {"kubeletVersion": VERSION, "kubeProxyVersion": VERSION,
+                          "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version,
                                        "architecture": arch, "operatingSystem": "linux",
                                        "containerRuntimeVersion": "containerd://2.0.5-k3s1"}}
         data["objects"][key] = node
@@ -683,7 +683,8 @@ class ApiHandler(http.server.BaseHTTPRequestHandler):
             return self._send(404, b"not found\n")
         info = json.loads(body or b"{}")
         register_node(self.store, info["name"], info["ip"], info.get("roles", []),
-                      info.get("arch", "amd64"), up=info.get("up", True))
+                      info.get("arch", "amd64"), up=info.get("up", True),
+                      version=info.get("version", VERSION))
         return self._send(200, b'{"ok": true}', "application/json")
 
 
@@ -834,7 +835,8 @@ def run_agent(config: dict[str, Any], roles: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    info = {"name": name, "ip": ip, "roles": roles or [], "arch": machine_arch()}
+    info = {"name": name, "ip": ip, "roles": roles or [], "arch": machine_arch(),
+            "version": VERSION}
     joined = False
     ca_pem = b""
     while not stop.is_set():
@@ -1089,7 +1091,8 @@ def print_table(items: list[dict[str, Any]], opts: dict[str, Any]) -> None:
             roles = ",".join(sorted(k.split("/", 1)[1] for k in meta.get("labels", {})
                                     if k.startswith("node-role.kubernetes.io/"))) or "<none>"
             head = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
-            row = [meta["name"], "Ready" if ready else "NotReady", roles, age, VERSION]
+            row = [meta["name"], "Ready" if ready else "NotReady", roles, age,
+                   status.get("nodeInfo", {}).get("kubeletVersion", "")]
         elif kind == "Pod":
             ready = status["phase"] == "Running"
             head = ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
