@@ -165,8 +165,8 @@ def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
     tmp, inventory = site
     text = inventory.read_text()
     changed = inventory.with_name("lab-args.yaml")
-    changed.write_text(text.replace("cluster:\n", "cluster:\n  server_args: "
-                                                  "{kube-apiserver-arg: [audit-log-maxage=3]}\n", 1))
+    args = "cluster:\n  server_args: {kube-apiserver-arg: [audit-log-maxage=3]}\n"
+    changed.write_text(text.replace("cluster:\n", args, 1))
     shutil.copy(lock_path(inventory), lock_path(changed))
     before = main_pids(lab)
     data = run(changed, tmp / "args.json")
@@ -190,8 +190,8 @@ def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, caps
     options = {"lock": Lock.read(lock_path(inv.path)), "shared": {"token": wrong},
                "timeout": 8, "kubeconfig_path": None}
     sh(lab, "rp0", "true")
-    result = run_phases([(NODES_RUNBOOK, [inv.hosts["lp0"]], 0), (READY, [inv.hosts["rp0"]], 0)],
-                        inv, name="k3s", check=False, parallel=4, options=options)
+    phases = [(NODES_RUNBOOK, [inv.hosts["lp0"]], 0), (READY, [inv.hosts["rp0"]], 0)]
+    result = run_phases(phases, inv, name="k3s", check=False, parallel=4, options=options)
     assert not result.ok
     error = result.hosts["rp0"].error or ""
     assert "not Ready after 8 s: lp0" in error
