@@ -249,4 +249,5 @@ def ready_plan(ctx: HostContext) -> Plan:
 
 NODES = Runbook("k3s", (SERVER, AGENT), node_plan)
 READY = Runbook("k3s.ready", (SERVER,), ready_plan)
+RUNBOOK = NODES  # demo.rehearse: one pass (agents read the token over the server's session)
 

@@ -193,3 +193,4 @@ def _plan(ctx: object) -> Plan:
 
 
 RESET = Runbook("k3s.reset", (SERVER, AGENT), _plan)
+UNINSTALL = Runbook("k3s.uninstall", (SERVER, AGENT), lambda _ctx: reset_plan(True))
