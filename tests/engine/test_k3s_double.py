@@ -77,7 +77,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 def test_version_line_is_k3s_s() -> None:
     out = subprocess.run([sys.executable, str(DOUBLE), "--version"], capture_output=True,
                          text=True, check=True).stdout
-    assert out.startswith("k3s version v1.34.1+k3s1 (")
+    assert out.startswith("k3s version v1.34.3+k3s1 (")
 
 
 def test_server_writes_token_kubeconfig_and_serves_cacerts(cluster: Cluster) -> None:

@@ -14,7 +14,7 @@ from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 
-VERSION = "v1.34.1+k3s1"
+VERSION = "v1.34.3+k3s1"
 UNIT = "[Service]\nType=notify\nEnvironmentFile=-/etc/default/{name}\nExecStart={cmd}\n"
 
 

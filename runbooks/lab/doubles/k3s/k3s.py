@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-VERSION = "v1.34.1+k3s1"  # the lab's release site rewrites this line for each version
+VERSION = "v1.34.3+k3s1"  # the lab's release site rewrites this line for each version
 COMMIT = "d0ub1e00"
 DOUBLE = "greenroom-lab-double"
 DATA_DIR = Path(os.environ.get("K3S_DOUBLE_ROOT", "/")) / "var/lib/rancher/k3s"
