@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from runbooks.common.kubeconfig import (
     KubeconfigError,
     merge_kubeconfig,
+    names_in,
     read_kubeconfig,
     site_kubeconfig,
     write_kubeconfig,
@@ -98,7 +99,8 @@ class Started(Step):
             self.started_now = True
             changes.append(Change(f"start {self.unit}", (Action(
                 f"systemctl daemon-reload && systemctl reset-failed {u} 2>/dev/null; "
-                f"systemctl start --no-block {u}"),)))
+                f"systemctl start --no-block {u} && for i in $(seq 50); do "
+                f'[ "$(systemctl is-active {u})" = inactive ] || break; sleep 0.1; done'),)))
         return changes
 
 
@@ -212,7 +214,8 @@ class KubeconfigMerged(Step):
             raise StepFailed(f"{self.path}: {exc}") from None
         if merged is current:
             return []
-        verb = "add" if current is None or self.site not in merged else "update"
+        had = names_in(current)["contexts"] if current is not None else []
+        verb = "update" if self.site in had else "add"
         if not self.ctx.check:
             write_kubeconfig(self.path, merged)
         return [Change(f"{verb} cluster, user and context {self.site} in {self.path} "
