@@ -100,8 +100,10 @@ def _build(c: Collector, data: Any, path: Path) -> Inventory | None:
     registry = _read_registry(c, top.get("registry"), top.get("hosts"), hosts)
     network = plan.build()
     context = inventory_schema.SectionContext(hosts, network, top)
-    sections = {name: section.reader(c, top[name], context)
-                for name, section in declared.items() if top.get(name) is not None}
+    # every reader runs, with None for an absent section: it may require itself (say, when
+    # hosts have the roles that need it); a None result is left out
+    read = {name: section.reader(c, top.get(name), context) for name, section in declared.items()}
+    sections = {name: value for name, value in read.items() if value is not None}
     if c.problems or site is None or network is None:
         return None
     return Inventory(path, site, network, registry, hosts, lab, sections)

@@ -25,9 +25,10 @@ A top-level section, declared as a schema (the validated mapping lands in
                       required=True)}))
 
 or read by a function of your own, which gets the Collector (report problems with
-`c.add(path, message)`; its typed readers such as `c.ipv4` do it for you), the raw value and
-a `SectionContext` with the hosts and network already read; whatever it returns lands in
-`inventory.sections[name]`::
+`c.add(path, message)`; its typed readers such as `c.ipv4` do it for you), the raw value
+(None when the section is absent: the reader may require it, say when hosts have the roles
+that need it) and a `SectionContext` with the hosts and network already read; whatever it
+returns (unless None) lands in `inventory.sections[name]`::
 
     @register_section("cluster")
     def read_cluster(c: Collector, value: Any, ctx: SectionContext) -> Cluster | None: ...
@@ -125,6 +126,8 @@ def register_section(name: str, schema: Table | None = None, *,
 
     if schema is not None:
         def from_schema(c: Collector, value: Any, ctx: SectionContext) -> Any:
+            if value is None:
+                return None  # absent (a required section is reported by the top-level check)
             return value if validate(c, value, (name,), schema) else None
 
         add(from_schema)

@@ -61,7 +61,7 @@ hosts:
     port: 2222
     user: ubuntu
     via: dell
-    roles: [pi, k3s-agent]
+    roles: [pi, microk8s]
     board: lepotato
     vlan:
       parent: eth0
@@ -266,11 +266,11 @@ BAD_CASES = [
     case("registry-host-lacks-role", [("[gateway, registry]", "[gateway]")], "registry.host",
          "registry:", "add registry to hosts.dell.roles"),
     # roles, boards, names
-    case("role-unknown", [("k3s-agent]", "k3s_agent]")], "hosts.rp1.roles[1]", "k3s_agent",
-         "did you mean 'k3s-agent'?"),
-    case("role-twice", [("[pi, k3s-agent]", "[pi, pi]")], "hosts.rp1.roles[1]", "[pi, pi]",
+    case("role-unknown", [("microk8s]", "mikrok8s]")], "hosts.rp1.roles[1]", "mikrok8s",
+         "did you mean 'microk8s'?"),
+    case("role-twice", [("[pi, microk8s]", "[pi, pi]")], "hosts.rp1.roles[1]", "[pi, pi]",
          "listed twice"),
-    case("two-gateways", [("[pi, k3s-agent]", "[pi, gateway]")], "hosts.rp1.roles",
+    case("two-gateways", [("[pi, microk8s]", "[pi, gateway]")], "hosts.rp1.roles",
          "[pi, gateway]", "only one host may have role gateway"),
     case("gateway-without-vlan", [("    vlan: {parent: eth1, name: eth1.100}\n", "")],
          "hosts.dell", "  dell:", "the gateway needs a vlan section"),
@@ -475,7 +475,7 @@ def test_defaults_apply():
     assert rp0.lab == HostLab("chroot", "firmware", ("dphys-swapfile",))
     assert rp1.lab == HostLab("systemd", "grub", ())  # board lepotato -> grub
     assert rp1.vars == {"rng_tools": False} and dell.vars == {}
-    assert rp1.roles == ("pi", "k3s-agent")
+    assert rp1.roles == ("pi", "microk8s")
 
 
 def test_defaults_without_optional_sections():
@@ -530,7 +530,7 @@ def test_model_is_frozen():
     pytest.param("pi", ["rp0", "rp1"], id="role"),
     pytest.param("gateway, rp0", ["dell", "rp0"], id="role-and-name-with-space"),
     pytest.param("pi,rp0,rp0", ["rp0", "rp1"], id="no-duplicates"),
-    pytest.param("k3s-agent", ["rp1"], id="second-role"),
+    pytest.param("microk8s", ["rp1"], id="second-role"),
     pytest.param("router", [], id="known-role-unused"),
 ])
 def test_select(spec, names):
@@ -547,7 +547,7 @@ def test_select_unknown_lists_hosts_and_roles():
     assert "'dellx' is neither a host nor a role" in problems[0].message
     assert "did you mean 'dell'" in problems[0].message
     assert "hosts: dell, rp0, rp1" in problems[0].message
-    assert "roles in use: gateway, k3s-agent, pi, registry" in problems[0].message
+    assert "roles in use: gateway, microk8s, pi, registry" in problems[0].message
     assert "'piz'" in problems[1].message
 
 
