@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from functools import lru_cache
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoke import Argument, Context, Exit, Task
@@ -36,12 +38,28 @@ COMMON_HELP = {
 }
 
 
+PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "invoke.yaml"
+
+
 def settings(c: Context) -> Mapping[str, Any]:
-    """greenroom's section of the Invoke configuration (invoke.yaml), or {}."""
+    """greenroom's section of the Invoke configuration: what `inv` loaded from invoke.yaml,
+    else (a task called from Python with a bare Context) that same file, read here."""
     try:
-        return dict(c.config.get("greenroom", {}) or {})
+        found = c.config.get("greenroom")
     except AttributeError:
+        found = None
+    return dict(found) if found else _project_settings()
+
+
+@lru_cache(maxsize=1)
+def _project_settings() -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(PROJECT_CONFIG.read_text()) or {}
+    except (OSError, yaml.YAMLError):
         return {}
+    return dict(data.get("greenroom") or {}) if isinstance(data, dict) else {}
 
 
 def default(c: Context, key: str) -> Any:

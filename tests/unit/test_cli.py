@@ -156,3 +156,15 @@ def test_short_flags_and_help(capsys):
     for flag in ("-i STRING, --inventory", "-H STRING, --host", "--check", "--parallel",
                  "--report", "--accept-new-host-keys"):
         assert flag in out, textwrap.shorten(out, 400)
+
+
+def test_a_task_called_from_python_reads_the_same_defaults():
+    """A bare Context (no `inv`) still gets invoke.yaml's defaults, and only those."""
+    from invoke import Context
+
+    from runbooks.core.cli import inventory_path, parallel_of
+
+    wanted = yaml.safe_load((REPO / "invoke.yaml").read_text())["greenroom"]
+    assert inventory_path(Context(), None) == wanted["inventory"]
+    assert parallel_of(Context(), 0) == wanted["parallel"]
+    assert parallel_of(Context(), 3) == 3
