@@ -9,13 +9,16 @@ the image file warm in the page cache, the loop device's and its backing file's 
 (posix_fadvise, no global drop_caches). greenroom's side is flash's real code path without
 the boot preparation (board None), the loop device accepted through the tests' allow list;
 its read-back reads the device past the page cache (O_DIRECT), while the peer's `cmp` reads
-the device through the cache dd just filled. Prints a Markdown table of medians and ratios.
+the device through the cache dd just filled. Prints a Markdown table of medians and ratios,
+wall time and the CPU time of the processes each side started (kernel loop workers aside),
+which a busy machine disturbs less.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -73,11 +76,14 @@ def warm(path: Path) -> None:
             pass
 
 
-def timed(command: list[str], shell: bool = False) -> float:
+def timed(command: str) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system of every process it started)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(command if not shell else " ".join(command), shell=shell, check=True,
-                   cwd=REPO, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
+    subprocess.run(command, shell=True, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> int:
@@ -107,6 +113,7 @@ def main() -> int:
         ("xz", "greenroom"): f"{sys.executable} -c '{OURS}' {packed} {device}",
     }
     times: dict[tuple[str, str], list[float]] = {key: [] for key in sides}
+    cpu: dict[tuple[str, str], list[float]] = {key: [] for key in sides}
     try:
         warm(raw)
         warm(packed)
@@ -114,21 +121,26 @@ def main() -> int:
             for key, command in sides.items():
                 drop(device)
                 drop(str(backing))
-                times[key].append(timed([command], shell=True))
+                wall, used = timed(command)
+                times[key].append(wall)
+                cpu[key].append(used)
     finally:
         subprocess.run(["losetup", "-d", device], check=False)
         backing.unlink(missing_ok=True)
-    print(f"{args.size_mb} MiB image, card backed in {args.card_dir}, {args.rounds} rounds\n")
-    print("| image | tool | median (s) | runs (s) | MB/s | vs peer |")
-    print("|---|---|---|---|---|---|")
+    print(f"{args.size_mb} MiB image, card backed in {args.card_dir}, {args.rounds} rounds, "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print("| image | tool | median (s) | runs (s) | MB/s | vs peer | CPU (s) | CPU vs peer |")
+    print("|---|---|---|---|---|---|---|---|")
     for kind in ("raw", "xz"):
         peer = next(k for k in sides if k[0] == kind and k[1] != "greenroom")
         base = statistics.median(times[peer])
+        cpu_base = statistics.median(cpu[peer])
         for key in (peer, (kind, "greenroom")):
             median = statistics.median(times[key])
+            used = statistics.median(cpu[key])
             runs = ", ".join(f"{t:.2f}" for t in times[key])
             print(f"| {kind} | {key[1]} | {median:.2f} | {runs} | {size / median / 1e6:.0f} "
-                  f"| {median / base:.2f}x |")
+                  f"| {median / base:.2f}x | {used:.2f} | {used / cpu_base:.2f}x |")
     return 0
 
 
