@@ -159,9 +159,43 @@ def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, 
             phase("scratch", runbook)
     for _entry, runbook in parts("converge"):
         phase("converge", runbook)
+    images_phase(inventory, hosts, connector, check, output, outcome, usual)
     for _entry, runbook in parts("reset"):
         phase("reset", runbook)
     phase("reset", WORKLOADS)
+
+
+def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, check: bool,
+                 output: Output, outcome: Outcome, usual: dict[str, float]) -> None:
+    """Missing images pushed from the demo section's layout (see runbooks/demo/images.py)."""
+    from runbooks.core.session import HostUnreachable, SessionError
+    from runbooks.demo.images import push_missing
+    from runbooks.demo.order import Missing
+
+    registry = inventory.registry
+    if registry is None or registry.host not in {h.name for h in hosts}:
+        return
+    started = time.monotonic()
+    try:
+        changed, what = push_missing(inventory, connector.session(inventory.hosts[registry.host]),
+                                     check)
+        state = ("would change" if check else "changed") if changed else "ok"
+    except Missing:
+        return
+    except (HostUnreachable, SessionError) as exc:
+        changed, what, state = False, str(exc), output.paint("FAILED", screen.RED)
+    except Exception as exc:  # noqa: BLE001 - reported; the check then says NO-GO
+        changed, what, state = False, f"{type(exc).__name__}: {exc}", output.paint(
+            "FAILED", screen.RED)
+    seconds = time.monotonic() - started
+    outcome.steps["images registry"] = seconds
+    typical = usual.get("images registry")
+    extra = f"  (usually {typical:.1f} s)" if typical is not None else ""
+    output.line(f"  {'images':8} {'registry':22} 1 host(s)  {state:12}  {seconds:5.1f} s{extra}")
+    if changed or state not in ("ok",):
+        output.line(f"           {what}")
+    else:
+        output.detail(what)
 
 
 def finish(outcome: Outcome, started: float, output: Output, report: str | None,
