@@ -261,3 +261,35 @@ def test_screen_names_each_problem_without_colours_off_a_terminal():
     assert text.splitlines()[-1] == "NO-GO: problems on rp0, rp1 (unreachable: rp1)"
     assert screen.render("t", [good], {}, [], True, out).endswith(
         "GO: every check on every host is green")
+
+
+# -- reset steps ------------------------------------------------------------------------------
+
+def test_prune_step_stops_prunes_starts_only_when_stale():
+    from runbooks.dell_gateway.prune import PruneStaleLeases
+
+    step = PruneStaleLeases(LAB.hosts["dell"], LAB, LEASES)
+    assert "ping" in step.facts()["neighbours"] and "eth1.100" in step.facts()["neighbours"]
+    live = ("192.168.10.26 lladdr 02:00:00:00:00:26 REACHABLE\n"
+            "192.168.10.27 lladdr 02:00:00:00:00:27 REACHABLE\n")
+    assert step.plan({"leases": FactResult(0, LEASES), "neighbours": FactResult(0, live)}) == []
+    gone = "192.168.10.26 lladdr 02:00:00:00:00:26 REACHABLE\n192.168.10.27 FAILED\n"
+    [change] = step.plan({"leases": FactResult(0, LEASES),
+                          "neighbours": FactResult(0, gone)})
+    assert "192.168.10.27 (02:00:00:00:00:27)" in change.summary
+    [action] = change.actions
+    assert action.command.index("systemctl stop") < action.command.index("systemctl start")
+    assert action.stdin == without_leases(LEASES, [IPv4Address("192.168.10.27")])
+    empty = PruneStaleLeases(LAB.hosts["dell"], LAB, "")
+    assert empty.facts() == {}
+
+
+def test_workload_steps_are_guarded():
+    from runbooks.demo.workloads import workload_steps
+
+    section, _ = parse_section({"workloads": {"namespaces": ["podinfo"]}, "kubectl": "k3s kubectl"})
+    [step] = workload_steps(section, LAB)
+    assert step.only_if == "k3s kubectl get namespace podinfo >/dev/null 2>&1"
+    assert step.plan({"guard": FactResult(1, "")}) == []
+    [change] = step.plan({"guard": FactResult(0, "")})
+    assert "delete namespace podinfo" in change.summary
