@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 ALL_ROLES = ("gateway", "registry", "pi", "k3s-server", "k3s-agent", "microk8s", "xen-dom0",
              "router", "client")
 LOCAL_REFERENCES = ("127.127.1.1", "LOCAL", "7F7F0101")
+# the hosts whose time greenroom manages (chrony from dell-gateway or pi-prep); routers and
+# clients keep their own
+SYNCED_ROLES = ("gateway", "pi", "k3s-server", "k3s-agent", "microk8s", "xen-dom0")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,8 @@ def judge(host: Host, inventory: Inventory, offset: float | None, sync: FactResu
         checks.append(ClockCheck(
             "clock", ok, f"{offset:+.1f} s from this machine (tolerance {tolerance:g} s)",
             "" if ok else "inv demo.reset (steps the clock)"))
+    if not set(host.roles) & set(SYNCED_ROLES):
+        return checks
     tracking = parse_tracking(sync.out) if sync.ok else None
     gateway = gateway_address(inventory)
     serves = "gateway" in host.roles
