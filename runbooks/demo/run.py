@@ -25,7 +25,7 @@ from runbooks.demo import history, screen
 from runbooks.demo.check import applies, check_all
 from runbooks.demo.clock import CLOCKS
 from runbooks.demo.order import parts
-from runbooks.demo.verdict import HostReport
+from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ class Outcome:
     steps: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     check_mode: bool = False
+    unreachable: dict[str, str] = field(default_factory=dict)  # host -> why, skipped after
 
     @property
     def ok(self) -> bool:
@@ -97,7 +98,8 @@ def run_phase(phase: str, runbook: Any, inventory: Inventory, hosts: list[Host],
     """One runbook on the hosts with its roles, in parallel; prints its progress line."""
     from concurrent.futures import ThreadPoolExecutor
 
-    targets = [h for h in hosts if applies(runbook.roles, h)]
+    targets = [h for h in hosts if applies(runbook.roles, h)
+               and h.name not in outcome.unreachable]
     if not targets:
         return None
     printer = Printer(output.sink(), max(len(h.name) for h in targets))
@@ -114,6 +116,8 @@ def run_phase(phase: str, runbook: Any, inventory: Inventory, hosts: list[Host],
     outcome.steps[key] = result.seconds
     for name, host_result in result.hosts.items():
         outcome.steps[f"{key} {name}"] = host_result.seconds
+        if host_result.status == "unreachable":  # not tried again by later phases
+            outcome.unreachable[name] = host_result.error or "unreachable"
     _progress(phase, result, usual.get(key), check, output)
     return result
 
@@ -138,7 +142,14 @@ def _progress(phase: str, result: RunResult, usual: float | None, check: bool,
 def check_phase(inventory: Inventory, hosts: list[Host], connector: Connector,
                 parallel: int, output: Output, outcome: Outcome) -> None:
     started = time.monotonic()
-    outcome.reports = check_all(inventory, connector, hosts, output.detail, parallel)
+    reachable = [h for h in hosts if h.name not in outcome.unreachable]
+    found = {r.host: r for r in check_all(inventory, connector, reachable, output.detail,
+                                          parallel)}
+    for name, why in outcome.unreachable.items():
+        found[name] = HostReport(name, False, [Verdict(
+            name, "demo", "reachable", False, why,
+            "check the host's power, cable and address")])
+    outcome.reports = [found[h.name] for h in hosts]
     outcome.steps["check"] = time.monotonic() - started
     for report in outcome.reports:
         outcome.steps[f"check {report.host}"] = sum(report.timings.values())

@@ -21,6 +21,9 @@ HELP = {
 }
 
 
+CONNECT_TIMEOUT = 5.0  # seconds: a board that is off costs this once, not once per runbook
+
+
 def _hosts(inv: Any, spec: str | None) -> list[Any]:
     from runbooks.core.inventory import InventoryError
 
@@ -34,7 +37,7 @@ def _connector(inv: Any, accept: bool) -> Any:
     from runbooks.core.session import Connector
 
     try:
-        return Connector(inv, accept_new_host_keys=accept)
+        return Connector(inv, accept_new_host_keys=accept, connect_timeout=CONNECT_TIMEOUT)
     except Exception as exc:
         if type(exc).__name__ == "LabNotRunning":
             raise Exit(str(exc), code=2) from None
