@@ -184,7 +184,8 @@ def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, 
     from runbooks.demo.order import Missing
 
     registry = inventory.registry
-    if registry is None or registry.host not in {h.name for h in hosts}:
+    if (registry is None or registry.host not in {h.name for h in hosts}
+            or registry.host in outcome.unreachable):
         return
     started = time.monotonic()
     try:
