@@ -7,6 +7,7 @@ mode (any change it would make is drift or leftover state). Nothing is changed.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -72,15 +73,34 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     report.timings["connect"] = time.monotonic() - started
     report.verdicts.append(Verdict(host.name, "demo", "reachable", True,
                                    f"SSH in {report.timings['connect']:.2f} s"))
-    try:
-        _probe(host, inventory, session, probes, report)
-        for kind, runbook in runbooks:
-            if applies(runbook.roles, host):
-                _dry_run(host, inventory, session, connector, kind, runbook, report, log)
-    except HostUnreachable as exc:
+    # the probes' round trip and every runbook's check-mode run share the one connection,
+    # each on its own channel at the same time: their round trips overlap
+    parts_: list[HostReport] = [HostReport(host.name, True)]
+    jobs: list[Callable[[HostReport], None]] = [
+        lambda part: _probe(host, inventory, session, probes, part)]
+    for kind, runbook in runbooks:
+        if applies(runbook.roles, host):
+            parts_.append(HostReport(host.name, True))
+            jobs.append(functools.partial(_dry_run_into, host, inventory, session,
+                                          connector, kind, runbook, log))
+    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+        futures = [pool.submit(job, part) for job, part in zip(jobs, parts_, strict=True)]
+        lost = []
+        for future in futures:
+            try:
+                future.result()
+            except HostUnreachable as exc:
+                lost.append(str(exc))
+    for part in parts_:
+        report.verdicts.extend(part.verdicts)
+        report.timings.update(part.timings)
+        if part.clock_offset is not None:
+            report.clock_offset = part.clock_offset
+        report.disk_free = report.disk_free or part.disk_free
+    if lost:
         report.reachable = False
         report.verdicts.append(Verdict(host.name, "demo", "reachable", False,
-                                       f"lost during the check: {exc}"))
+                                       f"lost during the check: {lost[0]}"))
     return report
 
 
@@ -121,6 +141,11 @@ def _disk(host: Host, inventory: Inventory, result: FactResult,
     return Verdict(host.name, "demo", "disk", ok,
                    f"{percent}% of / free ({mib} MiB); at least {wanted}% wanted",
                    "" if ok else "free space on / (old images, logs, /var/cache/apt)")
+
+
+def _dry_run_into(host: Host, inventory: Inventory, session: Any, connector: Connector,
+                  kind: str, runbook: Any, log: Log, part: HostReport) -> None:
+    _dry_run(host, inventory, session, connector, kind, runbook, part, log)
 
 
 def _dry_run(host: Host, inventory: Inventory, session: Any, connector: Connector,

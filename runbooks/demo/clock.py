@@ -118,9 +118,12 @@ def judge(host: Host, inventory: Inventory, offset: float | None, sync: FactResu
         source = ("its local clock (local stratum)" if reference in LOCAL_REFERENCES
                   else reference)
         detail = f"serves the VLAN; follows {source}; {leap}"
+    elif reference != gateway:
+        ok = False
+        detail = f"follows {reference}, not the gateway {gateway}"
     else:
-        ok = reference == gateway and leap == "Normal"
-        detail = f"follows {reference}, wanted the gateway {gateway}; {leap}"
+        ok = leap == "Normal"
+        detail = f"follows the gateway {gateway}" + ("" if ok else f" but says: {leap}")
     checks.append(ClockCheck("time sync", ok, detail,
                              "" if ok else "inv demo.reset (points chrony at the gateway)"))
     return checks

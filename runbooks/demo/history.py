@@ -104,7 +104,8 @@ def table(runs: list[dict[str, Any]], last: int) -> str:
     """The last runs as a table: when, command, result, time, changes, slowest step."""
     rows = [("WHEN (UTC)", "COMMAND", "RESULT", "TIME", "CHANGED", "SLOWEST STEP")]
     for run in runs[-last:]:
-        steps = run.get("steps") or {}
+        steps = {k: v for k, v in (run.get("steps") or {}).items()
+                 if k not in (run.get("command"), "check") and isinstance(v, int | float)}
         slowest = max(steps.items(), key=lambda kv: kv[1], default=None)
         rows.append((str(run.get("when", "?")).replace("T", " ").rstrip("Z"),
                      str(run.get("command", "?")), "GO" if run.get("ok") else "NO-GO",

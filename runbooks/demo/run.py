@@ -137,6 +137,10 @@ def _progress(phase: str, result: RunResult, usual: float | None, check: bool,
     for name, r in result.hosts.items():
         if r.status in ("failed", "unreachable") and r.error:
             output.line(f"           {name}: {r.error}")
+        if check and not output.verbose:  # --check shows every change it would make
+            for step in r.steps:
+                for change in step.changes:
+                    output.line(f"           {name}: {step.name}: {change}")
 
 
 def check_phase(inventory: Inventory, hosts: list[Host], connector: Connector,
