@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 TOP_KEYS = {"site": True, "defaults": False, "network": True, "registry": False, "lab": False,
-            "hosts": True}
+            "hosts": True, "demo": False}
 DEFAULTS_KEYS = {"user": False, "port": False}
 REGISTRY_KEYS = {"host": True, "port": False, "runtime": False}
 

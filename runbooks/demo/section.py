@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 KEYS = ("clock_tolerance", "disk_min_free", "images", "images_from", "kubectl", "workloads",
@@ -160,9 +162,21 @@ def section_of(inventory: Any) -> Section:
     Reads it from the inventory's extension sections when the loader has them, else from the
     inventory file itself."""
     sections = getattr(inventory, "sections", None)
-    if isinstance(sections, Mapping) and "demo" in sections:
-        value = sections["demo"]
+    if isinstance(sections, Mapping):
+        value = sections.get("demo")
         if isinstance(value, Section):
             return value
         return parse_section(value)[0]
-    return Section()
+    return parse_section(_raw_demo(str(inventory.path)))[0]
+
+
+@lru_cache(maxsize=8)
+def _raw_demo(path: str) -> Any:
+    """The raw `demo:` value of an inventory file (for loaders without sections)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data.get("demo") if isinstance(data, dict) else None

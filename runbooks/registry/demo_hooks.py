@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runbooks.core.facts import FactResult
@@ -39,11 +40,25 @@ class Expected:
 
 
 def demo_images(inventory: Any) -> str | None:
-    sections = getattr(inventory, "sections", None) or {}
-    demo = sections.get("demo") if isinstance(sections, Mapping) else None
+    """The demo section's image list (absolute; relative paths are the repository's)."""
+    from runbooks.registry.targets import PROJECT
+
+    sections = getattr(inventory, "sections", None)
+    if isinstance(sections, Mapping):
+        demo = sections.get("demo")
+    else:  # a loader without sections: the file's own demo section
+        import yaml
+
+        try:
+            demo = (yaml.safe_load(Path(str(inventory.path)).read_text()) or {}).get("demo")
+        except (OSError, yaml.YAMLError, AttributeError):
+            demo = None
     value = getattr(demo, "images", None) or (demo.get("images")
                                               if isinstance(demo, Mapping) else None)
-    return str(value) if value else None
+    if not value:
+        return None
+    path = Path(str(value)).expanduser()
+    return str(path if path.is_absolute() else PROJECT / path)
 
 
 @lru_cache(maxsize=8)

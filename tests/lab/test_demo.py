@@ -29,10 +29,13 @@ INV = str(LAB_INVENTORY)
 LEASES = "/var/lib/dhcp/dhcpd.leases"
 OFFSET = "/var/lib/greenroom-double/clock-offset"
 MICROVM_STATE = "/var/lib/greenroom-demo/microvms"  # hosts/lab.yaml's demo reset target
+LOCK = LAB_INVENTORY.parents[1] / "files" / "demo" / "lab-images.lock"
+IMAGE = "greenroom.invalid/lab/hello:1"
+REGISTRY = "http://192.168.10.2:5001"
 
 
 def call(task, tmp_path, name, **options):
-    """Run a demo task in-process; (exit code, report dict, printed text)."""
+    """Run a demo task in-process; (exit code, report dict)."""
     report = tmp_path / f"{name}.json"
     code = 0
     try:
@@ -118,7 +121,8 @@ def test_drift_is_named_then_fixed(converged, tmp_path):
     sh(lab, "rp1", "systemctl daemon-reload && systemctl start dphys-swapfile && "
                    "printf '/swapfile\\tnone\\tswap\\tsw\\t0\\t0\\n' >> /etc/fstab")
     sh(lab, "lp0", f"mkdir -p {MICROVM_STATE}/vm1 && touch {MICROVM_STATE}/vm1/disk")
-    sh(lab, "dell", "rm -rf /var/lib/docker-registry/docker/registry/v2/repositories/lab")
+    digest = json.loads(LOCK.read_text())["images"][IMAGE]["pushed"]["linux/arm64"]
+    sh(lab, "dell", f"curl -sf -X DELETE {REGISTRY}/v2/lab/hello/manifests/{digest}")
 
     code, found = call(check, tmp_path, "drift")
     assert code == 1 and found["ok"] is False
@@ -137,6 +141,8 @@ def test_drift_is_named_then_fixed(converged, tmp_path):
     assert lab.exec("lp0", f"test -e {MICROVM_STATE}/vm1").returncode != 0
     assert "cgroup_memory=1" in sh(lab, "rp0", "cat /boot/firmware/cmdline.txt")
     assert sh(lab, "rp1", "systemctl is-active dphys-swapfile || true").strip() != "active"
+    assert sh(lab, "dell", f"curl -s -o /dev/null -w '%{{http_code}}' -I "
+                           f"{REGISTRY}/v2/lab/hello/manifests/1") == "200"
     code, again = call(reset, tmp_path, "again")
     assert code == 0 and changed(again) == set()
 
