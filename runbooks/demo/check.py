@@ -13,13 +13,13 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.demo_section import section_of
 from runbooks.core.converge import Converger, HostContext
 from runbooks.core.facts import FactResult, gather
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import StepFailed
 from runbooks.demo import clock
 from runbooks.demo.order import parts, probe_roles
-from runbooks.demo.section import section_of
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 

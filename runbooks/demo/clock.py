@@ -17,10 +17,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.demo_section import section_of
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps.base import Action, Change, Plan, Step
-from runbooks.demo.section import section_of
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext

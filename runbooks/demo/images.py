@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.demo_section import section_of
 from runbooks.demo.order import load
-from runbooks.demo.section import section_of
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Inventory

@@ -8,16 +8,14 @@ from typing import Any
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, settings, task
+from runbooks.core.cli import load_inventory_or_exit, parallel_of, task, usage_errors_exit
 
+SHARED = ("inventory", "parallel", "accept_new_host_keys")
 HELP = {
-    "inventory": COMMON_HELP["inventory"],
     "host": "Only these hosts: names or roles, comma separated (default: every host).",
-    "parallel": COMMON_HELP["parallel"],
     "report": "Also write the whole run as JSON to this file (secrets masked).",
     "verbose": "Print everything as it happens (default: a line per runbook, then the "
                "screen).",
-    "accept_new_host_keys": COMMON_HELP["accept_new_host_keys"],
 }
 
 
@@ -34,14 +32,11 @@ def _hosts(inv: Any, spec: str | None) -> list[Any]:
 
 
 def _connector(inv: Any, accept: bool) -> Any:
+    """One connector for the whole run (the lab not running: one line, exit 2)."""
     from runbooks.core.session import Connector
 
-    try:
+    with usage_errors_exit():
         return Connector(inv, accept_new_host_keys=accept, connect_timeout=CONNECT_TIMEOUT)
-    except Exception as exc:
-        if type(exc).__name__ == "LabNotRunning":
-            raise Exit(str(exc), code=2) from None
-        raise
 
 
 def _title(command: str, inv: Any, hosts: list[Any]) -> str:
@@ -49,7 +44,7 @@ def _title(command: str, inv: Any, hosts: list[Any]) -> str:
     return f"{command}  site {inv.site}  {len(hosts)} host(s)  {stamp}"
 
 
-@task(help=HELP)
+@task(shared=SHARED, help=HELP)
 def check(c: Context, inventory: str | None = None, host: str | None = None,
           parallel: int = 0, report: str | None = None, verbose: bool = False,
           accept_new_host_keys: bool = False) -> None:
@@ -69,10 +64,11 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     output = run.Output(run.default_out(), verbose)
     usual = history.usual_times(history.read_runs(inv.site))
     outcome = run.Outcome("demo.check", inv.site)
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
     connector = _connector(inv, accept_new_host_keys)
     try:
-        run.check_phase(inv, hosts, connector, parallel or int(settings(c).get("parallel", 10)),
-                        output, outcome)
+        run.check_phase(inv, hosts, connector, workers, output, outcome)
     finally:
         connector.close_all()
     run.finish(outcome, started, output, report, usual, _title("demo.check", inv, hosts))
@@ -92,7 +88,8 @@ def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
     usual = history.usual_times(history.read_runs(inv.site))
     outcome = run.Outcome(command + (" --from-scratch" if from_scratch else ""), inv.site,
                           check_mode=check)
-    workers = parallel or int(settings(c).get("parallel", 10))
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
     mode = " (check mode: nothing will be changed)" if check else ""
     output.line(f"{command} on {inv.site}: {len(hosts)} host(s){mode}")
     connector = _connector(inv, accept_new_host_keys)
@@ -110,7 +107,7 @@ def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
         raise Exit(code=1)
 
 
-@task(help={**HELP,
+@task(shared=SHARED, help={**HELP,
             "check": "Show everything the reset would do (every change, with diffs in "
                      "--verbose) and change nothing.",
             "from_scratch": "Also reset and reinstall the cluster (the k3s or microk8s "
@@ -130,7 +127,7 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
              accept_new_host_keys)
 
 
-@task(help={"inventory": COMMON_HELP["inventory"],
+@task(shared=("inventory",), help={
             "last": "How many runs to show (default 10).",
             "json": "Print the runs as JSON for scripts."})
 def history(c: Context, inventory: str | None = None, last: int = 10,
@@ -152,7 +149,7 @@ def history(c: Context, inventory: str | None = None, last: int = 10,
     print(past.table(runs, int(last)))
 
 
-@task(help={**HELP,
+@task(shared=SHARED, help={**HELP,
             "check": "Bring the lab up, then show what the reset would do; change nothing "
                      "in the guests.",
             "from_scratch": "Also reset and reinstall the cluster."})
@@ -170,9 +167,11 @@ def rehearse(c: Context, inventory: str | None = None, host: str | None = None,
         raise Exit(f"{inv.path}: demo.rehearse runs on a virtual lab inventory (one with a "
                    "`lab:` section, like hosts/lab.yaml); on a real site run "
                    "`inv demo.reset`", code=2)
-    from runbooks.lab import control
+    from runbooks.demo.order import load
 
-    control.up(inv, log=print if verbose else (lambda _msg: None))
+    control = load("runbooks.lab.control")  # the lab plugs in by name, like every runbook
+    with usage_errors_exit():
+        control.up(inv, log=print if verbose else (lambda _msg: None))
     print(f"lab.up: {inv.site} is up")
     do_reset(c, inventory, host, check, from_scratch, parallel, report, verbose,
              accept_new_host_keys, command="demo.rehearse")

@@ -12,10 +12,10 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runbooks.common.demo_section import Section, section_of
 from runbooks.core.runner import Runbook
 from runbooks.core.steps.base import Command, Plan, StepFailed
 from runbooks.demo.clock import ALL_ROLES
-from runbooks.demo.section import Section, section_of
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext

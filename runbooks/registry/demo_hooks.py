@@ -41,23 +41,13 @@ class Expected:
 
 def demo_images(inventory: Any) -> str | None:
     """The demo section's image list (absolute; relative paths are the repository's)."""
+    from runbooks.common.demo_section import section_of
     from runbooks.registry.targets import PROJECT
 
-    sections = getattr(inventory, "sections", None)
-    if isinstance(sections, Mapping):
-        demo = sections.get("demo")
-    else:  # a loader without sections: the file's own demo section
-        import yaml
-
-        try:
-            demo = (yaml.safe_load(Path(str(inventory.path)).read_text()) or {}).get("demo")
-        except (OSError, yaml.YAMLError, AttributeError):
-            demo = None
-    value = getattr(demo, "images", None) or (demo.get("images")
-                                              if isinstance(demo, Mapping) else None)
-    if not value:
+    section = section_of(inventory)
+    if section.images is None:
         return None
-    path = Path(str(value)).expanduser()
+    path = Path(section.images).expanduser()
     return str(path if path.is_absolute() else PROJECT / path)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.common.demo_section import Section, parse_section
 from runbooks.core.facts import FactResult
 from runbooks.core.inventory import parse_inventory
 from runbooks.dell_gateway.leases import parse_leases
@@ -16,7 +17,6 @@ from runbooks.dell_gateway.prune import parse_neighbours, stale_leases, without_
 from runbooks.demo import history, screen
 from runbooks.demo.check import parse_df
 from runbooks.demo.clock import ClockCommands, ClockStep, judge, parse_offset, parse_tracking
-from runbooks.demo.section import Section, parse_section
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.pi_prep.demo_hooks import CHECK as PI_CHECK
 from runbooks.registry.demo_hooks import Expected, parse_heads
@@ -56,7 +56,7 @@ def test_section_defaults_and_values():
                                            "unless": "u"}]})
     assert section.namespaces == ("a", "b") and section.disk_min_free == 20
     assert section.reset[0].unless == "u" and section.clock_tolerance == 5.0
-    assert Section().images == "files/registry/images.yaml"
+    assert Section().images is None  # the registry's own list for the site
 
 
 # -- clocks -----------------------------------------------------------------------------------

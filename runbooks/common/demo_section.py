@@ -4,7 +4,8 @@
       clock_tolerance: 5          # seconds a host's clock may differ from this machine's
       disk_min_free: 10           # percent of / that must be free on every host
       images: files/registry/images.yaml   # the image list the registry must hold (its .lock
-                                  # beside it gives the digests); relative to the repository
+                                  # beside it gives the digests; default: the site's list as
+                                  # registry.load-images builds it); relative to the repository
       images_from: /media/usb/images       # optional: an OCI layout (registry.save) that
                                   # demo.reset pushes missing images from, offline
       kubectl: kubectl            # how to run kubectl on a cluster host (k3s kubectl, ...)
@@ -17,7 +18,8 @@
           run: rm -rf /var/lib/flintlock/vm
           only_if: test -e /var/lib/flintlock/vm   # or unless: <a test that says it is done>
 
-`parse_section(raw)` checks it and returns (Section, problems); each problem is
+Declared in runbooks/common/schema/demo.py, so the inventory loader checks it with the rest
+of the file. `parse_section(raw)` checks it and returns (Section, problems); each problem is
 (key path under demo, message) for the inventory loader to report with file and line.
 """
 
@@ -25,14 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 KEYS = ("clock_tolerance", "disk_min_free", "images", "images_from", "kubectl", "workloads",
         "reset")
 STEP_KEYS = ("name", "hosts", "run", "only_if", "unless")
-DEFAULT_IMAGES = "files/registry/images.yaml"
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Section:
 
     clock_tolerance: float = 5.0
     disk_min_free: int = 10
-    images: str = DEFAULT_IMAGES
+    images: str | None = None  # None: the registry's own list for the site
     images_from: str | None = None
     kubectl: str = "kubectl"
     namespaces: tuple[str, ...] = ()
@@ -146,7 +145,7 @@ def parse_section(raw: Any) -> tuple[Section, list[Problem]]:
                                 5.0, problems),
         disk_min_free=int(_number(raw.get("disk_min_free"), ("disk_min_free",), 0, 99, 10,
                                   problems)),
-        images=texts["images"] or DEFAULT_IMAGES,
+        images=texts["images"],
         images_from=texts["images_from"],
         kubectl=texts["kubectl"] or "kubectl",
         namespaces=_names(workloads.get("namespaces"), ("workloads", "namespaces"), problems),
@@ -157,26 +156,21 @@ def parse_section(raw: Any) -> tuple[Section, list[Problem]]:
 
 
 def section_of(inventory: Any) -> Section:
-    """The inventory's checked demo section (defaults when it has none).
-
-    Reads it from the inventory's extension sections when the loader has them, else from the
-    inventory file itself."""
+    """The inventory's checked demo section (defaults when it has none)."""
     sections = getattr(inventory, "sections", None)
-    if isinstance(sections, Mapping):
-        value = sections.get("demo")
-        if isinstance(value, Section):
-            return value
-        return parse_section(value)[0]
-    return parse_section(_raw_demo(str(inventory.path)))[0]
+    value = sections.get("demo") if isinstance(sections, Mapping) else None
+    return value if isinstance(value, Section) else parse_section(value)[0]
 
 
-@lru_cache(maxsize=8)
-def _raw_demo(path: str) -> Any:
-    """The raw `demo:` value of an inventory file (for loaders without sections)."""
-    import yaml
+def unknown_targets(section: Section, hosts: Mapping[str, Any]) -> list[Problem]:
+    """Reset steps whose `hosts:` names neither a host nor a role of the inventory."""
+    from runbooks.core.inventory_model import KNOWN_ROLES
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return data.get("demo") if isinstance(data, dict) else None
+    problems: list[Problem] = []
+    for index, step in enumerate(section.reset):
+        for item in (part.strip() for part in step.hosts.split(",") if part.strip()):
+            if item not in hosts and item not in KNOWN_ROLES:
+                problems.append((("reset", index, "hosts"),
+                                 f"{item!r} is neither a host nor a role; hosts: "
+                                 f"{', '.join(hosts)}"))
+    return problems
