@@ -47,7 +47,7 @@ def test_offline_reset_ends_go(converged, tmp_path):
 
 def test_unreachable_host_is_named_while_others_are_reset(converged, tmp_path):
     lab = converged
-    sh(lab, "rp0", f"echo -600 > {OFFSET}")
+    sh(lab, "rp0", f"mkdir -p {OFFSET.rsplit('/', 1)[0]} && echo -600 > {OFFSET}")
     sh(lab, "lp0", "systemctl stop ssh.socket ssh.service 2>/dev/null; "
                    "systemctl stop ssh; true")
     try:
