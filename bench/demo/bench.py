@@ -41,6 +41,8 @@ sys.path.insert(0, {repo!r})
 from concurrent.futures import ThreadPoolExecutor
 from runbooks.core.inventory import load_inventory
 from runbooks.core.session import Connector
+from runbooks.lab.access import plug_in
+plug_in()
 inv = load_inventory("hosts/lab.yaml")
 c = Connector(inv)
 with ThreadPoolExecutor(10) as pool:
