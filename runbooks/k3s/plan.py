@@ -24,7 +24,10 @@ from runbooks.k3s.steps import (
     Artifact,
     KubeconfigMerged,
     NodesReady,
+    SecretFile,
     Started,
+    decode_secret,
+    read_secret,
     restart_unless_started,
 )
 
@@ -102,8 +105,7 @@ def node_plan(ctx: HostContext) -> Plan:
         plan.add(File(cfg.KUBE_VIP, vip, mode="600"))
     plan.add(File(f"{cfg.UNIT_DIR}/{unit}.service", cfg.unit_file(host, inventory),
                   notify=notify))
-    plan.add(File(cfg.env_path(host), cfg.env_file(token, inventory), mode="600",
-                  secret=True, notify=notify))
+    plan.add(SecretFile(cfg.env_path(host), cfg.env_file(token, inventory), notify=notify))
     started = Started(unit)
     plan.add(started)
     wait = None
@@ -169,8 +171,7 @@ def token_from(ctx: HostContext, first: Host) -> str | None:
     session = ctx.connector.session(first)
     deadline = time.monotonic() + TOKEN_WAIT
     while True:
-        done = session.run(f"cat {cfg.TOKEN}")
-        token = done.stdout.strip() if done.ok else ""
+        token = read_secret(session, cfg.TOKEN)
         if token:
             secrets.register(token)
             secrets.register(token.rpartition(":")[2])
@@ -208,16 +209,14 @@ class JoinToken(Step):
         self.name = "Read the join token"
 
     def facts(self) -> Mapping[str, str]:
-        return {"token": f"cat {cfg.TOKEN}"}
+        return {"token": f"base64 -w0 {cfg.TOKEN}"}  # base64: never masked on the way
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["token"]
-        token = fact.out.strip() if fact.ok else ""
+        token = decode_secret(facts["token"].out) if facts["token"].ok else ""
         deadline = time.monotonic() + TOKEN_WAIT
         while not token and not self.ctx.check and time.monotonic() < deadline:
             time.sleep(1.0)
-            done = self.ctx.session.run(f"cat {cfg.TOKEN}")
-            token = done.stdout.strip() if done.ok else ""
+            token = read_secret(self.ctx.session, cfg.TOKEN)
         if token:
             secrets.register(token)
             secrets.register(token.rpartition(":")[2])
