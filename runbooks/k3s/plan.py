@@ -32,7 +32,7 @@ from runbooks.k3s.steps import (
 )
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
     from runbooks.core.inventory import Host, Inventory
 
 RESTART = "restart k3s"

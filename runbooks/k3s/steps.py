@@ -35,7 +35,7 @@ from runbooks.core.steps import Action, Change, Step, StepFailed
 from runbooks.core.steps.files import SECRET_DIFF, write_command
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
 
 def upload_command(path: str, digest: str, mode: str) -> str:
