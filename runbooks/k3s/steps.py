@@ -38,6 +38,11 @@ if TYPE_CHECKING:
     from runbooks.core.context import HostContext
 
 
+# A change already made while planning (a wait, a local file): an action that does nothing,
+# so the engine does not take it for a precondition left to the user.
+DONE = (Action(":"),)
+
+
 def upload_command(path: str, digest: str, mode: str) -> str:
     """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it."""
     q = shlex.quote
@@ -164,7 +169,7 @@ class NodesReady(Step):
         if pending:
             raise StepFailed(self._timeout_message(pending))
         waited = time.monotonic() - started
-        return [Change(f"waited {waited:.0f} s until every node was Ready")]
+        return [Change(f"waited {waited:.0f} s until every node was Ready", DONE)]
 
     def _timeout_message(self, pending: Mapping[str, str]) -> str:
         lines = [f"not Ready after {self.timeout:.0f} s: "
@@ -218,7 +223,7 @@ class KubeconfigMerged(Step):
         if not self.ctx.check:
             write_kubeconfig(self.path, merged)
         return [Change(f"{verb} cluster, user and context {self.site} in {self.path} "
-                       "(other contexts kept)")]
+                       "(other contexts kept)", () if self.ctx.check else DONE)]
 
 
 class SecretFile(Step):
