@@ -74,7 +74,8 @@ def main_pids(lab) -> dict[str, str]:
 
 def run(inventory: Path, report: Path, **options) -> dict:
     try:
-        converge(Context(), inventory=str(inventory), report=str(report), **options)
+        converge(Context(), inventory=str(inventory), report=str(report), parallel=10,
+                 **options)
     except Exit:
         pass
     return json.loads(report.read_text())
@@ -219,11 +220,12 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
     before = sh(lab, "rp1", state)
     assert "KUBE-POSTROUTING" in before and "cni0" in before
     check_report = tmp / "reset-check.json"
-    reset(Context(), inventory=str(inventory), check=True, report=str(check_report))
+    reset(Context(), inventory=str(inventory), parallel=10, check=True, report=str(check_report))
     listed = capsys.readouterr().out
     assert "remove cni0, flannel.1" in listed and "KUBE-/CNI-/flannel line(s)" in listed
     assert sh(lab, "rp1", state) == before  # check mode changed nothing
-    reset(Context(), inventory=str(inventory), keep_images=True, report=str(tmp / "r.json"))
+    reset(Context(), inventory=str(inventory), parallel=10, keep_images=True,
+          report=str(tmp / "r.json"))
     after = sh(lab, "rp1", "iptables-save; ip -o link show; nft list ruleset")
     for gone in ("KUBE-", "CNI-", "FLANNEL", "cni0", "flannel.1"):
         assert gone not in after
@@ -239,9 +241,9 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
                                "--kubeconfig", str(tmp / "kubeconfig")], capture_output=True,
                               text=True, check=True).stdout.split()
     assert contexts == ["work"]
-    reset(Context(), inventory=str(inventory), report=str(tmp / "r2.json"))
+    reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r2.json"))
     again = json.loads((tmp / "r2.json").read_text())
     assert set(changed_steps(again)) == set(NODES)  # only the kept images went now
-    reset(Context(), inventory=str(inventory), report=str(tmp / "r3.json"))
+    reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster
