@@ -17,6 +17,7 @@ from runbooks.common.kube_cluster import AGENT, SERVER, Cluster, vlan_ip
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
+from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
 from runbooks.k3s.release import Lock, ReleaseError, binary_name, cached, images_name
@@ -162,8 +163,15 @@ def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> No
 def token_from(ctx: HostContext, first: Host) -> str | None:
     """The first server's join token, read over its own session (waiting while it starts);
     None in check mode when it has none yet."""
-    session = ctx.connector.session(first)
     deadline = time.monotonic() + TOKEN_WAIT
+    session = None
+    while session is None:
+        try:  # the first server's own run may be opening this very connection right now
+            session = ctx.connector.session(first)
+        except HostUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     while True:
         token = read_secret(session, cfg.TOKEN)
         if token:
