@@ -17,7 +17,7 @@ def test_rehearsal_converges_then_changes_nothing(lab, tmp_path, capsys):
     data = json.loads(first.read_text())
     assert data["ok"] is True
     assert [r["runbook"] for r in data["runbooks"]] == [
-        "dell-gateway", "registry.up", "pi-prep", "registry.trust", "k3s"]
+        "dell-gateway", "registry.up", "pi-prep", "registry.trust"]
     second = tmp_path / "second.json"
     rehearse(Context(), inventory=str(LAB_INVENTORY), report=str(second))
     again = json.loads(second.read_text())

@@ -40,7 +40,7 @@ def site(lab, tmp_path_factory):
     for name in NODES:
         lab.reset(name)
     inventory = tmp / "lab.yaml"
-    shutil.copy(LAB_INVENTORY, inventory)
+    inventory.write_text(with_k3s(LAB_INVENTORY.read_text()))
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
     patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
@@ -49,6 +49,27 @@ def site(lab, tmp_path_factory):
     patch.undo()
     for name in NODES:
         lab.reset(name)
+
+
+CLUSTER = """\
+# k3s on the boards; the binary is the double lab.up serves on loopback
+cluster:
+  version: v1.34.3+k3s1
+  source: http://127.0.0.1:18231
+  disable: [traefik, servicelb]
+
+"""
+
+
+def with_k3s(text: str) -> str:
+    """The lab inventory with rp0 a k3s server and rp1, lp0 agents (unless it has them)."""
+    if "\ncluster:" not in text:
+        text = text.replace("\nlab:\n", "\n" + CLUSTER + "lab:\n", 1)
+    for address, role in (("10.231.0.3", "k3s-server"), ("10.231.0.4", "k3s-agent"),
+                          ("10.231.0.5", "k3s-agent")):
+        text = text.replace(f"address: {address}\n    roles: [pi]\n",
+                            f"address: {address}\n    roles: [pi, {role}]\n")
+    return text
 
 
 OTHER_KUBECONFIG = """\
