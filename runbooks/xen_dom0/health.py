@@ -7,6 +7,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from ipaddress import IPv4Interface
 from typing import Any
 
 from runbooks.core.facts import FactResult
@@ -94,7 +95,8 @@ def evaluate(settings: XenSettings, facts: Mapping[str, FactResult]) -> list[Che
         checks.append(Check("hypervisor", not settings.xen_default,
                             why if settings.xen_default else why + "; Xen is not the default "
                                                                    "boot entry"))
-    wanted = [(b.name, b.address) for b in settings.private]
+    wanted: list[tuple[str, IPv4Interface | None]] = [(b.name, b.address)
+                                                      for b in settings.private]
     if settings.public:
         wanted.insert(0, (settings.public.name, settings.public.address))
     for name, address in wanted:

@@ -7,7 +7,7 @@ dynamic range, interface names within 15 characters, port forwards without clash
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
 from runbooks.core.inventory_schema import Field, Table, register_vars
@@ -112,7 +112,7 @@ def _bridges(value: Any) -> str | None:
         return None
     problems: list[str] = []
     names: set[str] = set()
-    nets = []
+    nets: list[tuple[str, IPv4Network]] = []
     for index, bridge in enumerate(value):
         if not isinstance(bridge, dict):
             continue
