@@ -11,7 +11,7 @@ UNIT = """\
 [Unit]
 Description=greenroom lab DOUBLE: boot the hypervisor grub.cfg names
 After=local-fs.target
-Before=network-pre.target
+Before=network-pre.target ssh.service
 
 [Service]
 Type=oneshot

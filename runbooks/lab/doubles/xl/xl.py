@@ -56,7 +56,8 @@ def update_grub() -> int:
     distributor = values.get("GRUB_DISTRIBUTOR") or "Debian"
     linux = f"{distributor} GNU/Linux"
     entries = [linux]
-    hypervisors = sorted(glob.glob("/boot/xen-*"))
+    hypervisors = sorted(p for p in glob.glob("/boot/xen-*")
+                         if p.endswith((".gz", ".efi")) or "." not in os.path.basename(p))
     xen_args = " ".join(w for w in (values.get("GRUB_CMDLINE_XEN_DEFAULT", ""),
                                     values.get("GRUB_CMDLINE_XEN", "")) if w)
     if hypervisors:
