@@ -208,7 +208,8 @@ def xen_plan(ctx: HostContext) -> Plan:
     plan.handler(Handler("daemon-reload", "systemctl daemon-reload"))
     for bridge in settings.private:
         unit = f"dnsmasq@{bridge.name}.service"
-        plan.handler(Handler.restart(unit), Handler.reload(unit))
+        plan.handler(Handler(f"restart {unit}", f"systemctl restart {unit}"),
+                     Handler(f"reload {unit}", f"systemctl reload-or-restart {unit}"))
     plan.handler(Handler("update-grub", "update-grub"),
                  reboot_handler(verify=xen_checked(settings),
                                 rerun="inv xen-dom0"))
