@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke import Collection, Context, Exit
 
-from runbooks.common.reboot import REBOOT_OPTIONS
+from runbooks.common.reboot_options import REBOOT_OPTIONS
 from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
 
 if TYPE_CHECKING:
