@@ -93,7 +93,7 @@ def nat_for(host: Host, settings: XenSettings, firewalld: bool, source: str) -> 
         forwards = tuple(PortForward(f.protocol, f.port, f.to, f.to_port)
                          for f in settings.forwards if f.to in subnet)
         nat = Nat(inside=bridge.name, upstream=upstream, subnet=subnet, forwards=forwards,
-                  name=_table_name(bridge.name))
+                  name=_table_name(bridge.name), masquerade=settings.masquerade)
         steps += nat_steps(nat, firewalld=firewalld, source=source, runbook=ROLE,
                            description=f"guests on {bridge.name} ({subnet}) out of {upstream}")
     return steps

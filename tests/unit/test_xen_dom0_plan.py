@@ -109,3 +109,18 @@ def test_an_unsupported_architecture_is_refused(ctx: Ctx):
     ctx.answers = facts(**{"xen.os": FactResult(0, "bookworm\narmhf\n")})
     with pytest.raises(StepFailed, match="amd64, arm64 only"):
         xen_plan(ctx)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("masquerade", [True, False], ids=["masquerade", "no-masquerade"])
+def test_masquerade_off_keeps_the_port_forwards(masquerade: bool):
+    from ipaddress import IPv4Network
+
+    from runbooks.common.nat import Nat, PortForward, firewalld_rules, nft_table
+
+    nat = Nat("virbr1", "xenbr0", IPv4Network("192.168.100.0/24"),
+              (PortForward("tcp", 8080, "192.168.100.10", 80),), "greenroom_xen_virbr1",
+              masquerade=masquerade)
+    table, rules = nft_table(nat), " ".join(firewalld_rules(nat))
+    assert ("masquerade" in table, "MASQUERADE" in rules) == (masquerade, masquerade)
+    assert 'iifname "xenbr0" tcp dport 8080 dnat ip to 192.168.100.10:80' in table
+    assert "--dport 8080" in rules
