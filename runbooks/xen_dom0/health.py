@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Interface
 from typing import Any
 
+from runbooks.common.nat import FIREWALLD_RUNTIME_RULES
 from runbooks.core.facts import FactResult
 from runbooks.xen_dom0.render import DNSMASQ_BASE
 from runbooks.xen_dom0.settings import XenSettings
@@ -69,7 +70,7 @@ def health_facts(settings: XenSettings) -> dict[str, str]:
     """Every command `evaluate` needs (one round trip)."""
     facts = {"xl": "xl info 2>&1", "forward": "cat /proc/sys/net/ipv4/ip_forward",
              "udp": "ss -H -lun", "nft": "nft list ruleset 2>/dev/null",
-             "firewalld": "firewall-cmd --direct --get-all-rules 2>/dev/null",
+             "firewalld": FIREWALLD_RUNTIME_RULES.command,
              **lease_facts(settings)}
     bridges = [b.name for b in settings.private]
     if settings.public:
