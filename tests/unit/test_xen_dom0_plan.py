@@ -124,3 +124,17 @@ def test_masquerade_off_keeps_the_port_forwards(masquerade: bool):
     assert ("masquerade" in table, "MASQUERADE" in rules) == (masquerade, masquerade)
     assert 'iifname "xenbr0" tcp dport 8080 dnat ip to 192.168.100.10:80' in table
     assert "--dport 8080" in rules
+
+
+def test_the_demo_probe_reads_the_checks_in_the_demos_round_trip(ctx: Ctx):
+    from runbooks.demo.order import ORDER, load
+    from runbooks.xen_dom0.demo_hooks import PREFIX
+
+    entry = next(e for e in ORDER if e.name == "xen-dom0")
+    probe = load(entry.check or "")
+    commands = probe.facts(ctx.host, ctx.inventory)
+    assert commands and all(key.startswith(PREFIX) for key in commands)
+    answers = {key: FactResult(1, "") for key in commands}
+    checks = probe.evaluate(ctx.host, ctx.inventory, answers)
+    bad = {c.name for c in checks if not c.ok}
+    assert {"hypervisor", "bridge virbr1", "bridge xenbr0", "dnsmasq@virbr1"} <= bad
