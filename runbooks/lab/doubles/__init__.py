@@ -1,0 +1,1 @@
+"""Doubles of what cannot run in the virtual lab (named doubles; never installed on a real site)."""
