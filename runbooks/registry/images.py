@@ -146,6 +146,8 @@ class ImageList:
     images: list[ImageSpec] = field(default_factory=list)
     platforms: tuple[str, ...] = ()
     rewrites: tuple[Rewrite, ...] = ()
+    note: str = ""                                           # which runbooks gave what
+    origin: dict[str, str] = field(default_factory=dict)     # source ref -> runbook
 
 
 def _entry_text(path: Path, index: int, entry: object) -> tuple[str, str | None]:

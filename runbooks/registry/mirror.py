@@ -58,9 +58,10 @@ class Mirror:
     def __init__(self, target: Any, source_for: Callable[[ImageSpec], Source], *, jobs: int = 8,
                  platforms: tuple[Platform, ...] | None = None, lock: dict | None = None,
                  progress: Any = None, attempts: int = 5, backoff: float = 0.25,
-                 refresh: bool = False):
+                 refresh: bool = False, pin: bool | None = None):
         self.target, self.source_for, self.jobs = target, source_for, max(jobs, 1)
         self.platforms, self.refresh = platforms, refresh
+        self.pin = (not refresh) if pin is None else pin
         self.lock = lock if lock is not None else {}
         self.progress, self.attempts, self.backoff = progress, attempts, backoff
         self.ledger, self.stats = Ledger(), Stats()
@@ -158,6 +159,14 @@ class Mirror:
         entry = self.lock.get(str(spec.source)) or {}
         return (entry.get("pushed") or {}).get(selection_key(self.platforms))
 
+    def source_reference(self, spec: ImageSpec) -> str:
+        """What to fetch upstream: the lock's digest for a tag pinned there, else the tag."""
+        if self.pin and not spec.source.digest:
+            locked = (self.lock.get(str(spec.source)) or {}).get("digest")
+            if locked:
+                return str(locked)
+        return spec.source.reference
+
     def copy_image(self, spec: ImageSpec) -> ImageResult:
         """Copy one image (never raises: failures become a failed result)."""
         try:
@@ -166,7 +175,7 @@ class Mirror:
             if expected and current == expected:
                 return ImageResult(spec, "skipped", current, "already present (lock)")
             src = self.source_for(spec)
-            plan = resolve(src, spec.source.repo, spec.source.reference, self.platforms)
+            plan = resolve(src, spec.source.repo, self.source_reference(spec), self.platforms)
             self._record(spec, plan)
             if current == plan.pushed_digest:
                 return ImageResult(spec, "skipped", current, plan.description, plan)

@@ -31,6 +31,7 @@ class Options:
     insecure: tuple[str, ...] = ()
     lock: str | None = None
     refresh: bool = False
+    runbook: tuple[str, ...] = ()
     attempts: int = 5
     backoff: float = 0.25
 
@@ -59,11 +60,18 @@ class Summary:
 
 
 def load_list(opts: Options) -> ImageList:
-    """The image list with the command line's rewrite rules first."""
-    from .targets import DEFAULT_IMAGES
+    """The site's image list: the base list plus each runbook's images for the versions the
+    inventory pins (`images.d/` beside it), the command line's rewrite rules first."""
+    from .catalog import read_inventory_data, runbook_files, site_images
+    from .targets import DEFAULT_IMAGES, DEFAULT_INVENTORY
 
     rules = tuple(parse_rewrite(r) for r in opts.rewrite)
-    return load_image_list(opts.images or DEFAULT_IMAGES, rules)
+    base = Path(opts.images or DEFAULT_IMAGES)
+    if not runbook_files(base) and not opts.runbook:
+        return load_image_list(base, rules)
+    inventory = opts.inventory or DEFAULT_INVENTORY
+    site = site_images(base, lambda: read_inventory_data(inventory), opts.runbook, rules)
+    return site.listed
 
 
 def platforms_of(opts: Options, listed: ImageList) -> tuple[Platform, ...] | None:
@@ -141,6 +149,8 @@ def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
     listed, platforms, target = ready.listed, ready.platforms, ready.target
     insecure, lock_path, lock = ready.insecure, ready.lock_path, ready.lock
     progress = Progress(len(listed.images), out=out)
+    if listed.note:
+        out.write(f"images for this site: {listed.note}\n")
     out.write(f"mirroring {len(listed.images)} images to {target}, platforms "
               f"{selection_key(platforms)}, {opts.jobs} jobs\n")
     summary = Summary()
@@ -188,12 +198,15 @@ def save(opts: Options, directory: str, source: str | None = None,
     lock = read_lock(lock_path)
     clients = Clients(set(opts.insecure), opts.jobs, opts.attempts, opts.backoff)
     progress = Progress(len(listed.images), out=out)
+    if listed.note:
+        out.write(f"images for this site: {listed.note}\n")
     out.write(f"saving {len(listed.images)} images to {directory}, platforms "
               f"{selection_key(platforms)}\n")
     try:
         mirror = Mirror(layout, lambda s: clients.get(source or s.source.api_host),
                         jobs=opts.jobs, platforms=platforms, lock=lock, progress=progress,
-                        attempts=opts.attempts, backoff=opts.backoff, refresh=True)
+                        attempts=opts.attempts, backoff=opts.backoff, refresh=True,
+                        pin=source is None)
         stats = mirror.run(listed.images)
     finally:
         clients.close()

@@ -22,6 +22,8 @@ _COMMON = {
     "insecure": "HOST:PORT to reach over plain HTTP (repeatable; loopback and the "
                 "inventory's registry always are)",
     "lock": "lock file recording upstream digests (default: the image list with .lock)",
+    "runbook": "only this runbook's images (repeatable): cluster-api (the base list), or a "
+               "file's name under images.d/, e.g. k3s, metallb",
 }
 
 
@@ -30,6 +32,7 @@ def _options(**kw):
 
     kw["rewrite"] = tuple(kw.get("rewrite") or ())
     kw["insecure"] = tuple(kw.get("insecure") or ())
+    kw["runbook"] = tuple(kw.get("runbook") or ())
     return Options(**kw)
 
 
@@ -54,10 +57,11 @@ def _finish(summary) -> None:
                    "run again: what is present is skipped", code=1)
 
 
-@task(help=_COMMON | {"refresh": "resolve every tag upstream even when the lock matches"},
-      iterable=["rewrite", "insecure"])
+@task(help=_COMMON | {"refresh": "resolve every tag upstream again instead of the digest the "
+                                 "lock pins"},
+      iterable=["rewrite", "insecure", "runbook"])
 def load_images(c, inventory=None, images=None, to=None, platform=None, all_platforms=False,
-                jobs=8, rewrite=None, insecure=None, lock=None, refresh=False):
+                jobs=8, rewrite=None, insecure=None, lock=None, refresh=False, runbook=None):
     """Mirror the image list from upstream registries into the local registry (API v2).
 
     Streams every blob once (shared layers are mounted), skips what is present, filters to
@@ -69,19 +73,19 @@ def load_images(c, inventory=None, images=None, to=None, platform=None, all_plat
         summary = run.load_images(_options(
             images=images, to=to, inventory=inventory, platform=platform,
             all_platforms=all_platforms, jobs=int(jobs), rewrite=rewrite, insecure=insecure,
-            lock=lock, refresh=refresh))
+            lock=lock, refresh=refresh, runbook=runbook))
     except _errors() as exc:
         raise Exit(f"registry.load-images: {exc}", code=2) from None
     _finish(summary)
 
 
 @task(help={k: _COMMON[k] for k in ("images", "to", "inventory", "platform", "all_platforms",
-                                     "jobs", "insecure", "lock")}
+                                     "jobs", "insecure", "lock", "runbook")}
       | {"upstream": "compare with upstream digests even when the lock has them",
          "blobs": "also check that every blob of every manifest is present"},
-      iterable=["insecure"])
+      iterable=["insecure", "runbook"])
 def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms=False, jobs=8,
-           insecure=None, lock=None, upstream=False, blobs=False):
+           insecure=None, lock=None, upstream=False, blobs=False, runbook=None):
     """Check every listed image is in the local registry with the expected platforms and
     the digest upstream has (or the lock recorded). Exits 1 when anything is wrong."""
     from .verify import verify as run_verify
@@ -89,7 +93,8 @@ def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms
     try:
         checks = run_verify(_options(images=images, to=to, inventory=inventory,
                                      platform=platform, all_platforms=all_platforms,
-                                     jobs=int(jobs), insecure=insecure, lock=lock),
+                                     jobs=int(jobs), insecure=insecure, lock=lock,
+                                     runbook=runbook),
                             upstream=upstream, blobs=blobs)
     except _errors() as exc:
         raise Exit(f"registry.verify: {exc}", code=2) from None
@@ -101,20 +106,21 @@ def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms
         raise Exit(f"{len(bad)} image(s) not as expected; run registry.load-images", code=1)
 
 
-@task(help={k: _COMMON[k] for k in ("images", "platform", "all_platforms", "jobs",
-                                     "rewrite", "insecure", "lock")}
+@task(help={k: _COMMON[k] for k in ("images", "inventory", "platform", "all_platforms", "jobs",
+                                     "rewrite", "insecure", "lock", "runbook")}
       | {"to": "directory for the OCI image layout (created; existing blobs are reused)",
          "source": "read every image from this registry HOST:PORT instead of upstream"},
-      iterable=["rewrite", "insecure"])
-def save(c, to, images=None, platform=None, all_platforms=False, jobs=8, rewrite=None,
-         insecure=None, lock=None, source=None):
+      iterable=["rewrite", "insecure", "runbook"])
+def save(c, to, inventory=None, images=None, platform=None, all_platforms=False, jobs=8,
+         rewrite=None, insecure=None, lock=None, source=None, runbook=None):
     """Save the image list into an OCI image layout directory, for a venue with no upstream."""
     from . import run
 
     try:
-        summary = run.save(_options(images=images, platform=platform,
+        summary = run.save(_options(images=images, inventory=inventory, platform=platform,
                                     all_platforms=all_platforms, jobs=int(jobs),
-                                    rewrite=rewrite, insecure=insecure, lock=lock),
+                                    rewrite=rewrite, insecure=insecure, lock=lock,
+                                    runbook=runbook),
                            to, source=source)
     except _errors() as exc:
         raise Exit(f"registry.save: {exc}", code=2) from None
@@ -138,9 +144,96 @@ def load_layout(c, from_, to=None, inventory=None, jobs=8, rewrite=None, insecur
     _finish(summary)
 
 
+@task(name="images",
+      help={k: _COMMON[k] for k in ("images", "inventory", "runbook")}
+      | {"json": "print the list as JSON: [{ref, local, runbook}], plus the upstream registries"},
+      iterable=["runbook"])
+def list_images(c, inventory=None, images=None, runbook=None, json=False):
+    """Print the images this site needs (per runbook, for the versions the inventory pins),
+    their names in the local registry and the upstream registries the nodes mirror."""
+    import json as jsonlib
+
+    from .catalog import upstream_registries
+    from .run import load_list
+
+    try:
+        listed = load_list(_options(images=images, inventory=inventory, runbook=runbook))
+    except _errors() as exc:
+        raise Exit(f"registry.images: {exc}", code=2) from None
+    rows = [{"ref": str(s.source), "local": s.target,
+             "runbook": listed.origin.get(str(s.source), "")} for s in listed.images]
+    registries = upstream_registries(listed.images)
+    if json:
+        print(jsonlib.dumps({"images": rows, "upstream_registries": registries}, indent=2))
+        return
+    if listed.note:
+        print(f"images for this site: {listed.note}")
+    width = max(len(r["ref"]) for r in rows)
+    for r in rows:
+        print(f"{r['runbook'] or '-':12} {r['ref']:{width}}  -> {r['local']}")
+    print(f"upstream registries (one mirror entry each on the nodes): {', '.join(registries)}")
+
+
+@task(name="patch-cluster",
+      help={"file": "the Cluster API manifest (e.g. cluster.yaml from clusterctl generate)",
+            "out": "write the patched manifest here instead of over FILE ('-': standard output)",
+            "check": "print the diff and what would change; write nothing",
+            "inventory": "inventory giving the registry and network.vip (default "
+                         "hosts/demo.yaml)",
+            "images": _COMMON["images"], "runbook": _COMMON["runbook"],
+            "to": "local registry HOST:PORT (default: the inventory's)",
+            "vip": "control-plane VIP for kube-vip (default: the inventory's network.vip)",
+            "containerd": "the node image's containerd version, e.g. 1.7 (hosts.toml for 1.5 "
+                          "and later, registry.mirrors before); default: judged from the "
+                          "Kubernetes version",
+            "pause": "pause image tag (default: kubeadm's for the Kubernetes version)"},
+      iterable=["runbook"])
+def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, runbook=None,
+                  to=None, vip=None, containerd=None, pause=None):
+    """Rewrite a Cluster API manifest so its nodes pull every image from the local registry.
+
+    containerd config and hosts.toml files, kubeadm's imageRepository, the sandbox image,
+    kube-vip pulled locally with the VIP, add-on images (flannel) in ConfigMaps; comments and
+    order kept; a second run changes nothing.
+    """
+    import difflib
+
+    from .patch_cluster import PatchError, patch_file, settings_for
+    from .run import load_list
+
+    try:
+        listed = load_list(_options(images=images, inventory=inventory, runbook=runbook))
+        settings = settings_for(inventory, to, vip, containerd, pause, listed.images)
+        old, new, report, written = patch_file(file, settings, out, check)
+    except (PatchError, *_errors()) as exc:
+        raise Exit(f"registry.patch-cluster: {exc}", code=2) from None
+    say = sys.stderr if out == "-" else sys.stdout
+    if out == "-" and not check:
+        sys.stdout.write(new)
+    if check:
+        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
+                                                   file, out or file))
+    print(f"containerd config: {report.containerd_form or 'not written'}", file=say)
+    for line in report.changed:
+        print(f"changed   {line}", file=say)
+    for line in report.unchanged:
+        print(f"unchanged {line}", file=say)
+    for line in report.unknown:
+        print(f"LEFT      {line}", file=say)
+    for line in report.warnings:
+        print(f"WARNING   {line}", file=say)
+    if check:
+        verdict = "would change" if old != new else "nothing to change in"
+    else:
+        verdict = "wrote" if written else "nothing to change in"
+    print(f"{verdict} {out if out and out != '-' else file}", file=say)
+
+
 ns = Collection("registry")
 add_service_tasks(ns)  # up, trust, check
 ns.add_task(load_images)
 ns.add_task(verify)
 ns.add_task(save)
 ns.add_task(load_layout)
+ns.add_task(list_images)
+ns.add_task(patch_cluster)

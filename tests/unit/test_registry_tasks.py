@@ -8,8 +8,8 @@ from runbooks.registry.tasks import ns
 
 
 def test_every_task_documents_every_parameter():
-    assert sorted(ns.task_names) == ["check", "load", "load-images", "save", "trust", "up",
-                                     "verify"]
+    assert sorted(ns.task_names) == ["check", "images", "load", "load-images",
+                                     "patch-cluster", "save", "trust", "up", "verify"]
     for name in ns.task_names:
         task = ns[name]
         assert (task.__doc__ or "").strip(), name

@@ -1,0 +1,216 @@
+"""The README's commands set a fresh machine up: `python3 noxfile.py -s ...` run by any
+Python >= 3.11, Debian's PEP 668 one included, installs into .venv, never into the system
+interpreter; it refuses early, installing nothing, where the lab cannot run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+try:
+    import noxfile
+finally:
+    sys.path.remove(str(REPO))
+
+DEBIAN_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.fixture
+def checkout() -> Iterator[Path]:
+    """A copy of what the set-up step reads (noxfile, pyproject, the package), readable by
+    every user (pytest's tmp_path is not), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="greenroom-checkout-"))
+    folder.chmod(0o755)
+    try:
+        for name in ("noxfile.py", "pyproject.toml"):
+            shutil.copy2(REPO / name, folder / name)
+        shutil.copytree(REPO / "runbooks", folder / "runbooks",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_BREAK", "VIRTUAL_ENV", "NOX", "PYTHON", "GREENROOM"))}
+    env["PIP_BREAK_SYSTEM_PACKAGES"] = "0"  # pip must not be told to ignore PEP 668
+    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    return env
+
+
+def _pep668(python: Path) -> Path:
+    """The EXTERNALLY-MANAGED marker of ``python`` (asserted to be there)."""
+    stdlib = subprocess.run([str(python), "-c", "import sysconfig; "
+                             "print(sysconfig.get_path('stdlib'))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    marker = Path(stdlib) / "EXTERNALLY-MANAGED"
+    assert marker.is_file(), f"{python} is not a PEP 668 interpreter (no {marker})"
+    return marker
+
+
+@pytest.mark.skipif(not DEBIAN_PYTHON.exists(), reason="needs Debian's /usr/bin/python3")
+def test_set_up_under_debians_pep668_python_installs_into_venv_only(checkout):
+    _pep668(DEBIAN_PYTHON)
+    refused = subprocess.run([str(DEBIAN_PYTHON), "-m", "pip", "install", "--dry-run",
+                              "nox"], capture_output=True, text=True, env=_env(), check=False)
+    assert refused.returncode != 0 and "externally-managed-environment" in refused.stderr
+    system_before = subprocess.run([str(DEBIAN_PYTHON), "-m", "pip", "list"],
+                                   capture_output=True, text=True, check=True).stdout
+
+    first = subprocess.run([str(DEBIAN_PYTHON), "noxfile.py", "--list"], cwd=checkout,
+                           capture_output=True, text=True, env=_env(), check=False,
+                           timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "break-system-packages" not in first.stdout + first.stderr
+    assert "installing nox and greenroom" in first.stderr
+    assert "rehearse" in first.stdout and "tests" in first.stdout
+    venv_python = checkout / ".venv" / "bin" / "python"
+    where = subprocess.run([str(venv_python), "-c",
+                            "import invoke, fabric, nox, runbooks; print(runbooks.__file__)"],
+                           capture_output=True, text=True, check=False, cwd="/")
+    assert where.returncode == 0, where.stderr
+    assert Path(where.stdout.strip()).is_relative_to(checkout)  # editable, from the checkout
+
+    second = subprocess.run([str(DEBIAN_PYTHON), "noxfile.py", "--list"], cwd=checkout,
+                            capture_output=True, text=True, env=_env(), check=False)
+    assert second.returncode == 0, second.stderr
+    assert "installing" not in second.stderr and "making" not in second.stderr
+    assert subprocess.run([str(DEBIAN_PYTHON), "-m", "pip", "list"], capture_output=True,
+                          text=True, check=True).stdout == system_before
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not DEBIAN_PYTHON.exists(),
+                    reason="switches to an unprivileged user, who runs /usr/bin/python3")
+@pytest.mark.parametrize("session", ["rehearse", "bench"])
+def test_lab_sessions_without_root_say_so_and_install_nothing(checkout, session):
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           str(DEBIAN_PYTHON), "noxfile.py", "-s", session], cwd=checkout,
+                          capture_output=True, text=True, env=_env(), check=False)
+    assert proc.returncode != 0
+    assert "needs root" in proc.stderr and f"sudo python3 noxfile.py -s {session}" in proc.stderr
+    assert not (checkout / ".venv").exists()
+
+
+def test_a_python_that_cannot_make_venvs_and_is_not_debians_is_told_so(checkout, tmp_path):
+    """A copy of the interpreter whose stdlib lacks ensurepip (what Debian's python3 is
+    without python3-venv), outside /usr/bin so no Debian package could fix it."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    stdlib = Path(subprocess.run([sys.executable, "-c", "import sysconfig; "
+                                  "print(sysconfig.get_path('stdlib'))"],
+                                 capture_output=True, text=True, check=True).stdout.strip())
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    lib = prefix / "lib" / version
+    lib.mkdir(parents=True)
+    for entry in stdlib.iterdir():
+        if entry.name not in ("ensurepip", "site-packages", "dist-packages"):
+            (lib / entry.name).symlink_to(entry)
+    python = prefix / "bin" / version
+    shutil.copy2(Path(sys.executable).resolve(), python)
+    env = _env()
+    env["PYTHONHOME"] = str(prefix)
+    proc = subprocess.run([str(python), "noxfile.py", "--list"], cwd=checkout, env=env,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    assert "cannot make virtual environments" in proc.stderr, proc.stderr
+    assert not (checkout / ".venv").exists()
+
+
+def test_debians_python_without_venv_support_gets_its_venv_package(monkeypatch):
+    planned: list[list[str]] = []
+    monkeypatch.setattr(noxfile, "can_make_venv", lambda: False)
+    monkeypatch.setattr(noxfile, "missing_packages", lambda _packages: [])
+    monkeypatch.setattr(noxfile, "VENV", Path("/nonexistent/greenroom/.venv"))
+    debians = noxfile.venv_package
+    monkeypatch.setattr(noxfile, "venv_package", lambda: debians("/usr/bin/python3"))
+
+    def stop(packages, *_args):
+        planned.append(list(packages))
+        raise SystemExit(0)
+    monkeypatch.setattr(noxfile, "install_packages", stop)
+    with pytest.raises(SystemExit):
+        noxfile.bootstrap(["-s", "lint"])
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert planned == [[f"python{minor}-venv"]]
+
+
+@pytest.mark.parametrize("argv, sessions", [
+    (["-s", "rehearse"], ["rehearse"]),
+    (["-s", "rehearse", "--", "--check"], ["rehearse"]),
+    (["--session", "tests", "lint", "--", "-s", "x"], ["tests", "lint"]),
+    (["-e", "bench", "-s", "tests"], ["bench", "tests"]),
+    (["-R"], ["lint", "typecheck", "tests"]),
+    (["--list"], None),
+    (["-l"], None),
+    (["--help"], None),
+], ids=["one", "posargs-ignored", "several", "both-spellings", "default", "list",
+        "short-list", "help"])
+def test_the_sessions_a_command_line_asks_for(argv, sessions):
+    assert noxfile.requested_sessions(argv) == sessions
+
+
+@pytest.mark.parametrize("sessions, system, euid, needs", [
+    (["rehearse"], "Darwin", 0, "needs Linux"),
+    (["bench"], "Windows", 0, "needs Linux"),
+    (["rehearse"], "Linux", 1000, "needs root"),
+    (["tests", "bench"], "Linux", 1000, "needs root"),
+    (["rehearse"], "Linux", 0, None),
+    (["tests", "lint"], "Darwin", 1000, None),
+], ids=["mac", "windows", "not-root", "bench-not-root", "linux-root", "tests-anywhere"])
+def test_lab_sessions_need_linux_and_root(sessions, system, euid, needs):
+    if needs is None:
+        noxfile.check_platform(sessions, system=system, euid=euid)
+        return
+    with pytest.raises(SystemExit, match=needs):
+        noxfile.check_platform(sessions, system=system, euid=euid)
+
+
+def test_no_service_starts_while_packages_install_and_the_policy_goes_afterwards(
+        tmp_path, monkeypatch):
+    policy = tmp_path / "policy-rc.d"
+    monkeypatch.setattr(noxfile, "POLICY_RC_D", policy)
+    with noxfile.services_held():
+        assert subprocess.run([str(policy), "ssh", "start"], check=False).returncode == 101
+    assert not policy.exists()
+
+
+def test_someone_elses_service_policy_is_left_alone(tmp_path, monkeypatch):
+    policy = tmp_path / "policy-rc.d"
+    policy.write_text("#!/bin/sh\nexit 0\n")
+    monkeypatch.setattr(noxfile, "POLICY_RC_D", policy)
+    with noxfile.services_held():
+        pass
+    assert policy.read_text() == "#!/bin/sh\nexit 0\n"
+
+
+def test_pyproject_is_the_one_place_python_dependencies_are_declared():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert {"test", "bench"} <= set(project["optional-dependencies"])
+    assert not (REPO / "requirements.txt").exists()
+    lines = [line for line in (REPO / "requirements-dev.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines == ["-e .[test]"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("dpkg-query") is None,
+                    reason="only root on Debian has the packages installed by the set-up")
+def test_every_listed_debian_package_is_installed_after_set_up():
+    assert noxfile.missing_packages(noxfile.DEBIAN_PACKAGES) == []
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="needs dpkg")
+def test_an_entry_is_satisfied_by_any_of_its_alternatives():
+    absent = "greenroom-no-such-package"
+    assert noxfile.missing_packages(["coreutils", f"{absent}|coreutils", absent,
+                                     f"{absent}|{absent}-2"]) == [absent, absent]
