@@ -36,12 +36,12 @@ DEBIAN_PACKAGES = [
     "openssh-server", "openssh-client",   # engine tests' sshd; the lab's keys and sshd
     "iproute2", "util-linux",             # lab: ip, nsenter, unshare, mount, setsid
     "debootstrap", "systemd-container",   # lab: guests' root filesystem; systemd-nspawn
-    "xz-utils", "zstd",                   # lab: compressed root filesystem cache
-    "isc-dhcp-server", "isc-dhcp-client",  # dell-gateway's dhcpd (dhcpd -t); the lab's client
-    "dnsmasq-base", "dnsmasq",            # DHCP / DNS in the lab
+    "xz-utils", "zstd",                   # compressed images
+    "isc-dhcp-server", "isc-dhcp-client",  # dell-gateway's dhcpd (dhcpd -t); DHCP clients
+    "dnsmasq-base", "dnsmasq",            # DHCP and DNS servers
     "docker-registry", "skopeo",          # registry tests and bench
     "nftables", "iptables", "ethtool",    # NAT and forwarding
-    "curl", "procps", "psmisc",           # probes, ps / pkill, fuser
+    "curl", "procps", "psmisc",           # probes; ps, pkill, fuser
     "kubernetes-client|kubectl",          # kubectl for the cluster runbooks (kubectl: the
                                           # upstream package, which owns the same file)
     "frr", "bird2",                       # routers and BGP speakers
