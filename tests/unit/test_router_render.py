@@ -88,3 +88,36 @@ def test_birdc_protocols() -> None:
            "rp1        BGP        ---        start  09:00:01.456  Active        "
            "Socket: Connection refused\n")
     assert parse_birdc_protocols(out) == {"rp0": "Established", "rp1": "start"}
+
+
+VALIDATORS = [("frr.conf", "vtysh", ["vtysh", "-C", "-f"]),
+              ("frr-password.conf", "vtysh", ["vtysh", "-C", "-f"]),
+              ("bird.conf", "bird", ["bird", "-p", "-c"])]
+
+
+@pytest.mark.parametrize(("golden", "tool", "command"), VALIDATORS,
+                         ids=[v[0] for v in VALIDATORS])
+def test_golden_configs_pass_the_daemons_own_check(golden: str, tool: str,
+                                                   command: list[str]) -> None:
+    """FRR's and BIRD's own parsers (Debian's frr and bird2, no daemon started) accept the
+    rendered files, and refuse a broken one (so the check can fail)."""
+    import shutil
+    import subprocess
+
+    if shutil.which(tool) is None:
+        package = "frr" if tool == "vtysh" else "bird2"
+        pytest.skip(f"{tool} is not installed (Debian package {package})")
+    good = subprocess.run([*command, str(GOLDEN / golden)], capture_output=True, text=True,
+                          check=False)
+    assert good.returncode == 0, good.stdout + good.stderr
+    broken = GOLDEN.parent / f"broken-{golden}"
+    text = (GOLDEN / golden).read_text()
+    broken_text = text.replace("router bgp 64512", "router bgp 64512\n bgp no-such-knob") \
+        if tool == "vtysh" else text.replace("protocol device { }", "protocol device { x }")
+    try:
+        broken.write_text(broken_text)
+        bad = subprocess.run([*command, str(broken)], capture_output=True, text=True,
+                             check=False)
+    finally:
+        broken.unlink()
+    assert bad.returncode != 0
