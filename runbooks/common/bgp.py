@@ -28,7 +28,9 @@ ASN_MAX = 4294967295
 # 0, AS_TRANS and the last of each range are reserved (RFC 7607, 6793, 7300)
 RESERVED_ASNS = (0, 23456, 65535, ASN_MAX)
 SECTION_KEYS = {"version": True, "mode": True, "asn": False, "pools": True, "peers": False,
-                "ibgp": False, "password": False, "hold_time": False}
+                "ibgp": False, "password": False, "hold_time": False, "source": False,
+                "backend": False}
+BACKENDS = ("native", "frr")
 PASSWORD_KEYS = {"env": True}
 MIN_VERSION = (0, 13)
 _VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
@@ -61,6 +63,8 @@ class MetalLB:
     ibgp: bool = False
     password_env: str | None = None
     hold_time: int | None = None
+    source: str | None = None
+    backend: str = "native"
 
     def password(self) -> str | None:
         """The BGP password from the environment (registered as a secret), or None."""
@@ -270,9 +274,19 @@ def read_metallb(c: Any, value: Any, hosts: dict[str, Any], network: Any) -> Met
     if section.get("hold_time") is not None:
         hold_time = c.integer(section.get("hold_time"), (*path, "hold_time"), 3, 65535,
                               "a BGP hold time in seconds")
-    if len(c.problems) > problems_before or version is None or mode is None:
+    source = None
+    if section.get("source") is not None:
+        source = c.text(section.get("source"), (*path, "source"), "a URL")
+        if source is not None and not re.fullmatch(r"https?://\S+", source):
+            c.add((*path, "source"), f"{source!r} is not an http(s) URL of a mirror of "
+                                     "MetalLB's repository files")
+    backend = c.choice(section.get("backend", "native"), (*path, "backend"), BACKENDS,
+                       "MetalLB manifest (native, or frr for the FRR backend)")
+    if len(c.problems) > problems_before or version is None or mode is None \
+            or backend is None:
         return None
-    return MetalLB(version, mode, pools, asn, tuple(peers), ibgp, password_env, hold_time)
+    return MetalLB(version, mode, pools, asn, tuple(peers), ibgp, password_env, hold_time,
+                   source, backend)
 
 
 def _peers(c: Any, value: Any, path: Path_, hosts: dict[str, Any], asn: int | None,
