@@ -13,6 +13,8 @@ for module in (
     "runbooks.dell_gateway.tasks",
     "runbooks.registry.tasks",
     "runbooks.pi_prep.tasks",
+    "runbooks.router.tasks",
+    "runbooks.metallb.tasks",
     "runbooks.demo.tasks",
 ):
     try:
