@@ -20,7 +20,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_SOURCE = "https://raw.githubusercontent.com/metallb/metallb"
 FILES = {"native": "metallb-native.yaml", "frr": "metallb-frr.yaml"}
 
 

@@ -30,7 +30,10 @@ def fetch(c: Context, inventory: str | None = None, source: str | None = None) -
     if metallb is None:
         raise Exit(f"{inv.path}: no `metallb:` section; add one (see README, metallb)", code=2)
     configured = (settings(c).get("metallb") or {}).get("source")
-    chosen = source or metallb.source or configured or fetching.DEFAULT_SOURCE
+    chosen = source or metallb.source or configured
+    if not chosen:
+        raise Exit("no source for MetalLB's manifests: set greenroom.metallb.source in "
+                   "invoke.yaml or metallb.source in the inventory", code=2)
     lock = fetching.lock_path(Path(inv.path))
     try:
         got = fetching.fetch(metallb.version, metallb.backend, chosen, lock)
