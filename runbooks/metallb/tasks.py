@@ -77,6 +77,37 @@ def convert(c: Context, file: str, inventory: str | None = None,
         raise Exit(f"{file}: {exc}", code=2) from None
 
 
+@task(help={**{k: v for k, v in COMMON_HELP.items() if k != "check"},
+            "address": "LoadBalancer IPs to check, comma separated (a route on every router, "
+                       "an HTTP answer from every client host).",
+            "from_router": "Also fetch the addresses from the routers themselves (for sites "
+                           "without a host with role client)."})
+def check(c: Context, inventory: str | None = None, host: str | None = None,
+          parallel: int = 0, report: str | None = None,
+          accept_new_host_keys: bool = False, address: str = "",
+          from_router: bool = False) -> None:
+    """Read-only: BGP sessions Established, routes to the LoadBalancer IPs, service answering.
+
+    On each router (role router, kinds frr and bird): every cluster node's session is
+    Established and each --address has a BGP route; on each client (role client): each
+    --address answers HTTP, i.e. through the router. Exits 1 when anything is not so.
+    """
+    from ipaddress import ip_address
+
+    from runbooks.core.cli import execute
+    from runbooks.metallb.health import CHECK
+
+    addresses = [a.strip() for a in address.split(",") if a.strip()]
+    for item in addresses:
+        try:
+            ip_address(item)
+        except ValueError:
+            raise Exit(f"--address {item!r} is not an IP address", code=2) from None
+    execute(c, CHECK, inventory, host, False, parallel, report, accept_new_host_keys,
+            {"addresses": addresses, "from_router": from_router})
+
+
 ns = Collection("metallb")
 ns.add_task(fetch)
 ns.add_task(convert)
+ns.add_task(check)

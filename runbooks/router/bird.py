@@ -28,13 +28,3 @@ def render_bird_conf(plan: SitePlan, router: Router, header: str,
                   hold_time=metallb.hold_time, nodes=list(plan.nodes), pools=pools,
                   max_paths=MAX_PATHS)
 
-
-def parse_birdc_protocols(out: str) -> dict[str, str]:
-    """`birdc show protocols` -> {protocol name: "Established" or BIRD's state (start, down,
-    ...)} for the BGP protocols."""
-    states: dict[str, str] = {}
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) >= 4 and fields[1] == "BGP":
-            states[fields[0]] = "Established" if "Established" in fields[4:] else fields[3]
-    return states

@@ -10,8 +10,6 @@ node that announces a LoadBalancer IP (`maximum-paths`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from runbooks.common.bgp import Router, SitePlan
 from runbooks.core.templates import render
 
@@ -55,9 +53,3 @@ def daemons_with_bgpd(current: str | None) -> str | None:
     if not placed:
         out.append("bgpd=yes")
     return "\n".join(out) + "\n"
-
-
-def summary_sessions(summary: Any) -> dict[str, str]:
-    """`vtysh -c 'show bgp summary json'` -> {peer address: state}."""
-    peers = ((summary or {}).get("ipv4Unicast") or {}).get("peers") or {}
-    return {str(ip): str(info.get("state", "?")) for ip, info in peers.items()}

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from runbooks.common.bgp import site_plan
+from runbooks.common.bgp_state import frr_sessions
 from runbooks.lab.doubles import bgp_speaker
 from runbooks.metallb import crs
 from runbooks.router import frr
@@ -70,7 +71,7 @@ def bgp_routes(lab) -> str:
 def sessions(lab) -> dict[str, str]:
     out = lab.exec(ROUTER, "vtysh -c 'show bgp summary json'").stdout
     try:
-        return frr.summary_sessions(json.loads(out))
+        return frr_sessions(json.loads(out))
     except ValueError:
         return {}
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from runbooks.common.bgp import site_plan
+from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
 from runbooks.router import frr
-from runbooks.router.bird import parse_birdc_protocols
 from runbooks.router.render import render_for
 from tests.unit.bgp_site import load_site
 
@@ -75,9 +75,9 @@ def test_daemons_absent_waits_for_the_package() -> None:
 def test_summary_sessions_reads_frr_json() -> None:
     summary = {"ipv4Unicast": {"peers": {"192.168.10.3": {"state": "Established"},
                                          "192.168.10.4": {"state": "Active"}}}}
-    assert frr.summary_sessions(summary) == {"192.168.10.3": "Established",
+    assert frr_sessions(summary) == {"192.168.10.3": "Established",
                                              "192.168.10.4": "Active"}
-    assert frr.summary_sessions({}) == {}
+    assert frr_sessions({}) == {}
 
 
 def test_birdc_protocols() -> None:
@@ -87,7 +87,7 @@ def test_birdc_protocols() -> None:
            "rp0        BGP        ---        up     09:00:01.456  Established\n"
            "rp1        BGP        ---        start  09:00:01.456  Active        "
            "Socket: Connection refused\n")
-    assert parse_birdc_protocols(out) == {"rp0": "Established", "rp1": "start"}
+    assert bird_sessions(out) == {"rp0": "Established", "rp1": "start"}
 
 
 VALIDATORS = [("frr.conf", "vtysh", ["vtysh", "-C", "-f"]),
@@ -121,3 +121,10 @@ def test_golden_configs_pass_the_daemons_own_check(golden: str, tool: str,
     finally:
         broken.unlink()
     assert bad.returncode != 0
+
+
+def test_route_targets_from_ip_json() -> None:
+    out = ('[{"dst":"192.168.20.1","nhid":8,"protocol":"bgp"},'
+           '{"dst":"192.168.20.0/28","protocol":"bgp"}]')
+    assert route_targets(out) == {"192.168.20.1", "192.168.20.0/28"}
+    assert route_targets("not json") == set()
