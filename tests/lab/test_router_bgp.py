@@ -151,6 +151,10 @@ def test_speakers_announce_a_loadbalancer_ip_the_laptop_reaches(lab, site):
         bgp_routes(lab)
     assert wait_until(lambda: lab.exec(CLIENT, FETCH).stdout.strip() == "rp0", timeout=20)
     assert "default via 192.168.10.6" in sh(lab, CLIENT, "ip route")
+    checked = inv_task(lab, "metallb.check", "--address", LB_IP)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "session with rp0 (192.168.10.3): Established" in checked.stdout
+    assert f"http://{LB_IP}/ answers" in checked.stdout
 
 
 def test_route_fails_over_then_is_withdrawn(lab, site):
@@ -165,6 +169,9 @@ def test_route_fails_over_then_is_withdrawn(lab, site):
     sh(lab, "rp1", f"systemctl stop {bgp_speaker.UNIT}")
     assert wait_until(lambda: LB_IP not in bgp_routes(lab), timeout=30), bgp_routes(lab)
     assert lab.exec(CLIENT, FETCH).returncode != 0
+    checked = inv_task(lab, "metallb.check", "--address", LB_IP)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"BAD  route to LoadBalancer IP {LB_IP}: none learned" in checked.stdout
 
 
 def test_wrong_asn_is_refused_before_anything_runs(lab, site, tmp_path):
