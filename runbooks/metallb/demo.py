@@ -10,7 +10,7 @@ from typing import Any
 
 NAMESPACE = "greenroom-demo"
 NAME = "hello"
-IMAGE = "nginx:1.27-alpine"
+IMAGE = "library/nginx:1.27-alpine"  # as files/registry/images.d/metallb.yaml mirrors it
 
 
 def image(inventory: Any) -> str:
