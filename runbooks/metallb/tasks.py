@@ -1,7 +1,9 @@
 """metallb: MetalLB on the cluster, from the inventory's `metallb:` section.
 
-`inv metallb.fetch` pins and caches the release manifest; `inv metallb.convert FILE` turns
-an old ConfigMap (MetalLB 0.12 and before) into the inventory section.
+`inv metallb` installs and configures it; `inv metallb.fetch` pins and caches the release
+manifest; `inv metallb.check` reads the BGP sessions, routes and the service through the
+router; `inv metallb.convert FILE` turns an old ConfigMap (MetalLB 0.12 and before) into the
+inventory section.
 """
 
 from __future__ import annotations
@@ -10,7 +12,20 @@ from pathlib import Path
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, settings, task
+from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, settings, task
+
+converge = runbook_task(
+    "runbooks.metallb.plan:RUNBOOK",
+    """Install MetalLB on the cluster and apply the pools, peers and advertisement.
+
+    On the first server, through the distribution's kubectl: the pinned manifest (`inv
+    metallb.fetch` first), a wait for the controller and the webhook's endpoints, then the
+    objects rendered from the inventory (checked against the CRDs' schemas before they are
+    sent, retried while the webhook still refuses), and the demo LoadBalancer Service.
+    """,
+    name="converge",
+    default=True,
+)
 
 
 @task(help={"inventory": COMMON_HELP["inventory"],
@@ -108,6 +123,7 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
 
 
 ns = Collection("metallb")
+ns.add_task(converge, default=True)
 ns.add_task(fetch)
 ns.add_task(convert)
 ns.add_task(check)
