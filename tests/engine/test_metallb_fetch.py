@@ -75,3 +75,26 @@ def test_unknown_version_says_what_to_check(source: str, tmp_path: Path) -> None
 
 def test_lock_path_sits_beside_the_inventory() -> None:
     assert fetch.lock_path(Path("hosts/lab.yaml")) == Path("hosts/lab.metallb.lock")
+
+
+def test_the_labs_release_site_serves_the_manifest_double(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          ) -> None:
+    from runbooks.lab import release
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    server = release.make_server("127.0.0.1:0", str(tmp_path / "release.log"))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        source = f"http://127.0.0.1:{server.server_address[1]}/metallb"
+        got = fetch.fetch("v0.14.10", "native", source, tmp_path / "lab.metallb.lock")
+        text = got.path.read_text()
+        assert "quay.io/metallb/controller:v0.14.10" in text and "v0.14.9" not in text
+        with pytest.raises(fetch.FetchError, match="Not Found"):
+            fetch.fetch("v0.12.1", "native", source, tmp_path / "lab.metallb.lock")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "GET /metallb/v0.14.10/config/manifests/metallb-native.yaml 200" in (
+        tmp_path / "release.log").read_text()
