@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from runbooks.common.bgp import PlanError, Router, SitePlan, site_plan
+from runbooks.common.kernel import Sysctl
 from runbooks.core.runner import Runbook
-from runbooks.core.steps import Edit, File, Handler, Packages, Plan, Service, StepFailed, Sysctl
+from runbooks.core.steps import Edit, File, Handler, Packages, Plan, Service, StepFailed
 from runbooks.core.templates import managed_from
 from runbooks.router import bird, frr
 

@@ -11,20 +11,23 @@ In file order, on freshly reset guests:
   reaches Established; a LoadBalancer IP bound on rp0 appears in the router's
   `ip route show proto bgp` and the laptop fetches its page through the router; with rp1
   announcing too, stopping rp0's speaker fails the route over to rp1; stopping rp1's
-  withdraws it and the laptop gets nothing;
+  withdraws it and the laptop gets nothing; `inv metallb.check` says so both times;
+- `inv router --print` masks the password; `--to` writes it only to a 0600 file;
+- a wrong ASN in the inventory is refused before anything runs.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from runbooks.common.bgp import read_metallb, site_plan
+from runbooks.common.bgp import site_plan
 from runbooks.common.bgp_state import frr_sessions
 from runbooks.lab.doubles import bgp_speaker
 from runbooks.metallb import crs
@@ -39,10 +42,6 @@ LB_IP = "192.168.20.1"
 FETCH = ("python3 -c \"import urllib.request as u; "
          f"print(u.urlopen('http://{LB_IP}/', timeout=3).read().decode().strip())\"")
 CAP_SYS_ADMIN = 21
-# The lab's metallb section. TODO(inventory sections): read from hosts/lab.yaml once the
-# inventory's extension point reads `metallb:` there; until then the tests attach it.
-LAB_METALLB = {"version": "v0.14.9", "mode": "bgp", "asn": 64513,
-               "pools": {"default": ["192.168.20.0/28"]}, "peers": ["edge"]}
 
 
 def sh(lab, host: str, cmd: str, timeout: float = 120) -> str:
@@ -51,36 +50,13 @@ def sh(lab, host: str, cmd: str, timeout: float = 120) -> str:
     return done.stdout
 
 
-def with_metallb(inventory):
-    """The lab inventory with its metallb section read (see LAB_METALLB)."""
-    from runbooks.core.inventory_fields import Collector
-
-    c = Collector(str(inventory.path), {})
-    metallb = read_metallb(c, LAB_METALLB, dict(inventory.hosts), inventory.network)
-    assert metallb is not None and not c.problems, c.problems
-    sections = dict(getattr(inventory, "sections", None) or {}, metallb=metallb)
-    object.__setattr__(inventory, "sections", sections)
-    return inventory
-
-
 def run_router(lab, check: bool = False):
     from runbooks.core.runner import run_runbook
     from runbooks.router.plan import RUNBOOK
 
     out = io.StringIO()
-    inv = with_metallb(lab.inventory)
+    inv = lab.inventory
     result = run_runbook(RUNBOOK, inv, [inv.hosts[ROUTER]], check=check, out=out)
-    return result, out.getvalue()
-
-
-def run_check(lab, *addresses: str):
-    from runbooks.core.runner import run_runbook
-    from runbooks.metallb.health import CHECK
-
-    out = io.StringIO()
-    inv = with_metallb(lab.inventory)
-    result = run_runbook(CHECK, inv, [inv.hosts[ROUTER], inv.hosts[CLIENT]], out=out,
-                         options={"addresses": list(addresses)})
     return result, out.getvalue()
 
 
@@ -106,7 +82,7 @@ def sessions(lab) -> dict[str, str]:
 def site(lab):
     for name in (ROUTER, CLIENT, "rp0", "rp1", "lp0"):
         lab.reset(name)
-    return site_plan(with_metallb(lab.inventory))
+    return site_plan(lab.inventory)
 
 
 def test_check_mode_on_a_fresh_router_changes_nothing(lab, site):
@@ -139,7 +115,7 @@ def test_a_config_frr_refuses_never_replaces_the_old_one(lab, site):
         File(frr.CONFIG, broken, mode="640", owner="frr", group="frr",
              validate=frr.VALIDATE)))
     out = io.StringIO()
-    inv = with_metallb(lab.inventory)
+    inv = lab.inventory
     result = run_runbook(runbook, inv, [inv.hosts[ROUTER]], out=out)
     assert not result.ok and "validation failed" in out.getvalue(), out.getvalue()
     assert sh(lab, ROUTER, "sha256sum /etc/frr/frr.conf") == before
@@ -178,8 +154,9 @@ def test_speakers_announce_a_loadbalancer_ip_the_laptop_reaches(lab, site):
         bgp_routes(lab)
     assert wait_until(lambda: lab.exec(CLIENT, FETCH).stdout.strip() == "rp0", timeout=20)
     assert "default via 192.168.10.6" in sh(lab, CLIENT, "ip route")
-    checked, out = run_check(lab, LB_IP)
-    assert checked.ok, out
+    checked = inv_task(lab, "metallb.check", "--address", LB_IP)
+    out = checked.stdout + checked.stderr
+    assert checked.returncode == 0, out
     assert "session with rp0 (192.168.10.3): Established" in out
     assert f"http://{LB_IP}/ answers" in out
 
@@ -196,6 +173,36 @@ def test_route_fails_over_then_is_withdrawn(lab, site):
     sh(lab, "rp1", f"systemctl stop {bgp_speaker.UNIT}")
     assert wait_until(lambda: LB_IP not in bgp_routes(lab), timeout=30), bgp_routes(lab)
     assert lab.exec(CLIENT, FETCH).returncode != 0
-    checked, out = run_check(lab, LB_IP)
-    assert not checked.ok
-    assert f"BAD  route to LoadBalancer IP {LB_IP}: none learned" in out
+    checked = inv_task(lab, "metallb.check", "--address", LB_IP)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"route to LoadBalancer IP {LB_IP}: none learned" in checked.stdout
+
+
+def test_router_print_masks_the_password_and_writes_it_only_to_a_0600_file(lab, site,
+                                                                           tmp_path):
+    env = {"GREENROOM_BGP_PASSWORD": "lab-s3cret"}
+    text = Path(lab.inventory.path).read_text().replace(
+        "  peers: [edge]", "  peers: [edge]\n  password: {env: GREENROOM_BGP_PASSWORD}", 1)
+    inventory = tmp_path / "lab.yaml"
+    inventory.write_text(text)
+    target = tmp_path / "edge-frr.conf"
+    done = subprocess.run([sys.executable, "-m", "invoke", "router", "--print", "--to",
+                           str(target), "-i", str(inventory)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "neighbor METALLB password ********" in done.stdout
+    assert "lab-s3cret" not in done.stdout + done.stderr
+    assert "neighbor METALLB password lab-s3cret" in target.read_text()
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+
+
+def test_wrong_asn_is_refused_before_anything_runs(lab, site, tmp_path):
+    text = Path(lab.inventory.path).read_text()
+    assert "  asn: 64513" in text
+    bad = tmp_path / "lab.yaml"
+    bad.write_text(text.replace("  asn: 64513", "  asn: 4294967295", 1))
+    before = sh(lab, ROUTER, "sha256sum /etc/frr/frr.conf")
+    done = inv_task(lab, "router", inventory=str(bad))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "metallb.asn" in done.stdout + done.stderr
+    assert sh(lab, ROUTER, "sha256sum /etc/frr/frr.conf") == before
