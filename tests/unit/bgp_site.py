@@ -1,21 +1,13 @@
 """A small site with a BGP-mode metallb section and an FRR router, for the BGP unit tests.
 
-Until the inventory's extension point reads `metallb:` itself, `load_site()` validates the
-core inventory without the section and the section with `read_metallb` on the same text
-(line numbers are those of the whole text).
+`load_site()` reads it as any inventory is read (runbooks/common/schema/metallb.py declares
+the section and the router's vars), so problems carry the file's own line numbers.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-import yaml
-
-from runbooks.common.bgp import MetalLB, read_metallb
-from runbooks.core.inventory import Inventory, InventoryError, parse_inventory
-from runbooks.core.inventory_fields import Collector
-from runbooks.core.inventory_model import Problem
-from runbooks.core.inventory_yaml import parse_yaml
+from runbooks.common.bgp import MetalLB
+from runbooks.core.inventory import Inventory, parse_inventory
 
 FILE = "hosts/bgp.yaml"
 
@@ -55,19 +47,7 @@ hosts:
 
 def load_site(text: str = SITE) -> tuple[Inventory, MetalLB]:
     """(inventory, metallb section) of `text`; InventoryError listing every problem."""
-    data = yaml.safe_load(text)
-    section = data.pop("metallb", None)
-    inventory = parse_inventory(yaml.safe_dump(data, sort_keys=False), FILE)
-    _, lines, _ = parse_yaml(text)
-    c = Collector(FILE, lines)
-    metallb = read_metallb(c, section, inventory.hosts, inventory.network)
-    if c.problems or metallb is None:
-        raise InventoryError(FILE, c.problems or [Problem(FILE, None, "metallb", "invalid")])
-    object.__setattr__(inventory, "sections", {"metallb": metallb})
+    inventory = parse_inventory(text, FILE)
+    metallb = inventory.sections.get("metallb")
+    assert isinstance(metallb, MetalLB)
     return inventory, metallb
-
-
-def with_sections(inventory: Any, metallb: MetalLB) -> Any:
-    """The inventory with its metallb section attached."""
-    object.__setattr__(inventory, "sections", {"metallb": metallb})
-    return inventory

@@ -56,6 +56,12 @@ BAD = [
     ("old-version", "  version: v0.14.9", "  version: v0.12.1", "metallb.version",
      "PodSecurityPolicy"),
     ("bad-mode", "  mode: bgp", "  mode: bpg", "metallb.mode", "bgp"),
+    ("router-kind-unknown", "vars: {kind: frr, asn: 64512}", "vars: {kind: cisco, asn: 64512}",
+     "hosts.edge.vars.kind", "not allowed"),
+    ("router-asn-reserved", "vars: {kind: frr, asn: 64512}", "vars: {kind: frr, asn: 23456}",
+     "hosts.edge.vars.asn", "reserved"),
+    ("router-without-asn", "vars: {kind: frr, asn: 64512}", "vars: {kind: frr}",
+     "hosts.edge.vars.asn", "missing"),
     ("password-inline", "  peers: [edge]", "  peers: [edge]\n  password: hunter2",
      "metallb.password", "env"),
 ]
@@ -75,6 +81,7 @@ def test_bad_section_names_key_and_line(old: str, new: str, key: str, words: str
     lines = text.splitlines()
     wanted = {"metallb.peers[0]": "  peers: [", "metallb.pools.default[0]": "    default:",
               "metallb.pools.extra[0]": "    extra:", "metallb.password": "  password:",
+              "hosts.edge.vars.kind": "    vars:", "hosts.edge.vars.asn": "    vars:",
               }.get(key, "  " + key.split(".")[-1] + ":")
     wanted_line = next(i for i, line in enumerate(lines, 1) if line.startswith(wanted))
     assert hits[0].line == wanted_line
