@@ -136,8 +136,18 @@ def manifest_docs(inventory: Any) -> list[dict[str, Any]]:
     path = fetch.cache_path(metallb.version, metallb.backend)
     lock = fetch.read_lock(fetch.lock_path(Path(inventory.path)))
     pinned = lock.get(metallb.version, {}).get(fetch.manifest_name(metallb.backend))
-    if not path.exists() or pinned is None:
-        raise StepFailed(f"no pinned MetalLB {metallb.version} manifest in the cache: run "
+    if pinned is None:
+        raise StepFailed(f"MetalLB {metallb.version} is not pinned in "
+                         f"{fetch.lock_path(Path(inventory.path))}: run `inv metallb.fetch` "
+                         "first (it pins the manifest's sha256; commit the lock)")
+    if not path.exists() and metallb.source:
+        try:  # pinned already: fetched and checked against the pin, as metallb.fetch does
+            fetch.fetch(metallb.version, metallb.backend, metallb.source,
+                        fetch.lock_path(Path(inventory.path)))
+        except fetch.FetchError as exc:
+            raise StepFailed(str(exc)) from None
+    if not path.exists():
+        raise StepFailed(f"no MetalLB {metallb.version} manifest in the cache: run "
                          "`inv metallb.fetch` first")
     data = path.read_bytes()
     if fetch.sha256_of(data) != pinned:
