@@ -36,6 +36,7 @@ from tests.registry.regkit import Builder, Registry  # noqa: E402
 MB = 1_000_000
 LOAD: list[str] = []
 TMP: list[str] = []
+REPEAT: list[int] = []
 TWO = [("amd64", None), ("arm64", None)]
 THREE = [("amd64", None), ("arm64", "v8"), ("arm", "v7")]
 
@@ -303,31 +304,45 @@ def tools(src: str, refs: list[str], work: Path, arm64: bool, jobs: int
     return out
 
 
-def run_all(src: str, refs: list[str], work: Path, arm64: bool, jobs: int, label: str
-            ) -> dict[str, tuple]:
+def run_all(src: str, refs: list[str], work: Path, arm64: bool, jobs: int, label: str,
+            repeat: int = 1) -> dict[str, tuple]:
+    """Every tool, cold then no-op; with `repeat`, the tools take turns and the best of each
+    is kept (other tenants' load spikes only ever make a run slower)."""
     out: dict[str, tuple] = {}
-    for name, cmd in tools(src, refs, work, arm64, jobs).items():
-        tdir = work / f"target-{len(out)}-{int(arm64)}"
-        reg = Registry(tdir)
-        try:
-            cold, cold_err = timed(cmd(reg.host))
-            if name.startswith("floor"):           # it checks nothing: no no-op run exists
-                noop, noop_err = float("nan"), ""
+    runs = 0
+    commands = tools(src, refs, work, arm64, jobs)
+    for _ in range(repeat):
+        for name, cmd in commands.items():
+            runs += 1
+            tdir = work / f"target-{runs}-{int(arm64)}"
+            lock = work / f"{runs}.lock"
+            reg = Registry(tdir)
+            try:
+                line = cmd(reg.host).replace(str(work / ("arm64.lock" if arm64 else "all.lock")),
+                                             str(lock))
+                cold, cold_err = timed(line)
+                if name.startswith("floor"):       # it checks nothing: no no-op run exists
+                    noop, noop_err = float("nan"), ""
+                else:
+                    noop, noop_err = timed(line)
+            finally:
+                reg.stop()
+                shutil.rmtree(tdir, ignore_errors=True)
+            print(f"  {label:24s} {name:28s} cold {cold:6.2f} s  no-op {noop:5.2f} s "
+                  f"{cold_err or ''} {noop_err or ''}", file=sys.stderr)
+            best = out.get(name)
+            if best is None:
+                out[name] = (cold, noop, cold_err, noop_err)
             else:
-                noop, noop_err = timed(cmd(reg.host))
-        finally:
-            reg.stop()
-            shutil.rmtree(tdir, ignore_errors=True)
-        out[name] = (cold, noop, cold_err, noop_err)
-        print(f"  {label:24s} {name:28s} cold {cold:6.2f} s  no-op {noop:5.2f} s "
-              f"{cold_err or ''} {noop_err or ''}", file=sys.stderr)
+                out[name] = (min(best[0], cold), min(best[1], noop) if noop == noop else noop,
+                             best[2] or cold_err, best[3] or noop_err)
     return out
 
 
 def table(results: dict[str, tuple[Shape, int, int, dict[str, tuple]]]) -> str:
     lines = [f"{os.cpu_count()} CPUs; load average before/after: {LOAD[0]} / "
              f"{os.getloadavg()[0]:.1f}; registries' storage in {TMP[0]}; times are whole "
-             "processes, one run each", "",
+             f"processes, best of {REPEAT[0]} per tool (the tools take turns)", "",
              "| set | tags | unique MB | tool | cold (s) | cold: tool / greenroom | no-op (s) | "
              "no-op: tool / greenroom |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     errors = []
@@ -383,6 +398,8 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES),
                     help=f"comma list of shapes ({', '.join(SHAPES)})")
     ap.add_argument("--jobs", type=int, default=8, help="greenroom's --jobs and the floor's -P")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs per tool, taking turns; the best of each is reported")
     ap.add_argument("--arm64", action="store_true",
                     help="also run the seed-like set for linux/arm64 only")
     ap.add_argument("--out", help="also write the Markdown table to this file")
@@ -396,6 +413,7 @@ def main() -> None:
                          "docker-registry")
     LOAD.append(f"{os.getloadavg()[0]:.1f}")
     TMP.append(args.tmp or tempfile.gettempdir())
+    REPEAT.append(args.repeat)
     results: dict[str, tuple] = {}
     for key in args.shapes.split(","):
         shape = SHAPES[key]()
@@ -409,11 +427,12 @@ def main() -> None:
                       f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
                 results[shape.name] = (shape, len(refs), unique,
                                        run_all(src.host, refs, work, False, args.jobs,
-                                               shape.name))
+                                               shape.name, args.repeat))
                 if args.arm64 and key == "seed":
                     label = f"{shape.name}, arm64 only"
                     results[label] = (shape, len(refs), unique,
-                                      run_all(src.host, refs, work, True, args.jobs, label))
+                                      run_all(src.host, refs, work, True, args.jobs, label,
+                                              args.repeat))
             finally:
                 src.stop()
     text = table(results)
