@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ROUTER = "edge"
 CLIENT = "laptop"
 LB_IP = "192.168.20.1"
+RP0, RP1 = "192.168.10.3", "192.168.10.4"
 FETCH = ("python3 -c \"import urllib.request as u; "
          f"print(u.urlopen('http://{LB_IP}/', timeout=3).read().decode().strip())\"")
 CAP_SYS_ADMIN = 21
@@ -68,6 +69,22 @@ def inv_task(lab, *args: str, inventory: str | None = None) -> subprocess.Comple
 
 def bgp_routes(lab) -> str:
     return sh(lab, ROUTER, "ip route show proto bgp")
+
+
+def next_hops(lab) -> dict[str, set[str]]:
+    """The router's BGP routes: destination -> next-hop addresses (several with ECMP:
+    `ip route` prints them on `nexthop via ...` lines under the route)."""
+    hops: dict[str, set[str]] = {}
+    current = ""
+    for line in bgp_routes(lab).splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if not line[0].isspace():
+            current = words[0]
+            hops[current] = set()
+        hops[current].update(words[i + 1] for i, w in enumerate(words[:-1]) if w == "via")
+    return hops
 
 
 def sessions(lab) -> dict[str, str]:
@@ -150,8 +167,7 @@ def test_speakers_announce_a_loadbalancer_ip_the_laptop_reaches(lab, site):
     assert wait_until(lambda: set(sessions(lab).values()) == {"Established"}
                       and len(sessions(lab)) == len(site.nodes), timeout=60), sessions(lab)
     sh(lab, "rp0", bgp_speaker.bind_script(LB_IP) + bgp_speaker.web_script(LB_IP, "rp0"))
-    assert wait_until(lambda: f"{LB_IP} via 192.168.10.3" in bgp_routes(lab), timeout=30), \
-        bgp_routes(lab)
+    assert wait_until(lambda: next_hops(lab).get(LB_IP) == {RP0}, timeout=30), bgp_routes(lab)
     assert wait_until(lambda: lab.exec(CLIENT, FETCH).stdout.strip() == "rp0", timeout=20)
     assert "default via 192.168.10.6" in sh(lab, CLIENT, "ip route")
     checked = inv_task(lab, "metallb.check", "--address", LB_IP)
@@ -163,15 +179,14 @@ def test_speakers_announce_a_loadbalancer_ip_the_laptop_reaches(lab, site):
 
 def test_route_fails_over_then_is_withdrawn(lab, site):
     sh(lab, "rp1", bgp_speaker.bind_script(LB_IP) + bgp_speaker.web_script(LB_IP, "rp1"))
-    assert wait_until(lambda: "192.168.10.4" in bgp_routes(lab)
-                      and "192.168.10.3" in bgp_routes(lab), timeout=30), bgp_routes(lab)
+    assert wait_until(lambda: next_hops(lab).get(LB_IP) == {RP0, RP1}, timeout=30), \
+        bgp_routes(lab)
     sh(lab, "rp0", f"systemctl stop {bgp_speaker.UNIT}")
-    assert wait_until(lambda: "192.168.10.3" not in bgp_routes(lab), timeout=30)
-    assert f"{LB_IP} via 192.168.10.4" in bgp_routes(lab)
+    assert wait_until(lambda: next_hops(lab).get(LB_IP) == {RP1}, timeout=30), bgp_routes(lab)
     # rp0 still serves on the IP, but the router sends the laptop to rp1 now
     assert wait_until(lambda: lab.exec(CLIENT, FETCH).stdout.strip() == "rp1", timeout=20)
     sh(lab, "rp1", f"systemctl stop {bgp_speaker.UNIT}")
-    assert wait_until(lambda: LB_IP not in bgp_routes(lab), timeout=30), bgp_routes(lab)
+    assert wait_until(lambda: LB_IP not in next_hops(lab), timeout=30), bgp_routes(lab)
     assert lab.exec(CLIENT, FETCH).returncode != 0
     checked = inv_task(lab, "metallb.check", "--address", LB_IP)
     assert checked.returncode == 1, checked.stdout + checked.stderr
