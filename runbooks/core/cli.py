@@ -88,6 +88,12 @@ def parallel_of(c: Context, parallel: int | None) -> int:
     return count
 
 
+def parallel_or_exit(c: Context, parallel: int | None) -> int:
+    """`parallel_of` for a task body: a bad value ends the task in one line, exit 2."""
+    with usage_errors_exit():
+        return parallel_of(c, parallel)
+
+
 def usage_errors_exit() -> Any:
     """A context manager turning any UsageError into a one-line message and exit 2."""
     import contextlib

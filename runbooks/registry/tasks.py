@@ -195,8 +195,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
       help={"file": "the Cluster API manifest (e.g. cluster.yaml from clusterctl generate)",
             "out": "write the patched manifest here instead of over FILE ('-': standard output)",
             "check": "print the diff and what would change; write nothing",
-            "inventory": "inventory giving the registry and network.vip (default "
-                         "hosts/demo.yaml)",
+            "inventory": "inventory giving the registry and network.vip (default: "
+                         "greenroom.inventory in invoke.yaml)",
             "images": _COMMON["images"], "runbook": _COMMON["runbook"],
             "to": "local registry HOST:PORT (default: the inventory's)",
             "vip": "control-plane VIP for kube-vip (default: the inventory's network.vip)",

@@ -63,3 +63,22 @@ def test_no_two_modules_import_each_other():
     pairs = sorted((a, b) for a, deps in MODULES.items() for b in deps
                    if a < b and a in MODULES.get(b, set()))
     assert pairs == []
+
+
+# Facts that several runbooks read: each is a named Fact, written in one module only.
+ONE_DEFINITION = {
+    "dpkg-query -W": "runbooks/core/steps/system.py",
+    "iptables -w -S": "runbooks/dell_gateway/docker.py",
+    "nft list table inet": "runbooks/common/nat.py",
+    "firewall-cmd --direct --get-all-rules": "runbooks/common/nat.py",
+    "firewall-cmd --permanent --direct --get-all-rules": "runbooks/common/nat.py",
+    "firewall-cmd --state": "runbooks/common/nat.py",
+    "containerd --version": "runbooks/common/facts.py",
+}
+
+
+@pytest.mark.parametrize("command", sorted(ONE_DEFINITION))
+def test_a_shared_fact_command_is_written_once(command):
+    where = sorted(str(p.relative_to(RUNBOOKS.parent)) for p in RUNBOOKS.rglob("*.py")
+                   if "runbooks/lab/" not in str(p) and command in p.read_text())
+    assert where == [ONE_DEFINITION[command]]

@@ -182,10 +182,10 @@ def test_bad_vars_are_refused_with_the_inventory_naming_line_and_key(line, messa
         parse_inventory(text, "hosts/site.yaml")
     problems = [str(p) for p in caught.value.problems]
     assert len(problems) == 1, problems
-    where = text.splitlines().index(next(ln for ln in text.splitlines()
-                                         if ln.strip().startswith("vars:"))) + 1
-    assert problems[0].startswith(f"hosts/site.yaml:{where}") or \
-        problems[0].startswith(f"hosts/site.yaml:{where + 1}"), problems[0]
+    vars_line = next(i for i, ln in enumerate(text.splitlines(), 1)
+                     if ln.strip().startswith("vars:"))
+    where = vars_line if line is None else vars_line + 1  # flow mapping, or the next line
+    assert problems[0].startswith(f"hosts/site.yaml:{where}: "), problems[0]
     assert message in problems[0]
 
 

@@ -40,7 +40,9 @@ def test_with_a_bar_the_lines_still_go_to_stdout_and_the_bar_to_stderr():
     progress.image_done(result("skipped", "a"))
     progress.finish()
     assert out.getvalue() == "present up/a:1 -> a:1: 1.0 MB\n"
-    assert "MB" in err.getvalue() or "B/s" in err.getvalue()
+    drawn = err.getvalue()
+    assert "1/1 images: 100%" in drawn and "3.00M/3.00M" in drawn  # bytes in MB, images
+    assert drawn.endswith("\r")  # the bar is wiped at the end (leave=False)
 
 
 def test_inv_list_imports_neither_tqdm_nor_tomlkit():
