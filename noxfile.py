@@ -46,6 +46,7 @@ DEBIAN_PACKAGES = [
     "frr", "bird2",                       # routers and BGP speakers
     "mtools", "dosfstools", "e2fsprogs", "fdisk",  # SD card images: FAT boot, ext4 root
     "xz-utils", "zstd",                   # compressed images
+    "openssl",                            # pi-prep.flash --password: the SHA-512 crypt hash
 ]
 
 HERE = Path(__file__).resolve().parent

@@ -3,35 +3,11 @@
 from __future__ import annotations
 
 import json
-from importlib import import_module
-from typing import Any
 
 from invoke import Collection, Context, Exit
 
 from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, settings, task
-
-# The order a lab is built in: the gateway gives the VLAN, DHCP and NAT; the registry lives
-# on the gateway; then the boards, which finally learn to pull through the registry.
-ORDER = (
-    ("runbooks.dell_gateway.plan", "RUNBOOK"),
-    ("runbooks.registry.converge", "UP"),
-    ("runbooks.pi_prep.plan", "RUNBOOK"),
-    ("runbooks.registry.converge", "TRUST"),  # after pi-prep installed containerd
-)
-
-
-def runbooks_in_order() -> list[Any]:
-    """The Runbook objects of the runbooks present, in build order."""
-    found: list[Any] = []
-    for name, attribute in ORDER:
-        try:
-            module = import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        found.append(getattr(module, attribute))
-    return found
+from runbooks.demo.order import runbooks_in_order
 
 
 @task(help={
