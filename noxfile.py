@@ -36,16 +36,16 @@ DEBIAN_PACKAGES = [
     "openssh-server", "openssh-client",   # engine tests' sshd; the lab's keys and sshd
     "iproute2", "util-linux",             # lab: ip, nsenter, unshare, mount, setsid
     "debootstrap", "systemd-container",   # lab: guests' root filesystem; systemd-nspawn
+    "xz-utils", "zstd",                   # compressed images
     "isc-dhcp-server", "isc-dhcp-client",  # dell-gateway's dhcpd (dhcpd -t); DHCP clients
+    "dnsmasq-base", "dnsmasq",            # DHCP and DNS servers
     "docker-registry", "skopeo",          # registry tests and bench
     "nftables", "iptables", "ethtool",    # NAT and forwarding
     "curl", "procps", "psmisc",           # probes; ps, pkill, fuser
-    "dnsmasq-base", "dnsmasq",            # DHCP and DNS servers
     "kubernetes-client|kubectl",          # kubectl for the cluster runbooks (kubectl: the
                                           # upstream package, which owns the same file)
     "frr", "bird2",                       # routers and BGP speakers
     "mtools", "dosfstools", "e2fsprogs", "fdisk",  # SD card images: FAT boot, ext4 root
-    "xz-utils", "zstd",                   # compressed images
     "openssl",                            # pi-prep.flash --password: the SHA-512 crypt hash
 ]
 
