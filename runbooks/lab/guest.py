@@ -329,6 +329,24 @@ def entered_root(pid: int) -> bool:
     return (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino)
 
 
+def wait_entered(guest: GuestPlan, supervisor: int, hdir: Path,
+                 timeout: float = 30.0) -> None:
+    """Wait until the guest's init runs in its own root, so that ``exec_in`` reaches the
+    guest (a DHCP client guest has no SSH to wait for). GuestError when its supervisor
+    died first, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = init_pid(guest)
+        if pid is not None and entered_root(pid):
+            return
+        if pid is None and not pid_alive(supervisor):
+            raise GuestError(f"guest {guest.name} stopped while starting; see "
+                             f"{hdir / 'console.log'}")
+        time.sleep(0.01)
+    raise GuestError(f"guest {guest.name} did not start within {timeout:g}s; see "
+                     f"{hdir / 'console.log'}")
+
+
 def exec_in(guest: GuestPlan, command: str, timeout: float | None = 120,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``command`` with /bin/sh inside the guest (no SSH), capabilities dropped.
