@@ -13,6 +13,7 @@ for module in (
     "runbooks.dell_gateway.tasks",
     "runbooks.registry.tasks",
     "runbooks.pi_prep.tasks",
+    "runbooks.k3s.tasks",
     "runbooks.demo.tasks",
 ):
     try:

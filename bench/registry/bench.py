@@ -1,25 +1,31 @@
-"""Benchmark `registry.load-images` against skopeo, on loopback, in one run.
+"""Benchmark `registry.load-images` against skopeo and a curl floor, on loopback, in one run.
 
-Generates a synthetic set shaped like the seed's 16 tags (amd64+arm64 indexes, ~570 MB of
-unique layers, shared base layers) in a local source `docker-registry`, then times, each
-against a fresh empty target registry (cold) and again with everything present (no-op):
-greenroom (`python -m runbooks.registry load-images`, whole process), a sequential
-`skopeo copy --all` loop, the same loop with `xargs -P8`, and `skopeo sync`; then the same
-for arm64 only. Prints a Markdown table with ratios; `--out FILE` also writes it.
+For each generated shape of image set (see SHAPES), pushes the set into a local source
+`docker-registry`, then times, each against a fresh empty target registry (cold) and again
+with everything present (no-op), as whole processes: greenroom (`python -m runbooks.registry
+load-images --all-platforms`), a sequential `skopeo copy --all` loop, the same loop under
+`xargs -P8`, `skopeo sync --all`, and the floor: every unique blob fetched and pushed once,
+every cross-repository mount and every manifest uploaded, by `curl` under `xargs -P<jobs>`
+from lists computed beforehand (no discovery, no checks). Prints a Markdown table with ratios;
+`--out FILE` also writes it.
 
-Usage: python bench/registry/bench.py [--scale 1.0] [--out bench/registry/results.md]
+Usage: python bench/registry/bench.py [--scale 1.0] [--shapes seed,large,...] [--jobs 8]
+                                      [--arm64] [--out bench/registry/results.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,51 +35,220 @@ from tests.registry.regkit import Builder, Registry  # noqa: E402
 
 MB = 1_000_000
 LOAD: list[str] = []
-# (repository, tags, per-arch unique layer sizes in MB, base layer group)
-SHAPE = [
-    ("kube-apiserver", ["v1.21.14", "v1.21.8"], [28.0], "kube"),
-    ("kube-controller-manager", ["v1.21.14", "v1.21.8"], [26.0], "kube"),
-    ("kube-scheduler", ["v1.21.14", "v1.21.8"], [12.0], "kube"),
-    ("kube-proxy", ["v1.21.14", "v1.21.8"], [18.0, 12.0], "kube"),
-    ("pause", ["3.4.1", "3.6", "3.2"], [0.3], None),
-    ("etcd", ["3.4.13-0"], [24.0, 8.0], "kube"),
-    ("coredns/coredns", ["v1.8.0"], [12.0], "kube"),
-    ("kube-vip/kube-vip", ["v0.4.0"], [11.0], "alpine"),
-    ("rancher/mirrored-flannelcni-flannel-cni-plugin", ["v1.1.0"], [3.0], "alpine"),
-    ("rancher/mirrored-flannelcni-flannel", ["v0.19.2"], [14.0, 5.0], "alpine"),
-]
-BASES = {"kube": 2.0, "alpine": 2.8}
+TWO = [("amd64", None), ("arm64", None)]
+THREE = [("amd64", None), ("arm64", "v8"), ("arm", "v7")]
 
 
-def layer(name: str, size: float) -> bytes:
+@dataclass
+class Image:
+    """One tag of a generated set: per platform, its layers as (content name, MB)."""
+
+    repo: str
+    tag: str
+    platforms: list[tuple[str, str | None]]
+    layers: Callable[[str], list[tuple[str, float]]]      # arch -> layers
+    kind: str = "docker"                                   # docker, oci (index) or single
+
+
+@dataclass
+class Shape:
+    name: str
+    what: str
+    images: list[Image] = field(default_factory=list)
+
+
+def _seed() -> Shape:
+    """The seed's 16 tags: Docker manifest lists, amd64+arm64, shared base layers."""
+    rows = [
+        ("kube-apiserver", ["v1.21.14", "v1.21.8"], [28.0], "kube"),
+        ("kube-controller-manager", ["v1.21.14", "v1.21.8"], [26.0], "kube"),
+        ("kube-scheduler", ["v1.21.14", "v1.21.8"], [12.0], "kube"),
+        ("kube-proxy", ["v1.21.14", "v1.21.8"], [18.0, 12.0], "kube"),
+        ("pause", ["3.4.1", "3.6", "3.2"], [0.3], None),
+        ("etcd", ["3.4.13-0"], [24.0, 8.0], "kube"),
+        ("coredns/coredns", ["v1.8.0"], [12.0], "kube"),
+        ("kube-vip/kube-vip", ["v0.4.0"], [11.0], "alpine"),
+        ("rancher/mirrored-flannelcni-flannel-cni-plugin", ["v1.1.0"], [3.0], "alpine"),
+        ("rancher/mirrored-flannelcni-flannel", ["v0.19.2"], [14.0, 5.0], "alpine"),
+    ]
+    bases = {"kube": 2.0, "alpine": 2.8}
+    shape = Shape("seed-like", "the seed's 16 tags, Docker lists, 2 platforms, shared bases")
+    for repo, tags, sizes, base in rows:
+        for tag in tags:
+            def layers(arch, repo=repo, tag=tag, sizes=sizes, base=base):
+                out = [(f"base-{base}-{arch}", bases[base])] if base else []
+                return out + [(f"{repo}-{tag}-{arch}-{i}", s) for i, s in enumerate(sizes)]
+            shape.images.append(Image(repo, tag, TWO, layers))
+    return shape
+
+
+def _large() -> Shape:
+    """Few images; one of them carries several large layers."""
+    shape = Shape("few, large layers", "4 tags; one with 6 layers of 40 MB per platform")
+    spec = [("models/big", [40.0] * 6), ("tools/medium", [24.0, 16.0]),
+            ("tools/small", [6.0]), ("tools/tiny", [0.5])]
+    for repo, sizes in spec:
+        shape.images.append(Image(repo, "v1", TWO, lambda arch, repo=repo, sizes=sizes: [
+            (f"{repo}-{arch}-{i}", s) for i, s in enumerate(sizes)]))
+    return shape
+
+
+def _tiny() -> Shape:
+    """Many tiny images: per-image work, not bytes, dominates."""
+    shape = Shape("many tiny", "96 tags of 2 small layers, 2 platforms")
+    for i in range(96):
+        shape.images.append(Image(f"tiny/app-{i:02d}", "1.0", TWO, lambda arch, i=i: [
+            (f"tiny-base-{arch}", 0.4), (f"tiny-{i}-{arch}", 0.1 + (i % 5) * 0.05)]))
+    return shape
+
+
+def _platforms() -> Shape:
+    """Three platforms (arm/v7 a variant), OCI indexes next to Docker lists, single-arch."""
+    shape = Shape("3 platforms + variant", "8 OCI indexes and 4 Docker lists of amd64, "
+                  "arm64/v8, arm/v7; 4 single-arch images without an index")
+    for i in range(12):
+        kind = "oci" if i < 8 else "docker"
+        shape.images.append(Image(f"multi/svc-{i:02d}", "v2", THREE, lambda arch, i=i: [
+            (f"multi-base-{arch}", 3.0), (f"multi-{i}-{arch}", 4.0 + (i % 4) * 3)], kind))
+    for i in range(4):
+        shape.images.append(Image(f"single/tool-{i}", "1", [("arm64", None)], lambda arch, i=i: [
+            (f"single-{i}", 8.0)], "single"))
+    return shape
+
+
+def _deep() -> Shape:
+    """Deep repository names sharing layers across many repositories."""
+    shape = Shape("deep names", "16 tags 5 path components deep, OCI, 2 platforms, "
+                  "bases shared across repositories")
+    for i in range(16):
+        repo = f"org/platform/team-{i % 4}/service-{i // 4}/component-{i}"
+        shape.images.append(Image(repo, "2026.11", TWO, lambda arch, i=i: [
+            (f"deep-base-{arch}", 6.0), (f"deep-mid-{i % 4}-{arch}", 4.0),
+            (f"deep-{i}-{arch}", 6.0 + (i % 3) * 4)], "oci"))
+    return shape
+
+
+SHAPES = {"seed": _seed, "large": _large, "tiny": _tiny, "platforms": _platforms,
+          "deep": _deep}
+
+
+def content(name: str, size: float, scale: float) -> bytes:
     """Incompressible deterministic bytes for one layer."""
-    return hashlib.shake_256(name.encode()).digest(int(size * MB))
+    return hashlib.shake_256(name.encode()).digest(max(int(size * scale * MB), 64))
 
 
-def generate(host: str, scale: float) -> tuple[list[str], int]:
-    """Push the synthetic set (4 images at a time); returns references and unique bytes."""
+def generate(host: str, shape: Shape, scale: float) -> tuple[list[str], int]:
+    """Push the set (4 images at a time); returns references and unique bytes."""
     from concurrent.futures import ThreadPoolExecutor
 
     seen: dict[str, int] = {}
 
-    def push(repo: str, tag: str, sizes: list[float], base: str | None) -> str:
+    def push(img: Image) -> str:
         b = Builder(host)
+        oci = img.kind == "oci"
         children = []
-        for arch in ("amd64", "arm64"):
-            layers = []
-            if base:
-                layers.append(layer(f"base-{base}-{arch}", BASES[base] * scale))
-            layers += [layer(f"{repo}-{tag}-{arch}-{i}", s * scale) for i, s in enumerate(sizes)]
+        for arch, variant in img.platforms:
+            layers = [content(n, s, scale) for n, s in img.layers(arch)]
             for data in layers:
                 seen[hashlib.sha256(data).hexdigest()] = len(data)
-            children.append(b.image(repo, arch, layers))
-        b.index(repo, tag, children)
-        return f"{repo}:{tag}"
+            children.append(b.image(img.repo, arch, layers, oci=oci, variant=variant,
+                                    tag=img.tag if img.kind == "single" else None))
+        if img.kind != "single":
+            b.index(img.repo, img.tag, children, oci=oci)
+        return f"{img.repo}:{img.tag}"
 
-    jobs = [(repo, tag, sizes, base) for repo, tags, sizes, base in SHAPE for tag in tags]
     with ThreadPoolExecutor(4) as pool:
-        refs = list(pool.map(lambda j: push(*j), jobs))
+        refs = list(pool.map(push, shape.images))
     return refs, sum(seen.values())
+
+
+# -- the floor: lists computed beforehand -------------------------------------------------
+
+def floor_lists(src: str, refs: list[str], work: Path) -> dict[str, Path]:
+    """Walk the source once (untimed) and write what the floor transfers."""
+    import requests
+
+    from runbooks.registry.manifests import ACCEPT, INDEX_TYPES, image_blobs, index_children
+
+    s = requests.Session()
+    blobs: dict[str, tuple[str, int]] = {}              # digest -> (first repo, size)
+    mounts: set[tuple[str, str, str]] = set()
+    children, tags = [], []
+    mdir = work / "manifests"
+    mdir.mkdir(exist_ok=True)
+
+    def save(body: bytes) -> Path:
+        path = mdir / hashlib.sha256(body).hexdigest()
+        path.write_bytes(body)
+        return path
+
+    def need(repo: str, desc: dict) -> None:
+        d = desc["digest"]
+        if d not in blobs:
+            blobs[d] = (repo, int(desc["size"]))
+        elif blobs[d][0] != repo:
+            mounts.add((repo, d, blobs[d][0]))
+
+    for ref in refs:
+        repo, tag = ref.rsplit(":", 1)
+        r = s.get(f"http://{src}/v2/{repo}/manifests/{tag}", headers={"Accept": ACCEPT})
+        mt = r.headers["Content-Type"]
+        if mt in INDEX_TYPES:
+            for child in index_children(r.content):
+                c = s.get(f"http://{src}/v2/{repo}/manifests/{child['digest']}",
+                          headers={"Accept": ACCEPT})
+                for desc in image_blobs(c.content):
+                    need(repo, desc)
+                children.append(f"{repo} {child['digest']} {c.headers['Content-Type']} "
+                                f"{save(c.content)}")
+        else:
+            for desc in image_blobs(r.content):
+                need(repo, desc)
+        tags.append(f"{repo} {tag} {mt} {save(r.content)}")
+    files = {"blobs": work / "floor-blobs.txt", "mounts": work / "floor-mounts.txt",
+             "children": work / "floor-children.txt", "tags": work / "floor-tags.txt"}
+    files["blobs"].write_text("".join(f"{repo} {d}\n" for d, (repo, _) in blobs.items()))
+    # a mount whose blob is also uploaded to that repository is not needed
+    files["mounts"].write_text("".join(f"{r} {d} {f}\n" for r, d, f in sorted(mounts)))
+    files["children"].write_text("".join(f"{x}\n" for x in children))
+    files["tags"].write_text("".join(f"{x}\n" for x in tags))
+    return files
+
+
+FLOOR_BLOB = """\
+#!/bin/sh
+# floor: one blob, fetched once and pushed once (POST, then a streamed monolithic PUT)
+loc=$(curl -sf -o /dev/null -w '%header{location}' -X POST "http://$TARGET/v2/$1/blobs/uploads/")
+case "$loc" in /*) loc="http://$TARGET$loc" ;; esac
+curl -sf "http://$SOURCE/v2/$1/blobs/$2" |
+  curl -sf -o /dev/null -T - -H 'Content-Type: application/octet-stream' "$loc&digest=$2"
+"""
+FLOOR_MOUNT = """\
+#!/bin/sh
+curl -sf -o /dev/null -X POST "http://$TARGET/v2/$1/blobs/uploads/?mount=$2&from=$3"
+"""
+FLOOR_PUT = """\
+#!/bin/sh
+curl -sf -o /dev/null -X PUT -H "Content-Type: $3" --data-binary "@$4" \\
+  "http://$TARGET/v2/$1/manifests/$2"
+"""
+
+
+def floor_command(src: str, files: dict[str, Path], jobs: int, work: Path
+                  ) -> Callable[[str], str]:
+    """blobs, then mounts, then child manifests, then tags; each list under xargs -P."""
+    scripts = {}
+    for name, text in (("blob", FLOOR_BLOB), ("mount", FLOOR_MOUNT), ("put", FLOOR_PUT)):
+        scripts[name] = work / f"floor-{name}.sh"
+        scripts[name].write_text(text)
+
+    def cmd(t: str) -> str:
+        x = f"SOURCE={src} TARGET={t} xargs -P{jobs} -L1 sh"
+        return (f"{x} {scripts['blob']} < {files['blobs']} && "
+                f"{x} {scripts['mount']} < {files['mounts']} && "
+                f"{x} {scripts['put']} < {files['children']} && "
+                f"{x} {scripts['put']} < {files['tags']}")
+    return cmd
 
 
 def timed(cmd: str) -> tuple[float, str]:
@@ -91,7 +266,8 @@ SKOPEO = "skopeo --insecure-policy"
 TLS = "--src-tls-verify=false --dest-tls-verify=false"
 
 
-def tools(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, callable]:
+def tools(src: str, refs: list[str], work: Path, arm64: bool, jobs: int
+          ) -> dict[str, Callable[[str], str]]:
     """name -> function(target) returning the command line for that tool."""
     listing = work / "images.txt"
     listing.write_text("".join(f"{src}/{r}\n" for r in refs))
@@ -105,12 +281,12 @@ def tools(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, calla
     sync_yaml.write_text(f"{src}:\n  tls-verify: false\n  images:\n" + "".join(
         f"    {repo}: [{', '.join(repr(t) for t in tags)}]\n" for repo, tags in by_repo.items()))
     plat = "--override-arch arm64 --override-os linux" if arm64 else "--all"
-    gr_plat = "" if arm64 else "--all-platforms"
+    gr_plat = "--platform linux/arm64" if arm64 else "--all-platforms"
     lock = work / ("arm64.lock" if arm64 else "all.lock")
     py = sys.executable
-    return {
+    out = {
         "greenroom": lambda t: (f"{py} -m runbooks.registry load-images --images {listing} "
-                                f"--to {t} {gr_plat} --lock {lock} -j 8"),
+                                f"--to {t} {gr_plat} --lock {lock} -j {jobs}"),
         "skopeo copy, sequential": lambda t: (
             f"while read r; do {SKOPEO} copy {plat} {TLS} docker://{src}/$r docker://{t}/$r "
             f"|| exit 1; done < {pairs}"),
@@ -120,11 +296,16 @@ def tools(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, calla
         "skopeo sync": lambda t: (f"{SKOPEO} sync {plat} {TLS} --src yaml --dest docker "
                                   f"{sync_yaml} {t}"),
     }
+    if not arm64:
+        out[f"floor: curl, xargs -P{jobs}"] = floor_command(src, floor_lists(src, refs, work),
+                                                            jobs, work)
+    return out
 
 
-def run_all(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, tuple]:
+def run_all(src: str, refs: list[str], work: Path, arm64: bool, jobs: int, label: str
+            ) -> dict[str, tuple]:
     out: dict[str, tuple] = {}
-    for name, cmd in tools(src, refs, work, arm64).items():
+    for name, cmd in tools(src, refs, work, arm64, jobs).items():
         tdir = work / f"target-{len(out)}-{int(arm64)}"
         reg = Registry(tdir)
         try:
@@ -134,26 +315,26 @@ def run_all(src: str, refs: list[str], work: Path, arm64: bool) -> dict[str, tup
             reg.stop()
             shutil.rmtree(tdir, ignore_errors=True)
         out[name] = (cold, noop, cold_err, noop_err)
-        print(f"  {'arm64' if arm64 else 'all  '} {name:28s} cold {cold:6.2f} s  "
-              f"no-op {noop:5.2f} s {cold_err or ''} {noop_err or ''}", file=sys.stderr)
+        print(f"  {label:24s} {name:28s} cold {cold:6.2f} s  no-op {noop:5.2f} s "
+              f"{cold_err or ''} {noop_err or ''}", file=sys.stderr)
     return out
 
 
-def table(results: dict[str, dict[str, tuple]], unique: int) -> str:
-    lines = [f"unique layer bytes: {unique / MB:.0f} MB (both platforms); {os.cpu_count()} "
-             f"CPUs; load average before/after: {LOAD[0]} / {os.getloadavg()[0]:.1f}; "
-             "times are whole processes, one run each", "",
-             "| set | tool | cold (s) | no-op (s) | cold: tool / greenroom | "
-             "no-op: tool / greenroom |", "|---|---|---:|---:|---:|---:|"]
+def table(results: dict[str, tuple[Shape, int, int, dict[str, tuple]]]) -> str:
+    lines = [f"{os.cpu_count()} CPUs; load average before/after: {LOAD[0]} / "
+             f"{os.getloadavg()[0]:.1f}; times are whole processes, one run each", "",
+             "| set | tags | unique MB | tool | cold (s) | no-op (s) | cold: tool / greenroom | "
+             "no-op: tool / greenroom |", "|---|---:|---:|---|---:|---:|---:|---:|"]
     errors = []
-    for setname, res in results.items():
+    for label, (_, count, unique, res) in results.items():
         g_cold, g_noop = res["greenroom"][:2]
         for name, (cold, noop, cold_err, noop_err) in res.items():
             mark_c = " (FAILED)" if cold_err else ""
             mark_n = " (FAILED)" if noop_err else ""
-            lines.append(f"| {setname} | {name} | {cold:.2f}{mark_c} | {noop:.2f}{mark_n} | "
-                         f"{cold / g_cold:.2f}x | {noop / g_noop:.2f}x |")
-            errors += [f"- {setname}, {name}, {kind}: `{err}`"
+            lines.append(f"| {label} | {count} | {unique / MB:.0f} | {name} | "
+                         f"{cold:.2f}{mark_c} | {noop:.2f}{mark_n} | {cold / g_cold:.2f}x | "
+                         f"{noop / g_noop:.2f}x |")
+            errors += [f"- {label}, {name}, {kind}: `{err}`"
                        for kind, err in (("cold", cold_err), ("no-op", noop_err)) if err]
     if errors:
         lines += ["", "Failures (the run was timed up to the failure):", *errors]
@@ -162,29 +343,45 @@ def table(results: dict[str, dict[str, tuple]], unique: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--scale", type=float, default=1.0, help="layer size factor (1.0 = ~570 MB)")
+    ap.add_argument("--scale", type=float, default=1.0, help="layer size factor")
+    ap.add_argument("--shapes", default=",".join(SHAPES),
+                    help=f"comma list of shapes ({', '.join(SHAPES)})")
+    ap.add_argument("--jobs", type=int, default=8, help="greenroom's --jobs and the floor's -P")
+    ap.add_argument("--arm64", action="store_true",
+                    help="also run the seed-like set for linux/arm64 only")
     ap.add_argument("--out", help="also write the Markdown table to this file")
+    ap.add_argument("--json", help="also write the raw numbers as JSON to this file")
     args = ap.parse_args()
     if not shutil.which("skopeo") or not shutil.which("docker-registry"):
         raise SystemExit("needs skopeo and docker-registry: apt-get install -y skopeo "
                          "docker-registry")
     LOAD.append(f"{os.getloadavg()[0]:.1f}")
-    with tempfile.TemporaryDirectory(prefix="greenroom-bench-") as tmp:
-        work = Path(tmp)
-        src = Registry(work / "source")
-        try:
-            t0 = time.perf_counter()
-            refs, unique = generate(src.host, args.scale)
-            print(f"generated {len(refs)} tags, {unique / MB:.0f} MB unique in "
-                  f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            results = {"all platforms": run_all(src.host, refs, work, False),
-                       "arm64 only": run_all(src.host, refs, work, True)}
-        finally:
-            src.stop()
-    text = table(results, unique)
+    results: dict[str, tuple] = {}
+    for key in args.shapes.split(","):
+        shape = SHAPES[key]()
+        with tempfile.TemporaryDirectory(prefix="greenroom-bench-") as tmp:
+            work = Path(tmp)
+            src = Registry(work / "source")
+            try:
+                t0 = time.perf_counter()
+                refs, unique = generate(src.host, shape, args.scale)
+                print(f"{shape.name}: {len(refs)} tags, {unique / MB:.0f} MB unique, generated "
+                      f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+                results[shape.name] = (shape, len(refs), unique,
+                                       run_all(src.host, refs, work, False, args.jobs,
+                                               shape.name))
+                if args.arm64 and key == "seed":
+                    label = f"{shape.name}, arm64 only"
+                    results[label] = (shape, len(refs), unique,
+                                      run_all(src.host, refs, work, True, args.jobs, label))
+            finally:
+                src.stop()
+    text = table(results)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v[3] for k, v in results.items()}, indent=1))
 
 
 if __name__ == "__main__":

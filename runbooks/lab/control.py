@@ -246,7 +246,7 @@ def _kill_stray_helpers(state: LabState, keep: set[int]) -> None:
 def _ensure_services(plan: LabPlan, state: LabState, data: dict[str, Any]) -> None:
     """Start the apt proxy and the upstream HTTP server unless they already run."""
     token = str(state.dir)
-    keep = {int(data[key]) for key in ("proxy_pid", "upstream_pid")
+    keep = {int(data[key]) for key in ("proxy_pid", "upstream_pid", "release_pid")
             if _owned(data.get(key), token)}
     _kill_stray_helpers(state, keep)
     if not _owned(data.get("proxy_pid"), token):
@@ -263,6 +263,15 @@ def _ensure_services(plan: LabPlan, state: LabState, data: dict[str, Any]) -> No
                 "runbooks.lab.upstream", "--port", "80", "--log", str(state.upstream_log)]
         data["upstream_pid"] = _start_daemon(args, state.dir / "upstream.pid",
                                              state.dir / "upstream.err")
+    if not _owned(data.get("release_pid"), token):
+        from runbooks.lab import release
+
+        args = [sys.executable, "-m", "runbooks.lab.release", "--listen",
+                f"{release.ADDRESS}:{release.PORT}", "--log", str(state.dir / "release.log"),
+                "--tag", token]
+        data["release_pid"] = _start_daemon(args, state.dir / "release.pid",
+                                            state.dir / "release.err")
+        data["release_url"] = release.URL
 
 
 def _kill_netns_processes(plan: LabPlan) -> None:
@@ -301,7 +310,7 @@ def _down(plan: LabPlan, state: LabState, log) -> None:  # noqa: ANN001
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda g: _stop_one(g, entries.get(g.name, {})), plan.guests))
     token = str(state.dir)
-    for key in ("proxy_pid", "upstream_pid"):
+    for key in ("proxy_pid", "upstream_pid", "release_pid"):
         if _owned(data.get(key), token):
             os.kill(data[key], signal.SIGKILL)
     _kill_stray_helpers(state, keep=set())
@@ -313,7 +322,7 @@ def _down(plan: LabPlan, state: LabState, log) -> None:  # noqa: ANN001
     shutil.rmtree(state.dir / "hosts", ignore_errors=True)
     shutil.rmtree(state.dir / "sessions", ignore_errors=True)
     for name in ("lab.json", "known_hosts", "upstream.log", "aptproxy.log", "aptproxy.pid",
-                 "upstream.pid", "upstream.err"):
+                 "upstream.pid", "upstream.err", "release.log", "release.pid", "release.err"):
         (state.dir / name).unlink(missing_ok=True)
     log(f"lab {plan.site}: down")
 

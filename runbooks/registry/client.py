@@ -221,6 +221,23 @@ class RegistryClient:
                             scopes=(scope_for(repo, "pull,push"),), ok=(200, 201))
         return resp.headers.get("Docker-Content-Digest") or sha256_digest(body)
 
+    def catalog(self, page: int = 1000, pages: int = 100) -> set[str] | None:
+        """Every repository the registry lists, or None when it does not say (catalog off,
+        refused, or longer than `pages` pages): then anything may be there."""
+        repos: set[str] = set()
+        path = f"/v2/_catalog?n={page}"
+        try:
+            for _ in range(pages):
+                resp = self.request("GET", path, scopes=("registry:catalog:*",), retry=False)
+                repos.update(resp.json().get("repositories") or [])
+                link = resp.headers.get("Link", "")
+                if 'rel="next"' not in link:
+                    return repos
+                path = link.split(";", 1)[0].strip().strip("<>")
+        except (RegistryError, AuthError, ValueError):
+            return None
+        return None
+
     # -- blobs ------------------------------------------------------------------------
     def has_blob(self, repo: str, digest: str) -> bool:
         """Whether the blob is in `repo` (HEAD)."""

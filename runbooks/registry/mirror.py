@@ -1,9 +1,16 @@
 """The parallel copy engine: images from sources into one target, each digest uploaded once.
 
-Per blob: a blob some other image is uploading right now is waited for and then mounted
-(one request) instead of uploaded again; a blob already in the target repository is skipped
-after a HEAD; everything else is streamed from source to target with its sha256 checked on
-the way, retried with backoff on transient failures. One image failing never stops others.
+All work goes through one priority queue served by `jobs` workers (`schedule.Scheduler`):
+first every image is resolved (its manifests read, what it needs known), then blobs are
+transferred largest first, each digest uploaded once and cross-repository mounted into every
+other repository that needs it, and an image's manifests are pushed as soon as its last blob
+is in. No worker ever waits for an image: a set with one huge image spreads its layers over
+every worker, a set of many tiny images keeps every worker busy with their manifests.
+
+A repository the target did not list in its catalog at the start cannot hold the image's
+tag or blobs yet, so no HEAD is spent on it; elsewhere a blob already there is skipped after
+a HEAD. Every blob is streamed with its sha256 checked on the way and retried with backoff on
+transient failures. One image failing never stops others.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,10 @@ from .client import BlobCorrupt, RegistryError, retry_after
 from .images import ImageSpec
 from .manifests import Platform
 from .plan import Plan, Source, resolve, selection_key
+from .schedule import Scheduler
+
+# Task priorities: finish images first, then learn what every image needs, then move bytes.
+MANIFESTS, RESOLVE, MOUNT, BLOB = 0, 1, 2, 3
 
 
 @dataclass
@@ -43,15 +53,6 @@ class Stats:
     results: list[ImageResult] = field(default_factory=list)
 
 
-class Ledger:
-    """Per-digest in-flight futures and the target repositories known to hold each blob."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.inflight: dict[str, Future] = {}
-        self.holders: dict[str, set[str]] = {}
-
-
 class Mirror:
     """Copies image specs into `target`; `source_for(spec)` gives each image's source."""
 
@@ -64,8 +65,11 @@ class Mirror:
         self.pin = (not refresh) if pin is None else pin
         self.lock = lock if lock is not None else {}
         self.progress, self.attempts, self.backoff = progress, attempts, backoff
-        self.ledger, self.stats = Ledger(), Stats()
-        self.blob_pool: ThreadPoolExecutor | None = None
+        self.stats = Stats()
+        self.guard = threading.Lock()
+        self.blobs: dict[str, _Blob] = {}
+        self.known_repos: set[str] | None = None       # the target's catalog at the start
+        self.scheduler = Scheduler(self.jobs)
 
     # -- blobs ------------------------------------------------------------------------
     def _upload(self, src: Source, src_repo: str, dst_repo: str, desc: dict,
@@ -87,7 +91,7 @@ class Mirror:
                 location = None
                 self.target.finish_upload(dst_repo, loc, digest, size,
                                           counted(src.blob_chunks(src_repo, digest, size)))
-                with self.ledger.lock:
+                with self.guard:
                     self.stats.uploaded += 1
                     self.stats.bytes += size
                 return
@@ -99,59 +103,6 @@ class Mirror:
                 if not exc.retriable or attempt + 1 >= self.attempts:
                     raise
                 time.sleep(retry_after(None, attempt, self.backoff))
-
-    def ensure_blob(self, src: Source, src_repo: str, dst_repo: str, desc: dict) -> str:
-        """Make sure `dst_repo` has the blob: 'present', 'mounted' or 'uploaded'."""
-        digest, led = desc["digest"], self.ledger
-        while True:
-            with led.lock:
-                holders = led.holders.setdefault(digest, set())
-                if dst_repo in holders:
-                    return "present"
-                fut = led.inflight.get(digest)
-                owner = fut is None
-                if owner:
-                    fut = led.inflight[digest] = Future()
-            assert fut is not None
-            if owner:
-                return self._own_blob(fut, src, src_repo, dst_repo, desc)
-            try:
-                fut.result()
-            except Exception:  # noqa: BLE001, S112 - the owner failed: retry, maybe as owner
-                continue
-            with led.lock:
-                if dst_repo in holders:
-                    return "present"
-                from_repo = next(iter(holders))
-            location = self.target.mount_blob(dst_repo, digest, from_repo)
-            if location is not None:           # mount refused: upload into the opened session
-                self._upload(src, src_repo, dst_repo, desc, location)
-            with led.lock:
-                holders.add(dst_repo)
-                if location is None:
-                    self.stats.mounted += 1
-            return "mounted" if location is None else "uploaded"
-
-    def _own_blob(self, fut: Future, src: Source, src_repo: str, dst_repo: str,
-                  desc: dict) -> str:
-        digest, led = desc["digest"], self.ledger
-        try:
-            if self.target.has_blob(dst_repo, digest):
-                outcome = "present"
-                with led.lock:
-                    self.stats.present += 1
-            else:
-                self._upload(src, src_repo, dst_repo, desc)
-                outcome = "uploaded"
-        except BaseException as exc:
-            with led.lock:
-                led.inflight.pop(digest, None)
-            fut.set_exception(exc)
-            raise
-        with led.lock:
-            led.holders[digest].add(dst_repo)
-        fut.set_result(outcome)
-        return outcome
 
     # -- images -----------------------------------------------------------------------
     def expected_digest(self, spec: ImageSpec) -> str | None:
@@ -167,39 +118,8 @@ class Mirror:
                 return str(locked)
         return spec.source.reference
 
-    def copy_image(self, spec: ImageSpec) -> ImageResult:
-        """Copy one image (never raises: failures become a failed result)."""
-        try:
-            current = self.target.head_manifest(spec.target_repo, spec.target_tag)
-            expected = None if self.refresh else self.expected_digest(spec)
-            if expected and current == expected:
-                return ImageResult(spec, "skipped", current, "already present (lock)")
-            src = self.source_for(spec)
-            plan = resolve(src, spec.source.repo, self.source_reference(spec), self.platforms)
-            self._record(spec, plan)
-            if current == plan.pushed_digest:
-                return ImageResult(spec, "skipped", current, plan.description, plan)
-            if self.progress:
-                self.progress.add_total(plan.size)
-            assert self.blob_pool is not None
-            futures = [self.blob_pool.submit(self.ensure_blob, src, spec.source.repo,
-                                             spec.target_repo, d) for d in plan.blobs.values()]
-            for f in futures:
-                error = f.exception()
-                if error is not None:
-                    raise error
-            for body, mt, digest in plan.children:
-                self.target.put_manifest(spec.target_repo, digest, body, mt)
-            body, mt, digest = plan.tagged
-            got = self.target.put_manifest(spec.target_repo, spec.target_tag, body, mt)
-            if got != digest:
-                raise RegistryError(f"target stored {got}, expected {digest}")
-            return ImageResult(spec, "copied", digest, plan.description, plan)
-        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop others
-            return ImageResult(spec, "failed", detail=str(exc) or exc.__class__.__name__)
-
     def _record(self, spec: ImageSpec, plan: Plan) -> None:
-        with self.ledger.lock:
+        with self.guard:
             entry = self.lock.setdefault(str(spec.source), {})
             if entry.get("digest") != plan.upstream_digest:
                 entry.clear()
@@ -207,18 +127,193 @@ class Mirror:
                          platforms=plan.platforms)
             entry.setdefault("pushed", {})[selection_key(self.platforms)] = plan.pushed_digest
 
+    def may_hold(self, repo: str) -> bool:
+        """Whether the target may already have something in `repo` (worth a HEAD)."""
+        return self.known_repos is None or repo in self.known_repos
+
+    # -- the run ----------------------------------------------------------------------
     def run(self, specs: list[ImageSpec]) -> Stats:
-        """Copy all images in parallel; results keep the order of `specs`."""
-        with ThreadPoolExecutor(self.jobs, thread_name_prefix="blob") as blobs, \
-                ThreadPoolExecutor(min(self.jobs, len(specs)) or 1,
-                                   thread_name_prefix="image") as images:
-            self.blob_pool = blobs
-            futures = [images.submit(self._run_one, s) for s in specs]
-            self.stats.results = [f.result() for f in futures]
+        """Copy all images; results keep the order of `specs`."""
+        images = [_Image(spec) for spec in specs]
+        catalog = getattr(self.target, "catalog", None)
+        self.known_repos = catalog() if callable(catalog) else None
+
+        def seed() -> None:
+            for i, image in enumerate(images):
+                self.scheduler.submit((RESOLVE, i), self._resolve, image)
+
+        self.scheduler.run(seed)
+        for image in images:
+            if image.result is None:                   # a bug, never a hang
+                why = "; ".join(map(str, self.scheduler.errors)) or "not finished"
+                image.result = ImageResult(image.spec, "failed", detail=f"internal error: {why}")
+        self.stats.results = [image.result for image in images if image.result]
         return self.stats
 
-    def _run_one(self, spec: ImageSpec) -> ImageResult:
-        result = self.copy_image(spec)
+    def _finish(self, image: _Image, result: ImageResult) -> None:
+        image.result = result
         if self.progress:
             self.progress.image_done(result)
-        return result
+
+    def _resolve(self, image: _Image) -> None:
+        """Read the image's manifests, skip it when the target has it, else ask for blobs."""
+        spec = image.spec
+        try:
+            current = None
+            if self.may_hold(spec.target_repo):
+                current = self.target.head_manifest(spec.target_repo, spec.target_tag)
+            expected = None if self.refresh else self.expected_digest(spec)
+            if expected and current == expected:
+                self._finish(image, ImageResult(spec, "skipped", current,
+                                                "already present (lock)"))
+                return
+            src = self.source_for(spec)
+            plan = resolve(src, spec.source.repo, self.source_reference(spec), self.platforms)
+            self._record(spec, plan)
+            image.plan = plan
+            if current == plan.pushed_digest:
+                self._finish(image, ImageResult(spec, "skipped", current, plan.description,
+                                                plan))
+                return
+            if self.progress:
+                self.progress.add_total(plan.size)
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop others
+            self._finish(image, ImageResult(spec, "failed",
+                                            detail=str(exc) or exc.__class__.__name__))
+            return
+        for desc in plan.blobs.values():
+            self._need(image, src, desc)
+        self._blob_done(image, None)                   # release the registration token
+
+    # -- blobs ------------------------------------------------------------------------
+    def _need(self, image: _Image, src: Source, desc: dict) -> None:
+        """Image `image` needs blob `desc` in its target repository."""
+        digest, repo = desc["digest"], image.spec.target_repo
+        with self.guard:
+            blob = self.blobs.get(digest)
+            if blob is None:
+                blob = self.blobs[digest] = _Blob(desc, src, image.spec.source.repo)
+            if repo in blob.repos:
+                return
+            image.waiting += 1
+            waiting = blob.waiting.setdefault(repo, [])
+            waiting.append(image)
+            if len(waiting) > 1:
+                return                                 # that repository's copy is under way
+            if blob.state == "failed":
+                error: BaseException | None = blob.error
+            else:
+                error = None
+                if blob.state == "new":
+                    blob.state = "queued"
+                    self.scheduler.submit((BLOB, -int(desc["size"])), self._upload_blob, blob,
+                                          repo)
+                elif blob.state == "done":
+                    self.scheduler.submit((MOUNT,), self._mount_blob, blob, repo)
+                else:                                  # queued or uploading: mount later
+                    blob.later.append(repo)
+        if error is not None:
+            self._settle(blob, repo, error)
+
+    def _upload_blob(self, blob: _Blob, repo: str) -> None:
+        digest = blob.desc["digest"]
+        try:
+            present = self.may_hold(repo) and self.target.has_blob(repo, digest)
+            if not present:
+                self._upload(blob.src, blob.src_repo, repo, blob.desc)
+        except Exception as exc:  # noqa: BLE001 - fails the images that need it
+            with self.guard:
+                blob.state, blob.error = "failed", exc
+                later, blob.later = blob.later, []
+            for r in [repo, *later]:
+                self._settle(blob, r, exc)
+            return
+        with self.guard:
+            if present:
+                self.stats.present += 1
+            blob.state = "done"
+            blob.repos.add(repo)
+            later, blob.later = blob.later, []
+        for r in later:
+            self.scheduler.submit((MOUNT,), self._mount_blob, blob, r)
+        self._settle(blob, repo, None)
+
+    def _mount_blob(self, blob: _Blob, repo: str) -> None:
+        digest = blob.desc["digest"]
+        try:
+            with self.guard:
+                from_repo = next(iter(blob.repos))
+            location = self.target.mount_blob(repo, digest, from_repo)
+            if location is not None:                   # mount refused: upload instead
+                self._upload(blob.src, blob.src_repo, repo, blob.desc, location)
+        except Exception as exc:  # noqa: BLE001 - fails the images that need it here
+            self._settle(blob, repo, exc)
+            return
+        with self.guard:
+            blob.repos.add(repo)
+            if location is None:
+                self.stats.mounted += 1
+        self._settle(blob, repo, None)
+
+    def _settle(self, blob: _Blob, repo: str, error: BaseException | None) -> None:
+        """The blob's copy into `repo` ended: tell every image that waited for it."""
+        with self.guard:
+            waiting = blob.waiting.pop(repo, [])
+        for image in waiting:
+            self._blob_done(image, error)
+
+    def _blob_done(self, image: _Image, error: BaseException | None) -> None:
+        with self.guard:
+            image.waiting -= 1
+            if error is not None and image.error is None:
+                image.error = error
+            last = image.waiting == 0
+        if not last:
+            return
+        if image.error is not None:
+            self._finish(image, ImageResult(image.spec, "failed",
+                                            detail=str(image.error) or
+                                            image.error.__class__.__name__))
+        else:
+            self.scheduler.submit((MANIFESTS,), self._push_manifests, image)
+
+    def _push_manifests(self, image: _Image) -> None:
+        spec, plan = image.spec, image.plan
+        assert plan is not None
+        try:
+            for body, mt, digest in plan.children:
+                self.target.put_manifest(spec.target_repo, digest, body, mt)
+            body, mt, digest = plan.tagged
+            got = self.target.put_manifest(spec.target_repo, spec.target_tag, body, mt)
+            if got != digest:
+                raise RegistryError(f"target stored {got}, expected {digest}")
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop others
+            self._finish(image, ImageResult(spec, "failed",
+                                            detail=str(exc) or exc.__class__.__name__))
+            return
+        self._finish(image, ImageResult(spec, "copied", digest, plan.description, plan))
+
+
+@dataclass(eq=False)
+class _Image:
+    """One image's progress through the run."""
+
+    spec: ImageSpec
+    plan: Plan | None = None
+    waiting: int = 1                                   # blobs still due (+1 while registering)
+    error: BaseException | None = None
+    result: ImageResult | None = None
+
+
+@dataclass(eq=False)
+class _Blob:
+    """One digest: its first source, the repositories holding it, who waits for it where."""
+
+    desc: dict
+    src: Source
+    src_repo: str
+    state: str = "new"                                 # new, queued, done, failed
+    error: BaseException | None = None
+    repos: set[str] = field(default_factory=set)
+    waiting: dict[str, list[_Image]] = field(default_factory=dict)
+    later: list[str] = field(default_factory=list)     # repositories to mount into once done

@@ -113,6 +113,8 @@ def lab() -> Iterator[LabHandle]:
     from runbooks.lab import control
 
     inventory = load_inventory(str(LAB_INVENTORY))
+    # runbooks that merge a kubeconfig (k3s) write the lab's, never this machine's own
+    os.environ.setdefault("KUBECONFIG", str(_sessions_dir(inventory).parent / "kubeconfig"))
     forward = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     sessions = _sessions_dir(inventory)
     mine = sessions / str(os.getpid())

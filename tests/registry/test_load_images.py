@@ -119,3 +119,22 @@ def test_single_platform_mismatch_fails_alone(tmp_path, source, target, creds_en
     assert summary.copied == 1
     assert [n for n, _ in summary.failed] == [f"{source.host}/amd/only:1"]
     assert "single-platform image is linux/amd64, wanted linux/arm64" in summary.failed[0][1]
+
+
+def test_cold_target_costs_no_blob_or_tag_heads(tmp_path, source, target, creds_env):
+    """Repositories missing from the target's catalog get no HEADs; present ones do."""
+    from .regkit import Proxy, ProxyState
+
+    px = Proxy(ProxyState(upstream=target.host))
+    try:
+        summary, _ = run(tmp_path, source, px.host)
+        assert (summary.copied, summary.failed) == (4, [])
+        heads = [p for m, p in px.state.log if m == "HEAD"]
+        assert heads == [], heads
+        assert [p for m, p in px.state.log if "_catalog" in p] == ["/v2/_catalog?n=1000"]
+        px.state.log.clear()
+        summary, _ = run(tmp_path, source, px.host, refresh=True)
+        assert summary.skipped == 4
+        assert len([p for m, p in px.state.log if m == "HEAD" and "/manifests/" in p]) == 4
+    finally:
+        px.stop()

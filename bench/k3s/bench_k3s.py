@@ -1,0 +1,82 @@
+"""Benchmark: `inv k3s` on an already converged 3-node lab cluster against the raw Fabric
+floor (connect to the same 3 nodes in parallel, run `true` once each), as whole processes.
+
+Run as root from the repository root, inside the lab lock:
+    flock /tmp/greenroom-lab.lock python3 bench/k3s/bench_k3s.py [--runs 5]
+Brings the lab up (hosts/lab.yaml), converges k3s once (not timed), then alternates no-op
+`inv k3s` runs and floor runs; prints medians and the ratio; takes the lab down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+NODES = ("rp0", "rp1", "lp0")
+
+
+def inv(*args: str, env: dict[str, str]) -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "invoke", *args], cwd=REPO, check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def floor(hosts: list[list[str]], env: dict[str, str]) -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(REPO / "bench/fleet/fabric_floor.py"),
+                    json.dumps(hosts)], check=True, env=env)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    from runbooks.core.inventory import load_inventory
+    from runbooks.lab.access import lab_access
+
+    tmp = tempfile.mkdtemp(prefix="bench-k3s-")
+    env = dict(os.environ, KUBECONFIG=f"{tmp}/kubeconfig", XDG_CACHE_HOME=f"{tmp}/cache",
+               PYTHONPATH=str(REPO))
+    inventory = load_inventory(REPO / "hosts/lab.yaml")
+    subprocess.run([sys.executable, "-m", "invoke", "lab.up"], cwd=REPO, check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    try:
+        for name in NODES:
+            subprocess.run([sys.executable, "-m", "invoke", "lab.reset", name], cwd=REPO,
+                           check=True, env=env, stdout=subprocess.DEVNULL)
+        first = inv("k3s", env=env)
+        access = lab_access(inventory)
+        hosts = [[inventory.hosts[n].address, access.key_filename] for n in NODES]
+        # the floor checks host keys against ~/.ssh/known_hosts like any Fabric user
+        env_floor = dict(env, HOME=tmp)
+        os.makedirs(f"{tmp}/.ssh", exist_ok=True)
+        Path(f"{tmp}/.ssh/known_hosts").write_text(Path(access.known_hosts).read_text())
+        ours, raw = [], []
+        for _ in range(args.runs):
+            ours.append(inv("k3s", env=env))
+            raw.append(floor(hosts, env_floor))
+        mine, base = statistics.median(ours), statistics.median(raw)
+        print(f"first converge (not compared): {first:.2f} s")
+        print(f"inv k3s no-op, 3 nodes: median {mine:.2f} s "
+              f"(min {min(ours):.2f}, max {max(ours):.2f}) over {args.runs} runs")
+        print(f"fabric floor, 3 nodes:  median {base:.2f} s "
+              f"(min {min(raw):.2f}, max {max(raw):.2f})")
+        print(f"ratio: {mine / base:.2f}x the floor (goal: within 1.5x)")
+    finally:
+        subprocess.run([sys.executable, "-m", "invoke", "lab.down"], cwd=REPO, check=False,
+                       env=env, stdout=subprocess.DEVNULL)
+
+
+if __name__ == "__main__":
+    main()

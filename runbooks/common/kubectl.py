@@ -1,0 +1,228 @@
+"""kubectl run on a cluster server over SSH: apply manifests, read objects, wait for readiness.
+
+Cluster operations never need a kubectl of a matching version on the operator's machine:
+they run the distribution's own (`k3s kubectl`, `microk8s kubectl`) on a server through the
+host's session, so they work through `via` jumps too. Manifests travel on stdin as one JSON
+`List` (JSON is YAML, every kubectl reads it; nothing is written to the node's disk).
+
+    kube = Kubectl(session, "k3s kubectl")
+    kube.apply(docs)                                  # -> ApplyResult(changed, lines)
+    kube.apply(docs, retry_for=60)                    # retries while a webhook refuses
+    kube.get("nodes")                                 # -> parsed JSON (List or object)
+    kube.wait("node", condition="Ready", all_=True, timeout=120)
+
+`Manifests` is the step form: it reads the objects (one fact each, all in the batch round
+trip) and applies only when one is missing or differs from what is wanted, so a converged
+cluster gets no apply at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from runbooks.core.facts import FactResult
+from runbooks.core.steps import Action, Change, Step, StepFailed
+
+WEBHOOK_REFUSAL = ("failed calling webhook", "connection refused", "no endpoints available")
+NAMESPACED = {"Namespace": False, "Node": False, "CustomResourceDefinition": False,
+              "ClusterRole": False, "ClusterRoleBinding": False, "PriorityClass": False,
+              "ValidatingWebhookConfiguration": False, "MutatingWebhookConfiguration": False,
+              "StorageClass": False, "IngressClass": False, "APIService": False}
+
+
+class Runs(Protocol):
+    def run(self, command: str, stdin: str | bytes | None = None) -> Any: ...
+
+
+class KubectlError(StepFailed):
+    """kubectl on the server failed; the message has its own words."""
+
+
+@dataclass
+class ApplyResult:
+    """What one `kubectl apply` printed: a line per object, and how many changed."""
+
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> int:
+        return sum(1 for line in self.lines if not line.endswith(" unchanged"))
+
+
+def as_list(docs: Iterable[Mapping[str, Any]]) -> str:
+    """Manifests as one JSON `List` for `kubectl apply -f -`."""
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)})
+
+
+def load_manifests(text: str) -> list[dict[str, Any]]:
+    """Every object of a multi-document YAML (or JSON) manifest; `List`s are flattened."""
+    import yaml
+
+    out: list[dict[str, Any]] = []
+    for doc in yaml.safe_load_all(text):
+        if isinstance(doc, dict) and doc.get("kind") == "List":
+            out.extend(doc.get("items") or [])
+        elif isinstance(doc, dict):
+            out.append(doc)
+    return out
+
+
+def object_ref(doc: Mapping[str, Any], default_namespace: str = "default") -> list[str]:
+    """kubectl arguments naming one manifest's object: [kind.group, name, -n, ns]."""
+    kind = str(doc.get("kind", ""))
+    api = str(doc.get("apiVersion", ""))
+    group = api.rpartition("/")[0]
+    meta = doc.get("metadata") or {}
+    args = [f"{kind.lower()}.{group}" if group else kind.lower(), str(meta.get("name", ""))]
+    if NAMESPACED.get(kind, True):
+        args += ["-n", str(meta.get("namespace") or default_namespace)]
+    return args
+
+
+def contains(current: Any, wanted: Any) -> bool:
+    """True when every field of `wanted` is in `current` with the same value (lists compared
+    item by item): what the API added (status, defaults, uid) does not count."""
+    if isinstance(wanted, dict):
+        return isinstance(current, dict) and all(
+            key in current and contains(current[key], value) for key, value in wanted.items())
+    if isinstance(wanted, list):
+        return (isinstance(current, list) and len(current) == len(wanted)
+                and all(contains(c, w) for c, w in zip(current, wanted, strict=True)))
+    return bool(current == wanted)
+
+
+class Kubectl:
+    """kubectl commands on one server; `prefix` is how the distribution invokes kubectl."""
+
+    def __init__(self, session: Runs, prefix: str = "k3s kubectl") -> None:
+        self.session = session
+        self.prefix = prefix
+
+    def command(self, args: Sequence[str]) -> str:
+        return f"{self.prefix} {' '.join(shlex.quote(a) for a in args)}"
+
+    def run(self, args: Sequence[str], stdin: str | None = None) -> Any:
+        """Run kubectl; the CommandResult, whatever its exit status."""
+        return self.session.run(self.command(args), stdin)
+
+    def check(self, args: Sequence[str], stdin: str | None = None) -> str:
+        """Run kubectl; its stdout, or KubectlError with its stderr."""
+        done = self.run(args, stdin)
+        if not done.ok:
+            detail = (done.stderr.strip() or done.stdout.strip())[-1500:]
+            raise KubectlError(f"{self.prefix} {args[0]} failed (exit {done.rc}): {detail}")
+        return str(done.stdout)
+
+    def get(self, *what: str, namespace: str | None = None, all_namespaces: bool = False,
+            ) -> Any:
+        args = ["get", *what, "-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        if all_namespaces:
+            args.append("-A")
+        return json.loads(self.check(args))
+
+    def apply(self, docs: Sequence[Mapping[str, Any]], retry_for: float = 0,
+              interval: float = 2.0) -> ApplyResult:
+        """Apply `docs`; while a validating webhook refuses them (its pods are starting),
+        retry for up to `retry_for` seconds."""
+        deadline = time.monotonic() + retry_for
+        body = as_list(docs)
+        while True:
+            done = self.run(["apply", "-f", "-"], body)
+            if done.ok:
+                return ApplyResult([ln for ln in done.stdout.splitlines() if ln.strip()])
+            refused = any(word in done.stderr for word in WEBHOOK_REFUSAL)
+            if not refused or time.monotonic() >= deadline:
+                detail = done.stderr.strip()[-1500:]
+                hint = (f" (still refused after {retry_for:.0f} s: is the webhook's "
+                        "deployment running?)" if refused and retry_for else "")
+                raise KubectlError(f"{self.prefix} apply failed (exit {done.rc}){hint}: "
+                                   f"{detail}")
+            time.sleep(interval)
+
+    def delete(self, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+        out = self.check(["delete", "--ignore-not-found", "-f", "-"], as_list(docs))
+        return [ln for ln in out.splitlines() if ln.strip()]
+
+    def wait(self, what: str, condition: str = "Ready", *, names: Sequence[str] = (),
+             all_: bool = False, namespace: str | None = None, selector: str | None = None,
+             timeout: float = 120) -> str:
+        """`kubectl wait --for=condition=...`; KubectlError naming what did not get there."""
+        args = ["wait", f"--for=condition={condition}", f"--timeout={int(timeout)}s"]
+        args += [f"{what}/{n}" for n in names] or [what]
+        if all_ and not names:
+            args.append("--all")
+        if selector:
+            args += ["-l", selector]
+        if namespace:
+            args += ["-n", namespace]
+        return self.check(args)
+
+
+def node_status(node: Mapping[str, Any]) -> dict[str, Any]:
+    """name, ready (bool), version, internal IP, roles of a Node object."""
+    status = node.get("status") or {}
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or [])
+    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    return {"name": node["metadata"]["name"], "ready": ready,
+            "version": (status.get("nodeInfo") or {}).get("kubeletVersion"),
+            "ip": addresses.get("InternalIP"), "roles": roles}
+
+
+class Manifests(Step):
+    """Ensure objects exist as the manifests say (applied only when one differs)."""
+
+    def __init__(self, name: str, docs: Sequence[Mapping[str, Any]],
+                 prefix: str = "k3s kubectl", retry_for: float = 60) -> None:
+        self.name = name
+        self.docs = [dict(d) for d in docs]
+        self.prefix = prefix
+        self.retry_for = retry_for
+
+    def facts(self) -> Mapping[str, str]:
+        kube = Kubectl(_NoSession(), self.prefix)
+        return {str(i): kube.command(["get", *object_ref(doc), "-o", "json"])
+                for i, doc in enumerate(self.docs)}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        stale = []
+        for index, doc in enumerate(self.docs):
+            fact = facts[str(index)]
+            try:
+                current = json.loads(fact.out) if fact.ok else None
+            except ValueError:
+                current = None
+            wanted = {k: v for k, v in doc.items() if k != "status"}
+            if current is None or not contains(current, wanted):
+                meta = doc.get("metadata") or {}
+                stale.append(f"{doc.get('kind')}/{meta.get('name')}"
+                             + ("" if current is not None else " (missing)"))
+        if not stale:
+            return []
+        script = apply_script(self.prefix, self.retry_for)
+        return [Change(f"apply {', '.join(stale)}", (Action(script, as_list(self.docs)),))]
+
+
+def apply_script(prefix: str, retry_for: float) -> str:
+    """Remote sh that applies the List on stdin, retrying while a webhook refuses it."""
+    tries = max(1, int(retry_for // 2))
+    return (f'body=$(cat)\nfor i in $(seq {tries}); do\n'
+            f'  if out=$(printf "%s" "$body" | {prefix} apply -f - 2>&1); then '
+            'printf "%s\\n" "$out"; exit 0; fi\n'
+            '  case "$out" in *"failed calling webhook"*|*"no endpoints available"*) '
+            'sleep 2;; *) printf "%s\\n" "$out" >&2; exit 1;; esac\ndone\n'
+            'printf "%s\\n" "$out" >&2; exit 1\n')
+
+
+class _NoSession:
+    def run(self, command: str, stdin: str | bytes | None = None) -> Any:
+        raise RuntimeError("only used to build command lines")

@@ -1,0 +1,53 @@
+"""k3s's probe for demo.check: read-only facts gathered with every other probe's, then the
+checks (version, unit, and on the first server every node Ready)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runbooks.common.kube_cluster import AGENT, SERVER
+from runbooks.common.kubectl import node_status
+from runbooks.k3s import config as cfg
+
+ROLES = (SERVER, AGENT)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = "inv k3s"
+
+
+def facts(host: Any, inventory: Any) -> dict[str, str]:
+    out = {"k3s/version": f"{cfg.BINARY} --version",
+           "k3s/active": f"systemctl is-active {cfg.unit_name(host)}"}
+    cluster = getattr(inventory, "sections", {}).get("cluster")
+    if cluster is not None and host.name == cluster.first_server:
+        out["k3s/nodes"] = "k3s kubectl get nodes -o json"
+    return out
+
+
+def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
+    cluster = getattr(inventory, "sections", {}).get("cluster")
+    version = found["k3s/version"]
+    words = version.out.split() if version.ok else []
+    running = words[2] if len(words) > 2 else "none"
+    pinned = cluster.version if cluster is not None else "?"
+    yield Check("k3s version", running == pinned, f"{running} (pinned {pinned})")
+    state = found["k3s/active"].out.strip() or "unknown"
+    yield Check(f"{cfg.unit_name(host)} active", state == "active", state)
+    if "k3s/nodes" in found and cluster is not None:
+        try:
+            items = json.loads(found["k3s/nodes"].out).get("items", [])
+        except ValueError:
+            items = []
+        ready = {s["name"] for s in map(node_status, items) if s["ready"]}
+        missing = [n for n in cluster.nodes if n not in ready]
+        yield Check("nodes Ready", not missing,
+                    f"not Ready: {', '.join(missing)}" if missing else
+                    f"{len(cluster.nodes)} of {len(cluster.nodes)}")

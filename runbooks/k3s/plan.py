@@ -1,0 +1,253 @@
+"""`inv k3s` per node: the release files, config, units, and on the first server the token,
+the readiness wait and the kubeconfig.
+
+Phases (runbooks.k3s.run): the first server; then the other servers and the agents (given
+the first server's token); then, on the first server, every node Ready and the kubeconfig
+merged on the operator's machine. A node whose files changed is restarted; nothing else is.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from runbooks.common.kube_cluster import AGENT, SERVER, Cluster, vlan_ip
+from runbooks.core import secrets
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
+from runbooks.k3s import config as cfg
+from runbooks.k3s.release import Lock, ReleaseError, binary_name, cached, images_name
+from runbooks.k3s.steps import (
+    Artifact,
+    KubeconfigMerged,
+    NodesReady,
+    Started,
+    restart_unless_started,
+)
+
+if TYPE_CHECKING:
+    from runbooks.core.converge import HostContext
+    from runbooks.core.inventory import Host, Inventory
+
+RESTART = "restart k3s"
+TOKEN_WAIT = 90.0
+
+
+def cluster_of(inventory: Inventory) -> Cluster:
+    """The inventory's cluster (validated with the inventory); StepFailed when it has none."""
+    cluster = getattr(inventory, "sections", {}).get("cluster")
+    if cluster is None:
+        raise StepFailed(f"{inventory.path}: no `cluster:` section; add one, e.g. "
+                         "cluster: {version: v1.34.1+k3s1}")
+    return cluster  # type: ignore[no-any-return]
+
+
+def registry_endpoint(inventory: Inventory) -> str | None:
+    """host:port of the site's registry on the VLAN, or None without a registry."""
+    registry = inventory.registry
+    if registry is None or registry.host not in inventory.hosts:
+        return None
+    host = inventory.hosts[registry.host]
+    if host.vlan is not None and host.vlan.address is not None:
+        address = str(host.vlan.address.ip)
+    elif "gateway" in host.roles:
+        address = str(inventory.network.gateway)
+    else:
+        address = host.address
+    return f"{address}:{registry.port}"
+
+
+def node_plan(ctx: HostContext) -> Plan:
+    """Release files, config.yaml, registries.yaml, kube-vip, unit and env file, started."""
+    inventory, host = ctx.inventory, ctx.host
+    cluster = cluster_of(inventory)
+    lock: Lock = ctx.options.get("lock") or release_lock(inventory, cluster)
+    phased = "shared" in ctx.options  # inv k3s: token and readiness come from other phases
+    shared: dict[str, Any] = ctx.options.get("shared", {})
+    arch = cluster.arch[host.name]
+    first = inventory.hosts[cluster.first_server]
+    token = None
+    if host.name != cluster.first_server:
+        token = shared.get("token") if phased else token_from(ctx, first)
+        if token is None:
+            if not ctx.check:
+                raise StepFailed(f"no join token from {first.name}: it did not come up")
+            token = "(the token of " + first.name + ")"
+    unit = cfg.unit_name(host)
+    notify = (RESTART,)
+    plan = Plan()
+    for name, path, mode in ((binary_name(arch), cfg.BINARY, "755"),
+                             (images_name(arch, cluster.images),
+                              f"{cfg.IMAGES_DIR}/{images_name(arch, cluster.images)}", "644")):
+        digest = lock.digest(cluster.version, name)
+        if digest is None:
+            raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
+                             "`inv k3s.fetch`")
+        plan.add(Artifact(path, _cached(cluster.version, name, lock), digest, mode,
+                          f"{name} {cluster.version}", notify=notify))
+    plan.add(Command("Ensure kubectl points at k3s", f"ln -sfn k3s {cfg.BINARY[:-3]}kubectl",
+                     unless=f'[ "$(readlink {cfg.BINARY[:-3]}kubectl)" = k3s ]'))
+    settings = cfg.node_config(host, cluster, inventory, vlan_ip(first))
+    plan.add(File(cfg.CONFIG, cfg.config_yaml(settings, inventory), mode="600",
+                  notify=notify))
+    endpoint = registry_endpoint(inventory)
+    if endpoint is not None:
+        plan.add(*registry_steps(endpoint, notify))
+    vip = cfg.kube_vip(host, cluster, inventory, endpoint or "docker.io") \
+        if endpoint else None
+    if vip is not None:
+        plan.add(File(cfg.KUBE_VIP, vip, mode="600"))
+    plan.add(File(f"{cfg.UNIT_DIR}/{unit}.service", cfg.unit_file(host, inventory),
+                  notify=notify))
+    plan.add(File(cfg.env_path(host), cfg.env_file(token, inventory), mode="600",
+                  secret=True, notify=notify))
+    started = Started(unit)
+    plan.add(started)
+    wait = None
+    if ctx.options.get("upgrade"):
+        wait = lambda: wait_node(ctx, first, cluster.version,  # noqa: E731
+                                 float(ctx.options.get("timeout", 180)))
+    plan.handler(Handler(RESTART, restart_unless_started(unit, started, wait)))
+    if host.name == cluster.first_server:
+        plan.add(JoinToken(ctx, shared))
+        if not phased:  # one pass (demo.rehearse): the others converge meanwhile
+            plan.steps.extend(ready_plan(ctx).steps)
+    return plan
+
+
+_release_lock = threading.Lock()
+
+
+def release_lock(inventory: Inventory, cluster: Cluster) -> Lock:
+    """The inventory's k3s lock, fetching the pinned files once when the cache lacks them
+    (a rehearsal on the lab fetches from the lab's release site)."""
+    from runbooks.k3s.release import fetch, lock_path
+
+    with _release_lock:
+        lock = Lock.read(lock_path(inventory.path))
+        before = {v: dict(a) for v, a in lock.versions.items()}
+        try:
+            fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,
+                  log=lambda _m: None)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+        if lock.versions != before:
+            lock.write()
+        return lock
+
+
+def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> None:
+    """After a restart during an upgrade: wait until this node is Ready on `version`."""
+    from runbooks.common.kubectl import node_status
+
+    session = ctx.connector.session(first)
+    deadline = time.monotonic() + timeout
+    command = f"k3s kubectl get node {ctx.host.name} -o json"
+    time.sleep(1.0)
+    last = "not registered"
+    while time.monotonic() < deadline:
+        done = session.run(command)
+        if done.ok:
+            import json
+
+            status = node_status(json.loads(done.stdout))
+            if status["ready"] and status["version"] == version:
+                return
+            last = f"{'Ready' if status['ready'] else 'NotReady'} on {status['version']}"
+        time.sleep(1.0)
+    raise StepFailed(f"{ctx.host.name} is not Ready on {version} {timeout:.0f} s after its "
+                     f"restart ({last}); the upgrade stops here: see `journalctl -u "
+                     f"{cfg.unit_name(ctx.host)}` on it")
+
+
+def token_from(ctx: HostContext, first: Host) -> str | None:
+    """The first server's join token, read over its own session (waiting while it starts);
+    None in check mode when it has none yet."""
+    session = ctx.connector.session(first)
+    deadline = time.monotonic() + TOKEN_WAIT
+    while True:
+        done = session.run(f"cat {cfg.TOKEN}")
+        token = done.stdout.strip() if done.ok else ""
+        if token:
+            secrets.register(token)
+            secrets.register(token.rpartition(":")[2])
+            return token
+        if ctx.check or time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
+
+
+def registry_steps(endpoint: str, notify: tuple[str, ...]) -> list[Step]:
+    """registries.yaml through the common registry-trust step (the one writer of that file,
+    the same step `registry.trust` runs)."""
+    from runbooks.common.registry_trust import k3s_registries_step
+
+    return [k3s_registries_step(endpoint, notify)]
+
+
+def _cached(version: str, name: str, lock: Lock) -> Any:
+    def load() -> Any:
+        try:
+            return cached(version, name, lock)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+    return load
+
+
+class JoinToken(Step):
+    """Read the first server's join token (waiting for a server that is starting); it is
+    registered as a secret at once and handed to the other nodes in memory only."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, shared: dict[str, Any]) -> None:
+        self.ctx, self.shared = ctx, shared
+        self.name = "Read the join token"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"token": f"cat {cfg.TOKEN}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["token"]
+        token = fact.out.strip() if fact.ok else ""
+        deadline = time.monotonic() + TOKEN_WAIT
+        while not token and not self.ctx.check and time.monotonic() < deadline:
+            time.sleep(1.0)
+            done = self.ctx.session.run(f"cat {cfg.TOKEN}")
+            token = done.stdout.strip() if done.ok else ""
+        if token:
+            secrets.register(token)
+            secrets.register(token.rpartition(":")[2])
+            self.shared["token"] = token
+            return []
+        if self.ctx.check:
+            return []
+        logs = self.ctx.session.run("journalctl -u k3s -n 8 --no-pager -o cat").stdout
+        raise StepFailed(f"{cfg.TOKEN} did not appear within {TOKEN_WAIT:.0f} s: k3s did not "
+                         f"start. Last log lines:\n{secrets.mask(logs.strip())}")
+
+
+def ready_plan(ctx: HostContext) -> Plan:
+    """On the first server: every node Ready, then the kubeconfig merged locally."""
+    cluster = cluster_of(ctx.inventory)
+    nodes = {n: cfg.unit_name(ctx.inventory.hosts[n]) for n in cluster.nodes}
+    plan = Plan()
+    plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180))))
+    path = ctx.options.get("kubeconfig_path", "default")
+    if path == "default":
+        from runbooks.common.kubeconfig import kubeconfig_path
+
+        path = kubeconfig_path(None)
+    if path is not None:
+        plan.add(KubeconfigMerged(ctx, ctx.inventory.site,
+                                  f"https://{cluster.api_address}:6443", path, cfg.KUBECONFIG))
+    return plan
+
+
+NODES = Runbook("k3s", (SERVER, AGENT), node_plan)
+READY = Runbook("k3s.ready", (SERVER,), ready_plan)
+RUNBOOK = NODES  # demo.rehearse: one pass (agents read the token over the server's session)
+

@@ -1,0 +1,195 @@
+"""k3s release files: which assets a cluster needs, the local cache, the lock, the download.
+
+For each architecture the nodes have: the binary (`k3s`, `k3s-arm64`, `k3s-armhf`), the
+airgap images (`k3s-airgap-images-<arch>.<format>`) and the release's `sha256sum-<arch>.txt`.
+Every file is checked against that checksum file, and against the lock
+(`<inventory>.k3s.lock`, committed beside the inventory) once it has the file: so a later
+fetch, or a venue without internet, checks against what was pinned, not against whatever
+the site serves today. Files live in `~/.cache/greenroom/k3s/<version>/`. Nothing downloaded
+is ever executed here, let alone piped into a shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+BINARY = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
+
+
+class ReleaseError(Exception):
+    """A release file is missing, cannot be fetched or does not match its checksum."""
+
+
+def binary_name(arch: str) -> str:
+    return BINARY[arch]
+
+
+def images_name(arch: str, fmt: str) -> str:
+    return f"k3s-airgap-images-{arch}.{fmt}"
+
+
+def sums_name(arch: str) -> str:
+    return f"sha256sum-{arch}.txt"
+
+
+def assets(arches: tuple[str, ...], fmt: str) -> list[tuple[str, str]]:
+    """(arch, asset name) of every file the nodes need, checksum files excluded."""
+    return [(a, n) for a in arches for n in (binary_name(a), images_name(a, fmt))]
+
+
+def cache_dir(version: str) -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "greenroom" / "k3s" / version
+
+
+def lock_path(inventory_path: Path) -> Path:
+    """hosts/lab.yaml -> hosts/lab.k3s.lock."""
+    return inventory_path.with_name(inventory_path.stem + ".k3s.lock")
+
+
+def asset_url(source: str, version: str, name: str) -> str:
+    return f"{source.rstrip('/')}/{quote(version, safe='')}/{name}"
+
+
+def parse_sums(text: str) -> dict[str, str]:
+    """`<sha256>  <name>` lines (sha256sum's format, `*name` for binary mode) -> {name: hex}."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and len(parts[0]) == 64:
+            out[parts[1].lstrip("*")] = parts[0].lower()
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Lock:
+    """{version: {asset: sha256}} pinned for one inventory."""
+
+    path: Path
+    versions: dict[str, dict[str, str]]
+
+    @classmethod
+    def read(cls, path: Path) -> Lock:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls(path, {})
+        except ValueError as exc:
+            raise ReleaseError(f"{path}: not valid JSON ({exc}); restore it from git") from None
+        versions = data.get("versions") if isinstance(data, dict) else None
+        if not isinstance(versions, dict):
+            raise ReleaseError(f"{path}: expected {{\"versions\": {{...}}}}; restore it from git")
+        return cls(path, {str(v): dict(a) for v, a in versions.items()})
+
+    def digest(self, version: str, name: str) -> str | None:
+        return self.versions.get(version, {}).get(name)
+
+    def write(self) -> None:
+        body = {"comment": "k3s release files pinned by `inv k3s.fetch`; commit this file",
+                "versions": {v: dict(sorted(a.items())) for v, a in sorted(self.versions.items())}}
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        tmp.write_text(json.dumps(body, indent=2) + "\n")
+        tmp.replace(self.path)
+
+
+def download(url: str, target: Path, timeout: float = 60) -> None:
+    """Fetch `url` into `target` (atomically)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise ReleaseError(f"cannot download {url}: {reason}; check cluster.source (a mirror "
+                           "of the release downloads) and the connection") from None
+
+
+@dataclass
+class FetchReport:
+    fetched: list[str]
+    cached: list[str]
+    missing: list[str]
+
+
+def fetch(version: str, arches: tuple[str, ...], fmt: str, source: str | None, lock: Lock,
+          check: bool = False, log: Callable[[str], None] = print) -> FetchReport:
+    """Make the cache hold every asset, verified; record new digests in `lock` (not written).
+
+    check: download nothing, report what is missing. Raises ReleaseError on any mismatch,
+    leaving the cache and lock as they were for the file concerned."""
+    folder = cache_dir(version)
+    report = FetchReport([], [], [])
+    sums: dict[str, dict[str, str]] = {}
+    for arch, name in assets(arches, fmt):
+        target = folder / name
+        pinned = lock.digest(version, name)
+        if target.exists() and pinned and sha256_file(target) == pinned:
+            report.cached.append(name)
+            continue
+        if check:
+            report.missing.append(name)
+            continue
+        if not source:
+            raise ReleaseError(f"{name} of {version} is not in {folder} and no release source "
+                               "is set: set cluster.source or greenroom.k3s.source")
+        if arch not in sums:
+            sums_file = folder / sums_name(arch)
+            download(asset_url(source, version, sums_name(arch)), sums_file)
+            sums[arch] = parse_sums(sums_file.read_text())
+        expected = sums[arch].get(name)
+        if expected is None:
+            raise ReleaseError(f"{sums_name(arch)} of {version} lists no {name}; is {version} "
+                               "a real release, and does it ship that file?")
+        if pinned and pinned != expected:
+            raise ReleaseError(f"{name}: the release now lists sha256 {expected}, but "
+                               f"{lock.path.name} pinned {pinned}; the release changed since "
+                               "it was pinned: find out why before trusting it (to re-pin, "
+                               f"remove {version} from {lock.path.name})")
+        part = folder / f".{name}.part"
+        download(asset_url(source, version, name), part)
+        got = sha256_file(part)
+        if got != expected:
+            part.unlink(missing_ok=True)
+            raise ReleaseError(f"{name}: downloaded sha256 {got} does not match {expected} "
+                               f"from {sums_name(arch)}; refusing it (nothing was kept)")
+        part.replace(target)
+        lock.versions.setdefault(version, {})[name] = got
+        report.fetched.append(name)
+        log(f"fetched {name} ({target.stat().st_size} bytes, sha256 {got[:12]}...)")
+    return report
+
+
+def cached(version: str, name: str, lock: Lock) -> Path:
+    """The cached, verified file; ReleaseError when missing or not what the lock pinned."""
+    path = cache_dir(version) / name
+    pinned = lock.digest(version, name)
+    if pinned is None:
+        raise ReleaseError(f"{lock.path.name} pins no {name} for {version}: run "
+                           "`inv k3s.fetch` (with internet) and commit the lock")
+    if not path.exists():
+        raise ReleaseError(f"{path} is missing: run `inv k3s.fetch`")
+    if sha256_file(path) != pinned:
+        raise ReleaseError(f"{path} does not match the sha256 pinned in {lock.path.name}: "
+                           "delete it and run `inv k3s.fetch`")
+    return path

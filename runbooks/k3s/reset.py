@@ -1,0 +1,196 @@
+"""`inv k3s.reset`: remove k3s from the nodes and leave nothing behind (agents first).
+
+What k3s-killall.sh and k3s-uninstall.sh remove, as steps that read first and act only on
+what is there (so `--check` lists what would go, and a second reset changes nothing):
+units stopped and disabled; k3s and container processes killed; the cluster's interfaces
+(cni0, flannel.1, flannel-v6.1, kube-ipvs0, flannel-wg*); its network namespaces (cni-*);
+its iptables rules (KUBE-*, CNI-*, flannel, in every table, v4 and v6, nft and legacy)
+without touching anyone else's (the gateway's NAT, Docker's chains); nftables tables of
+kube-proxy and flannel; its mounts (/run/k3s, /var/lib/kubelet, /var/lib/rancher/k3s); its
+files and directories; the binary, units and env files. `--keep-images` keeps
+/var/lib/rancher/k3s/agent/images so a re-install imports them at once.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+
+from runbooks.common.kube_cluster import AGENT, SERVER
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Action, Change, Plan, Step
+from runbooks.k3s import config as cfg
+
+INTERFACES = re.compile(r"^(cni0|flannel\.1|flannel-v6\.1|kube-ipvs0|flannel-wg(-v6)?|"
+                        r"flannel\.\d+)$")
+RULE = re.compile(r"KUBE-|CNI-|flannel", re.IGNORECASE)
+NFT_TABLE = re.compile(r"kube-proxy|flannel|cni", re.IGNORECASE)
+MOUNTS = ("/run/k3s", "/var/lib/kubelet", "/var/lib/rancher/k3s", "/run/netns/cni-")
+DATA_DIR = "/var/lib/rancher/k3s"
+PATHS = ("/etc/rancher/k3s", "/etc/rancher/node", "/var/lib/cni", "/etc/cni/net.d",
+         "/run/flannel", "/run/k3s", "/var/lib/kubelet",
+         f"{cfg.UNIT_DIR}/k3s.service", f"{cfg.UNIT_DIR}/k3s.service.env",
+         f"{cfg.UNIT_DIR}/k3s-agent.service", f"{cfg.UNIT_DIR}/k3s-agent.service.env",
+         cfg.BINARY)
+# bracketed first letters: the pattern never matches the shell that carries it
+PROCESSES = r"k3[s] (server|agent)|/var/lib/rancher/k3s/dat[a]/|[c]ontainerd-shim"
+SAVERS = (("iptables-save", "iptables-restore"), ("ip6tables-save", "ip6tables-restore"),
+          ("iptables-legacy-save", "iptables-legacy-restore"),
+          ("ip6tables-legacy-save", "ip6tables-legacy-restore"))
+
+
+def cluster_interfaces(ip_link: str) -> list[str]:
+    """`ip -o link show` -> the names of the cluster's interfaces."""
+    names = []
+    for line in ip_link.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) >= 2:
+            name = parts[1].strip().split("@", 1)[0]
+            if INTERFACES.match(name):
+                names.append(name)
+    return names
+
+
+def cluster_netns(ip_netns: str) -> list[str]:
+    """`ip netns list` -> cni-* namespaces."""
+    return [line.split()[0] for line in ip_netns.splitlines()
+            if line.split() and line.split()[0].startswith("cni-")]
+
+
+def strip_cluster_rules(saved: str) -> str:
+    """iptables-save output without the cluster's chains and rules (what k3s-killall does)."""
+    return "".join(line for line in saved.splitlines(keepends=True) if not RULE.search(line))
+
+
+def cluster_rule_count(saved: str) -> int:
+    return sum(1 for line in saved.splitlines() if RULE.search(line))
+
+
+def cluster_nft_tables(listing: str) -> list[str]:
+    """`nft list tables` -> "family name" of kube-proxy/flannel/cni tables."""
+    out = []
+    for line in listing.splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "table" and NFT_TABLE.search(words[2]):
+            out.append(f"{words[1]} {words[2]}")
+    return out
+
+
+def cluster_mounts(mounts: str) -> list[str]:
+    """/proc/self/mounts -> mount points of the cluster, deepest first."""
+    points = []
+    for line in mounts.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[1].startswith(MOUNTS):
+            points.append(words[1])
+    return sorted(set(points), key=len, reverse=True)
+
+
+class Fact(Step):
+    """A reset step: one fact command, a pure parser, one change removing what it found."""
+
+    verify = True
+
+    def __init__(self, name: str, command: str, found: object, remove: object) -> None:
+        self.name, self.command = name, command
+        self.found = found  # (out) -> list[str]
+        self.remove = remove  # (items) -> shell
+
+    def facts(self) -> Mapping[str, str]:
+        return {"out": self.command}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        items = self.found(facts["out"].out)  # type: ignore[operator]
+        if not items:
+            return []
+        return [Change(f"remove {', '.join(items)}",
+                       (Action(self.remove(items)),))]  # type: ignore[operator]
+
+
+class IptablesRules(Step):
+    """The cluster's iptables rules gone from every table; everyone else's kept."""
+
+    def __init__(self, save: str, restore: str) -> None:
+        self.save, self.restore = save, restore
+        self.name = f"Ensure no KUBE-/CNI-/flannel rules ({save})"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"saved": f"command -v {self.save} >/dev/null && {self.save}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        saved = facts["saved"]
+        count = cluster_rule_count(saved.out) if saved.ok else 0
+        if not count:
+            return []
+        command = (f"{self.save} | grep -v -E 'KUBE-|CNI-' | grep -iv flannel | "
+                   f"{self.restore}")
+        return [Change(f"remove {count} KUBE-/CNI-/flannel line(s) from {self.save}",
+                       (Action(command),))]
+
+
+def data_leftovers(keep_images: bool) -> str:
+    """Fact: what of the data dir would go (a few paths), nothing when it is clean."""
+    if not keep_images:
+        return f"[ -e {DATA_DIR} ] && echo {DATA_DIR}"
+    keep = f"{DATA_DIR}/agent/images"
+    return (f"[ -e {DATA_DIR} ] && find {DATA_DIR} -mindepth 1 -not -path {DATA_DIR}/agent "
+            f"-not -path {keep} -not -path '{keep}/*' -prune -print | head -5")
+
+
+def remove_data(keep_images: bool) -> str:
+    if not keep_images:
+        return f"rm -rf {DATA_DIR}"
+    keep = f"{DATA_DIR}/agent/images"
+    return (f"find {DATA_DIR} -mindepth 1 -not -path {DATA_DIR}/agent -not -path {keep} "
+            f"-not -path '{keep}/*' -prune -exec rm -rf {{}} +")
+
+
+def reset_plan(keep_images: bool) -> Plan:
+    q = shlex.quote
+    plan = Plan()
+    plan.add(Fact("Ensure k3s units stopped and disabled",
+                  "for u in k3s k3s-agent; do if systemctl is-enabled -q $u 2>/dev/null || "
+                  "systemctl is-active -q $u; then echo $u; fi; done",
+                  lambda out: out.split(),
+                  lambda units: "systemctl disable --now " + " ".join(units) + " || true"))
+    plan.add(Fact("Ensure no k3s or container processes",
+                  f"pgrep -f {q(PROCESSES)}",
+                  lambda out: [f"pid {p}" for p in out.split()],
+                  lambda _pids: f"pkill -9 -f {q(PROCESSES)}; sleep 0.2; true"))
+    plan.add(Fact("Ensure no cluster mounts", "cat /proc/self/mounts", cluster_mounts,
+                  lambda points: "; ".join(f"umount {q(p)} || umount -l {q(p)}"
+                                           for p in points)))
+    plan.add(Fact("Ensure no cluster interfaces", "ip -o link show", cluster_interfaces,
+                  lambda names: "; ".join(f"ip link delete {q(n)}" for n in names)))
+    plan.add(Fact("Ensure no cni-* network namespaces", "ip netns list", cluster_netns,
+                  lambda names: "; ".join(f"ip netns delete {q(n)}" for n in names)))
+    for save, restore in SAVERS:
+        plan.add(IptablesRules(save, restore))
+    plan.add(Fact("Ensure no kube-proxy/flannel nftables tables",
+                  "command -v nft >/dev/null && nft list tables", cluster_nft_tables,
+                  lambda tables: "; ".join(f"nft delete table {t}" for t in tables)))
+    plan.add(Fact(f"Ensure {DATA_DIR} is gone" + (" (images kept)" if keep_images else ""),
+                  data_leftovers(keep_images), lambda out: out.split(),
+                  lambda _items: remove_data(keep_images)))
+    paths = " ".join(q(p) for p in PATHS)
+    plan.add(Fact("Ensure k3s's files, units and binary are gone",
+                  f"for p in {paths}; do [ -e $p ] || [ -L $p ] && echo $p; done; true",
+                  lambda out: out.split(),
+                  lambda items: "rm -rf " + " ".join(q(i) for i in items)
+                  + "; systemctl daemon-reload || true"))
+    kubectl = cfg.BINARY[:-3] + "kubectl"
+    plan.add(Fact("Ensure the kubectl link to k3s is gone",
+                  f'[ "$(readlink {kubectl})" = k3s ] && echo {kubectl}', lambda o: o.split(),
+                  lambda items: f"rm -f {kubectl}"))
+    return plan
+
+
+def _plan(ctx: object) -> Plan:
+    options = getattr(ctx, "options", {})
+    return reset_plan(bool(options.get("keep_images")))
+
+
+RESET = Runbook("k3s.reset", (SERVER, AGENT), _plan)
+UNINSTALL = Runbook("k3s.uninstall", (SERVER, AGENT), lambda _ctx: reset_plan(True))

@@ -1,0 +1,234 @@
+"""Steps of the k3s runbook that the engine's generic ones do not cover.
+
+- `Artifact`: a release file on the node with the pinned sha256 (checked on the node, before
+  the file replaces anything), pushed over the host's SSH session (so through `via` jumps).
+- `Started`: the unit enabled and started without blocking (a k3s agent that cannot join
+  stays "activating" for ever; the readiness wait reports it, with its log lines).
+- `NodesReady`: on the first server, every node of the inventory Ready, waited for with a
+  timeout; a node that does not get there is named with its last log lines.
+- `KubeconfigMerged`: the cluster's kubeconfig, renamed to the site, merged on the operator's
+  machine (runbooks.common.kubeconfig).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runbooks.common.kubeconfig import (
+    KubeconfigError,
+    merge_kubeconfig,
+    names_in,
+    read_kubeconfig,
+    site_kubeconfig,
+    write_kubeconfig,
+)
+from runbooks.common.kubectl import node_status
+from runbooks.core import secrets
+from runbooks.core.facts import FactResult
+from runbooks.core.steps import Action, Change, Step, StepFailed
+
+if TYPE_CHECKING:
+    from runbooks.core.converge import HostContext
+
+
+def upload_command(path: str, digest: str, mode: str) -> str:
+    """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it."""
+    q = shlex.quote
+    folder = path.rsplit("/", 1)[0] or "/"
+    return ("set -e\n"
+            f"mkdir -p {q(folder)}\n"
+            f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
+            "trap 'rm -f \"$tmp\"' EXIT\n"
+            'cat > "$tmp"\n'
+            f'if ! echo "{digest}  $tmp" | sha256sum -c --status -; then echo "sha256 of '
+            f'{path} on the node is $(sha256sum "$tmp" | cut -c1-64), expected {digest}; '
+            'nothing was replaced" >&2; exit 4; fi\n'
+            f'chmod {q(mode)} "$tmp"\n'
+            f'mv -f "$tmp" {q(path)}\n'
+            "trap - EXIT\n")
+
+
+class Artifact(Step):
+    """Ensure `path` on the node has sha256 `digest`, else push `local` there."""
+
+    def __init__(self, path: str, local: Callable[[], Path], digest: str, mode: str = "755",
+                 label: str = "", notify: tuple[str, ...] = ()) -> None:
+        self.path, self.local, self.digest, self.mode = path, local, digest, mode
+        self.name = f"Ensure {path} is {label or 'the pinned file'} (sha256 {digest[:12]})"
+        self.notify = notify
+
+    def facts(self) -> Mapping[str, str]:
+        return {"sum": f"sha256sum {shlex.quote(self.path)}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["sum"]
+        current = fact.out.split()[0] if fact.ok and fact.out.split() else None
+        if current == self.digest:
+            return []
+        data = self.local().read_bytes()  # only when it must travel
+        verb = "replace" if current else "install"
+        return [Change(f"{verb} {self.path} ({len(data)} bytes, sha256 {self.digest[:12]})",
+                       (Action(upload_command(self.path, self.digest, self.mode),
+                               data),))]  # type: ignore[arg-type]  # bytes travel as is
+
+
+class Started(Step):
+    """Ensure a unit is enabled and started (without waiting for it to be ready)."""
+
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+        self.name = f"Ensure {unit} enabled and started"
+        self.started_now = False
+
+    def facts(self) -> Mapping[str, str]:
+        u = shlex.quote(self.unit)
+        return {"enabled": f"systemctl is-enabled {u}", "active": f"systemctl is-active {u}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        u = shlex.quote(self.unit)
+        changes = []
+        if facts["enabled"].out.strip() != "enabled":
+            changes.append(Change(f"enable {self.unit}", (Action(
+                f"systemctl daemon-reload && systemctl enable {u}"),)))
+        if facts["active"].out.strip() not in ("active", "activating", "reloading"):
+            self.started_now = True
+            changes.append(Change(f"start {self.unit}", (Action(
+                f"systemctl daemon-reload && systemctl reset-failed {u} 2>/dev/null; "
+                f"systemctl start --no-block {u} && for i in $(seq 50); do "
+                f'[ "$(systemctl is-active {u})" = inactive ] || break; sleep 0.1; done'),)))
+        return changes
+
+
+def restart_unless_started(unit: str, started: Started,
+                           wait: Callable[[], None] | None = None,
+                           ) -> Callable[[HostContext], None]:
+    """A handler: reload units and restart `unit` (then `wait()`), unless this run just
+    started it."""
+    def handler(ctx: HostContext) -> None:
+        if started.started_now:
+            return
+        u = shlex.quote(unit)
+        done = ctx.session.run(f"systemctl daemon-reload && systemctl restart --no-block {u}")
+        if not done.ok:
+            raise StepFailed(f"restart {unit}: exit {done.rc}: {done.stderr.strip()[-500:]}")
+        if wait is not None:
+            wait()
+    return handler
+
+
+class NodesReady(Step):
+    """Ensure every node of the cluster is Ready (run on the first server)."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, nodes: Mapping[str, str], timeout: float,
+                 kubectl: str = "k3s kubectl") -> None:
+        self.ctx, self.nodes, self.timeout, self.kubectl = ctx, dict(nodes), timeout, kubectl
+        self.name = f"Ensure nodes Ready: {', '.join(self.nodes)}"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"nodes": f"{self.kubectl} get nodes -o json"}
+
+    def _pending(self, out: str) -> dict[str, str]:
+        try:
+            items = json.loads(out).get("items", [])
+        except ValueError:
+            items = []
+        seen = {s["name"]: s for s in (node_status(n) for n in items)}
+        return {n: ("NotReady" if n in seen else "not registered")
+                for n in self.nodes if not seen.get(n, {}).get("ready")}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["nodes"]
+        pending = self._pending(fact.out) if fact.ok else {n: "API not answering"
+                                                          for n in self.nodes}
+        if not pending:
+            return []
+        if self.ctx.check:
+            return [Change(f"would wait up to {self.timeout:.0f} s for Ready: "
+                           + ", ".join(f"{n} ({w})" for n, w in pending.items()))]
+        started = time.monotonic()
+        command = f"{self.kubectl} get nodes -o json"
+        while pending and time.monotonic() - started < self.timeout:
+            time.sleep(1.0)
+            done = self.ctx.session.run(command)
+            if done.ok:
+                pending = self._pending(done.stdout)
+        if pending:
+            raise StepFailed(self._timeout_message(pending))
+        waited = time.monotonic() - started
+        return [Change(f"waited {waited:.0f} s until every node was Ready")]
+
+    def _timeout_message(self, pending: Mapping[str, str]) -> str:
+        lines = [f"not Ready after {self.timeout:.0f} s: "
+                 + ", ".join(f"{n} ({why})" for n, why in pending.items())]
+        for name in pending:
+            unit = self.nodes[name]
+            lines.append(f"last log lines of {unit} on {name}:")
+            lines.append(self._logs(name, unit))
+        return "\n".join(lines)
+
+    def _logs(self, name: str, unit: str) -> str:
+        try:
+            session = self.ctx.connector.session(self.ctx.inventory.hosts[name])
+            done = session.run(f"journalctl -u {shlex.quote(unit)} -n 8 --no-pager -o cat")
+        except Exception as exc:  # noqa: BLE001 - the message is what matters here
+            return f"  (cannot read them: {exc})"
+        text = secrets.mask(done.stdout.strip() or done.stderr.strip() or "(no log lines)")
+        return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+class KubeconfigMerged(Step):
+    """Ensure the operator's kubeconfig has the cluster as context `name` (merged locally)."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, name: str, server: str, path: Path,
+                 source: str) -> None:
+        self.ctx, self.site, self.server, self.path, self.source = ctx, name, server, path, source
+        self.name = f"Ensure context {name} in {path} (server {server})"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"k3s": f"cat {shlex.quote(self.source)}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["k3s"]
+        if not fact.ok:
+            if self.ctx.check:
+                return [Change(f"would merge context {self.site} into {self.path} once the "
+                               "server has written its kubeconfig")]
+            raise StepFailed(f"{self.source} is missing on the server: is k3s running?")
+        try:
+            site = site_kubeconfig(fact.out, self.site, self.server)
+            for user in site["users"]:
+                for value in (user.get("user") or {}).values():
+                    secrets.register(str(value))
+            current = read_kubeconfig(self.path)
+            merged = merge_kubeconfig(current, site)
+        except KubeconfigError as exc:
+            raise StepFailed(f"{self.path}: {exc}") from None
+        if merged is current:
+            return []
+        had = names_in(current)["contexts"] if current is not None else []
+        verb = "update" if self.site in had else "add"
+        if not self.ctx.check:
+            write_kubeconfig(self.path, merged)
+        return [Change(f"{verb} cluster, user and context {self.site} in {self.path} "
+                       "(other contexts kept)")]
+
+
+def token_of(output: str) -> str | None:
+    token = output.strip()
+    return token or None
+
+
+def json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

@@ -1,0 +1,155 @@
+"""The lab's k3s release site: the k3s double served on loopback under k3s's asset names.
+
+`lab.up` starts it on ``http://127.0.0.1:18231`` (loopback: the machine reaches it without
+any new route; guests never do, greenroom pushes the files to them). It answers like the
+release download site, ``/<version>/<asset>`` (the version may be URL-encoded, ``+`` as
+``%2B``), for any version asked:
+
+- ``k3s`` (amd64), ``k3s-arm64``, ``k3s-armhf``: runbooks/lab/doubles/k3s/k3s.py with its
+  VERSION line set to the version asked (so versions differ, as real releases do);
+- ``k3s-airgap-images-<arch>.tar`` / ``.tar.gz`` / ``.tar.zst``: a small deterministic tarball;
+- ``sha256sum-<arch>.txt``: the SHA-256 of that arch's assets, one ``<hex>  <name>`` line each.
+
+``--tamper NAME`` serves NAME with changed bytes but the checksums of the real ones (the
+tests' refusal case). Every request is logged to ``--log`` as ``METHOD PATH STATUS``.
+Run: ``python3 -m runbooks.lab.release --listen 127.0.0.1:18231 --log FILE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import re
+import shutil
+import subprocess
+import tarfile
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+ADDRESS = "127.0.0.1"
+PORT = 18231
+URL = f"http://{ADDRESS}:{PORT}"
+DOUBLE = Path(__file__).resolve().parent / "doubles" / "k3s" / "k3s.py"
+BINARIES = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
+IMAGE_FORMATS = ("tar.zst", "tar.gz", "tar")
+_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+
+
+def binary(version: str) -> bytes:
+    """The double, claiming to be `version`."""
+    source = DOUBLE.read_text()
+    line = re.search(r'^VERSION = "[^"]*"', source, re.M)
+    if line is None:
+        raise RuntimeError(f"{DOUBLE} has no VERSION line")
+    return (source[: line.start()] + f'VERSION = "{version}"' + source[line.end():]).encode()
+
+
+def images_tar(version: str, arch: str) -> bytes:
+    """A deterministic tarball standing in for the airgap images of `version`/`arch`."""
+    body = (f'[{{"Config": "double.json", "RepoTags": ["docker.io/rancher/mirrored-pause:3.6",'
+            f' "docker.io/rancher/mirrored-coredns-coredns:1.12.3"], "Layers": [], '
+            f'"double": "k3s {version} {arch}"}}]\n').encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size, info.mtime, info.mode = len(body), 0, 0o644
+        tar.addfile(info, io.BytesIO(body))
+    return out.getvalue()
+
+
+@lru_cache(maxsize=64)
+def asset(version: str, name: str) -> bytes | None:
+    """The bytes of one release asset, or None when the release has no such asset."""
+    if not _VERSION.match(version):
+        return None
+    for arch, binary_name in BINARIES.items():
+        if name == binary_name:
+            return binary(version)
+        for fmt in IMAGE_FORMATS:
+            if name == f"k3s-airgap-images-{arch}.{fmt}":
+                return compress(images_tar(version, arch), fmt)
+        if name == f"sha256sum-{arch}.txt":
+            names = [binary_name, *(f"k3s-airgap-images-{arch}.{f}" for f in IMAGE_FORMATS)]
+            lines = []
+            for item in names:
+                data = asset(version, item)
+                if data is not None:
+                    lines.append(f"{hashlib.sha256(data).hexdigest()}  {item}\n")
+            return "".join(lines).encode()
+    return None
+
+
+def compress(data: bytes, fmt: str) -> bytes | None:
+    if fmt == "tar":
+        return data
+    if fmt == "tar.gz":
+        return gzip.compress(data, mtime=0)
+    if shutil.which("zstd") is None:
+        return None  # no zstd on this machine: the release has .tar and .tar.gz only
+    return subprocess.run(["zstd", "-q", "-c", "-19"], input=data, capture_output=True,
+                          check=True).stdout
+
+
+class ReleaseHandler(BaseHTTPRequestHandler):
+    """GET/HEAD /<version>/<asset>; 404 for anything else."""
+
+    log_path = "/dev/null"
+    tamper: frozenset[str] = frozenset()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def _answer(self, send_body: bool) -> None:
+        parts = [unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
+        data = asset(parts[-2], parts[-1]) if len(parts) >= 2 else None
+        if data is not None and parts[-1] in self.tamper:
+            data = data + b"\n# tampered\n"
+        with open(self.log_path, "a") as out:
+            out.write(f"{self.command} {self.path} {200 if data is not None else 404}\n")
+        if data is None:
+            body = b"Not Found\n"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if send_body:
+                self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if send_body:
+            self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._answer(True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(False)
+
+
+def make_server(listen: str, log: str, tamper: tuple[str, ...] = ()) -> ThreadingHTTPServer:
+    """A release-site server bound to `listen` (HOST:PORT); call serve_forever()."""
+    host, _, port = listen.rpartition(":")
+    handler = type("Handler", (ReleaseHandler,), {"log_path": log,
+                                                  "tamper": frozenset(tamper)})
+    return ThreadingHTTPServer((host, int(port)), handler)
+
+
+def main() -> None:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--listen", default=f"{ADDRESS}:{PORT}")
+    parser.add_argument("--log", default="/dev/null")
+    parser.add_argument("--tag", default="", help="ignored; marks the process as the lab's")
+    parser.add_argument("--tamper", action="append", default=[])
+    args = parser.parse_args()
+    make_server(args.listen, args.log, tuple(args.tamper)).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""inv k3s on the virtual lab (hosts/lab.yaml: rp0 server, rp1 and lp0 agents).
+
+Everything on greenroom's side runs for real: the fetch from the lab's release site (and the
+refusal of a tampered one), the push of binary and images to the boards with the checksum
+checked on each, config.yaml, registries.yaml, units and 0600 env files, the token handed
+over without showing anywhere, the readiness wait (and its timeout, naming the node and its
+log lines when an agent has a wrong token), the kubeconfig merged (read back with the real
+kubectl), idempotence, restart only where config changed, and a reset that removes real
+debris next to the gateway's NAT rules. Only the k3s binary is a double (runbooks/lab/doubles).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from invoke import Context, Exit
+
+from runbooks.core.inventory import load_inventory
+from runbooks.k3s.release import Lock, lock_path
+from runbooks.k3s.tasks import converge, fetch, reset
+from runbooks.lab import release
+from tests.lab.conftest import LAB_INVENTORY
+
+pytestmark = pytest.mark.lab
+
+NODES = ("rp0", "rp1", "lp0")
+UNIT = {"rp0": "k3s", "rp1": "k3s-agent", "lp0": "k3s-agent"}
+
+
+@pytest.fixture(scope="module")
+def site(lab, tmp_path_factory):
+    """Fresh boards, a private cache and kubeconfig, a copy of the lab inventory (its lock
+    is written beside it)."""
+    tmp = tmp_path_factory.mktemp("k3s")
+    for name in NODES:
+        lab.reset(name)
+    inventory = tmp / "lab.yaml"
+    shutil.copy(LAB_INVENTORY, inventory)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
+    patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
+    (tmp / "kubeconfig").write_text(OTHER_KUBECONFIG)
+    yield tmp, inventory
+    patch.undo()
+    for name in NODES:
+        lab.reset(name)
+
+
+OTHER_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: work, cluster: {server: 'https://10.9.9.9:6443'}}]
+users: [{name: work, user: {token: keep-me}}]
+contexts: [{name: work, context: {cluster: work, user: work}}]
+current-context: work
+"""
+
+
+def sh(lab, host: str, command: str) -> str:
+    done = lab.exec(host, command)
+    assert done.returncode == 0, f"{host}: {command}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def main_pids(lab) -> dict[str, str]:
+    return {n: sh(lab, n, f"systemctl show -p MainPID --value {UNIT[n]}").strip()
+            for n in NODES}
+
+
+def run(inventory: Path, report: Path, **options) -> dict:
+    try:
+        converge(Context(), inventory=str(inventory), report=str(report), **options)
+    except Exit:
+        pass
+    return json.loads(report.read_text())
+
+
+def changed_steps(data: dict) -> dict[str, list[str]]:
+    return {h: [s["name"] for s in r["steps"] if s["status"] == "changed"]
+            for h, r in data["hosts"].items() if r["changed"]}
+
+
+def test_fetch_refuses_a_tampered_release_then_pins_the_lab_one(site, capsys):
+    tmp, inventory = site
+    server = release.make_server("127.0.0.1:0", str(tmp / "tampered.log"), ("k3s-arm64",))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(Exit) as refused:
+            fetch(Context(), inventory=str(inventory),
+                  source=f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "k3s-arm64: downloaded sha256" in str(refused.value.message)
+    assert not lock_path(inventory).exists()
+    with pytest.raises(Exit):
+        fetch(Context(), inventory=str(inventory), check=True)
+    assert "MISSING  k3s-arm64" in capsys.readouterr().out
+    fetch(Context(), inventory=str(inventory))
+    pinned = Lock.read(lock_path(inventory)).versions
+    assert {"k3s-arm64", "k3s-airgap-images-arm64.tar.zst"} <= set(next(iter(pinned.values())))
+
+
+def test_converge_installs_a_ready_cluster_without_showing_the_token(lab, site, capsys):
+    tmp, inventory = site
+    data = run(inventory, tmp / "first.json")
+    out = capsys.readouterr().out
+    assert data["ok"] is True, out
+    token = sh(lab, "rp0", "cat /var/lib/rancher/k3s/server/token").strip()
+    secret = token.rpartition(":")[2]
+    assert secret not in out and secret not in (tmp / "first.json").read_text()
+    lock = Lock.read(lock_path(inventory))
+    version = load_inventory(inventory).sections["cluster"].version
+    for name in NODES:
+        digest = sh(lab, name, "sha256sum /usr/local/bin/k3s").split()[0]
+        assert digest == lock.digest(version, "k3s-arm64")
+        assert sh(lab, name, "ls /var/lib/rancher/k3s/agent/images").split() == [
+            "k3s-airgap-images-arm64.tar.zst"]
+        assert sh(lab, name, "systemctl is-enabled " + UNIT[name]).strip() == "enabled"
+        env = f"/etc/systemd/system/{UNIT[name]}.service.env"
+        assert sh(lab, name, f"stat -c %a {env}").strip() == "600"
+        registries = sh(lab, name, "cat /etc/rancher/k3s/registries.yaml")
+        assert "http://192.168.10.2:5001" in registries
+    assert secret in sh(lab, "rp1", "cat /etc/systemd/system/k3s-agent.service.env")
+    assert "K3S_TOKEN" not in sh(lab, "rp1", "cat /etc/rancher/k3s/config.yaml")
+    assert secret not in sh(lab, "rp1", "ps -eo args")
+    config = sh(lab, "rp0", "cat /etc/rancher/k3s/config.yaml")
+    for line in ("node-ip: 192.168.10.3", "flannel-iface: eth0.100", "- traefik",
+                 "- servicelb", "- 192.168.10.25"):
+        assert line in config
+    nodes = json.loads(sh(lab, "rp0", "k3s kubectl get nodes -o json"))
+    ready = {n["metadata"]["name"]: n["status"]["conditions"][0]["status"]
+             for n in nodes["items"]}
+    assert ready == {"rp0": "True", "rp1": "True", "lp0": "True"}
+    assert "kube-vip" in sh(lab, "rp0", "cat /var/lib/rancher/k3s/agent/pod-manifests/"
+                                        "kube-vip.yaml")
+
+
+def test_kubeconfig_is_merged_as_kubectl_reads_it(site):
+    tmp, _ = site
+    view = subprocess.run(["kubectl", "config", "view", "--raw", "-o", "json", "--kubeconfig",
+                           str(tmp / "kubeconfig")], capture_output=True, text=True,
+                          check=True, env={"HOME": str(tmp), "PATH": "/usr/bin:/bin"})
+    data = json.loads(view.stdout)
+    clusters = {c["name"]: c["cluster"]["server"] for c in data["clusters"]}
+    assert clusters == {"work": "https://10.9.9.9:6443", "lab": "https://192.168.10.25:6443"}
+    users = {u["name"]: u["user"] for u in data["users"]}
+    assert users["work"] == {"token": "keep-me"} and data["current-context"] == "work"
+
+
+def test_second_run_changes_and_restarts_nothing(lab, site):
+    tmp, inventory = site
+    before = main_pids(lab)
+    data = run(inventory, tmp / "second.json")
+    assert data["ok"] is True and changed_steps(data) == {}
+    assert main_pids(lab) == before
+
+
+def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
+    tmp, inventory = site
+    text = inventory.read_text()
+    changed = inventory.with_name("lab-args.yaml")
+    args = "cluster:\n  server_args: {kube-apiserver-arg: [audit-log-maxage=3]}\n"
+    changed.write_text(text.replace("cluster:\n", args, 1))
+    shutil.copy(lock_path(inventory), lock_path(changed))
+    before = main_pids(lab)
+    data = run(changed, tmp / "args.json")
+    assert data["ok"] is True
+    assert set(changed_steps(data)) == {"rp0"}
+    after = main_pids(lab)
+    assert after["rp0"] != before["rp0"]
+    assert {n: after[n] for n in ("rp1", "lp0")} == {n: before[n] for n in ("rp1", "lp0")}
+    assert run(changed, tmp / "args2.json")["ok"] is True
+
+
+def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, capsys):
+    from runbooks.k3s.plan import NODES as NODES_RUNBOOK
+    from runbooks.k3s.plan import READY
+    from runbooks.k3s.run import run_phases
+
+    tmp, inventory = site
+    inv = load_inventory(inventory)
+    token = sh(lab, "rp0", "cat /var/lib/rancher/k3s/server/token").strip()
+    wrong = token.rpartition(":")[0] + ":wrong-password-42"
+    options = {"lock": Lock.read(lock_path(inv.path)), "shared": {"token": wrong},
+               "timeout": 8, "kubeconfig_path": None}
+    sh(lab, "rp0", "true")
+    phases = [(NODES_RUNBOOK, [inv.hosts["lp0"]], 0), (READY, [inv.hosts["rp0"]], 0)]
+    result = run_phases(phases, inv, name="k3s", check=False, parallel=4, options=options)
+    assert not result.ok
+    error = result.hosts["rp0"].error or ""
+    assert "not Ready after 8 s: lp0" in error
+    assert "401 Unauthorized" in error and "wrong-password-42" not in error
+    healed = run(inventory, tmp / "healed.json")
+    assert healed["ok"] is True and set(changed_steps(healed)) <= {"lp0", "rp0"}
+
+
+def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
+    tmp, inventory = site
+    debris = (
+        "ip link add cni0 type bridge && ip link add flannel.1 type vxlan id 1 dstport 8472 "
+        "dev eth0.100 && iptables -t nat -N KUBE-POSTROUTING && iptables -t nat -N CNI-abc && "
+        "iptables -t nat -A POSTROUTING -j KUBE-POSTROUTING && iptables -N FLANNEL-FWD && "
+        "iptables -A FORWARD -j FLANNEL-FWD && "
+        "iptables -t nat -A POSTROUTING -s 192.168.10.0/25 -o eth0 -j MASQUERADE && "
+        "nft add table inet greenroom && nft add chain inet greenroom postrouting "
+        "'{ type nat hook postrouting priority 100; }' && "
+        "nft add rule inet greenroom postrouting oifname eth0 masquerade && "
+        "mkdir -p /etc/cni/net.d /var/lib/cni/networks /run/flannel && "
+        "echo '{}' > /etc/cni/net.d/10-flannel.conflist && touch /run/flannel/subnet.env")
+    sh(lab, "rp1", debris)
+    before = sh(lab, "rp1", "iptables-save; ip -o link show")
+    assert "KUBE-POSTROUTING" in before and "cni0" in before
+    check_report = tmp / "reset-check.json"
+    reset(Context(), inventory=str(inventory), check=True, report=str(check_report))
+    listed = capsys.readouterr().out
+    assert "remove cni0, flannel.1" in listed and "KUBE-/CNI-/flannel line(s)" in listed
+    assert sh(lab, "rp1", "iptables-save; ip -o link show") == before  # check changed nothing
+    reset(Context(), inventory=str(inventory), keep_images=True, report=str(tmp / "r.json"))
+    after = sh(lab, "rp1", "iptables-save; ip -o link show; nft list ruleset")
+    for gone in ("KUBE-", "CNI-", "FLANNEL", "cni0", "flannel.1"):
+        assert gone not in after
+    assert "-A POSTROUTING -s 192.168.10.0/25 -o eth0 -j MASQUERADE" in after
+    assert 'oifname "eth0" masquerade' in after
+    for name in NODES:
+        left = sh(lab, name, "ls -d /etc/rancher/k3s /var/lib/cni /etc/cni/net.d /run/flannel "
+                             "/usr/local/bin/k3s /etc/systemd/system/k3s* 2>/dev/null; "
+                             "find /var/lib/rancher/k3s -type f; true").split()
+        assert left == ["/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"]
+        assert lab.exec(name, "pgrep -f 'k3[s] (server|agent)'").returncode == 1
+    contexts = subprocess.run(["kubectl", "config", "get-contexts", "-o", "name",
+                               "--kubeconfig", str(tmp / "kubeconfig")], capture_output=True,
+                              text=True, check=True).stdout.split()
+    assert contexts == ["work"]
+    reset(Context(), inventory=str(inventory), report=str(tmp / "r2.json"))
+    again = json.loads((tmp / "r2.json").read_text())
+    assert set(changed_steps(again)) == set(NODES)  # only the kept images went now
+    reset(Context(), inventory=str(inventory), report=str(tmp / "r3.json"))
+    assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
+    assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster

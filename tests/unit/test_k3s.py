@@ -1,0 +1,243 @@
+"""k3s runbook, pure parts: the cluster section, config.yaml, the reset's parsers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runbooks.common.kube_cluster import Cluster, read_cluster
+from runbooks.core.inventory import parse_inventory
+from runbooks.core.inventory_fields import Collector
+from runbooks.core.inventory_yaml import parse_yaml
+from runbooks.k3s import config as cfg
+from runbooks.k3s.release import asset_url, lock_path, parse_sums
+from runbooks.k3s.reset import (
+    cluster_interfaces,
+    cluster_mounts,
+    cluster_netns,
+    cluster_nft_tables,
+    strip_cluster_rules,
+)
+
+BASE = """\
+site: t
+defaults: {user: root}
+network:
+  vlan: {id: 100}
+  subnet: 192.168.10.0/25
+  gateway: 192.168.10.2
+  dhcp: {range: [192.168.10.26, 192.168.10.126], dns: [192.168.10.2]}
+  vip: 192.168.10.25
+registry: {host: gw, port: 5001}
+hosts:
+  gw: {address: 10.0.0.2, roles: [gateway, registry], vlan: {parent: eth1}}
+"""
+
+
+def node(name: str, n: int, role: str, extra: str = "") -> str:
+    return (f"  {name}: {{address: 10.0.0.{n}, roles: [{role}], board: raspberrypi, "
+            f"vlan: {{parent: eth0, address: 192.168.10.{n}/25}}{extra}}}\n")
+
+
+def read(cluster_yaml: str, hosts: str) -> tuple[Cluster | None, list[str]]:
+    text = BASE + hosts + cluster_yaml
+    data, lines, _ = parse_yaml(text)
+    c = Collector("t.yaml", lines)
+    inv_hosts = parse_inventory(BASE + "", "t.yaml").hosts  # noqa: F841 - base is valid
+    from runbooks.core.inventory_hosts import read_hosts
+    from runbooks.core.inventory_network import read_network
+
+    plan = read_network(c, data["network"])
+    hosts_read = read_hosts(c, data["hosts"], {"user": "root"}, plan, False)
+    cluster = read_cluster(c, data.get("cluster"), hosts_read, plan.build())
+    return cluster, [str(p) for p in c.problems]
+
+
+THREE = node("rp0", 3, "k3s-server") + node("rp1", 4, "k3s-agent") + \
+    node("lp0", 5, "k3s-agent", ", vars: {arch: armhf}")
+
+
+def test_cluster_defaults_vip_and_arches() -> None:
+    cluster, problems = read("cluster: {version: v1.34.1+k3s1}\n", THREE)
+    assert problems == []
+    assert cluster is not None
+    assert cluster.api_address == "192.168.10.25"
+    assert cluster.disable == ("traefik", "servicelb")
+    assert cluster.servers == ("rp0",) and cluster.agents == ("rp1", "lp0")
+    assert dict(cluster.arch) == {"rp0": "arm64", "rp1": "arm64", "lp0": "arm"}
+    assert cluster.arches == ("arm", "arm64")
+
+
+@pytest.mark.parametrize("section, hosts, expected", [
+    ("cluster: {version: v1.34}\n", THREE, "cluster.version: 'v1.34' is not a k3s release"),
+    ("cluster: {version: v1.34.1+k3s1, disable: [treafik]}\n", THREE,
+     "did you mean 'traefik'?"),
+    ("cluster: {version: v1.34.1+k3s1, verison: x}\n", THREE, "did you mean 'version'?"),
+    ("cluster: {version: v1.34.1+k3s1}\n",
+     node("rp0", 3, "k3s-server") + node("rp1", 4, "k3s-server"),
+     "2 hosts have role k3s-server (rp0, rp1): embedded etcd needs an odd number"),
+    ("", THREE, "need a top-level `cluster:` section"),
+    ("cluster: {version: v1.34.1+k3s1}\n", node("rp1", 4, "k3s-agent"),
+     "k3s agents need a server"),
+    ("cluster: {version: v1.34.1+k3s1, server_args: {disable: [x]}}\n", THREE,
+     "is set by greenroom"),
+    ("cluster: {version: v1.34.1+k3s1}\n", THREE.replace("armhf", "sparc"),
+     "unknown architecture 'sparc'"),
+    ("cluster: {version: v1.34.1+k3s1, source: ftp://x}\n", THREE, "is not an http(s) URL"),
+], ids=["bad-version", "disable-typo", "key-typo", "even-servers", "no-section",
+        "agents-only", "own-key-in-server-args", "bad-arch", "bad-source"])
+def test_cluster_problems_name_the_key(section: str, hosts: str, expected: str) -> None:
+    _, problems = read(section, hosts)
+    assert any(expected in p for p in problems), problems
+    assert all(p.startswith("t.yaml:") for p in problems)
+
+
+def test_without_vip_the_api_is_the_first_server() -> None:
+    data = BASE.replace("  vip: 192.168.10.25\n", "")
+    text = data + THREE + "cluster: {version: v1.34.1+k3s1}\n"
+    parsed, lines, _ = parse_yaml(text)
+    c = Collector("t.yaml", lines)
+    from runbooks.core.inventory_hosts import read_hosts
+    from runbooks.core.inventory_network import read_network
+
+    plan = read_network(c, parsed["network"])
+    hosts = read_hosts(c, parsed["hosts"], {"user": "root"}, plan, False)
+    cluster = read_cluster(c, parsed["cluster"], hosts, plan.build())
+    assert cluster is not None and cluster.api_address == "192.168.10.3"
+
+
+# -- config.yaml -------------------------------------------------------------------------------
+
+class Inv:
+    site = "t"
+    path = Path("hosts/t.yaml")
+
+
+def hosts_of(text: str) -> dict:
+    from runbooks.core.inventory_hosts import read_hosts
+    from runbooks.core.inventory_network import read_network
+
+    data, lines, _ = parse_yaml(BASE + text)
+    c = Collector("t.yaml", lines)
+    return read_hosts(c, data["hosts"], {"user": "root"}, read_network(c, data["network"]),
+                      False)
+
+
+def test_config_of_first_server_and_agent() -> None:
+    hosts = hosts_of(THREE)
+    cluster = Cluster("k3s", "v1.34.1+k3s1", "192.168.10.25", ("rp0",), ("rp1", "lp0"),
+                      {"rp0": "arm64", "rp1": "arm64", "lp0": "arm"}, vip="192.168.10.25",
+                      server_args={"kube-apiserver-arg": ["audit-log-maxage=3"]})
+    server = cfg.node_config(hosts["rp0"], cluster, Inv(), "192.168.10.3")  # type: ignore
+    assert server == {"node-ip": "192.168.10.3", "flannel-iface": "eth0.100",
+                      "write-kubeconfig-mode": "0600",
+                      "tls-san": ["192.168.10.25", "192.168.10.3"],
+                      "disable": ["traefik", "servicelb"],
+                      "disable-default-registry-endpoint": True,
+                      "kube-apiserver-arg": ["audit-log-maxage=3"]}
+    agent = cfg.node_config(hosts["rp1"], cluster, Inv(), "192.168.10.3")  # type: ignore
+    assert agent == {"node-ip": "192.168.10.4", "flannel-iface": "eth0.100",
+                     "server": "https://192.168.10.3:6443",
+                     "disable-default-registry-endpoint": True}
+    assert "token" not in str(server) + str(agent)
+
+
+def test_ha_first_server_inits_etcd_and_others_join() -> None:
+    hosts = hosts_of(node("a", 3, "k3s-server") + node("b", 4, "k3s-server")
+                     + node("c", 5, "k3s-server"))
+    cluster = Cluster("k3s", "v1.28.5+k3s1", "192.168.10.3", ("a", "b", "c"),
+                      arch={"a": "arm64", "b": "arm64", "c": "arm64"})
+    first = cfg.node_config(hosts["a"], cluster, Inv(), "192.168.10.3")  # type: ignore
+    second = cfg.node_config(hosts["b"], cluster, Inv(), "192.168.10.3")  # type: ignore
+    assert first["cluster-init"] is True and "server" not in first
+    assert second["server"] == "https://192.168.10.3:6443" and "cluster-init" not in second
+    assert "disable-default-registry-endpoint" not in first  # 1.28.5 predates it
+
+
+@pytest.mark.parametrize("version, has", [
+    ("v1.29.0+k3s1", False), ("v1.29.1+k3s1", True), ("v1.34.1+k3s1", True),
+    ("v1.28.6+k3s2", True), ("v1.28.5+k3s1", False), ("v1.27.10+k3s1", True),
+    ("v1.26.12+k3s1", False), ("v1.25.16+k3s4", False),
+], ids=lambda v: str(v))
+def test_default_registry_endpoint_flag_by_version(version: str, has: bool) -> None:
+    assert cfg.has_default_endpoint_flag(version) is has
+
+
+def test_env_file_holds_the_token_and_unit_reads_it() -> None:
+    hosts = hosts_of(THREE)
+    assert "K3S_TOKEN=K10abc::server:pw\n" in cfg.env_file("K10abc::server:pw", Inv())  # type: ignore
+    unit = cfg.unit_file(hosts["rp1"], Inv())  # type: ignore
+    assert "EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env" in unit
+    assert "ExecStart=/usr/local/bin/k3s agent\n" in unit and "K3S_TOKEN" not in unit
+
+
+# -- release files -------------------------------------------------------------------------------
+
+def test_release_urls_sums_and_lock_path() -> None:
+    assert asset_url("https://m/k3s/", "v1.34.1+k3s1", "k3s-arm64") == \
+        "https://m/k3s/v1.34.1%2Bk3s1/k3s-arm64"
+    text = f"{'a' * 64}  k3s-arm64\n{'b' * 64} *k3s-airgap-images-arm64.tar.zst\nnoise\n"
+    assert parse_sums(text) == {"k3s-arm64": "a" * 64,
+                                "k3s-airgap-images-arm64.tar.zst": "b" * 64}
+    assert lock_path(Path("hosts/lab.yaml")) == Path("hosts/lab.k3s.lock")
+
+
+# -- reset parsers -------------------------------------------------------------------------------
+
+IP_LINK = """\
+1: lo: <LOOPBACK,UP> mtu 65536 qdisc noqueue state UNKNOWN
+2: eth0.100@if5: <BROADCAST,UP> mtu 1500 qdisc noqueue state UP
+3: cni0: <BROADCAST,MULTICAST,UP> mtu 1450 qdisc noqueue state UP
+4: flannel.1: <BROADCAST,MULTICAST,UP> mtu 1450 qdisc noqueue state UNKNOWN
+5: vethab12@if2: <BROADCAST,UP> mtu 1450 master cni0 state UP
+6: flannel-wg: <POINTOPOINT> mtu 1420
+7: kube-ipvs0: <BROADCAST,NOARP> mtu 1500
+8: docker0: <BROADCAST> mtu 1500
+"""
+SAVED = """\
+*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:KUBE-POSTROUTING - [0:0]
+:CNI-abc - [0:0]
+:DOCKER - [0:0]
+-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
+-A POSTROUTING -s 10.42.0.0/24 -j CNI-abc
+-A POSTROUTING -s 192.168.10.0/25 -o eth1 -j MASQUERADE
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A KUBE-POSTROUTING -j MASQUERADE
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+:FLANNEL-FWD - [0:0]
+-A FORWARD -j FLANNEL-FWD
+-A FORWARD -i eth1.100 -j ACCEPT
+COMMIT
+"""
+
+
+def test_reset_finds_the_clusters_interfaces_only() -> None:
+    assert cluster_interfaces(IP_LINK) == ["cni0", "flannel.1", "flannel-wg", "kube-ipvs0"]
+
+
+def test_reset_keeps_everyone_elses_rules() -> None:
+    kept = strip_cluster_rules(SAVED)
+    assert "KUBE-" not in kept and "CNI-" not in kept and "FLANNEL" not in kept
+    for line in ("-A POSTROUTING -s 192.168.10.0/25 -o eth1 -j MASQUERADE",
+                 "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE", ":DOCKER - [0:0]",
+                 "-A FORWARD -i eth1.100 -j ACCEPT", "COMMIT", "*nat", "*filter"):
+        assert line in kept
+
+
+def test_reset_namespaces_tables_and_mounts() -> None:
+    assert cluster_netns("cni-1234 (id: 0)\nother\ncni-99\n") == ["cni-1234", "cni-99"]
+    tables = "table inet greenroom\ntable ip kube-proxy\ntable ip6 kube-proxy\ntable ip nat\n"
+    assert cluster_nft_tables(tables) == ["ip kube-proxy", "ip6 kube-proxy"]
+    mounts = ("tmpfs /run/k3s/containerd/io.containerd.grpc.v1.cri/sandboxes/x/shm tmpfs rw 0 0\n"
+              "overlay /run/k3s/containerd/x/rootfs overlay rw 0 0\n"
+              "tmpfs /var/lib/kubelet/pods/1/volumes/kube-api-access tmpfs rw 0 0\n"
+              "/dev/sda1 / ext4 rw 0 0\nnsfs /run/netns/cni-1 nsfs rw 0 0\n")
+    points = cluster_mounts(mounts)
+    assert "/" not in points and len(points) == 4
+    assert points == sorted(points, key=len, reverse=True)

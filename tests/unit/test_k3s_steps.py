@@ -1,0 +1,188 @@
+"""k3s steps with fake sessions: uploads checked on the node, the readiness wait and its
+timeout message, the kubeconfig step, the restart handler."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbooks.core.facts import FactResult
+from runbooks.core.steps import StepFailed
+from runbooks.k3s import steps as k3s_steps
+from runbooks.k3s.steps import (
+    Artifact,
+    KubeconfigMerged,
+    NodesReady,
+    Started,
+    restart_unless_started,
+    upload_command,
+)
+
+
+@dataclass
+class Done:
+    rc: int
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+@dataclass
+class FakeSession:
+    answers: list[Done] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    def run(self, command: str, stdin: Any = None) -> Done:
+        self.commands.append(command)
+        return self.answers.pop(0) if self.answers else Done(0)
+
+
+@dataclass
+class FakeCtx:
+    session: FakeSession
+    check: bool = False
+    others: dict[str, FakeSession] = field(default_factory=dict)
+    inventory: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def connector(self) -> Any:
+        outer = self
+
+        class Connector:
+            def session(self, host: Any) -> FakeSession:
+                return outer.others[host]
+        return Connector()
+
+
+class Inv:
+    hosts = {"rp1": "rp1"}
+
+
+def node(name: str, ready: bool) -> dict:
+    return {"metadata": {"name": name, "labels": {}},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else
+                                       "Unknown"}], "nodeInfo": {"kubeletVersion": "v1"}}}
+
+
+def nodes(*items: dict) -> str:
+    return json.dumps({"items": list(items)})
+
+
+def test_upload_refuses_bytes_that_do_not_match(tmp_path: Path) -> None:
+    target = tmp_path / "bin" / "k3s"
+    good = b"#!/bin/sh\necho k3s\n"
+    digest = hashlib.sha256(good).hexdigest()
+    script = upload_command(str(target), digest, "755")
+    bad = subprocess.run(["sh", "-c", script], input=b"tampered", capture_output=True)
+    assert bad.returncode == 4 and b"nothing was replaced" in bad.stderr
+    assert not target.exists() and list(target.parent.iterdir()) == []
+    ok = subprocess.run(["sh", "-c", script], input=good, capture_output=True)
+    assert ok.returncode == 0 and target.read_bytes() == good
+    assert oct(target.stat().st_mode & 0o777) == "0o755"
+
+
+def test_artifact_pushes_only_when_the_node_has_other_bytes(tmp_path: Path) -> None:
+    local = tmp_path / "k3s-arm64"
+    local.write_bytes(b"binary")
+    digest = hashlib.sha256(b"binary").hexdigest()
+    step = Artifact("/usr/local/bin/k3s", lambda: local, digest, label="k3s-arm64 v1")
+    assert step.plan({"sum": FactResult(0, f"{digest}  /usr/local/bin/k3s\n")}) == []
+    missing = step.plan({"sum": FactResult(1, "")})
+    assert missing[0].summary.startswith("install /usr/local/bin/k3s (6 bytes")
+    assert missing[0].actions[0].stdin == b"binary"
+    other = step.plan({"sum": FactResult(0, f"{'0' * 64}  /usr/local/bin/k3s\n")})
+    assert other[0].summary.startswith("replace ")
+
+
+@pytest.mark.parametrize("enabled, active, expected", [
+    ("enabled", "active", []),
+    ("enabled", "activating", []),
+    ("disabled", "inactive", ["enable k3s-agent", "start k3s-agent"]),
+    ("enabled", "failed", ["start k3s-agent"]),
+], ids=["running", "still-joining", "fresh", "failed"])
+def test_started_never_waits_for_readiness(enabled: str, active: str,
+                                           expected: list[str]) -> None:
+    step = Started("k3s-agent")
+    changes = step.plan({"enabled": FactResult(0, enabled), "active": FactResult(0, active)})
+    assert [c.summary for c in changes] == expected
+    assert all("--no-block" in c.actions[0].command for c in changes if "start" in c.summary)
+
+
+def test_restart_handler_skips_a_unit_this_run_started() -> None:
+    started = Started("k3s")
+    session = FakeSession()
+    started.started_now = True
+    restart_unless_started("k3s", started)(FakeCtx(session))  # type: ignore[arg-type]
+    assert session.commands == []
+    started.started_now = False
+    restart_unless_started("k3s", started)(FakeCtx(session))  # type: ignore[arg-type]
+    assert session.commands == ["systemctl daemon-reload && systemctl restart --no-block k3s"]
+
+
+def test_nodes_ready_waits_then_reports_a_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(k3s_steps.time, "sleep", lambda _s: None)
+    session = FakeSession([Done(0, nodes(node("rp0", True), node("rp1", True)))])
+    step = NodesReady(FakeCtx(session), {"rp0": "k3s", "rp1": "k3s-agent"},  # type: ignore
+                      timeout=30)
+    assert step.plan({"nodes": FactResult(0, nodes(node("rp0", True), node("rp1", True)))}) \
+        == []
+    changes = step.plan({"nodes": FactResult(0, nodes(node("rp0", True)))})
+    assert changes[0].summary.startswith("waited")
+
+
+def test_nodes_ready_timeout_names_the_node_and_its_log_lines(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(range(0, 1000, 5))
+    monkeypatch.setattr(k3s_steps.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(k3s_steps.time, "sleep", lambda _s: None)
+    session = FakeSession([Done(0, nodes(node("rp0", True), node("rp1", False)))] * 50)
+    logs = FakeSession([Done(0, 'level=error msg="Failed to validate connection: 401 '
+                                'Unauthorized"\n')])
+    ctx = FakeCtx(session, others={"rp1": logs}, inventory=Inv())
+    step = NodesReady(ctx, {"rp0": "k3s", "rp1": "k3s-agent"}, timeout=20)  # type: ignore
+    with pytest.raises(StepFailed) as failed:
+        step.plan({"nodes": FactResult(0, nodes(node("rp0", True)))})
+    message = str(failed.value)
+    assert message.startswith("not Ready after 20 s: rp1 (NotReady)")
+    assert "last log lines of k3s-agent on rp1:" in message and "401 Unauthorized" in message
+
+
+def test_check_mode_only_says_it_would_wait() -> None:
+    session = FakeSession()
+    step = NodesReady(FakeCtx(session, check=True), {"rp0": "k3s"}, timeout=9)  # type: ignore
+    changes = step.plan({"nodes": FactResult(1, "")})
+    assert changes[0].summary == "would wait up to 9 s for Ready: rp0 (API not answering)"
+    assert session.commands == []
+
+
+K3S_YAML = """\
+apiVersion: v1
+clusters: [{name: default, cluster: {server: 'https://127.0.0.1:6443',
+  certificate-authority-data: Q0E=}}]
+users: [{name: default, user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}}]
+contexts: [{name: default, context: {cluster: default, user: default}}]
+current-context: default
+"""
+
+
+def test_kubeconfig_step_merges_once_and_check_mode_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    dry = KubeconfigMerged(FakeCtx(FakeSession(), check=True), "lab",  # type: ignore
+                           "https://192.168.10.25:6443", path, "/etc/rancher/k3s/k3s.yaml")
+    assert dry.plan({"k3s": FactResult(0, K3S_YAML)})[0].summary.startswith("add cluster")
+    assert not path.exists()
+    real = KubeconfigMerged(FakeCtx(FakeSession()), "lab",  # type: ignore
+                            "https://192.168.10.25:6443", path, "/etc/rancher/k3s/k3s.yaml")
+    assert real.plan({"k3s": FactResult(0, K3S_YAML)})
+    assert "server: https://192.168.10.25:6443" in path.read_text()
+    assert real.plan({"k3s": FactResult(0, K3S_YAML)}) == []
