@@ -311,12 +311,14 @@ def rehearse(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the named peers (pyinfra, ansible-core, skopeo); see bench/README.md."""
+    """Benchmarks against the named peers (pyinfra, ansible-core, skopeo, dd + cmp); see
+    bench/README.md."""
     set_up(session)
     install(session, ".[bench]")
     session.run("python", "bench/lab/bench_lab_up.py", "--runs", "3")
     session.run("python", "bench/fleet/run.py")
     session.run("python", "bench/registry/bench.py", "--out", "bench/registry/results.md")
+    session.run("python", "bench/flash/bench.py", "--rounds", "5")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,17 @@
 """greenroom: build, check and reset a homelab Kubernetes demo lab over SSH.
 
-Wiring only: every runbook is a Collection in runbooks/<name>/tasks.py.
+Wiring only (the CLI layer): every runbook is a Collection in runbooks/<name>/tasks.py; the
+virtual lab plugs into the engine here, so the engine never imports it. Defaults live in
+invoke.yaml beside this file.
 """
 
 from importlib import import_module
 
 from invoke import Collection
+
+from runbooks.lab.access import plug_in as plug_in_the_lab
+
+plug_in_the_lab()
 
 ns = Collection()
 for module in (
@@ -16,11 +22,4 @@ for module in (
     "runbooks.k3s.tasks",
     "runbooks.demo.tasks",
 ):
-    try:
-        collection = import_module(module).ns
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith(module.rsplit(".", 1)[0]):
-            raise
-        continue  # that runbook is not in this checkout yet
-    ns.add_collection(collection)
-ns.configure({"greenroom": {"inventory": "hosts/lab.yaml", "parallel": 10}})
+    ns.add_collection(import_module(module).ns)

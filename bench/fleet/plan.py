@@ -12,8 +12,9 @@ from pathlib import Path
 
 import jinja2
 
+from runbooks.common.kernel import Sysctl
 from runbooks.core.runner import Runbook
-from runbooks.core.steps import Directory, File, LineInFile, Plan, Sysctl, Tokens
+from runbooks.core.steps import Directory, File, LineInFile, Plan, Tokens
 
 HERE = Path(__file__).resolve().parent
 MODULES = "overlay\nbr_netfilter\n"

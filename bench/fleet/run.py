@@ -74,16 +74,27 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) 
 def main() -> None:
     from runbooks.core.inventory import load_inventory
     from runbooks.core.session import Connector
-    from runbooks.lab.access import lab_access
+    from runbooks.lab.access import lab_access, plug_in
 
+    plug_in()  # as tasks.py does: the engine reaches the lab's hosts with its key
+
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="fleet sizes, comma separated (default 10,20)")
+    parser.add_argument("--only-greenroom", action="store_true",
+                        help="time greenroom alone (before/after comparisons of our own code)")
+    args = parser.parse_args()
+    sizes = tuple(int(n) for n in args.sizes.split(","))
     if os.geteuid() != 0:
         raise SystemExit("the fleet benchmark uses the virtual lab: run it as root")
-    for tool in ("pyinfra", "ansible-playbook"):
+    for tool in () if args.only_greenroom else ("pyinfra", "ansible-playbook"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: `nox -s bench` installs the peers")
     work = Path(tempfile.mkdtemp(prefix="greenroom-fleet-"))
     inv_path = work / "fleet.yaml"
-    inv_path.write_text(inventory_text(max(SIZES)))
+    inv_path.write_text(inventory_text(max(sizes)))
     inv_cmd = [sys.executable, "-m", "invoke"]
     subprocess.run([*inv_cmd, "lab.up", "--inventory", str(inv_path)], cwd=REPO, check=True)
     try:
@@ -105,7 +116,7 @@ def main() -> None:
                                     "-o ControlMaster=auto -o ControlPersist=60s",
                    ANSIBLE_PRIVATE_KEY_FILE=access.key_filename,
                    ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_NOCOWS="1")
-        for size in SIZES:
+        for size in sizes:
             subset = hosts[:size]
             names = ",".join(h.name for h in subset)
             pyinv = work / f"pyinfra_{size}.py"
@@ -126,6 +137,8 @@ def main() -> None:
             floor = [sys.executable, str(HERE / "fabric_floor.py"),
                      json.dumps([[h.address, access.key_filename] for h in subset])]
             row: dict[str, dict[str, float]] = {}
+            if args.only_greenroom:
+                tools = {"greenroom": tools["greenroom"]}
             for tool, argv in tools.items():
                 reset(subset)
                 first = timed(argv, env=env, cwd=HERE)
@@ -142,7 +155,8 @@ def main() -> None:
         subprocess.run([*inv_cmd, "lab.down", "--inventory", str(inv_path)], cwd=REPO,
                        check=False)
         shutil.rmtree(work, ignore_errors=True)
-    report(results)
+    if not args.only_greenroom:
+        report(results)
 
 
 def report(results: dict[int, dict[str, dict[str, float]]]) -> None:

@@ -1,93 +1,143 @@
-"""Turn a Runbook into an Invoke task with the options every runbook shares.
+"""The options every task shares, in one place: `runbook_task` and the `task` decorator.
 
-Every runbook task takes --inventory/-i, --host/-H, --check, --parallel, --report and
---accept-new-host-keys, plus options of its own. Bad input (an invalid inventory, an unknown
-host, the lab not running) is reported before any connection is opened, and exits non-zero.
+Every runbook task (`runbook_task`) takes --inventory/-i, --host/-H, --check, --parallel,
+--report and --accept-new-host-keys, plus options of its own; other tasks name the shared
+options they take with `@task(shared=("inventory", ...))` and get the same help text.
+Defaults come only from invoke.yaml (greenroom.inventory, greenroom.parallel). Bad input (an
+invalid inventory, an unknown host, a bad option value, the lab not running: every
+`UsageError`) is reported in one line, before any connection is opened, with exit status 2.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping
+from functools import lru_cache
 from importlib import import_module
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from invoke import Context, Exit, Task
+from invoke import Argument, Context, Exit, Task
+
+from runbooks.core.errors import UsageError
 
 if TYPE_CHECKING:
     from runbooks.core.runner import Runbook
 
 COMMON_HELP = {
-    "inventory": "Inventory file describing the site (default from invoke.yaml: "
-                 "greenroom.inventory, else hosts/lab.yaml).",
+    "inventory": "Inventory file describing the site (default: greenroom.inventory in "
+                 "invoke.yaml).",
     "host": "Hosts to act on: host names or role names, comma separated (default: every "
             "host with the runbook's roles).",
     "check": "Show what would change, with a diff for every file, and change nothing.",
-    "parallel": "How many hosts to converge at once (default from invoke.yaml, else 10).",
+    "parallel": "How many hosts to converge at once (default: greenroom.parallel in "
+                "invoke.yaml).",
     "report": "Also write the run's result as JSON to this file.",
     "accept_new_host_keys": "Trust host keys seen for the first time and record them in "
                             "~/.ssh/known_hosts (a changed key is always refused).",
 }
-DEFAULT_INVENTORY = "hosts/lab.yaml"
+
+
+PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "invoke.yaml"
 
 
 def settings(c: Context) -> Mapping[str, Any]:
-    """greenroom's section of the Invoke configuration (invoke.yaml), or {}."""
+    """greenroom's section of the Invoke configuration: what `inv` loaded from invoke.yaml,
+    else (a task called from Python with a bare Context) that same file, read here."""
     try:
-        return dict(c.config.get("greenroom", {}) or {})
+        found = c.config.get("greenroom")
     except AttributeError:
+        found = None
+    return dict(found) if found else _project_settings()
+
+
+@lru_cache(maxsize=1)
+def _project_settings() -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(PROJECT_CONFIG.read_text()) or {}
+    except (OSError, yaml.YAMLError):
         return {}
+    return dict(data.get("greenroom") or {}) if isinstance(data, dict) else {}
+
+
+def default(c: Context, key: str) -> Any:
+    """greenroom.<key> from invoke.yaml, the only place defaults live; UsageError if unset."""
+    value = settings(c).get(key)
+    if value is None:
+        raise UsageError(f"no default for --{key.replace('_', '-')}: set greenroom.{key} in "
+                         f"invoke.yaml (next to tasks.py), or pass --{key.replace('_', '-')}")
+    return value
+
+
+def inventory_path(c: Context, path: str | None) -> str:
+    """The inventory a task uses: --inventory, else greenroom.inventory from invoke.yaml."""
+    return str(path or default(c, "inventory"))
+
+
+def parallel_of(c: Context, parallel: int | None) -> int:
+    """How many hosts at once: --parallel, else greenroom.parallel from invoke.yaml."""
+    value = parallel or default(c, "parallel")
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        count = 0
+    if count < 1:
+        raise UsageError(f"--parallel {value!r}: give a whole number of hosts, at least 1")
+    return count
+
+
+def parallel_or_exit(c: Context, parallel: int | None) -> int:
+    """`parallel_of` for a task body: a bad value ends the task in one line, exit 2."""
+    with usage_errors_exit():
+        return parallel_of(c, parallel)
+
+
+def usage_errors_exit() -> Any:
+    """A context manager turning any UsageError into a one-line message and exit 2."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except UsageError as exc:
+            from runbooks.core import secrets
+
+            raise Exit(secrets.mask(str(exc)), code=2) from None
+
+    return guard()
 
 
 def load_inventory_or_exit(c: Context, path: str | None) -> Any:
-    """Load and validate the inventory, or exit with every problem it has."""
-    from runbooks.core.inventory import InventoryError, load_inventory
+    """Load and validate the inventory, or exit 2 with every problem it has."""
+    from runbooks.core.inventory import load_inventory
 
-    try:
-        return load_inventory(path or settings(c).get("inventory") or DEFAULT_INVENTORY)
-    except InventoryError as exc:
-        raise Exit(str(exc), code=2) from None
+    with usage_errors_exit():
+        return load_inventory(inventory_path(c, path))
 
 
 def execute(c: Context, runbook: Runbook, inventory: str | None, host: str | None,
             check: bool, parallel: int | None, report: str | None,
             accept_new_host_keys: bool, options: Mapping[str, Any]) -> Any:
     """Validate everything, run the runbook, print the recap, exit non-zero on failure."""
-    from runbooks.core.inventory import InventoryError
-    from runbooks.core.runner import UsageError, run_runbook, select_hosts, write_report
+    from runbooks.core.runner import run_runbook, select_hosts, write_report
 
-    inv = load_inventory_or_exit(c, inventory)
-    try:
+    with usage_errors_exit():
+        inv = load_inventory_or_exit(c, inventory)
+        count = parallel_of(c, parallel)
         hosts = select_hosts(inv, runbook, host)
-    except InventoryError as exc:
-        raise Exit(str(exc), code=2) from None
-    except UsageError as exc:
-        raise Exit(f"{inv.path}: {exc}", code=2) from None
-    if not hosts:
-        raise Exit(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
-                   f"nothing for {runbook.name} to do", code=2)
-    lab_not_running = _lab_not_running_error()
-    try:
-        result = run_runbook(
-            runbook, inv, hosts, check=check,
-            parallel=parallel or int(settings(c).get("parallel", 10)),
-            options=options, accept_new_host_keys=accept_new_host_keys,
-        )
-    except lab_not_running as exc:
-        raise Exit(str(exc), code=2) from None
+        if not hosts:
+            raise UsageError(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
+                             f"nothing for {runbook.name} to do")
+        result = run_runbook(runbook, inv, hosts, check=check, parallel=count,
+                             options=options, accept_new_host_keys=accept_new_host_keys)
     if report:
         write_report(result, report)
     if not result.ok:
         raise Exit(code=1)
     return result
-
-
-def _lab_not_running_error() -> type[Exception]:
-    try:
-        from runbooks.lab.access import LabNotRunning
-    except ImportError:  # the lab package is optional for real sites
-        return type("NoLab", (Exception,), {})
-    return LabNotRunning
 
 
 def resolve(runbook: Runbook | str) -> Runbook:
@@ -134,25 +184,54 @@ def runbook_task(
                          positional=[])
 
 
+class WholeNumber(Argument):
+    """An option whose value must be a whole number: a bad one ends the command with one
+    line and exit 2 (Invoke itself would print a traceback)."""
+
+    def set_value(self, value: Any, cast: bool = True) -> None:
+        try:
+            super().set_value(value, cast)
+        except ValueError:
+            option = (self.name or "value").replace("_", "-")
+            raise Exit(f"--{option} {value!r}: give a whole number, like "
+                       f"{self.default or 1}", code=2) from None
+
+
 class GreenroomTask(Task):
-    """An Invoke task whose only short flags are the conventional -i and -H."""
+    """An Invoke task whose only short flags are the conventional -i and -H (unless it asks
+    for Invoke's automatic ones), and whose whole-number options are checked."""
 
     SHORT = {"inventory": "i", "host": "H"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["auto_shortflags"] = False
+        kwargs.setdefault("auto_shortflags", False)
         super().__init__(*args, **kwargs)
 
     def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
         opts = super().arg_opts(name, default, taken_names)
-        if name in self.SHORT:
-            opts["names"] = [*opts["names"], self.SHORT[name]]
+        short = self.SHORT.get(name)
+        if short and short not in opts["names"] and short not in taken_names:
+            opts["names"] = [*opts["names"], short]
         return opts
 
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
+        arguments = super().get_arguments(ignore_unknown_help)
+        for argument in arguments:
+            if argument.kind is int:
+                argument.__class__ = WholeNumber
+        return arguments
 
-def task(*args: Any, **kwargs: Any) -> Any:
-    """`invoke.task` with greenroom's short flags (-i for --inventory, -H for --host)."""
+
+def task(*args: Any, shared: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """The one decorator for greenroom's tasks: `invoke.task` with the short flags -i and
+    -H, whole-number options checked, and help for each option named in `shared` (the
+    options every runbook task shares: inventory, host, check, parallel, report,
+    accept_new_host_keys) taken from COMMON_HELP, so their wording is the same everywhere."""
     from invoke import task as invoke_task
 
+    unknown = [name for name in shared if name not in COMMON_HELP]
+    if unknown:
+        raise ValueError(f"task(shared=...): unknown {unknown}; known: {list(COMMON_HELP)}")
+    kwargs["help"] = {**{name: COMMON_HELP[name] for name in shared}, **kwargs.get("help", {})}
     kwargs.setdefault("klass", GreenroomTask)
     return invoke_task(*args, **kwargs)

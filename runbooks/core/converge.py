@@ -11,69 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from runbooks.core.context import HostContext
 from runbooks.core.facts import FactResult, gather
+from runbooks.core.results import HostResult, Status, StepResult
 from runbooks.core.session import HostUnreachable
-from runbooks.core.steps.base import Change, Plan, Step, StepFailed
-
-if TYPE_CHECKING:
-    from runbooks.core.inventory import Host, Inventory
-    from runbooks.core.session import Connector, Session
-
-
-@dataclass
-class HostContext:
-    """Everything a runbook's plan and handlers may use for one host."""
-
-    host: Host
-    inventory: Inventory
-    session: Session
-    connector: Connector
-    check: bool
-    options: Mapping[str, Any] = field(default_factory=dict)
-    log: Callable[[str], None] = print
-    rebooted: bool = False
-
-    def run(self, command: str, stdin: str | None = None) -> Any:
-        return self.session.run(command, stdin)
-
-    def gather(self, commands: Mapping[str, str]) -> dict[str, FactResult]:
-        """Read facts a plan needs before it can choose its steps (one round trip)."""
-        return gather(self.session, commands)
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str  # ok | changed | failed
-    changes: list[str] = field(default_factory=list)
-    error: str | None = None
-
-
-@dataclass
-class HostResult:
-    host: str
-    status: str  # ok | changed | failed | unreachable
-    steps: list[StepResult] = field(default_factory=list)
-    seconds: float = 0.0
-    error: str | None = None
-    reboot_needed: bool = False
-
-    @property
-    def changed(self) -> int:
-        return sum(1 for s in self.steps if s.status == "changed")
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for s in self.steps if s.status == "failed") + (
-            1 if self.status in ("failed", "unreachable") and not any(
-                s.status == "failed" for s in self.steps) else 0)
-
-    @property
-    def ok(self) -> int:
-        return sum(1 for s in self.steps if s.status == "ok")
+from runbooks.core.steps.base import Change, Plan, Step, StepFailed, Verify
 
 
 def _step_facts(steps: list[tuple[int, Step]]) -> dict[str, str]:
@@ -90,7 +33,16 @@ def _facts_of(index: int, facts: Mapping[str, FactResult]) -> dict[str, FactResu
 
 
 class Converger:
-    """Runs one plan on one host and reports what it did through `emit`."""
+    """Runs one plan on one host and reports what it did through `emit`.
+
+    Check mode lives here and nowhere else: steps plan the same way in both modes, and the
+    converger decides what to do with their changes. Two kinds of change need no command:
+    - a reboot (`Change.reboot`): it notifies the reboot handler;
+    - a precondition (no actions, no reboot: something another runbook or the user must do
+      first): in check mode it is reported like any change, otherwise the step fails with it.
+    A `Verify` step checks what earlier steps bring about: in check mode, when an earlier
+    step would change something, its failure is reported as what would be verified.
+    """
 
     def __init__(self, ctx: HostContext, plan: Plan, emit: Callable[[str, str], None]) -> None:
         self.ctx = ctx
@@ -100,38 +52,47 @@ class Converger:
 
     def run(self) -> HostResult:
         started = time.monotonic()
-        result = HostResult(self.ctx.host.name, "ok")
+        result = HostResult(self.ctx.host.name)
         try:
             self._converge(result)
             self._run_handlers(result)
         except HostUnreachable as exc:
-            result.status, result.error = "unreachable", str(exc)
+            result.status, result.error = Status.UNREACHABLE, str(exc)
             self.emit("error", str(exc))
         result.seconds = time.monotonic() - started
-        if result.status == "ok" and (result.changed or self.notified):
-            result.status = "changed"
+        if result.status is Status.OK and (result.changed or self.notified):
+            result.status = Status.CHANGED
         return result
 
     def _converge(self, result: HostResult) -> None:
         steps = list(enumerate(self.plan.steps))
         facts = gather(self.ctx.session, _step_facts(steps))
         for position, (index, step) in enumerate(steps):
-            outcome = StepResult(step.name, "ok")
+            outcome = StepResult(step.name)
             result.steps.append(outcome)
             try:
                 changes = step.plan(_facts_of(index, facts))
             except StepFailed as exc:
+                if self.ctx.check and isinstance(step, Verify) and result.changed:
+                    self.emit("step", f"would verify after the changes above: {step.name} "
+                                      f"(now: {exc})")
+                    continue
                 self._fail(result, outcome, str(exc))
                 return
             if not changes:
                 continue
-            outcome.status = "changed"
+            outcome.status = Status.CHANGED
             outcome.changes = [c.summary for c in changes]
             result.reboot_needed |= any(c.reboot for c in changes)
             self._report_changes(step, changes)
             if self.ctx.check:
                 self._notify(step)
                 continue
+            needs = [c for c in changes if c.precondition]
+            if needs:
+                self._fail(result, outcome, "; ".join(
+                    c.summary + (f"\n{c.diff}" if c.diff else "") for c in needs))
+                return
             error = self._apply(changes)
             if error is None:
                 # one round trip re-reads this step (to verify it) and every later one (so
@@ -177,8 +138,8 @@ class Converger:
                 self.notified.append(name)
 
     def _fail(self, result: HostResult, outcome: StepResult, error: str) -> None:
-        outcome.status, outcome.error = "failed", error
-        result.status, result.error = "failed", f"{outcome.name}: {error}"
+        outcome.status, outcome.error = Status.FAILED, error
+        result.status, result.error = Status.FAILED, f"{outcome.name}: {error}"
         self.emit("error", f"failed: {outcome.name}: {error}")
 
     def _run_handlers(self, result: HostResult) -> None:
@@ -191,7 +152,7 @@ class Converger:
                 self.emit("info", f"would run handler: {handler.name}")
                 continue
             self.emit("info", f"handler: {handler.name}")
-            outcome = StepResult(f"handler: {handler.name}", "changed", [handler.name])
+            outcome = StepResult(f"handler: {handler.name}", Status.CHANGED, [handler.name])
             result.steps.append(outcome)
             try:
                 if callable(handler.command):

@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 import secrets as _random
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
+
+T = TypeVar("T")
 
 FILE_FACT = "@greenroom-file:"
 FILE_STAT_SEPARATOR = "@@greenroom-content"
@@ -38,6 +40,24 @@ class FactResult:
     @property
     def ok(self) -> bool:
         return self.rc == 0
+
+
+@dataclass(frozen=True)
+class Fact(Generic[T]):
+    """A named fact: one shell command and the pure function that parses its result.
+
+    Define a fact once (beside the code that knows its subject) and use it everywhere: a
+    step lists `fact.command` among its facts and reads `fact.parse(result)`. `gather`
+    runs a command once per batch however many steps ask for it.
+    """
+
+    name: str
+    command: str
+    parse: Callable[[FactResult], T]
+
+    def read(self, facts: Mapping[str, FactResult], key: str | None = None) -> T:
+        """Parse this fact's result from `facts` (stored under `key`, default its name)."""
+        return self.parse(facts[key or self.name])
 
 
 class Runs(Protocol):
@@ -75,7 +95,12 @@ def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
     if not commands:
         return {}
     files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
-    shell = {key: c for key, c in commands.items() if key not in files}
+    # the same command asked by several steps runs once; its result goes to every key
+    first: dict[str, str] = {}
+    shell: dict[str, str] = {}
+    for key, command in commands.items():
+        if key not in files and first.setdefault(command, key) == key:
+            shell[key] = command
     paths = list(dict.fromkeys(files.values()))
     if paths:
         shell[_STAT] = stat_command(paths)
@@ -86,6 +111,9 @@ def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
     if paths:
         states = files_from(paths, results.pop(_STAT).out, results.pop(_GREP).out)
         results.update({key: states[path] for key, path in files.items()})
+    for key, command in commands.items():
+        if key not in results:
+            results[key] = results[first[command]]
     return results
 
 

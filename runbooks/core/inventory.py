@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from runbooks.core import inventory_schema
 from runbooks.core.inventory_fields import Collector
 from runbooks.core.inventory_hosts import HOST_NAME, check_across_hosts, read_hosts
 from runbooks.core.inventory_model import (
@@ -83,7 +84,9 @@ def parse_inventory(text: str, file: str = "<inventory>") -> Inventory:
 
 def _build(c: Collector, data: Any, path: Path) -> Inventory | None:
     """Check every section, then build the Inventory when nothing was wrong."""
-    top = c.mapping(data, (), TOP_KEYS, "site: lab / network: ... / hosts: ...")
+    declared = inventory_schema.sections()
+    keys = {**TOP_KEYS, **{name: section.required for name, section in declared.items()}}
+    top = c.mapping(data, (), keys, "site: lab / network: ... / hosts: ...")
     if top is None:
         return None
     site = c.text(top.get("site"), ("site",), "a site name (like lab or demo)")
@@ -96,9 +99,14 @@ def _build(c: Collector, data: Any, path: Path) -> Inventory | None:
         _check_clients(c, lab.clients, top.get("hosts"))
     registry = _read_registry(c, top.get("registry"), top.get("hosts"), hosts)
     network = plan.build()
+    context = inventory_schema.SectionContext(hosts, network, top)
+    # every reader runs, with None for an absent section: it may require itself (say, when
+    # hosts have the roles that need it); a None result is left out
+    read = {name: section.reader(c, top.get(name), context) for name, section in declared.items()}
+    sections = {name: value for name, value in read.items() if value is not None}
     if c.problems or site is None or network is None:
         return None
-    return Inventory(path, site, network, registry, hosts, lab)
+    return Inventory(path, site, network, registry, hosts, lab, sections)
 
 
 def _check_clients(c: Collector, clients: tuple[str, ...], raw_hosts: Any) -> None:

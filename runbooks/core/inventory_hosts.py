@@ -25,6 +25,7 @@ from runbooks.core.inventory_model import (
     Vlan,
 )
 from runbooks.core.inventory_network import NetPlan, special
+from runbooks.core.inventory_schema import check_vars
 
 HOST_KEYS = {"address": True, "user": False, "port": False, "via": False, "roles": False,
              "board": False, "upstream": False, "vlan": False, "lab": False, "vars": False}
@@ -89,8 +90,7 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
         c.add((*base, "upstream"), f"upstream {upstream!r} is also the VLAN interface name; "
                                    "name the interface toward the internet (often vlan.parent)")
     host_vars = settings.get("vars") or {}
-    if not isinstance(host_vars, dict):
-        c.add((*base, "vars"), f"must be a mapping of settings, got {kind_of(host_vars)}")
+    check_vars(c, settings.get("vars"), (*base, "vars"), roles)  # keys declared per role
     if address is None:
         return None
     # Partly invalid hosts are still returned (with placeholders) so the checks across hosts

@@ -10,6 +10,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from runbooks.core.errors import UsageError
+
 KNOWN_ROLES: tuple[str, ...] = (
     "gateway", "registry", "pi", "k3s-server", "k3s-agent", "microk8s", "xen-dom0", "router",
     "client",
@@ -35,7 +37,7 @@ class Problem:
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
-class InventoryError(Exception):
+class InventoryError(UsageError):
     """Raised with every problem found in an inventory (or a selection) at once."""
 
     def __init__(self, file: str, problems: list[Problem]):
@@ -136,10 +138,6 @@ class Host:
     lab: HostLab | None = None
     vars: dict[str, Any] = field(default_factory=dict)
 
-    def has_role(self, role: str) -> bool:
-        """True when the host carries `role`."""
-        return role in self.roles
-
 
 @dataclass(frozen=True)
 class Inventory:
@@ -151,6 +149,8 @@ class Inventory:
     registry: Registry | None
     hosts: dict[str, Host]
     lab: LabSpec | None = None
+    # sections declared through runbooks.core.inventory_schema (cluster:, metallb:, ...)
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def select(self, spec: str | None = None) -> list[Host]:
         """Hosts named by `spec`: host names or role names, comma separated.

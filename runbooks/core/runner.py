@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from runbooks.core import secrets
-from runbooks.core.converge import Converger, HostContext, HostResult
+from runbooks.core.context import HostContext
+from runbooks.core.converge import Converger
+from runbooks.core.errors import UsageError
+from runbooks.core.results import HostResult, Status
 from runbooks.core.session import Connector, HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
-
-
-class UsageError(Exception):
-    """The command line asked for something the inventory or runbook cannot do."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return all(r.status in ("ok", "changed") for r in self.hosts.values())
+        return all(r.status.good for r in self.hosts.values())
 
     @property
     def changed(self) -> int:
@@ -78,7 +77,8 @@ class RunResult:
 
 
 class Printer:
-    """Thread-safe, secret-masking output: one line per event, prefixed with the host."""
+    """Thread-safe output, one line per event prefixed with the host; every line passes
+    `secrets.mask` here, the one place a run's output is written."""
 
     def __init__(self, out: IO[str], width: int) -> None:
         self.out = out
@@ -94,7 +94,6 @@ class Printer:
         label = name.ljust(self.width)
 
         def emit(kind: str, text: str) -> None:
-            text = secrets.mask(text)
             if kind == "diff":
                 body = "\n".join(f"{' ' * self.width}      {ln}" for ln in text.splitlines())
                 self.line(body)
@@ -116,7 +115,7 @@ def select_hosts(inventory: Inventory, runbook: Runbook, spec: str | None) -> li
     if outside:
         roles = ", ".join(runbook.roles)
         raise UsageError(
-            f"--host: {', '.join(outside)} has no role {roles}; "
+            f"{inventory.path}: --host: {', '.join(outside)} has no role {roles}; "
             f"{runbook.name} runs on hosts with role {roles}: "
             f"{', '.join(h.name for h in with_role) or 'none in this inventory'}")
     return chosen
@@ -137,17 +136,18 @@ def _converge_host(
         result = Converger(ctx, plan, emit).run()
     except HostUnreachable as exc:
         emit("error", f"unreachable: {exc}")
-        result = HostResult(host.name, "unreachable", error=str(exc))
+        result = HostResult(host.name, Status.UNREACHABLE, error=str(exc))
     except (SessionError, StepFailed) as exc:
         emit("error", f"failed: {exc}")
-        result = HostResult(host.name, "failed", error=str(exc))
+        result = HostResult(host.name, Status.FAILED, error=str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug on one host must not stop the others
         emit("error", f"failed: internal error: {type(exc).__name__}: {exc}")
-        result = HostResult(host.name, "failed", error=f"{type(exc).__name__}: {exc}")
+        result = HostResult(host.name, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
     result.seconds = time.monotonic() - started
-    word = {"ok": "ok, nothing to change", "changed": "would change" if check else "changed"}
-    summary = word.get(result.status, result.status)
-    if result.status == "changed":
+    word = {Status.OK: "ok, nothing to change",
+            Status.CHANGED: "would change" if check else "changed"}
+    summary = word.get(result.status, str(result.status))
+    if result.status is Status.CHANGED:
         summary = f"{summary} {result.changed} step{'s' if result.changed != 1 else ''}"
     emit("info", f"{summary} ({result.seconds:.2f}s)")
     return result
@@ -159,12 +159,14 @@ def run_runbook(
     hosts: Iterable[Host],
     *,
     check: bool = False,
-    parallel: int = 10,
+    parallel: int | None = None,
     options: Mapping[str, Any] | None = None,
     accept_new_host_keys: bool = False,
     out: IO[str] | None = None,
 ) -> RunResult:
-    """Converge `hosts` with `runbook`; never raises for a host's failure."""
+    """Converge `hosts` with `runbook`, `parallel` at once (None: all of them; the CLI
+    passes --parallel or greenroom.parallel from invoke.yaml); never raises for a host's
+    failure."""
     targets = list(hosts)
     started = time.monotonic()
     printer = Printer(out or sys.stdout, max((len(h.name) for h in targets), default=4))
@@ -173,7 +175,7 @@ def run_runbook(
     printer.line(f"{runbook.name} on {inventory.site}: {len(targets)} host(s){mode}")
     result = RunResult(runbook.name, check)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, parallel or len(targets))) as pool:
             futures = [
                 pool.submit(_converge_host, runbook, host, inventory, connector, check,
                             options or {}, printer)
@@ -192,27 +194,33 @@ def recap(result: RunResult) -> str:
     """The recap table: host, status, ok, changed, failed, time; then what went wrong."""
     rows = [("HOST", "STATUS", "OK", "CHANGED", "FAILED", "TIME")]
     for name, r in result.hosts.items():
-        rows.append((name, r.status, str(r.ok), str(r.changed), str(r.failed),
+        rows.append((name, str(r.status), str(r.ok), str(r.changed), str(r.failed),
                      f"{r.seconds:.2f}s"))
     widths = [max(len(row[i]) for row in rows) for i in range(6)]
     lines = ["", f"RECAP {result.runbook}{' (check)' if result.check else ''}"]
     for row in rows:
         lines.append("  ".join(cell.ljust(widths[i]) if i < 2 else cell.rjust(widths[i])
                                for i, cell in enumerate(row)).rstrip())
-    unreachable = [n for n, r in result.hosts.items() if r.status == "unreachable"]
+    unreachable = [n for n, r in result.hosts.items() if r.status is Status.UNREACHABLE]
     if unreachable:
         lines.append(f"unreachable: {', '.join(unreachable)}")
     for name, r in result.hosts.items():
-        if r.status in ("failed", "unreachable") and r.error:
+        if not r.status.good and r.error:
             lines.append(f"{name}: {r.error}")
     if result.check and result.changed:
         lines.append("check mode: nothing was changed; run without --check to apply")
     return "\n".join(lines)
 
 
-def write_report(result: RunResult, path: str | Path) -> None:
-    """Write the run's report as JSON (atomically)."""
+def write_json(data: Any, path: str | Path) -> None:
+    """Write `data` as JSON to `path`, atomically, every registered secret masked: the one
+    way any report leaves greenroom."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(secrets.mask(json.dumps(result.as_report(), indent=2)) + "\n")
+    tmp.write_text(secrets.mask(json.dumps(data, indent=2)) + "\n")
     tmp.replace(target)
+
+
+def write_report(result: RunResult, path: str | Path) -> None:
+    """Write the run's report as JSON (atomically, secrets masked)."""
+    write_json(result.as_report(), path)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runbooks.core import secrets
+from runbooks.core.access import access_for
 
 if TYPE_CHECKING:
     import fabric
@@ -171,11 +172,9 @@ class Session:
             ) from exc
         if rc == -1:
             raise HostUnreachable(f"connection to {self.host.name} lost while a command ran")
-        return CommandResult(
-            rc,
-            secrets.mask(stdout.decode(errors="replace")),
-            secrets.mask(stderr.decode(errors="replace")),
-        )
+        # not masked here: facts must see the host's real content (a file holding a
+        # secret would otherwise never look converged); output and reports mask it
+        return CommandResult(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     def close(self) -> None:
         self.connection.close()
@@ -206,12 +205,11 @@ class Connector:
         self.known_hosts = Path(os.path.expanduser("~/.ssh/known_hosts"))
         self._extra_known_hosts: str | None = None
         self._key_filename: str | None = None
-        if inventory.lab is not None:
-            from runbooks.lab.access import lab_access
-
-            access = lab_access(inventory)  # raises LabNotRunning, sending no packet
-            self._extra_known_hosts = access.known_hosts
-            self._key_filename = access.key_filename
+        # a plug-in (the virtual lab) may add a key and known_hosts, or refuse with a
+        # UsageError (lab not running) before any packet is sent
+        access = access_for(inventory)
+        self._extra_known_hosts = access.known_hosts
+        self._key_filename = access.key_filename
         self._lock = threading.Lock()
         self._known_hosts_lock = threading.Lock()
         self._password_lock = threading.Lock()

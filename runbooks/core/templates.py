@@ -28,11 +28,6 @@ def render(name: str, **values: Any) -> str:
     return str(_environment().get_template(name).render(**values))
 
 
-def static(name: str) -> str:
-    """The text of files/<name>, unrendered."""
-    return (FILES / name).read_text()
-
-
 def managed_from(inventory: Any) -> str:
     """Where a generated file comes from, for its header: the site and the inventory's file
     name, never its full path (running from another directory must not change the file)."""

@@ -13,12 +13,15 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps import Action, Change, Command, File, Service, Step
 
 CHAIN = "DOCKER-USER"
 UNIT = "greenroom-docker-forward.service"
-FACT = {"nat.docker": f"iptables -w -S {CHAIN}"}
+# The rules of Docker's DOCKER-USER chain as `iptables -S` prints them; None: no such chain
+# (no Docker on this host).
+DOCKER_USER = Fact("docker_user_rules", f"iptables -w -S {CHAIN}",
+                   lambda result: result.out.splitlines() if result.ok else None)
 
 
 def docker_rules(vlan_if: str, upstream: str) -> list[str]:
@@ -57,17 +60,18 @@ class DockerUserRules(Step):
         self.name = f"Ensure VLAN traffic passes Docker's {CHAIN} chain"
 
     def facts(self) -> Mapping[str, str]:
-        return {"chain": f"iptables -w -S {CHAIN}"}
+        return {"chain": DOCKER_USER.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        present = set(facts["chain"].out.splitlines())
+        present = set(DOCKER_USER.read(facts, "chain") or ())
         return [Change(f"iptables -I {rule[3:]}", (Action(insert_command(rule)),))
                 for rule in self.rules if rule not in present]
 
 
-def docker_steps(vlan_if: str, upstream: str, facts: Mapping[str, FactResult]) -> list[Step]:
-    """The steps for a gateway with Docker; none when the host has no DOCKER-USER chain."""
-    if not facts["nat.docker"].ok:
+def docker_steps(vlan_if: str, upstream: str, chain: list[str] | None) -> list[Step]:
+    """The steps for a gateway with Docker; none when the host has no DOCKER-USER chain
+    (`chain` is DOCKER_USER's value)."""
+    if chain is None:
         return []
     rules = docker_rules(vlan_if, upstream)
     return [

@@ -12,13 +12,18 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from runbooks.common.kernel import sysctl_fact
+from runbooks.common.links import link_command, parse_link
+from runbooks.common.nat import FIREWALLD_RUNNING, FIREWALLD_RUNTIME_RULES, nft_table_fact
 from runbooks.core.facts import FactResult
-from runbooks.dell_gateway import dhcp, docker, nat
+from runbooks.dell_gateway import dhcp, docker
 from runbooks.dell_gateway.leases import active_leases, parse_leases
-from runbooks.dell_gateway.links import link_command, parse_link
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
+
+NFT_TABLE = nft_table_fact("greenroom")
+FORWARDING = sysctl_fact("net.ipv4.ip_forward")
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,12 @@ def health_facts(host: Host) -> dict[str, str]:
         "dhcpd": "ps -C dhcpd -o pid=,args=",
         "udp67": "ss -H -ulpn 'sport = :67'",
         "packet": "ss -H -0 -pn",
-        "forward": "sysctl -n net.ipv4.ip_forward",
-        "firewalld": nat.FACTS["nat.firewalld"],
-        "fw_rules": "firewall-cmd --direct --get-all-rules",
-        "nft": f"nft list table {nat.TABLE}",
+        "forward": FORWARDING.command,
+        "firewalld": FIREWALLD_RUNNING.command,
+        "fw_rules": FIREWALLD_RUNTIME_RULES.command,
+        "nft": NFT_TABLE.command,
         "leases": f"cat {dhcp.LEASES}",
-        **docker.FACT,
+        "nat.docker": docker.DOCKER_USER.command,
     }
 
 
@@ -79,12 +84,13 @@ def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
     checks.append(Check("dhcpd listening", bound and vlan_if in on,
                         f"UDP port 67 {'bound by dhcpd' if bound else 'not bound by dhcpd'}; "
                         f"packet sockets on: {', '.join(on) or 'none'}"))
-    forward = facts["forward"].out.strip()
+    forward = FORWARDING.read(facts, "forward")
     checks.append(Check("forwarding", forward == "1", f"net.ipv4.ip_forward = {forward or '?'}"))
     checks.append(_masquerade(host, inventory, facts))
-    if facts["nat.docker"].ok:  # Docker runs here: its FORWARD DROP must let the VLAN out
+    chain = docker.DOCKER_USER.read(facts, "nat.docker")
+    if chain is not None:  # Docker runs here: its FORWARD DROP must let the VLAN out
         wanted = docker.docker_rules(vlan_if, host.upstream or "?")
-        present = set(facts["nat.docker"].out.splitlines())
+        present = set(chain)
         missing = [r for r in wanted if r not in present]
         checks.append(Check("docker forward", not missing,
                             f"greenroom's rules in {docker.CHAIN}: "
@@ -101,15 +107,15 @@ def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
 
 def _masquerade(host: Host, inventory: Inventory, facts: Mapping[str, FactResult]) -> Check:
     upstream, subnet = host.upstream or "?", inventory.network.subnet
-    if facts["firewalld"].ok:
-        rules = facts["fw_rules"].out.splitlines()
+    if FIREWALLD_RUNNING.read(facts, "firewalld"):
+        rules = FIREWALLD_RUNTIME_RULES.read(facts, "fw_rules")
         ok = any("MASQUERADE" in r and f"-o {upstream}" in r and "POSTROUTING" in r
                  for r in rules)
         return Check("masquerade", ok, f"firewalld direct rule MASQUERADE -o {upstream}: "
                      f"{'present' if ok else 'missing'}")
     wanted = f'oifname "{upstream}" ip saddr {subnet} masquerade'
-    ok = facts["nft"].ok and wanted in facts["nft"].out
-    return Check("masquerade", ok, f"nft table {nat.TABLE}: {wanted!r} "
+    ok = wanted in (NFT_TABLE.read(facts, "nft") or ())
+    return Check("masquerade", ok, f"nft table inet greenroom: {wanted!r} "
                  f"{'present' if ok else 'missing'}")
 
 

@@ -6,11 +6,11 @@ is the firewall; every step then reads its own facts in the engine's single batc
 
 from __future__ import annotations
 
-from runbooks.core.converge import HostContext
+from runbooks.common.vlan import vlan_facts, vlan_steps
+from runbooks.core.context import HostContext
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Plan
 from runbooks.dell_gateway import dhcp, nat
-from runbooks.dell_gateway.vlan import vlan_facts, vlan_steps
 
 
 def gateway_plan(ctx: HostContext) -> Plan:
@@ -20,7 +20,7 @@ def gateway_plan(ctx: HostContext) -> Plan:
     plan = Plan()
     plan.add(*vlan_steps(host, inventory, facts))
     plan.add(*dhcp.dhcp_steps(host, inventory))
-    plan.add(*nat.nat_steps(host, inventory, facts))
+    plan.add(*nat.nat_steps_for(host, inventory, facts))
     plan.handler(dhcp.RESTART)
     return plan
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from invoke import Exit
-
+from runbooks.core.cli import usage_errors_exit
+from runbooks.core.errors import UsageError
 from runbooks.core.facts import FactResult, gather
-from runbooks.core.runner import UsageError, select_hosts
+from runbooks.core.runner import select_hosts
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
@@ -20,19 +20,13 @@ def gateway_facts(
     commands: Callable[[Host], Mapping[str, str]],
 ) -> list[tuple[Host, dict[str, FactResult] | str]]:
     """(host, facts) per selected gateway, or (host, error text) when it was unreachable."""
-    from runbooks.core.inventory import InventoryError
     from runbooks.core.session import Connector, HostUnreachable, SessionError
 
-    try:
+    with usage_errors_exit():  # a bad --host, the lab not running: one line, exit 2
         hosts = select_hosts(inv, runbook, host_spec)
-    except (UsageError, InventoryError) as exc:
-        raise Exit(f"{inv.path}: {exc}", code=2) from None
-    if not hosts:
-        raise Exit(f"{inv.path}: no host has role gateway", code=2)
-    try:
+        if not hosts:
+            raise UsageError(f"{inv.path}: no host has role gateway")
         connector = Connector(inv)
-    except Exception as exc:  # noqa: BLE001 - LabNotRunning and kin: say it, exit 2
-        raise Exit(str(exc), code=2) from None
     results: list[tuple[Host, Any]] = []
     try:
         for host in hosts:

@@ -8,7 +8,6 @@ from invoke import Collection, Context, Exit
 
 from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
 
-INVENTORY_HELP = "Inventory file (default from invoke.yaml, else hosts/lab.yaml)."
 HOST_HELP = "Gateway hosts to read: names or roles, comma separated (default: role gateway)."
 
 converge = runbook_task(
@@ -25,7 +24,8 @@ converge = runbook_task(
 )
 
 
-@task(help={"inventory": INVENTORY_HELP, "host": HOST_HELP,
+@task(shared=("inventory",), help={
+            "host": HOST_HELP,
             "json": "Print the leases as JSON (a list of objects) for scripts.",
             "all": "Also list leases that are not active now (free, expired, released, ...)."})
 def leases(c: Context, inventory: str | None = None, host: str | None = None,
@@ -66,8 +66,8 @@ def leases(c: Context, inventory: str | None = None, host: str | None = None,
         raise Exit(code=1)
 
 
-@task(help={"inventory": INVENTORY_HELP, "host": HOST_HELP,
-            "json": "Print the checks as JSON for scripts."})
+@task(shared=("inventory",), help={"host": HOST_HELP,
+                                   "json": "Print the checks as JSON for scripts."})
 def check(c: Context, inventory: str | None = None, host: str | None = None,
           json_: bool = False) -> None:
     """Read-only health of the gateway; exits non-zero when anything is unhealthy.

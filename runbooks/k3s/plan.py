@@ -46,18 +46,12 @@ def cluster_of(inventory: Inventory) -> Cluster:
 
 
 def registry_endpoint(inventory: Inventory) -> str | None:
-    """host:port of the site's registry on the VLAN, or None without a registry."""
-    registry = inventory.registry
-    if registry is None or registry.host not in inventory.hosts:
-        return None
-    host = inventory.hosts[registry.host]
-    if host.vlan is not None and host.vlan.address is not None:
-        address = str(host.vlan.address.ip)
-    elif "gateway" in host.roles:
-        address = str(inventory.network.gateway)
-    else:
-        address = host.address
-    return f"{address}:{registry.port}"
+    """host:port of the site's registry on the VLAN, or None without a registry (computed
+    once, by runbooks.common.registry)."""
+    from runbooks.common.registry import registry_endpoint as endpoint_of
+
+    found = endpoint_of(inventory)
+    return str(found) if found else None
 
 
 def node_plan(ctx: HostContext) -> Plan:

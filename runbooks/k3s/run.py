@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, Any
 
-from runbooks.core.converge import HostResult
+from runbooks.core.results import HostResult, Status
 from runbooks.core.runner import Printer, Runbook, RunResult, _converge_host, recap
 from runbooks.core.session import Connector
 
@@ -56,7 +56,7 @@ def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: b
                 continue
             if blocked is not None:
                 for host in hosts:
-                    _merge(result, HostResult(host.name, "failed", error=blocked))
+                    _merge(result, HostResult(host.name, Status.FAILED, error=blocked))
                 continue
             workers = max(1, min(parallel, width) if width else parallel)
             with ThreadPoolExecutor(max_workers=workers) as pool:

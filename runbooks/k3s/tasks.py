@@ -10,7 +10,14 @@ from typing import Any
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, settings, task
+from runbooks.core.cli import (
+    COMMON_HELP,
+    load_inventory_or_exit,
+    parallel_or_exit,
+    runbook_task,
+    settings,
+    task,
+)
 
 FETCH_HELP = {
     "inventory": COMMON_HELP["inventory"],
@@ -127,7 +134,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
         return [*[(NODES, [h], 1) for h in servers + agents], (READY, [first], 0)]
 
     result = run_phases([(NODES, [first], 0)], inv, name="k3s", check=check,
-                        parallel=parallel or int(settings(c).get("parallel", 10)),
+                        parallel=parallel_or_exit(c, parallel),
                         options=options, accept_new_host_keys=accept_new_host_keys,
                         needs_first=first.name, then=next_phases)
     if report:
@@ -189,7 +196,7 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
               (RESET, [h for h in servers if h.name != cluster.first_server], 0),
               (RESET, [h for h in servers if h.name == cluster.first_server], 0)]
     result = run_phases(phases, inv, name="k3s.reset", check=check,
-                        parallel=parallel or int(settings(c).get("parallel", 10)),
+                        parallel=parallel_or_exit(c, parallel),
                         options={"keep_images": keep_images},
                         accept_new_host_keys=accept_new_host_keys)
     if report:

@@ -1,9 +1,10 @@
 """Lab access for the engine: which key, known_hosts and user reach the virtual lab.
 
-Import cost is stdlib only. The engine calls :func:`lab_access` before it opens any
-connection to an inventory that has a ``lab:`` section; the answer is decided from local
+Import cost is stdlib plus two small engine modules. The CLI layer plugs the lab into the
+engine with :func:`plug_in`; the engine then asks :func:`provider` before it opens any
+connection to an inventory that has a ``lab:`` section. The answer is decided from local
 state only (the lab's state file and the management bridge), so no packet is sent when the
-lab is down.
+lab is down: :class:`LabNotRunning` is one of the engine's usage errors (exit 2).
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbooks.core import access as engine_access
+from runbooks.core.errors import UsageError
+
 STATE_FILE = "lab.json"
 
 
-class LabNotRunning(Exception):
+class LabNotRunning(UsageError):
     """The virtual lab for this inventory is not up."""
 
     def __init__(self, message: str = "the virtual lab is not running: run `inv lab.up`"):
@@ -91,3 +95,16 @@ def lab_access(inventory: Any) -> LabAccess:
     if not (key and known and Path(key).exists() and Path(known).exists()):
         raise LabNotRunning()
     return LabAccess(key_filename=key, known_hosts=known, user=str(state.get("user", "root")))
+
+
+def provider(inventory: Any) -> engine_access.Access | None:
+    """The engine's access for a lab inventory (None for any other inventory)."""
+    if getattr(inventory, "lab", None) is None:
+        return None
+    found = lab_access(inventory)  # raises LabNotRunning, sending no packet
+    return engine_access.Access(key_filename=found.key_filename, known_hosts=found.known_hosts)
+
+
+def plug_in() -> None:
+    """Let the engine reach the virtual lab's hosts (called by the CLI layer, tasks.py)."""
+    engine_access.plug_in(provider)

@@ -26,7 +26,7 @@ from runbooks.lab import guest as guests
 from runbooks.lab import network
 from runbooks.lab.aptsources import allowed_hosts, machine_sources
 from runbooks.lab.plan import GuestPlan, LabPlan, make_plan
-from runbooks.lab.rootfs import ensure_rootfs
+from runbooks.lab.rootfs import cache_root, ensure_rootfs
 from runbooks.lab.seed import MARKER, seed_guest, write_firmware_dir
 from runbooks.lab.state import LabState
 
@@ -252,7 +252,8 @@ def _ensure_services(plan: LabPlan, state: LabState, data: dict[str, Any]) -> No
     if not _owned(data.get("proxy_pid"), token):
         allow = allowed_hosts(machine_sources())
         args = [sys.executable, "-m", "runbooks.lab.aptproxy", "--listen",
-                f"{plan.bridge_address.ip}:{plan.proxy_port}", "--tag", token]
+                f"{plan.bridge_address.ip}:{plan.proxy_port}", "--tag", token,
+                "--cache", str(cache_root() / "apt")]
         for host in allow:
             args += ["--allow", host]
         data["proxy_pid"] = _start_daemon(args, state.dir / "aptproxy.pid",

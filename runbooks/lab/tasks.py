@@ -9,24 +9,16 @@ from typing import Any
 
 from invoke import Collection, Context, Exit, task
 
-INVENTORY_HELP = ("Lab inventory (default from invoke.yaml greenroom.inventory, else "
-                  "hosts/lab.yaml); it needs a top-level `lab:` section.")
+INVENTORY_HELP = ("Lab inventory (default: greenroom.inventory in invoke.yaml); it needs a "
+                  "top-level `lab:` section.")
 
 
 def _inventory(c: Context, path: str | None) -> Any:
-    from runbooks.core.inventory import InventoryError, load_inventory
+    from runbooks.core.cli import load_inventory_or_exit
 
-    try:
-        cfg = c.config.get("greenroom", {}) or {}
-    except AttributeError:
-        cfg = {}
-    chosen = path or cfg.get("inventory") or "hosts/lab.yaml"
-    try:
-        inv = load_inventory(chosen)
-    except InventoryError as exc:
-        raise Exit(str(exc), code=2) from None
+    inv = load_inventory_or_exit(c, path)
     if inv.lab is None:
-        raise Exit(f"{chosen}: no top-level `lab:` section, so it describes real machines; "
+        raise Exit(f"{inv.path}: no top-level `lab:` section, so it describes real machines; "
                    "use a lab inventory such as hosts/lab.yaml", code=2)
     return inv
 
@@ -84,15 +76,14 @@ def status(c, inventory=None, json_=False):
             "command": "Run this one command instead of a shell; exit with its status."})
 def shell(c, host, inventory=None, command=None):
     """Open an SSH shell on a lab host with the lab key (or run one command)."""
-    from runbooks.lab.access import LabNotRunning, lab_access
+    from runbooks.core.cli import usage_errors_exit
+    from runbooks.lab.access import lab_access
 
     inv = _inventory(c, inventory)
     if host not in inv.hosts:
         raise Exit(f"{inv.path}: no host {host!r} (hosts: {', '.join(inv.hosts)})", code=2)
-    try:
+    with usage_errors_exit():  # the lab not running: one line, exit 2
         access = lab_access(inv)
-    except LabNotRunning as exc:
-        raise Exit(str(exc), code=2) from None
     target = inv.hosts[host]
     cmd = ["ssh", "-i", access.key_filename, "-o", f"UserKnownHostsFile={access.known_hosts}",
            "-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o",

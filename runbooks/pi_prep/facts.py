@@ -11,8 +11,9 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runbooks.common.facts import CONTAINERD_INSTALLED
 from runbooks.core.facts import FactResult
-from runbooks.core.steps.system import parse_dpkg_status
+from runbooks.core.steps.system import dpkg_status
 
 FIRMWARE_CMDLINE = "/boot/firmware/cmdline.txt"
 LEGACY_CMDLINE = "/boot/cmdline.txt"
@@ -29,9 +30,8 @@ FACT_COMMANDS: dict[str, str] = {
     "legacy_cmdline": f"head -c 400 {LEGACY_CMDLINE}",
     "grub": f"[ -f {GRUB_DEFAULT} ]",
     "swaps": "cat /proc/swaps",
-    "swap_packages": "dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' "
-                     + " ".join(shlex.quote(p) for p in SWAP_PACKAGES),
-    "containerd": "containerd --version",
+    "swap_packages": dpkg_status(SWAP_PACKAGES).command,
+    "containerd": CONTAINERD_INSTALLED.command,
     "iptables": "iptables --version",
     "arch": "dpkg --print-architecture || uname -m",
 }
@@ -167,15 +167,6 @@ def parse_proc_swaps(text: str) -> tuple[SwapEntry, ...]:
     return tuple(entries)
 
 
-def parse_containerd_version(text: str) -> tuple[int, int] | None:
-    """`containerd --version` or an apt version ("1.6.20~ds1-1") -> (major, minor)."""
-    for token in text.split():
-        match = re.fullmatch(r"v?(?:\d+:)?(\d+)\.(\d+)(?:[.~+-].*)?", token)
-        if match:
-            return int(match.group(1)), int(match.group(2))
-    return None
-
-
 def parse_iptables_variant(text: str) -> str:
     """`iptables --version` ("iptables v1.8.9 (nf_tables)") -> nf_tables | legacy | unknown."""
     match = re.search(r"\((nf_tables|legacy)\)", text)
@@ -213,8 +204,7 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
                                facts["rpi_issue"].ok, facts["armbian"].ok)
     board = detect_board(facts["model"].out if facts["model"].ok else "")
     boot, path = kernel_cmdline_location(facts)
-    packages = parse_dpkg_status(facts["swap_packages"].out)
-    containerd = facts["containerd"]
+    packages = dpkg_status(SWAP_PACKAGES).read(facts, "swap_packages")
     iptables = facts["iptables"]
     return BoardFacts(
         os=os_info,
@@ -222,8 +212,8 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
         boot=boot,
         cmdline_path=path,
         swaps=parse_proc_swaps(facts["swaps"].out) if facts["swaps"].ok else (),
-        swap_packages=tuple(p for p in SWAP_PACKAGES if packages.get(p)),
-        containerd=parse_containerd_version(containerd.out) if containerd.ok else None,
+        swap_packages=tuple(p for p in SWAP_PACKAGES if packages.installed(p)),
+        containerd=CONTAINERD_INSTALLED.read(facts, "containerd"),
         iptables=parse_iptables_variant(iptables.out) if iptables.ok else "unknown",
         arch=facts["arch"].out.strip() or "unknown",
     )

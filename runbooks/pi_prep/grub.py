@@ -18,7 +18,7 @@ from runbooks.core.steps.files import Edit
 from runbooks.pi_prep.cmdline import CGROUP_ARGS, merge_cmdline
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
 _ASSIGNMENT = re.compile(r"^(?P<indent>\s*)(?P<export>export\s+)?GRUB_CMDLINE_LINUX=(?P<value>.*)$")
 

@@ -12,34 +12,33 @@ import posixpath
 import shlex
 from typing import TYPE_CHECKING
 
+from runbooks.common.containerd import CERTS_DIR, ContainerdConfig, hosts_toml_step
+from runbooks.common.kernel import KernelModule, Sysctl
+from runbooks.common.reboot import RebootRequested
+from runbooks.common.vlan import vlan_facts, vlan_steps
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
     Command,
-    Directory,
     File,
     Handler,
-    KernelModule,
     LineInFile,
     Packages,
     Plan,
     Service,
     StepFailed,
-    Sysctl,
 )
-from runbooks.dell_gateway.vlan import vlan_facts, vlan_steps
 from runbooks.pi_prep.cmdline import cmdline_txt_step
 from runbooks.pi_prep.configtxt import config_txt_step
-from runbooks.pi_prep.containerd import CERTS_DIR, ContainerdConfig, registry_hosts_toml
 from runbooks.pi_prep.facts import FACT_COMMANDS, BoardFacts, parse_board_facts
 from runbooks.pi_prep.fstab import fstab_step
 from runbooks.pi_prep.grub import UPDATE_GRUB, grub_default_step
 from runbooks.pi_prep.kubernetes import kubernetes_steps
-from runbooks.pi_prep.reboot import RebootPending, RebootRequested, reboot_handler
-from runbooks.pi_prep.settings import PiPrepSettings, SettingsError, load_settings
+from runbooks.pi_prep.reboot import RebootPending, reboot_handler
+from runbooks.pi_prep.settings import PiPrepSettings, load_settings
 from runbooks.pi_prep.swap import Purged, SwapOff, VerifySwapOff, dphys_swapfile_steps
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
 MODULES_FILE = "/etc/modules-load.d/k8s.conf"
 SYSCTL_FILE = "/etc/sysctl.d/k8s.conf"
@@ -72,10 +71,7 @@ def check_board(ctx: HostContext, facts: BoardFacts) -> None:
 
 def build_plan(ctx: HostContext) -> Plan:
     """The plan for one board (raises StepFailed for bad vars or missing boot files)."""
-    try:
-        settings = load_settings(ctx.inventory, ctx.host)
-    except SettingsError as exc:
-        raise StepFailed(str(exc)) from None
+    settings = load_settings(ctx.inventory, ctx.host)
     # one round trip for the board's facts and, when it sits on the VLAN, its network's
     wanted = dict(FACT_COMMANDS)
     if ctx.host.vlan is not None:
@@ -110,18 +106,14 @@ def build_plan(ctx: HostContext) -> Plan:
     zram = [p for p in facts.swap_packages if p != "dphys-swapfile"]
     if zram:
         plan.add(Purged(zram, "zram swap"))
-    plan.add(SwapOff(), fstab_step())
-    if not ctx.check:
-        plan.add(VerifySwapOff())
+    plan.add(SwapOff(), fstab_step(), VerifySwapOff())
 
     plan.add(Packages(packages_for(facts, settings)))
     plan.add(*(KernelModule(m, file=MODULES_FILE) for m in MODULES))
     plan.add(*(Sysctl(key, 1, file=SYSCTL_FILE) for key in SYSCTLS))
-    plan.add(ContainerdConfig(settings.sandbox_image))
+    plan.add(ContainerdConfig(kubernetes=True, sandbox_image=settings.sandbox_image))
     if settings.registry:
-        directory = f"{CERTS_DIR}/{settings.registry}"
-        plan.add(Directory(CERTS_DIR), Directory(directory),
-                 File(f"{directory}/hosts.toml", registry_hosts_toml(settings.registry)))
+        plan.add(hosts_toml_step(CERTS_DIR, settings.registry))
     plan.add(Service("containerd", enabled=True, running=True))
 
     if settings.iptables_legacy:

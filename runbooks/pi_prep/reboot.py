@@ -1,65 +1,32 @@
-"""Reboot a board when a change needs it, wait for it to come back, verify the new boot.
+"""pi-prep's reboot policy: which board state needs a reboot, and what a good boot shows.
 
-Policy (options of `inv pi-prep`):
-- a change that takes effect at boot (kernel arguments, config.txt) or a pending reboot
-  (memory cgroup disabled in the running kernel, /var/run/reboot-required) notifies the
-  `reboot` handler; `--reboot` reboots even when nothing needs it;
-- `--no-reboot` never reboots: a board that needs one is reported FAILED with
-  "reboot needed", so it never looks ready before it is; the next run without --no-reboot
-  sees the pending reboot again (memory cgroup still off) and does it;
-- `--serial N` lets at most N boards reboot at the same time (0: no limit);
-- `--timeout S`: how long to wait for a board to answer SSH again (default 300 s); a board
-  that does not come back is reported unreachable while the others go on.
-
-After the reboot the handler reconnects (ctx.connector.forget + session) and verifies the
-memory cgroup is enabled (/proc/cgroups) and the cgroup arguments are in /proc/cmdline. A
-kernel that lacks the arguments but has the memory cgroup (some kernels enable it by
-default; in the virtual lab the kernel is the machine's own) is a warning, not a failure;
-a disabled memory cgroup is a failure that says which file the boot loader ignored.
+A change that takes effect at boot (kernel arguments, config.txt) or a pending reboot
+(memory cgroup disabled in the running kernel, /var/run/reboot-required) notifies the
+`reboot` handler of runbooks.common.reboot (which honours --no-reboot, --serial,
+--timeout). After the reboot `verify_after_reboot` checks the memory cgroup is enabled
+(/proc/cgroups) and the cgroup arguments are in /proc/cmdline. A kernel that lacks the
+arguments but has the memory cgroup (some kernels enable it by default; in the virtual lab
+the kernel is the machine's own) is a warning, not a failure; a disabled memory cgroup is a
+failure that says which file the boot loader ignored.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from runbooks.common.reboot import reboot_handler as common_reboot_handler
 from runbooks.core.facts import FactResult
-from runbooks.core.session import HostUnreachable
-from runbooks.core.steps.base import Change, Handler, Step, StepFailed
+from runbooks.core.steps import Change, Handler, Step, StepFailed
 from runbooks.pi_prep.cmdline import CGROUP_ARGS
 from runbooks.pi_prep.facts import memory_cgroup_enabled, missing_arguments
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
-DEFAULT_TIMEOUT = 300.0
-REBOOT_COMMAND = ("nohup sh -c 'sleep 1; systemctl reboot || reboot' "
-                  ">/dev/null 2>&1 </dev/null &")
-# the kernel's boot id changes on a real board; PID 1's start time changes in a container
-BOOT_IDENTITY = ("cat /proc/sys/kernel/random/boot_id; "
-                 "awk '{print $22}' /proc/1/stat")
 CGROUP_FACTS = {"cgroups": "cat /proc/cgroups",
                 "controllers": "cat /sys/fs/cgroup/cgroup.controllers",
                 "reboot_required": "[ -e /var/run/reboot-required ]"}
-
-_slots_lock = threading.Lock()
-_slots: dict[int, threading.BoundedSemaphore] = {}
-
-
-@contextlib.contextmanager
-def reboot_slot(serial: int) -> Iterator[None]:
-    """At most `serial` boards inside at once (shared by the hosts of a run); 0 = no limit."""
-    if serial <= 0:
-        yield
-        return
-    with _slots_lock:
-        slot = _slots.setdefault(serial, threading.BoundedSemaphore(serial))
-    with slot:
-        yield
-
 
 class RebootPending(Step):
     """Ensure the running kernel is the one the board is configured for (else reboot)."""
@@ -80,46 +47,6 @@ class RebootPending(Step):
             changes.append(Change("reboot: /var/run/reboot-required (new kernel or libraries)",
                                   reboot=True))
         return changes
-
-
-class RebootRequested(Step):
-    """A reboot asked for on the command line (--reboot)."""
-
-    name = "Reboot requested with --reboot"
-    notify = ("reboot",)
-    verify = False
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        return [Change("reboot (--reboot)", reboot=True)]
-
-
-def boot_identity(ctx: HostContext) -> str:
-    """Text that changes with every boot of the host (boot id + PID 1 start time)."""
-    return str(ctx.run(BOOT_IDENTITY).stdout).strip()
-
-
-def wait_for_new_boot(ctx: HostContext, before: str, timeout: float,
-                      poll: float = 1.0) -> None:
-    """Reconnect until the host answers from a new boot; HostUnreachable after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last = "no answer yet"
-    while True:
-        ctx.connector.forget(ctx.host)
-        try:
-            session = ctx.connector.session(ctx.host)
-            now = str(session.run(BOOT_IDENTITY).stdout).strip()
-            if now and now != before:
-                ctx.session = session
-                ctx.rebooted = True
-                return
-            last = "it still answered from the old boot"
-        except HostUnreachable as exc:
-            last = str(exc)
-        if time.monotonic() + poll > deadline:
-            raise HostUnreachable(
-                f"{ctx.host.name} did not come back within {timeout:g}s after the reboot "
-                f"(last: {last}); check its power, network and console, then run again")
-        time.sleep(poll)
 
 
 def verify_after_reboot(ctx: HostContext, wanted: tuple[str, ...] = CGROUP_ARGS,
@@ -144,22 +71,6 @@ def verify_after_reboot(ctx: HostContext, wanted: tuple[str, ...] = CGROUP_ARGS,
 
 
 def reboot_handler(where: str) -> Handler:
-    """The `reboot` handler: honours --no-reboot, --serial, --timeout; verifies afterwards."""
-
-    def run(ctx: HostContext) -> None:
-        options = ctx.options
-        if options.get("no_reboot"):
-            raise StepFailed("REBOOT NEEDED, not done because of --no-reboot: the changes "
-                             "take effect only after a reboot; run `inv pi-prep --host "
-                             f"{ctx.host.name}` without --no-reboot (or reboot by hand)")
-        timeout = float(options.get("timeout") or DEFAULT_TIMEOUT)
-        with reboot_slot(int(options.get("serial") or 0)):
-            before = boot_identity(ctx)
-            ctx.log(f"rebooting (waiting up to {timeout:g}s for it to come back)")
-            ctx.run(REBOOT_COMMAND)
-            started = time.monotonic()
-            wait_for_new_boot(ctx, before, timeout)
-            ctx.log(f"back after {time.monotonic() - started:.1f}s")
-        verify_after_reboot(ctx, CGROUP_ARGS, where)
-
-    return Handler("reboot", run)
+    """The `reboot` handler for a board whose kernel arguments live in `where`."""
+    return common_reboot_handler(lambda ctx: verify_after_reboot(ctx, CGROUP_ARGS, where),
+                                 rerun="inv pi-prep")

@@ -11,8 +11,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 
 from runbooks.core.facts import FactResult, file_command, parse_file
-from runbooks.core.steps.base import Action, Change, Command, Step, StepFailed
-from runbooks.core.steps.system import APT_ENV, Service, parse_dpkg_status
+from runbooks.core.steps.base import Action, Change, Command, Step, StepFailed, Verify
+from runbooks.core.steps.system import APT_ENV, Service, dpkg_status
 from runbooks.pi_prep.facts import SWAP_PACKAGES, parse_proc_swaps
 from runbooks.pi_prep.fstab import swap_entries
 
@@ -44,16 +44,11 @@ class Purged(Step):
         self.name = f"Ensure {' '.join(self.names)} purged" + (f" ({why})" if why else "")
 
     def facts(self) -> Mapping[str, str]:
-        names = " ".join(shlex.quote(n) for n in self.names)
-        return {"dpkg": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}"}
+        return {"dpkg": dpkg_status(self.names).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        present = []
-        for line in facts["dpkg"].out.splitlines():
-            fields = line.split()
-            # db:Status-Abbrev: desired, then status; status n = not installed
-            if len(fields) >= 2 and fields[0] in self.names and fields[1][1:2] not in ("n", ""):
-                present.append(fields[0])
+        states = dpkg_status(self.names).read(facts, "dpkg")
+        present = [n for n in self.names if states.present(n)]
         if not present:
             return []
         names = " ".join(shlex.quote(n) for n in present)
@@ -80,8 +75,8 @@ def swap_providers(facts: Mapping[str, FactResult]) -> list[str]:
                   for e in parse_proc_swaps(facts["swaps"].out)]
     fstab = parse_file(facts["fstab"]).content
     found += [f"/etc/fstab line {line.strip()!r}" for line in swap_entries(fstab)]
-    installed = parse_dpkg_status(facts["packages"].out)
-    found += [f"package {p} (installed)" for p in SWAP_PACKAGES if installed.get(p)]
+    states = dpkg_status(SWAP_PACKAGES).read(facts, "packages")
+    found += [f"package {p} (installed)" for p in SWAP_PACKAGES if states.installed(p)]
     units = ("dphys-swapfile", "zramswap")
     for unit, state in zip(units, facts["units"].out.split(), strict=False):
         if state in ("enabled", "enabled-runtime"):
@@ -89,17 +84,16 @@ def swap_providers(facts: Mapping[str, FactResult]) -> list[str]:
     return found
 
 
-class VerifySwapOff(Step):
+class VerifySwapOff(Verify):
     """Verify that nothing provides swap now or at the next boot (fails naming what does)."""
 
     name = "Verify swap is off and stays off"
 
     def facts(self) -> Mapping[str, str]:
-        names = " ".join(SWAP_PACKAGES)
         return {
             "swaps": "cat /proc/swaps",
             "fstab": file_command("/etc/fstab"),
-            "packages": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}",
+            "packages": dpkg_status(SWAP_PACKAGES).command,
             "units": "for u in dphys-swapfile zramswap; do "
                      "s=$(systemctl is-enabled $u.service 2>/dev/null); echo ${s:-none}; done",
         }

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 from invoke import Collection
 
+from runbooks.common.reboot_options import REBOOT_OPTIONS
 from runbooks.core.cli import runbook_task, task
 from runbooks.pi_prep.flash.cli import CAPTURE_HELP, FLASH_HELP
 
 converge = runbook_task(
     "runbooks.pi_prep.plan:RUNBOOK",
     "Prepare boards (role pi) for Kubernetes: cgroups, swap off, containerd, modules, sysctl.",
-    extra={
-        "reboot": (False, "Reboot every board even when no change needs it, then verify."),
-        "no_reboot": (False, "Never reboot: a board that needs a reboot is reported failed "
-                             "with 'reboot needed'."),
-        "serial": (0, "Reboot at most N boards at the same time (0: no limit)."),
-        "timeout": (300, "Seconds to wait for a rebooted board to answer SSH again."),
-    },
+    extra=REBOOT_OPTIONS,
     name="converge",
     default=True,
 )

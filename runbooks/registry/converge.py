@@ -10,22 +10,21 @@ registry.up (hosts with role registry; acts only on the inventory's `registry.ho
   runtime "docker": a `registry:2` container (--restart=always, -p ADDR:PORT:5000, a named
   volume), recreated only when its settings differ.
 registry.trust (roles pi, k3s-server, k3s-agent, microk8s): each runtime found on the node
-  (or named with --runtimes) gets its native config, merged by runbooks.registry.trust, and
-  is restarted once, only when that config changed and only if its unit exists.
+  (or named with --runtimes) gets its native config, merged by runbooks.common.registry_trust,
+  and is restarted once, only when that config changed and only if its unit exists.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
-import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from runbooks.common.registry import required_endpoint
+from runbooks.common.registry_trust import RUNTIMES, restart_if_installed, trust_steps
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
@@ -33,9 +32,7 @@ from runbooks.core.steps import (
     Change,
     Command,
     Directory,
-    Edit,
     File,
-    Handler,
     Packages,
     Plan,
     Service,
@@ -43,18 +40,15 @@ from runbooks.core.steps import (
     StepFailed,
 )
 from runbooks.core.templates import render
-from runbooks.registry import trust
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
-    from runbooks.core.inventory import Inventory
+    from runbooks.core.context import HostContext
 
 UNIT = "docker-registry"
 CONFIG = "/etc/docker/registry/config.yml"
 DROP_IN = f"/etc/systemd/system/{UNIT}.service.d/greenroom.conf"
 STORAGE = "/var/lib/docker-registry"
 NODE_ROLES = ("pi", "k3s-server", "k3s-agent", "microk8s")
-RUNTIMES = ("containerd", "k3s", "microk8s", "docker")
 DETECT = {
     "containerd": "command -v containerd || [ -d /etc/containerd ]",
     "k3s": "[ -d /etc/rancher/k3s ] || command -v k3s",
@@ -62,37 +56,6 @@ DETECT = {
     # /etc/docker alone is not enough: the docker-registry package creates it too.
     "docker": "[ -e /etc/docker/daemon.json ] || command -v dockerd || command -v docker",
 }
-# Host-side validation when the host can do it (the content is also parsed locally first).
-TOML_CHECK = ("if python3 -c 'import tomllib' 2>/dev/null; then python3 -c 'import sys, "
-              "tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {}; fi")
-JSON_CHECK = "if command -v python3 >/dev/null; then python3 -m json.tool {} >/dev/null; fi"
-YAML_CHECK = ("if python3 -c 'import yaml' 2>/dev/null; then python3 -c 'import sys, yaml; "
-              "yaml.safe_load(open(sys.argv[1]))' {}; fi")
-RESTART_UNITS = {
-    "containerd": ("containerd.service",),
-    "k3s": ("k3s.service", "k3s-agent.service"),
-    "microk8s": ("snap.microk8s.daemon-containerd.service",),
-    "docker": ("docker.service",),
-}
-
-
-def registry_address(inventory: Inventory) -> tuple[str, str, int]:
-    """(registry host name, its VLAN address, port); StepFailed naming the key to fix."""
-    registry = inventory.registry
-    if registry is None:
-        raise StepFailed(f"{inventory.path}: no `registry:` section; add `registry: {{host: "
-                         "<gateway name>, port: 5001}}`, then run again")
-    host = inventory.hosts.get(registry.host)
-    if host is None:
-        raise StepFailed(f"{inventory.path}: registry.host {registry.host!r} is not under "
-                         f"hosts:; name one of {', '.join(inventory.hosts)}")
-    if host.vlan is not None and host.vlan.address is not None:
-        address = str(host.vlan.address.ip)
-    elif "gateway" in host.roles:
-        address = str(inventory.network.gateway)
-    else:
-        address = host.address
-    return host.name, address, registry.port
 
 
 # -- registry.up steps ------------------------------------------------------------------------
@@ -108,10 +71,11 @@ def parse_ipv4_addresses(out: str) -> set[str]:
 
 
 class VlanAddress(Step):
-    """Ensure the registry's listen address is on the host (dell-gateway puts it there)."""
+    """Ensure the registry's listen address is on the host (dell-gateway puts it there): a
+    precondition, reported in check mode and failing a real run while it is missing."""
 
-    def __init__(self, address: str, host: str, check: bool) -> None:
-        self.address, self.host, self.check = address, host, check
+    def __init__(self, address: str, host: str) -> None:
+        self.address, self.host = address, host
         self.name = f"Ensure {address} is on an interface of {host}"
 
     def facts(self) -> Mapping[str, str]:
@@ -120,12 +84,10 @@ class VlanAddress(Step):
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         if self.address in parse_ipv4_addresses(facts["addrs"].out):
             return []
-        what = (f"{self.address} is not on any interface of {self.host} yet; the registry "
-                "listens on the VLAN address")
-        if self.check:  # check mode: dell-gateway may be about to add it
-            return [Change(f"{what} (run inv dell-gateway first)")]
-        raise StepFailed(f"{what}: run `inv dell-gateway` first (it configures the VLAN "
-                         "interface and its address), then run registry.up again")
+        return [Change(f"{self.address} is not on any interface of {self.host} yet; the "
+                       "registry listens on the VLAN address: run `inv dell-gateway` first "
+                       "(it configures the VLAN interface and its address), then run "
+                       "registry.up again")]
 
 
 def parse_start_time(text: str) -> float | None:
@@ -195,10 +157,12 @@ class RegistryRestarted(Step):
 
 
 class RegistryHealthy(Step):
-    """Ensure the registry answers `GET /v2/`, asked from the registry host itself."""
+    """Ensure the registry answers `GET /v2/`, asked from the registry host itself: a
+    precondition (the steps before it start the registry), reported in check mode and
+    failing a real run, with the last log lines, when it does not answer."""
 
-    def __init__(self, url: str, log_command: str, check: bool) -> None:
-        self.url, self.log_command, self.check = url, log_command, check
+    def __init__(self, url: str, log_command: str) -> None:
+        self.url, self.log_command = url, log_command
         self.name = f"Ensure {url}/v2/ answers"
 
     def facts(self) -> Mapping[str, str]:
@@ -212,11 +176,11 @@ class RegistryHealthy(Step):
         if facts["health"].ok:
             return []
         why = facts["health"].out.strip() or f"curl exit {facts['health'].rc}"
-        if self.check:
-            return [Change(f"{self.url}/v2/ does not answer yet ({why}); converge starts it")]
-        raise StepFailed(f"the registry does not answer on {self.url}/v2/ ({why}); last log "
-                         f"lines:\n{facts['log'].out.strip()}\nfix the cause shown, then run "
-                         "registry.up again")
+        log = facts["log"].out.strip()
+        return [Change(f"the registry does not answer on {self.url}/v2/ yet ({why})",
+                       diff=(f"last log lines:\n{log}\n" if log else "")
+                       + "(a real run starts it first; if it still does not answer, fix the "
+                         "cause shown and run registry.up again)")]
 
 
 @dataclass(frozen=True)
@@ -297,18 +261,19 @@ class RegistryContainer(Step):
 
 def up_plan(ctx: HostContext) -> Plan:
     """The registry host's steps for the inventory's runtime."""
-    name, address, port = registry_address(ctx.inventory)
+    endpoint = required_endpoint(ctx.inventory)
+    name, address, port = endpoint.host, endpoint.address, endpoint.port
     if ctx.host.name != name:
         ctx.log(f"not the registry host (registry.host is {name}); nothing to do")
         return Plan()
     url = f"http://{address}:{port}"
     runtime = ctx.inventory.registry.runtime if ctx.inventory.registry else "package"
-    plan = Plan().add(VlanAddress(address, ctx.host.name, ctx.check))
+    plan = Plan().add(VlanAddress(address, ctx.host.name))
     if runtime == "docker":
         ctx.log("runtime docker: a registry:2 container (needs a Docker engine on the host)")
         spec = ContainerSpec(address=address, port=port)
         return plan.add(RegistryContainer(spec),
-                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}", ctx.check))
+                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}"))
     config = render("registry/config.yml.j2", address=address, port=port,
                     rootdirectory=STORAGE)
     drop_in = render("registry/docker-registry.override.conf.j2")
@@ -323,7 +288,7 @@ def up_plan(ctx: HostContext) -> Plan:
                         f"|| systemctl show -p NeedDaemonReload --value {UNIT} | grep -qx yes"),
         Service(UNIT, enabled=True, running=True),
         RegistryRestarted(UNIT, {CONFIG: config, DROP_IN: drop_in}, url),
-        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager", ctx.check),
+        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager"),
     )
     return plan
 
@@ -347,73 +312,9 @@ def chosen_runtimes(ctx: HostContext, option: str | None) -> list[str]:
     return names
 
 
-def checked(transform: Callable[[str | None], str], parse: Callable[[str], Any]) \
-        -> Callable[[str | None], str]:
-    """`transform`, with its result parsed locally before it is ever uploaded."""
-    def run(current: str | None) -> str:
-        wanted = transform(current)
-        if wanted != current:
-            parse(wanted)
-        return wanted
-    return run
-
-
-class ContainerdConfigPath(Step):
-    """Ensure config.toml's registry config_path lists /etc/containerd/certs.d."""
-
-    def __init__(self, path: str = trust.CONTAINERD_CONFIG) -> None:
-        self.path = path
-        self.name = f"Ensure {path} reads registry hosts from {trust.CERTS_DIR}"
-        self.notify = ("restart containerd",)
-
-    def _edit(self, major: int) -> Edit:
-        merge = checked(lambda c: trust.merge_containerd_config(c, major), tomllib.loads)
-        return Edit(self.path, merge, name=self.name, validate=TOML_CHECK, notify=self.notify)
-
-    def facts(self) -> Mapping[str, str]:
-        return {"version": "containerd --version", **self._edit(1).facts()}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        from runbooks.pi_prep.facts import parse_containerd_version
-
-        version = parse_containerd_version(facts["version"].out) if facts["version"].ok \
-            else None
-        return self._edit(version[0] if version else 1).plan(facts)
-
-
-def hosts_toml_step(certs_dir: str, endpoint: str, notify: tuple[str, ...] = ()) -> Edit:
-    """certs.d/<endpoint>/hosts.toml merged for `endpoint`."""
-    merge = checked(lambda c: trust.merge_hosts_toml(c, endpoint), tomllib.loads)
-    return Edit(f"{certs_dir}/{endpoint}/hosts.toml", merge, validate=TOML_CHECK,
-                notify=notify)
-
-
-def restart_if_installed(runtime: str) -> Handler:
-    """Handler `restart <runtime>`: restarts each of its units that exists, else says so."""
-    units = RESTART_UNITS[runtime]
-
-    def restart(ctx: HostContext) -> None:
-        restarted = []
-        for unit in units:
-            u = shlex.quote(unit)
-            if not ctx.run(f"systemctl cat {u} >/dev/null 2>&1").ok:
-                continue
-            done = ctx.run(f"systemctl restart {u}")
-            if not done.ok:
-                raise StepFailed(f"systemctl restart {unit}: exit {done.rc}: "
-                                 f"{done.stderr.strip()[-1500:]}; see journalctl -u {unit}")
-            restarted.append(unit)
-        if not restarted:
-            ctx.log(f"restart of {runtime} skipped: no {' or '.join(units)} on this host "
-                    "(the config is in place for when it is installed)")
-
-    return Handler(f"restart {runtime}", restart)
-
-
 def trust_plan(ctx: HostContext) -> Plan:
     """Each runtime on the node pulls from the registry at its VLAN address."""
-    _, address, port = registry_address(ctx.inventory)
-    endpoint = f"{address}:{port}"
+    endpoint = str(required_endpoint(ctx.inventory))
     runtimes = chosen_runtimes(ctx, ctx.options.get("runtimes"))
     plan = Plan()
     if not runtimes:
@@ -422,19 +323,7 @@ def trust_plan(ctx: HostContext) -> Plan:
         return plan
     ctx.log(f"runtimes: {', '.join(runtimes)}; registry {endpoint}")
     for runtime in runtimes:
-        notify = (f"restart {runtime}",)
-        if runtime == "containerd":
-            plan.add(ContainerdConfigPath(), hosts_toml_step(trust.CERTS_DIR, endpoint))
-        elif runtime == "k3s":
-            merge = checked(lambda c: trust.merge_k3s_registries(c, endpoint), yaml.safe_load)
-            plan.add(Edit(trust.K3S_REGISTRIES, merge, mode="600", validate=YAML_CHECK,
-                          notify=notify))
-        elif runtime == "microk8s":
-            plan.add(hosts_toml_step(trust.MICROK8S_CERTS_DIR, endpoint, notify))
-        else:
-            merge = checked(lambda c: trust.merge_daemon_json(c, endpoint), json.loads)
-            plan.add(Edit(trust.DOCKER_DAEMON_JSON, merge, validate=JSON_CHECK,
-                          notify=notify))
+        plan.add(*trust_steps(runtime, endpoint))
         plan.handler(restart_if_installed(runtime))
     return plan
 

@@ -89,8 +89,11 @@ class Mirror:
             try:
                 loc = location or self.target.start_upload(dst_repo)
                 location = None
-                self.target.finish_upload(dst_repo, loc, digest, size,
-                                          counted(src.blob_chunks(src_repo, digest, size)))
+                # the target checks the digest of what it receives (a registry refuses a
+                # mismatch with DIGEST_INVALID, a layout hashes as it writes): hashing here
+                # too would only spend a second pass of CPU over every byte
+                self.target.finish_upload(dst_repo, loc, digest, size, counted(
+                    src.blob_chunks(src_repo, digest, size, verify=False)))
                 with self.guard:
                     self.stats.uploaded += 1
                     self.stats.bytes += size
@@ -98,6 +101,11 @@ class Mirror:
             except BlobCorrupt:
                 raise
             except RegistryError as exc:
+                if exc.status == 400 and "DIGEST_INVALID" in str(exc):
+                    raise BlobCorrupt(
+                        f"blob {digest} from {_name(src)}/{src_repo} is corrupt: "
+                        "the target computed another digest from the bytes the source served "
+                        "and refused them; nothing was pushed for it") from None
                 if self.progress and sent:
                     self.progress.advance(-sent)
                 if not exc.retriable or attempt + 1 >= self.attempts:
@@ -292,6 +300,10 @@ class Mirror:
                                             detail=str(exc) or exc.__class__.__name__))
             return
         self._finish(image, ImageResult(spec, "copied", digest, plan.description, plan))
+
+
+def _name(source: Any) -> str:
+    return str(getattr(source, "host", None) or getattr(source, "name", "the source"))
 
 
 @dataclass(eq=False)

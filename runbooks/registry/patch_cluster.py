@@ -261,10 +261,9 @@ class Patcher:
                       f'    [plugins."io.containerd.grpc.v1.cri".registry.configs."{ep}".tls]',
                       "      insecure_skip_verify = true"]
             return [(CONTAINERD_CONFIG, "\n".join(lines) + "\n")]
-        from runbooks.pi_prep.containerd import merge_containerd_config
-        from runbooks.registry.trust import hosts_toml
+        from runbooks.common.containerd import hosts_toml, merge_containerd_config
 
-        body = merge_containerd_config(None, 1 if config == 2 else 2, sandbox)
+        body = merge_containerd_config(None, 1 if config == 2 else 2, sandbox_image=sandbox)
         body = "# Written by greenroom registry.patch-cluster: pulls go to the site's " \
                "registry.\n" + body.split("\n", 1)[1]
         files = [(CONTAINERD_CONFIG, body)]
@@ -524,9 +523,9 @@ def _mark_line(exc: Exception) -> int:
 def settings_for(inventory: str | None, to: str | None, vip: str | None,
                  containerd: str | None, pause: str | None, images: list[ImageSpec]) -> Settings:
     """The registry (--to, else the inventory's) and the VIP (--vip, else network.vip)."""
-    from .targets import DEFAULT_INVENTORY, check_hostport, inventory_registry
+    from .targets import check_hostport, inventory_registry, required_inventory
 
-    path = inventory or DEFAULT_INVENTORY
+    path = required_inventory(inventory)
     endpoint = check_hostport(to, "--to") if to else inventory_registry(path)
     if vip is None:
         from runbooks.core.inventory import InventoryError, load_inventory

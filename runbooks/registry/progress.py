@@ -1,13 +1,14 @@
-"""Progress in bytes: a live bar on stderr when it is a terminal, and one line per image.
+"""Progress in bytes: a tqdm bar on stderr when it is a terminal, and one line per image.
 
-Per-image lines go to stdout always (they are the report); the bar only to a tty stderr.
+Per-image lines go to stdout always (they are the report), written through tqdm so they
+never tear the bar; the bar only goes to a tty stderr. tqdm is imported only when a bar is
+drawn, so listing tasks or a run without a terminal never pays for it.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-import time
 from typing import Any, TextIO
 
 MB = 1_000_000
@@ -19,63 +20,60 @@ def human_mb(n: float) -> str:
 
 
 class Progress:
-    """Thread-safe byte counter that draws a bar (throttled) and prints finished images."""
+    """Thread-safe byte counter that drives a bar and prints finished images."""
 
     def __init__(self, images: int, out: TextIO | None = None, err: TextIO | None = None,
                  bar: bool | None = None):
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        self.bar = self.err.isatty() if bar is None else bar
         self.images, self.done, self.total, self.sent = images, 0, 0, 0
-        self.start = time.monotonic()
         self._lock = threading.Lock()
-        self._drawn = 0.0
+        self._bar: Any = None
+        if self.err.isatty() if bar is None else bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=0, file=self.err, unit="B", unit_scale=True,
+                             unit_divisor=1000, dynamic_ncols=True, leave=False,
+                             desc=self._desc(), mininterval=0.1)
+
+    @property
+    def bar(self) -> bool:
+        """Whether a bar is drawn."""
+        return self._bar is not None
+
+    def _desc(self) -> str:
+        return f"{self.done}/{self.images} images"
 
     def add_total(self, n: int) -> None:
         """More bytes are expected (an image's blobs were planned)."""
         with self._lock:
             self.total += n
-        self._draw()
+            if self._bar is not None:
+                self._bar.total = self.total
+                self._bar.refresh()
 
     def advance(self, n: int) -> None:
         """Bytes were sent (negative when an attempt is rolled back)."""
         with self._lock:
             self.sent += n
-        self._draw()
-
-    def _line(self) -> str:
-        elapsed = max(time.monotonic() - self.start, 1e-6)
-        frac = self.sent / self.total if self.total else 0.0
-        filled = int(frac * 30)
-        return (f"[{'#' * filled}{'.' * (30 - filled)}] {human_mb(self.sent)}/"
-                f"{human_mb(self.total)} {self.sent / MB / elapsed:.1f} MB/s "
-                f"{self.done}/{self.images} images")
-
-    def _draw(self, force: bool = False) -> None:
-        if not self.bar:
-            return
-        now = time.monotonic()
-        if not force and now - self._drawn < 0.1:
-            return
-        self._drawn = now
-        with self._lock:
-            self.err.write("\r\033[K" + self._line())
-            self.err.flush()
+            if self._bar is not None:
+                self._bar.update(n)
 
     def image_done(self, result: Any) -> None:
         """Print one line for a finished image."""
+        mark = {"copied": "copied ", "skipped": "present", "failed": "FAILED "}[result.status]
+        line = f"{mark} {result.spec.source} -> {result.spec.target}: {result.detail}"
         with self._lock:
             self.done += 1
-            if self.bar:
-                self.err.write("\r\033[K")
-                self.err.flush()
-            mark = {"copied": "copied ", "skipped": "present", "failed": "FAILED "}[result.status]
-            self.out.write(f"{mark} {result.spec.source} -> {result.spec.target}: "
-                           f"{result.detail}\n")
-            self.out.flush()
-        self._draw(force=True)
+            if self._bar is None:
+                self.out.write(line + "\n")
+                self.out.flush()
+                return
+            self._bar.write(line, file=self.out)  # clears the bar, writes, redraws it
+            self._bar.set_description_str(self._desc())
 
     def finish(self) -> None:
         """Remove the bar."""
-        if self.bar:
-            self.err.write("\r\033[K")
-            self.err.flush()
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None

@@ -63,13 +63,13 @@ def load_list(opts: Options) -> ImageList:
     """The site's image list: the base list plus each runbook's images for the versions the
     inventory pins (`images.d/` beside it), the command line's rewrite rules first."""
     from .catalog import read_inventory_data, runbook_files, site_images
-    from .targets import DEFAULT_IMAGES, DEFAULT_INVENTORY
+    from .targets import DEFAULT_IMAGES, required_inventory
 
     rules = tuple(parse_rewrite(r) for r in opts.rewrite)
     base = Path(opts.images or DEFAULT_IMAGES)
     if not runbook_files(base) and not opts.runbook:
         return load_image_list(base, rules)
-    inventory = opts.inventory or DEFAULT_INVENTORY
+    inventory = required_inventory(opts.inventory)
     site = site_images(base, lambda: read_inventory_data(inventory), opts.runbook, rules)
     return site.listed
 

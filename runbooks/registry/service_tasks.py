@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, task
+from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
 
 # what registry.trust can configure (runbooks.registry.converge.RUNTIMES; kept here so
 # that loading the task list does not import the runbooks)
@@ -119,23 +119,20 @@ def _direct(url: str) -> Health:
     return health_from(url, results[0], results[1])
 
 
-@task(help={
-    "inventory": COMMON_HELP["inventory"],
+@task(shared=("inventory",), help={
     "direct": "ask from this machine over HTTP instead of with curl on the registry host "
               "over SSH (needs a route to the VLAN)",
 })
 def check(c: Context, inventory: str | None = None, direct: bool = False) -> None:
     """Report the registry's health (/v2/) and its catalog; exit 1 when unhealthy."""
-    from runbooks.core.steps import StepFailed
+    from runbooks.common.registry import registry_endpoint
 
     inv = load_inventory_or_exit(c, inventory)
-    try:
-        from runbooks.registry.converge import registry_address
-
-        host_name, address, port = registry_address(inv)
-    except StepFailed as exc:
-        raise Exit(str(exc), code=2) from None
-    url = f"http://{address}:{port}"
+    endpoint = registry_endpoint(inv)
+    if endpoint is None:
+        raise Exit(f"{inv.path}: no `registry:` section; add `registry: {{host: <gateway "
+                   "name>, port: 5001}}`, then run again", code=2)
+    host_name, url = endpoint.host, endpoint.url
     health = _direct(url) if direct else _over_ssh(inv, host_name, url)
     print(health.text())
     if not health.healthy:

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-DEFAULT_INVENTORY = "hosts/demo.yaml"
 PROJECT = Path(__file__).resolve().parents[2]
 DEFAULT_IMAGES = PROJECT / "files" / "registry" / "images.yaml"
 
@@ -45,28 +44,36 @@ def check_hostport(text: str, what: str) -> str:
 
 
 def inventory_registry(path: str) -> str:
-    """`address:port` of the inventory's registry (the registry host's VLAN address)."""
+    """`address:port` of the inventory's registry (runbooks.common.registry decides it)."""
+    from runbooks.common.registry import registry_endpoint
     from runbooks.core.inventory import InventoryError, load_inventory
 
     try:
         inv = load_inventory(path)
     except InventoryError as exc:
         raise TargetError(str(exc)) from None
-    if inv.registry is None:
+    endpoint = registry_endpoint(inv)
+    if endpoint is None:
         raise TargetError(f"{path}: no 'registry:' section; add `registry: {{host: <name>, "
                           "port: 5001}}` or pass --to HOST:PORT")
-    host = inv.hosts.get(inv.registry.host)
-    if host is None:
-        raise TargetError(f"{path}: registry.host {inv.registry.host!r} is not under hosts:")
-    address: Any = host.vlan.address.ip if host.vlan and host.vlan.address else host.address
-    return f"{address}:{inv.registry.port}"
+    return str(endpoint)
+
+
+def required_inventory(path: str | None) -> str:
+    """The inventory path the task passed (greenroom.inventory from invoke.yaml unless
+    --inventory); TargetError when there is none."""
+    if not path:
+        raise TargetError("no inventory: pass --inventory FILE (or set greenroom.inventory "
+                          "in invoke.yaml)")
+    return path
 
 
 def resolve_target(to: str | None, inventory: str | None) -> tuple[str, bool]:
-    """(HOST:PORT, from_inventory): --to wins, else the inventory's registry."""
+    """(HOST:PORT, from_inventory): --to wins, else the inventory's registry (the task
+    passes greenroom.inventory from invoke.yaml when --inventory is not given)."""
     if to:
         return check_hostport(to, "--to"), False
-    return inventory_registry(inventory or DEFAULT_INVENTORY), True
+    return inventory_registry(required_inventory(inventory)), True
 
 
 class Clients:

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 
-from invoke import Collection, Exit, task
+from invoke import Collection, Exit
 
+from runbooks.core.cli import inventory_path
+from runbooks.core.cli import task as greenroom_task
 from runbooks.registry.service_tasks import add_to as add_service_tasks
+
+# greenroom's task decorator (whole numbers checked), keeping Invoke's short flags (-j, -t...)
+task = partial(greenroom_task, auto_shortflags=True)
 
 _COMMON = {
     "images": "image list: YAML (see files/registry/images.yaml) or one reference per line "
               "(default files/registry/images.yaml)",
     "to": "target registry HOST:PORT (default: the inventory's registry, VLAN address:port)",
-    "inventory": "inventory file used to find the registry (default hosts/demo.yaml)",
+    "inventory": "inventory file used to find the registry (default: greenroom.inventory in "
+                 "invoke.yaml)",
     "platform": "comma list of platforms to keep (default linux/arm64, or the list's "
                 "'platforms:')",
     "all_platforms": "copy whole multi-platform indexes; the tag keeps the upstream digest",
@@ -25,6 +32,12 @@ _COMMON = {
     "runbook": "only this runbook's images (repeatable): cluster-api (the base list), or a "
                "file's name under images.d/, e.g. k3s, metallb",
 }
+
+
+def _inventory(c, inventory, to=None):
+    """The inventory (--inventory, else greenroom.inventory from invoke.yaml): it names the
+    registry (unless --to does) and pins the versions of the runbooks' image lists."""
+    return inventory_path(c, inventory)
 
 
 def _options(**kw):
@@ -71,7 +84,7 @@ def load_images(c, inventory=None, images=None, to=None, platform=None, all_plat
 
     try:
         summary = run.load_images(_options(
-            images=images, to=to, inventory=inventory, platform=platform,
+            images=images, to=to, inventory=_inventory(c, inventory, to), platform=platform,
             all_platforms=all_platforms, jobs=int(jobs), rewrite=rewrite, insecure=insecure,
             lock=lock, refresh=refresh, runbook=runbook))
     except _errors() as exc:
@@ -91,7 +104,8 @@ def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms
     from .verify import verify as run_verify
 
     try:
-        checks = run_verify(_options(images=images, to=to, inventory=inventory,
+        checks = run_verify(_options(images=images, to=to,
+                                     inventory=_inventory(c, inventory, to),
                                      platform=platform, all_platforms=all_platforms,
                                      jobs=int(jobs), insecure=insecure, lock=lock,
                                      runbook=runbook),
@@ -117,7 +131,8 @@ def save(c, to, inventory=None, images=None, platform=None, all_platforms=False,
     from . import run
 
     try:
-        summary = run.save(_options(images=images, inventory=inventory, platform=platform,
+        summary = run.save(_options(images=images, inventory=_inventory(c, inventory),
+                                    platform=platform,
                                     all_platforms=all_platforms, jobs=int(jobs),
                                     rewrite=rewrite, insecure=insecure, lock=lock,
                                     runbook=runbook),
@@ -137,7 +152,8 @@ def load_layout(c, from_, to=None, inventory=None, jobs=8, rewrite=None, insecur
     from . import run
 
     try:
-        summary = run.load(_options(to=to, inventory=inventory, jobs=int(jobs),
+        summary = run.load(_options(to=to, inventory=_inventory(c, inventory, to),
+                                    jobs=int(jobs),
                                     rewrite=rewrite, insecure=insecure), from_)
     except _errors() as exc:
         raise Exit(f"registry.load: {exc}", code=2) from None
@@ -157,7 +173,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     from .run import load_list
 
     try:
-        listed = load_list(_options(images=images, inventory=inventory, runbook=runbook))
+        listed = load_list(_options(images=images, inventory=_inventory(c, inventory),
+                                    runbook=runbook))
     except _errors() as exc:
         raise Exit(f"registry.images: {exc}", code=2) from None
     rows = [{"ref": str(s.source), "local": s.target,
@@ -178,8 +195,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
       help={"file": "the Cluster API manifest (e.g. cluster.yaml from clusterctl generate)",
             "out": "write the patched manifest here instead of over FILE ('-': standard output)",
             "check": "print the diff and what would change; write nothing",
-            "inventory": "inventory giving the registry and network.vip (default "
-                         "hosts/demo.yaml)",
+            "inventory": "inventory giving the registry and network.vip (default: "
+                         "greenroom.inventory in invoke.yaml)",
             "images": _COMMON["images"], "runbook": _COMMON["runbook"],
             "to": "local registry HOST:PORT (default: the inventory's)",
             "vip": "control-plane VIP for kube-vip (default: the inventory's network.vip)",
@@ -202,8 +219,10 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
     from .run import load_list
 
     try:
-        listed = load_list(_options(images=images, inventory=inventory, runbook=runbook))
-        settings = settings_for(inventory, to, vip, containerd, pause, listed.images)
+        listed = load_list(_options(images=images, inventory=_inventory(c, inventory),
+                                    runbook=runbook))
+        settings = settings_for(_inventory(c, inventory), to, vip, containerd, pause,
+                                listed.images)
         old, new, report, written = patch_file(file, settings, out, check)
     except (PatchError, *_errors()) as exc:
         raise Exit(f"registry.patch-cluster: {exc}", code=2) from None

@@ -103,6 +103,18 @@ class LabHandle:
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lab_plugged_in() -> Iterator[None]:
+    """Plug the lab into the engine as tasks.py does (and unplug it afterwards), so runbooks
+    run by the tests reach the lab's hosts with its key."""
+    from runbooks.core import access
+    from runbooks.lab.access import provider
+
+    access.plug_in(provider)
+    yield
+    access.unplug(provider)
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[LabHandle]:
     """Bring up hosts/lab.yaml for the session and take it down afterwards."""

@@ -1,11 +1,13 @@
 """dell-gateway on the virtual lab: check mode, converge, idempotence, a real DHCP client,
 NAT to the upstream HTTP server, leases, health, persistence, and a broken config caught by
-`dhcpd -t` before activation. The tests run in file order on one freshly reset gateway.
+`dhcpd -t` before activation. Each test asks for the state it needs (a fresh gateway, or a
+converged one) through a fixture, so any one of them runs alone or in any order; in file
+order they share one reset and one converge.
 
 What cannot run here: creating a real 802.1Q interface (this kernel has no 802.1q; the lab
 provides eth1.100 as a veth on its VLAN bridge, so the runbook converges only its address,
 with iproute2 plus a systemd unit), and the nmcli / netplan / ifupdown backends (not in the
-lab guests; unit-tested in tests/unit/test_dell_gateway_vlan.py).
+lab guests; unit-tested in tests/unit/test_common_vlan.py).
 """
 
 from __future__ import annotations
@@ -88,8 +90,25 @@ def gateway(lab):
     return lab
 
 
-def test_check_mode_shows_diffs_and_changes_nothing(gateway):
-    lab = gateway
+@pytest.fixture
+def fresh(gateway):
+    """The gateway as lab.up made it (reset only when a test before changed it)."""
+    if gateway.exec(GATEWAY, "test -e /etc/dhcp/dhcpd.conf || "
+                             "dpkg-query -W isc-dhcp-server").returncode == 0:
+        gateway.reset(GATEWAY)
+    return gateway
+
+
+@pytest.fixture
+def converged(gateway):
+    """The gateway after dell-gateway converged it (a no-op run when it already is)."""
+    result, out = run(gateway)
+    assert result.ok, out
+    return gateway
+
+
+def test_check_mode_shows_diffs_and_changes_nothing(fresh):
+    lab = fresh
     result, out = run(lab, check=True)
     host = result.hosts[GATEWAY]
     assert host.status == "changed", out
@@ -105,8 +124,8 @@ def test_check_mode_shows_diffs_and_changes_nothing(gateway):
     assert lab.exec(GATEWAY, "nft list table inet greenroom").returncode != 0
 
 
-def test_converges(gateway):
-    lab = gateway
+def test_converges(fresh):
+    lab = fresh
     result, out = run(lab)
     assert result.ok, out
     assert result.hosts[GATEWAY].status == "changed"
@@ -124,14 +143,14 @@ def test_converges(gateway):
         lab, GATEWAY, "nft list table inet greenroom")
 
 
-def test_second_run_changes_nothing(gateway):
-    result, out = run(gateway)
+def test_second_run_changes_nothing(converged):
+    result, out = run(converged)
     assert result.ok and result.changed == 0, out
     assert result.hosts[GATEWAY].status == "ok"
 
 
-def test_client_gets_a_lease_and_reaches_upstream_through_nat(gateway):
-    lab = gateway
+def test_client_gets_a_lease_and_reaches_upstream_through_nat(converged):
+    lab = converged
     address = renew_client_lease(lab)
     assert "default via 192.168.10.2 dev eth0" in sh(lab, CLIENT, "ip route")
     upstream = lab.plan.upstream_gateway.ip
@@ -143,8 +162,8 @@ def test_client_gets_a_lease_and_reaches_upstream_through_nat(gateway):
     assert seen == [gateway_upstream], (address, seen)
 
 
-def test_leases_lists_the_client(gateway):
-    lab = gateway
+def test_leases_lists_the_client(converged):
+    lab = converged
     mac = sh(lab, CLIENT, "cat /sys/class/net/eth0/address").strip()
     ip = renew_client_lease(lab)
     done = inv_task(lab, "dell-gateway.leases", "--json")
@@ -156,8 +175,8 @@ def test_leases_lists_the_client(gateway):
     assert ip in table.stdout and mac in table.stdout
 
 
-def test_check_task_is_read_only_and_reports_unhealthy(gateway):
-    lab = gateway
+def test_check_task_is_read_only_and_reports_unhealthy(converged):
+    lab = converged
     healthy = inv_task(lab, "dell-gateway.check")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert "dell: healthy" in healthy.stdout
@@ -170,9 +189,9 @@ def test_check_task_is_read_only_and_reports_unhealthy(gateway):
     assert result.ok and result.changed == 1, out
 
 
-def test_persisted_config_restores_address_and_nat(gateway):
+def test_persisted_config_restores_address_and_nat(converged):
     """What a reboot would redo: the units bring back the address and greenroom's table."""
-    lab = gateway
+    lab = converged
     sh(lab, GATEWAY, "ip addr flush dev eth1.100 && nft delete table inet greenroom")
     sh(lab, GATEWAY, "systemctl restart greenroom-vlan-eth1.100 greenroom-nftables")
     assert "inet 192.168.10.2/25" in sh(lab, GATEWAY, "ip -4 addr show dev eth1.100")
@@ -181,8 +200,8 @@ def test_persisted_config_restores_address_and_nat(gateway):
     assert result.changed == 0, out
 
 
-def test_broken_config_is_caught_before_activation(gateway, monkeypatch):
-    lab = gateway
+def test_broken_config_is_caught_before_activation(converged, monkeypatch):
+    lab = converged
     before = sh(lab, GATEWAY, "sha256sum /etc/dhcp/dhcpd.conf")
     pid = sh(lab, GATEWAY, "pidof dhcpd").strip()
     good = dhcp.dhcpd_values
@@ -217,8 +236,8 @@ DOCKER_UNDO = (
 )
 
 
-def test_gateway_running_docker_still_forwards_the_vlan(gateway):
-    lab = gateway
+def test_gateway_running_docker_still_forwards_the_vlan(converged):
+    lab = converged
     assert lab.exec(GATEWAY, DOCKER_DOUBLE).returncode == 0
     try:
         renew_client_lease(lab)

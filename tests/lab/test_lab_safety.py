@@ -49,11 +49,18 @@ def test_guest_cannot_change_the_machines_vm_swappiness(lab, host):
 
 
 def test_guest_can_change_its_own_network_sysctls_only(lab):
-    before = Path("/proc/sys/net/ipv4/ip_forward").read_text()
-    result = run(lab, "dell", "sysctl -w net.ipv4.ip_forward=1 && sysctl -n net.ipv4.ip_forward")
-    assert result.exited == 0 and result.stdout.strip().endswith("1")
-    assert Path("/proc/sys/net/ipv4/ip_forward").read_text() == before
-    run(lab, "dell", "sysctl -w net.ipv4.ip_forward=0")
+    """The guest sets the opposite of the machine's value, so a leak would show whatever
+    the machine's own setting is."""
+    before = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+    other = "0" if before == "1" else "1"
+    guest_before = run(lab, "dell", "sysctl -n net.ipv4.ip_forward").stdout.strip()
+    result = run(lab, "dell", f"sysctl -w net.ipv4.ip_forward={other} && "
+                              "sysctl -n net.ipv4.ip_forward")
+    try:
+        assert result.exited == 0 and result.stdout.strip().endswith(other)
+        assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == before
+    finally:
+        run(lab, "dell", f"sysctl -w net.ipv4.ip_forward={guest_before or 0}")
 
 
 @pytest.mark.parametrize("host", ["rp0", "dell"])

@@ -1,4 +1,6 @@
-"""registry.up, registry.check and registry.trust on the virtual lab, in file order.
+"""registry.up, registry.check and registry.trust on the virtual lab. Each test asks for the
+state it needs through a fixture (a fresh gateway, the registry up, an image pushed), so any
+one runs alone or in any order; in file order they share one reset and one converge.
 
 The gateway (dell) is reset; registry.up must refuse to run before dell-gateway put the VLAN
 address there, then (after dell-gateway) install Debian's docker-registry, listen on
@@ -23,8 +25,9 @@ import tomllib
 import pytest
 import yaml
 
+from runbooks.common import containerd
+from runbooks.common import registry_trust as trust
 from runbooks.dell_gateway.plan import RUNBOOK as GATEWAY_RUNBOOK
-from runbooks.registry import trust
 from runbooks.registry.converge import TRUST, UP
 
 pytestmark = pytest.mark.lab
@@ -61,7 +64,33 @@ def gateway(lab):
     return lab
 
 
-def test_up_refuses_before_dell_gateway(gateway):
+@pytest.fixture
+def fresh(gateway):
+    """The gateway as lab.up made it (reset only when a test before changed it)."""
+    if gateway.exec(GATEWAY, "ip -4 -o addr show | grep -q ' 192.168.10.2/' || "
+                             "dpkg-query -W docker-registry").returncode == 0:
+        gateway.reset(GATEWAY)
+    return gateway
+
+
+@pytest.fixture
+def registry_up(gateway):
+    """dell-gateway and registry.up converged on the gateway (no-op runs when they are)."""
+    for runbook in (GATEWAY_RUNBOOK, UP):
+        result, out = run(gateway, runbook, GATEWAY)
+        assert result.ok, out
+    return gateway
+
+
+@pytest.fixture
+def pushed(registry_up):
+    """The registry holds lab/hello:v1 (pushed from a board over the VLAN)."""
+    script, _digest = push_script("lab/hello", "v1")
+    sh(registry_up, "rp0", script)
+    return registry_up
+
+
+def test_up_refuses_before_dell_gateway(gateway, fresh):
     lab = gateway
     assert "192.168.10.2" not in sh(lab, GATEWAY, "ip -4 -o addr show")
     from runbooks.core.runner import run_runbook
@@ -70,7 +99,7 @@ def test_up_refuses_before_dell_gateway(gateway):
     checked = run_runbook(UP, lab.inventory, [lab.inventory.hosts[GATEWAY]], check=True,
                           out=out)
     assert checked.hosts[GATEWAY].status == "changed", out.getvalue()  # check mode: reported
-    assert "run inv dell-gateway first" in out.getvalue()
+    assert "run `inv dell-gateway` first" in out.getvalue()
     assert "+  addr: 192.168.10.2:5001" in out.getvalue()  # the config diff
     result, out = run(lab, UP, GATEWAY)
     host = result.hosts[GATEWAY]
@@ -79,7 +108,7 @@ def test_up_refuses_before_dell_gateway(gateway):
     assert lab.exec(GATEWAY, "dpkg-query -W docker-registry").returncode != 0  # nothing done
 
 
-def test_up_converges_after_dell_gateway(gateway):
+def test_up_converges_after_dell_gateway(gateway, fresh):
     lab = gateway
     result, out = run(lab, GATEWAY_RUNBOOK, GATEWAY)
     assert result.ok, out
@@ -96,7 +125,7 @@ def test_up_converges_after_dell_gateway(gateway):
     assert f"{EP} " in listening and ":5000 " not in listening  # only the VLAN address
 
 
-def test_second_up_changes_nothing_and_does_not_restart(gateway):
+def test_second_up_changes_nothing_and_does_not_restart(gateway, registry_up):
     pid = main_pid(gateway, GATEWAY, "docker-registry")
     result, out = run(gateway, UP, GATEWAY)
     assert result.ok and result.changed == 0, out
@@ -135,7 +164,7 @@ def push_script(repo: str, tag: str) -> tuple[str, str]:
     return "\n".join(lines), "sha256:" + hashlib.sha256(manifest).hexdigest()
 
 
-def test_board_reaches_registry_over_vlan_and_pushes(gateway):
+def test_board_reaches_registry_over_vlan_and_pushes(gateway, registry_up):
     lab = gateway
     assert json.loads(sh(lab, "rp0", f"curl -fsS {URL}/v2/")) == {}
     script, digest = push_script("lab/hello", "v1")
@@ -153,7 +182,7 @@ def test_board_reaches_registry_over_vlan_and_pushes(gateway):
                                            "repositories")
 
 
-def test_check_reports_catalog_and_fails_when_down(gateway, capsys):
+def test_check_reports_catalog_and_fails_when_down(gateway, pushed, capsys):
     from invoke import Context, Exit
 
     from runbooks.registry.service_tasks import check
@@ -173,7 +202,7 @@ def test_check_reports_catalog_and_fails_when_down(gateway, capsys):
     assert result.ok, out
 
 
-def test_config_change_restarts_once(gateway):
+def test_config_change_restarts_once(gateway, registry_up):
     lab = gateway
     sh(lab, GATEWAY, "sed -i 's/interval: 10s/interval: 20s/' /etc/docker/registry/config.yml")
     pid = main_pid(lab, GATEWAY, "docker-registry")
@@ -199,27 +228,27 @@ def board(gateway):
     return lab
 
 
-def test_trust_configures_containerd_and_restarts_once(board):
+def test_trust_configures_containerd_and_restarts_once(board, pushed):
     lab = board
-    before = lab.exec(BOARD, f"cat {trust.CONTAINERD_CONFIG}").stdout
+    before = lab.exec(BOARD, f"cat {containerd.CONFIG}").stdout
     pid = main_pid(lab, BOARD, "containerd")
     result, out = run(lab, TRUST, BOARD)
     assert result.ok, out
     assert "handler: restart containerd" in out
-    config = tomllib.loads(sh(lab, BOARD, f"cat {trust.CONTAINERD_CONFIG}"))
-    table = trust._V2_REGISTRY if config["version"] == 2 else trust._V3_REGISTRY
-    assert trust._dig(config, table + ("config_path",)) == trust.CERTS_DIR
+    config = tomllib.loads(sh(lab, BOARD, f"cat {containerd.CONFIG}"))
+    table = containerd.registry_table(config["version"])
+    assert containerd._dig(config, (*table, "config_path")) == containerd.CERTS_DIR
     for key, value in tomllib.loads(before or "").items():  # the package's settings kept
         if key != "plugins":
             assert config[key] == value
-    hosts = tomllib.loads(sh(lab, BOARD, f"cat {trust.CERTS_DIR}/{EP}/hosts.toml"))
+    hosts = tomllib.loads(sh(lab, BOARD, f"cat {containerd.CERTS_DIR}/{EP}/hosts.toml"))
     assert hosts["server"] == URL
     assert hosts["host"][URL]["capabilities"] == ["pull", "resolve"]
     new_pid = main_pid(lab, BOARD, "containerd")
     assert new_pid != pid and new_pid != "0"
     assert sh(lab, BOARD, "systemctl is-active containerd").strip() == "active"
     # containerd's own client resolves through certs.d and fetches the image pushed above
-    fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {trust.CERTS_DIR} "
+    fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {containerd.CERTS_DIR} "
                               f"{EP}/lab/hello:v1", timeout=60)
     assert fetched.returncode == 0, fetched.stdout + fetched.stderr
 

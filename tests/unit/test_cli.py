@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+import yaml
 from invoke import Collection, Program
 
 from runbooks.core.cli import runbook_task
@@ -25,8 +27,8 @@ def walk(collection: Collection, prefix: str = ""):
         yield from walk(sub, prefix + name + ".")
 
 
-def test_every_task_and_parameter_has_help():
-    sys.path.insert(0, str(REPO))
+def test_every_task_and_parameter_has_help(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
     import tasks
 
     found = list(walk(tasks.ns))
@@ -43,7 +45,16 @@ def test_inv_list_shows_every_collection():
     done = subprocess.run([sys.executable, "-m", "invoke", "--list"], cwd=REPO,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    assert "lab.up" in done.stdout or "lab" in done.stdout
+    listed = set()
+    for line in done.stdout.splitlines()[1:]:
+        words = line.split()
+        if words and line.startswith("  ") and not line.startswith("   "):
+            listed.add(words[0])
+            if len(words) > 1 and words[1].startswith("("):
+                listed.add(words[1].strip("()"))  # a collection's default task
+    for name in ("lab.up", "lab.down", "dell-gateway", "dell-gateway.check", "pi-prep",
+                 "registry.up", "registry.trust", "registry.load-images", "demo.rehearse"):
+        assert name in listed, f"{name} missing from inv --list:\n{done.stdout}"
 
 
 class ConnectionCounter:
@@ -89,6 +100,8 @@ def program() -> Program:
 
     ns = Collection()
     ns.add_task(runbook_task(Runbook("probe", ("pi",), plan), "Probe hosts."))
+    # the project's own defaults, as Invoke reads them beside tasks.py
+    ns.configure(yaml.safe_load((REPO / "invoke.yaml").read_text()))
     return Program(namespace=ns, name="inv", binary="inv")
 
 
@@ -122,9 +135,36 @@ def test_unknown_host_lists_known_ones_and_touches_no_host(tmp_path, capsys):
     assert counter.count() == 0
 
 
+@pytest.mark.parametrize("argv,message", [
+    (["--parallel", "x"], "--parallel 'x': give a whole number"),
+    (["--parallel", "-3"], "--parallel -3: give a whole number of hosts, at least 1"),
+], ids=["not-a-number", "negative"])
+def test_bad_option_value_is_one_line_exit_2_and_touches_no_host(tmp_path, capsys, argv,
+                                                                 message):
+    counter = ConnectionCounter()
+    path = tmp_path / "site.yaml"
+    path.write_text(INVENTORY.format(port=counter.port, vlan=100, address=counter.address))
+    code, out = run_program(["probe", "-i", str(path), *argv], capsys)
+    assert code == 2
+    assert out.strip().splitlines() == [out.strip()] and message in out, out
+    assert "Traceback" not in out and counter.count() == 0
+
+
 def test_short_flags_and_help(capsys):
     code, out = run_program(["probe", "--help"], capsys)
     assert code == 0
     for flag in ("-i STRING, --inventory", "-H STRING, --host", "--check", "--parallel",
                  "--report", "--accept-new-host-keys"):
         assert flag in out, textwrap.shorten(out, 400)
+
+
+def test_a_task_called_from_python_reads_the_same_defaults():
+    """A bare Context (no `inv`) still gets invoke.yaml's defaults, and only those."""
+    from invoke import Context
+
+    from runbooks.core.cli import inventory_path, parallel_of
+
+    wanted = yaml.safe_load((REPO / "invoke.yaml").read_text())["greenroom"]
+    assert inventory_path(Context(), None) == wanted["inventory"]
+    assert parallel_of(Context(), 0) == wanted["parallel"]
+    assert parallel_of(Context(), 3) == 3

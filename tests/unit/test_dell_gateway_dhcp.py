@@ -47,9 +47,15 @@ def test_no_dns_means_no_dns_option():
     assert "domain-name-servers" not in text and "range 192.168.10.26" in text
 
 
-def test_vip_is_outside_the_rendered_range():
-    assert INV.network.vip not in INV.network.dhcp
-    assert INV.network.vip == IPv4Address("192.168.10.25")
+@pytest.mark.parametrize("inv", [INV, DEMO], ids=["lab", "demo"])
+def test_vip_is_outside_the_rendered_range(inv):
+    """Read the range back from the rendered dhcpd.conf: the VIP must not be handed out."""
+    ranges = [line.split()[1:3] for line in conf(inv).splitlines()
+              if line.strip().startswith("range ")]
+    assert len(ranges) == 1, conf(inv)
+    start, end = (IPv4Address(a.rstrip(";")) for a in ranges[0])
+    assert (start, end) == (inv.network.dhcp.start, inv.network.dhcp.end)
+    assert inv.network.vip is not None and not start <= inv.network.vip <= end
 
 
 @pytest.mark.skipif(shutil.which("dhcpd") is None, reason="dhcpd (isc-dhcp-server) not here")

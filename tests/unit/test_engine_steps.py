@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.common.kernel import KernelModule, Sysctl
 from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult, batch_script, split_batch
 from runbooks.core.steps import (
     Command,
     Directory,
     File,
-    KernelModule,
     LineInFile,
     Packages,
     Service,
-    Sysctl,
     Tokens,
     ensure_line,
     ensure_tokens,
@@ -126,17 +125,17 @@ def test_file_path_is_quoted():
 )
 def test_sysctl(live, persisted, wanted):
     step = Sysctl("net.ipv4.ip_forward", 1)
-    assert summaries(step, {"live": live, "file": file_fact(persisted)}) == wanted
+    assert summaries(step, {"0.live": live, "1.file": file_fact(persisted)}) == wanted
 
 
 def test_sysctl_zero_value_and_multiword():
     step = Sysctl("net.ipv4.ping_group_range", "0 2147483647")
-    facts = {"live": FactResult(0, "0\t2147483647\n"),
-             "file": file_fact("net.ipv4.ping_group_range = 0 2147483647\n")}
+    facts = {"0.live": FactResult(0, "0\t2147483647\n"),
+             "1.file": file_fact("net.ipv4.ping_group_range = 0 2147483647\n")}
     assert step.plan(facts) == []
     zero = Sysctl("vm.swappiness", 0)
-    assert summaries(zero, {"live": FactResult(0, "0\n"),
-                            "file": file_fact("vm.swappiness = 0\n")}) == []
+    assert summaries(zero, {"0.live": FactResult(0, "0\n"),
+                            "1.file": file_fact("vm.swappiness = 0\n")}) == []
 
 
 @pytest.mark.parametrize(
@@ -150,7 +149,7 @@ def test_sysctl_zero_value_and_multiword():
 )
 def test_kernel_module(loaded, persisted, wanted):
     step = KernelModule("overlay")
-    facts = {"loaded": FactResult(0 if loaded else 1, ""), "file": file_fact(persisted)}
+    facts = {"0.loaded": FactResult(0 if loaded else 1, ""), "1.file": file_fact(persisted)}
     assert summaries(step, facts) == wanted
 
 

@@ -61,12 +61,12 @@ hosts:
     port: 2222
     user: ubuntu
     via: dell
-    roles: [pi, k3s-agent]
+    roles: [pi, microk8s]
     board: lepotato
     vlan:
       parent: eth0
       address: 192.168.10.4/25
-    vars: {swap: false}
+    vars: {rng_tools: false}
 """
 
 NO_LAB = ("lab:\n  management: 10.231.0.0/24\n  upstream: 10.231.1.0/24\n  clients: [microvm]\n",
@@ -151,8 +151,12 @@ BAD_CASES = [
          "roles: pi", "must be a list of role names"),
     case("managed-not-bool", [("      parent: eth0\n", "      parent: eth0\n      managed: 3\n")],
          "hosts.rp1.vlan.managed", "managed: 3", "must be true or false"),
-    case("vars-not-mapping", [("vars: {swap: false}", "vars: [swap]")], "hosts.rp1.vars",
-         "vars:", "must be a mapping"),
+    case("vars-not-mapping", [("vars: {rng_tools: false}", "vars: [rng_tools]")],
+         "hosts.rp1.vars", "vars:", "must be a mapping"),
+    case("vars-misspelt", [("vars: {rng_tools: false}", "vars: {rngtools: false}")],
+         "hosts.rp1.vars.rngtools", "vars:", "unknown key 'rngtools'; did you mean 'rng_tools'?"),
+    case("vars-wrong-type", [("vars: {rng_tools: false}", "vars: {rng_tools: 1}")],
+         "hosts.rp1.vars.rng_tools", "vars:", "must be true or false"),
     case("no-user-anywhere", [("{user: root, port: 22}", "{port: 22}")], "hosts.dell.user",
          "  dell:", "set defaults.user or hosts.dell.user"),
     case("vlan-id-zero", [("{id: 100}", "{id: 0}")], "network.vlan.id", "id: 0",
@@ -262,11 +266,11 @@ BAD_CASES = [
     case("registry-host-lacks-role", [("[gateway, registry]", "[gateway]")], "registry.host",
          "registry:", "add registry to hosts.dell.roles"),
     # roles, boards, names
-    case("role-unknown", [("k3s-agent]", "k3s_agent]")], "hosts.rp1.roles[1]", "k3s_agent",
-         "did you mean 'k3s-agent'?"),
-    case("role-twice", [("[pi, k3s-agent]", "[pi, pi]")], "hosts.rp1.roles[1]", "[pi, pi]",
+    case("role-unknown", [("microk8s]", "mikrok8s]")], "hosts.rp1.roles[1]", "mikrok8s",
+         "did you mean 'microk8s'?"),
+    case("role-twice", [("[pi, microk8s]", "[pi, pi]")], "hosts.rp1.roles[1]", "[pi, pi]",
          "listed twice"),
-    case("two-gateways", [("[pi, k3s-agent]", "[pi, gateway]")], "hosts.rp1.roles",
+    case("two-gateways", [("[pi, microk8s]", "[pi, gateway]")], "hosts.rp1.roles",
          "[pi, gateway]", "only one host may have role gateway"),
     case("gateway-without-vlan", [("    vlan: {parent: eth1, name: eth1.100}\n", "")],
          "hosts.dell", "  dell:", "the gateway needs a vlan section"),
@@ -330,8 +334,22 @@ def test_bad_input_names_key_line_and_fix(edits, key, needle, fragment):
     assert all(p.file == FILE for p in problems)
 
 
-def test_bad_case_table_is_large_enough():
-    assert len(BAD_CASES) >= 35
+def test_every_key_the_validator_knows_has_a_bad_input_case():
+    """Each top-level, host, vlan and lab key of the schema is exercised by a bad case."""
+    from runbooks.core.inventory import TOP_KEYS
+    from runbooks.core.inventory_hosts import HOST_KEYS, HOST_LAB_KEYS, VLAN_KEYS
+
+    tested = set()
+    for case in BAD_CASES:
+        parts = case.values[1].split("[")[0].split(".")
+        tested.add(parts[0])
+        if parts[0] == "hosts" and len(parts) >= 3:
+            tested.add(f"hosts.*.{parts[2]}")
+            if len(parts) >= 4 and parts[2] in ("vlan", "lab"):
+                tested.add(f"{parts[2]}.{parts[3]}")
+    wanted = ({*TOP_KEYS} | {f"hosts.*.{k}" for k in HOST_KEYS}
+              | {f"vlan.{k}" for k in VLAN_KEYS} | {f"lab.{k}" for k in HOST_LAB_KEYS})
+    assert sorted(wanted - tested) == []
     assert len({p.id for p in BAD_CASES}) == len(BAD_CASES)
 
 
@@ -456,8 +474,8 @@ def test_defaults_apply():
     assert dell.lab == HostLab("systemd", None, ())
     assert rp0.lab == HostLab("chroot", "firmware", ("dphys-swapfile",))
     assert rp1.lab == HostLab("systemd", "grub", ())  # board lepotato -> grub
-    assert rp1.vars == {"swap": False} and dell.vars == {}
-    assert rp1.roles == ("pi", "k3s-agent")
+    assert rp1.vars == {"rng_tools": False} and dell.vars == {}
+    assert rp1.roles == ("pi", "microk8s")
 
 
 def test_defaults_without_optional_sections():
@@ -512,7 +530,7 @@ def test_model_is_frozen():
     pytest.param("pi", ["rp0", "rp1"], id="role"),
     pytest.param("gateway, rp0", ["dell", "rp0"], id="role-and-name-with-space"),
     pytest.param("pi,rp0,rp0", ["rp0", "rp1"], id="no-duplicates"),
-    pytest.param("k3s-agent", ["rp1"], id="second-role"),
+    pytest.param("microk8s", ["rp1"], id="second-role"),
     pytest.param("router", [], id="known-role-unused"),
 ])
 def test_select(spec, names):
@@ -529,7 +547,7 @@ def test_select_unknown_lists_hosts_and_roles():
     assert "'dellx' is neither a host nor a role" in problems[0].message
     assert "did you mean 'dell'" in problems[0].message
     assert "hosts: dell, rp0, rp1" in problems[0].message
-    assert "roles in use: gateway, k3s-agent, pi, registry" in problems[0].message
+    assert "roles in use: gateway, microk8s, pi, registry" in problems[0].message
     assert "'piz'" in problems[1].message
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runbooks.common.facts import parse_containerd_version
 from runbooks.core.facts import FactResult
 from runbooks.pi_prep.facts import (
     detect_board,
@@ -11,7 +12,6 @@ from runbooks.pi_prep.facts import (
     memory_cgroup_enabled,
     missing_arguments,
     parse_board_facts,
-    parse_containerd_version,
     parse_iptables_variant,
     parse_os_release,
     parse_proc_swaps,

@@ -7,20 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbooks.common.reboot import wait_for_new_boot
 from runbooks.core.facts import FactResult
-from runbooks.core.inventory import load_inventory
+from runbooks.core.inventory import InventoryError, load_inventory, parse_inventory
 from runbooks.core.session import CommandResult, HostUnreachable
 from runbooks.core.steps import Command, Packages, StepFailed
 from runbooks.pi_prep.facts import FACT_COMMANDS
 from runbooks.pi_prep.kubernetes import apt_list_prefix, kubernetes_steps, repo_url
 from runbooks.pi_prep.plan import build_plan
-from runbooks.pi_prep.reboot import (
-    RebootPending,
-    reboot_handler,
-    verify_after_reboot,
-    wait_for_new_boot,
-)
-from runbooks.pi_prep.settings import SettingsError, load_settings
+from runbooks.pi_prep.reboot import RebootPending, reboot_handler, verify_after_reboot
+from runbooks.pi_prep.settings import load_settings
 from runbooks.pi_prep.swap import Purged, SwapOff, VerifySwapOff
 
 LAB = Path(__file__).resolve().parents[2] / "hosts" / "lab.yaml"
@@ -86,9 +82,13 @@ def test_grub_board_gets_update_grub_before_reboot(inventory):
     assert [h.name for h in plan.handlers] == ["update-grub", "restart containerd", "reboot"]
 
 
-def test_check_mode_leaves_out_the_final_swap_verification(inventory):
-    ctx, _ = make_ctx(inventory, check=True)
-    assert "Verify swap is off and stays off" not in step_names(build_plan(ctx))
+def test_check_mode_plans_the_same_steps(inventory):
+    """Only the engine knows check mode: the plan has the same steps either way."""
+    checked, _ = make_ctx(inventory, check=True)
+    applied, _ = make_ctx(inventory, check=False)
+    names = step_names(build_plan(checked))
+    assert names == step_names(build_plan(applied))
+    assert "Verify swap is off and stays off" in names
 
 
 def test_swap_providers_and_ubuntu_pi_extras(inventory):
@@ -141,28 +141,59 @@ def test_reboot_option_adds_a_requested_reboot(inventory):
 
 
 BAD_VARS = [
-    ("rng-tools-not-bool", {"rng_tools": "yes"}, "vars.rng_tools"),
-    ("kubernetes-unpinned", {"kubernetes": {"version": "latest", "repo": "https://x"}},
-     "kubernetes.version"),
-    ("kubernetes-no-repo", {"kubernetes": {"version": "1.28"}}, "kubernetes.repo"),
-    ("kubernetes-extra-key", {"kubernetes": {"version": "1.28", "repo": "https://x", "y": 1}},
-     "vars.kubernetes must be a mapping"),
-    ("overclock-not-mapping", {"overclock": [1]}, "vars.overclock must be a mapping"),
-    ("overclock-bad-value", {"overclock": {"arm_freq": "2000; reboot"}}, "overclock.arm_freq"),
-    ("hostname-bad", {"hostname": "rp 0"}, "vars.hostname"),
-    ("sandbox-image-empty", {"sandbox_image": ""}, "vars.sandbox_image"),
+    ("misspelt-key", "rng_tool: true", 'hosts.rp0.vars.rng_tool: unknown key '
+     "'rng_tool'; did you mean 'rng_tools'?"),
+    ("rng-tools-not-bool", "rng_tools: 'yes'", "hosts.rp0.vars.rng_tools: must be true or "
+     "false (install rng-tools-debian), got a string 'yes'"),
+    ("kubernetes-unpinned", "kubernetes: {version: latest, repo: 'https://x'}",
+     "hosts.rp0.vars.kubernetes.version: 'latest' is not a minor version"),
+    ("kubernetes-unquoted-version", "kubernetes: {version: 1.30, repo: 'https://x'}",
+     "hosts.rp0.vars.kubernetes.version: must be a string"),
+    ("kubernetes-no-repo", "kubernetes: {version: '1.28'}",
+     "hosts.rp0.vars.kubernetes.repo: missing required key 'repo'"),
+    ("kubernetes-extra-key", "kubernetes: {version: '1.28', repo: 'https://x', y: 1}",
+     "hosts.rp0.vars.kubernetes.y: unknown key 'y'"),
+    ("overclock-not-mapping", "overclock: [1]", "hosts.rp0.vars.overclock: must be a mapping"),
+    ("overclock-bad-value", "overclock: {arm_freq: '2000; reboot'}",
+     "hosts.rp0.vars.overclock.arm_freq: '2000; reboot' is not a config.txt value"),
+    ("overclock-bad-key", "overclock: {Arm-Freq: 2000}",
+     "hosts.rp0.vars.overclock.Arm-Freq: key 'Arm-Freq' is not"),
+    ("hostname-bad", "hostname: rp 0", "hosts.rp0.vars.hostname: 'rp 0' is not a host name"),
+    ("sandbox-image-empty", "sandbox_image: ''", "hosts.rp0.vars.sandbox_image: '' is not an "
+     "image reference"),
+    ("gateway-takes-no-vars", None, "hosts.dell.vars.rng_tools: unknown key 'rng_tools'; "
+     "hosts with roles gateway, registry take no vars"),
 ]
 
 
-@pytest.mark.parametrize("host_vars,message", [c[1:] for c in BAD_VARS],
+def inventory_with_vars(line: str | None) -> str:
+    """hosts/lab.yaml with `line` as rp0's only var (or a pi var on the gateway when None)."""
+    text = LAB.read_text()
+    if line is None:
+        return text.replace("  dell:\n", "  dell:\n    vars: {rng_tools: true}\n", 1)
+    return text.replace("  rp0:\n", f"  rp0:\n    vars:\n      {line}\n", 1)
+
+
+@pytest.mark.parametrize("line,message", [c[1:] for c in BAD_VARS],
                          ids=[c[0] for c in BAD_VARS])
-def test_bad_vars_name_file_and_key(inventory, host_vars, message):
-    ctx, _ = make_ctx(inventory, host_vars=host_vars)
-    with pytest.raises(SettingsError, match=message) as caught:
-        load_settings(inventory, ctx.host)
-    assert str(inventory.path) in str(caught.value) and "hosts.rp0.vars" in str(caught.value)
-    with pytest.raises(StepFailed):
-        build_plan(ctx)
+def test_bad_vars_are_refused_with_the_inventory_naming_line_and_key(line, message):
+    text = inventory_with_vars(line)
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, "hosts/site.yaml")
+    problems = [str(p) for p in caught.value.problems]
+    assert len(problems) == 1, problems
+    vars_line = next(i for i, ln in enumerate(text.splitlines(), 1)
+                     if ln.strip().startswith("vars:"))
+    where = vars_line if line is None else vars_line + 1  # flow mapping, or the next line
+    assert problems[0].startswith(f"hosts/site.yaml:{where}: "), problems[0]
+    assert message in problems[0]
+
+
+def test_good_vars_pass_and_reach_the_settings():
+    text = inventory_with_vars("kubernetes: {version: '1.28', repo: 'https://pkgs.example'}")
+    inventory = parse_inventory(text, "hosts/site.yaml")
+    settings = load_settings(inventory, inventory.hosts["rp0"])
+    assert settings.kubernetes == ("https://pkgs.example", "1.28")
 
 
 def test_default_settings_use_the_inventory_registry(inventory):

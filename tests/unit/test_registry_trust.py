@@ -1,4 +1,4 @@
-"""registry.trust mergers and registry.up/check planners: table-driven, pure, no host.
+"""registry.trust mergers (k3s, Docker) and registry.up/check planners: table-driven, pure.
 
 Mergers: a fresh file, an already converged file (returned byte for byte), other settings
 kept, and invalid existing content refused with a clear error. Planners: the steps' facts
@@ -9,146 +9,20 @@ this machine, so the docker runtime is tested only here).
 from __future__ import annotations
 
 import json
-import tomllib
 from types import SimpleNamespace
 
 import pytest
 import yaml
 
+from runbooks.common import containerd
+from runbooks.common import registry_trust as trust
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import StepFailed
-from runbooks.registry import converge, trust
+from runbooks.registry import converge
 from runbooks.registry.service_tasks import health_from, parse_catalog
 
 EP = "192.168.10.2:5001"
 URL = f"http://{EP}"
-
-DEBIAN_CONTAINERD = """version = 2
-# Debian's packaged settings
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "/usr/lib/cni"
-  conf_dir = "/etc/cni/net.d"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "/var/lib/containerd/opt"
-"""
-
-
-def registry_path(data: dict, version: int) -> str | None:
-    table = trust._V2_REGISTRY if version == 2 else trust._V3_REGISTRY
-    return trust._dig(data, table + ("config_path",))
-
-
-# -- containerd config.toml -----------------------------------------------------------------
-
-@pytest.mark.parametrize("content, major, version, expected", [
-    pytest.param(None, 1, 2, trust.CERTS_DIR, id="fresh-containerd1-v2"),
-    pytest.param("", 2, 3, trust.CERTS_DIR, id="empty-containerd2-v3"),
-    pytest.param(DEBIAN_CONTAINERD, 1, 2, trust.CERTS_DIR, id="debian-config"),
-    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n',
-                 1, 2, trust.CERTS_DIR, id="empty-registry-table"),
-    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-                 '  config_path = "/etc/docker/certs.d"\n', 1, 2,
-                 f"{trust.CERTS_DIR}:/etc/docker/certs.d", id="other-path-kept-after-ours"),
-    pytest.param('version = 3\n[plugins."io.containerd.cri.v1.images".pinned_images]\n'
-                 '  sandbox = "pause:3.10"\n', 2, 3, trust.CERTS_DIR, id="v3-layout"),
-    pytest.param('version = 2\n[plugins]\n  [plugins."io.containerd.grpc.v1.cri"]\n'
-                 '    sandbox_image = "x/pause:3.9"\n', 1, 2, trust.CERTS_DIR,
-                 id="nested-headers"),
-])
-def test_containerd_config_path_merged(content, major, version, expected):
-    merged = trust.merge_containerd_config(content, major)
-    data = tomllib.loads(merged)
-    assert data["version"] == version
-    assert registry_path(data, version) == expected
-    before = tomllib.loads(content or "")
-    before.pop("version", None)
-    for key, value in before.items():  # every other setting is still there
-        assert key in data
-        if key != "plugins":
-            assert data[key] == value
-    assert trust.merge_containerd_config(merged, major) == merged  # second run: no change
-
-
-def test_containerd_text_merge_keeps_comments_and_settings():
-    merged = trust.merge_containerd_config(DEBIAN_CONTAINERD, 1)
-    assert merged.startswith(DEBIAN_CONTAINERD)  # appended, nothing rewritten
-    cni = tomllib.loads(merged)["plugins"]["io.containerd.grpc.v1.cri"]["cni"]
-    assert cni == {"bin_dir": "/usr/lib/cni", "conf_dir": "/etc/cni/net.d"}
-
-
-@pytest.mark.parametrize("content", [
-    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-                 '  config_path = "/etc/containerd/certs.d"\n', id="exact"),
-    pytest.param('version = 2  # keep\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-                 '  config_path = "/x:/etc/containerd/certs.d"\n', id="listed-second"),
-])
-def test_containerd_converged_is_unchanged(content):
-    assert trust.merge_containerd_config(content, 1) == content
-
-
-@pytest.mark.parametrize("content, words", [
-    pytest.param("version = 2\n[plugins\n", "not valid TOML", id="invalid-toml"),
-    pytest.param('[plugins.cri]\nx = 1\n', "version 1", id="version-1-layout"),
-    pytest.param("version = 7\n", "not supported", id="unknown-version"),
-    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors.'
-                 '"docker.io"]\n  endpoint = ["https://x"]\n', "mirrors", id="old-mirrors"),
-    pytest.param('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
-                 '  config_path = 3\n', "expected a string", id="path-not-string"),
-    pytest.param('version = 2\nplugins = 5\n', "expected a table", id="plugins-not-table"),
-])
-def test_containerd_bad_config_refused(content, words):
-    with pytest.raises(trust.TrustError, match=words):
-        trust.merge_containerd_config(content, 1)
-
-
-# -- hosts.toml ------------------------------------------------------------------------------
-
-PI_PREP_HOSTS = (f'# {EP}: written by greenroom pi-prep.\nserver = "{URL}"\n\n'
-                 f'[host."{URL}"]\n  capabilities = ["pull", "resolve"]\n')
-
-
-@pytest.mark.parametrize("content", [None, "", "  \n"], ids=["missing", "empty", "blank"])
-def test_hosts_toml_fresh(content):
-    data = tomllib.loads(trust.merge_hosts_toml(content, EP))
-    assert data == {"server": URL, "host": {URL: {"capabilities": ["pull", "resolve"],
-                                                  "skip_verify": True}}}
-
-
-@pytest.mark.parametrize("content", [
-    pytest.param(PI_PREP_HOSTS, id="pi-prep-file-accepted"),
-    pytest.param(trust.hosts_toml(EP), id="ours"),
-    pytest.param(f'server = "{URL}"\n[host."{URL}"]\ncapabilities = ["pull", "resolve", '
-                 '"push"]\n', id="more-capabilities"),
-])
-def test_hosts_toml_converged_is_unchanged(content):
-    assert trust.merge_hosts_toml(content, EP) == content
-
-
-@pytest.mark.parametrize("content", [
-    pytest.param('server = "https://registry-1.example"\n', id="other-server"),
-    pytest.param(f'server = "{URL}"\n[host."{URL}"]\ncapabilities = ["pull"]\n'
-                 'ca = "/etc/ca.pem"\n', id="missing-resolve"),
-    pytest.param('server = "http://old:5000"\n[host."http://mirror:5000"]\n'
-                 'capabilities = ["pull"]\n', id="other-host-kept"),
-])
-def test_hosts_toml_merged_keeps_other_settings(content):
-    merged = trust.merge_hosts_toml(content, EP)
-    data, before = tomllib.loads(merged), tomllib.loads(content)
-    assert data["server"] == URL
-    assert {"pull", "resolve"} <= set(data["host"][URL]["capabilities"])
-    for name, entry in before.get("host", {}).items():
-        for key, value in entry.items():
-            if key != "capabilities":
-                assert data["host"][name][key] == value
-    assert trust.merge_hosts_toml(merged, EP) == merged
-
-
-def test_hosts_toml_invalid_refused():
-    with pytest.raises(trust.TrustError, match="not valid TOML"):
-        trust.merge_hosts_toml("server = \n", EP)
-    with pytest.raises(trust.TrustError, match="expected a table"):
-        trust.merge_hosts_toml(f'server = "x"\nhost = {{"{URL}" = 1}}\n', EP)
-
 
 # -- k3s registries.yaml ---------------------------------------------------------------------
 
@@ -185,7 +59,7 @@ def test_k3s_other_settings_kept_and_converged_unchanged():
     pytest.param(f"configs: {{'{EP}': {{tls: yes}}}}\n", "tls", id="tls-not-mapping"),
 ])
 def test_k3s_bad_file_refused(content, words):
-    with pytest.raises(trust.TrustError, match=words):
+    with pytest.raises(ValueError, match=words):
         trust.merge_k3s_registries(content, EP)
 
 
@@ -215,7 +89,7 @@ def test_daemon_json_converged_unchanged_byte_for_byte():
     pytest.param('{"insecure-registries": "x"}', "list of", id="registries-not-list"),
 ])
 def test_daemon_json_bad_refused(content, words):
-    with pytest.raises(trust.TrustError, match=words):
+    with pytest.raises(ValueError, match=words):
         trust.merge_daemon_json(content, EP)
 
 
@@ -229,19 +103,17 @@ IP_OUT = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
           "3: eth1.100    inet 192.168.10.2/25 scope global eth1.100\n")
 
 
-@pytest.mark.parametrize("out, check, result", [
-    pytest.param(IP_OUT, False, "ok", id="present"),
-    pytest.param(IP_OUT.replace("10.2/", "10.9/"), False, "fail", id="missing-fails"),
-    pytest.param("", True, "change", id="missing-in-check-mode-reported"),
+@pytest.mark.parametrize("out, changes", [
+    pytest.param(IP_OUT, [], id="present"),
+    pytest.param(IP_OUT.replace("10.2/", "10.9/"), ["run `inv dell-gateway` first"],
+                 id="missing-is-a-precondition"),
 ])
-def test_vlan_address(out, check, result):
-    step = converge.VlanAddress("192.168.10.2", "dell", check)
-    if result == "fail":
-        with pytest.raises(StepFailed, match="inv dell-gateway"):
-            step.plan(facts(addrs=out))
-        return
-    changes = step.plan(facts(addrs=out))
-    assert (len(changes) == 1) == (result == "change")
+def test_vlan_address(out, changes):
+    step = converge.VlanAddress("192.168.10.2", "dell")
+    planned = step.plan(facts(addrs=out))
+    assert [c.precondition for c in planned] == [True] * len(changes)
+    for change, words in zip(planned, changes, strict=True):
+        assert words in change.summary
 
 
 STARTED = "Sun 2026-11-22 02:49:33.812116 UTC"
@@ -283,13 +155,11 @@ def test_parse_start_time():
 
 
 def test_registry_healthy():
-    step = converge.RegistryHealthy(URL, "journalctl -u docker-registry", check=False)
+    step = converge.RegistryHealthy(URL, "journalctl -u docker-registry")
     assert step.plan(facts(health="", log="")) == []
     down = {"health": FactResult(7, "curl: (7) Failed to connect"), "log": FactResult(0, "L1")}
-    with pytest.raises(StepFailed, match=r"(?s)Failed to connect.*L1"):
-        step.plan(down)
-    in_check = converge.RegistryHealthy(URL, "x", check=True).plan(down)
-    assert len(in_check) == 1 and not in_check[0].actions
+    (change,) = step.plan(down)
+    assert change.precondition and "Failed to connect" in change.summary and "L1" in change.diff
 
 
 SPEC = converge.ContainerSpec(address="192.168.10.2", port=5001)
@@ -384,7 +254,7 @@ class FakeCtx:
 
 @pytest.mark.parametrize("found, roles, option, files, handlers", [
     pytest.param({"containerd"}, ("pi",), None,
-                 [trust.CONTAINERD_CONFIG, f"{trust.CERTS_DIR}/{EP}/hosts.toml"],
+                 [containerd.CONFIG, f"{containerd.CERTS_DIR}/{EP}/hosts.toml"],
                  ["restart containerd"], id="containerd"),
     pytest.param(set(), ("k3s-agent",), None, [trust.K3S_REGISTRIES], ["restart k3s"],
                  id="k3s-by-role"),
@@ -439,7 +309,6 @@ def test_parse_catalog_rejects_other_json():
 
 
 def test_task_help_names_every_runtime_trust_knows():
-    from runbooks.registry.converge import RUNTIMES
     from runbooks.registry.service_tasks import RUNTIME_NAMES
 
-    assert tuple(RUNTIME_NAMES) == tuple(RUNTIMES)
+    assert tuple(RUNTIME_NAMES) == tuple(trust.RUNTIMES)

@@ -1,8 +1,17 @@
 """Reusable steps: import them from here."""
 
-from runbooks.core.steps.base import Action, Change, Command, Handler, Plan, Step, StepFailed
+from runbooks.core.steps.base import (
+    Action,
+    Change,
+    Command,
+    Composite,
+    Handler,
+    Plan,
+    Step,
+    StepFailed,
+    Verify,
+)
 from runbooks.core.steps.files import (
-    Absent,
     Directory,
     Edit,
     File,
@@ -12,10 +21,11 @@ from runbooks.core.steps.files import (
     ensure_tokens,
     unified_diff,
 )
-from runbooks.core.steps.system import KernelModule, Packages, Service, Sysctl
+from runbooks.core.steps.system import Packages, Service
 
 __all__ = [
-    "Absent", "Action", "Change", "Command", "Directory", "Edit", "File", "Handler",
-    "KernelModule", "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed",
-    "Sysctl", "Tokens", "ensure_line", "ensure_tokens", "unified_diff",
+    "Action", "Change", "Command", "Composite", "Directory", "Edit", "File",
+    "Handler", "Verify",
+    "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed", "Tokens",
+    "ensure_line", "ensure_tokens", "unified_diff",
 ]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runbooks.core.facts import FactResult
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,12 @@ class Change:
     actions: tuple[Action, ...] = ()
     diff: str = ""
     reboot: bool = False  # True: takes effect only after the host reboots
+
+    @property
+    def precondition(self) -> bool:
+        """No command and no reboot: something that must be done first, elsewhere (the
+        summary says what). Check mode reports it; a real run fails the step with it."""
+        return not self.actions and not self.reboot
 
 
 class StepFailed(Exception):
@@ -60,6 +66,36 @@ class Step:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
+class Verify(Step):
+    """A step that checks what earlier steps bring about and changes nothing: `plan` returns
+    no change, or raises StepFailed naming what is wrong. In check mode, after an earlier
+    step that would change something, its failure is expected and reported as such."""
+
+    verify = False
+
+
+class Composite(Step):
+    """A step made of steps: one name and one result, the parts' facts read in the same
+    batch (each under its own prefix), their changes in order."""
+
+    def __init__(self, name: str, parts: Sequence[Step], notify: Sequence[str] = ()) -> None:
+        self.name = name
+        self.parts = list(parts)
+        self.notify = tuple(notify) or tuple(n for p in self.parts for n in p.notify)
+
+    def facts(self) -> Mapping[str, str]:
+        return {f"{i}.{key}": command for i, part in enumerate(self.parts)
+                for key, command in part.facts().items()}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        changes: list[Change] = []
+        for i, part in enumerate(self.parts):
+            prefix = f"{i}."
+            changes += part.plan({k[len(prefix):]: v for k, v in facts.items()
+                                  if k.startswith(prefix)})
+        return changes
+
+
 @dataclass
 class Handler:
     """Runs once at the end of a host's run when a step notified it.
@@ -74,10 +110,6 @@ class Handler:
     @classmethod
     def restart(cls, service: str) -> Handler:
         return cls(f"restart {service}", f"systemctl restart {service}")
-
-    @classmethod
-    def reload(cls, service: str) -> Handler:
-        return cls(f"reload {service}", f"systemctl reload-or-restart {service}")
 
 
 @dataclass
@@ -149,9 +181,3 @@ class Command(Step):
             return []
         return [Change(f"run: {self.command}", (Action(self.command, self.stdin),),
                        reboot=self.reboot)]
-
-
-def describe(value: Any) -> str:
-    """Short human text for a value in a change summary."""
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."

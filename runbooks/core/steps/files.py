@@ -262,25 +262,3 @@ class Directory(Step):
             changes.append(Change(f"chown {self.owner}:{self.group} {self.path}",
                                   (Action(f"chown {q(self.owner)}:{q(self.group)} {p}"),)))
         return changes
-
-
-class Absent(Step):
-    """Ensure a file is absent (kept as a backup first)."""
-
-    def __init__(self, path: str, notify: Sequence[str] = ()) -> None:
-        self.path = path
-        self.name = f"Ensure {path} is absent"
-        self.notify = tuple(notify)
-
-    def facts(self) -> Mapping[str, str]:
-        return {"exists": f"[ -e {shlex.quote(self.path)} ] || [ -L {shlex.quote(self.path)} ]"}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["exists"].ok:
-            return []
-        q = shlex.quote
-        directory, base = posixpath.split(self.path)
-        backup = q(BACKUP_DIR + directory)
-        return [Change(f"remove {self.path}", (Action(
-            f"mkdir -p {backup} && cp -a {q(self.path)} {backup}/{q(base)}."
-            f"$(date -u +%Y%m%dT%H%M%SZ) && rm -rf {q(self.path)}"),))]

@@ -1,4 +1,4 @@
-"""System steps: sysctl, kernel modules, apt packages and systemd services.
+"""System steps: apt packages and systemd services.
 
 Each reads its state with one cheap fact command and acts only on the difference, in the
 way pyinfra's server operations do: a converged host gets no command at all.
@@ -8,22 +8,46 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
-from runbooks.core.facts import FactResult, sysctl_command
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.base import Action, Change, Step
-from runbooks.core.steps.files import Edit, ensure_line
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a"
 
 
-def parse_dpkg_status(out: str) -> dict[str, bool]:
-    """`dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'` output -> {package: installed}."""
-    installed: dict[str, bool] = {}
+@dataclass(frozen=True)
+class PackageStates:
+    """dpkg's two-letter state per package (`ii` installed, `rc` removed but configured,
+    `un` unknown...); a package dpkg never heard of is absent."""
+
+    states: Mapping[str, str]
+
+    def installed(self, name: str) -> bool:
+        """Unpacked and configured (the second letter: status `i`), held or not."""
+        return self.states.get(name, "")[1:2] == "i"
+
+    def present(self, name: str) -> bool:
+        """Installed, or removed with its configuration files left (purge would act)."""
+        return self.states.get(name, "")[1:2] not in ("", "n")
+
+
+def parse_dpkg_status(out: str) -> PackageStates:
+    """`dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'` output -> PackageStates."""
+    states: dict[str, str] = {}
     for line in out.splitlines():
         fields = line.split()
         if len(fields) >= 2:
-            installed[fields[0].split(":")[0]] = fields[1].startswith("ii")
-    return installed
+            states[fields[0].split(":")[0]] = fields[1]
+    return PackageStates(states)
+
+
+def dpkg_status(names: Sequence[str]) -> Fact[PackageStates]:
+    """The fact: dpkg's state of `names` (one dpkg-query; asked twice in a batch, run once)."""
+    quoted = " ".join(shlex.quote(n) for n in sorted(set(names)))
+    return Fact(f"dpkg {quoted}",
+                f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {quoted}",
+                lambda result: parse_dpkg_status(result.out))
 
 
 class Packages(Step):
@@ -37,13 +61,12 @@ class Packages(Step):
         self.name = f"Ensure packages {'installed' if present else 'absent'}: {' '.join(names)}"
 
     def facts(self) -> Mapping[str, str]:
-        names = " ".join(shlex.quote(n) for n in self.names)
-        return {"dpkg": f"dpkg-query -W -f '${{Package}} ${{db:Status-Abbrev}}\\n' {names}"}
+        return {"dpkg": dpkg_status(self.names).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        installed = parse_dpkg_status(facts["dpkg"].out)
+        states = dpkg_status(self.names).read(facts, "dpkg")
         if self.present:
-            missing = [n for n in self.names if not installed.get(n)]
+            missing = [n for n in self.names if not states.installed(n)]
             if not missing:
                 return []
             names = " ".join(shlex.quote(n) for n in missing)
@@ -53,7 +76,7 @@ class Packages(Step):
             # Retry once after refreshing the lists: a fresh board often has none.
             command = f"{install} || {{ {APT_ENV} apt-get update -q && {install}; }}"
             return [Change(f"install {' '.join(missing)}", (Action(command),))]
-        extra = [n for n in self.names if installed.get(n)]
+        extra = [n for n in self.names if states.installed(n)]
         if not extra:
             return []
         names = " ".join(shlex.quote(n) for n in extra)
@@ -93,55 +116,4 @@ class Service(Step):
             changes.append(Change(f"start {self.unit}", (Action(f"systemctl start {u}"),)))
         if self.running is False and active:
             changes.append(Change(f"stop {self.unit}", (Action(f"systemctl stop {u}"),)))
-        return changes
-
-
-class Sysctl(Step):
-    """Ensure a kernel setting, live and persisted in a sysctl.d file."""
-
-    def __init__(self, key: str, value: str | int,
-                 file: str = "/etc/sysctl.d/90-greenroom.conf") -> None:
-        self.key, self.value, self.file = key, str(value), file
-        self.name = f"Ensure {key} = {value}"
-        self._persist = Edit(file, lambda c: ensure_line(c, self.line, f"{key} ="))
-
-    @property
-    def line(self) -> str:
-        return f"{self.key} = {self.value}"
-
-    def facts(self) -> Mapping[str, str]:
-        return {"live": sysctl_command(self.key), **self._persist.facts()}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        changes = []
-        live = facts["live"]
-        if not live.ok or live.out.split() != self.value.split():
-            setting = shlex.quote(f"{self.key}={self.value}")
-            was = live.out.strip() if live.ok else "unavailable"
-            changes.append(Change(f"set {self.key} = {self.value} live (was {was})",
-                                  (Action(f"sysctl -q -w {setting}"),)))
-        changes.extend(self._persist.plan(facts))
-        return changes
-
-
-class KernelModule(Step):
-    """Ensure a kernel module is loaded now and at every boot (modules-load.d)."""
-
-    def __init__(self, module: str, file: str = "/etc/modules-load.d/greenroom.conf") -> None:
-        self.module, self.file = module, file
-        self.name = f"Ensure kernel module {module} loaded"
-        self._persist = Edit(file, lambda c: ensure_line(c, module))
-
-    def facts(self) -> Mapping[str, str]:
-        m = shlex.quote(self.module)
-        loaded = (f"[ -d /sys/module/{m} ] || grep -q '^{self.module} ' /proc/modules || "
-                  f"grep -q '/{self.module}\\.ko' /lib/modules/$(uname -r)/modules.builtin")
-        return {"loaded": loaded, **self._persist.facts()}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        changes = []
-        if not facts["loaded"].ok:
-            changes.append(Change(f"load {self.module}",
-                                  (Action(f"modprobe {shlex.quote(self.module)}"),)))
-        changes.extend(self._persist.plan(facts))
         return changes

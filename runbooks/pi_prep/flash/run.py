@@ -11,12 +11,16 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
-from runbooks.pi_prep.flash.bootprep import Board
+from runbooks.pi_prep.flash.bootprep import Board, PrepError
 from runbooks.pi_prep.flash.device import Device, describe, human, read_device
 from runbooks.pi_prep.flash.image import chunks, inspect_image
 from runbooks.pi_prep.flash.prepare import prepare_boot
 from runbooks.pi_prep.flash.refusals import DEFAULT_MAX_SIZE, Refused, refusals
 from runbooks.pi_prep.flash.writer import WriteError, read_back, sync_device, write_stream
+
+
+class NotPrepared(RuntimeError):
+    """The card is written and verified, but its boot partition could not be prepared."""
 
 
 class NotConfirmed(Exception):
@@ -27,7 +31,7 @@ class NotConfirmed(Exception):
 class FlashResult:
     device: str
     size: int
-    sha256: str
+    digest: str  # XXH3-128 of the image as written and as read back
     flavour: str | None
     files: tuple[str, ...]
     seconds: float
@@ -73,7 +77,7 @@ def flash(image: str, device_path: str, board: Board | None, *, yes: bool = Fals
             f"{f', {vlan.name} {vlan.address} via {vlan.gateway}' if vlan else ''}")
     if check:
         out(f"check: would write {size_text} to {device.path}, read it back and compare "
-            "sha256" + (", then prepare the boot partition" if board else "")
+            "hashes" + (", then prepare the boot partition" if board else "")
             + "; nothing written")
         return None
     if not yes:
@@ -88,16 +92,22 @@ def flash(image: str, device_path: str, board: Board | None, *, yes: bool = Fals
         raise WriteError(f"wrote {written.size} bytes but the image says {info.size}: the "
                          "image is damaged; download it again")
     got = read_back(device_path, written.size, show_progress)
-    if got != written.sha256:
-        raise WriteError(f"read-back of {device_path} differs from the image (sha256 "
-                         f"{got[:16]}... != {written.sha256[:16]}...): the card is failing "
-                         "or fake; use another card")
-    out(f"written and verified: {human(written.size)}, sha256 {written.sha256}")
+    if got != written.digest:
+        raise WriteError(f"read-back of {device_path} differs from the image (XXH3-128 "
+                         f"{got} != {written.digest}): the card is failing or fake; use "
+                         "another card")
+    out(f"written and verified: {human(written.size)}, read back from the device, "
+        f"XXH3-128 {written.digest}")
     kind: str | None = None
     files: list[str] = []
     if board is not None:
-        kind, files = prepare_boot(device_path, board)
-        sync_device(device_path)
+        try:
+            kind, files = prepare_boot(device_path, board)
+        except PrepError as exc:
+            raise NotPrepared(f"{device_path} is written and verified, but its boot partition "
+                            f"is not prepared: {exc} (or write it with --no-prepare)") from None
+        finally:
+            sync_device(device_path)
         out(f"boot partition prepared ({kind}): {', '.join(files)}")
-    return FlashResult(device_path, written.size, written.sha256, kind, tuple(files),
+    return FlashResult(device_path, written.size, written.digest, kind, tuple(files),
                        time.monotonic() - started)

@@ -1,4 +1,5 @@
-"""dell-gateway VLAN backends: (host facts) -> chosen backend, steps and planned commands."""
+"""VLAN interfaces (runbooks.common.vlan, the gateway's and the boards'): (host facts) ->
+chosen backend, steps and planned commands."""
 
 from __future__ import annotations
 
@@ -9,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult
-from runbooks.core.inventory import load_inventory
-from runbooks.core.steps import StepFailed
-from runbooks.dell_gateway.links import LinkState, parse_link
-from runbooks.dell_gateway.vlan import (
+from runbooks.common.links import LinkState, parse_link
+from runbooks.common.vlan import (
     NETPLAN_FILE_MARK,
     NmConnection,
     choose_backend,
@@ -22,6 +20,9 @@ from runbooks.dell_gateway.vlan import (
     netplan_files,
     vlan_steps,
 )
+from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult
+from runbooks.core.inventory import load_inventory
+from runbooks.core.steps import StepFailed
 
 ROOT = Path(__file__).resolve().parents[2]
 INV = load_inventory(str(ROOT / "hosts" / "lab.yaml"))

@@ -17,7 +17,7 @@ Special cases:
   delete it; we converge its address with iproute2, live and persisted, whatever the backend.
 - a name over 15 characters is refused before anything runs, with a shorter one suggested.
 
-pi-prep reuses `vlan_facts` / `vlan_steps` for the boards' VLAN addresses.
+The gateway (dell-gateway) and the boards (pi-prep) both get their VLAN interface here.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from runbooks.common.kernel import KernelModule
+from runbooks.common.links import LinkState, link_command, parse_link
 from runbooks.core.facts import FactResult
 from runbooks.core.inventory_fields import shorter_vlan_name
 from runbooks.core.steps import (
@@ -38,20 +40,16 @@ from runbooks.core.steps import (
     Command,
     Edit,
     File,
-    KernelModule,
     Service,
     Step,
     StepFailed,
 )
 from runbooks.core.templates import render
-from runbooks.dell_gateway.links import LinkState, link_command, parse_link
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
     from runbooks.core.inventory import Host, Inventory
 
 IFNAMSIZ = 15
-BACKENDS = ("nmcli", "netplan", "ifupdown", "iproute2")
 NETPLAN_FILE_MARK = "@@greenroom-netplan-file "
 
 
@@ -66,12 +64,6 @@ def vlan_facts(host: Host) -> dict[str, str]:
         "vlan.ifupdown": "command -v ifup >/dev/null && [ -f /etc/network/interfaces ]",
         "vlan.systemd": "[ -d /run/systemd/system ]",
     }
-
-
-def gather_vlan_steps(ctx: HostContext, host: Host | None = None) -> list[Step]:
-    """`vlan_steps` for `host` (default ctx.host), reading its facts in one round trip."""
-    host = host or ctx.host
-    return vlan_steps(host, ctx.inventory, ctx.gather(vlan_facts(host)))
 
 
 def choose_backend(facts: Mapping[str, FactResult]) -> str:
@@ -123,7 +115,7 @@ def iproute2_steps(name: str, parent: str, vlan_id: int, address: str, create: b
                    facts: Mapping[str, FactResult]) -> list[Step]:
     """Live `ip` commands plus a systemd unit that does the same at every boot."""
     unit = f"greenroom-vlan-{name}.service"
-    content = render("dell_gateway/greenroom-vlan.service.j2", runbook="vlan", ifname=name,
+    content = render("common/greenroom-vlan.service.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address, create=create,
                      wait_for=parent if create else name)
     unit_q = shlex.quote(unit)
@@ -236,7 +228,7 @@ def netplan_steps(name: str, parent: str, vlan_id: int, address: str, create: bo
             f"netplan does not declare {parent}, the VLAN's parent, in /etc/netplan/*.yaml; "
             f"declare it there (e.g. ethernets: {{{parent}: {{dhcp4: true}}}}) so netplan can "
             "link the VLAN to it, then run again")
-    content = render("dell_gateway/netplan-vlan.yaml.j2", runbook="vlan", ifname=name,
+    content = render("common/netplan-vlan.yaml.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address)
     return [
         File(path, content, mode="600"),
@@ -258,7 +250,7 @@ def ifupdown_steps(name: str, parent: str, vlan_id: int, address: str, create: b
                    facts: Mapping[str, FactResult]) -> list[Step]:
     """A stanza in /etc/network/interfaces.d, brought up with ifup."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", name)  # source-directory skips names with dots
-    content = render("dell_gateway/ifupdown-vlan.j2", runbook="vlan", ifname=name,
+    content = render("common/ifupdown-vlan.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address)
     q = shlex.quote(name)
     return [

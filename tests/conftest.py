@@ -1,0 +1,24 @@
+"""Every test leaves the process as it found it: the secrets registry, the engine's access
+plug-ins and sys.path are restored after each test (a test that registers a secret or a
+plug-in cannot change what later tests see)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def no_global_state_left_behind() -> Iterator[None]:
+    from runbooks.core import access, secrets
+
+    saved_secrets = set(secrets._secrets)
+    saved_providers = list(access._providers)
+    saved_path = list(sys.path)
+    yield
+    secrets._secrets.clear()
+    secrets._secrets.update(saved_secrets)
+    access._providers[:] = saved_providers
+    sys.path[:] = saved_path
