@@ -31,7 +31,11 @@ LOOP = replace(CARD, path="/dev/loop7", name="loop7", removable=False, transport
 
 REFUSALS = [
     ("a card", CARD, 4 * GB, (), []),
-    ("an mmc slot", replace(CARD, transport="mmc", name="mmcblk0"), 4 * GB, (), []),
+    ("an sd card in the mmc slot (never marked removable)",
+     replace(CARD, transport="mmc", name="mmcblk0", removable=False, mmc_type="SD"),
+     4 * GB, (), []),
+    ("built-in emmc", replace(CARD, transport="mmc", name="mmcblk0", removable=False,
+                              mmc_type="MMC"), 4 * GB, (), ["MMC storage, not an SD card"]),
     ("a partition", replace(CARD, whole_disk=False, name="sdb1"), 1, (), ["is a partition"]),
     ("the running system", replace(CARD, mounts=(("sdb2", "/"),), system_mounts=("/",)),
      1, (), ["holds the running system"]),

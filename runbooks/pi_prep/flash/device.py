@@ -43,6 +43,7 @@ class Device:
     swaps: tuple[str, ...] = ()  # kernel names (or swap files) in use as swap
     system_mounts: tuple[str, ...] = field(default=())  # mount points of the running system
     backing_file: str | None = None  # loop devices: the file behind them
+    mmc_type: str | None = None  # MMC devices: SD (a card) or MMC (built-in eMMC)
 
 
 def _read(path: Path, default: str = "") -> str:
@@ -187,6 +188,8 @@ def read_device(path: str, sys_root: str = "/sys", proc_root: str = "/proc") -> 
         swaps=tuple(swaps),
         system_mounts=tuple(system),
         backing_file=backing,
+        mmc_type=(_read(sysdir / "device" / "type") or None) if name.startswith("mmcblk")
+        else None,
     )
 
 

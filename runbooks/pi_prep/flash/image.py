@@ -2,7 +2,8 @@
 holding one image, in fixed-size chunks (never whole in memory).
 
 `inspect_image(path)` checks the file and learns the uncompressed size where the format
-records it (xz index, zstd frame header, zip directory). `chunks(info)` yields the bytes.
+records it (xz index, zstd frame header, zip directory). `open_image(info)` is the stream of
+bytes (read into the caller's own buffers); `chunks(info)` yields them.
 xz and zstd are decompressed by Debian's own `xz` and `zstd` in a separate process, which
 runs beside our writer on another core (as `xz -dc | dd` does).
 """
@@ -13,9 +14,12 @@ import re
 import shutil
 import subprocess
 import zipfile
+import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHUNK = 4 * 1024 * 1024
 KINDS = {".img": "raw", ".xz": "xz", ".zst": "zst", ".zip": "zip"}
@@ -104,20 +108,17 @@ def inspect_image(path: str | Path) -> ImageInfo:
     return ImageInfo(path, kind, member.file_size, member.filename)
 
 
-def _pipe(command: list[str], path: Path) -> Iterator[bytes]:
+@contextmanager
+def _pipe(command: list[str], path: Path) -> Iterator[Any]:
+    """The stdout of a decompressor; ImageError when it fails, killed if we stop early."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
-    complete = False
     try:
-        while True:
-            chunk = proc.stdout.read(CHUNK)
-            if not chunk:
-                break
-            yield chunk
-        complete = True
+        yield proc.stdout
+    except BaseException:
+        proc.kill()
+        raise
     finally:
-        if not complete:
-            proc.kill()
         proc.stdout.close()
         error = proc.stderr.read().decode(errors="replace").strip()
         proc.stderr.close()
@@ -127,21 +128,28 @@ def _pipe(command: list[str], path: Path) -> Iterator[bytes]:
                          "file is damaged or truncated: download it again")
 
 
-def chunks(info: ImageInfo) -> Iterator[bytes]:
-    """The image's uncompressed bytes, CHUNK at a time."""
+@contextmanager
+def open_image(info: ImageInfo) -> Iterator[Any]:
+    """The image's uncompressed bytes as a stream to read (or readinto) from."""
     if info.kind == "raw":
         with open(info.path, "rb", buffering=0) as raw:
-            while chunk := raw.read(CHUNK):
-                yield chunk
-    elif info.kind == "xz":
-        yield from _pipe([_tool("xz"), "-dc", "-T0", str(info.path)], info.path)
-    elif info.kind == "zst":
-        yield from _pipe([_tool("zstd"), "-dcq", str(info.path)], info.path)
+            yield raw
+    elif info.kind in ("xz", "zst"):
+        command = [_tool("xz"), "-dc", "-T0"] if info.kind == "xz" else [_tool("zstd"), "-dcq"]
+        with _pipe([*command, str(info.path)], info.path) as out:
+            yield out
     else:
-        with zipfile.ZipFile(info.path) as archive, archive.open(info.member or "") as member:
-            try:
-                while chunk := member.read(CHUNK):
-                    yield chunk
-            except (zipfile.BadZipFile, OSError) as exc:
-                raise ImageError(f"{info.path}: the zip is damaged ({exc}); download it "
-                                 "again") from None
+        try:
+            with zipfile.ZipFile(info.path) as archive, \
+                    archive.open(info.member or "") as member:
+                yield member
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise ImageError(f"{info.path}: the zip is damaged ({exc}); download it "
+                             "again") from None
+
+
+def chunks(info: ImageInfo) -> Iterator[bytes]:
+    """The image's uncompressed bytes, CHUNK at a time."""
+    with open_image(info) as stream:
+        while chunk := stream.read(CHUNK):
+            yield chunk

@@ -53,7 +53,11 @@ def refusals(device: Device, image_size: int | None, max_size: int = DEFAULT_MAX
         if device.transport not in CARD_TRANSPORTS:
             out.append(f"{device.path} is attached over {device.transport}, not USB or MMC: "
                        "SD cards sit in a USB reader or the MMC slot; give that device")
-        if not device.removable:
+        # the kernel never marks MMC block devices removable: there the card type tells
+        if device.transport == "mmc" and device.mmc_type != "SD":
+            out.append(f"{device.path} is {device.mmc_type or 'MMC'} storage, not an SD "
+                       "card: built-in eMMC looks like a card slot; give the SD card's device")
+        elif device.transport != "mmc" and not device.removable:
             out.append(f"{device.path} is not removable media: an SD card in a reader "
                        "reports removable; check `lsblk -d -o NAME,RM,TRAN,MODEL`")
     if device.read_only and not reading:

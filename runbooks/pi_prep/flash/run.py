@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from runbooks.pi_prep.flash.bootprep import Board, PrepError
 from runbooks.pi_prep.flash.device import Device, describe, human, read_device
-from runbooks.pi_prep.flash.image import chunks, inspect_image
+from runbooks.pi_prep.flash.image import inspect_image, open_image
 from runbooks.pi_prep.flash.prepare import prepare_boot
 from runbooks.pi_prep.flash.refusals import DEFAULT_MAX_SIZE, Refused, refusals
 from runbooks.pi_prep.flash.writer import WriteError, read_back, sync_device, write_stream
@@ -87,7 +87,8 @@ def flash(image: str, device_path: str, board: Board | None, *, yes: bool = Fals
         raise Refused(again, [f"{device_path} changed since it was confirmed (was "
                               f"{device.model}, {human(device.size)}); run again"])
     started = time.monotonic()
-    written = write_stream(device_path, chunks(info), info.size, show_progress)
+    with open_image(info) as source:
+        written = write_stream(device_path, source, info.size, show_progress)
     if info.size is not None and written.size != info.size:
         raise WriteError(f"wrote {written.size} bytes but the image says {info.size}: the "
                          "image is damaged; download it again")

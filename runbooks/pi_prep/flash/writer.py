@@ -16,12 +16,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 CHUNK = 4 * 1024 * 1024
 ALIGN = 4096
 BLKRRPART = 0x125F
 T = TypeVar("T")
+
+
+class ReadsInto(Protocol):
+    def readinto(self, buffer: Any, /) -> int | None: ...
 
 
 class WriteError(RuntimeError):
@@ -34,8 +38,10 @@ class Written:
     digest: str  # XXH3-128, hex
 
 
-def _ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
-    """`items`, produced on a separate thread up to `depth` ahead of the consumer."""
+def _ahead(items: Iterable[T], depth: int = 4,
+           dropped: Callable[[T], Any] | None = None) -> Iterator[T]:
+    """`items`, produced on a separate thread up to `depth` ahead of the consumer;
+    `dropped` gets the items the consumer never took (when it stops early)."""
     box: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
     stop = threading.Event()
 
@@ -63,9 +69,11 @@ def _ahead(items: Iterable[T], depth: int = 4) -> Iterator[T]:
         stop.set()
         while worker.is_alive():  # unblock a producer waiting on a full queue
             try:
-                box.get(timeout=0.1)
+                tag, value = box.get(timeout=0.1)
             except queue.Empty:
-                pass
+                continue
+            if tag == "item" and dropped is not None:
+                dropped(value)
         worker.join()
 
 
@@ -88,31 +96,61 @@ def progress(label: str, total: int | None, enabled: bool = True) -> Iterator[Ca
         yield bar.update
 
 
-def write_stream(device: str, stream: Iterable[bytes], total: int | None = None,
+def _filled(source: ReadsInto, buf: bytearray) -> int:
+    """Read into `buf` until it is full or the stream ends (pipes give short reads)."""
+    view = memoryview(buf)
+    got = 0
+    while got < len(buf):
+        n = source.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    view.release()
+    return got
+
+
+def write_stream(device: str, source: ReadsInto, total: int | None = None,
                  show: bool = True) -> Written:
-    """Write `stream` to the start of `device`; return its size and digest."""
+    """Write what `source` holds to the start of `device`; return its size and digest.
+
+    `source` is read into a few reused buffers on a separate thread (no fresh memory per
+    chunk), while this thread writes and hashes the previous one."""
     size = 0
     try:
         fd = os.open(device, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)
     except OSError as exc:
         raise WriteError(f"cannot open {device} for writing ({exc.strerror}): something holds "
                          "it (a mount, a desktop automounter); unmount it and try again") from None
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(6):  # more than can be in flight: the reader never waits for one
+        free.put(bytearray(CHUNK))
+
+    def reads() -> Iterator[tuple[bytearray, int]]:
+        while True:
+            buf = free.get()
+            length = _filled(source, buf)
+            if not length:
+                return
+            yield buf, length
+
     digest = new_digest()
     try:
         with progress("write", total, show) as advance:
-            for chunk in _ahead(stream):
-                view = memoryview(chunk)
-                while view:
-                    try:
-                        done = os.write(fd, view)
-                    except OSError as exc:
-                        raise WriteError(f"writing {device} failed at byte {size} "
-                                         f"({exc.strerror}); the card may be too small, "
-                                         "locked or failing") from None
-                    view = view[done:]
-                    size += done
-                digest.update(chunk)
-                advance(len(chunk))
+            for buf, length in _ahead(reads(), depth=3, dropped=lambda item: free.put(item[0])):
+                with memoryview(buf) as whole:
+                    view = whole[:length]
+                    digest.update(view)
+                    while view:
+                        try:
+                            done = os.write(fd, view)
+                        except OSError as exc:
+                            raise WriteError(f"writing {device} failed at byte {size} "
+                                             f"({exc.strerror}); the card may be too small, "
+                                             "locked or failing") from None
+                        view = view[done:]
+                        size += done
+                free.put(buf)
+                advance(length)
         os.fsync(fd)
         _reread_partitions(fd)
     finally:
