@@ -19,6 +19,7 @@ for module in (
     "runbooks.dell_gateway.tasks",
     "runbooks.registry.tasks",
     "runbooks.pi_prep.tasks",
+    "runbooks.xen_dom0.tasks",
     "runbooks.k3s.tasks",
     "runbooks.demo.tasks",
 ):

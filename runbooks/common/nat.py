@@ -101,14 +101,16 @@ class PortForward:
 
 @dataclass(frozen=True)
 class Nat:
-    """What to NAT: `subnet` on interface `inside` goes out masqueraded on `upstream`; the
-    table (and firewalld comment) is `name`, one per runbook sharing a host."""
+    """What to NAT: `subnet` on interface `inside` goes out masqueraded on `upstream`
+    (routed with its own addresses when `masquerade` is false); the table (and firewalld
+    comment) is `name`, one per runbook sharing a host."""
 
     inside: str
     upstream: str
     subnet: IPv4Network
     forwards: tuple[PortForward, ...] = ()
     name: str = "greenroom"
+    masquerade: bool = True
 
     @property
     def ruleset(self) -> str:
@@ -132,8 +134,9 @@ def nft_table(nat: Nat) -> str:
         "\n"
         "\tchain postrouting {\n"
         "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
-        f'\t\toifname "{nat.upstream}" ip saddr {nat.subnet} masquerade\n'
-        "\t}\n"
+        + (f'\t\toifname "{nat.upstream}" ip saddr {nat.subnet} masquerade\n'
+           if nat.masquerade else "")
+        + "\t}\n"
     )
     if nat.forwards:
         text += "\n\tchain prerouting {\n"
@@ -180,8 +183,10 @@ def firewalld_rules(nat: Nat) -> list[str]:
         "-j ACCEPT",
         f"ipv4 filter FORWARD 0 -i {nat.upstream} -o {nat.inside} -m conntrack --ctstate "
         f"RELATED,ESTABLISHED {mark} -j ACCEPT",
-        f"ipv4 nat POSTROUTING 0 -s {nat.subnet} -o {nat.upstream} {mark} -j MASQUERADE",
     ]
+    if nat.masquerade:
+        rules.append(f"ipv4 nat POSTROUTING 0 -s {nat.subnet} -o {nat.upstream} {mark} "
+                     "-j MASQUERADE")
     for fwd in nat.forwards:
         rules.append(f"ipv4 nat PREROUTING 0 -i {fwd.interface or nat.upstream} -p "
                      f"{fwd.protocol} --dport {fwd.port} {mark} -j DNAT --to-destination "

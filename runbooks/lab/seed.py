@@ -200,6 +200,10 @@ def seed_guest(root: Path, plan: LabPlan, guest: GuestPlan, lab_pubkey: str,
     mask_inotify_hungry_units(root)
     if "dphys-swapfile" in guest.seed:
         seed_dphys_swapfile(root)
+    if "xen" in guest.seed:  # doubles of xl, the hypervisor's boot and update-grub
+        from runbooks.lab.doubles.xl import install
+
+        install(root)
     if "fstab-swap" in guest.seed:
         fstab = root / "etc/fstab"
         text = fstab.read_text() if fstab.exists() else ""
