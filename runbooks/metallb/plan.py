@@ -129,6 +129,23 @@ class ControllerReady(Step):
         return [Change(f"wait for MetalLB ({what})", (Action(wait),))]
 
 
+class NoMicrok8sAddon(Step):
+    """Refuse to run while microk8s's own `metallb` addon is enabled (two MetalLBs fight)."""
+
+    name = "Ensure microk8s's metallb addon is off (this runbook owns MetalLB)"
+    verify = False
+
+    def facts(self) -> Mapping[str, str]:
+        return {"addon": "microk8s status -a metallb"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if facts["addon"].ok and facts["addon"].out.strip() == "enabled":
+            raise StepFailed("microk8s's metallb addon is enabled: it installs its own MetalLB "
+                             "and pool, which would fight this runbook's. Run `microk8s disable "
+                             "metallb` on the node, then `inv metallb` again")
+        return []
+
+
 def manifest_docs(inventory: Any) -> list[dict[str, Any]]:
     """The cached, verified manifest's objects; StepFailed when `inv metallb.fetch` is due."""
     metallb = metallb_of(inventory)
@@ -178,7 +195,8 @@ def plan(ctx: HostContext) -> Plan:
         schema.check(objects, schema.crd_schemas(docs))
     except schema.SchemaError as exc:
         raise StepFailed(str(exc)) from None
-    steps: list[Step] = [
+    steps: list[Step] = [NoMicrok8sAddon()] if cluster.distribution == "microk8s" else []
+    steps += [
         Manifests(f"Ensure MetalLB {metallb.version} ({metallb.backend}) is installed", docs,
                   prefix=prefix, retry_for=0),
         ControllerReady(prefix),

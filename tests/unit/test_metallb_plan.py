@@ -65,3 +65,15 @@ def test_cr_converged_means_no_change() -> None:
     step = CustomResources("CRs", [POOL], prefix="k3s kubectl", retry_for=10)
     current = dict(POOL, status={}, metadata=dict(POOL["metadata"], uid="1"))
     assert step.plan({"0": _ok(current)}) == []
+
+
+def test_microk8s_addon_enabled_is_refused_with_the_reason() -> None:
+    import pytest
+
+    from runbooks.core.steps import StepFailed
+    from runbooks.metallb.plan import NoMicrok8sAddon
+
+    step = NoMicrok8sAddon()
+    assert step.plan({"addon": FactResult(0, "disabled\n")}) == []
+    with pytest.raises(StepFailed, match="microk8s disable metallb"):
+        step.plan({"addon": FactResult(0, "enabled\n")})
