@@ -22,6 +22,8 @@ for module in (
     "runbooks.xen_dom0.tasks",
     "runbooks.k3s.tasks",
     "runbooks.microk8s.tasks",
+    "runbooks.router.tasks",
+    "runbooks.metallb.tasks",
     "runbooks.demo.tasks",
 ):
     ns.add_collection(import_module(module).ns)

@@ -68,6 +68,8 @@ ORDER: tuple[Entry, ...] = (
           scratch="runbooks.k3s.reset:UNINSTALL"),
     Entry("microk8s", converge="runbooks.microk8s.plan:RUNBOOK",
           scratch="runbooks.microk8s.plan:RESET"),
+    Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK"),   # LoadBalancer IPs over BGP
+    Entry("router", converge="runbooks.router.plan:RUNBOOK"),     # ... learned by the router
 )
 
 
