@@ -185,7 +185,8 @@ def test_second_run_changes_and_restarts_nothing(lab, site):
 
 def test_check_reports_a_healthy_cluster(site, capsys):
     _, inventory = site
-    check(Context(), inventory=str(inventory), parallel=10)
+    check(Context(), inventory=str(inventory), host=None, check=False, parallel=10,
+          report=None, accept_new_host_keys=False)
     out = capsys.readouterr().out
     for line in ("ok   version v1.34.3+k3s1 (pinned v1.34.3+k3s1)", "ok   node lp0 Ready",
                  "ok   traefik disabled", "ok   servicelb disabled",
