@@ -46,8 +46,7 @@ def main() -> None:
     from runbooks.lab.access import lab_access
 
     tmp = tempfile.mkdtemp(prefix="bench-k3s-")
-    env = dict(os.environ, KUBECONFIG=f"{tmp}/kubeconfig", XDG_CACHE_HOME=f"{tmp}/cache",
-               PYTHONPATH=str(REPO))
+    env = dict(os.environ, KUBECONFIG=f"{tmp}/kubeconfig", PYTHONPATH=str(REPO))
     inventory = load_inventory(REPO / "hosts/lab.yaml")
     subprocess.run([sys.executable, "-m", "invoke", "lab.up"], cwd=REPO, check=True, env=env,
                    stdout=subprocess.DEVNULL)

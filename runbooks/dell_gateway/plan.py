@@ -10,18 +10,19 @@ from runbooks.common.vlan import vlan_facts, vlan_steps
 from runbooks.core.context import HostContext
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Plan
-from runbooks.dell_gateway import dhcp, nat
+from runbooks.dell_gateway import dhcp, nat, timeserver
 
 
 def gateway_plan(ctx: HostContext) -> Plan:
-    """The gateway's steps, in order: VLAN interface, DHCP server, NAT."""
+    """The gateway's steps, in order: VLAN interface, DHCP server, NAT, time server."""
     host, inventory = ctx.host, ctx.inventory
     facts = ctx.gather({**vlan_facts(host), **nat.FACTS})
     plan = Plan()
     plan.add(*vlan_steps(host, inventory, facts))
     plan.add(*dhcp.dhcp_steps(host, inventory))
     plan.add(*nat.nat_steps_for(host, inventory, facts))
-    plan.handler(dhcp.RESTART)
+    plan.add(*timeserver.timeserver_steps(inventory))
+    plan.handler(dhcp.RESTART, timeserver.RESTART)
     return plan
 
 

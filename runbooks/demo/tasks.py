@@ -1,49 +1,184 @@
-"""demo: the whole lab in one command: every runbook in order, one recap."""
+"""demo: the whole lab in one command: check it, reset it before a talk, rehearse it."""
 
 from __future__ import annotations
+
+import json
+import time
+from typing import Any
 
 from invoke import Collection, Context, Exit
 
 from runbooks.core.cli import load_inventory_or_exit, parallel_of, task, usage_errors_exit
-from runbooks.demo.order import runbooks_in_order
+
+SHARED = ("inventory", "parallel", "accept_new_host_keys")
+HELP = {
+    "host": "Only these hosts: names or roles, comma separated (default: every host).",
+    "report": "Also write the whole run as JSON to this file (secrets masked).",
+    "verbose": "Print everything as it happens (default: a line per runbook, then the "
+               "screen).",
+}
 
 
-@task(shared=("inventory", "check", "parallel", "accept_new_host_keys"),
-      help={"report": "Write every runbook's result as JSON to this file."})
-def rehearse(c: Context, inventory: str | None = None, check: bool = False,
-             parallel: int = 0, report: str | None = None,
-             accept_new_host_keys: bool = False) -> None:
-    """Converge every runbook on the site, in build order, and end with one recap.
+CONNECT_TIMEOUT = 5.0  # seconds: a board that is off costs this once, not once per runbook
 
-    On the virtual lab (`inv lab.up` first) this rehearses the whole demo. A runbook whose
-    hosts failed does not stop the ones after it; the exit status is non-zero if any failed.
+
+def _hosts(inv: Any, spec: str | None) -> list[Any]:
+    from runbooks.core.inventory import InventoryError
+
+    try:
+        return list(inv.select(spec))
+    except InventoryError as exc:
+        raise Exit(str(exc), code=2) from None
+
+
+def _connector(inv: Any, accept: bool) -> Any:
+    """One connector for the whole run (the lab not running: one line, exit 2)."""
+    from runbooks.core.session import Connector
+
+    with usage_errors_exit():
+        return Connector(inv, accept_new_host_keys=accept, connect_timeout=CONNECT_TIMEOUT)
+
+
+def _title(command: str, inv: Any, hosts: list[Any]) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    return f"{command}  site {inv.site}  {len(hosts)} host(s)  {stamp}"
+
+
+@task(shared=SHARED, help=HELP)
+def check(c: Context, inventory: str | None = None, host: str | None = None,
+          parallel: int = 0, report: str | None = None, verbose: bool = False,
+          accept_new_host_keys: bool = False) -> None:
+    """Read-only GO / NO-GO for the whole lab on one screen; exits 0 only on GO.
+
+    Every host in parallel: reachable; clock within the demo section's tolerance of this
+    machine's and synchronised to the gateway; free disk; each runbook's checks (gateway
+    health, registry and every listed image with its locked digest, the boards' memory
+    cgroup and swap, the cluster's when present); each runbook converged (no drift) and
+    nothing left over for demo.reset. Changes nothing.
     """
-    from runbooks.core.runner import run_runbook, select_hosts, write_json
+    from runbooks.demo import history, run
 
     inv = load_inventory_or_exit(c, inventory)
-    results = []
-    with usage_errors_exit():  # the lab not running, a bad --parallel: one line, exit 2
-        count = parallel_of(c, parallel)
-        for runbook in runbooks_in_order():
-            hosts = select_hosts(inv, runbook, None)
-            if not hosts:
-                print(f"{runbook.name}: no host with role {', '.join(runbook.roles)}; skipped")
-                continue
-            results.append(run_runbook(runbook, inv, hosts, check=check, parallel=count,
-                                       accept_new_host_keys=accept_new_host_keys))
-            print()
-    print("REHEARSAL")
-    for result in results:
-        statuses = ", ".join(f"{h} {r.status}" for h, r in result.hosts.items())
-        print(f"  {result.runbook:14} {'ok' if result.ok else 'FAILED':7} "
-              f"{result.changed:3} changed  {result.seconds:6.1f}s  ({statuses})")
-    ok = all(r.ok for r in results)
-    print("GO: every runbook converged" if ok else "NO-GO: see the failures above")
-    if report:  # through the engine's one report writer: secrets masked, atomic
-        write_json({"ok": ok, "runbooks": [r.as_report() for r in results]}, report)
-    if not ok:
+    hosts = _hosts(inv, host)
+    started = time.monotonic()
+    output = run.Output(run.default_out(), verbose)
+    usual = history.usual_times(history.read_runs(inv.site))
+    outcome = run.Outcome("demo.check", inv.site)
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
+    connector = _connector(inv, accept_new_host_keys)
+    try:
+        run.check_phase(inv, hosts, connector, workers, output, outcome)
+    finally:
+        connector.close_all()
+    run.finish(outcome, started, output, report, usual, _title("demo.check", inv, hosts))
+    if not outcome.ok:
         raise Exit(code=1)
 
 
+def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
+             from_scratch: bool, parallel: int, report: str | None, verbose: bool,
+             accept_new_host_keys: bool, command: str = "demo.reset") -> None:
+    from runbooks.demo import history, run
+
+    inv = load_inventory_or_exit(c, inventory)
+    hosts = _hosts(inv, host)
+    started = time.monotonic()
+    output = run.Output(run.default_out(), verbose)
+    usual = history.usual_times(history.read_runs(inv.site))
+    outcome = run.Outcome(command + (" --from-scratch" if from_scratch else ""), inv.site,
+                          check_mode=check)
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
+    mode = " (check mode: nothing will be changed)" if check else ""
+    output.line(f"{command} on {inv.site}: {len(hosts)} host(s){mode}")
+    connector = _connector(inv, accept_new_host_keys)
+    try:
+        run.reset_phases(inv, hosts, connector, check, from_scratch, workers, output,
+                         outcome, usual)
+        run.check_phase(inv, hosts, connector, workers, output, outcome)
+    finally:
+        connector.close_all()
+    title = _title(command, inv, hosts)
+    if check:
+        title += f"  check mode: {outcome.changed} change(s) shown above, none made"
+    run.finish(outcome, started, output, report, usual, title)
+    if not outcome.ok:
+        raise Exit(code=1)
+
+
+@task(shared=SHARED, help={**HELP,
+            "check": "Show everything the reset would do (every change, with diffs in "
+                     "--verbose) and change nothing.",
+            "from_scratch": "Also reset and reinstall the cluster (the k3s or microk8s "
+                            "runbook's reset, keeping cached images)."})
+def reset(c: Context, inventory: str | None = None, host: str | None = None,
+          check: bool = False, from_scratch: bool = False, parallel: int = 0,
+          report: str | None = None, verbose: bool = False,
+          accept_new_host_keys: bool = False) -> None:
+    """Put the whole demo back to known-good before a talk, then GO / NO-GO.
+
+    Steps drifted clocks; converges every runbook in build order (a no-op when nothing
+    drifted); runs each runbook's reset (stale DHCP leases pruned, ...) and the inventory's
+    demo section (workloads removed, the site's reset steps); then demo.check. Works
+    offline. A host that stays unreachable is NO-GO, named, while every other host is reset.
+    """
+    do_reset(c, inventory, host, check, from_scratch, parallel, report, verbose,
+             accept_new_host_keys)
+
+
+@task(shared=("inventory",), help={
+            "last": "How many runs to show (default 10).",
+            "json": "Print the runs as JSON for scripts."})
+def history(c: Context, inventory: str | None = None, last: int = 10,
+            json_: bool = False) -> None:
+    """The last demo.check / demo.reset / demo.rehearse runs of the site, with timings.
+
+    Kept per site in the user's state directory (~/.local/state/greenroom/demo/SITE.jsonl).
+    """
+    from runbooks.demo import history as past
+
+    inv = load_inventory_or_exit(c, inventory)
+    runs = past.read_runs(inv.site)
+    if json_:
+        print(json.dumps(runs[-int(last):], indent=2))
+        return
+    if not runs:
+        print(f"no demo runs recorded for site {inv.site} yet ({past.history_path(inv.site)})")
+        return
+    print(past.table(runs, int(last)))
+
+
+@task(shared=SHARED, help={**HELP,
+            "check": "Bring the lab up, then show what the reset would do; change nothing "
+                     "in the guests.",
+            "from_scratch": "Also reset and reinstall the cluster."})
+def rehearse(c: Context, inventory: str | None = None, host: str | None = None,
+             check: bool = False, from_scratch: bool = False, parallel: int = 0,
+             report: str | None = None, verbose: bool = False,
+             accept_new_host_keys: bool = False) -> None:
+    """The headline command on the virtual lab: lab.up, then demo.reset, ending GO / NO-GO.
+
+    Needs a lab inventory (one with a `lab:` section, like hosts/lab.yaml); on a real site
+    run demo.reset.
+    """
+    inv = load_inventory_or_exit(c, inventory)
+    if inv.lab is None:
+        raise Exit(f"{inv.path}: demo.rehearse runs on a virtual lab inventory (one with a "
+                   "`lab:` section, like hosts/lab.yaml); on a real site run "
+                   "`inv demo.reset`", code=2)
+    from runbooks.demo.order import load
+
+    control = load("runbooks.lab.control")  # the lab plugs in by name, like every runbook
+    with usage_errors_exit():
+        control.up(inv, log=print if verbose else (lambda _msg: None))
+    print(f"lab.up: {inv.site} is up")
+    do_reset(c, inventory, host, check, from_scratch, parallel, report, verbose,
+             accept_new_host_keys, command="demo.rehearse")
+
+
 ns = Collection("demo")
+ns.add_task(check)
+ns.add_task(reset)
+ns.add_task(history)
 ns.add_task(rehearse)

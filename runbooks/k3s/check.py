@@ -21,7 +21,7 @@ from runbooks.k3s import config as cfg
 from runbooks.k3s.plan import cluster_of, registry_endpoint
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
 
 CERTS = "/var/lib/rancher/k3s/agent/etc/containerd/certs.d"
 # what `disable: [X]` removes from kube-system

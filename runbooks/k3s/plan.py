@@ -17,6 +17,7 @@ from runbooks.common.kube_cluster import AGENT, SERVER, Cluster, vlan_ip
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
+from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
 from runbooks.k3s.release import Lock, ReleaseError, binary_name, cached, images_name
@@ -24,12 +25,15 @@ from runbooks.k3s.steps import (
     Artifact,
     KubeconfigMerged,
     NodesReady,
+    SecretFile,
     Started,
+    decode_secret,
+    read_secret,
     restart_unless_started,
 )
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
     from runbooks.core.inventory import Host, Inventory
 
 RESTART = "restart k3s"
@@ -96,8 +100,7 @@ def node_plan(ctx: HostContext) -> Plan:
         plan.add(File(cfg.KUBE_VIP, vip, mode="600"))
     plan.add(File(f"{cfg.UNIT_DIR}/{unit}.service", cfg.unit_file(host, inventory),
                   notify=notify))
-    plan.add(File(cfg.env_path(host), cfg.env_file(token, inventory), mode="600",
-                  secret=True, notify=notify))
+    plan.add(SecretFile(cfg.env_path(host), cfg.env_file(token, inventory), notify=notify))
     started = Started(unit)
     plan.add(started)
     wait = None
@@ -160,11 +163,17 @@ def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> No
 def token_from(ctx: HostContext, first: Host) -> str | None:
     """The first server's join token, read over its own session (waiting while it starts);
     None in check mode when it has none yet."""
-    session = ctx.connector.session(first)
     deadline = time.monotonic() + TOKEN_WAIT
+    session = None
+    while session is None:
+        try:  # the first server's own run may be opening this very connection right now
+            session = ctx.connector.session(first)
+        except HostUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
     while True:
-        done = session.run(f"cat {cfg.TOKEN}")
-        token = done.stdout.strip() if done.ok else ""
+        token = read_secret(session, cfg.TOKEN)
         if token:
             secrets.register(token)
             secrets.register(token.rpartition(":")[2])
@@ -202,16 +211,14 @@ class JoinToken(Step):
         self.name = "Read the join token"
 
     def facts(self) -> Mapping[str, str]:
-        return {"token": f"cat {cfg.TOKEN}"}
+        return {"token": f"base64 -w0 {cfg.TOKEN}"}  # base64: never masked on the way
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["token"]
-        token = fact.out.strip() if fact.ok else ""
+        token = decode_secret(facts["token"].out) if facts["token"].ok else ""
         deadline = time.monotonic() + TOKEN_WAIT
         while not token and not self.ctx.check and time.monotonic() < deadline:
             time.sleep(1.0)
-            done = self.ctx.session.run(f"cat {cfg.TOKEN}")
-            token = done.stdout.strip() if done.ok else ""
+            token = read_secret(self.ctx.session, cfg.TOKEN)
         if token:
             secrets.register(token)
             secrets.register(token.rpartition(":")[2])

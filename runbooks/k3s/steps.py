@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import time
@@ -31,9 +32,15 @@ from runbooks.common.kubectl import node_status
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
+from runbooks.core.steps.files import SECRET_DIFF, write_command
 
 if TYPE_CHECKING:
-    from runbooks.core.converge import HostContext
+    from runbooks.core.context import HostContext
+
+
+# A change already made while planning (a wait, a local file): an action that does nothing,
+# so the engine does not take it for a precondition left to the user.
+DONE = (Action(":"),)
 
 
 def upload_command(path: str, digest: str, mode: str) -> str:
@@ -162,7 +169,7 @@ class NodesReady(Step):
         if pending:
             raise StepFailed(self._timeout_message(pending))
         waited = time.monotonic() - started
-        return [Change(f"waited {waited:.0f} s until every node was Ready")]
+        return [Change(f"waited {waited:.0f} s until every node was Ready", DONE)]
 
     def _timeout_message(self, pending: Mapping[str, str]) -> str:
         lines = [f"not Ready after {self.timeout:.0f} s: "
@@ -205,9 +212,6 @@ class KubeconfigMerged(Step):
             raise StepFailed(f"{self.source} is missing on the server: is k3s running?")
         try:
             site = site_kubeconfig(fact.out, self.site, self.server)
-            for user in site["users"]:
-                for value in (user.get("user") or {}).values():
-                    secrets.register(str(value))
             current = read_kubeconfig(self.path)
             merged = merge_kubeconfig(current, site)
         except KubeconfigError as exc:
@@ -219,16 +223,52 @@ class KubeconfigMerged(Step):
         if not self.ctx.check:
             write_kubeconfig(self.path, merged)
         return [Change(f"{verb} cluster, user and context {self.site} in {self.path} "
-                       "(other contexts kept)")]
+                       "(other contexts kept)", () if self.ctx.check else DONE)]
 
 
-def token_of(output: str) -> str | None:
-    token = output.strip()
-    return token or None
+class SecretFile(Step):
+    """Ensure a file holding a secret has `content`, compared by its sha256 (greenroom masks
+    registered secrets in everything it reads back, so the content itself cannot be
+    compared); written atomically like every file, its diff never shown."""
+
+    def __init__(self, path: str, content: str, mode: str = "600",
+                 notify: tuple[str, ...] = ()) -> None:
+        self.path, self.content, self.mode, self.notify = path, content, mode, notify
+        self.name = f"Ensure {path}"
+
+    def facts(self) -> Mapping[str, str]:
+        p = shlex.quote(self.path)
+        return {"file": f"stat -c '%a %U %G' {p} && sha256sum {p}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["file"]
+        lines = fact.out.splitlines() if fact.ok else []
+        meta = lines[0].split() if lines else []
+        digest = lines[1].split()[0] if len(lines) > 1 and lines[1].split() else None
+        wanted = hashlib.sha256(self.content.encode()).hexdigest()
+        if digest != wanted:
+            verb = "create" if digest is None else "update"
+            command = write_command(self.path, self.content, self.mode, "root", "root", None)
+            return [Change(f"{verb} {self.path}", (Action(command, self.content),),
+                           SECRET_DIFF)]
+        if meta[:3] != [self.mode, "root", "root"]:
+            q = shlex.quote(self.path)
+            return [Change(f"chmod {self.mode} {self.path} (was {' '.join(meta)})", (Action(
+                f"chmod {self.mode} {q} && chown root:root {q}"),))]
+        return []
 
 
-def json_or_none(text: str) -> Any:
+def read_secret(session: Any, path: str) -> str:
+    """A secret file's content, read as base64 (so the masking of registered secrets in
+    command output cannot hide it from us); "" when missing."""
+    done = session.run(f"base64 -w0 {shlex.quote(path)}")
+    return decode_secret(done.stdout) if done.ok else ""
+
+
+def decode_secret(text: str) -> str:
+    import base64
+
     try:
-        return json.loads(text)
+        return base64.b64decode(text.strip()).decode().strip()
     except ValueError:
-        return None
+        return ""

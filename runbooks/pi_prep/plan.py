@@ -36,6 +36,8 @@ from runbooks.pi_prep.kubernetes import kubernetes_steps
 from runbooks.pi_prep.reboot import RebootPending, reboot_handler
 from runbooks.pi_prep.settings import PiPrepSettings, load_settings
 from runbooks.pi_prep.swap import Purged, SwapOff, VerifySwapOff, dphys_swapfile_steps
+from runbooks.pi_prep.timesync import RESTART as RESTART_CHRONY
+from runbooks.pi_prep.timesync import timesync_steps
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
@@ -109,6 +111,7 @@ def build_plan(ctx: HostContext) -> Plan:
     plan.add(SwapOff(), fstab_step(), VerifySwapOff())
 
     plan.add(Packages(packages_for(facts, settings)))
+    plan.add(*timesync_steps(ctx.inventory))  # chrony follows the gateway
     plan.add(*(KernelModule(m, file=MODULES_FILE) for m in MODULES))
     plan.add(*(Sysctl(key, 1, file=SYSCTL_FILE) for key in SYSCTLS))
     plan.add(ContainerdConfig(kubernetes=True, sandbox_image=settings.sandbox_image))
@@ -136,7 +139,8 @@ def build_plan(ctx: HostContext) -> Plan:
     if ctx.options.get("reboot"):
         plan.add(RebootRequested())
     plan.add(RebootPending())
-    plan.handler(Handler.restart("containerd"), reboot_handler(facts.cmdline_path))
+    plan.handler(Handler.restart("containerd"), RESTART_CHRONY,
+                 reboot_handler(facts.cmdline_path))
     return plan
 
 

@@ -238,3 +238,22 @@ def test_a_tampered_asset_no_longer_matches(site: tuple[str, Path]) -> None:
     listed = sums(get(f"{url}/v1.34.1+k3s1/sha256sum-arm64.txt").decode())
     served = get(f"{url}/v1.34.1+k3s1/k3s-arm64")
     assert hashlib.sha256(served).hexdigest() != listed["k3s-arm64"]
+
+
+def test_the_doubles_yaml_reader_reads_what_greenroom_writes() -> None:
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.spec_from_file_location("k3s_double", DOUBLE)
+    assert spec is not None and spec.loader is not None
+    double = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(double)
+    registries = {"mirrors": {"192.168.10.2:5001": {"endpoint": ["http://192.168.10.2:5001"]},
+                              "docker.io": {"endpoint": ["http://192.168.10.2:5001"]}},
+                  "configs": {"192.168.10.2:5001": {"tls": {"insecure_skip_verify": True}}}}
+    config = {"node-ip": "192.168.10.3", "tls-san": ["192.168.10.25"], "disable": ["traefik"],
+              "write-kubeconfig-mode": "0600", "cluster-init": True,
+              "kube-apiserver-arg": ["audit-log-maxage=3"], "list": [{"a": 1, "b": "x:y"}]}
+    for data in (registries, config):
+        assert double.mini_yaml("# header\n" + yaml.safe_dump(data, sort_keys=False)) == data

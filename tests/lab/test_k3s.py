@@ -40,7 +40,7 @@ def site(lab, tmp_path_factory):
     for name in NODES:
         lab.reset(name)
     inventory = tmp / "lab.yaml"
-    shutil.copy(LAB_INVENTORY, inventory)
+    inventory.write_text(with_k3s(LAB_INVENTORY.read_text()))
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
     patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
@@ -49,6 +49,27 @@ def site(lab, tmp_path_factory):
     patch.undo()
     for name in NODES:
         lab.reset(name)
+
+
+CLUSTER = """\
+# k3s on the boards; the binary is the double lab.up serves on loopback
+cluster:
+  version: v1.34.3+k3s1
+  source: http://127.0.0.1:18231
+  disable: [traefik, servicelb]
+
+"""
+
+
+def with_k3s(text: str) -> str:
+    """The lab inventory with rp0 a k3s server and rp1, lp0 agents (unless it has them)."""
+    if "\ncluster:" not in text:
+        text = text.replace("\nlab:\n", "\n" + CLUSTER + "lab:\n", 1)
+    for address, role in (("10.231.0.3", "k3s-server"), ("10.231.0.4", "k3s-agent"),
+                          ("10.231.0.5", "k3s-agent")):
+        text = text.replace(f"address: {address}\n    roles: [pi]\n",
+                            f"address: {address}\n    roles: [pi, {role}]\n")
+    return text
 
 
 OTHER_KUBECONFIG = """\
@@ -74,7 +95,8 @@ def main_pids(lab) -> dict[str, str]:
 
 def run(inventory: Path, report: Path, **options) -> dict:
     try:
-        converge(Context(), inventory=str(inventory), report=str(report), **options)
+        converge(Context(), inventory=str(inventory), report=str(report), parallel=10,
+                 **options)
     except Exit:
         pass
     return json.loads(report.read_text())
@@ -164,7 +186,8 @@ def test_second_run_changes_and_restarts_nothing(lab, site):
 def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
     tmp, inventory = site
     text = inventory.read_text()
-    changed = inventory.with_name("lab-args.yaml")
+    (tmp / "args").mkdir(exist_ok=True)
+    changed = tmp / "args" / "lab.yaml"  # same file name: the files' headers stay the same
     args = "cluster:\n  server_args: {kube-apiserver-arg: [audit-log-maxage=3]}\n"
     changed.write_text(text.replace("cluster:\n", args, 1))
     shutil.copy(lock_path(inventory), lock_path(changed))
@@ -214,14 +237,16 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
         "mkdir -p /etc/cni/net.d /var/lib/cni/networks /run/flannel && "
         "echo '{}' > /etc/cni/net.d/10-flannel.conflist && touch /run/flannel/subnet.env")
     sh(lab, "rp1", debris)
-    before = sh(lab, "rp1", "iptables-save; ip -o link show")
+    state = "iptables-save | grep -v '^[#:]'; ip -o link show | cut -d' ' -f2"
+    before = sh(lab, "rp1", state)
     assert "KUBE-POSTROUTING" in before and "cni0" in before
     check_report = tmp / "reset-check.json"
-    reset(Context(), inventory=str(inventory), check=True, report=str(check_report))
+    reset(Context(), inventory=str(inventory), parallel=10, check=True, report=str(check_report))
     listed = capsys.readouterr().out
     assert "remove cni0, flannel.1" in listed and "KUBE-/CNI-/flannel line(s)" in listed
-    assert sh(lab, "rp1", "iptables-save; ip -o link show") == before  # check changed nothing
-    reset(Context(), inventory=str(inventory), keep_images=True, report=str(tmp / "r.json"))
+    assert sh(lab, "rp1", state) == before  # check mode changed nothing
+    reset(Context(), inventory=str(inventory), parallel=10, keep_images=True,
+          report=str(tmp / "r.json"))
     after = sh(lab, "rp1", "iptables-save; ip -o link show; nft list ruleset")
     for gone in ("KUBE-", "CNI-", "FLANNEL", "cni0", "flannel.1"):
         assert gone not in after
@@ -237,9 +262,9 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
                                "--kubeconfig", str(tmp / "kubeconfig")], capture_output=True,
                               text=True, check=True).stdout.split()
     assert contexts == ["work"]
-    reset(Context(), inventory=str(inventory), report=str(tmp / "r2.json"))
+    reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r2.json"))
     again = json.loads((tmp / "r2.json").read_text())
     assert set(changed_steps(again)) == set(NODES)  # only the kept images went now
-    reset(Context(), inventory=str(inventory), report=str(tmp / "r3.json"))
+    reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster

@@ -68,7 +68,8 @@ def test_firmware_board_plan(inventory):
     assert names[0].endswith("in /boot/firmware/cmdline.txt")
     assert "Ensure no swap is active" in names and "Verify swap is off and stays off" in names
     assert any("containerd containernetworking-plugins chrony" in n for n in names)
-    assert [h.name for h in plan.handlers] == ["restart containerd", "reboot"]
+    assert [h.name for h in plan.handlers] == ["restart containerd", "restart chrony", "reboot"]
+    assert "Ensure /etc/chrony/sources.d/greenroom.sources" in names  # follows the gateway
     assert logs and "Raspberry Pi 4" in logs[0]
     plan.check_notifications()
 
@@ -79,7 +80,8 @@ def test_grub_board_gets_update_grub_before_reboot(inventory):
     ctx, _ = make_ctx(inventory, "lp0", facts)
     plan = build_plan(ctx)
     assert "GRUB_CMDLINE_LINUX" in plan.steps[0].name
-    assert [h.name for h in plan.handlers] == ["update-grub", "restart containerd", "reboot"]
+    assert [h.name for h in plan.handlers] == ["update-grub", "restart containerd",
+                                               "restart chrony", "reboot"]
 
 
 def test_check_mode_plans_the_same_steps(inventory):

@@ -168,7 +168,7 @@ def _block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[Any, in
                 value, pos = _block(lines, pos + 1, lines[pos + 1][0] if pos + 1 < len(lines)
                                     else indent + 2)
                 items.append(value)
-            elif re.match(r"^[^\"'\[{][^:]*:(\s|$)", rest):
+            elif re.match(r"^[^\"'\[{]\S*:(\s|$)", rest):
                 # "- key: value" starts a mapping whose keys sit at indent + 2
                 sub = [(indent + 2, rest)]
                 pos += 1
@@ -183,7 +183,7 @@ def _block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[Any, in
         return items, pos
     mapping: dict[str, Any] = {}
     while pos < len(lines) and lines[pos][0] == indent:
-        key, sep, rest = lines[pos][1].partition(":")
+        key, sep, rest = _key_value(lines[pos][1])
         if not sep:
             raise ValueError(f"cannot read line {lines[pos][1]!r}")
         key = str(_scalar(key))
@@ -195,6 +195,21 @@ def _block(lines: list[tuple[int, str]], pos: int, indent: int) -> tuple[Any, in
         else:
             mapping[key] = None
     return mapping, pos
+
+
+def _key_value(line: str) -> tuple[str, str, str]:
+    """Split "key: value" at the first ':' followed by a space or the end of the line
+    (so "192.168.10.2:5001:" is a key); quoted keys are kept whole."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'" and i == 0:
+            quote = ch
+        elif ch == ":" and (i + 1 == len(line) or line[i + 1] in " \t"):
+            return line[:i], ":", line[i + 1:]
+    return line, "", ""
 
 
 def load_documents(text: str) -> list[Any]:

@@ -1,0 +1,111 @@
+"""Benchmark: demo.check and demo.reset on the converged default lab, as whole processes,
+against the manual sequence of existing tasks run one after another (the peer).
+
+Run as root from the repository root, under the lab lock:
+    flock /tmp/greenroom-lab.lock python3 bench/demo/bench.py [--runs 3] [--out FILE]
+
+The lab is brought up and converged once (demo.reset), then each command is timed --runs
+times (median). Peers:
+- check peer: dell-gateway.check, registry.check, then dell-gateway, registry.up, pi-prep
+  and registry.trust with --check (what an operator types to learn the same things; the
+  lab's machine has no route to the VLAN, so registry.check asks the registry host over SSH
+  in place of registry.verify);
+- reset peer: dell-gateway, registry.up, pi-prep, registry.trust (the old rehearsal), then
+  dell-gateway.check and registry.check.
+Also: the floor, one SSH round trip per host (a Fabric connection and `true`), and
+demo.reset --from-scratch. The lab is taken down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+INV = ["-i", "hosts/lab.yaml"]
+INVOKE = [str(Path(sys.executable).with_name("inv"))]
+
+CHECK_PEER = [["dell-gateway.check"], ["registry.check"], ["dell-gateway", "--check"],
+              ["registry.up", "--check"], ["pi-prep", "--check"], ["registry.trust", "--check"]]
+RESET_PEER = [["dell-gateway"], ["registry.up"], ["pi-prep"], ["registry.trust"],
+              ["dell-gateway.check"], ["registry.check"]]
+
+FLOOR = """
+import sys, time
+sys.path.insert(0, {repo!r})
+from concurrent.futures import ThreadPoolExecutor
+from runbooks.core.inventory import load_inventory
+from runbooks.core.session import Connector
+from runbooks.lab.access import plug_in
+plug_in()
+inv = load_inventory("hosts/lab.yaml")
+c = Connector(inv)
+with ThreadPoolExecutor(10) as pool:
+    list(pool.map(lambda h: c.session(h).run("true"), inv.hosts.values()))
+c.close_all()
+"""
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    start = time.monotonic()
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    if done.returncode != 0:
+        sys.stderr.write(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}"
+                         f"{done.stderr[-2000:]}\n")
+    return seconds
+
+
+def sequence(steps: list[list[str]], env: dict[str, str]) -> float:
+    return sum(timed([*INVOKE, *step, *INV], env) for step in steps)
+
+
+def median(fn, runs: int) -> float:  # noqa: ANN001
+    return statistics.median(fn() for _ in range(runs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", default=None, help="also write the table to this file")
+    args = parser.parse_args()
+    env = dict(os.environ)  # (the runs go into the site's timing history like any other)
+    subprocess.run([*INVOKE, "lab.up", *INV], cwd=REPO, env=env, check=True,
+                   capture_output=True)
+    try:
+        timed([*INVOKE, "demo.reset", *INV], env)  # converge once
+        rows = [
+            ("demo.check", median(lambda: timed([*INVOKE, "demo.check", *INV], env),
+                                  args.runs)),
+            ("check peer (6 tasks)", median(lambda: sequence(CHECK_PEER, env), args.runs)),
+            ("demo.reset", median(lambda: timed([*INVOKE, "demo.reset", *INV], env),
+                                  args.runs)),
+            ("reset peer (6 tasks)", median(lambda: sequence(RESET_PEER, env), args.runs)),
+            ("floor: 1 SSH round trip per host", median(
+                lambda: timed([sys.executable, "-c", FLOOR.format(repo=str(REPO))], env),
+                args.runs)),
+            ("demo.reset --from-scratch", timed([*INVOKE, "demo.reset", "--from-scratch",
+                                                 *INV], env)),
+        ]
+    finally:
+        subprocess.run([*INVOKE, "lab.down", *INV], cwd=REPO, env=env, capture_output=True)
+    base = dict(rows)
+    lines = [f"| command | seconds (median of {args.runs}) | vs demo command |",
+             "|---|---|---|"]
+    for name, seconds in rows:
+        ref = base["demo.check"] if "check" in name and "reset" not in name else base[
+            "demo.reset"]
+        lines.append(f"| {name} | {seconds:.2f} | {seconds / ref:.2f}x |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""What pi-prep contributes to demo.check (see runbooks/demo/order.py): the boards' kernel
+prerequisites for Kubernetes, live: the memory cgroup enabled in the running kernel, no
+swap active and nothing that brings it back (dphys-swapfile running, a swap line in fstab).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from runbooks.core.facts import FactResult
+from runbooks.pi_prep.facts import memory_cgroup_enabled, parse_proc_swaps
+from runbooks.pi_prep.fstab import swap_entries
+
+if TYPE_CHECKING:
+    from runbooks.core.inventory import Host, Inventory
+
+FIX = "inv demo.reset (runs pi-prep)"
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+class _Check:
+    roles = ("pi",)
+
+    def facts(self, host: Host, inventory: Inventory) -> dict[str, str]:
+        return {"pi.cgroups": "cat /proc/cgroups",
+                "pi.controllers": "cat /sys/fs/cgroup/cgroup.controllers",
+                "pi.swaps": "cat /proc/swaps",
+                "pi.dphys": "systemctl is-active dphys-swapfile",
+                "pi.fstab": "cat /etc/fstab"}
+
+    def evaluate(self, host: Host, inventory: Inventory,
+                 facts: Mapping[str, FactResult]) -> list[Prerequisite]:
+        memory = memory_cgroup_enabled(facts["pi.cgroups"].out, facts["pi.controllers"].out)
+        active = parse_proc_swaps(facts["pi.swaps"].out) if facts["pi.swaps"].ok else ()
+        sources = [f"active: {', '.join(s.name for s in active)}"] if active else []
+        if facts["pi.dphys"].out.strip() == "active":
+            sources.append("dphys-swapfile running")
+        lines = swap_entries(facts["pi.fstab"].out if facts["pi.fstab"].ok else "")
+        if lines:
+            sources.append(f"fstab: {lines[0].split()[0]}")
+        return [
+            Prerequisite("memory cgroup", memory,
+                         "enabled in the running kernel" if memory
+                         else "disabled in the running kernel (cmdline cgroup arguments)",
+                         "" if memory else FIX),
+            Prerequisite("swap off", not sources,
+                         "; ".join(sources) if sources else "no swap, none configured",
+                         FIX if sources else ""),
+        ]
+
+
+CHECK = _Check()
