@@ -158,7 +158,9 @@ def _start_one(plan: LabPlan, guest: GuestPlan, state: LabState, lower: Path,
         firmware = hdir / "firmware"
         write_firmware_dir(firmware, guest.model)
     (hdir / "console.log").write_bytes(b"")
-    return guests.start_guest(guest, root, hdir, firmware)
+    supervisor = guests.start_guest(guest, root, hdir, firmware)
+    guests.wait_entered(guest, supervisor, hdir)
+    return supervisor
 
 
 def _stop_one(guest: GuestPlan, entry: dict[str, Any]) -> None:

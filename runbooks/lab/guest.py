@@ -315,14 +315,69 @@ def stop_guest(guest: GuestPlan, supervisor: int | None) -> None:
             pass
 
 
+def entered_root(pid: int) -> bool:
+    """True once the guest's init has its own root (nspawn or pivot_root done).
+
+    While a guest (re)starts, its pid-1 process already sits in the guest's namespaces
+    but still sees the machine's filesystem: a command entered then would run on the
+    machine's files, and systemctl there would talk to whatever /run/systemd it finds.
+    """
+    try:
+        ours, theirs = os.stat("/"), os.stat(f"/proc/{pid}/root")
+    except OSError:
+        return False
+    return (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino)
+
+
+def wait_entered(guest: GuestPlan, supervisor: int, hdir: Path,
+                 timeout: float = 30.0) -> None:
+    """Wait until the guest's init runs in its own root, so that ``exec_in`` reaches the
+    guest (a DHCP client guest has no SSH to wait for). GuestError when its supervisor
+    died first, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = init_pid(guest)
+        if pid is not None and entered_root(pid):
+            return
+        if pid is None and not pid_alive(supervisor):
+            raise GuestError(f"guest {guest.name} stopped while starting; see "
+                             f"{hdir / 'console.log'}")
+        time.sleep(0.01)
+    raise GuestError(f"guest {guest.name} did not start within {timeout:g}s; see "
+                     f"{hdir / 'console.log'}")
+
+
 def exec_in(guest: GuestPlan, command: str, timeout: float | None = 120,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` with /bin/sh inside the guest (no SSH), capabilities dropped."""
+    """Run ``command`` with /bin/sh inside the guest (no SSH), capabilities dropped.
+
+    Raises GuestError when the guest is not running (or is between two boots), and
+    subprocess.TimeoutExpired after ``timeout`` seconds, having killed every process the
+    command started (none is left holding the guest or our pipes).
+    """
     pid = init_pid(guest)
-    if pid is None:
+    if pid is None or not entered_root(pid):
         raise GuestError(f"lab guest {guest.name} is not running")
     cmd = ["nsenter", "-t", str(pid), "-a"] + setpriv_args(guest.kind) + [
         "/bin/sh", "-c", command]
     env = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb"}
-    return subprocess.run(cmd, input=stdin, text=True, capture_output=True, check=False,
-                          timeout=timeout, env=env)
+    with subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else
+                          subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()  # not communicate(): a daemon the command left may hold the pipes
+            raise
+        except BaseException:
+            _kill_group(proc.pid)
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import hashlib
+import os
 import random
 import threading
 import time
@@ -84,6 +85,14 @@ class RegistryClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = "greenroom-registry/1"
+        # requests reads the environment (proxies, NO_PROXY, CA bundle, ~/.netrc) again on
+        # every request when trust_env is on: thousands of stat() calls and walks over
+        # os.environ per run. Read it once, here, for this registry.
+        self.session.trust_env = False
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.base))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle and not insecure:                    # plain HTTP has no certificates
+            self.session.verify = bundle
         self._lock = threading.Lock()
         self._scheme: str | None = None
         self._challenge: dict[str, str] = {}

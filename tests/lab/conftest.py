@@ -10,7 +10,10 @@ with the reason shown, when not root or not on Linux. It yields a :class:`LabHan
 - ``lab.state_dir``: Path of the lab's state dir
 - ``lab.exec(host, cmd, timeout=120, stdin=None) -> subprocess.CompletedProcess[str]``: run
   ``cmd`` with /bin/sh inside the guest (no SSH; nsenter, guest capabilities), text mode,
-  never raises on a non-zero exit. Works for clients too (``lab.exec("microvm", ...)``).
+  never raises on a non-zero exit; raises GuestError while the guest is down or between
+  two boots, and subprocess.TimeoutExpired after ``timeout`` (a probe in a polling loop
+  passes a short one, so the loop's own timeout bounds it). Works for clients too
+  (``lab.exec("microvm", ...)``).
 - ``lab.connection(host) -> fabric.Connection``: a real SSH connection with the lab key and
   the lab's known_hosts enforced (unknown keys rejected). Close it when done.
 - ``lab.reset(host)``: put a host back to a fresh board (stop, wipe its overlay upper dir and

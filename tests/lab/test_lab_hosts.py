@@ -3,6 +3,7 @@ reboot and reset (runs against hosts/lab.yaml through the session `lab` fixture)
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -156,10 +157,10 @@ def test_reboot_brings_a_systemd_host_back_with_its_filesystem(lab):
         conn.run("nohup sh -c 'sleep 0.5; systemctl reboot' >/dev/null 2>&1 &", hide=True)
 
     def booted_again() -> bool:
-        try:
+        try:  # each probe bounded: one into a guest still booting may never answer
             result = lab.exec("rp1", "test ! -e /run/vanishes-on-reboot && "
-                                     "systemctl is-system-running")
-        except GuestError:  # between two boots
+                                     "systemctl is-system-running", timeout=5)
+        except (GuestError, subprocess.TimeoutExpired):  # between two boots
             return False
         return result.stdout.strip() == "running"
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from runbooks.pi_prep.flash.bootprep import Board, PrepError
 from runbooks.pi_prep.flash.device import Device, describe, human, read_device
 from runbooks.pi_prep.flash.image import inspect_image, open_image
-from runbooks.pi_prep.flash.prepare import prepare_boot
 from runbooks.pi_prep.flash.refusals import DEFAULT_MAX_SIZE, Refused, refusals
 from runbooks.pi_prep.flash.writer import WriteError, read_back, sync_device, write_stream
+
+if TYPE_CHECKING:  # the boot preparation (YAML, templates) is imported only when used
+    from runbooks.pi_prep.flash.bootprep import Board
 
 
 class NotPrepared(RuntimeError):
@@ -102,6 +104,9 @@ def flash(image: str, device_path: str, board: Board | None, *, yes: bool = Fals
     kind: str | None = None
     files: list[str] = []
     if board is not None:
+        from runbooks.pi_prep.flash.bootprep import PrepError
+        from runbooks.pi_prep.flash.prepare import prepare_boot
+
         try:
             kind, files = prepare_boot(device_path, board)
         except PrepError as exc:

@@ -89,10 +89,13 @@ def new_digest() -> Any:
 @contextmanager
 def progress(label: str, total: int | None, enabled: bool = True) -> Iterator[Callable[[int], Any]]:
     """A progress bar in bytes and MB/s on stderr (tqdm); yields `advance(nbytes)`."""
+    if not enabled:
+        yield lambda _: None
+        return
     from tqdm import tqdm
 
     with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1000,
-              disable=not enabled, mininterval=0.5, dynamic_ncols=True) as bar:
+              mininterval=0.5, dynamic_ncols=True) as bar:
         yield bar.update
 
 
