@@ -41,10 +41,22 @@ def launch_config(cluster: Microk8sCluster, registry: str | None) -> dict[str, A
     return data
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (hosts.toml) as literal blocks, as microk8s' docs write them."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def launch_yaml(cluster: Microk8sCluster, registry: str | None) -> str:
     """The file's text (stable: the same inventory gives the same bytes)."""
-    return HEADER + "---\n" + yaml.safe_dump(launch_config(cluster, registry),
-                                            default_flow_style=False, sort_keys=False)
+    return HEADER + "---\n" + yaml.dump(launch_config(cluster, registry), Dumper=_Dumper,
+                                       default_flow_style=False, sort_keys=False)
 
 
 def install_command(cluster: Microk8sCluster) -> str:
