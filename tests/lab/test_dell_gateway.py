@@ -63,12 +63,9 @@ def renew_client_lease(lab) -> str:
     The address of the old lease is flushed first (a killed dhclient leaves it on eth0),
     so what this returns is the lease the gateway's dhcpd just gave, never one an earlier
     gateway gave (which the fresh gateway's leases would not list)."""
-    pids = lab.exec(CLIENT, "pidof dhclient").stdout.split()
-    for pid in pids:
-        lab.exec(CLIENT, f"kill {int(pid)}")
-    assert wait_until(lambda: not set(pids) & set(
-        lab.exec(CLIENT, "pidof dhclient", timeout=5).stdout.split()), 10)
-    lab.exec(CLIENT, "ip -4 addr flush dev eth0")
+    pids = " ".join(str(int(pid)) for pid in lab.exec(CLIENT, "pidof dhclient").stdout.split())
+    # in one go: the client's loop starts the next dhclient a second after this one ends
+    lab.exec(CLIENT, f"kill {pids}; ip -4 addr flush dev eth0")
     pool = lab.inventory.network.dhcp
     found: list[str] = []
 
