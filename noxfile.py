@@ -45,6 +45,8 @@ DEBIAN_PACKAGES = [
     "kubernetes-client|kubectl",          # kubectl for the cluster runbooks (kubectl: the
                                           # upstream package, which owns the same file)
     "frr", "bird2",                       # routers and BGP speakers
+    "busybox",                            # the engine's facts under busybox sh (OpenWrt)
+    "gcc", "libc6-dev",                   # lab seed frr-caps: builds FRR's capability preload
     "mtools", "dosfstools", "e2fsprogs", "fdisk",  # SD card images: FAT boot, ext4 root
     "openssl",                            # pi-prep.flash --password: the SHA-512 crypt hash
 ]

@@ -110,7 +110,10 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
 
     inv = load_inventory_or_exit(c, inventory)
     cluster = _cluster(inv)
-    lock, _ = ensure_release(c, inv, source, check=False)
+    lock, pending = ensure_release(c, inv, source, check=check)
+    if pending.missing:
+        raise Exit(f"k3s --check: {', '.join(pending.missing)} not in the cache yet; check "
+                   "mode downloads nothing: run `inv k3s.fetch` first", code=1)
     try:
         chosen = select_hosts(inv, NODES, host)
     except Exception as exc:  # noqa: BLE001 - UsageError / InventoryError: bad input

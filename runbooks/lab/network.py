@@ -183,6 +183,14 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
         # onlink: the gateway may not have its VLAN address yet; the route still exists
         dev = guest.upstream_if if guest.upstream_if else guest.vlan_if
         ip_batch([f"route add default via {guest.default_route} dev {dev} onlink"], netns=ns)
+    if not guest.accept_redirects:
+        # the guest's own namespace: net.* sysctls are per network namespace
+        proc = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                               "net.ipv4.conf.all.accept_redirects=0",
+                               "net.ipv4.conf.default.accept_redirects=0"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise NetworkError(f"turning off ICMP redirects in {ns}: {proc.stderr.strip()}")
 
 
 def unwire_guest(plan: LabPlan, guest: GuestPlan) -> None:

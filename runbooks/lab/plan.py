@@ -11,6 +11,10 @@ Addressing rules (documented in runbooks/lab/README.md):
 - the upstream namespace has a bridge with the first address of ``lab.upstream``; hosts with
   ``upstream:`` get a veth of that name with the next addresses (.2, .3, ... in file order)
   and a default route via the first address.
+- a host with role ``client`` (a laptop on the VLAN) routes through the host with role
+  ``router`` (its VLAN address) when the inventory has one, so what it reaches it reaches
+  through the router, and it ignores ICMP redirects (so it keeps doing so after the router
+  pointed it at a node once).
 - a VLAN parent that is not the upstream interface exists as a veth whose peer idles,
   unbridged, in the switch namespace (this kernel has no dummy driver).
 """
@@ -60,6 +64,7 @@ class GuestPlan:
     boot: str | None = None
     seed: tuple[str, ...] = ()
     model: str | None = None
+    accept_redirects: bool = True
 
     def mac(self, link: str) -> str:
         """Deterministic locally administered MAC for one of this guest's links."""
@@ -129,6 +134,8 @@ def make_plan(inventory: Any) -> LabPlan:
     mgmt_hosts = list(mgmt.hosts())
     guests: list[GuestPlan] = []
     up_next = 1
+    router_address: IPv4Address | None = None
+    client_guests: list[GuestPlan] = []
     hosts = _get(inventory, "hosts", {}) or {}
     for index, (name, host) in enumerate(hosts.items()):
         hlab = _get(host, "lab")
@@ -173,6 +180,14 @@ def make_plan(inventory: Any) -> LabPlan:
             if parent and str(parent) != guest.upstream_if:
                 guest.dummy_ifs.append(str(parent))
         guests.append(guest)
+        if "router" in roles and guest.vlan_address is not None and router_address is None:
+            router_address = guest.vlan_address.ip
+        if "client" in roles:
+            client_guests.append(guest)
+    for guest in client_guests:
+        if router_address is not None and guest.upstream_if is None:
+            guest.default_route = router_address
+            guest.accept_redirects = False
     clients = _get(lab, "clients", ("microvm",))
     for cname in clients or ():
         index = len(guests)

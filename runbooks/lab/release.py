@@ -10,6 +10,10 @@ release download site, ``/<version>/<asset>`` (the version may be URL-encoded, `
 - ``k3s-airgap-images-<arch>.tar`` / ``.tar.gz`` / ``.tar.zst``: a small deterministic tarball;
 - ``sha256sum-<arch>.txt``: the SHA-256 of that arch's assets, one ``<hex>  <name>`` line each.
 
+It also answers like MetalLB's repository files for ``inv metallb.fetch``:
+``/metallb/<version>/config/manifests/metallb-native.yaml`` is the lab's MetalLB manifest
+double (runbooks/lab/doubles/metallb/) with its images tagged ``<version>``.
+
 ``--tamper NAME`` serves NAME with changed bytes but the checksums of the real ones (the
 tests' refusal case). Every request is logged to ``--log`` as ``METHOD PATH STATUS``.
 Run: ``python3 -m runbooks.lab.release --listen 127.0.0.1:18231 --log FILE``.
@@ -37,6 +41,17 @@ DOUBLE = Path(__file__).resolve().parent / "doubles" / "k3s" / "k3s.py"
 BINARIES = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 IMAGE_FORMATS = ("tar.zst", "tar.gz", "tar")
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+METALLB_DOUBLE = Path(__file__).resolve().parent / "doubles" / "metallb" / "metallb-native.yaml"
+_METALLB_VERSION = re.compile(r"^v0\.(1[3-9]|[2-9]\d)\.\d+$")
+
+
+def metallb_asset(parts: list[str]) -> bytes | None:
+    """``<version>/config/manifests/metallb-native.yaml`` under ``/metallb/``: the manifest
+    double, its images tagged with the version asked."""
+    if len(parts) != 4 or parts[1:3] != ["config", "manifests"] \
+            or parts[3] != "metallb-native.yaml" or not _METALLB_VERSION.match(parts[0]):
+        return None
+    return METALLB_DOUBLE.read_text().replace(":v0.14.9", f":{parts[0]}").encode()
 
 
 def binary(version: str) -> bytes:
@@ -105,7 +120,10 @@ class ReleaseHandler(BaseHTTPRequestHandler):
 
     def _answer(self, send_body: bool) -> None:
         parts = [unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
-        data = asset(parts[-2], parts[-1]) if len(parts) >= 2 else None
+        if parts and parts[0] == "metallb":
+            data = metallb_asset(parts[1:])
+        else:
+            data = asset(parts[-2], parts[-1]) if len(parts) >= 2 else None
         if data is not None and parts[-1] in self.tamper:
             data = data + b"\n# tampered\n"
         with open(self.log_path, "a") as out:

@@ -10,6 +10,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from runbooks.lab.frrcaps import seed_frr_caps
 from runbooks.lab.plan import GuestPlan, LabPlan
 
 MARKER = "var/lib/greenroom-lab/seeded"
@@ -208,6 +209,8 @@ def seed_guest(root: Path, plan: LabPlan, guest: GuestPlan, lab_pubkey: str,
         fstab = root / "etc/fstab"
         text = fstab.read_text() if fstab.exists() else ""
         fstab.write_text(text.rstrip("\n") + "\n/swapfile none swap sw 0 0\n")
+    if "frr-caps" in guest.seed:
+        seed_frr_caps(root)
     _write(root, MARKER, "seeded by greenroom lab\n")
 
 

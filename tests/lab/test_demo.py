@@ -84,7 +84,7 @@ def test_converged_lab_resets_to_nothing_and_says_go(converged, tmp_path, capsys
     code, checked = call(check, tmp_path, "check")
     assert code == 0 and failing(checked) == set()
     hosts = {h["host"] for h in checked["hosts"]}
-    assert hosts == {"dell", "rp0", "rp1", "lp0"}
+    assert hosts == {"dell", "rp0", "rp1", "lp0", "edge"}  # edge: the router runbook
     out = capsys.readouterr().out
     assert "GO: every check on every host is green" in out
     # every step's time is shown next to its usual time, from the recorded history
@@ -143,7 +143,8 @@ def test_drift_is_named_then_fixed(converged, tmp_path):
     assert lab.exec("lp0", f"test -e {MICROVM_STATE}/vm1").returncode != 0
     assert "cgroup_memory=1" in sh(lab, "rp0", "cat /boot/firmware/cmdline.txt")
     assert sh(lab, "rp1", "systemctl is-active dphys-swapfile || true").strip() != "active"
-    assert sh(lab, "dell", f"curl -s -o /dev/null -w '%{{http_code}}' -I "
+    accept = "Accept: application/vnd.oci.image.manifest.v1+json"  # an OCI image
+    assert sh(lab, "dell", f"curl -s -o /dev/null -w '%{{http_code}}' -I -H '{accept}' "
                            f"{REGISTRY}/v2/lab/hello/manifests/1") == "200"
     code, again = call(reset, tmp_path, "again")
     assert code == 0 and changed(again) == set()

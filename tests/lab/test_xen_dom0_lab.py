@@ -100,6 +100,10 @@ def test_converges_with_one_reboot_into_xen(xlab):
     assert sh(xlab, DOM0, "dpkg-query -W -f '${Status}' xen-system-amd64") == \
         "install ok installed"
     assert sh(xlab, DOM0, "dpkg-divert --list '*linux_xen*'") == ""
+    # the packages came through the lab's apt proxy, which keeps them for the next install
+    proxy_log = (xlab.state_dir / "aptproxy.log").read_text()
+    assert any(word in line for line in proxy_log.splitlines() if "/xen-hypervisor-" in line
+               for word in ("cache store", "cache hit"))
 
 
 def test_grub_drop_in_as_update_grub_sources_it(xlab):

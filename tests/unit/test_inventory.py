@@ -436,10 +436,14 @@ def test_lab_inventory_loads():
     assert inv.lab.management == IPv4Network("10.231.0.0/24")
     assert inv.lab.upstream == IPv4Network("10.231.1.0/24")
     assert inv.lab.clients == ("microvm",)
-    assert list(inv.hosts) == ["dell", "rp0", "rp1", "lp0"]
+    assert list(inv.hosts) == ["dell", "rp0", "rp1", "lp0", "edge", "laptop"]
     boots = {name: host.lab.boot for name, host in inv.hosts.items()}
-    assert boots == {"dell": None, "rp0": "firmware", "rp1": "legacy", "lp0": "grub"}
-    assert all(host.lab.kind == "systemd" for host in inv.hosts.values())
+    assert boots == {"dell": None, "rp0": "firmware", "rp1": "legacy", "lp0": "grub",
+                     "edge": None, "laptop": None}
+    kinds = {name: host.lab.kind for name, host in inv.hosts.items()}
+    assert kinds == {"dell": "systemd", "rp0": "systemd", "rp1": "systemd", "lp0": "systemd",
+                     "edge": "systemd", "laptop": "chroot"}
+    assert inv.hosts["edge"].lab.seed == ("frr-caps",)
     assert all(IPv4Address(h.address) in inv.lab.management for h in inv.hosts.values())
     dell = inv.hosts["dell"]
     assert dell.vlan.name == "eth1.100" and dell.upstream == "eth1"

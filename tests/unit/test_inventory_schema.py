@@ -32,40 +32,40 @@ def line_of(text: str, needle: str) -> int:
     return next(i for i, ln in enumerate(text.splitlines(), 1) if needle in ln)
 
 
-METALLB = Table({"pool": Field(str, "an address range like 192.168.10.200-192.168.10.220",
+LBPOOL = Table({"pool": Field(str, "an address range like 192.168.10.200-192.168.10.220",
                                required=True, pattern=r"[\d.]+-[\d.]+"),
                  "bgp": Field(bool, "whether to announce with BGP")})
 
 
 def test_a_declared_section_is_read_into_the_inventory(clean_registry):
-    register_section("metallb", schema=METALLB)
-    text = LAB + "metallb: {pool: 192.168.10.200-192.168.10.220}\n"
+    register_section("lbpool", schema=LBPOOL)
+    text = LAB + "lbpool: {pool: 192.168.10.200-192.168.10.220}\n"
     inventory = parse_inventory(text, "site.yaml")
-    assert inventory.sections["metallb"] == {"pool": "192.168.10.200-192.168.10.220"}
+    assert inventory.sections["lbpool"] == {"pool": "192.168.10.200-192.168.10.220"}
 
 
 def test_an_undeclared_section_is_an_unknown_key_with_a_suggestion():
-    text = LAB + "metalb: {pool: x}\n"
+    text = LAB + "lbpol: {pool: x}\n"
     (found,) = problems(text)
-    assert found.startswith(f"site.yaml:{line_of(text, 'metalb:')}: metalb: unknown key "
-                            "'metalb'; allowed keys: site, defaults, network, registry, lab, "
+    assert found.startswith(f"site.yaml:{line_of(text, 'lbpol:')}: lbpol: unknown key "
+                            "'lbpol'; allowed keys: site, defaults, network, registry, lab, "
                             "hosts"), found
 
 
 @pytest.mark.parametrize("body,message", [
     ("{pool: 192.168.10.200-192.168.10.220, bpg: true}",
-     "metallb.bpg: unknown key 'bpg'; did you mean 'bgp'?"),
+     "lbpool.bpg: unknown key 'bpg'; did you mean 'bgp'?"),
     ("{pool: 192.168.10.200-192.168.10.220, bgp: 'yes'}",
-     "metallb.bgp: must be true or false (whether to announce with BGP), got a string 'yes'"),
-    ("{bgp: true}", "metallb.pool: missing required key 'pool'; add it"),
-    ("{pool: everything}", "metallb.pool: 'everything' is not an address range like "
+     "lbpool.bgp: must be true or false (whether to announce with BGP), got a string 'yes'"),
+    ("{bgp: true}", "lbpool.pool: missing required key 'pool'; add it"),
+    ("{pool: everything}", "lbpool.pool: 'everything' is not an address range like "
                            "192.168.10.200-192.168.10.220"),
-    ("[pool]", "metallb: must be a mapping, got a list ['pool']"),
+    ("[pool]", "lbpool: must be a mapping, got a list ['pool']"),
 ], ids=["misspelt", "wrong-type", "missing", "pattern", "not-a-mapping"])
 def test_section_problems_name_line_key_and_fix(clean_registry, body, message):
-    register_section("metallb", schema=METALLB)
-    text = LAB + f"metallb: {body}\n"
-    assert problems(text) == [f"site.yaml:{line_of(text, 'metallb:')}: {message}"]
+    register_section("lbpool", schema=LBPOOL)
+    text = LAB + f"lbpool: {body}\n"
+    assert problems(text) == [f"site.yaml:{line_of(text, 'lbpool:')}: {message}"]
 
 
 def test_a_reader_function_sees_hosts_and_network(clean_registry):

@@ -1,0 +1,126 @@
+"""Read-only BGP health on routers and clients, for `inv metallb.check`.
+
+On each router: every cluster node's session Established (FRR: `vtysh -c 'show bgp summary
+json'`; BIRD: `birdc show protocols`) and a kernel route for every LoadBalancer IP asked
+about (`ip route show proto bgp` / `proto bird`). On each client (role client, else the
+router itself): every LoadBalancer IP answers HTTP. Nothing is changed anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from runbooks.common.bgp import PlanError, site_plan
+from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Change, Plan, Step, StepFailed
+
+if TYPE_CHECKING:
+    from runbooks.core.converge import HostContext
+
+
+class Health(Step):
+    """Logs each check as ok/BAD; StepFailed naming every failed one; never changes."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, name: str, commands: Mapping[str, str]) -> None:
+        self.ctx, self.name, self.commands = ctx, name, dict(commands)
+
+    def facts(self) -> Mapping[str, str]:
+        return self.commands
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        raise NotImplementedError
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        results = self.evaluate(facts)
+        for ok, text in results:
+            self.ctx.log(f"{'ok  ' if ok else 'BAD '} {text}")
+        bad = [text for ok, text in results if not ok]
+        if bad:
+            raise StepFailed("; ".join(bad))
+        return []
+
+
+class RouterHealth(Health):
+    """Sessions with every node Established; a route for every address asked about."""
+
+    def __init__(self, ctx: HostContext, kind: str, nodes: Sequence[tuple[str, str]],
+                 addresses: Sequence[str]) -> None:
+        proto = "bgp" if kind == "frr" else "bird"
+        sessions = ("vtysh -c 'show bgp summary json'" if kind == "frr"
+                    else "birdc show protocols")
+        super().__init__(ctx, "Check BGP sessions and LoadBalancer routes",
+                         {"sessions": sessions, "routes": f"ip -j route show proto {proto}"})
+        self.kind, self.nodes, self.addresses = kind, list(nodes), list(addresses)
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        out: list[tuple[bool, str]] = []
+        if self.kind == "frr":
+            try:
+                states = frr_sessions(json.loads(facts["sessions"].out or "{}"))
+            except ValueError:
+                states = {}
+            by_node = {name: states.get(address, "missing") for name, address in self.nodes}
+        else:
+            protocols = bird_sessions(facts["sessions"].out)
+            by_node = {name: protocols.get(name.replace("-", "_"), "missing")
+                       for name, _ in self.nodes}
+        for name, address in self.nodes:
+            state = by_node[name]
+            out.append((state == "Established", f"session with {name} ({address}): {state}"))
+        routes = route_targets(facts["routes"].out)
+        for address in self.addresses:
+            out.append((address in routes, f"route to LoadBalancer IP {address}"
+                        + ("" if address in routes else ": none learned")))
+        return out
+
+
+class ClientHealth(Health):
+    """Every LoadBalancer IP answers HTTP from this host."""
+
+    def __init__(self, ctx: HostContext, addresses: Sequence[str]) -> None:
+        commands = {address: (f"curl -fsS -o /dev/null -m 5 -w '%{{http_code}}' "
+                              f"{shlex.quote(f'http://{address}/')} 2>&1 || "
+                              f"python3 -c {shlex.quote(_PY_FETCH.format(address))}")
+                    for address in addresses}
+        super().__init__(ctx, "Check the LoadBalancer IPs answer", commands)
+        self.addresses = list(addresses)
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        return [(facts[a].ok, f"http://{a}/ answers" if facts[a].ok else
+                 f"http://{a}/ does not answer ({facts[a].out.strip()[-120:] or 'no reply'})")
+                for a in self.addresses]
+
+
+_PY_FETCH = ("import urllib.request as u; "
+             "print(u.urlopen('http://{0}/', timeout=5).status)")
+
+
+def check_plan(ctx: HostContext) -> Plan:
+    """Router hosts: sessions and routes; client hosts: the service answering."""
+    addresses = [str(a) for a in ctx.options.get("addresses", ())]
+    plan = Plan()
+    if "router" in ctx.host.roles:
+        try:
+            site = site_plan(ctx.inventory)
+            router = site.router(ctx.host.name)
+        except (PlanError, KeyError) as exc:
+            raise StepFailed(f"{ctx.host.name}: not a router of the metallb section ({exc})"
+                             ) from None
+        if router.kind not in ("frr", "bird"):
+            raise StepFailed(f"{router.name} is {router.kind}: read `/routing bgp peer print "
+                             "status` (6) or `/routing/bgp/session print` (7) on it")
+        nodes = [(n.name, str(n.address)) for n in site.nodes]
+        plan.add(RouterHealth(ctx, router.kind, nodes, addresses))
+    if addresses and (ctx.options.get("from_router") or "client" in ctx.host.roles):
+        plan.add(ClientHealth(ctx, addresses))
+    return plan
+
+
+CHECK = Runbook("metallb.check", ("router", "client"), check_plan)

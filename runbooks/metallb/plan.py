@@ -1,0 +1,211 @@
+"""metallb: install the pinned MetalLB manifest on the cluster and apply the site's objects.
+
+Runs on the cluster's first server (through the distribution's own kubectl over SSH, so it
+works on k3s and on microk8s alike):
+1. the objects rendered from the inventory are checked against the CRDs' OpenAPI schemas of
+   that very manifest (jsonschema): a bad one fails the run before anything is sent;
+2. the manifest from `inv metallb.fetch`'s cache (its sha256 checked against the lock) is
+   applied when any of its objects is missing or differs;
+3. wait until the controller Deployment is Available and `metallb-webhook-service` has
+   endpoints (metallb#1597, #1612): MetalLB's webhook refuses CRs before that;
+4. the IPAddressPools, BGPPeers (v1beta2) and the advertisement are applied only when they
+   differ, retried while the webhook still refuses; `--check` shows each object's diff
+   (Secrets' values never shown);
+5. the demo Service of type LoadBalancer, its image from the site's registry.
+Never `failurePolicy=Ignore`. On microk8s the `metallb` addon must be off: this runbook owns
+MetalLB there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from runbooks.common.bgp import metallb_of, routers_of
+from runbooks.common.kubectl import Manifests, load_manifests, object_ref
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
+from runbooks.core.steps.files import unified_diff
+from runbooks.metallb import crs, demo, fetch, schema
+
+if TYPE_CHECKING:
+    from runbooks.core.converge import HostContext
+
+NAMESPACE = crs.NAMESPACE
+CONTROLLER = "controller"
+WEBHOOK_SERVICE = "metallb-webhook-service"
+PREFIX = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
+WAIT_SECONDS = 180
+CR_RETRY_SECONDS = 90
+
+
+def _hide_secrets(doc: Mapping[str, Any]) -> Any:
+    if doc.get("kind") != "Secret":
+        return dict(doc)
+    shown = dict(doc)
+    for key in ("data", "stringData"):
+        if key in shown:
+            shown[key] = {k: "********" for k in shown[key]}
+    return shown
+
+
+def _pruned(current: Any, wanted: Any) -> Any:
+    """`current` cut down to the keys `wanted` has (what the API added does not show)."""
+    if isinstance(wanted, dict) and isinstance(current, dict):
+        return {k: _pruned(current[k], v) for k, v in wanted.items() if k in current}
+    if isinstance(wanted, list) and isinstance(current, list):
+        return [_pruned(c, w) for c, w in zip(current, wanted, strict=False)] + current[
+            len(wanted):]
+    return current
+
+
+class CustomResources(Manifests):
+    """Manifests whose check-mode change carries a YAML diff per object (Secrets masked)."""
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        changes = super().plan(facts)
+        if not changes:
+            return []
+        diffs = []
+        for index, doc in enumerate(self.docs):
+            fact = facts[str(index)]
+            try:
+                current = json.loads(fact.out) if fact.ok else None
+            except ValueError:
+                current = None
+            wanted = {k: v for k, v in doc.items() if k != "status"}
+            before = None if current is None else yaml.safe_dump(
+                _hide_secrets(_pruned(current, wanted)), sort_keys=False)
+            after = yaml.safe_dump(_hide_secrets(wanted), sort_keys=False)
+            if before != after:
+                ref = "/".join(object_ref(doc)[:2])
+                diffs.append(unified_diff(ref, before, after))
+        return [Change(changes[0].summary, changes[0].actions, "".join(diffs))]
+
+
+class ControllerReady(Step):
+    """Ensure MetalLB's controller is Available and its webhook service has endpoints."""
+
+    name = "Ensure MetalLB's controller is Available and its webhook has endpoints"
+
+    def __init__(self, prefix: str, timeout: int = WAIT_SECONDS) -> None:
+        self.prefix, self.timeout = prefix, timeout
+
+    def facts(self) -> Mapping[str, str]:
+        return {"deploy": f"{self.prefix} get deployment {CONTROLLER} -n {NAMESPACE} -o json",
+                "endpoints": f"{self.prefix} get endpoints {WEBHOOK_SERVICE} -n {NAMESPACE} "
+                             "-o json"}
+
+    @staticmethod
+    def ready(facts: Mapping[str, FactResult]) -> tuple[bool, bool]:
+        """(controller Available, webhook has endpoints)."""
+        available = endpoints = False
+        try:
+            deploy = json.loads(facts["deploy"].out) if facts["deploy"].ok else {}
+            available = any(c.get("type") == "Available" and c.get("status") == "True"
+                            for c in (deploy.get("status") or {}).get("conditions") or [])
+            eps = json.loads(facts["endpoints"].out) if facts["endpoints"].ok else {}
+            endpoints = any(s.get("addresses") for s in eps.get("subsets") or [])
+        except ValueError:
+            pass
+        return available, endpoints
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        available, endpoints = self.ready(facts)
+        if available and endpoints:
+            return []
+        wait = (f"{self.prefix} wait --for=condition=Available --timeout={self.timeout}s "
+                f"deployment/{CONTROLLER} -n {NAMESPACE} >/dev/null && "
+                f"for i in $(seq {self.timeout // 2}); do "
+                f"{self.prefix} get endpoints {WEBHOOK_SERVICE} -n {NAMESPACE} -o json "
+                "2>/dev/null | grep -q '\"ip\"' && exit 0; sleep 2; done; "
+                f"echo 'no endpoints on {WEBHOOK_SERVICE} after {self.timeout} s' >&2; exit 1")
+        what = "controller not Available" if not available else "webhook has no endpoints"
+        return [Change(f"wait for MetalLB ({what})", (Action(wait),))]
+
+
+class NoMicrok8sAddon(Step):
+    """Refuse to run while microk8s's own `metallb` addon is enabled (two MetalLBs fight)."""
+
+    name = "Ensure microk8s's metallb addon is off (this runbook owns MetalLB)"
+    verify = False
+
+    def facts(self) -> Mapping[str, str]:
+        return {"addon": "microk8s status -a metallb"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if facts["addon"].ok and facts["addon"].out.strip() == "enabled":
+            raise StepFailed("microk8s's metallb addon is enabled: it installs its own MetalLB "
+                             "and pool, which would fight this runbook's. Run `microk8s disable "
+                             "metallb` on the node, then `inv metallb` again")
+        return []
+
+
+def manifest_docs(inventory: Any) -> list[dict[str, Any]]:
+    """The cached, verified manifest's objects; StepFailed when `inv metallb.fetch` is due."""
+    metallb = metallb_of(inventory)
+    assert metallb is not None
+    path = fetch.cache_path(metallb.version, metallb.backend)
+    lock = fetch.read_lock(fetch.lock_path(Path(inventory.path)))
+    pinned = lock.get(metallb.version, {}).get(fetch.manifest_name(metallb.backend))
+    if pinned is None:
+        raise StepFailed(f"MetalLB {metallb.version} is not pinned in "
+                         f"{fetch.lock_path(Path(inventory.path))}: run `inv metallb.fetch` "
+                         "first (it pins the manifest's sha256; commit the lock)")
+    if not path.exists() and metallb.source:
+        try:  # pinned already: fetched and checked against the pin, as metallb.fetch does
+            fetch.fetch(metallb.version, metallb.backend, metallb.source,
+                        fetch.lock_path(Path(inventory.path)))
+        except fetch.FetchError as exc:
+            raise StepFailed(str(exc)) from None
+    if not path.exists():
+        raise StepFailed(f"no MetalLB {metallb.version} manifest in the cache: run "
+                         "`inv metallb.fetch` first")
+    data = path.read_bytes()
+    if fetch.sha256_of(data) != pinned:
+        raise StepFailed(f"{path} does not match its pin in the lock: run `inv metallb.fetch` "
+                         "again")
+    return load_manifests(data.decode())
+
+
+def plan(ctx: HostContext) -> Plan:
+    """MetalLB's steps on the first server; nothing on the others."""
+    inventory = ctx.inventory
+    metallb = metallb_of(inventory)
+    cluster = (getattr(inventory, "sections", None) or {}).get("cluster")
+    if metallb is None or cluster is None:
+        raise StepFailed(f"{inventory.path}: metallb needs the `cluster:` and `metallb:` "
+                         "sections (see README, metallb)")
+    if ctx.host.name != cluster.first_server:
+        return Plan()
+    prefix = PREFIX.get(cluster.distribution, "k3s kubectl")
+    routers = {r.name: r for r in routers_of(inventory)}
+    password = metallb.password()
+    if metallb.password_env and password is None:
+        raise StepFailed(f"metallb.password.env names {metallb.password_env}, which is not "
+                         "set here: export the BGP password in it, then run again")
+    docs = manifest_docs(inventory)
+    objects = crs.render(metallb, routers, password)
+    try:
+        schema.check(objects, schema.crd_schemas(docs))
+    except schema.SchemaError as exc:
+        raise StepFailed(str(exc)) from None
+    steps: list[Step] = [NoMicrok8sAddon()] if cluster.distribution == "microk8s" else []
+    steps += [
+        Manifests(f"Ensure MetalLB {metallb.version} ({metallb.backend}) is installed", docs,
+                  prefix=prefix, retry_for=0),
+        ControllerReady(prefix),
+        CustomResources("Ensure MetalLB's pools, peers and advertisement", objects,
+                        prefix=prefix, retry_for=CR_RETRY_SECONDS),
+        Manifests("Ensure the demo LoadBalancer Service", demo.objects(inventory),
+                  prefix=prefix, retry_for=0),
+    ]
+    return Plan(steps=steps)
+
+
+RUNBOOK = Runbook("metallb", ("k3s-server", "microk8s"), plan)

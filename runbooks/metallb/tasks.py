@@ -1,0 +1,129 @@
+"""metallb: MetalLB on the cluster, from the inventory's `metallb:` section.
+
+`inv metallb` installs and configures it; `inv metallb.fetch` pins and caches the release
+manifest; `inv metallb.check` reads the BGP sessions, routes and the service through the
+router; `inv metallb.convert FILE` turns an old ConfigMap (MetalLB 0.12 and before) into the
+inventory section.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Collection, Context, Exit
+
+from runbooks.core.cli import COMMON_HELP, load_inventory_or_exit, runbook_task, settings, task
+
+converge = runbook_task(
+    "runbooks.metallb.plan:RUNBOOK",
+    """Install MetalLB on the cluster and apply the pools, peers and advertisement.
+
+    On the first server, through the distribution's kubectl: the pinned manifest (`inv
+    metallb.fetch` first), a wait for the controller and the webhook's endpoints, then the
+    objects rendered from the inventory (checked against the CRDs' schemas before they are
+    sent, retried while the webhook still refuses), and the demo LoadBalancer Service.
+    """,
+    name="converge",
+    default=True,
+)
+
+
+@task(help={"inventory": COMMON_HELP["inventory"],
+            "source": "Download from this mirror of MetalLB's repository files instead of "
+                      "the section's source / invoke.yaml's greenroom.metallb.source."})
+def fetch(c: Context, inventory: str | None = None, source: str | None = None) -> None:
+    """Download MetalLB's manifest for the inventory's version, pin its sha256, cache it.
+
+    The first fetch of a version records the sha256 in <inventory>.metallb.lock (read the
+    manifest, then commit the lock); later fetches must match it.
+    """
+    from runbooks.common.bgp import metallb_of
+    from runbooks.metallb import fetch as fetching
+
+    inv = load_inventory_or_exit(c, inventory)
+    metallb = metallb_of(inv)
+    if metallb is None:
+        raise Exit(f"{inv.path}: no `metallb:` section; add one (see README, metallb)", code=2)
+    configured = (settings(c).get("metallb") or {}).get("source")
+    chosen = source or metallb.source or configured
+    if not chosen:
+        raise Exit("no source for MetalLB's manifests: set greenroom.metallb.source in "
+                   "invoke.yaml or metallb.source in the inventory", code=2)
+    lock = fetching.lock_path(Path(inv.path))
+    try:
+        got = fetching.fetch(metallb.version, metallb.backend, chosen, lock)
+    except fetching.FetchError as exc:
+        raise Exit(f"metallb.fetch: {exc}", code=1) from None
+    words = {"cached": "already cached and matching its pin",
+             "downloaded": "downloaded, matches its pin",
+             "pinned": f"downloaded and pinned in {lock} (read it, then commit the lock)"}
+    print(f"MetalLB {metallb.version} {got.path.name}: {words[got.how]}\n"
+          f"  {got.path}\n  sha256 {got.sha256}")
+
+
+@task(help={"file": "A MetalLB ConfigMap (YAML) as in MetalLB 0.12 and before.",
+            "inventory": "Inventory whose routers the ConfigMap's peers may be (matched by "
+                         "address); default: none, peers become router stubs.",
+            "version": "The MetalLB release to write in the section."},
+      positional=["file"])
+def convert(c: Context, file: str, inventory: str | None = None,
+            version: str = "v0.14.9") -> None:
+    """Print the inventory `metallb:` section equivalent to an old MetalLB ConfigMap."""
+    from runbooks.common.bgp import host_address
+    from runbooks.metallb.convert import ConvertError
+    from runbooks.metallb.convert import convert as converting
+
+    try:
+        text = Path(file).read_text()
+    except OSError as exc:
+        raise Exit(f"{file}: {exc.strerror or exc}", code=2) from None
+    known: dict[str, str] = {}
+    if inventory:
+        inv = load_inventory_or_exit(c, inventory)
+        for name, host in inv.hosts.items():
+            address = host_address(host)
+            if "router" in host.roles and address is not None:
+                known[str(address)] = name
+            if "router" in host.roles:
+                known[str(host.address)] = name
+    try:
+        print(converting(text, known, version).text(), end="")
+    except ConvertError as exc:
+        raise Exit(f"{file}: {exc}", code=2) from None
+
+
+@task(help={**{k: v for k, v in COMMON_HELP.items() if k != "check"},
+            "address": "LoadBalancer IPs to check, comma separated (a route on every router, "
+                       "an HTTP answer from every client host).",
+            "from_router": "Also fetch the addresses from the routers themselves (for sites "
+                           "without a host with role client)."})
+def check(c: Context, inventory: str | None = None, host: str | None = None,
+          parallel: int = 0, report: str | None = None,
+          accept_new_host_keys: bool = False, address: str = "",
+          from_router: bool = False) -> None:
+    """Read-only: BGP sessions Established, routes to the LoadBalancer IPs, service answering.
+
+    On each router (role router, kinds frr and bird): every cluster node's session is
+    Established and each --address has a BGP route; on each client (role client): each
+    --address answers HTTP, i.e. through the router. Exits 1 when anything is not so.
+    """
+    from ipaddress import ip_address
+
+    from runbooks.core.cli import execute
+    from runbooks.metallb.health import CHECK
+
+    addresses = [a.strip() for a in address.split(",") if a.strip()]
+    for item in addresses:
+        try:
+            ip_address(item)
+        except ValueError:
+            raise Exit(f"--address {item!r} is not an IP address", code=2) from None
+    execute(c, CHECK, inventory, host, False, parallel, report, accept_new_host_keys,
+            {"addresses": addresses, "from_router": from_router})
+
+
+ns = Collection("metallb")
+ns.add_task(converge, default=True)
+ns.add_task(fetch)
+ns.add_task(convert)
+ns.add_task(check)

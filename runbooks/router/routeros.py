@@ -1,0 +1,239 @@
+"""MikroTik RouterOS 6 and 7: the BGP side as RouterOS commands, and the difference to apply.
+
+RouterOS has no POSIX shell, so this side never goes through the engine's shell facts. It
+speaks RouterOS's own CLI:
+- `render_script()`: the whole script for a router greenroom cannot reach (`inv router
+  --print`): safe to paste twice (each entry is found by name and set, or added).
+- `plan_commands()`: given what `print terse` shows on the router now, only the commands
+  that remove the difference (none when converged), for applying over SSH.
+
+RouterOS 6: `/routing bgp instance set default as=...`, `/routing filter` chains,
+`/routing bgp peer` entries. RouterOS 7: `/routing/bgp/template set default`,
+`/routing/filter/rule` chains, `/routing/bgp/connection` entries with `local.role`.
+Every entry greenroom makes is named `metallb-<node>` or carries comment=greenroom.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from runbooks.common.bgp import Router, SitePlan
+
+PEER_PREFIX = "metallb-"
+COMMENT = "greenroom"
+IN_CHAIN = "metallb-in"
+OUT_CHAIN = "metallb-out"
+KINDS = ("routeros6", "routeros7")
+# what each dialect calls things
+MENUS = {
+    "routeros6": {"peer": "/routing bgp peer", "filter": "/routing filter",
+                  "instance": "/routing bgp instance"},
+    "routeros7": {"peer": "/routing/bgp/connection", "filter": "/routing/filter/rule",
+                  "instance": "/routing/bgp/template"},
+}
+_DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of `print terse`: its number, flags and key=value pairs."""
+
+    index: int
+    flags: str
+    values: dict[str, str]
+
+
+def quote(value: str) -> str:
+    """A RouterOS value: bare when simple, else double-quoted with escapes."""
+    if re.fullmatch(r"[A-Za-z0-9._:/-]+", value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'"{escaped}"'
+
+
+def seconds(value: str) -> int | None:
+    """RouterOS durations (`3m`, `1m30s`, `90s`, `90`) in seconds; None if not one."""
+    if value.isdigit():
+        return int(value)
+    match = _DURATION.fullmatch(value)
+    if not match or not value:
+        return None
+    w, d, h, m, s = (int(g) if g else 0 for g in match.groups())
+    return (((w * 7 + d) * 24 + h) * 60 + m) * 60 + s
+
+
+def parse_terse(out: str) -> list[Entry]:
+    """`print terse` output -> entries (flags such as X or E kept; comments as a value)."""
+    entries: list[Entry] = []
+    for line in out.splitlines():
+        line = line.strip()
+        if not line or not line[0].isdigit():
+            continue
+        lexer = shlex.shlex(line, posix=True)
+        lexer.whitespace_split = True
+        lexer.commenters = ""
+        tokens = list(lexer)
+        index = int(tokens[0])
+        flags = ""
+        values: dict[str, str] = {}
+        for token in tokens[1:]:
+            if "=" in token:
+                key, _, value = token.partition("=")
+                values[key] = value
+            elif not values:
+                flags += token
+        entries.append(Entry(index, flags, values))
+    return entries
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """What the router should have: instance settings, filter rules and one peer per node."""
+
+    instance: dict[str, str]
+    filters: list[dict[str, str]]
+    peers: dict[str, dict[str, str]]
+
+
+def wanted(site: SitePlan, router: Router, password: str | None) -> Wanted:
+    """The entries `router` needs, in its dialect."""
+    if router.kind not in KINDS:
+        raise ValueError(f"{router.name} is {router.kind}, not RouterOS")
+    metallb = site.metallb
+    if metallb.asn is None:
+        raise ValueError("the metallb section has no cluster ASN")
+    nets = sorted({net for pool in metallb.pools for net in pool.networks()},
+                  key=lambda n: (int(n.network_address), n.prefixlen))
+    ibgp = router.asn == metallb.asn
+    peers: dict[str, dict[str, str]] = {}
+    if router.kind == "routeros6":
+        instance = {"as": str(router.asn), "router-id": str(router.address)}
+        filters = [{"chain": IN_CHAIN, "prefix": str(net),
+                    "prefix-length": f"{net.prefixlen}-32", "action": "accept"}
+                   for net in nets]
+        filters += [{"chain": IN_CHAIN, "action": "discard"},
+                    {"chain": OUT_CHAIN, "action": "discard"}]
+        for node in site.nodes:
+            peer = {"instance": "default", "remote-address": str(node.address),
+                    "remote-as": str(metallb.asn), "in-filter": IN_CHAIN,
+                    "out-filter": OUT_CHAIN}
+            if password:
+                peer["tcp-md5-key"] = password
+            if metallb.hold_time:
+                peer["hold-time"] = f"{metallb.hold_time}s"
+            peers[PEER_PREFIX + node.name] = peer
+    else:
+        instance = {"as": str(router.asn), "router-id": str(router.address)}
+        filters = [{"chain": IN_CHAIN,
+                    "rule": f"if (dst in {net} && dst-len in {net.prefixlen}-32) {{ accept }}"}
+                   for net in nets]
+        filters += [{"chain": IN_CHAIN, "rule": "reject"},
+                    {"chain": OUT_CHAIN, "rule": "reject"}]
+        for node in site.nodes:
+            peer = {"templates": "default", "as": str(router.asn),
+                    "remote.address": str(node.address), "remote.as": str(metallb.asn),
+                    "local.role": "ibgp" if ibgp else "ebgp", "input.filter": IN_CHAIN,
+                    "output.filter-chain": OUT_CHAIN}
+            if password:
+                peer["tcp-md5-key"] = password
+            if metallb.hold_time:
+                peer["hold-time"] = f"{metallb.hold_time}s"
+            peers[PEER_PREFIX + node.name] = peer
+    for rule in filters:
+        rule["comment"] = COMMENT
+    return Wanted(instance, filters, peers)
+
+
+def _args(values: dict[str, str]) -> str:
+    return " ".join(f"{key}={quote(value)}" for key, value in values.items())
+
+
+def _same(key: str, want: str, have: str | None) -> bool:
+    if have is None:
+        return False
+    if key == "hold-time":
+        return seconds(want.rstrip("s") if want.endswith("s") else want) == seconds(have) \
+            or seconds(want) == seconds(have)
+    return want == have
+
+
+def render_script(site: SitePlan, router: Router, header: str, password: str | None) -> str:
+    """The full, paste-twice-safe script for `router` (RouterOS 6 or 7)."""
+    want = wanted(site, router, password)
+    menu = MENUS[router.kind]
+    lines = [f"# {header}",
+             "# BGP sessions with the cluster's MetalLB speakers; paste into the terminal.",
+             f"{menu['instance']} set default {_args(want.instance)}",
+             f"{menu['filter']} remove [find comment={COMMENT}]"]
+    lines += [f"{menu['filter']} add {_args(rule)}" for rule in want.filters]
+    lines.append(f':foreach p in=[{menu["peer"]} find where name~"^{PEER_PREFIX}"] do={{ '
+                 f'{menu["peer"]} remove $p }}')
+    lines += [f"{menu['peer']} add name={quote(name)} {_args(values)}"
+              for name, values in want.peers.items()]
+    return "\n".join(lines) + "\n"
+
+
+def print_commands(kind: str) -> dict[str, str]:
+    """The `print terse` commands whose output `plan_commands` reads, by table."""
+    menu = MENUS[kind]
+    return {"instance": f"{menu['instance']} print terse where name=default",
+            "filter": f"{menu['filter']} print terse where comment={COMMENT}",
+            "peer": f"{menu['peer']} print terse where name~\"^{PEER_PREFIX}\""}
+
+
+def plan_commands(site: SitePlan, router: Router, password: str | None,
+                  printed: dict[str, str]) -> list[str]:
+    """Only the commands that make the router match, given `print terse` output per table
+    (keys of `print_commands`); an empty list when it is converged."""
+    want = wanted(site, router, password)
+    menu = MENUS[router.kind]
+    commands: list[str] = []
+    instances = [e for e in parse_terse(printed.get("instance", ""))
+                 if e.values.get("name") == "default"]
+    current = instances[0].values if instances else {}
+    diff = {k: v for k, v in want.instance.items() if current.get(k) != v}
+    if diff:
+        commands.append(f"{menu['instance']} set default {_args(diff)}")
+    have_filters = [{k: v for k, v in e.values.items() if k in rule_keys(want.filters)}
+                    for e in parse_terse(printed.get("filter", ""))
+                    if e.values.get("comment") == COMMENT]
+    if have_filters != want.filters:
+        if have_filters:
+            commands.append(f"{menu['filter']} remove [find comment={COMMENT}]")
+        commands += [f"{menu['filter']} add {_args(rule)}" for rule in want.filters]
+    have_peers = {e.values.get("name", ""): e for e in parse_terse(printed.get("peer", ""))}
+    for name, values in want.peers.items():
+        entry = have_peers.get(name)
+        if entry is None:
+            commands.append(f"{menu['peer']} add name={quote(name)} {_args(values)}")
+            continue
+        changed = {k: v for k, v in values.items() if not _same(k, v, entry.values.get(k))}
+        if "X" in entry.flags:
+            commands.append(f"{menu['peer']} enable [find name={quote(name)}]")
+        if changed:
+            commands.append(f"{menu['peer']} set [find name={quote(name)}] {_args(changed)}")
+    for name in have_peers:
+        if name.startswith(PEER_PREFIX) and name not in want.peers:
+            commands.append(f"{menu['peer']} remove [find name={quote(name)}]")
+    return commands
+
+
+def rule_keys(rules: list[dict[str, str]]) -> set[str]:
+    """Every key the wanted filter rules use (what to compare on the router's rows)."""
+    return {key for rule in rules for key in rule}
+
+
+def session_states(kind: str, out: str) -> dict[str, bool]:
+    """Sessions from `/routing bgp peer print status` (6) or `/routing/bgp/session print
+    terse` (7): {peer name or remote address: established}."""
+    states: dict[str, bool] = {}
+    for entry in parse_terse(out):
+        if kind == "routeros6":
+            name = entry.values.get("name", str(entry.index))
+            states[name] = entry.values.get("state") == "established" or "E" in entry.flags
+        else:
+            name = entry.values.get("name", entry.values.get("remote.address", ""))
+            states[name.removesuffix("-1")] = "E" in entry.flags
+    return states
