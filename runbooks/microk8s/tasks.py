@@ -51,12 +51,7 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
     gone: a clean node for a fresh install) and the site's context from the kubeconfig.
     `--check` lists what would go. Example: inv microk8s.reset --check
     """
-    from runbooks.common.kubeconfig import (
-        kubeconfig_path,
-        read_kubeconfig,
-        remove_site,
-        write_kubeconfig,
-    )
+    from runbooks.common.kubeconfig import forget_site
 
     inv = load_inventory_or_exit(c, inventory)
     failed = None
@@ -66,16 +61,12 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
     except Exit as exc:
         failed = exc
     if not no_kubeconfig and host is None:
-        path = kubeconfig_path(kubeconfig)
-        current = read_kubeconfig(path)
         try:
-            wanted = remove_site(current, inv.site)
+            done = forget_site(kubeconfig, inv.site, check)
         except ValueError as exc:
-            raise Exit(f"{path}: {exc}", code=1) from None
-        if wanted is not current and wanted is not None:
-            if not check:
-                write_kubeconfig(path, wanted)
-            print(f"{'would remove' if check else 'removed'} context {inv.site} from {path}")
+            raise Exit(str(exc), code=1) from None
+        if done:
+            print(done)
     if failed is not None:
         raise failed
 
