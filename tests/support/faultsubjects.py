@@ -1,0 +1,172 @@
+"""The runbooks under fault trial, each as a `Subject` (tests/support/faulttrials.py).
+
+`lab_subjects(lab, tmp)` gives the ones that run on hosts/lab.yaml (dell-gateway, registry,
+pi-prep, router, k3s), `microk8s_subject` the one on hosts/lab-microk8s.yaml and
+`xen_subject` the one on hosts/lab-xen.yaml. Each `prepare` puts its hosts back to the state
+a converging run starts from; `run` returns the run's report as `--report` writes it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.support.faulttrials import (
+    ROOT,
+    Subject,
+    leases_intact,
+    seed_leases,
+    seed_registry_storage,
+    storage_intact,
+)
+
+GATEWAY = "dell"
+BOARDS = ("rp0", "rp1", "lp0")
+
+
+def _runbook_run(runbook: Any, names: tuple[str, ...], **options: Any) -> Any:
+    def run(lab: Any, out: io.StringIO) -> dict[str, Any]:
+        from runbooks.core.runner import run_runbook
+
+        inv = lab.inventory
+        result = run_runbook(runbook, inv, [inv.hosts[n] for n in names], out=out,
+                             options=options)
+        return result.as_report()
+
+    return run
+
+
+def dell_gateway() -> Subject:
+    from runbooks.dell_gateway.plan import RUNBOOK
+
+    def prepare(lab: Any) -> None:
+        lab.reset(GATEWAY)
+        seed_leases(lab, GATEWAY)
+
+    return Subject("dell-gateway", GATEWAY, (GATEWAY,), prepare,
+                   _runbook_run(RUNBOOK, (GATEWAY,)), lambda lab: leases_intact(lab, GATEWAY))
+
+
+def registry() -> Subject:
+    """registry.up on a converged gateway whose registry storage already holds an image."""
+    from runbooks.dell_gateway.plan import RUNBOOK as GATEWAY_RUNBOOK
+    from runbooks.registry.converge import UP
+
+    def prepare(lab: Any) -> None:
+        lab.reset(GATEWAY)
+        report = _runbook_run(GATEWAY_RUNBOOK, (GATEWAY,))(lab, io.StringIO())
+        if not report["ok"]:
+            raise AssertionError(f"dell-gateway before registry.up: {json.dumps(report)}")
+        seed_registry_storage(lab, GATEWAY)
+
+    return Subject("registry", GATEWAY, (GATEWAY,), prepare, _runbook_run(UP, (GATEWAY,)),
+                   lambda lab: storage_intact(lab, GATEWAY))
+
+
+def pi_prep(target: str = "rp0") -> Subject:
+    from runbooks.pi_prep.plan import RUNBOOK
+
+    def prepare(lab: Any) -> None:
+        for name in BOARDS:
+            lab.reset(name)
+
+    return Subject("pi-prep", target, BOARDS, prepare,
+                   _runbook_run(RUNBOOK, BOARDS, timeout=120))
+
+
+def router() -> Subject:
+    from runbooks.router.plan import RUNBOOK
+
+    def prepare(lab: Any) -> None:
+        lab.reset("edge")
+
+    return Subject("router", "edge", ("edge",), prepare, _runbook_run(RUNBOOK, ("edge",)))
+
+
+K3S_CLUSTER = """\
+cluster:
+  version: v1.34.3+k3s1
+  source: http://127.0.0.1:18231
+  disable: [traefik, servicelb]
+
+"""
+
+
+def k3s_inventory(folder: Path) -> Path:
+    """A copy of the lab inventory with rp0 a k3s server and rp1, lp0 agents."""
+    text = (ROOT / "hosts" / "lab.yaml").read_text()
+    if "\ncluster:" not in text:
+        text = text.replace("\nlab:\n", "\n" + K3S_CLUSTER + "lab:\n", 1)
+    for address, role in (("10.231.0.3", "k3s-server"), ("10.231.0.4", "k3s-agent"),
+                          ("10.231.0.5", "k3s-agent")):
+        text = text.replace(f"address: {address}\n    roles: [pi]\n",
+                            f"address: {address}\n    roles: [pi, {role}]\n")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lab-k3s.yaml"
+    path.write_text(text)
+    return path
+
+
+def k3s(folder: Path, target: str = "rp1") -> Subject:
+    """inv k3s (all phases, as the task runs them) on fresh boards."""
+    inventory = k3s_inventory(folder)
+    kubeconfig = folder / "kubeconfig"
+
+    def prepare(lab: Any) -> None:
+        for name in BOARDS:
+            lab.reset(name)
+        kubeconfig.unlink(missing_ok=True)
+
+    def run(lab: Any, out: io.StringIO) -> dict[str, Any]:
+        from invoke import Context, Exit
+
+        from runbooks.k3s.tasks import converge
+
+        report = folder / "k3s-report.json"
+        report.unlink(missing_ok=True)
+        try:
+            converge(Context(), inventory=str(inventory), report=str(report), parallel=10,
+                     timeout=60, kubeconfig=str(kubeconfig))
+        except Exit as exc:
+            if not report.exists():
+                raise AssertionError(f"inv k3s wrote no report: {exc}") from exc
+        data: dict[str, Any] = json.loads(report.read_text())
+        return data
+
+    return Subject("k3s", target, BOARDS, prepare, run)
+
+
+def lab_subjects(folder: Path) -> dict[str, Subject]:
+    """Every subject that runs on hosts/lab.yaml, by name."""
+    return {s.name: s for s in (dell_gateway(), registry(), pi_prep(), router(),
+                                k3s(folder / "k3s"))}
+
+
+MK8S_NODES = ("mk0", "mk1", "mk2")
+
+
+def microk8s(folder: Path, target: str = "mk1") -> Subject:
+    """microk8s on hosts/lab-microk8s.yaml's three fresh nodes."""
+    from runbooks.microk8s.plan import RUNBOOK
+
+    kubeconfig = folder / "mk8s-kubeconfig"
+
+    def prepare(lab: Any) -> None:
+        for name in MK8S_NODES:
+            lab.reset(name)
+        kubeconfig.unlink(missing_ok=True)
+
+    return Subject("microk8s", target, MK8S_NODES, prepare,
+                   _runbook_run(RUNBOOK, MK8S_NODES, timeout=30, kubeconfig_path=kubeconfig))
+
+
+def xen_dom0() -> Subject:
+    """xen-dom0 on hosts/lab-xen.yaml's fresh dom0."""
+    from runbooks.xen_dom0.plan import RUNBOOK
+
+    def prepare(lab: Any) -> None:
+        lab.reset("xen0")
+
+    return Subject("xen-dom0", "xen0", ("xen0",), prepare, _runbook_run(RUNBOOK, ("xen0",)))
