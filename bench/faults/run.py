@@ -52,7 +52,9 @@ def lab_of(name: str) -> str:
     return {"microk8s": "microk8s", "xen-dom0": "xen"}.get(name, "lab")
 
 
-def campaign(names: list[str], trials: int, seed: int, results: Path) -> dict[str, list[Outcome]]:
+def campaign(names: list[str], trials: int, seed: int, results: Path,
+             replay: dict[str, list[tuple[int, float]]] | None = None,
+             ) -> dict[str, list[Outcome]]:
     folder = Path(tempfile.mkdtemp(prefix="greenroom-faults-"))
     os.environ["XDG_CACHE_HOME"] = os.environ.get("XDG_CACHE_HOME") or str(
         Path.home() / ".cache")
@@ -67,12 +69,17 @@ def campaign(names: list[str], trials: int, seed: int, results: Path) -> dict[st
             for name in [n for n in names if lab_of(n) == lab_name]:
                 subject = subjects[name]
                 rng = random.Random(f"{seed}/{name}")
-                commands = count_commands(lab, subject)
-                print(f"{name}: an uncut converging run sends {subject.target} "
-                      f"{commands} commands", flush=True)
+                if replay:
+                    cuts = replay[name]
+                    commands = max(at for at, _ in cuts)
+                else:
+                    commands = count_commands(lab, subject)
+                    print(f"{name}: an uncut converging run sends {subject.target} "
+                          f"{commands} commands", flush=True)
+                    cuts = [(rng.randint(1, commands), rng.uniform(0.0, 0.25))
+                            for _ in range(trials)]
                 outcomes[name] = []
-                for number in range(1, trials + 1):
-                    at, delay = rng.randint(1, commands), rng.uniform(0.0, 0.25)
+                for number, (at, delay) in enumerate(cuts, 1):
                     outcome = trial(lab, subject, at, delay)
                     outcomes[name].append(outcome)
                     row = {"seed": seed, "trial": number, **outcome.row()}
@@ -110,8 +117,15 @@ def main() -> int:
                         help=f"comma-separated runbooks (default: {','.join(ORDER)})")
     parser.add_argument("-n", "--trials", type=int, default=20, help="trials per runbook")
     parser.add_argument("--seed", type=int, default=18, help="the campaign's random seed")
+    parser.add_argument("--cut", action="append", default=[],
+                        help="replay one cut instead of random ones: RUNBOOK:AT:DELAY "
+                             "(e.g. router:9:0.05; repeat the option for several)")
     args = parser.parse_args()
-    names = [n for n in args.subjects.split(",") if n]
+    replay: dict[str, list[tuple[int, float]]] = {}
+    for spec in args.cut:
+        name, at, delay = spec.split(":")
+        replay.setdefault(name, []).append((int(at), float(delay)))
+    names = list(replay) or [n for n in args.subjects.split(",") if n]
     unknown = [n for n in names if n not in ORDER]
     if unknown:
         parser.error(f"unknown runbook(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
@@ -122,7 +136,7 @@ def main() -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     access.plug_in(provider)
     started = time.monotonic()
-    outcomes = campaign(names, args.trials, args.seed, results)
+    outcomes = campaign(names, args.trials, args.seed, results, replay)
     print(f"\n{summary(outcomes)}\n\n{time.monotonic() - started:.0f} s; rows in {results}")
     return 1 if any(o.problems for done in outcomes.values() for o in done) else 0
 

@@ -19,6 +19,7 @@ from tests.support.faulttrials import (
     leases_intact,
     seed_leases,
     seed_registry_storage,
+    started_after,
     storage_intact,
 )
 
@@ -46,7 +47,10 @@ def dell_gateway() -> Subject:
         seed_leases(lab, GATEWAY)
 
     return Subject("dell-gateway", GATEWAY, (GATEWAY,), prepare,
-                   _runbook_run(RUNBOOK, (GATEWAY,)), lambda lab: leases_intact(lab, GATEWAY))
+                   _runbook_run(RUNBOOK, (GATEWAY,)), lambda lab: leases_intact(lab, GATEWAY),
+                   lambda lab: started_after(lab, GATEWAY, "isc-dhcp-server",
+                                             "/etc/dhcp/dhcpd.conf",
+                                             "/etc/default/isc-dhcp-server"))
 
 
 def registry() -> Subject:
@@ -62,7 +66,9 @@ def registry() -> Subject:
         seed_registry_storage(lab, GATEWAY)
 
     return Subject("registry", GATEWAY, (GATEWAY,), prepare, _runbook_run(UP, (GATEWAY,)),
-                   lambda lab: storage_intact(lab, GATEWAY))
+                   lambda lab: storage_intact(lab, GATEWAY),
+                   lambda lab: started_after(lab, GATEWAY, "docker-registry",
+                                             "/etc/docker/registry/config.yml"))
 
 
 def pi_prep(target: str = "rp0") -> Subject:
@@ -72,8 +78,12 @@ def pi_prep(target: str = "rp0") -> Subject:
         for name in BOARDS:
             lab.reset(name)
 
+    def healthy(lab: Any) -> list[str]:
+        return [p for name in BOARDS for p in started_after(
+            lab, name, "containerd", "/etc/containerd/config.toml")]
+
     return Subject("pi-prep", target, BOARDS, prepare,
-                   _runbook_run(RUNBOOK, BOARDS, timeout=120))
+                   _runbook_run(RUNBOOK, BOARDS, timeout=120), healthy=healthy)
 
 
 def router() -> Subject:
@@ -82,7 +92,13 @@ def router() -> Subject:
     def prepare(lab: Any) -> None:
         lab.reset("edge")
 
-    return Subject("router", "edge", ("edge",), prepare, _runbook_run(RUNBOOK, ("edge",)))
+    def healthy(lab: Any) -> list[str]:
+        running = lab.exec("edge", "vtysh -c 'show running-config'").stdout
+        return [] if "router bgp 64512" in running else [
+            "edge: FRR does not run the BGP config greenroom wrote (a restart was lost)"]
+
+    return Subject("router", "edge", ("edge",), prepare, _runbook_run(RUNBOOK, ("edge",)),
+                   healthy=healthy)
 
 
 K3S_CLUSTER = """\
@@ -135,7 +151,13 @@ def k3s(folder: Path, target: str = "rp1") -> Subject:
         data: dict[str, Any] = json.loads(report.read_text())
         return data
 
-    return Subject("k3s", target, BOARDS, prepare, run)
+    def healthy(lab: Any) -> list[str]:
+        units = {"rp0": "k3s", "rp1": "k3s-agent", "lp0": "k3s-agent"}
+        return [p for name, unit in units.items() for p in started_after(
+            lab, name, unit, "/etc/rancher/k3s/config.yaml", "/etc/rancher/k3s/registries.yaml",
+            f"/etc/systemd/system/{unit}.service.env")]
+
+    return Subject("k3s", target, BOARDS, prepare, run, healthy=healthy)
 
 
 def lab_subjects(folder: Path) -> dict[str, Subject]:

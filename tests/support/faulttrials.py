@@ -12,7 +12,9 @@ whose `problems` list is empty when every promise held:
 - every file greenroom was writing holds its old or its new content (sha256), and no
   temporary file of greenroom's is left after the next run;
 - the subject's own data (lease database, registry storage) is intact;
-- the next run converges, and a second one changes nothing.
+- the next run converges, and a second one changes nothing;
+- what runs serves what the files say (`healthy`: a service started after its config was
+  last written, so a restart the cut prevented was not forgotten).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Subject:
     prepare: Callable[[Any], None]
     run: Callable[[Any, io.StringIO], dict[str, Any]]
     intact: Callable[[Any], list[str]] = lambda _lab: []
+    healthy: Callable[[Any], list[str]] = lambda _lab: []
 
 
 @dataclass
@@ -149,6 +152,7 @@ def trial(lab: Any, subject: Subject, at: int, delay: float, *,
             problems.append(f"the second run after recovery changed {json.dumps(changed)}")
     problems += [f"left behind: {p}" for p in leftovers(lab, subject.target, injector.writes)]
     problems += [f"after recovery: {p}" for p in subject.intact(lab)]
+    problems += [f"after recovery: {p}" for p in subject.healthy(lab)]
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -244,3 +248,18 @@ def storage_intact(lab: Any, host: str) -> list[str]:
     if count < 3:
         problems.append(f"registry storage holds {count} blob(s), 3 were seeded")
     return problems
+
+
+def started_after(lab: Any, host: str, unit: str, *files: str) -> list[str]:
+    """The unit runs, and its main process started after each existing file's last write
+    (else a restart a cut prevented was forgotten: it serves an old config)."""
+    quoted = " ".join(shlex.quote(f) for f in files)
+    script = (f"systemctl is-active -q {shlex.quote(unit)} || {{ echo inactive; exit; }}; "
+              f"started=$(date -d \"$(systemctl show -p ExecMainStartTimestamp --value "
+              f"{shlex.quote(unit)})\" +%s); for f in {quoted}; do [ -e \"$f\" ] || continue; "
+              '[ "$(stat -c %Y "$f")" -le "$started" ] || echo "$f"; done')
+    out = lab.exec(host, script).stdout.split()
+    if out == ["inactive"]:
+        return [f"{host}: {unit} is not running"]
+    return [f"{host}: {unit} started before {path} was last written (a restart was lost)"
+            for path in out]
