@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
+from runbooks.core import pending
 from runbooks.core.context import HostContext
 from runbooks.core.facts import FactResult, gather
 from runbooks.core.results import HostResult, Status, StepResult
@@ -49,6 +50,7 @@ class Converger:
         self.plan = plan
         self.emit = emit  # emit(kind, text): kind in step|diff|error|info
         self.notified: list[str] = []
+        self.marked: set[str] = set()  # handlers with a marker on the host (core.pending)
 
     def run(self) -> HostResult:
         started = time.monotonic()
@@ -66,7 +68,12 @@ class Converger:
 
     def _converge(self, result: HostResult) -> None:
         steps = list(enumerate(self.plan.steps))
-        facts = gather(self.ctx.session, _step_facts(steps))
+        commands = _step_facts(steps)
+        if self.plan.handlers:
+            commands[pending.FACT_KEY] = pending.LIST_COMMAND
+        facts = gather(self.ctx.session, commands)
+        if self.plan.handlers:
+            self._owed(facts[pending.FACT_KEY].out)
         for position, (index, step) in enumerate(steps):
             outcome = StepResult(step.name)
             result.steps.append(outcome)
@@ -93,7 +100,10 @@ class Converger:
                 self._fail(result, outcome, "; ".join(
                     c.summary + (f"\n{c.diff}" if c.diff else "") for c in needs))
                 return
-            error = self._apply(changes)
+            marks = [n for n in step.notify if n not in self.marked]
+            self.marked.update(marks)
+            error = self._apply(changes, pending.mark_command(marks) + " || exit 97\n"
+                                if marks else "")
             if error is None:
                 # one round trip re-reads this step (to verify it) and every later one (so
                 # none plans from facts this change made stale)
@@ -101,9 +111,20 @@ class Converger:
                 if step.verify:
                     error = self._verify(step, _facts_of(index, facts))
             if error is not None:
+                if marks:  # a failed step notifies nothing, now or on the next run
+                    self.ctx.session.run(pending.clear_command(marks))
+                    self.marked.difference_update(marks)
                 self._fail(result, outcome, error)
                 return
             self._notify(step)
+
+    def _owed(self, listing: str) -> None:
+        """Handlers an interrupted run left owed on the host are notified now."""
+        for name in pending.found(listing, [h.name for h in self.plan.handlers]):
+            self.marked.add(name)
+            if name not in self.notified:
+                self.notified.append(name)
+                self.emit("info", f"handler owed by an interrupted run: {name}")
 
     def _report_changes(self, step: Step, changes: list[Change]) -> None:
         verb = "would change" if self.ctx.check else "changed"
@@ -113,10 +134,11 @@ class Converger:
             if change.diff:
                 self.emit("diff", change.diff)
 
-    def _apply(self, changes: list[Change]) -> str | None:
+    def _apply(self, changes: list[Change], prefix: str = "") -> str | None:
         for change in changes:
             for action in change.actions:
-                done = self.ctx.session.run(action.command, action.stdin)
+                done = self.ctx.session.run(prefix + action.command, action.stdin)
+                prefix = ""
                 if not done.ok:
                     detail = (done.stderr.strip() or done.stdout.strip())[-2000:]
                     return f"{change.summary}: exit {done.rc}: {detail or 'no output'}"
@@ -158,9 +180,16 @@ class Converger:
                 if callable(handler.command):
                     handler.command(self.ctx)
                 else:
-                    done = self.ctx.session.run(handler.command)
+                    command = handler.command
+                    if handler.name in self.marked:  # its marker goes in the same round trip
+                        command = f"{{ {command}\n}} && {pending.clear_command([handler.name])}"
+                    done = self.ctx.session.run(command)
                     if not done.ok:
                         raise StepFailed(f"exit {done.rc}: {done.stderr.strip()[-2000:]}")
+                    self.marked.discard(handler.name)
             except StepFailed as exc:
                 self._fail(result, outcome, str(exc))
                 return
+            if handler.name in self.marked:
+                self.ctx.session.run(pending.clear_command([handler.name]))
+                self.marked.discard(handler.name)

@@ -107,12 +107,11 @@ class Injector:
         with self._lock:
             self.count += 1
             number = self.count
-        wanted = DIGEST.search(command)
-        target = TARGET.search(command)
-        if wanted and target:
-            path = shlex.split(target.group(1))[0]
-            self.writes.append(Write(path, guest_sha256(self.lab, self.host, path),
-                                     wanted.group(1)))
+        # one command may carry several writes (consecutive steps applied in one go)
+        for wanted, target in zip(DIGEST.findall(command), TARGET.findall(command),
+                                  strict=False):
+            path = shlex.split(target)[0]
+            self.writes.append(Write(path, guest_sha256(self.lab, self.host, path), wanted))
         if number == self.cut.at:
             sock = getattr(session.connection.transport, "sock", None)
             pids = sshd_pids(self.netns, sock.getsockname()[1]) if sock is not None else []
