@@ -52,7 +52,7 @@ def lab_of(name: str) -> str:
     return {"microk8s": "microk8s", "xen-dom0": "xen"}.get(name, "lab")
 
 
-def campaign(names: list[str], trials: int, seed: int, results: Path,
+def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
              replay: dict[str, list[tuple[int, float]]] | None = None,
              ) -> dict[str, list[Outcome]]:
     folder = Path(tempfile.mkdtemp(prefix="greenroom-faults-"))
@@ -77,7 +77,7 @@ def campaign(names: list[str], trials: int, seed: int, results: Path,
                     print(f"{name}: an uncut converging run sends {subject.target} "
                           f"{commands} commands", flush=True)
                     cuts = [(rng.randint(1, commands), rng.uniform(0.0, 0.25))
-                            for _ in range(trials)]
+                            for _ in range(trials[name])]
                 outcomes[name] = []
                 for number, (at, delay) in enumerate(cuts, 1):
                     outcome = trial(lab, subject, at, delay)
@@ -114,7 +114,8 @@ def summary(outcomes: dict[str, list[Outcome]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-s", "--subjects", default=",".join(ORDER),
-                        help=f"comma-separated runbooks (default: {','.join(ORDER)})")
+                        help=f"comma-separated runbooks, each with :N trials if not -n "
+                             f"(default: {','.join(ORDER)})")
     parser.add_argument("-n", "--trials", type=int, default=20, help="trials per runbook")
     parser.add_argument("--seed", type=int, default=18, help="the campaign's random seed")
     parser.add_argument("--cut", action="append", default=[],
@@ -125,7 +126,9 @@ def main() -> int:
     for spec in args.cut:
         name, at, delay = spec.split(":")
         replay.setdefault(name, []).append((int(at), float(delay)))
-    names = list(replay) or [n for n in args.subjects.split(",") if n]
+    counts = {n.split(":")[0]: int(n.split(":")[1]) if ":" in n else args.trials
+              for n in args.subjects.split(",") if n}
+    names = list(replay) or list(counts)
     unknown = [n for n in names if n not in ORDER]
     if unknown:
         parser.error(f"unknown runbook(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
@@ -136,7 +139,7 @@ def main() -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     access.plug_in(provider)
     started = time.monotonic()
-    outcomes = campaign(names, args.trials, args.seed, results, replay)
+    outcomes = campaign(names, counts, args.seed, results, replay)
     print(f"\n{summary(outcomes)}\n\n{time.monotonic() - started:.0f} s; rows in {results}")
     return 1 if any(o.problems for done in outcomes.values() for o in done) else 0
 
