@@ -61,8 +61,9 @@ def test_search_ignores_what_only_looks_alike():
 
 # -- the audit ------------------------------------------------------------------------------
 
-def call(name: str, **options: Any) -> None:
-    """Run the Invoke task `name` in this process as the CLI would; Exit is its verdict."""
+def call(name: str, verdicts: tuple[int, ...] = (0,), **options: Any) -> None:
+    """Run the Invoke task `name` in this process as the CLI would; an Exit code outside
+    `verdicts` fails the test."""
     import tasks as root
 
     task = root.ns[name]
@@ -73,7 +74,7 @@ def call(name: str, **options: Any) -> None:
     try:
         task(Context(), **kwargs)
     except Exit as exc:
-        if exc.code not in (0, None):
+        if (exc.code or 0) not in verdicts:
             raise AssertionError(f"{name} exited {exc.code}: {exc.message}") from None
 
 
@@ -149,7 +150,8 @@ def test_router_k3s_and_demo_check_leak_nothing(lab, tmp_path, monkeypatch, capf
     with PsSampler(lab, ("edge", *BOARDS)) as ps:
         call("router.converge", inventory=inventory, report=str(reports / "router.json"))
         call("k3s.converge", inventory=inventory, report=str(reports / "k3s.json"))
-        call("demo.check", inventory=inventory, report=str(reports / "demo.json"))
+        # NO-GO (the gateway is not converged here): run for its screen and timing history
+        call("demo.check", (0, 1), inventory=inventory, report=str(reports / "demo.json"))
     out, err = capfd.readouterr()
     assert ps.snapshots > 10
     token = lab.exec("rp0", "cat /var/lib/rancher/k3s/server/token").stdout.strip()
