@@ -130,6 +130,13 @@ def search_everything(lab: LabHandle, hosts: tuple[str, ...], produced: dict[str
     return found
 
 
+def keep_lab_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's own state stays where it is when XDG_STATE_HOME moves (for the history)."""
+    from runbooks.lab.access import state_root
+
+    monkeypatch.setenv("GREENROOM_LAB_STATE", str(state_root()))
+
+
 def read_tree(folder: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -142,6 +149,7 @@ def test_router_k3s_and_demo_check_leak_nothing(lab, tmp_path, monkeypatch, capf
     state = tmp_path / "state"
     monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
     monkeypatch.setenv("GREENROOM_BGP_PASSWORD", BGP_PASSWORD)
+    keep_lab_state(monkeypatch)
     monkeypatch.setenv("XDG_STATE_HOME", str(state))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
@@ -191,6 +199,7 @@ def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, r
     nodes = ("mk0", "mk1", "mk2")
     for name in nodes:
         mlab.reset(name)
+    keep_lab_state(monkeypatch)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     with PsSampler(mlab, nodes) as ps:

@@ -39,15 +39,35 @@ def _runbook_run(runbook: Any, names: tuple[str, ...], **options: Any) -> Any:
     return run
 
 
+# What an operator's hands (or a package upgrade) change on a running gateway: the converging
+# run rewrites both dhcpd files, restarts dhcpd, turns forwarding on, reloads the NAT table.
+DRIFT = ("sed -i '1i # edited by hand' /etc/dhcp/dhcpd.conf && "
+         "sed -i 's/^INTERFACESv4=.*/INTERFACESv4=\"\"/' /etc/default/isc-dhcp-server && "
+         "sysctl -q -w net.ipv4.ip_forward=0 && nft delete table inet greenroom")
+
+
 def dell_gateway() -> Subject:
+    """dell-gateway on a gateway that serves live leases and drifted (DRIFT)."""
     from runbooks.dell_gateway.plan import RUNBOOK
 
+    run = _runbook_run(RUNBOOK, (GATEWAY,))
+
     def prepare(lab: Any) -> None:
-        lab.reset(GATEWAY)
+        if not run(lab, io.StringIO())["ok"]:
+            lab.reset(GATEWAY)
+            report = run(lab, io.StringIO())
+            if not report["ok"]:
+                raise AssertionError(f"dell-gateway on a fresh gateway: {json.dumps(report)}")
         seed_leases(lab, GATEWAY)
+        problems = leases_intact(lab, GATEWAY)
+        if problems:
+            raise AssertionError(f"dhcpd did not keep the seeded leases: {problems}")
+        done = lab.exec(GATEWAY, DRIFT)
+        if done.returncode != 0:
+            raise AssertionError(f"drift: {done.stderr}")
 
     return Subject("dell-gateway", GATEWAY, (GATEWAY,), prepare,
-                   _runbook_run(RUNBOOK, (GATEWAY,)), lambda lab: leases_intact(lab, GATEWAY),
+                   run, lambda lab: leases_intact(lab, GATEWAY),
                    lambda lab: started_after(lab, GATEWAY, "isc-dhcp-server",
                                              "/etc/dhcp/dhcpd.conf",
                                              "/etc/default/isc-dhcp-server"))
@@ -58,11 +78,21 @@ def registry() -> Subject:
     from runbooks.dell_gateway.plan import RUNBOOK as GATEWAY_RUNBOOK
     from runbooks.registry.converge import UP
 
+    gateway = _runbook_run(GATEWAY_RUNBOOK, (GATEWAY,))
+
     def prepare(lab: Any) -> None:
-        lab.reset(GATEWAY)
-        report = _runbook_run(GATEWAY_RUNBOOK, (GATEWAY,))(lab, io.StringIO())
-        if not report["ok"]:
-            raise AssertionError(f"dell-gateway before registry.up: {json.dumps(report)}")
+        # a converged gateway (a no-op when it is) without the registry (purged when there)
+        if not gateway(lab, io.StringIO())["ok"]:
+            lab.reset(GATEWAY)
+            report = gateway(lab, io.StringIO())
+            if not report["ok"]:
+                raise AssertionError(f"dell-gateway before registry.up: {json.dumps(report)}")
+        done = lab.exec(GATEWAY, "if dpkg-query -W docker-registry >/dev/null 2>&1; then "
+                                 "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q "
+                                 "docker-registry >/dev/null; fi; rm -rf /etc/docker/registry "
+                                 "/var/lib/docker-registry")
+        if done.returncode != 0:
+            raise AssertionError(f"purging the registry: {done.stderr}")
         seed_registry_storage(lab, GATEWAY)
 
     return Subject("registry", GATEWAY, (GATEWAY,), prepare, _runbook_run(UP, (GATEWAY,)),

@@ -171,13 +171,15 @@ SEEDED_LEASES = ("192.168.10.90", "192.168.10.91")
 
 
 def seed_leases(lab: Any, host: str) -> None:
-    """A lease database with two live leases, as a site that ran dhcpd before has."""
+    """Two live leases in the running dhcpd's database (stopped, written, started: dhcpd
+    keeps the leases of its pool and rewrites the file)."""
     blocks = "".join(
         f"lease {ip} {{\n  starts 4 2026/11/26 10:00:00;\n  ends 4 2036/11/26 10:00:00;\n"
         f"  binding state active;\n  hardware ethernet 02:00:00:00:00:{ip[-2:]};\n"
         f'  client-hostname "seeded-{ip[-2:]}";\n}}\n' for ip in SEEDED_LEASES)
     text = "# The format of this file is documented in the dhcpd.leases(5) manual page.\n" + blocks
-    done = lab.exec(host, f"mkdir -p /var/lib/dhcp && cat > {LEASES}", stdin=text)
+    done = lab.exec(host, f"systemctl stop isc-dhcp-server && cat > {LEASES} && "
+                          "systemctl start isc-dhcp-server", stdin=text)
     if done.returncode != 0:
         raise AssertionError(done.stderr)
 
@@ -251,11 +253,11 @@ def storage_intact(lab: Any, host: str) -> list[str]:
 
 
 def started_after(lab: Any, host: str, unit: str, *files: str) -> list[str]:
-    """The unit runs, and its main process started after each existing file's last write
+    """The unit runs, and it last became active after each existing file's last write
     (else a restart a cut prevented was forgotten: it serves an old config)."""
     quoted = " ".join(shlex.quote(f) for f in files)
     script = (f"systemctl is-active -q {shlex.quote(unit)} || {{ echo inactive; exit; }}; "
-              f"started=$(date -d \"$(systemctl show -p ExecMainStartTimestamp --value "
+              f"started=$(date -d \"$(systemctl show -p ActiveEnterTimestamp --value "
               f"{shlex.quote(unit)})\" +%s); for f in {quoted}; do [ -e \"$f\" ] || continue; "
               '[ "$(stat -c %Y "$f")" -le "$started" ] || echo "$f"; done')
     out = lab.exec(host, script).stdout.split()
