@@ -9,8 +9,8 @@ the full client, as does every image whose digest differs.
 from __future__ import annotations
 
 import http.client
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from .manifests import ACCEPT
 
@@ -46,11 +46,28 @@ def head_digests(host: str, items: list[tuple[str, str]], jobs: int = 8,
         return resp.getheader("Docker-Content-Digest")
 
     workers = max(1, min(jobs, len(items), 8))
+    results: list[str | None] = [None] * len(items)
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for index in range(len(items)):
+        todo.put(index)
+
+    def work() -> None:
+        while True:
+            try:
+                index = todo.get_nowait()
+            except queue.Empty:
+                return
+            results[index] = head(items[index])
+
+    # plain threads: concurrent.futures would import logging, for 16 HEADs
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers - 1)]
     try:
-        if workers == 1:
-            return [head(i) for i in items]
-        with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(head, items))
+        for thread in threads:
+            thread.start()
+        work()
+        for thread in threads:
+            thread.join()
+        return results
     finally:
         for conn in opened:
             conn.close()
