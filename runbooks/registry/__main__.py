@@ -5,16 +5,22 @@ with nothing to copy is answered before Invoke is imported (runbooks.registry.fa
 import sys
 from pathlib import Path
 
-import yaml
-
 from .fastpath import answer
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "invoke.yaml"
-project = yaml.safe_load(PROJECT_CONFIG.read_text()) or {} if PROJECT_CONFIG.exists() else {}
+
+
+def project() -> dict:
+    """invoke.yaml's content ({} without one)."""
+    import yaml
+
+    return (yaml.safe_load(PROJECT_CONFIG.read_text()) or {}) if PROJECT_CONFIG.exists() else {}
+
+
 if not answer(sys.argv[1:], project):
     from invoke import Program
 
     from .tasks import ns
 
-    ns.configure(project)
+    ns.configure(project())
     Program(namespace=ns, name="registry", binary="python -m runbooks.registry").run()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,24 +79,26 @@ def _invoke_configured_elsewhere() -> bool:
                for base in INVOKE_CONFIGS for suffix in CONFIG_SUFFIXES)
 
 
-def answer(argv: list[str], project: dict[str, Any], out: TextIO = sys.stdout) -> bool:
+def answer(argv: list[str], project: Callable[[], dict[str, Any]],
+           out: TextIO = sys.stdout) -> bool:
     """Print the whole no-op run and return True; or return False having printed nothing.
 
-    `project` is invoke.yaml's content (greenroom.inventory is the default inventory)."""
+    `project()` gives invoke.yaml's content (greenroom.inventory is the default inventory);
+    it is read only when the run needs an inventory."""
     found = parse(argv)
     if found is None or _invoke_configured_elsewhere():
         return False
-    if "inventory" not in found:
-        inventory = ((project or {}).get("greenroom") or {}).get("inventory")
-        if inventory is None:
-            return False
-        found["inventory"] = str(inventory)
     try:
-        from .run import Options, noop_run
+        from .run import Options, needs_inventory, noop_run
 
         values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
                                   for k, v in found.items()}
         opts = Options(**values)
+        if opts.inventory is None and needs_inventory(opts):
+            inventory = ((project() or {}).get("greenroom") or {}).get("inventory")
+            if inventory is None:
+                return False
+            opts.inventory = str(inventory)
         summary = noop_run(opts, out)
     except Exception:  # noqa: BLE001 - anything unusual is the task's to report, not ours
         return False

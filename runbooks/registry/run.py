@@ -59,15 +59,29 @@ class Summary:
         return line
 
 
+def _list_needs_inventory(opts: Options) -> bool:
+    """Whether the image list depends on the inventory (per-runbook lists beside it, or
+    --runbook)."""
+    from .catalog import runbook_files
+    from .targets import DEFAULT_IMAGES
+
+    return bool(opts.runbook) or bool(runbook_files(Path(opts.images or DEFAULT_IMAGES)))
+
+
+def needs_inventory(opts: Options) -> bool:
+    """Whether a run reads the inventory: for the image list, or for the target (no --to)."""
+    return not opts.to or _list_needs_inventory(opts)
+
+
 def load_list(opts: Options) -> ImageList:
     """The site's image list: the base list plus each runbook's images for the versions the
     inventory pins (`images.d/` beside it), the command line's rewrite rules first."""
-    from .catalog import read_inventory_data, runbook_files, site_images
+    from .catalog import read_inventory_data, site_images
     from .targets import DEFAULT_IMAGES, required_inventory
 
     rules = tuple(parse_rewrite(r) for r in opts.rewrite)
     base = Path(opts.images or DEFAULT_IMAGES)
-    if not runbook_files(base) and not opts.runbook:
+    if not _list_needs_inventory(opts):
         return load_image_list(base, rules)
     inventory = required_inventory(opts.inventory)
     site = site_images(base, lambda: read_inventory_data(inventory), opts.runbook, rules)

@@ -48,12 +48,12 @@ def test_parse_leaves_to_invoke(argv):
 
 def test_invoke_configuration_elsewhere_leaves_it_to_invoke(monkeypatch, capsys):
     monkeypatch.setenv("INVOKE_GREENROOM_INVENTORY", "hosts/other.yaml")
-    assert answer(["load-images", "--to", "127.0.0.1:1"], {}) is False
+    assert answer(["load-images", "--to", "127.0.0.1:1"], dict) is False
     assert capsys.readouterr().out == ""
 
 
 def test_an_error_leaves_it_to_invoke_with_nothing_printed(tmp_path, capsys):
     missing = tmp_path / "missing.txt"
     assert answer(["load-images", "--images", str(missing), "--to", "127.0.0.1:1"],
-                  {"greenroom": {"inventory": "hosts/lab.yaml"}}) is False
+                  lambda: {"greenroom": {"inventory": "hosts/lab.yaml"}}) is False
     assert capsys.readouterr().out == ""
