@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
+PRIVILEGE_TIMEOUT = 30.0  # seconds `sudo -n true` may take while a session is set up
 
 
 class HostUnreachable(Exception):
@@ -102,7 +103,7 @@ class Session:
         """Decide how privileged commands run for a non-root login user."""
         if self.host.user == "root":
             return
-        if self._exec_raw("sudo -n true", None).ok:
+        if self._exec_raw("sudo -n true", None, timeout=PRIVILEGE_TIMEOUT).ok:
             self._sudo = "nopasswd"
             return
         with password_lock:
@@ -153,6 +154,7 @@ class Session:
     ) -> CommandResult:
         import paramiko
 
+        channel = None
         try:
             transport = self.connection.transport
             if transport is None or not transport.is_active():
@@ -169,6 +171,12 @@ class Session:
             rc = channel.recv_exit_status()
             channel.close()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            if channel is not None:
+                channel.close()
+            if isinstance(exc, TimeoutError) and timeout is not None:
+                raise HostUnreachable(
+                    f"{self.host.name} did not answer within {timeout:g}s (the host hangs, or "
+                    "the command is still running there)") from exc
             raise HostUnreachable(
                 f"connection to {self.host.name} lost: {exc or type(exc).__name__}"
             ) from exc
