@@ -219,3 +219,16 @@ def test_shipped_lists_refuse_a_version_they_do_not_list(inventory, words):
     with pytest.raises(ImageListError, match=words.replace("+", r"\+").replace("(", r"\(")
                        .replace(")", r"\)")):
         refs(Path(DEFAULT_IMAGES), inventory)
+
+
+def test_the_images_the_runbooks_run_are_the_ones_their_lists_mirror():
+    """kube-vip of the k3s runbook's static pod and the metallb runbook's demo image are
+    pulled by their local names, so their lists must hold exactly those."""
+    from runbooks.k3s.config import KUBE_VIP_IMAGE
+    from runbooks.metallb.demo import IMAGE
+
+    inventory = {"cluster": {"version": "v1.34.3+k3s1"}, "network": {"vip": "10.0.0.9"},
+                 "metallb": {"version": "v0.14.9"}}
+    site = site_images(Path(DEFAULT_IMAGES), lambda: inventory, ("k3s", "metallb"))
+    targets = {s.target for s in site.listed.images}
+    assert KUBE_VIP_IMAGE in targets and IMAGE in targets
