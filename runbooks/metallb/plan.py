@@ -32,6 +32,7 @@ from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
 from runbooks.core.steps.files import unified_diff
 from runbooks.metallb import crs, demo, fetch, schema
+from runbooks.metallb.services import PREFIX
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 NAMESPACE = crs.NAMESPACE
 CONTROLLER = "controller"
 WEBHOOK_SERVICE = "metallb-webhook-service"
-PREFIX = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
 WAIT_SECONDS = 180
 CR_RETRY_SECONDS = 90
 

@@ -1,0 +1,250 @@
+"""inv metallb on the virtual lab: the k3s double as the cluster, the rest real.
+
+k3s (the lab's double of the binary, installed by the real `inv k3s`) runs on rp0 (server),
+rp1 and lp0 (agents). In file order:
+- `inv metallb.fetch` gets the manifest from the lab's release site and pins the same sha256
+  as the committed hosts/lab.metallb.lock;
+- `inv metallb` applies it through the common layer's kubectl on rp0, waits for the
+  controller and the webhook's endpoints, and applies the CRs while the webhook refuses the
+  first applies (the double refuses 3 times, then accepts): one run, backoff, no
+  failurePolicy change; the demo Service gets a LoadBalancer IP from the pool;
+- a second run changes nothing; `--check` with another pool shows the CR's diff and changes
+  nothing;
+- the speaker double, started on the nodes from the objects read back from the cluster,
+  peers with the router (real FRR, `inv router`); `inv metallb.check` without --address reads
+  the Service's IP from the cluster, sees sessions Established, a route on the router and the
+  page answering from the laptop behind it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from invoke import Context, Exit
+
+from tests.lab.conftest import LAB_INVENTORY
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+NODES = ("rp0", "rp1", "lp0")
+SERVER = "rp0"
+LB_IP = "192.168.20.0"  # the first address of the lab's pool 192.168.20.0/28
+
+CLUSTER = """\
+cluster:
+  version: v1.34.3+k3s1
+  source: http://127.0.0.1:18231
+  disable: [traefik, servicelb]
+
+"""
+
+
+def with_k3s(text: str) -> str:
+    """The lab inventory with rp0 a k3s server, rp1 and lp0 agents (unless it has them)."""
+    if "\ncluster:" not in text:
+        text = text.replace("\nlab:\n", "\n" + CLUSTER + "lab:\n", 1)
+    for address, role in (("10.231.0.3", "k3s-server"), ("10.231.0.4", "k3s-agent"),
+                          ("10.231.0.5", "k3s-agent")):
+        text = text.replace(f"address: {address}\n    roles: [pi]\n",
+                            f"address: {address}\n    roles: [pi, {role}]\n")
+    return text
+
+
+def sh(lab, host: str, command: str, timeout: float = 120) -> str:
+    done = lab.exec(host, command, timeout=timeout)
+    assert done.returncode == 0, f"{host}: {command}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def kubectl(lab, *args: str) -> dict:
+    return json.loads(sh(lab, SERVER, "k3s kubectl " + " ".join(args) + " -o json"))
+
+
+def report_of(task, inventory: Path, report: Path, **options) -> dict:
+    try:
+        task(Context(), inventory=str(inventory), report=str(report), parallel=10,
+             host=None, check=False, accept_new_host_keys=False, **options)
+    except Exit:
+        pass
+    return json.loads(report.read_text())
+
+
+def changed_steps(data: dict) -> dict[str, list[str]]:
+    return {h: [s["name"] for s in r["steps"] if s["status"] == "changed"]
+            for h, r in data["hosts"].items() if r["changed"]}
+
+
+def inv_task(*args: str, inventory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "invoke", *args, "-i", str(inventory)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def site(lab, tmp_path_factory):
+    """Fresh boards with k3s converged, a private cache and kubeconfig, a copy of the lab
+    inventory (its locks are written beside it)."""
+    from runbooks.k3s.tasks import converge, fetch
+
+    tmp = tmp_path_factory.mktemp("metallb")
+    for name in (*NODES, "edge", "laptop"):
+        lab.reset(name)
+    inventory = tmp / "lab.yaml"
+    inventory.write_text(with_k3s(LAB_INVENTORY.read_text()))
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
+    patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
+    fetch(Context(), inventory=str(inventory))
+    data = report_of(converge, inventory, tmp / "k3s.json")
+    assert data["ok"] is True, json.dumps(data)[-3000:]
+    yield tmp, inventory
+    patch.undo()
+    for name in (*NODES, "edge", "laptop"):
+        lab.reset(name)
+
+
+def test_fetch_pins_the_release_site_manifest_as_the_committed_lock(site, capsys):
+    from runbooks.metallb.tasks import fetch
+
+    tmp, inventory = site
+    fetch(Context(), inventory=str(inventory))
+    assert "pinned in" in capsys.readouterr().out
+    pinned = json.loads((tmp / "lab.metallb.lock").read_text())["versions"]
+    committed = json.loads(LAB_INVENTORY.with_name("lab.metallb.lock").read_text())["versions"]
+    assert pinned == committed
+    fetch(Context(), inventory=str(inventory))
+    assert "already cached and matching its pin" in capsys.readouterr().out
+
+
+def test_metallb_waits_out_the_webhook_then_applies_the_crs(lab, site):
+    from runbooks.metallb.tasks import converge
+
+    tmp, inventory = site
+    data = report_of(converge, inventory, tmp / "first.json")
+    assert data["ok"] is True, json.dumps(data)[-3000:]
+    steps = changed_steps(data)
+    assert set(steps) == {SERVER}
+    assert any("MetalLB v0.14.9" in s for s in steps[SERVER])
+    assert any("pools, peers and advertisement" in s for s in steps[SERVER])
+    store = json.loads(sh(lab, SERVER, "cat /var/lib/rancher/k3s/server/db/state.json"))
+    assert store["x-double-webhook-refusals"] == {"metallb-webhook-configuration": 3}
+    pools = kubectl(lab, "get", "ipaddresspools", "-n", "metallb-system")["items"]
+    assert [(p["metadata"]["name"], p["spec"]["addresses"]) for p in pools] == [
+        ("default", ["192.168.20.0/28"])]
+    peer = kubectl(lab, "get", "bgppeer", "edge", "-n", "metallb-system")
+    assert peer["apiVersion"] == "metallb.io/v1beta2"
+    assert peer["spec"] == {"myASN": 64513, "peerASN": 64512, "peerAddress": "192.168.10.6"}
+    advert = kubectl(lab, "get", "bgpadvertisement", "greenroom", "-n", "metallb-system")
+    assert advert["spec"]["ipAddressPools"] == ["default"]
+    hooks = kubectl(lab, "get", "validatingwebhookconfiguration",
+                    "metallb-webhook-configuration")
+    assert {h["failurePolicy"] for h in hooks["webhooks"]} == {"Fail"}
+    service = kubectl(lab, "get", "service", "hello", "-n", "greenroom-demo")
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["status"]["loadBalancer"]["ingress"] == [{"ip": LB_IP}]
+    deploy = kubectl(lab, "get", "deployment", "hello", "-n", "greenroom-demo")
+    image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "192.168.10.2:5001/library/nginx:1.27-alpine"
+
+
+def test_second_run_changes_nothing(lab, site):
+    from runbooks.metallb.tasks import converge
+
+    tmp, inventory = site
+    before = sh(lab, SERVER, "sha256sum /var/lib/rancher/k3s/server/db/state.json")
+    data = report_of(converge, inventory, tmp / "second.json")
+    assert data["ok"] is True and changed_steps(data) == {}, json.dumps(data)[-3000:]
+    assert sh(lab, SERVER, "sha256sum /var/lib/rancher/k3s/server/db/state.json") == before
+
+
+def test_check_shows_the_pool_diff_and_changes_nothing(lab, site):
+    tmp, inventory = site
+    (tmp / "pool").mkdir(exist_ok=True)
+    changed = tmp / "pool" / "lab.yaml"
+    changed.write_text(inventory.read_text().replace("pools: {default: [192.168.20.0/28]}",
+                                                     "pools: {default: [192.168.20.0/29]}", 1))
+    shutil.copy(tmp / "lab.metallb.lock", tmp / "pool" / "lab.metallb.lock")
+    before = sh(lab, SERVER, "sha256sum /var/lib/rancher/k3s/server/db/state.json")
+    done = inv_task("metallb", "--check", inventory=changed)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "-  - 192.168.20.0/28" in out and "+  - 192.168.20.0/29" in out, out
+    assert "IPAddressPool/default" in out
+    assert sh(lab, SERVER, "sha256sum /var/lib/rancher/k3s/server/db/state.json") == before
+
+
+def run_on(runbook, inventory: Path, names) -> tuple:
+    from runbooks.core.inventory import load_inventory
+    from runbooks.core.runner import run_runbook
+
+    inv = load_inventory(str(inventory))
+    out = io.StringIO()
+    result = run_runbook(runbook, inv, [inv.hosts[n] for n in names], out=out)
+    return result, out.getvalue()
+
+
+def router_state(lab, inventory: Path) -> dict[str, tuple[bool, str]]:
+    """The router's demo.check probe, its facts read in the guest."""
+    from runbooks.core.facts import FactResult
+    from runbooks.core.inventory import load_inventory
+    from runbooks.router import demo_hooks
+
+    inv = load_inventory(str(inventory))
+    edge = inv.hosts["edge"]
+    facts = {}
+    for key, command in demo_hooks.facts(edge, inv).items():
+        done = lab.exec("edge", command)
+        facts[key] = FactResult(done.returncode, done.stdout)
+    return {c.name: (c.ok, c.detail) for c in demo_hooks.evaluate(edge, inv, facts)}
+
+
+def test_speaker_double_from_the_cluster_gives_the_laptop_the_page(lab, site):
+    from runbooks.lab.doubles import bgp_speaker
+    from runbooks.router.plan import RUNBOOK as ROUTER
+
+    tmp, inventory = site
+    result, out = run_on(ROUTER, inventory, ["edge"])
+    assert result.ok, out
+    result, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert result.ok and result.changed > 0, out
+    for node in NODES:
+        assert f"{LB_IP}/32" in sh(lab, node, "ip -4 -o addr show dev lo")
+        assert "neighbor 192.168.10.6 as 64512" in sh(lab, node, "cat /etc/bird/bird.conf")
+    assert wait_until(lambda: router_state(lab, inventory).get(
+        "routes to LoadBalancer IPs") == (True, LB_IP), timeout=30), router_state(lab, inventory)
+    assert all(ok for ok, _ in router_state(lab, inventory).values()), router_state(lab, inventory)
+    hops = sh(lab, "edge", "ip route show proto bgp")
+    assert all(f"via {a}" in hops for a in ("192.168.10.3", "192.168.10.4", "192.168.10.5"))
+    checked = inv_task("metallb.check", inventory=inventory)
+    text = checked.stdout + checked.stderr
+    assert checked.returncode == 0, text
+    assert f"Service greenroom-demo/hello: {LB_IP}" in text
+    assert "session with lp0 (192.168.10.5): Established" in text
+    assert f"route to LoadBalancer IP {LB_IP}" in text and f"http://{LB_IP}/ answers" in text
+    page = sh(lab, "laptop", "python3 -c \"import urllib.request as u; print(u.urlopen("
+                             f"'http://{LB_IP}/', timeout=5).read().decode())\"")
+    assert page.startswith("greenroom demo, served by ")
+    again, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert again.ok and again.changed == 0, out
+
+
+def test_a_stopped_speaker_shows_in_the_probe_and_the_runbook_restarts_it(lab, site):
+    from runbooks.lab.doubles import bgp_speaker
+
+    tmp, inventory = site
+    sh(lab, "rp1", f"systemctl stop {bgp_speaker.UNIT}")
+    assert wait_until(lambda: not router_state(lab, inventory)["BGP session with rp1"][0],
+                      timeout=30)
+    assert router_state(lab, inventory)["routes to LoadBalancer IPs"] == (True, LB_IP)
+    checked = inv_task("metallb.check", inventory=inventory)
+    assert checked.returncode == 1
+    assert "session with rp1 (192.168.10.4):" in checked.stdout
+    result, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert result.ok and result.changed == 1, out
+    assert router_state(lab, inventory)["BGP session with rp1"] == (True, "Established")
