@@ -248,3 +248,30 @@ def test_a_stopped_speaker_shows_in_the_probe_and_the_runbook_restarts_it(lab, s
     result, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
     assert result.ok and result.changed == 1, out
     assert router_state(lab, inventory)["BGP session with rp1"] == (True, "Established")
+
+
+def test_bird_as_the_router_learns_the_same_routes(lab, site):
+    """The second router kind, live: edge made afresh with kind bird (Debian's bird2)."""
+    from runbooks.router.plan import RUNBOOK as ROUTER
+
+    tmp, inventory = site
+    (tmp / "bird").mkdir(exist_ok=True)
+    birdy = tmp / "bird" / "lab.yaml"
+    text = inventory.read_text()
+    assert "vars: {kind: frr, asn: 64512}" in text
+    birdy.write_text(text.replace("vars: {kind: frr, asn: 64512}",
+                                  "vars: {kind: bird, asn: 64512}", 1))
+    lab.reset("edge")
+    result, out = run_on(ROUTER, birdy, ["edge"])
+    assert result.ok and result.changed > 0, out
+    sh(lab, "edge", "bird -p -c /etc/bird/bird.conf")
+    assert lab.exec("edge", "command -v vtysh").returncode != 0  # no FRR on this router
+    assert wait_until(lambda: LB_IP in lab.exec("edge", "ip route show proto bird").stdout,
+                      timeout=60), sh(lab, "edge", "birdc show protocols")
+    checked = inv_task("metallb.check", inventory=birdy)
+    text = checked.stdout + checked.stderr
+    assert checked.returncode == 0, text
+    assert "session with rp0 (192.168.10.3): Established" in text
+    assert f"http://{LB_IP}/ answers" in text
+    again, out = run_on(ROUTER, birdy, ["edge"])
+    assert again.ok and again.changed == 0, out

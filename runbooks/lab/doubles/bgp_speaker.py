@@ -126,7 +126,10 @@ def render_config(node: str, node_address: str, objects: list[dict[str, Any]]) -
             raise SpeakerDoubleError(f"BGPPeer {peer['metadata']['name']}: expected "
                                      f"metallb.io/v1beta2, got {peer.get('apiVersion')}")
         body = [f"  local {node_address} as {int(spec['myASN'])};",
-                f"  neighbor {spec['peerAddress']} as {int(spec['peerASN'])};"]
+                f"  neighbor {spec['peerAddress']} as {int(spec['peerASN'])};",
+                # a router that comes back is peered with again within seconds (BIRD's
+                # defaults wait 120 s), as MetalLB's speakers retry
+                "  connect retry time 5;", "  error wait time 5, 30;"]
         hold = _hold(spec.get("holdTime"))
         if hold:
             body.append(f"  hold time {hold};")
