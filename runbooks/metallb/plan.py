@@ -157,7 +157,8 @@ def manifest_docs(inventory: Any) -> list[dict[str, Any]]:
         raise StepFailed(f"MetalLB {metallb.version} is not pinned in "
                          f"{fetch.lock_path(Path(inventory.path))}: run `inv metallb.fetch` "
                          "first (it pins the manifest's sha256; commit the lock)")
-    if not path.exists() and metallb.source:
+    stale = not path.exists() or fetch.sha256_of(path.read_bytes()) != pinned
+    if stale and metallb.source:
         try:  # pinned already: fetched and checked against the pin, as metallb.fetch does
             fetch.fetch(metallb.version, metallb.backend, metallb.source,
                         fetch.lock_path(Path(inventory.path)))

@@ -40,8 +40,7 @@ def ingress(c: Cluster, name: str) -> list[dict]:
 def test_webhook_refuses_three_applies_after_its_endpoints_then_accepts(
         cluster: Cluster) -> None:  # noqa: F811
     assert cluster.kubectl("apply", "-f", "-", stdin=MANIFEST.decode()).returncode == 0
-    before = cluster.kubectl("apply", "-f", "-", stdin=json.dumps(POOLS))
-    assert before.returncode == 1 and "failed calling webhook" in before.stderr
+    # (before the controller is ready it refuses too: tests/engine/test_k3s_double.py)
     ready = cluster.kubectl("wait", "--for=condition=Available", "deployment/controller", "-n",
                             "metallb-system", "--timeout=20s")
     assert ready.returncode == 0, ready.stderr
