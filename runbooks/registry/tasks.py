@@ -194,7 +194,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
 @task(name="patch-cluster",
       help={"file": "the Cluster API manifest (e.g. cluster.yaml from clusterctl generate)",
             "out": "write the patched manifest here instead of over FILE ('-': standard output)",
-            "check": "print the diff and what would change; write nothing",
+            "check": "print the diff against FILE (or --out FILE) and what would change; "
+                     "write nothing; exit 1 when there is a diff, 0 when none",
             "inventory": "inventory giving the registry and network.vip (default: "
                          "greenroom.inventory in invoke.yaml)",
             "images": _COMMON["images"], "runbook": _COMMON["runbook"],
@@ -211,9 +212,11 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
 
     containerd config and hosts.toml files, kubeadm's imageRepository, the sandbox image,
     kube-vip pulled locally with the VIP, add-on images (flannel) in ConfigMaps; comments and
-    order kept; a second run changes nothing.
+    order kept; a second run changes nothing. --check prints the diff against what the
+    target (FILE, or --out FILE) holds, writes nothing, and exits 1 when there is one.
     """
     import difflib
+    from pathlib import Path
 
     from .patch_cluster import PatchError, patch_file, settings_for
     from .run import load_list
@@ -229,9 +232,15 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
     say = sys.stderr if out == "-" else sys.stdout
     if out == "-" and not check:
         sys.stdout.write(new)
+    target = out if out and out != "-" else file
+    if check and target != file:
+        try:
+            old = Path(target).read_text(encoding="utf-8")
+        except OSError:
+            old = ""  # --out names a file that does not exist yet: all of it is new
     if check:
         sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                   file, out or file))
+                                                   target, target))
     print(f"containerd config: {report.containerd_form or 'not written'}", file=say)
     for line in report.changed:
         print(f"changed   {line}", file=say)
@@ -245,7 +254,9 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
         verdict = "would change" if old != new else "nothing to change in"
     else:
         verdict = "wrote" if written else "nothing to change in"
-    print(f"{verdict} {out if out and out != '-' else file}", file=say)
+    print(f"{verdict} {target}", file=say)
+    if check and old != new:
+        raise Exit(code=1)  # like `diff` and k3s.fetch --check: 1 means work is left
 
 
 ns = Collection("registry")
