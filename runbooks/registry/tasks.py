@@ -169,6 +169,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     their names in the local registry and the upstream registries the nodes mirror."""
     import json as jsonlib
 
+    from runbooks.common.registry import mirrored_upstreams
+
     from .catalog import upstream_registries
     from .run import load_list
 
@@ -180,15 +182,19 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     rows = [{"ref": str(s.source), "local": s.target,
              "runbook": listed.origin.get(str(s.source), "")} for s in listed.images]
     registries = upstream_registries(listed.images)
+    mirrored = list(mirrored_upstreams())
     if json:
-        print(jsonlib.dumps({"images": rows, "upstream_registries": registries}, indent=2))
+        print(jsonlib.dumps({"images": rows, "upstream_registries": registries,
+                             "node_mirror_entries": mirrored}, indent=2))
         return
     if listed.note:
         print(f"images for this site: {listed.note}")
     width = max(len(r["ref"]) for r in rows)
     for r in rows:
         print(f"{r['runbook'] or '-':12} {r['ref']:{width}}  -> {r['local']}")
-    print(f"upstream registries (one mirror entry each on the nodes): {', '.join(registries)}")
+    print(f"upstream registries of these images: {', '.join(registries)}")
+    print("mirror entries on the nodes (registry.trust, k3s, microk8s, pi-prep; every "
+          f"registry of files/registry's lists): {', '.join(mirrored)}")
 
 
 @task(name="patch-cluster",

@@ -58,3 +58,14 @@ def test_patch_cluster_check_exits_1_on_a_diff_and_0_without(tmp_path, capsys):
     task(Context(), str(manifest), inventory="hosts/lab.yaml")
     task(Context(), str(manifest), check=True, inventory="hosts/lab.yaml")  # patched: exit 0
     assert manifest.read_text() == patched.read_text()
+
+
+def test_images_names_the_mirror_entries_the_nodes_get(capsys):
+    import json
+
+    from invoke import Context
+
+    ns["images"](Context(), inventory="hosts/lab.yaml", json=True)
+    data = json.loads(capsys.readouterr().out)
+    assert data["node_mirror_entries"] == ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+    assert set(data["upstream_registries"]) <= set(data["node_mirror_entries"])
