@@ -20,6 +20,9 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,9 +216,10 @@ def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, r
     assert search_everything(mlab, nodes, produced, tokens) == []
 
 
-def test_registry_credentials_leak_nothing(tmp_path, monkeypatch, capfd, registered):
-    """registry.load-images from a loopback registry that wants a password (no lab needed:
-    the registries are real docker-registry processes on 127.0.0.1)."""
+def test_registry_credentials_leak_nothing(tmp_path):
+    """`inv registry.load-images` (a whole process) from a loopback registry that wants a
+    password (no lab needed: the registries are real docker-registry processes on
+    127.0.0.1)."""
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
@@ -229,13 +233,16 @@ def test_registry_credentials_leak_nothing(tmp_path, monkeypatch, capfd, registe
         images = tmp_path / "images.txt"
         images.write_text(f"{source.host}/audit/app:1\n")
         env = "GREENROOM_REGISTRY_AUTH_" + source.host.replace(".", "_").replace(":", "_")
-        monkeypatch.setenv(env, f"{REGISTRY_USER}:{REGISTRY_PASSWORD}")
-        monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        environ = dict(os.environ, DOCKER_CONFIG=str(tmp_path / "docker"),
+                       XDG_STATE_HOME=str(tmp_path / "state"),
+                       XDG_CACHE_HOME=str(tmp_path / "cache"))
+        environ[env] = f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"  # in the environment only
         with PsSampler(None, ()) as ps:
-            call("registry.load-images", images=str(images), to=target.host, jobs=2)
-        out, err = capfd.readouterr()
+            done = subprocess.run(
+                [sys.executable, "-m", "invoke", "registry.load-images", "--images",
+                 str(images), "--to", target.host, "--jobs", "2"],
+                cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+        out, err = done.stdout, done.stderr
     finally:
         source.stop()
         target.stop()

@@ -106,6 +106,7 @@ def changed_files(lab: Any, host: str) -> dict[str, tuple[str, bytes]]:
 
 def journal(lab: Any, host: str) -> bytes:
     """The guest's whole journal (every field of every entry) and its /var/log."""
-    done = lab.exec(host, "journalctl --no-pager -o export 2>/dev/null; "
-                          "find /var/log -type f -exec cat {} + 2>/dev/null", timeout=120)
-    return done.stdout.encode(errors="surrogateescape")
+    done = lab.exec(host, "{ journalctl --no-pager -o export 2>/dev/null; "
+                          "find /var/log -type f -exec cat {} + 2>/dev/null; } | base64 -w0",
+                    timeout=120)
+    return base64.b64decode(done.stdout)
