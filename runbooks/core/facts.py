@@ -94,6 +94,17 @@ def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
     """Run all `commands` on the host in one round trip; returns their results by key."""
     if not commands:
         return {}
+    script, parse = prepare(commands)
+    result = session.run(script)
+    return parse(getattr(result, "stdout", ""))
+
+
+def prepare(
+    commands: Mapping[str, str],
+) -> tuple[str, Callable[[str], dict[str, FactResult]]]:
+    """The batch script for `commands` and the function that parses its output: `gather`
+    in two halves, so a caller can run the script inside a larger one (the converger sends
+    it in the same round trip as the changes it verifies)."""
     files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
     # the same command asked by several steps runs once; its result goes to every key
     first: dict[str, str] = {}
@@ -106,15 +117,18 @@ def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
         shell[_STAT] = stat_command(paths)
         shell[_GREP] = grep_command(paths)
     marker = "@@greenroom-" + _random.token_hex(8)
-    result = session.run(batch_script(shell, marker))
-    results = split_batch(getattr(result, "stdout", ""), list(shell), marker)
-    if paths:
-        states = files_from(paths, results.pop(_STAT).out, results.pop(_GREP).out)
-        results.update({key: states[path] for key, path in files.items()})
-    for key, command in commands.items():
-        if key not in results:
-            results[key] = results[first[command]]
-    return results
+
+    def parse(output: str) -> dict[str, FactResult]:
+        results = split_batch(output, list(shell), marker)
+        if paths:
+            states = files_from(paths, results.pop(_STAT).out, results.pop(_GREP).out)
+            results.update({key: states[path] for key, path in files.items()})
+        for key, command in commands.items():
+            if key not in results:
+                results[key] = results[first[command]]
+        return results
+
+    return batch_script(shell, marker), parse
 
 
 # -- files ----------------------------------------------------------------------------------

@@ -113,6 +113,10 @@ class Edit(Step):
     def facts(self) -> Mapping[str, str]:
         return {"file": file_command(self.path)}
 
+    def scope(self) -> frozenset[str] | None:
+        # a subclass reading more than its file (its own facts) cannot be batched blindly
+        return frozenset({f"file:{self.path}"}) if type(self).facts is Edit.facts else None
+
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         state = parse_file(facts["file"])
         try:
@@ -244,6 +248,9 @@ class Directory(Step):
     def facts(self) -> Mapping[str, str]:
         p = shlex.quote(self.path)
         return {"dir": f"[ -d {p} ] && stat -c '%a %U %G' {p}"}
+
+    def scope(self) -> frozenset[str] | None:
+        return frozenset({f"file:{self.path}"}) if type(self).facts is Directory.facts else None
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         q = shlex.quote
