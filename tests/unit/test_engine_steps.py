@@ -320,3 +320,17 @@ def test_sysctl_key_to_proc_path():
 
     assert sysctl_command("net.ipv4.conf.eth0/100.forwarding") == \
         "cat /proc/sys/net/ipv4/conf/eth0.100/forwarding"
+
+
+@pytest.mark.parametrize("mode,chmod", [("600", False), ("644", False), ("640", False),
+                                        ("755", True), ("2750", True)],
+                         ids=["600", "644", "640", "755-exec", "2750-setgid"])
+def test_write_sets_the_mode_through_the_umask_when_it_can(tmp_path, mode, chmod):
+    target = tmp_path / "t"
+    script = write_command(str(target), "x\n", mode, "root", "root", None)
+    assert ('chmod ' in script) is chmod
+    (tmp_path / ".t.greenroom.stale1").write_text("left by a cut connection")
+    done = subprocess.run(["sh", "-c", script], input="x\n", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{target.stat().st_mode & 0o7777:o}" == mode.lstrip("0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
