@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--noop-runs", type=int, default=2, help="no-op runs after the first")
     parser.add_argument("--repo", help="the checkout whose engine runs (default: this one)")
     parser.add_argument("--py-spy", metavar="OUT", help="also record the first run with "
-                        "py-spy into OUT (collapsed stacks, on-CPU samples), summarised by function")
+                        "py-spy into OUT (collapsed stacks, on-CPU samples), summarised")
     args = parser.parse_args()
     plug_in()
     inventory = load_inventory(INVENTORY)
@@ -133,8 +133,9 @@ def main() -> None:
     if args.py_spy:
         import subprocess
 
-        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--threads", "--rate", "100",
-                                "--format", "raw", "--output", args.py_spy,
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
+                                "--threads", "--rate", "100", "--format", "raw",
+                                "--output", args.py_spy,
                                 "--pid", str(os.getpid())],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1.0)  # let py-spy attach

@@ -46,6 +46,14 @@ class LocalShell:
                                ok=done.returncode == 0)
 
 
+@pytest.fixture(autouse=True)
+def _backups_in_tmp(tmp_path, monkeypatch):
+    """Replaced files are backed up under tmp_path, never under this machine's /var."""
+    from runbooks.core.steps import files
+
+    monkeypatch.setattr(files, "BACKUP_DIR", str(tmp_path / "backups"))
+
+
 def test_one_round_trip_writes_files_in_order_then_reads_facts(tmp_path):
     a, b = tmp_path / "a.conf", tmp_path / "sub" / "b.conf"
     a.write_text("old\n")
@@ -247,11 +255,10 @@ def test_a_converged_host_costs_one_round_trip(monkeypatch):
     assert host.trips == ["facts"] and result.status is Status.OK
 
 
-def test_a_batched_run_converges_real_files(tmp_path, monkeypatch):
+def test_a_batched_run_converges_real_files(tmp_path):
     """The real steps and the real batch, on this machine's sh in a temporary directory."""
     from runbooks.core.steps import files
 
-    monkeypatch.setattr(files, "BACKUP_DIR", str(tmp_path / "backups"))
     root = Path(tmp_path)
     (root / "fstab").write_text("proc /proc proc defaults 0 0\n/swapfile none swap sw 0 0\n")
     owner = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()

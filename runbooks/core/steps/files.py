@@ -85,7 +85,7 @@ def write_command(
         f'{create}set -C; : > "$tmp"; set +C; umask 022\n'
         "trap 'rm -f \"$tmp\"' EXIT\n"
         'cat > "$tmp"\n'
-        f'echo "{digest}  $tmp" | sha256sum -c --status - || '
+        f'echo "{digest}  $tmp" | sha256sum -c - >/dev/null 2>&1 || '
         '{ echo "content arrived incomplete; nothing was changed" >&2; exit 4; }\n'
         f"{set_mode}{set_owner}"
         f"{validator}"
