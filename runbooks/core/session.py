@@ -218,6 +218,7 @@ class Connector:
         self._sessions: dict[str, Session] = {}
         self._config: Any = None
         self._host_keys: paramiko.HostKeys | None = None
+        self._pkey: paramiko.PKey | bool | None = None
 
     def _fabric_config(self) -> Any:
         from fabric import Config
@@ -238,6 +239,21 @@ class Connector:
                 self._host_keys = keys
             return self._host_keys
 
+    def _key_kwargs(self) -> dict[str, Any]:
+        """The plug-in's key, parsed once per run (paramiko would otherwise read the file and
+        try three key classes on it for every host), or its file name if it cannot be."""
+        import paramiko
+
+        with self._lock:
+            if self._pkey is None:
+                try:
+                    self._pkey = paramiko.PKey.from_path(str(self._key_filename))
+                except (paramiko.SSHException, OSError, ValueError, TypeError):
+                    self._pkey = False  # encrypted or unknown: paramiko's own way, per host
+            if self._pkey is False:
+                return {"key_filename": self._key_filename}
+            return {"pkey": self._pkey}
+
     def _connection(self, host: Host) -> fabric.Connection:
         """The (not yet opened) Fabric connection for `host`, gateways included."""
         from fabric import Connection
@@ -252,9 +268,7 @@ class Connector:
             gateway.open()  # opened once, before any dependent host races to open it
         connect_kwargs: dict[str, Any] = {}
         if self._key_filename:
-            connect_kwargs.update(
-                key_filename=self._key_filename, look_for_keys=False, allow_agent=False
-            )
+            connect_kwargs.update(self._key_kwargs(), look_for_keys=False, allow_agent=False)
         conn = Connection(
             host=host.address,
             user=host.user,

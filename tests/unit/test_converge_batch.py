@@ -5,6 +5,7 @@ grouping by scope, from a fake host (no lab)."""
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -279,3 +280,23 @@ def test_a_batched_run_converges_real_files(tmp_path):
     shell.calls = 0
     again = converge.Converger(ctx, Plan().add(*steps), lambda kind, text: None).run()
     assert again.status is Status.OK and shell.calls == 1
+
+
+@pytest.mark.parametrize("passphrase,parsed", [(None, True), ("secret", False)],
+                         ids=["plain-key-parsed-once", "encrypted-key-left-to-paramiko"])
+def test_the_plug_in_key_is_parsed_once_per_run(tmp_path, passphrase, parsed):
+    import paramiko
+
+    from runbooks.core.session import Connector
+
+    path = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase or "", "-f",
+                    str(path)], check=True)
+    connector = Connector.__new__(Connector)  # no inventory: only the key matters here
+    connector._lock = threading.Lock()
+    connector._key_filename, connector._pkey = str(path), None
+    first, second = connector._key_kwargs(), connector._key_kwargs()
+    if parsed:
+        assert isinstance(first["pkey"], paramiko.PKey) and second["pkey"] is first["pkey"]
+    else:
+        assert first == second == {"key_filename": str(path)}
