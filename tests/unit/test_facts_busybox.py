@@ -119,7 +119,11 @@ def test_batched_file_writes_under_busybox(applets: str, tmp_path: Path, monkeyp
     actions = [Action(file_steps.write_command(str(tmp_path / name), text, mode, "root",
                                                "root", None), text)
                for name, (text, mode) in wanted.items()]
-    script, parse = prepare({name: file_command(str(tmp_path / name)) for name in wanted})
+    from runbooks.core.facts import dir_command
+
+    script, parse = prepare({**{name: file_command(str(tmp_path / name)) for name in wanted},
+                             "dir": dir_command(str(tmp_path)), "no dir": dir_command(
+                                 str(tmp_path / "new.conf"))})
     batch = Batch(actions, script)
     shell = [BUSYBOX, "sh"] if busybox else ["sh"]
     path = applets if busybox else os.environ["PATH"]
@@ -130,3 +134,4 @@ def test_batched_file_writes_under_busybox(applets: str, tmp_path: Path, monkeyp
     for name, (text, mode) in wanted.items():
         assert parse_file(facts[name]).content == text and parse_file(facts[name]).mode == mode
     assert [p.name for p in (tmp_path / "backups").rglob("daemons.*")] != []
+    assert facts["dir"].ok and len(facts["dir"].out.split()) == 3 and not facts["no dir"].ok

@@ -16,7 +16,7 @@ import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from runbooks.core.facts import FactResult, FileState, file_command, parse_file
+from runbooks.core.facts import FactResult, FileState, dir_command, file_command, parse_file
 from runbooks.core.steps.base import Action, Change, Step, StepFailed
 
 BACKUP_DIR = "/var/backups/greenroom"
@@ -268,8 +268,7 @@ class Directory(Step):
         self.name = f"Ensure directory {path}"
 
     def facts(self) -> Mapping[str, str]:
-        p = shlex.quote(self.path)
-        return {"dir": f"[ -d {p} ] && stat -c '%a %U %G' {p}"}
+        return {"dir": dir_command(self.path)}
 
     def scope(self) -> frozenset[str] | None:
         return frozenset({f"file:{self.path}"}) if type(self).facts is Directory.facts else None
