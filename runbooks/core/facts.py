@@ -108,13 +108,16 @@ def prepare(
     it in the same round trip as the changes it verifies)."""
     files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
     dirs = {key: c[len(DIR_FACT):] for key, c in commands.items() if c.startswith(DIR_FACT)}
+    # `cat /proc/sys/...` (sysctl_command): read by the batch's grep, not a process of its own
+    reads = {key: m.group(1) for key, c in commands.items() if (m := _PROC_READ.fullmatch(c))}
     # the same command asked by several steps runs once; its result goes to every key
     first: dict[str, str] = {}
     shell: dict[str, str] = {}
     for key, command in commands.items():
-        if key not in files and key not in dirs and first.setdefault(command, key) == key:
+        if (key not in files and key not in dirs and key not in reads
+                and first.setdefault(command, key) == key):
             shell[key] = command
-    paths = list(dict.fromkeys(files.values()))
+    paths = list(dict.fromkeys([*files.values(), *reads.values()]))
     stat_paths = list(dict.fromkeys([*paths, *dirs.values()]))
     if stat_paths:
         shell[_STAT] = stat_command(stat_paths)
@@ -128,6 +131,9 @@ def prepare(
         if paths:
             states = files_from(paths, stat_out, results.pop(_GREP).out)
             results.update({key: states[path] for key, path in files.items()})
+            for key, path in reads.items():
+                content = parse_file(states[path]).content
+                results[key] = FactResult(1, "") if content is None else FactResult(0, content)
         if dirs:
             found = dirs_from(stat_out)
             results.update({key: found.get(path, FactResult(1, "")) for key, path in dirs.items()})
@@ -143,6 +149,7 @@ def prepare(
 
 _STAT = "\0stat"
 _GREP = "\0grep"
+_PROC_READ = re.compile(r"cat (/proc/sys/[A-Za-z0-9_./-]+)")
 
 
 def file_command(path: str) -> str:
