@@ -119,7 +119,7 @@ class Converger:
                     self.emit("step", f"would verify after the changes above: {step.name} "
                                       f"(now: {exc})")
                     continue
-                if not pending or self._flush(result, pending, steps) is not None:
+                if self._flush_before_failing(result, pending, steps, outcome):
                     self._fail(result, outcome, str(exc))
                 return
             if not changes:
@@ -133,7 +133,7 @@ class Converger:
                 continue
             needs = [c for c in changes if c.precondition]
             if needs:
-                if not pending or self._flush(result, pending, steps) is not None:
+                if self._flush_before_failing(result, pending, steps, outcome):
                     self._report_changes(step, changes)
                     self._fail(result, outcome, "; ".join(
                         c.summary + (f"\n{c.diff}" if c.diff else "") for c in needs))
@@ -150,6 +150,17 @@ class Converger:
             self.emit("change", change.summary)
             if change.diff:
                 self.emit("diff", change.diff)
+
+    def _flush_before_failing(
+        self, result: HostResult, pending: list[_Pending], steps: list[tuple[int, Step]],
+        outcome: StepResult,
+    ) -> bool:
+        """Apply what is pending before a step fails (as if each had been applied on its
+        own, before it); False when one of them failed first (the step never ran)."""
+        if not pending or self._flush(result, pending, steps) is not None:
+            return True
+        result.steps[:] = [s for s in result.steps if s is not outcome]
+        return False
 
     def _flush(
         self, result: HostResult, pending: list[_Pending], steps: list[tuple[int, Step]],

@@ -300,3 +300,39 @@ def test_the_plug_in_key_is_parsed_once_per_run(tmp_path, passphrase, parsed):
         assert isinstance(first["pkey"], paramiko.PKey) and second["pkey"] is first["pkey"]
     else:
         assert first == second == {"key_filename": str(path)}
+
+
+class Broken(Step):
+    name = "Ensure something impossible"
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        from runbooks.core.steps import StepFailed
+
+        raise StepFailed("cannot plan")
+
+
+class StillMissing(Key):
+    """Its action succeeds but changes nothing: verification fails."""
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        return [] if facts["k"].ok else [Change(f"create /k/{self.key}", (Action("touch x"),))]
+
+
+def test_pending_changes_are_applied_before_a_step_that_cannot_plan(monkeypatch):
+    host = FakeHost()
+    result, _ = converge_on(host, Key("a"), Broken(), Key("c"), monkeypatch=monkeypatch)
+    assert host.trips == ["facts", ["touch /k/a"]] and host.have == {"a"}
+    assert [(s.name, s.status) for s in result.steps] == [
+        ("Ensure a", Status.CHANGED), ("Ensure something impossible", Status.FAILED)]
+    assert result.error == "Ensure something impossible: cannot plan"
+
+
+def test_a_step_that_fails_verification_fails_the_host_and_stops_the_plan(monkeypatch):
+    host = FakeHost()
+    result, _ = converge_on(host, StillMissing("a"), Key("b"), Broken(), Key("d"),
+                            monkeypatch=monkeypatch)
+    # a and b in one batch: b applied and verified, a not converged; nothing after them ran
+    assert host.trips == ["facts", ["touch x", "touch /k/b"]]
+    assert [(s.name, s.status) for s in result.steps] == [
+        ("Ensure a", Status.FAILED), ("Ensure b", Status.CHANGED)]
+    assert result.status is Status.FAILED and "still not converged" in (result.error or "")
