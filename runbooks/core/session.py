@@ -320,6 +320,7 @@ class Connector:
         self._config: Any = None
         self._host_keys: paramiko.HostKeys | None = None
         self._pkey: paramiko.PKey | bool | None = None
+        self._build_lock = threading.Lock()
 
     def _fabric_config(self) -> Any:
         from fabric import Config
@@ -370,15 +371,19 @@ class Connector:
         connect_kwargs: dict[str, Any] = {}
         if self._key_filename:
             connect_kwargs.update(self._key_kwargs(), look_for_keys=False, allow_agent=False)
-        conn = Connection(
-            host=host.address,
-            user=host.user,
-            port=host.port,
-            config=self._fabric_config(),
-            gateway=gateway,
-            connect_timeout=self.connect_timeout,
-            connect_kwargs=connect_kwargs,
-        )
+        # One at a time: Fabric connections built at once from many threads on a shared
+        # Config fail at random ("No attribute or config key found for 'gateway'", seen at
+        # 100 hosts); building one is CPU work under the GIL anyway.
+        with self._build_lock:
+            conn = Connection(
+                host=host.address,
+                user=host.user,
+                port=host.port,
+                config=self._fabric_config(),
+                gateway=gateway,
+                connect_timeout=self.connect_timeout,
+                connect_kwargs=connect_kwargs,
+            )
         client = conn.client
         client.set_missing_host_key_policy(
             _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)

@@ -336,3 +336,25 @@ def test_a_step_that_fails_verification_fails_the_host_and_stops_the_plan(monkey
     assert [(s.name, s.status) for s in result.steps] == [
         ("Ensure a", Status.FAILED), ("Ensure b", Status.CHANGED)]
     assert result.status is Status.FAILED and "still not converged" in (result.error or "")
+
+
+def test_connections_to_many_hosts_are_built_safely_from_many_threads(tmp_path):
+    """Fabric connections built at once on a shared Config failed at random; the Connector
+    builds them one at a time (nothing is opened here: building needs no host)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from runbooks.core.inventory import parse_inventory
+    from runbooks.core.session import Connector
+
+    hosts = "\n".join(f"  b{i:03d}: {{address: 10.99.0.{i}, roles: [pi], board: raspberrypi}}"
+                      for i in range(1, 101))
+    inventory = parse_inventory(
+        "site: many\ndefaults: {user: root, port: 22}\nnetwork:\n  vlan: {id: 100}\n"
+        "  subnet: 192.168.10.0/25\n  gateway: 192.168.10.2\n"
+        "  dhcp: {range: [192.168.10.26, 192.168.10.126], dns: [192.168.10.2]}\n"
+        f"hosts:\n{hosts}\n", str(tmp_path / "many.yaml"))
+    for _ in range(10):  # a fresh Config each time: its first reads are the racy ones
+        connector = Connector(inventory)
+        with ThreadPoolExecutor(max_workers=100) as pool:
+            built = list(pool.map(connector._connection, inventory.hosts.values()))
+        assert [c.host for c in built] == [h.address for h in inventory.hosts.values()]
