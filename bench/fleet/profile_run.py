@@ -118,6 +118,7 @@ def main() -> None:
                         "py-spy into OUT (collapsed stacks, on-CPU samples), summarised")
     args = parser.parse_args()
     plug_in()
+    serialize_fabric_connections()
     inventory = load_inventory(INVENTORY)
     hosts = list(inventory.hosts.values())[: args.size]
     connector = session_mod.Connector(inventory)
@@ -156,6 +157,21 @@ def main() -> None:
             spy.wait()
             spy = None
             print(summarise(Path(args.py_spy)))
+
+
+def serialize_fabric_connections() -> None:
+    """Build Fabric connections one at a time, for any checkout (--repo): engines before
+    42eea3e built them at once on a shared Config and failed at random with 100 hosts."""
+    import fabric.connection
+
+    lock = threading.Lock()
+    original = fabric.connection.Connection.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with lock:
+            original(self, *args, **kwargs)
+
+    fabric.connection.Connection.__init__ = init  # type: ignore[method-assign]
 
 
 def last_pid() -> int:

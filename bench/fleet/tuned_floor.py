@@ -8,7 +8,8 @@
 1  strict host keys: the lab's known_hosts (parsed once), unknown keys refused, the key type
    pinned to the known one (what greenroom does; a cost, not a gain: the floor must not
    check less than greenroom)
-2  one Fabric Config shared by every connection
+2  one Fabric Config shared by every connection (the connections built one at a time: built
+   at once from many threads on a fresh shared Config, some fail at random)
 3  the command on a raw Paramiko channel instead of Invoke's runner (no pty or stdin
    threads)
 4  TCP_NODELAY on the socket (no delayed-ACK wait between small packets)
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 LEVEL = int(sys.argv[1])
@@ -43,6 +45,7 @@ DISABLED = {
     "pubkeys": ["ssh-rsa"],
 }
 
+BUILD = threading.Lock()
 host_keys = paramiko.HostKeys()
 host_keys.load(KNOWN_HOSTS)
 pkey = paramiko.PKey.from_path(HOSTS[0][1]) if LEVEL >= 6 else None
@@ -61,8 +64,13 @@ def fabric_way(entry: list, config: object) -> None:
     kwargs.update(pkey=pkey) if pkey is not None else kwargs.update(key_filename=key)
     if LEVEL >= 5:
         kwargs["disabled_algorithms"] = DISABLED
-    conn = Connection(address, user="root", port=port, connect_kwargs=kwargs,
-                      config=config if LEVEL >= 2 else Config())
+    if LEVEL >= 2:  # one Config for all: built one at a time (at once, they fail at random)
+        with BUILD:
+            conn = Connection(address, user="root", port=port, connect_kwargs=kwargs,
+                              config=config)
+    else:
+        conn = Connection(address, user="root", port=port, connect_kwargs=kwargs,
+                          config=Config())
     client = conn.client
     client.set_missing_host_key_policy(Refuse())
     client._system_host_keys = host_keys  # noqa: SLF001 - parsed once, shared read-only
