@@ -16,6 +16,7 @@ import argparse
 import collections
 import io
 import os
+import signal
 import statistics
 import sys
 import threading
@@ -153,7 +154,7 @@ def main() -> None:
         print(f"  processes started on the machine meanwhile (others' included): "
               f"{last_pid() - pids}", flush=True)
         if spy is not None:
-            spy.terminate()
+            spy.send_signal(signal.SIGINT)  # py-spy writes its output on ^C, not on SIGTERM
             spy.wait()
             spy = None
             print(summarise(Path(args.py_spy)))
