@@ -19,19 +19,22 @@ from tests.support.faulttrials import trial
 
 pytestmark = pytest.mark.lab
 
-# (runbook, command number the cut falls on, seconds after it was sent): chosen from the
-# campaign's trials so that each lands in the middle of a write, an install or a restart
+# (runbook, where the cut falls: the first command whose text matches, seconds after it was
+# sent): each in the middle of an install, a write or before a restart, found by the campaign
 CUTS = [
     # during the package install: the next run must wait for the apt the cut left running
-    # (campaign trial router #20; it failed with "Could not get lock" before the wait)
-    ("router", 1, 0.19),
-    # after frr.conf was written, before FRR restarted: the restart is owed, not lost
-    ("router", 9, 0.2),
-    # the drifted gateway's run: after /etc/default/isc-dhcp-server, before dhcpd restarted
-    ("dell-gateway", 4, 0.2),
-    ("registry", 6, 0.02),
-    ("pi-prep", 12, 0.05),
-    ("k3s", 8, 0.05),
+    # (campaign trial router #20 failed with "Could not get lock" before that wait)
+    ("router", r"apt-get install", 0.19),
+    # just after frr.conf was sent, before FRR restarted: the restart is owed, not lost
+    ("router", r'mv -f "\$tmp" /etc/frr/frr\.conf', 0.2),
+    # the drifted gateway: dhcpd's files rewritten, dhcpd not yet restarted; live leases
+    ("dell-gateway", r'mv -f "\$tmp" /etc/default/isc-dhcp-server', 0.1),
+    # registry.up installing the package over storage that holds an image
+    ("registry", r"apt-get install", 0.5),
+    # a board among three, its containerd config on the way
+    ("pi-prep", r'mv -f "\$tmp" /etc/containerd/config\.toml', 0.05),
+    # an agent's k3s binary on the way (checked by sha256 before it replaces anything)
+    ("k3s", r'/usr/local/bin/k3s\.greenroom', 0.05),
 ]
 
 
@@ -40,7 +43,9 @@ def subjects(tmp_path_factory):
     return faultsubjects.lab_subjects(tmp_path_factory.mktemp("faults"))
 
 
-@pytest.mark.parametrize(("name", "at", "delay"), CUTS, ids=[f"{c[0]}-{c[1]}" for c in CUTS])
+@pytest.mark.parametrize(("name", "at", "delay"), CUTS,
+                         ids=["router-install", "router-restart", "dell-gateway", "registry",
+                              "pi-prep", "k3s"])
 def test_cut_mid_converge_leaves_the_host_whole(lab, subjects, name, at, delay):
     outcome = trial(lab, subjects[name], at, delay)
     assert not outcome.missed, f"the cut did not land ({outcome.status}):\n{outcome.text}"

@@ -47,9 +47,11 @@ class Write:
 
 @dataclass
 class Cut:
-    """What happened to the cut: the command it fell on and the processes it killed."""
+    """What happened to the cut: the command it fell on and the processes it killed. `at`
+    is a command number (1 = the first) or a regular expression: the first command whose
+    text (its script included) matches it."""
 
-    at: int
+    at: int | str
     delay: float
     command: str = ""
     killed: list[int] = field(default_factory=list)
@@ -87,10 +89,11 @@ def kill(pids: Iterable[int]) -> list[int]:
 
 class Injector:
     """Counts the commands greenroom sends `host`; cuts its session at command `at` (1 =
-    the first) after `delay` seconds; records atomic writes. `at=0` never cuts (a counting
-    run, to learn how many commands a converging run sends)."""
+    the first, or the first matching a regular expression) after `delay` seconds; records
+    atomic writes. `at=0` never cuts (a counting run, to learn how many commands a
+    converging run sends)."""
 
-    def __init__(self, lab: Any, host: str, at: int = 0, delay: float = 0.0) -> None:
+    def __init__(self, lab: Any, host: str, at: int | str = 0, delay: float = 0.0) -> None:
         self.lab = lab
         self.host = host
         self.netns = lab.plan.guest(host).netns
@@ -101,7 +104,8 @@ class Injector:
         self._timers: list[threading.Timer] = []
 
     def before(self, session: Any, command: str) -> None:
-        """Called before each command is sent; session is greenroom's Session."""
+        """Called before each command is sent (with its stdin: a batch's script travels
+        there); session is greenroom's Session."""
         if session.host.name != self.host:
             return
         with self._lock:
@@ -112,10 +116,15 @@ class Injector:
                                   strict=False):
             path = shlex.split(target)[0]
             self.writes.append(Write(path, guest_sha256(self.lab, self.host, path), wanted))
-        if number == self.cut.at:
+        at = self.cut.at
+        due = (number == at) if isinstance(at, int) else (
+            not self._timers and re.search(at, command) is not None)
+        if due:
             sock = getattr(session.connection.transport, "sock", None)
             pids = sshd_pids(self.netns, sock.getsockname()[1]) if sock is not None else []
-            self.cut.command = command.strip().splitlines()[0][:120] if command else ""
+            match = re.search(at, command) if isinstance(at, str) else None
+            self.cut.command = (match.group(0) if match else
+                                command.strip().splitlines()[0] if command else "")[:120]
 
             def fire() -> None:
                 self.cut.killed = kill(pids)
@@ -137,9 +146,10 @@ def injected(injector: Injector) -> Iterator[Injector]:
     """Route every remote command greenroom runs through `injector` for the duration."""
     original: Callable[..., Any] = session_mod.Session.run
 
-    def run(self: Any, command: str, *args: Any, **kwargs: Any) -> Any:
-        injector.before(self, command)
-        return original(self, command, *args, **kwargs)
+    def run(self: Any, command: str, stdin: Any = None, *args: Any, **kwargs: Any) -> Any:
+        script = stdin if isinstance(stdin, str) else ""
+        injector.before(self, f"{command}\n{script}" if script else command)
+        return original(self, command, stdin, *args, **kwargs)
 
     session_mod.Session.run = run  # type: ignore[method-assign]
     try:

@@ -54,7 +54,7 @@ class Outcome:
     """What one trial saw."""
 
     subject: str
-    at: int
+    at: int | str
     delay: float
     commands: int = 0
     cut_command: str = ""
@@ -102,7 +102,7 @@ def count_commands(lab: Any, subject: Subject) -> int:
     return injector.count
 
 
-def trial(lab: Any, subject: Subject, at: int, delay: float, *,
+def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
           prepared: bool = False) -> Outcome:
     """Prepare (unless done), cut the target at command `at` after `delay` s, judge."""
     started = time.monotonic()

@@ -35,7 +35,7 @@ class Shell:
         if self.cut_on is not None and self.cut_on in command:
             self.cut_on = None
             raise HostUnreachable("connection to h lost while a command ran")
-        self.ran.append(command)
+        self.ran.append(command + "\n" + (stdin or ""))  # a batch's script is its stdin
         done = subprocess.run(["/bin/sh", "-c", command], input=stdin or "", cwd=self.root,
                               capture_output=True, text=True, check=False)
         return CommandResult(done.returncode, done.stdout, done.stderr)
@@ -111,9 +111,10 @@ def test_an_uncut_run_leaves_no_marker_and_costs_no_extra_round_trip(host):
     result, _, session = run(host)
     assert result.status is Status.CHANGED and restarts(host) == 1
     assert markers(host) == []
-    # facts, the change (marker in front), the re-check, the handler (marker cleared)
-    assert len(session.ran) == 4
-    assert session.ran[1].startswith("mkdir -p ") and session.ran[1].endswith("> conf")
+    # facts; the change (its marker in front) with the re-check; the handler (marker cleared)
+    assert len(session.ran) == 3
+    change = session.ran[1]
+    assert change.index(f"mkdir -p {pending.DIRECTORY}") < change.index("printf new > conf")
 
 
 def test_marker_names_are_safe_and_distinct():
