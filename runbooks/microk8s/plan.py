@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,19 @@ if TYPE_CHECKING:
 DONE = (Action(":"),)  # a change made while planning (on the seed, or on this machine)
 CLUSTERED = "/var/snap/microk8s/current/var/lock/clustered.lock"
 JOIN_PORT = 25000
+JOIN_TIMEOUT = 900
+TOKENS = "/var/snap/microk8s/current/credentials/cluster-tokens.txt"
+# On the seed: the token read from stdin (TOKEN/CHECK) removed from the cluster's token file
+# if a failed join left it there; shell builtins only, so it is in no process's argv.
+REVOKE = f"""f={TOKENS}; n=$f.greenroom; found=
+IFS= read -r t; t=${{t%%/*}}
+[ -n "$t" ] && [ -f "$f" ] || exit 0
+(umask 077; : > "$n")
+while IFS= read -r l || [ -n "$l" ]; do
+  case "$l" in "$t"|"$t|"*) found=1 ;; *) printf '%s\\n' "$l" >> "$n" ;; esac
+done < "$f"
+if [ -n "$found" ]; then mv "$n" "$f"; echo revoked; else rm -f "$n"; fi
+"""
 SEED_WAIT = 180.0
 INSPECT_KEEP = ("FAIL", "fail", "error", "Error", "WARN", "Inspection report", "tarball")
 
@@ -228,21 +242,55 @@ class Joined(Step):
         if self.ctx.check:
             return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh token",
                                      (Action("(token from the seed)"),))]
-        issued = seed.run("microk8s add-node --token-ttl 600 --format json")
+        with _join_lock(self.cluster.seed):  # one join at a time: one dqlite change each
+            self._join(seed, leave)
+        return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh single-use "
+                                 f"token ({'worker' if self.worker else 'control plane'})",
+                                 DONE)]
+
+    def _join(self, seed: Any, leave: str) -> None:
+        """Issue a single-use token on the seed, join with it, revoke it if still unused.
+
+        The token reaches the node on stdin (never in a command line we send). The real
+        `microk8s join` takes it only as its argument, so it is in that process's argv on
+        the joining node while the join runs; single-use (no --token-ttl: a token with a
+        TTL can be reused until it expires), it is worthless once the seed accepted it,
+        and revoked on the seed when the join failed before using it.
+        """
+        issued = seed.run("microk8s add-node --format json")
         try:
             token = str(json.loads(issued.stdout)["token"]) if issued.ok else ""
         except (ValueError, KeyError, TypeError):
             token = ""
-        if not token:
-            raise StepFailed(f"`microk8s add-node` on {self.cluster.seed} gave no token: "
-                             f"{secrets.mask(issued.stderr.strip())}")
         secrets.register(token)
+        secrets.register(token.partition("/")[0])
+        if not token.partition("/")[0]:
+            raise StepFailed(f"`microk8s add-node` on {self.cluster.seed} gave no token: "
+                             f"{secrets.mask((issued.stderr or issued.stdout).strip())}")
         address = self.cluster.addresses[self.cluster.seed]
-        command = (f'set -e; {leave}t=$(cat); microk8s join "{address}:{JOIN_PORT}/$t"'
+        command = (f'set -e; {leave}IFS= read -r t; microk8s join "{address}:{JOIN_PORT}/$t"'
                    f"{' --worker' if self.worker else ''}")
-        return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh token "
-                                 f"({'worker' if self.worker else 'control plane'})",
-                                 (Action(command, stdin=token + "\n"),))]
+        try:
+            done = self.ctx.session.run(command, stdin=token + "\n", timeout=JOIN_TIMEOUT)
+        finally:
+            revoke = seed.run(REVOKE, stdin=token + "\n")
+        if not done.ok:
+            said = secrets.mask((done.stderr.strip() or done.stdout.strip())[-600:])
+            raise StepFailed(f"`microk8s join` to {self.cluster.seed} failed: {said}\n"
+                             f"`microk8s inspect` on {self.ctx.host.name} says:\n"
+                             f"{inspect_lines(self.ctx.session)}")
+        if not revoke.ok:
+            raise StepFailed(f"could not check that the join token is gone on "
+                             f"{self.cluster.seed}: {secrets.mask(revoke.stderr.strip())}")
+
+
+_JOIN_LOCKS: dict[str, threading.Lock] = {}
+_JOIN_LOCKS_GUARD = threading.Lock()
+
+
+def _join_lock(seed: str) -> threading.Lock:
+    with _JOIN_LOCKS_GUARD:
+        return _JOIN_LOCKS.setdefault(seed, threading.Lock())
 
 
 class KubeconfigMerged(Step):

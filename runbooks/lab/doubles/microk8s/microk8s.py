@@ -15,9 +15,13 @@ would be), enables the launch configuration's addons and starts the cluster agen
 (unit snap.microk8s.daemon-cluster-agent, plain HTTP on :25000 in the double).
 
 microk8s: `status [--wait-ready] [--timeout N] [--format short]` (ready READY_SECONDS after
-the install), `add-node [--token-ttl N] [--format json]` (single-use tokens), `join
-ADDR:25000/TOKEN [--worker]` (refused: a wrong, used or expired token; a node the seed
-already knows), `leave`, `remove-node NAME [--force]`, `enable NAME [ARGS]`, `config`
+the install), `add-node [--token-ttl N] [--format json]` (tokens kept as the real one keeps
+them, in credentials/cluster-tokens.txt: without a TTL single-use, with one reusable until it
+expires; the JSON's token is TOKEN/CHECK, CHECK standing for the seed's certificate hash),
+`join ADDR:25000/TOKEN/CHECK [--worker]` (refused: a wrong, used or expired token, a wrong
+CHECK, a node the seed already knows; after the seed accepted it the process stays
+JOIN_SECONDS, as the real join does while it configures the node), `leave`,
+`remove-node NAME [--force]`, `enable NAME [ARGS]`, `config`
 (kubeconfig: cluster microk8s-cluster, user admin, context microk8s), `inspect`,
 `kubectl get node(s) ...` (on the seed: the nodes that joined it, all Ready).
 """
@@ -49,12 +53,16 @@ CURRENT = "/var/snap/microk8s/current"
 STATE = f"{CURRENT}/var/greenroom-double/cluster.json"
 CLUSTERED = f"{CURRENT}/var/lock/clustered.lock"
 AGENT_UNIT = "snap.microk8s.daemon-cluster-agent"
+TOKENS = f"{CURRENT}/credentials/cluster-tokens.txt"
 READY_SECONDS = float(os.environ.get("MICROK8S_DOUBLE_READY_SECONDS", "2"))
+JOIN_SECONDS = float(os.environ.get("MICROK8S_DOUBLE_JOIN_SECONDS", "1.5"))
 VERSION, REVISION = "v1.32.3", "7964"
 
 
 def log(argv: list[str], extra: str = "") -> None:
     shown = [re.sub(r"(:\d+/)[^ ]+", r"\1<token>", a) for a in argv]
+    if argv[:1] == ["add-node"] and "--token" in argv:
+        shown = [*shown[:shown.index("--token") + 1], "<token>"]
     os.makedirs(os.path.dirname(CALLS), exist_ok=True)
     with open(CALLS, "a") as out:
         out.write(f"{time.time():.3f} {' '.join(shown)}{extra}\n")
@@ -217,18 +225,7 @@ def microk8s(argv: list[str]) -> None:
     if cmd == "status":
         status(rest)
     elif cmd == "add-node":
-        token = secrets.token_hex(16)
-        ttl = int(rest[rest.index("--token-ttl") + 1]) if "--token-ttl" in rest else 86400
-        with Locked():
-            st = load(STATE, {})
-            st.setdefault("tokens", {})[hashlib.sha256(token.encode()).hexdigest()] = {
-                "used": False, "expires": time.time() + ttl}
-            save(STATE, st)
-        if "--format" in rest and rest[rest.index("--format") + 1] == "json":
-            print(json.dumps({"token": token, "urls": [f"{my_address()}:25000/{token}"]}))
-        else:
-            print(f"From the node you wish to join to this cluster, run the following:\n"
-                  f"microk8s join {my_address()}:25000/{token}")
+        add_node(rest)
     elif cmd == "join":
         join(rest)
     elif cmd == "leave":
@@ -281,13 +278,64 @@ def status(rest: list[str]) -> None:
             print(f"core/{name}: enabled")
 
 
+def check_hash() -> str:
+    """Stands for the hash of the seed's server certificate (`server_cert_check`)."""
+    return hashlib.sha256(b"greenroom double CA for " + socket.gethostname().encode()
+                          ).hexdigest()[:12]
+
+
+def add_node(rest: list[str]) -> None:
+    token = rest[rest.index("--token") + 1] if "--token" in rest else secrets.token_hex(16)
+    ttl = int(rest[rest.index("--token-ttl") + 1]) if "--token-ttl" in rest else -1
+    os.makedirs(os.path.dirname(TOKENS), exist_ok=True)
+    with Locked():
+        with open(TOKENS, "a") as f:
+            f.write(f"{token}|{int(time.time()) + ttl}\n" if ttl != -1 else f"{token}\n")
+        os.chmod(TOKENS, 0o600)
+        st = load(STATE, {})  # for the tests: which tokens were ever issued (hashed)
+        st.setdefault("tokens", {})[hashlib.sha256(token.encode()).hexdigest()] = {
+            "ttl": ttl}
+        save(STATE, st)
+    full = f"{token}/{check_hash()}"
+    if "--format" in rest and rest[rest.index("--format") + 1] == "json":
+        print(json.dumps({"token": full, "urls": [f"{my_address()}:25000/{full}"]}, indent=2))
+    else:
+        print(f"From the node you wish to join to this cluster, run the following:\n"
+              f"microk8s join {my_address()}:25000/{full}")
+
+
+def consume_token(token: str) -> str | None:
+    """Why `token` is refused, or None after consuming it (the real agent's rules)."""
+    try:
+        lines = open(TOKENS).read().splitlines()
+    except FileNotFoundError:
+        return "Invalid token"
+    for index, line in enumerate(lines):
+        value, _, expiry = line.partition("|")
+        if value != token or not token:
+            continue
+        if not expiry:  # single-use
+            del lines[index]
+            with open(TOKENS + ".tmp", "w") as f:
+                f.write("".join(ln + "\n" for ln in lines))
+            os.chmod(TOKENS + ".tmp", 0o600)
+            os.replace(TOKENS + ".tmp", TOKENS)
+            return None
+        return None if expiry.isdigit() and int(expiry) > time.time() else \
+            "Invalid token (expired)"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return "Invalid token (already used)" if digest in load(STATE, {}).get("tokens", {}) \
+        else "Invalid token"
+
+
 def join(rest: list[str]) -> None:
     target = rest[0]
-    address, _, token = target.partition("/")
+    address, _, secret = target.partition("/")
+    token, _, check = secret.partition("/")
     if os.path.exists(CLUSTERED):
         fail("The node is already part of a cluster: run `microk8s leave` first.")
     print(f"Contacting cluster at {address.partition(':')[0]}")
-    body = json.dumps({"token": token, "name": socket.gethostname(),
+    body = json.dumps({"token": token, "check": check, "name": socket.gethostname(),
                        "worker": "--worker" in rest}).encode()
     try:
         with urllib.request.urlopen(urllib.request.Request(
@@ -302,6 +350,7 @@ def join(rest: list[str]) -> None:
         st["worker"] = "--worker" in rest
         st["joined"] = address
         save(STATE, st)
+    time.sleep(JOIN_SECONDS)  # the real join configures and restarts services here
     open(CLUSTERED, "w").close()
     print("Successfully joined the cluster.")
 
@@ -371,16 +420,14 @@ def kubectl(rest: list[str]) -> None:
 class Agent(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        digest = hashlib.sha256(str(data.get("token", "")).encode()).hexdigest()
+        if data.get("check") != check_hash():
+            return self.answer(500, "certificate check failed: the node answering is not "
+                                    "the one that issued the token")
         with Locked():
-            st = load(STATE, {})
-            entry = st.get("tokens", {}).get(digest)
-            if entry is None or entry["used"] or entry["expires"] < time.time():
-                why = "Invalid token" if entry is None else (
-                    "Invalid token (already used)" if entry["used"] else "Invalid token "
-                    "(expired)")
+            why = consume_token(str(data.get("token", "")))
+            if why is not None:
                 return self.answer(500, why)
-            entry["used"] = True
+            st = load(STATE, {})
             if data["name"] in st.get("nodes", {}):
                 save(STATE, st)
                 return self.answer(502, f"The joining node ({data['name']}) is already known "
