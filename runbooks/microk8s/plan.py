@@ -32,6 +32,7 @@ from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Action, Change, Command, File, Plan, Step, StepFailed, Verify
 from runbooks.microk8s import config as cfg
+from runbooks.microk8s.board import board_steps
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
@@ -92,11 +93,20 @@ def node_plan(ctx: HostContext) -> Plan:
     q = shlex.quote
     timeout = int(ctx.options.get("timeout", 120))
     plan = Plan()
+    plan.add(*board_steps(ctx, cluster))
     plan.add(File(cfg.CONFIG, cfg.launch_yaml(cluster, registry_of(ctx.inventory)),
                   mode="644"))
-    source = "offline cache" if cluster.offline else cluster.channel
-    plan.add(Command(f"Install the microk8s snap ({source})",
-                     cfg.install_command(cluster), unless="snap list microk8s >/dev/null 2>&1"))
+    install, source = cfg.install_command(cluster), cluster.channel
+    if cluster.offline:
+        from runbooks.microk8s import offline
+
+        pinned = offline.pinned_files(ctx.inventory, cluster)
+        for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
+            plan.add(offline.Pushed(name, local, pinned.digests[name]))
+        install = offline.install_command(pinned.revision, cfg.stamp_command())
+        source = f"{cluster.channel} revision {pinned.revision}, pinned, from this machine"
+    plan.add(Command(f"Install the microk8s snap ({source})", install,
+                     unless="snap list microk8s >/dev/null 2>&1"))
     plan.add(Command("Apply the launch configuration to the installed snap",
                      f'set -e; snap set microk8s config="$(cat {cfg.CONFIG})"; '
                      f"sha256sum < {cfg.CONFIG} > {cfg.STAMP}",
@@ -114,6 +124,10 @@ def node_plan(ctx: HostContext) -> Plan:
     plan.add(Ready(ctx, timeout))
     if ctx.host.name == cluster.seed:
         plan.add(Addons(cluster))
+        if cluster.ingress_service:
+            from runbooks.microk8s.ingress import IngressService
+
+            plan.add(IngressService(cluster.ingress_address))
         path = ctx.options.get("kubeconfig_path", "default")
         if path == "default":
             path = kubeconfig_path(None)

@@ -97,8 +97,24 @@ def kubectl(lab, *args: str) -> str:  # noqa: ANN001
 
 
 def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
+    sh(mlab, "mk1", "useradd --create-home ubuntu")  # the image's default user
     result, out = run(mlab)
     assert result.ok, out
+    # the seed's board preparation
+    for name in NODES:
+        assert mlab.exec(name, "id -u ubuntu").returncode == 1
+        assert "sudo" in sh(mlab, name, "id -nG ada").split()
+        assert "(ALL : ALL) NOPASSWD: ALL" in sh(mlab, name, "sudo -l -U ada")
+        assert sh(mlab, name, "cat /home/ada/.ssh/authorized_keys") == \
+            sh(mlab, name, "cat /root/.ssh/authorized_keys")
+        assert sh(mlab, name, "stat -c '%U %a' /home/ada/.ssh").split() == ["ada", "700"]
+        assert sh(mlab, name, "sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables"
+                              " net.bridge.bridge-nf-call-ip6tables").split() == ["1"] * 3
+        assert sh(mlab, name, "cat /etc/sysctl.d/k8s.conf").splitlines() == [
+            "net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-iptables = 1",
+            "net.bridge.bridge-nf-call-ip6tables = 1"]
+        assert sh(mlab, name, "cat /etc/modules-load.d/k8s.conf") == "br_netfilter\n"
+    assert mlab.exec("mk1", "test -e /home/ubuntu").returncode == 1
     cluster = mlab.inventory.sections["cluster"]
     wanted = cfg.launch_yaml(cluster, None)
     for name in NODES:
@@ -124,6 +140,11 @@ def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
     assert all(t["ttl"] == -1 for t in state["tokens"].values()), "single-use tokens only"
     assert sh(mlab, "mk0", f"cat {TOKENS}") == "", "every token used"
     assert set(state["addons"]) == {"dns", "hostpath-storage", "ingress"}
+    ingress = state["services"]["ingress/ingress"]["spec"]
+    assert (ingress["type"], ingress["loadBalancerIP"], ingress["selector"]) == (
+        "LoadBalancer", "192.168.30.240", {"name": "nginx-ingress-microk8s"})
+    assert [(p["name"], p["port"], p["targetPort"]) for p in ingress["ports"]] == [
+        ("http", 80, 80), ("https", 443, 443)]
     assert_no_token_in(out + json.dumps(result.as_report()), mlab)
     assert sorted(kubectl(mlab, "get-contexts", "-o", "name").split()) == ["labmk8s", "work"]
     assert kubectl(mlab, "view", "-o", "jsonpath={.clusters[?(@.name==\"labmk8s\")]"
@@ -286,3 +307,55 @@ def test_reset_lists_then_removes_everything(mlab) -> None:  # noqa: ANN001
         assert mlab.exec(name, "test -e /var/snap/microk8s").returncode == 1
     again, out = run(mlab, "RESET")
     assert again.changed == 0, out
+
+
+def test_offline_install_from_the_pinned_cache(mlab, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """`inv microk8s.fetch` from the lab's release site (a mirror of `snap download`), then
+    `inv microk8s` with offline: true on the clean nodes: the pinned files pushed from this
+    machine's cache, `snap ack` before `snap install ./microk8s_<rev>.snap`, no store."""
+    import sys
+
+    from runbooks.core.inventory import load_inventory
+    from runbooks.core.runner import run_runbook
+    from runbooks.lab.doubles.microk8s import snapfiles
+    from runbooks.lab.release import URL
+    from runbooks.microk8s import plan
+
+    text = INVENTORY.read_text().replace(
+        "  channel: 1.32/stable\n",
+        f"  channel: 1.32/stable\n  offline: true\n  source: {URL}/microk8s\n")
+    offline = tmp_path / "offline-mk8s.yaml"
+    offline.write_text(text)
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    inv = [str(Path(sys.executable).with_name("inv")), "microk8s.fetch", "-i", str(offline)]
+    first = subprocess.run(inv, cwd=ROOT, env=env, capture_output=True, text=True)
+    rev = snapfiles.revision("1.32/stable")
+    assert first.returncode == 0 and f"revision {rev}: downloaded and pinned" in first.stdout, \
+        first.stdout + first.stderr
+    second = subprocess.run(inv, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "already cached, matches the lock" in second.stdout, second.stdout + second.stderr
+    lock = json.loads((tmp_path / "offline-mk8s.microk8s.lock").read_text())
+    assert lock["channels"]["1.32/stable"]["revision"] == rev
+
+    inventory = load_inventory(str(offline))
+
+    def converge() -> tuple:  # noqa: ANN202
+        out = io.StringIO()
+        result = run_runbook(plan.RUNBOOK, inventory, [inventory.hosts[n] for n in NODES],
+                             parallel=3, out=out, options={"timeout": 30,
+                                                           "kubeconfig_path": None})
+        return result, out.getvalue()
+
+    result, out = converge()
+    assert result.ok, out
+    for name in NODES:
+        calls = sh(mlab, name, f"cat {CALLS}").splitlines()
+        ack = max(i for i, c in enumerate(calls) if f"snap ack ./microk8s_{rev}.assert" in c)
+        install = max(i for i, c in enumerate(calls) if " snap install " in c)
+        assert ack < install and f"snap install ./microk8s_{rev}.snap --classic" in \
+            calls[install] and "--channel" not in calls[install], calls
+        listed = sh(mlab, name, "snap list microk8s").splitlines()[1].split()
+        assert listed[2] == rev and listed[3] == "-" and listed[-1] == "classic,held"
+    again, out = converge()
+    assert again.ok and again.changed == 0, out

@@ -8,7 +8,8 @@ under /var/snap/microk8s/current/. Every call is appended to CALLS (argv, the jo
 replaced by <token>, and what the launch configuration was at install time).
 
 snap: `list microk8s` (Notes `classic` or `classic,held`), `install microk8s --classic
---channel=C` or `install ./microk8s_*.snap --classic` (after `ack` of its assertion),
+--channel=C` or `install ./microk8s_R.snap --classic` (only after `ack` of an assertion
+stating that file's SHA3-384, as snapd finds it by digest),
 `refresh --hold|--unhold microk8s`, `set microk8s config=<launch config>`, `remove [--purge]
 microk8s`. Installing creates group `microk8s`, /usr/local/bin/microk8s (where /snap/bin
 would be), enables the launch configuration's addons and starts the cluster agent
@@ -23,7 +24,9 @@ CHECK, a node the seed already knows; after the seed accepted it the process sta
 JOIN_SECONDS, as the real join does while it configures the node), `leave`,
 `remove-node NAME [--force]`, `enable NAME [ARGS]`, `config`
 (kubeconfig: cluster microk8s-cluster, user admin, context microk8s), `inspect`,
-`kubectl get node(s) ...` (on the seed: the nodes that joined it, all Ready).
+`kubectl get node(s) ...` (on the seed: the nodes that joined it, all Ready), `kubectl apply
+-f -` of a JSON v1 Service and `kubectl get service NAME -n NS -o json` (namespace `ingress`
+exists once the ingress addon is enabled, as the addon creates it).
 """
 
 from __future__ import annotations
@@ -133,11 +136,10 @@ def snap(argv: list[str]) -> None:
             fail("error: no matching snaps installed")
         notes = "classic,held" if st.get("held") else "classic"
         print("Name      Version  Rev   Tracking     Publisher   Notes")
-        print(f"microk8s  {VERSION}  {REVISION}  {st['channel']}  canonical**  {notes}")
+        print(f"microk8s  {VERSION}  {st.get('revision', REVISION)}  {st['channel']}  "
+              f"canonical**  {notes}")
     elif cmd == "ack":
-        with open(ACKED, "a") as f:
-            f.write(os.path.abspath(rest[0]) + "\n")
-        print("")
+        ack(rest[0])
     elif cmd == "install":
         install(st, rest)
     elif cmd == "refresh" and rest[:1] in (["--hold"], ["--unhold"]) and "microk8s" in rest:
@@ -165,6 +167,20 @@ def snap(argv: list[str]) -> None:
         fail(f"error: the double does not model `snap {' '.join(argv)}`")
 
 
+def ack(path: str) -> None:
+    """Add the snap-revision assertion of `path` (digest -> revision) to what is known."""
+    text = open(path).read()
+    for block in re.split(r"\n\n(?=type: )", text):
+        if re.search(r"^type: snap-revision$", block, re.M):
+            facts = dict(re.findall(r"^(snap-revision|snap-sha3-384): (\S+)$", block, re.M))
+            if len(facts) == 2:
+                known = load(ACKED, {})
+                known[facts["snap-sha3-384"]] = facts["snap-revision"]
+                save(ACKED, known)
+                return
+    fail(f'error: cannot assert: cannot decode signature: no snap-revision in "{path}"')
+
+
 def install(st: dict, rest: list[str]) -> None:
     if st.get("installed"):
         print('snap "microk8s" is already installed, see \'snap help refresh\'')
@@ -177,12 +193,14 @@ def install(st: dict, rest: list[str]) -> None:
     target = [a for a in rest if not a.startswith("--")]
     channel = next((a.split("=", 1)[1] for a in rest if a.startswith("--channel=")),
                    "latest/stable")
+    revision = REVISION
     if target and target[0].endswith(".snap"):
-        path = os.path.abspath(target[0])
-        acked = open(ACKED).read() if os.path.exists(ACKED) else ""
-        if path[:-len(".snap")] + ".assert" not in acked:
+        with open(target[0], "rb") as f:
+            digest = base64.urlsafe_b64encode(hashlib.sha3_384(f.read()).digest()).decode()
+        revision = load(ACKED, {}).get(digest.rstrip("="), "")
+        if not revision:
             fail(f'error: cannot find signatures with metadata for snap "{target[0]}"')
-        channel = "offline"
+        channel = "-"  # a local file is tracked on no channel
     elif target != ["microk8s"]:
         fail(f"error: the double installs only microk8s, not {target}")
     launch = open(LAUNCH).read() if os.path.exists(LAUNCH) else None
@@ -204,7 +222,8 @@ def install(st: dict, rest: list[str]) -> None:
     subprocess.run(["systemctl", "reset-failed", AGENT_UNIT], capture_output=True)
     subprocess.run(["systemd-run", f"--unit={AGENT_UNIT}", "/usr/bin/python3", LIB, "agent"],
                    check=True, capture_output=True)
-    save(SNAP_STATE, {"installed": True, "channel": channel, "held": False})
+    save(SNAP_STATE, {"installed": True, "channel": channel, "revision": revision,
+                      "held": False})
     print(f"microk8s ({channel}) {VERSION} from Canonical** installed")
 
 
@@ -401,8 +420,13 @@ def kubectl(rest: list[str]) -> None:
     if st.get("joined") or not ready():
         fail("The connection to the server 127.0.0.1:16443 was refused - did you specify "
              "the right host or port?")
+    if rest[:3] == ["apply", "-f", "-"]:
+        return apply(sys.stdin.read())
+    if rest[:2] in (["get", "service"], ["get", "svc"]):
+        return get_service(st, rest[2:])
     if rest[:1] != ["get"] or len(rest) < 2 or rest[1] not in ("node", "nodes", "no"):
-        fail(f"the double's kubectl answers only `get nodes`, not {rest}")
+        fail(f"the double's kubectl answers only `get nodes`, `get service` and `apply -f -` "
+             f"(JSON), not {rest}")
     names = [a for a in rest[2:] if not a.startswith("-") and a not in ("name", "wide")]
     nodes = st.get("nodes", {})
     for name in names:
@@ -413,6 +437,47 @@ def kubectl(rest: list[str]) -> None:
             print(f"node/{name}")
         else:
             print(f"{name}   Ready    <none>   1m   {VERSION}")
+
+
+def namespaces(st: dict) -> set[str]:
+    """default and kube-system, plus `ingress` once the ingress addon is enabled."""
+    return {"default", "kube-system"} | ({"ingress"} if "ingress" in st.get("addons", {})
+                                         else set())
+
+
+def apply(text: str) -> None:
+    """`kubectl apply -f -` of one JSON Service (the double parses no YAML)."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        fail("error: the double's kubectl apply reads JSON only")
+    if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
+        fail(f"error: the double applies v1 Services only, not {obj.get('kind')}")
+    meta = obj["metadata"]
+    namespace = meta.get("namespace", "default")
+    with Locked():
+        st = load(STATE, {})
+        if namespace not in namespaces(st):
+            fail(f'Error from server (NotFound): namespaces "{namespace}" not found')
+        key = f"{namespace}/{meta['name']}"
+        services = st.setdefault("services", {})
+        old = services.get(key)
+        spec = dict(obj["spec"])
+        spec.setdefault("sessionAffinity", "None")  # what the API server adds
+        spec["ports"] = [{**p, "nodePort": 30000 + i} for i, p in enumerate(spec["ports"])]
+        services[key] = {**obj, "spec": spec}
+        save(STATE, st)
+    same = old is not None and old["spec"] == spec and old["metadata"] == meta
+    print(f"service/{meta['name']} {'unchanged' if same else 'configured' if old else 'created'}")
+
+
+def get_service(st: dict, rest: list[str]) -> None:
+    namespace = rest[rest.index("-n") + 1] if "-n" in rest else "default"
+    name = rest[0]
+    found = st.get("services", {}).get(f"{namespace}/{name}")
+    if found is None:
+        fail(f'Error from server (NotFound): services "{name}" not found')
+    print(json.dumps({**found, "status": {"loadBalancer": {}}}, indent=2))
 
 
 # -- cluster agent ---------------------------------------------------------------------------
