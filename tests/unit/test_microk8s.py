@@ -234,3 +234,34 @@ def test_demo_check_probe(change: dict, bad: str | None, detail: str) -> None:
     assert [c.name for c in failed] == ([bad] if bad else [])
     if bad:
         assert detail in failed[0].detail and failed[0].fix == "inv microk8s"
+
+
+def test_board_steps_never_remove_the_login_user() -> None:
+    from runbooks.core.steps import StepFailed
+    from runbooks.microk8s.board import remove_default_steps
+
+    with pytest.raises(StepFailed, match="logs in as ubuntu"):
+        remove_default_steps("ubuntu")
+    (step,) = remove_default_steps("ada")
+    assert step.command == "userdel --remove ubuntu"  # type: ignore[attr-defined]
+
+
+def test_board_steps_follow_the_inventory() -> None:
+    from types import SimpleNamespace
+
+    from runbooks.microk8s.board import board_steps
+
+    def names(**kw: object) -> list[str]:
+        ctx = SimpleNamespace(host=SimpleNamespace(user="root"))
+        return [s.name for s in board_steps(ctx, cluster_of(**kw))]  # type: ignore[arg-type]
+
+    plain = names()
+    assert plain == ["Ensure kernel module br_netfilter loaded",
+                     "Ensure net.ipv4.ip_forward = 1",
+                     "Ensure net.bridge.bridge-nf-call-iptables = 1",
+                     "Ensure net.bridge.bridge-nf-call-ip6tables = 1"]
+    full = names(admin_user="ada", remove_default_user=True)
+    assert full[len(plain):] == [
+        "Ensure user ada exists", "Ensure ada is in group sudo",
+        "Ensure /etc/sudoers.d/90-greenroom-ada", "Ensure ada has the SSH keys root logs in with",
+        "Remove the default user ubuntu and its home"]
