@@ -1,6 +1,7 @@
 """microk8s's probe for demo.check: read-only facts gathered with every other probe's, then
 the checks (every node: snap installed and held, microk8s running; the seed node: every node
-Ready, every addon enabled, the ingress Service there when the inventory asks for it)."""
+Ready, high availability with three control-plane nodes or more, every addon enabled, the
+ingress Service there when the inventory asks for it)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def facts(host: Any, inventory: Any) -> dict[str, str]:
 
 
 def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
-    from runbooks.microk8s.plan import parse_addons
+    from runbooks.microk8s.plan import ha_expected, parse_addons, parse_ha
 
     cluster = _cluster(inventory)
     snap = found["microk8s/snap"].out.split() if found["microk8s/snap"].ok else []
@@ -58,6 +59,9 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     bad = [f"{n} ({state.get(n, 'missing')})" for n in cluster.nodes if state.get(n) != "Ready"]
     yield Check("nodes Ready", not bad, f"not Ready: {', '.join(bad)}" if bad else
                 f"{len(cluster.nodes)} of {len(cluster.nodes)}")
+    if running and ha_expected(cluster):
+        said = parse_ha(status.out)
+        yield Check("high availability", said == "yes", f"high-availability: {said}")
     if running:  # else the addons are unknown, not disabled
         enabled = parse_addons(status.out)
         off = [a.name for a in cluster.addons if not enabled.get(a.name)]

@@ -392,6 +392,45 @@ class NodesReady(Verify):
         return []
 
 
+def parse_ha(text: str) -> str | None:
+    """`high-availability: yes|no` of `microk8s status` (None when it does not say)."""
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == "high-availability":
+            return value.strip()
+    return None
+
+
+def ha_expected(cluster: Microk8sCluster) -> bool:
+    """dqlite is highly available with three control-plane nodes or more."""
+    return len(cluster.nodes) - len(cluster.workers) >= 3
+
+
+class HighAvailability(Verify):
+    """On the seed node: `high-availability: yes` when the inventory has three control-plane
+    nodes or more (fewer: `no` is what microk8s says, and fine)."""
+
+    def __init__(self, cluster: Microk8sCluster, log: Any) -> None:
+        self.cluster, self.log = cluster, log
+        voters = len(cluster.nodes) - len(cluster.workers)
+        self.name = (f"high availability ({voters} control-plane node"
+                     f"{'s' if voters != 1 else ''}: {'yes' if ha_expected(cluster) else 'no'}"
+                     " expected)")
+
+    def facts(self) -> Mapping[str, str]:
+        return {"status": "microk8s status"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        said = parse_ha(facts["status"].out) if facts["status"].ok else None
+        self.log(f"high-availability: {said or 'unknown'}")
+        if ha_expected(self.cluster) and said != "yes":
+            raise StepFailed(f"high-availability is {said or 'unknown'} with "
+                             f"{len(self.cluster.nodes) - len(self.cluster.workers)} "
+                             "control-plane nodes: a node may be joining or gone; run "
+                             "`inv microk8s` and see `microk8s status` on the seed")
+        return []
+
+
 class AddonsEnabled(Verify):
     """On the seed node: every addon of the inventory enabled."""
 
@@ -415,7 +454,8 @@ def check_plan(ctx: HostContext) -> Plan:
     cluster = cluster_of(ctx.inventory)
     plan = Plan().add(Held(), Ready(ctx, int(ctx.options.get("timeout", 30))))
     if ctx.host.name == cluster.seed:
-        plan.add(NodesReady(cluster), AddonsEnabled(cluster))
+        plan.add(NodesReady(cluster), AddonsEnabled(cluster),
+                 HighAvailability(cluster, ctx.log))
     return plan
 
 

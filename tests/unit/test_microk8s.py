@@ -208,17 +208,21 @@ GOOD = {
      "microk8s running", "microk8s inspect"),
     ({"microk8s/nodes": (0, GOOD["microk8s/nodes"][1].replace("m2   Ready", "m2   NotReady"))},
      "nodes Ready", "m2 (NotReady)"),
-    ({"microk8s/status": (0, "microk8s is running\ncore/dns: enabled\ncore/ingress: disabled")},
+    ({"microk8s/status": (0, "microk8s is running\nhigh-availability: yes\ncore/dns: enabled\n"
+                             "core/ingress: disabled")},
      "addons enabled", "not enabled: ingress"),
     ({"microk8s/ingress": (1, 'Error from server (NotFound): services "ingress" not found')},
      "ingress Service", "missing"),
+    ({"microk8s/status": (0, GOOD["microk8s/status"][1].replace("availability: yes",
+                                                                "availability: no"))},
+     "high availability", "high-availability: no"),
 ], ids=["all-good", "not-held", "not-installed", "not-running", "node-not-ready",
-        "addon-off", "ingress-service-missing"])
+        "addon-off", "ingress-service-missing", "not-highly-available"])
 def test_demo_check_probe(change: dict, bad: str | None, detail: str) -> None:
     from runbooks.core.facts import FactResult
     from runbooks.microk8s import health
 
-    inv = parse_inventory(BASE + THREE + (
+    inv = parse_inventory(BASE + node("m0", 3) + node("m1", 4) + node("m2", 5) + (
         "cluster: {distribution: microk8s, channel: 1.32/stable, addons: [dns, ingress], "
         "ingress_service: true}\n"), "t.yaml")
     seed = inv.hosts["m0"]
@@ -226,10 +230,11 @@ def test_demo_check_probe(change: dict, bad: str | None, detail: str) -> None:
     assert set(health.facts(inv.hosts["m1"], inv)) == {"microk8s/snap", "microk8s/status"}
     found = {k: FactResult(*v) for k, v in {**GOOD, **change}.items()}
     checks = list(health.evaluate(seed, inv, found))
-    names = ["microk8s snap held", "microk8s running", "nodes Ready", "addons enabled",
-             "ingress Service"]
-    assert [c.name for c in checks] == [n for n in names if n != "addons enabled" or
-                                        bad != "microk8s running"]
+    names = ["microk8s snap held", "microk8s running", "nodes Ready", "high availability",
+             "addons enabled", "ingress Service"]
+    assert [c.name for c in checks] == [
+        n for n in names if n not in ("addons enabled", "high availability") or
+        bad != "microk8s running"]
     failed = [c for c in checks if not c.ok]
     assert [c.name for c in failed] == ([bad] if bad else [])
     if bad:
@@ -265,3 +270,25 @@ def test_board_steps_follow_the_inventory() -> None:
         "Ensure user ada exists", "Ensure ada is in group sudo",
         "Ensure /etc/sudoers.d/90-greenroom-ada", "Ensure ada has the SSH keys root logs in with",
         "Remove the default user ubuntu and its home"]
+
+
+@pytest.mark.parametrize(("workers", "said", "ok"), [
+    ((), "yes", True), ((), "no", False), (("m2",), "no", True), (("m2",), None, True),
+], ids=["three-voters-ha", "three-voters-not-ha", "two-voters-no-ha-expected",
+        "two-voters-unknown"])
+def test_high_availability_check(workers: tuple, said: str | None, ok: bool) -> None:
+    from runbooks.core.facts import FactResult
+    from runbooks.core.steps import StepFailed
+    from runbooks.microk8s.plan import HighAvailability
+
+    cluster = cluster_of(nodes=("m0", "m1", "m2"), workers=workers)
+    logged: list[str] = []
+    step = HighAvailability(cluster, logged.append)
+    text = "microk8s is running\n" + (f"high-availability: {said}\n" if said else "")
+    facts = {"status": FactResult(0, text)}
+    if ok:
+        assert step.plan(facts) == []
+    else:
+        with pytest.raises(StepFailed, match="high-availability is no with 3 control-plane"):
+            step.plan(facts)
+    assert logged == [f"high-availability: {said or 'unknown'}"]

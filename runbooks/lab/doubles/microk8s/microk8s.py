@@ -288,7 +288,8 @@ def status(rest: list[str]) -> None:
     if os.path.exists(CLUSTERED) and st.get("worker"):
         print("This MicroK8s deployment is acting as a node in a cluster.")
         return
-    print(f"high-availability: {'yes' if len(st.get('nodes', {})) >= 3 else 'no'}")
+    voters = [n for n, v in st.get("nodes", {}).items() if not v.get("worker")]
+    print(f"high-availability: {'yes' if len(voters) >= 3 else 'no'}")
     if "--format" in rest and rest[rest.index("--format") + 1] == "short":
         for name in ("dns", "hostpath-storage", "ingress", "metrics-server", "rbac"):
             print(f"core/{name}: {'enabled' if name in st.get('addons', {}) else 'disabled'}")
