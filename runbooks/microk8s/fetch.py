@@ -2,8 +2,7 @@
 
 Where the files come from:
 - no `cluster.source`: `snap download microk8s --channel=<channel>` on this machine (it needs
-  snapd and the store; run it once on a machine with internet), or `--revision=<pinned>`
-  when the lock already pins the channel;
+  snapd and the store; run it once on a machine with internet);
 - `cluster.source: <url>`: a mirror of such downloads laid out as
   `<url>/<track>/<risk>/{SHA256SUMS, microk8s_<rev>.snap, microk8s_<rev>.assert}` (the lab's
   release site serves one on 127.0.0.1:18231/microk8s).
@@ -160,21 +159,23 @@ def verify_pair(snap: Path, assertion: Path, revision: str) -> None:
                          "(a corrupt or substituted download); nothing was cached")
 
 
-def _snap_download(channel: str, revision: str | None, into: Path, timeout: float) -> None:
-    which = [f"--revision={revision}"] if revision else [f"--channel={channel}"]
+def _snap_download(channel: str, into: Path, timeout: float) -> None:
+    """`snap download microk8s --channel=C` run in `into` (where it writes both files; no
+    --target-directory or --revision: older snapd lacks the one, the store grants the other
+    to the snap's developers only)."""
     if shutil.which("snap") is None:
         raise FetchError("no `snap` command on this machine: run `inv microk8s.fetch` where "
                          "snapd runs and the store is reachable, or set cluster.source to a "
                          "mirror of the downloads")
+    argv = ["snap", "download", "microk8s", f"--channel={channel}"]
     try:
-        done = subprocess.run(["snap", "download", "microk8s", *which,
-                               f"--target-directory={into}"],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(argv, cwd=into, capture_output=True, text=True,
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
-        raise FetchError(f"`snap download microk8s` took more than {timeout:.0f} s") from None
+        raise FetchError(f"`{' '.join(argv)}` took more than {timeout:.0f} s") from None
     if done.returncode != 0:
-        raise FetchError("`snap download microk8s "
-                         f"{which[0]}` failed: {(done.stderr or done.stdout).strip()[-400:]}")
+        raise FetchError(f"`{' '.join(argv)}` failed: "
+                         f"{(done.stderr or done.stdout).strip()[-400:]}")
 
 
 def _get(url: str, timeout: float) -> bytes:
@@ -227,7 +228,7 @@ def fetch(channel: str, source: str | None, lock: Lock, update: bool = False,
         if source:
             _mirror_download(source, channel, pin.revision if pin else None, tmp, timeout)
         else:
-            _snap_download(channel, pin.revision if pin else None, tmp, timeout)
+            _snap_download(channel, tmp, timeout)
         snaps = sorted(p.name for p in tmp.iterdir() if SNAP.match(p.name))
         if len(snaps) != 1:
             raise FetchError(f"expected one microk8s_<revision>.snap, got {snaps or 'none'}")
@@ -237,8 +238,11 @@ def fetch(channel: str, source: str | None, lock: Lock, update: bool = False,
             raise FetchError(f"{assert_name} is missing beside {snap_name}: `snap download` "
                              "writes both; nothing was cached")
         if pin is not None and revision != pin.revision:
-            raise FetchError(f"got revision {revision}, but {lock.path.name} pins "
-                             f"{pin.revision} for {channel}; nothing was cached")
+            raise FetchError(f"{channel} now offers revision {revision}, but "
+                             f"{lock.path.name} pins {pin.revision}; nothing was cached. Run "
+                             "`inv microk8s.fetch --update` to pin it (after reading its "
+                             "release notes), or copy the pinned files from a machine that "
+                             "has them into ~/.cache/greenroom/microk8s/")
         verify_pair(tmp / snap_name, tmp / assert_name, revision)
         digests = {n: sha256_file(tmp / n) for n in (snap_name, assert_name)}
         if pin is not None and digests != pin.files:

@@ -119,17 +119,19 @@ def test_update_repins_a_channel_that_moved_on(tmp_path: Path, mirror) -> None: 
 
 def test_without_source_it_runs_snap_download(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stand-in `snap` on PATH: the argv it gets, and the files it leaves, are used."""
+    """A stand-in `snap` on PATH: the argv it gets, and the files it leaves in its working
+    directory, are used; a channel that moved on is refused, --update re-pins it."""
     calls = tmp_path / "calls"
-    rev = snapfiles.revision(CHANNEL)
     (tmp_path / "bin").mkdir()
-    (tmp_path / "files").mkdir()
-    for name, data in (snapfiles.files(CHANNEL) or {}).items():
-        (tmp_path / "files" / name).write_bytes(data)
+    for channel in (CHANNEL, NEXT):
+        (tmp_path / channel).mkdir(parents=True)
+        for name, data in (snapfiles.files(channel) or {}).items():
+            (tmp_path / channel / name).write_bytes(data)
+    offered = tmp_path / "offered"
+    offered.write_text(CHANNEL)
     stand_in = tmp_path / "bin" / "snap"
     stand_in.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n"
-                        "for a; do case $a in --target-directory=*) d=${a#*=};; esac; done\n"
-                        f"cp {tmp_path}/files/microk8s_{rev}.* \"$d\"/\n")
+                        f"cp {tmp_path}/$(cat {offered})/microk8s_* .\n")
     stand_in.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
     lock = f.Lock.read(tmp_path / "site.microk8s.lock")
@@ -137,9 +139,21 @@ def test_without_source_it_runs_snap_download(tmp_path: Path,
     for path in f.cached(CHANNEL, lock).files.values():  # type: ignore[union-attr]
         path.unlink()
     assert f.fetch(CHANNEL, None, f.Lock.read(lock.path)).how == "downloaded"
-    first, second = calls.read_text().splitlines()
-    assert first.startswith(f"download microk8s --channel={CHANNEL} --target-directory=")
-    assert second.startswith(f"download microk8s --revision={rev} --target-directory=")
+    assert calls.read_text().splitlines() == [f"download microk8s --channel={CHANNEL}"] * 2
+    offered.write_text(NEXT)  # the store's channel moved on
+    for path in f.cache_dir(snapfiles.revision(CHANNEL)).iterdir():
+        path.unlink()
+    with pytest.raises(f.FetchError, match="now offers revision .* microk8s.fetch --update"):
+        f.fetch(CHANNEL, None, f.Lock.read(lock.path))
+    got = f.fetch(CHANNEL, None, f.Lock.read(lock.path), update=True)
+    assert (got.how, got.revision) == ("pinned", snapfiles.revision(NEXT))
+
+
+def test_without_snap_it_says_where_to_run_it(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(f.FetchError, match="no `snap` command on this machine"):
+        f.fetch(CHANNEL, None, f.Lock.read(tmp_path / "x.microk8s.lock"))
 
 
 def test_release_site_double_serves_the_same_files() -> None:
