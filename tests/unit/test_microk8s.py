@@ -292,3 +292,30 @@ def test_high_availability_check(workers: tuple, said: str | None, ok: bool) -> 
         with pytest.raises(StepFailed, match="high-availability is no with 3 control-plane"):
             step.plan(facts)
     assert logged == [f"high-availability: {said or 'unknown'}"]
+
+
+def test_inspect_lines_keep_what_matters_and_mask_secrets() -> None:
+    from types import SimpleNamespace
+
+    from runbooks.core import secrets
+    from runbooks.microk8s.plan import inspect_lines
+
+    secrets.register("0123456789abcdef0123456789abcdef")
+    out = ("Inspecting system\nInspecting Certificates\nInspecting services\n"
+           "  Service snap.microk8s.daemon-cluster-agent is running\n"
+           "  FAIL:  Service snap.microk8s.daemon-kubelite is not running\n"
+           "  Copy service arguments to the final report tarball\n"
+           "Inspecting AppArmor configuration\n"
+           "WARNING:  IPtables FORWARD policy is DROP. Consider enabling traffic forwarding\n"
+           "join 10.0.0.3:25000/0123456789abcdef0123456789abcdef/abc failed: error\n"
+           "Building the report tarball\n"
+           "  Report tarball is at /var/snap/microk8s/7964/inspection-report-1.tar.gz\n")
+    session = SimpleNamespace(run=lambda *_a, **_k: SimpleNamespace(stdout=out))
+    lines = inspect_lines(session).splitlines()
+    assert lines == [
+        "  FAIL:  Service snap.microk8s.daemon-kubelite is not running",
+        "  Copy service arguments to the final report tarball",
+        "WARNING:  IPtables FORWARD policy is DROP. Consider enabling traffic forwarding",
+        "join 10.0.0.3:25000/********/abc failed: error",
+        "Building the report tarball",
+        "  Report tarball is at /var/snap/microk8s/7964/inspection-report-1.tar.gz"]
