@@ -23,9 +23,11 @@ NODE_CACHE = "/var/cache/greenroom/microk8s"
 _fetching = threading.Lock()
 
 
-def pinned_files(inventory: Inventory, cluster: Microk8sCluster) -> Fetched:
+def pinned_files(inventory: Inventory, cluster: Microk8sCluster, check: bool = False
+                 ) -> Fetched:
     """The pinned files of the inventory's channel, from the cache (fetched once from
-    `cluster.source` when the cache lacks them); StepFailed when nothing is pinned."""
+    `cluster.source` when the cache lacks them, unless `check`: check mode downloads
+    nothing); StepFailed when nothing is pinned."""
     with _fetching:
         try:
             lock = Lock.read(lock_path(Path(inventory.path)))
@@ -34,14 +36,15 @@ def pinned_files(inventory: Inventory, cluster: Microk8sCluster) -> Fetched:
                                  f"`inv microk8s.fetch -i {inventory.path}` (with internet, or "
                                  "cluster.source) and commit the lock")
             have = cached(cluster.channel, lock)
-            if have is None and cluster.source:
+            if have is None and cluster.source and not check:
                 have = fetch(cluster.channel, cluster.source, lock)
         except FetchError as exc:
             raise StepFailed(str(exc)) from None
         if have is None:
-            raise StepFailed(f"the cache lacks the pinned microk8s files of {cluster.channel}: "
-                             "run `inv microk8s.fetch` on a machine with internet and copy "
-                             "~/.cache/greenroom/microk8s/ here")
+            raise StepFailed(f"the cache lacks the pinned microk8s files of {cluster.channel}"
+                             f"{' (check mode downloads nothing)' if check else ''}: run "
+                             "`inv microk8s.fetch` (on a machine with internet, then copy "
+                             "~/.cache/greenroom/microk8s/ here)")
         return have
 
 

@@ -100,7 +100,7 @@ def node_plan(ctx: HostContext) -> Plan:
     if cluster.offline:
         from runbooks.microk8s import offline
 
-        pinned = offline.pinned_files(ctx.inventory, cluster)
+        pinned = offline.pinned_files(ctx.inventory, cluster, ctx.check)
         for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
             plan.add(offline.Pushed(name, local, pinned.digests[name]))
         install = offline.install_command(pinned.revision, cfg.stamp_command())

@@ -165,3 +165,24 @@ def test_release_site_double_serves_the_same_files() -> None:
     assert microk8s_asset(["1.32", "stable", "nope"]) is None
     facts = f.assertion_facts(snapfiles.assertion(CHANNEL).decode())
     assert facts["snap-revision"] == rev
+
+
+def test_offline_install_reads_the_pins(tmp_path: Path, mirror) -> None:  # noqa: ANN001
+    from types import SimpleNamespace
+
+    from runbooks.common.microk8s_cluster import Microk8sCluster
+    from runbooks.core.steps import StepFailed
+    from runbooks.microk8s.offline import pinned_files
+
+    inventory = SimpleNamespace(path=str(tmp_path / "site.yaml"))
+    cluster = Microk8sCluster(CHANNEL, ("m0",), {"m0": "10.0.0.3"}, offline=True,
+                              source=url(mirror))
+    with pytest.raises(StepFailed, match="site.microk8s.lock pins no snap for 1.32/stable"):
+        pinned_files(inventory, cluster)  # type: ignore[arg-type]
+    got = f.fetch(CHANNEL, url(mirror), f.Lock.read(tmp_path / "site.microk8s.lock"))
+    for path in got.files.values():
+        path.unlink()
+    with pytest.raises(StepFailed, match="check mode downloads nothing"):
+        pinned_files(inventory, cluster, check=True)  # type: ignore[arg-type]
+    again = pinned_files(inventory, cluster)  # type: ignore[arg-type]
+    assert again.how == "downloaded" and again.digests == got.digests
