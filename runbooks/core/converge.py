@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from runbooks.core import pending as marks
 from runbooks.core.apply import run_batch
 from runbooks.core.context import HostContext
 from runbooks.core.facts import FactResult, gather
@@ -82,6 +83,7 @@ class Converger:
         self.plan = plan
         self.emit = emit  # emit(kind, text): kind in step|diff|error|info
         self.notified: list[str] = []
+        self.marked: set[str] = set()  # handlers with a marker on the host (core.pending)
 
     def run(self) -> HostResult:
         started = time.monotonic()
@@ -99,7 +101,12 @@ class Converger:
 
     def _converge(self, result: HostResult) -> None:
         steps = list(enumerate(self.plan.steps))
-        facts = gather(self.ctx.session, _step_facts(steps))
+        commands = _step_facts(steps)
+        if self.plan.handlers:
+            commands[marks.FACT_KEY] = marks.LIST_COMMAND
+        facts = gather(self.ctx.session, commands)
+        if self.plan.handlers:
+            self._owed(facts[marks.FACT_KEY].out)
         pending: list[_Pending] = []
         for position, (index, step) in enumerate(steps):
             scope = step.scope()
@@ -143,6 +150,14 @@ class Converger:
         if pending:
             self._flush(result, pending, steps)
 
+    def _owed(self, listing: str) -> None:
+        """Handlers an interrupted run left owed on the host are notified now."""
+        for name in marks.found(listing, [h.name for h in self.plan.handlers]):
+            self.marked.add(name)
+            if name not in self.notified:
+                self.notified.append(name)
+                self.emit("info", f"handler owed by an interrupted run: {name}")
+
     def _report_changes(self, step: Step, changes: list[Change]) -> None:
         verb = "would change" if self.ctx.check else "changed"
         self.emit("step", f"{verb}: {step.name}")
@@ -171,7 +186,8 @@ class Converger:
         steps planned after it are dropped from the result: they never ran)."""
         actions = [(n, a) for n, e in enumerate(pending) for c in e.changes for a in c.actions]
         commands = _step_facts(steps[pending[0].position:])
-        applied = run_batch(self.ctx.session, [a for _, a in actions], commands)
+        marked = self._marked_first_actions(pending, actions)
+        applied = run_batch(self.ctx.session, marked, commands)
         error: tuple[int, str] | None = None
         if len(applied.rcs) < len(actions) and all(rc == 0 for rc in applied.rcs):
             raise HostUnreachable(f"connection to {self.ctx.host.name} lost while changes "
@@ -187,6 +203,7 @@ class Converger:
             facts = applied.facts
         failed_entry = actions[error[0]][0] if error is not None else len(pending)
         ok = True
+        first_bad = len(pending)
         for n, entry in enumerate(pending):
             if n > failed_entry:
                 break
@@ -195,6 +212,7 @@ class Converger:
             if problem is None and entry.step.verify:
                 problem = self._verify(entry.step, _facts_of(entry.index, facts))
             if problem is not None:
+                first_bad = min(first_bad, n)
                 if ok:
                     self._fail(result, entry.outcome, problem)
                 else:
@@ -205,7 +223,30 @@ class Converger:
         if error is not None:
             # steps planned after the failed one were never applied: not part of the run
             del result.steps[pending[failed_entry].steps_seen:]
+        if not ok:  # a failed step, and those never applied, notify nothing, now or later
+            owed = [n for entry in pending[first_bad:] for n in entry.step.notify
+                    if n in self.marked and n not in self.notified]
+            if owed:
+                self.ctx.session.run(marks.clear_command(owed))
+                self.marked.difference_update(owed)
         return facts if ok else None
+
+    def _marked_first_actions(self, pending: list[_Pending],
+                              actions: list[tuple[int, Action]]) -> list[Action]:
+        """The actions to send: the first one of each step that notifies handlers not yet
+        owed on the host leaves their markers first (core.pending), in the same trip."""
+        out: list[Action] = []
+        seen: set[int] = set()
+        for n, action in actions:
+            names = [] if n in seen else [x for x in pending[n].step.notify
+                                          if x not in self.marked]
+            seen.add(n)
+            if names:
+                self.marked.update(names)
+                action = Action(f"{marks.mark_command(names)} || exit 97\n{action.command}",
+                                action.stdin)
+            out.append(action)
+        return out
 
     def _verify(self, step: Step, facts: Mapping[str, FactResult]) -> str | None:
         try:
@@ -243,9 +284,16 @@ class Converger:
                 if callable(handler.command):
                     handler.command(self.ctx)
                 else:
-                    done = self.ctx.session.run(handler.command)
+                    command = handler.command
+                    if handler.name in self.marked:  # its marker goes in the same round trip
+                        command = f"{{ {command}\n}} && {marks.clear_command([handler.name])}"
+                    done = self.ctx.session.run(command)
                     if not done.ok:
                         raise StepFailed(f"exit {done.rc}: {done.stderr.strip()[-2000:]}")
+                    self.marked.discard(handler.name)
             except StepFailed as exc:
                 self._fail(result, outcome, str(exc))
                 return
+            if handler.name in self.marked:
+                self.ctx.session.run(marks.clear_command([handler.name]))
+                self.marked.discard(handler.name)
