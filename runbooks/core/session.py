@@ -349,17 +349,17 @@ class Connector:
         self._connections: dict[str, fabric.Connection] = {}
         self._sessions: dict[str, Session] = {}
         self._opening: dict[str, threading.RLock] = {}  # one per host: opened by one thread
-        self._config: Any = None
         self._host_keys: paramiko.HostKeys | None = None
         self._pkey: paramiko.PKey | bool | None = None
         self._build_lock = threading.Lock()
 
     def _fabric_config(self) -> Any:
+        """A Fabric Config of the connection's own (about 1 ms): Fabric connections that
+        share one Config fail at random when many threads open them at once (seen at 100
+        hosts: "No attribute or config key found for 'authentication'", Valid keys: [])."""
         from fabric import Config
 
-        if self._config is None:
-            self._config = Config()
-        return self._config
+        return Config()
 
     def _shared_host_keys(self) -> paramiko.HostKeys:
         import paramiko
@@ -404,9 +404,8 @@ class Connector:
         connect_kwargs: dict[str, Any] = {}
         if self._key_filename:
             connect_kwargs.update(self._key_kwargs(), look_for_keys=False, allow_agent=False)
-        # One at a time: Fabric connections built at once from many threads on a shared
-        # Config fail at random ("No attribute or config key found for 'gateway'", seen at
-        # 100 hosts); building one is CPU work under the GIL anyway.
+        # built one at a time (CPU work under the GIL anyway): Invoke's config machinery
+        # is not safe to run from many threads at once
         with self._build_lock:
             conn = Connection(
                 host=host.address,
