@@ -21,6 +21,7 @@ for module in (
     "runbooks.pi_prep.tasks",
     "runbooks.xen_dom0.tasks",
     "runbooks.k3s.tasks",
+    "runbooks.microk8s.tasks",
     "runbooks.router.tasks",
     "runbooks.metallb.tasks",
     "runbooks.demo.tasks",

@@ -143,3 +143,20 @@ def write_kubeconfig(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def forget_site(path_arg: str | None, site: str, check: bool) -> str | None:
+    """Remove the site's cluster, user and context from the operator's kubeconfig (the
+    `*.reset` tasks), or only say so in check mode. Returns what was (or would be) done, None
+    when the site is not there; ValueError naming the file when it cannot be read."""
+    path = kubeconfig_path(path_arg)
+    current = read_kubeconfig(path)
+    try:
+        wanted = remove_site(current, site)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    if wanted is current or wanted is None:
+        return None
+    if not check:
+        write_kubeconfig(path, wanted)
+    return f"{'would remove' if check else 'removed'} context {site} from {path}"

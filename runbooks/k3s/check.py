@@ -16,7 +16,7 @@ from runbooks.common.kube_cluster import AGENT, SERVER
 from runbooks.common.kubectl import node_status
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
-from runbooks.core.steps import Change, Plan, Step, StepFailed
+from runbooks.core.steps import Health, Plan
 from runbooks.k3s import config as cfg
 from runbooks.k3s.plan import cluster_of, registry_endpoint
 
@@ -36,30 +36,6 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return {}
-
-
-class Health(Step):
-    """Report checks through ctx.log; StepFailed listing every failed one."""
-
-    verify = False
-
-    def __init__(self, ctx: HostContext, name: str, commands: Mapping[str, str]) -> None:
-        self.ctx, self.name, self.commands = ctx, name, dict(commands)
-
-    def facts(self) -> Mapping[str, str]:
-        return self.commands
-
-    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
-        raise NotImplementedError
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        results = self.evaluate(facts)
-        for ok, text in results:
-            self.ctx.log(f"{'ok  ' if ok else 'BAD '} {text}")
-        bad = [text for ok, text in results if not ok]
-        if bad:
-            raise StepFailed("; ".join(bad))
-        return []
 
 
 class NodeHealth(Health):

@@ -176,12 +176,7 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
     iptables rules (nobody else's), kube-proxy/flannel nftables tables, mounts, files, binary;
     then the site's context in the kubeconfig. `--check` lists what would go.
     """
-    from runbooks.common.kubeconfig import (
-        kubeconfig_path,
-        read_kubeconfig,
-        remove_site,
-        write_kubeconfig,
-    )
+    from runbooks.common.kubeconfig import forget_site
     from runbooks.core.runner import select_hosts, write_report
     from runbooks.k3s.reset import RESET
     from runbooks.k3s.run import run_phases
@@ -205,16 +200,12 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
     if report:
         write_report(result, report)
     if cluster.first_server in names and not no_kubeconfig:
-        path = kubeconfig_path(kubeconfig)
-        current = read_kubeconfig(path)
         try:
-            wanted = remove_site(current, inv.site)
+            done = forget_site(kubeconfig, inv.site, check)
         except ValueError as exc:
-            raise Exit(f"{path}: {exc}", code=1) from None
-        if wanted is not current and wanted is not None:
-            if not check:
-                write_kubeconfig(path, wanted)
-            print(f"{'would remove' if check else 'removed'} context {inv.site} from {path}")
+            raise Exit(str(exc), code=1) from None
+        if done:
+            print(done)
     if not result.ok:
         raise Exit(code=1)
 

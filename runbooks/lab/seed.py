@@ -205,6 +205,10 @@ def seed_guest(root: Path, plan: LabPlan, guest: GuestPlan, lab_pubkey: str,
         from runbooks.lab.doubles.xl import install
 
         install(root)
+    if "microk8s" in guest.seed:  # doubles of snap (the microk8s snap) and microk8s
+        from runbooks.lab.doubles.microk8s import install as install_microk8s
+
+        install_microk8s(root)
     if "fstab-swap" in guest.seed:
         fstab = root / "etc/fstab"
         text = fstab.read_text() if fstab.exists() else ""

@@ -17,34 +17,10 @@ from runbooks.common.bgp import PlanError, site_plan
 from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
-from runbooks.core.steps import Change, Plan, Step, StepFailed
+from runbooks.core.steps import Health, Plan, StepFailed
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext
-
-
-class Health(Step):
-    """Logs each check as ok/BAD; StepFailed naming every failed one; never changes."""
-
-    verify = False
-
-    def __init__(self, ctx: HostContext, name: str, commands: Mapping[str, str]) -> None:
-        self.ctx, self.name, self.commands = ctx, name, dict(commands)
-
-    def facts(self) -> Mapping[str, str]:
-        return self.commands
-
-    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
-        raise NotImplementedError
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        results = self.evaluate(facts)
-        for ok, text in results:
-            self.ctx.log(f"{'ok  ' if ok else 'BAD '} {text}")
-        bad = [text for ok, text in results if not ok]
-        if bad:
-            raise StepFailed("; ".join(bad))
-        return []
 
 
 class RouterHealth(Health):

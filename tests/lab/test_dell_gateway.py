@@ -58,10 +58,14 @@ def inv_task(lab, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def renew_client_lease(lab) -> str:
-    """Restart the client's dhclient (by pid, inside the client) and wait for its address."""
-    pids = lab.exec(CLIENT, "pidof dhclient").stdout.split()
-    for pid in pids:
-        lab.exec(CLIENT, f"kill {int(pid)}")
+    """Restart the client's dhclient (by pid, inside the client) and wait for its address.
+
+    The address of the old lease is flushed first (a killed dhclient leaves it on eth0),
+    so what this returns is the lease the gateway's dhcpd just gave, never one an earlier
+    gateway gave (which the fresh gateway's leases would not list)."""
+    pids = " ".join(str(int(pid)) for pid in lab.exec(CLIENT, "pidof dhclient").stdout.split())
+    # in one go: the client's loop starts the next dhclient a second after this one ends
+    lab.exec(CLIENT, f"kill {pids}; ip -4 addr flush dev eth0")
     pool = lab.inventory.network.dhcp
     found: list[str] = []
 

@@ -6,6 +6,7 @@ from runbooks.core.steps.base import (
     Command,
     Composite,
     Handler,
+    Health,
     Plan,
     Step,
     StepFailed,
@@ -25,7 +26,7 @@ from runbooks.core.steps.system import Packages, Service
 
 __all__ = [
     "Action", "Change", "Command", "Composite", "Directory", "Edit", "File",
-    "Handler", "Verify",
+    "Handler", "Health", "Verify",
     "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed", "Tokens",
     "ensure_line", "ensure_tokens", "unified_diff",
 ]

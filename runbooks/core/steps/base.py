@@ -74,6 +74,31 @@ class Verify(Step):
     verify = False
 
 
+class Health(Step):
+    """A read-only report: `evaluate` turns the facts into (ok, text) checks, each logged as
+    ok/BAD; StepFailed names every failed one. Never changes anything (the `*.check` tasks)."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, name: str, commands: Mapping[str, str]) -> None:
+        self.ctx, self.name, self.commands = ctx, name, dict(commands)
+
+    def facts(self) -> Mapping[str, str]:
+        return self.commands
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        raise NotImplementedError
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        results = self.evaluate(facts)
+        for ok, text in results:
+            self.ctx.log(f"{'ok  ' if ok else 'BAD '} {text}")
+        bad = [text for ok, text in results if not ok]
+        if bad:
+            raise StepFailed("; ".join(bad))
+        return []
+
+
 class Composite(Step):
     """A step made of steps: one name and one result, the parts' facts read in the same
     batch (each under its own prefix), their changes in order."""

@@ -1,0 +1,360 @@
+"""`inv microk8s` per node, in one pass (nodes in parallel):
+
+launch configuration (before the install, or `snap set` on an installed snap) -> snap
+installed -> held against refreshes -> the login user in group `microk8s`, owning ~/.kube ->
+`status --wait-ready` -> (joining nodes) joined through a fresh single-use token from the seed
+node, a half-joined node first removed on the seed side -> (seed) addons enabled when not
+enabled, the kubeconfig merged on this machine with the site's context name.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runbooks.common.kubeconfig import (
+    KubeconfigError,
+    kubeconfig_path,
+    merge_kubeconfig,
+    read_kubeconfig,
+    site_kubeconfig,
+    write_kubeconfig,
+)
+from runbooks.common.microk8s_cluster import ROLE, Microk8sCluster
+from runbooks.core import secrets
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.session import HostUnreachable
+from runbooks.core.steps import Action, Change, Command, File, Plan, Step, StepFailed, Verify
+from runbooks.microk8s import config as cfg
+
+if TYPE_CHECKING:
+    from runbooks.core.context import HostContext
+    from runbooks.core.inventory import Inventory
+
+DONE = (Action(":"),)  # a change made while planning (on the seed, or on this machine)
+CLUSTERED = "/var/snap/microk8s/current/var/lock/clustered.lock"
+JOIN_PORT = 25000
+SEED_WAIT = 180.0
+INSPECT_KEEP = ("FAIL", "fail", "error", "Error", "WARN", "Inspection report", "tarball")
+
+
+def cluster_of(inventory: Inventory) -> Microk8sCluster:
+    """The inventory's microk8s cluster; StepFailed when it describes none."""
+    cluster = getattr(inventory, "sections", {}).get("cluster")
+    if not isinstance(cluster, Microk8sCluster):
+        raise StepFailed(f"{inventory.path}: `cluster:` does not say distribution: microk8s "
+                         "(with a channel); add it, e.g. cluster: {distribution: microk8s, "
+                         "channel: 1.32/stable}")
+    return cluster
+
+
+def registry_of(inventory: Inventory) -> str | None:
+    from runbooks.common.registry import registry_endpoint
+
+    found = registry_endpoint(inventory)
+    return str(found) if found else None
+
+
+def login_user(ctx: HostContext) -> str:
+    return ctx.host.user or "root"
+
+
+def inspect_lines(session: Any) -> str:
+    """The lines of `microk8s inspect` that matter (failures, warnings, the tarball)."""
+    done = session.run("microk8s inspect 2>&1", timeout=300)
+    lines = [ln for ln in done.stdout.splitlines() if any(k in ln for k in INSPECT_KEEP)]
+    return secrets.mask("\n".join(lines[-12:]) or done.stdout.strip()[-800:])
+
+
+def node_plan(ctx: HostContext) -> Plan:
+    """The steps for one node (the seed node does addons and the kubeconfig too)."""
+    cluster = cluster_of(ctx.inventory)
+    user = shlex.quote(login_user(ctx))
+    q = shlex.quote
+    timeout = int(ctx.options.get("timeout", 120))
+    plan = Plan()
+    plan.add(File(cfg.CONFIG, cfg.launch_yaml(cluster, registry_of(ctx.inventory)),
+                  mode="644"))
+    source = "offline cache" if cluster.offline else cluster.channel
+    plan.add(Command(f"Install the microk8s snap ({source})",
+                     cfg.install_command(cluster), unless="snap list microk8s >/dev/null 2>&1"))
+    plan.add(Command("Apply the launch configuration to the installed snap",
+                     f'set -e; snap set microk8s config="$(cat {cfg.CONFIG})"; '
+                     f"sha256sum < {cfg.CONFIG} > {cfg.STAMP}",
+                     unless=f'[ "$(sha256sum < {cfg.CONFIG})" = "$(cat {cfg.STAMP} '
+                            '2>/dev/null)" ]'))
+    plan.add(Command("Hold microk8s against snap refreshes", "snap refresh --hold microk8s",
+                     unless="snap list microk8s | awk 'NR==2 {print $NF}' | grep -q held"))
+    plan.add(Command(f"Ensure {login_user(ctx)} is in group microk8s",
+                     f"usermod -a -G microk8s {user}",
+                     unless=f"id -nG {user} | tr ' ' '\\n' | grep -qx microk8s"))
+    home = f"$(getent passwd {user} | cut -d: -f6)/.kube"
+    plan.add(Command(f"Ensure ~{login_user(ctx)}/.kube is owned by {login_user(ctx)}",
+                     f'mkdir -p "{home}" && chown -R {user} "{home}"',
+                     unless=f'[ -d "{home}" ] && [ -z "$(find "{home}" ! -user {user})" ]'))
+    plan.add(Ready(ctx, timeout))
+    if ctx.host.name == cluster.seed:
+        plan.add(Addons(cluster))
+        path = ctx.options.get("kubeconfig_path", "default")
+        if path == "default":
+            path = kubeconfig_path(None)
+        if path is not None:
+            plan.add(KubeconfigMerged(ctx, ctx.inventory.site,
+                                      f"https://{cluster.api_address}:{cfg.API_PORT}",
+                                      Path(path)))
+    else:
+        plan.add(Joined(ctx, cluster, q(ctx.host.name)))
+    return plan
+
+
+class Ready(Verify):
+    """`microk8s status --wait-ready` within a timeout; on failure `microk8s inspect`'s lines."""
+
+    def __init__(self, ctx: HostContext, timeout: int) -> None:
+        self.ctx, self.timeout = ctx, timeout
+        self.name = f"microk8s ready (status --wait-ready, {timeout} s at most)"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"ready": "command -v microk8s >/dev/null && microk8s status --wait-ready "
+                         f"--timeout {self.timeout} >/dev/null"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if facts["ready"].ok or self.ctx.check:
+            return []
+        raise StepFailed(f"microk8s is not ready after {self.timeout} s; `microk8s inspect` "
+                         f"says:\n{inspect_lines(self.ctx.session)}")
+
+
+def parse_addons(text: str) -> dict[str, bool]:
+    """`microk8s status --format short` -> {addon name: enabled}."""
+    out: dict[str, bool] = {}
+    for line in text.splitlines():
+        name, sep, state = line.partition(":")
+        if sep and state.strip() in ("enabled", "disabled"):
+            out[name.strip().rpartition("/")[2]] = state.strip() == "enabled"
+    return out
+
+
+class Addons(Step):
+    """Every addon of the inventory enabled (`microk8s enable` only for those that are not)."""
+
+    def __init__(self, cluster: Microk8sCluster) -> None:
+        self.cluster = cluster
+        self.name = "Ensure addons enabled: " + (", ".join(a.name for a in cluster.addons)
+                                                 or "(none)")
+
+    def facts(self) -> Mapping[str, str]:
+        return {"status": "microk8s status --format short"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if not self.cluster.addons:
+            return []
+        known = parse_addons(facts["status"].out) if facts["status"].ok else {}
+        changes = []
+        for addon in self.cluster.addons:
+            if known.get(addon.name):
+                continue
+            command = " ".join(shlex.quote(p) for p in ("microk8s", "enable", addon.name,
+                                                         *addon.args))
+            changes.append(Change(f"enable addon {addon.name}", (Action(command),)))
+        return changes
+
+
+class Joined(Step):
+    """This node a member of the seed's cluster: joined with a fresh single-use token from
+    `microk8s add-node` on the seed (read over the seed's session, registered as a secret,
+    handed to `microk8s join` on stdin); a node the seed knows but that is not joined (a
+    failed join) is first removed on the seed side; one joined but unknown to the seed
+    leaves first."""
+
+    verify = True
+
+    def __init__(self, ctx: HostContext, cluster: Microk8sCluster, node: str) -> None:
+        self.ctx, self.cluster, self.node = ctx, cluster, node
+        worker = ctx.host.name in cluster.workers
+        self.worker = worker
+        self.name = (f"Ensure {ctx.host.name} joined {cluster.seed}"
+                     f"{' as a worker' if worker else ''}")
+
+    def facts(self) -> Mapping[str, str]:
+        return {"here": f"test -e {CLUSTERED}"}
+
+    def _seed(self) -> Any:
+        seed = self.ctx.inventory.hosts[self.cluster.seed]
+        deadline = time.monotonic() + SEED_WAIT
+        while True:
+            try:
+                session = self.ctx.connector.session(seed)
+                break
+            except HostUnreachable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        return session
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        here = facts["here"].ok
+        seed = self._seed()
+        deadline = time.monotonic() + (0 if self.ctx.check else SEED_WAIT)
+        while True:  # the seed's own run may still be installing it
+            wait = seed.run("command -v microk8s >/dev/null && microk8s status --wait-ready "
+                            "--timeout 10 >/dev/null", timeout=60)
+            if wait.ok or time.monotonic() > deadline:
+                break
+            time.sleep(1.0)
+        if not wait.ok:
+            if self.ctx.check:
+                return [Change(f"join {self.cluster.seed} once it runs microk8s")]
+            raise StepFailed(f"the seed node {self.cluster.seed} is not ready; see its own "
+                             "result")
+        known = seed.run(f"microk8s kubectl get node {self.node} -o name").ok
+        if here and known:
+            return []
+        changes: list[Change] = []
+        if known:  # half-joined: the seed lists it, the node is not part of the cluster
+            if not self.ctx.check:
+                gone = seed.run(f"microk8s remove-node {self.node} --force")
+                if not gone.ok:
+                    raise StepFailed(f"could not remove the half-joined {self.node} on "
+                                     f"{self.cluster.seed}: {secrets.mask(gone.stderr)}")
+            changes.append(Change(f"remove the half-joined {self.ctx.host.name} on "
+                                  f"{self.cluster.seed}", () if self.ctx.check else DONE))
+        leave = "microk8s leave; " if here else ""
+        if self.ctx.check:
+            return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh token",
+                                     (Action("(token from the seed)"),))]
+        issued = seed.run("microk8s add-node --token-ttl 600 --format json")
+        try:
+            token = str(json.loads(issued.stdout)["token"]) if issued.ok else ""
+        except (ValueError, KeyError, TypeError):
+            token = ""
+        if not token:
+            raise StepFailed(f"`microk8s add-node` on {self.cluster.seed} gave no token: "
+                             f"{secrets.mask(issued.stderr.strip())}")
+        secrets.register(token)
+        address = self.cluster.addresses[self.cluster.seed]
+        command = (f'set -e; {leave}t=$(cat); microk8s join "{address}:{JOIN_PORT}/$t"'
+                   f"{' --worker' if self.worker else ''}")
+        return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh token "
+                                 f"({'worker' if self.worker else 'control plane'})",
+                                 (Action(command, stdin=token + "\n"),))]
+
+
+class KubeconfigMerged(Step):
+    """The cluster's kubeconfig (`microk8s config`) merged into this machine's kubeconfig
+    as context `name` (runbooks.common.kubeconfig: other contexts kept)."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, name: str, server: str, path: Path) -> None:
+        self.ctx, self.site, self.server, self.path = ctx, name, server, path
+        self.name = f"Ensure context {name} in {path} (server {server})"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"config": "microk8s config"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["config"]
+        if not fact.ok:
+            if self.ctx.check:
+                return [Change(f"would merge context {self.site} into {self.path}")]
+            raise StepFailed("`microk8s config` failed on the seed node: is microk8s running?")
+        try:
+            current = read_kubeconfig(self.path)
+            merged = merge_kubeconfig(current, site_kubeconfig(fact.out, self.site,
+                                                               self.server))
+        except KubeconfigError as exc:
+            raise StepFailed(f"{self.path}: {exc}") from None
+        if merged is current:
+            return []
+        if not self.ctx.check:
+            write_kubeconfig(self.path, merged)
+        return [Change(f"merge cluster, user and context {self.site} into {self.path} "
+                       "(other contexts kept)", () if self.ctx.check else DONE)]
+
+
+def reset_plan(ctx: HostContext) -> Plan:
+    """The snap removed with its data, the launch configuration and stamp gone."""
+    plan = Plan()
+    plan.add(Command("Remove the microk8s snap and its data", "snap remove --purge microk8s",
+                     only_if="snap list microk8s >/dev/null 2>&1"))
+    for path in (cfg.CONFIG, cfg.STAMP):
+        plan.add(Command(f"Remove {path}", f"rm -f {path}", only_if=f"test -e {path}"))
+    return plan
+
+
+RUNBOOK = Runbook("microk8s", (ROLE,), node_plan)
+RESET = Runbook("microk8s.reset", (ROLE,), reset_plan)
+
+
+class Held(Verify):
+    """The snap installed and held against refreshes."""
+
+    name = "microk8s snap installed and held"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"notes": "snap list microk8s | awk 'NR==2 {print $NF}'"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if not facts["notes"].ok or not facts["notes"].out.strip():
+            raise StepFailed("microk8s is not installed: run `inv microk8s`")
+        if "held" not in facts["notes"].out:
+            raise StepFailed("the microk8s snap is not held: a snap refresh may restart it "
+                             "mid-demo; run `inv microk8s` (it holds it)")
+        return []
+
+
+class NodesReady(Verify):
+    """On the seed node: every node of the inventory listed and Ready."""
+
+    def __init__(self, cluster: Microk8sCluster) -> None:
+        self.cluster = cluster
+        self.name = f"nodes Ready: {', '.join(cluster.nodes)}"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"nodes": "microk8s kubectl get nodes --no-headers"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        status = {ln.split()[0]: ln.split()[1] for ln in facts["nodes"].out.splitlines()
+                  if len(ln.split()) > 1} if facts["nodes"].ok else {}
+        bad = [f"{n} ({status.get(n, 'missing')})" for n in self.cluster.nodes
+               if status.get(n) != "Ready"]
+        if bad:
+            raise StepFailed(f"not Ready: {', '.join(bad)}; run `inv microk8s` (it joins "
+                             "missing nodes)")
+        return []
+
+
+class AddonsEnabled(Verify):
+    """On the seed node: every addon of the inventory enabled."""
+
+    def __init__(self, cluster: Microk8sCluster) -> None:
+        self.cluster = cluster
+        self.name = "addons enabled: " + (", ".join(a.name for a in cluster.addons) or "(none)")
+
+    def facts(self) -> Mapping[str, str]:
+        return {"status": "microk8s status --format short"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        known = parse_addons(facts["status"].out) if facts["status"].ok else {}
+        off = [a.name for a in self.cluster.addons if not known.get(a.name)]
+        if off:
+            raise StepFailed(f"addons not enabled: {', '.join(off)}; run `inv microk8s`")
+        return []
+
+
+def check_plan(ctx: HostContext) -> Plan:
+    """Read-only: held snap and readiness on every node; nodes and addons on the seed."""
+    cluster = cluster_of(ctx.inventory)
+    plan = Plan().add(Held(), Ready(ctx, int(ctx.options.get("timeout", 30))))
+    if ctx.host.name == cluster.seed:
+        plan.add(NodesReady(cluster), AddonsEnabled(cluster))
+    return plan
+
+
+CHECK = Runbook("microk8s.check", (ROLE,), check_plan)

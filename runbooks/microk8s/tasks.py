@@ -1,0 +1,95 @@
+"""microk8s: a high-availability microk8s cluster from one launch configuration, held
+against surprise snap refreshes; kubeconfig on this machine.
+
+`inv microk8s` converges the nodes (role microk8s, the first is the seed node),
+`inv microk8s.check` reads their health, `inv microk8s.reset` removes microk8s.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Context, Exit
+
+from runbooks.core.cli import COMMON_HELP, execute, load_inventory_or_exit, runbook_task, task
+
+KUBECONFIG_HELP = ("Kubeconfig file for the site's context (default $KUBECONFIG, else "
+                   "~/.kube/config).")
+NO_KUBECONFIG_HELP = "Do not touch any kubeconfig on this machine."
+
+
+@task(help={**COMMON_HELP,
+            "timeout": "Seconds `microk8s status --wait-ready` may wait on a node (default "
+                       "120).",
+            "kubeconfig": KUBECONFIG_HELP, "no_kubeconfig": NO_KUBECONFIG_HELP},
+      default=True)
+def converge(c: Context, inventory: str | None = None, host: str | None = None,
+             check: bool = False, parallel: int = 0, report: str | None = None,
+             accept_new_host_keys: bool = False, timeout: int = 120,
+             kubeconfig: str | None = None, no_kubeconfig: bool = False) -> None:
+    """Install and converge microk8s on the nodes (role microk8s), joined into one cluster.
+
+    The launch configuration (addons, kubelet and API server args, the site's registry)
+    written before the snap is installed (or applied with `snap set`), the snap held against
+    refreshes, the login user in group microk8s, each node ready, the other nodes joined to
+    the seed with a fresh single-use token each (never shown; a half-joined node is removed
+    and joined again), missing addons enabled, the kubeconfig merged as the site's context.
+    A second run changes nothing. Example: inv microk8s -i hosts/lab-microk8s.yaml
+    """
+    from runbooks.common.kubeconfig import kubeconfig_path
+
+    execute(c, _runbook("RUNBOOK"), inventory, host, check, parallel, report,
+            accept_new_host_keys,
+            options={"timeout": timeout,
+                     "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)})
+
+
+@task(help={**COMMON_HELP, "kubeconfig": KUBECONFIG_HELP, "no_kubeconfig": NO_KUBECONFIG_HELP})
+def reset(c: Context, inventory: str | None = None, host: str | None = None,
+          check: bool = False, parallel: int = 0, report: str | None = None,
+          accept_new_host_keys: bool = False, kubeconfig: str | None = None,
+          no_kubeconfig: bool = False) -> None:
+    """Remove microk8s from the nodes (snap removed with its data, launch configuration
+    gone: a clean node for a fresh install) and the site's context from the kubeconfig.
+    `--check` lists what would go. Example: inv microk8s.reset --check
+    """
+    from runbooks.common.kubeconfig import forget_site
+
+    inv = load_inventory_or_exit(c, inventory)
+    failed = None
+    try:
+        execute(c, _runbook("RESET"), inventory, host, check, parallel, report,
+                accept_new_host_keys, options={})
+    except Exit as exc:
+        failed = exc
+    if not no_kubeconfig and host is None:
+        try:
+            done = forget_site(kubeconfig, inv.site, check)
+        except ValueError as exc:
+            raise Exit(str(exc), code=1) from None
+        if done:
+            print(done)
+    if failed is not None:
+        raise failed
+
+
+def _runbook(name: str):  # noqa: ANN202 - a Runbook, imported when run
+    from runbooks.microk8s import plan
+
+    return getattr(plan, name)
+
+
+check = runbook_task(
+    "runbooks.microk8s.plan:CHECK",
+    """Read-only health of the microk8s cluster; exits 1 when anything is unhealthy.
+
+    Every node: the snap installed and held, `status --wait-ready` within the timeout. The
+    seed node: every node Ready, every addon of the inventory enabled.
+    Example: inv microk8s.check -i hosts/lab-microk8s.yaml
+    """,
+    name="check",
+    extra={"timeout": (30, "Seconds `microk8s status --wait-ready` may wait (default 30).")},
+)
+
+ns = Collection("microk8s")
+ns.add_task(converge)
+ns.add_task(reset)
+ns.add_task(check)
