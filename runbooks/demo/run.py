@@ -182,7 +182,10 @@ def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, 
 
 def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, check: bool,
                  output: Output, outcome: Outcome, usual: dict[str, float]) -> None:
-    """Missing images pushed from the demo section's layout (see runbooks/demo/images.py)."""
+    """Missing images pushed from the demo section's layout (see runbooks/demo/images.py),
+    recorded as the phase "images" of runbook "registry.images" on the registry host (its
+    push counts as a change, its failure makes the run NO-GO)."""
+    from runbooks.core.results import HostResult, Status, StepResult
     from runbooks.core.session import HostUnreachable, SessionError
     from runbooks.demo.images import push_missing
     from runbooks.demo.order import Missing
@@ -192,25 +195,31 @@ def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, 
             or registry.host in outcome.unreachable):
         return
     started = time.monotonic()
+    step = StepResult("Ensure every listed image is in the registry")
+    host = HostResult(registry.host, steps=[step])
     try:
         changed, what = push_missing(inventory, connector.session(inventory.hosts[registry.host]),
                                      check)
-        state = ("would change" if check else "changed") if changed else "ok"
     except Missing:
         return
     except (HostUnreachable, SessionError) as exc:
-        changed, what, state = False, str(exc), output.paint("FAILED", screen.RED)
+        host.status = step.status = Status.FAILED
+        host.error = step.error = what = str(exc)
     except Exception as exc:  # noqa: BLE001 - reported; the check then says NO-GO
-        changed, what, state = False, f"{type(exc).__name__}: {exc}", output.paint(
-            "FAILED", screen.RED)
-    seconds = time.monotonic() - started
-    outcome.steps["images registry"] = seconds
-    typical = usual.get("images registry")
-    extra = f"  (usually {typical:.1f} s)" if typical is not None else ""
-    output.line(f"  {'images':8} {'registry':22} 1 host(s)  {state:12}  {seconds:5.1f} s{extra}")
-    if changed or state not in ("ok",):
-        output.line(f"           {what}")
+        host.status = step.status = Status.FAILED
+        host.error = step.error = what = f"{type(exc).__name__}: {exc}"
     else:
+        if changed:
+            host.status = step.status = Status.CHANGED
+            step.changes.append(what)
+    host.seconds = time.monotonic() - started
+    result = RunResult("registry.images", check, {registry.host: host}, host.seconds)
+    outcome.phases.append(("images", result))
+    outcome.steps["images registry"] = host.seconds
+    _progress("images", result, usual.get("images registry"), check, output)
+    if step.status is Status.CHANGED and not check:
+        output.line(f"           {registry.host}: {what}")
+    elif step.status is Status.OK:
         output.detail(what)
 
 

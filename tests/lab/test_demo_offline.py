@@ -1,20 +1,23 @@
 """demo.reset on the virtual lab when the venue misbehaves (after test_demo.py's converge):
 
 1. Offline: the lab's upstream link down, demo.reset still ends GO (a drifted clock stepped
-   on the way) and nothing reached the upstream.
+   and an image deleted from the registry pushed back from the local layout on the way), and
+   so does demo.reset --from-scratch; nothing was asked of the upstream nor of the lab's apt
+   proxy (the guests' only other way out).
 2. A host that stays unreachable (its sshd stopped) -> NO-GO naming only it, while another
    host's drift is still fixed.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
 
 from runbooks.demo import history
 from runbooks.demo.tasks import reset
-from tests.lab.test_demo import OFFSET, call, changed, failing, sh
+from tests.lab.test_demo import IMAGE, LOCK, OFFSET, REGISTRY, call, changed, failing, sh
 
 pytestmark = pytest.mark.lab
 
@@ -34,15 +37,24 @@ def test_offline_reset_ends_go(converged, tmp_path):
     lab = converged
     ns = lab.plan.upstream_ns
     seen = len(lab.upstream_log())
+    proxy_log = lab.state_dir / "aptproxy.log"
+    proxied = proxy_log.stat().st_size
     sh(lab, "rp1", f"mkdir -p {OFFSET.rsplit('/', 1)[0]} && echo 120 > {OFFSET}")
+    digest = json.loads(LOCK.read_text())["images"][IMAGE]["pushed"]["linux/arm64"]
+    sh(lab, "dell", f"curl -sf -X DELETE {REGISTRY}/v2/lab/hello/manifests/{digest}")
     subprocess.run(["ip", "-n", ns, "link", "set", "br0", "down"], check=True)
     try:
         code, data = call(reset, tmp_path, "offline")
+        scratch_code, scratch = call(reset, tmp_path, "offline-scratch", from_scratch=True)
     finally:
         subprocess.run(["ip", "-n", ns, "link", "set", "br0", "up"], check=True)
     assert code == 0 and data["ok"] is True, failing(data)
     assert ("clocks", "rp1") in changed(data)
+    assert ("registry.images", "dell") in changed(data)  # pushed from the local layout
+    assert scratch_code == 0 and scratch["ok"] is True, failing(scratch)
+    assert scratch["command"] == "demo.reset --from-scratch"
     assert len(lab.upstream_log()) == seen
+    assert proxy_log.stat().st_size == proxied, proxy_log.read_bytes()[proxied:].decode()
 
 
 def test_unreachable_host_is_named_while_others_are_reset(converged, tmp_path):
