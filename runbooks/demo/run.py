@@ -1,7 +1,10 @@
 """demo.check and demo.reset from start to screen: connect once, run the phases, record.
 
-demo.reset's phases, each a runbook run on its hosts in parallel (a failing or unreachable
-host never stops the others), one after another:
+demo.reset starts with demo.check. When it says GO, the reset has nothing to do: every
+runbook's plan in check mode found no drift and nothing left over, every clock is within the
+tolerance, every image is there; that check is then the reset's result, and no phase runs
+(unless --from-scratch). Otherwise its phases follow, each a runbook run on its hosts in
+parallel (a failing or unreachable host never stops the others), one after another:
   1. clocks      every drifted clock stepped to this machine's time (certificates, apt)
   2. scratch     --from-scratch only: each runbook's `scratch` part, in reverse ORDER
   3. converge    every runbook's `converge` part, in ORDER (a no-op when nothing drifted)
@@ -159,6 +162,34 @@ def check_phase(inventory: Inventory, hosts: list[Host], connector: Connector,
         outcome.steps[f"check {report.host}"] = sum(report.timings.values())
         for name, seconds in report.timings.items():
             outcome.steps[f"check {report.host} {name}"] = seconds
+
+
+def already_green(inventory: Inventory, hosts: list[Host], connector: Connector,
+                  parallel: int, output: Output, outcome: Outcome,
+                  usual: dict[str, float]) -> bool:
+    """demo.reset's first step: demo.check. True when it says GO (the reset's phases would
+    change nothing, so the check is the result); else its times are kept as "precheck ..."
+    steps, the hosts it could not reach are not tried again, and the phases follow."""
+    check_phase(inventory, hosts, connector, parallel, output, outcome)
+    seconds = outcome.steps["check"]
+    typical = usual.get("check")
+    extra = f"  (usually {typical:.1f} s)" if typical is not None else ""
+    bad = [r for r in outcome.reports if not r.ok]
+    state = (f"{len(bad)} host(s) to put right" if bad
+             else "all green: nothing to reset")
+    output.line(f"  {'check':8} {'demo.check':22} {len(hosts)} host(s)  {state:12}  "
+                f"{seconds:5.1f} s{extra}")
+    if not bad and outcome.reports:
+        return True
+    for report in outcome.reports:
+        if not report.reachable:
+            why = next((v.detail for v in report.verdicts
+                        if v.name == "reachable" and not v.ok), "unreachable")
+            outcome.unreachable[report.host] = why
+    outcome.steps = {("pre" + k if k.split(" ")[0] == "check" else k): v
+                     for k, v in outcome.steps.items()}
+    outcome.reports = []
+    return False
 
 
 def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, check: bool,

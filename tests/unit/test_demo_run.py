@@ -145,3 +145,37 @@ def test_history_task_prints_the_last_runs(tmp_path, monkeypatch, capsys):
     history_task(Context(), inventory=INV, last=1, json_=True)
     [last] = json.loads(capsys.readouterr().out)
     assert last["command"] == "demo.check" and last["ok"] is True
+
+
+@pytest.mark.parametrize("reports, green, unreachable", [
+    pytest.param([HostReport("dell", True, [Verdict("dell", "demo", "clock", True, "+0.1 s")]),
+                  HostReport("rp0", True, [Verdict("rp0", "pi-prep", "drift", True, "ok")])],
+                 True, {}, id="go-nothing-to-reset"),
+    pytest.param([HostReport("dell", True, [Verdict("dell", "demo", "clock", True, "+0.1 s")]),
+                  HostReport("rp0", True, [Verdict("rp0", "pi-prep", "drift", False, "swap")])],
+                 False, {}, id="drift-resets"),
+    pytest.param([HostReport("dell", True, [Verdict("dell", "demo", "clock", True, "+0.1 s")]),
+                  HostReport("rp0", False, [Verdict("rp0", "demo", "reachable", False,
+                                                    "connection refused")])],
+                 False, {"rp0": "connection refused"}, id="unreachable-not-tried-again"),
+])
+def test_reset_starts_with_the_check(monkeypatch, reports, green, unreachable):
+    def check_all(inventory, connector, hosts, log, parallel):  # noqa: ANN001, ANN202
+        for report in reports:
+            report.timings = {"checks": 0.1}
+        return reports
+
+    monkeypatch.setattr(run, "check_all", check_all)
+    hosts = [LAB.hosts["dell"], LAB.hosts["rp0"]]
+    outcome = run.Outcome("demo.reset", "lab")
+    output = run.Output(io.StringIO(), False)
+    assert run.already_green(LAB, hosts, FakeConnector(), 2, output, outcome, {}) is green
+    assert outcome.unreachable == unreachable
+    said = output.out.getvalue()
+    if green:  # the check is the result: GO, no phase ran
+        assert outcome.ok and outcome.phases == [] and "nothing to reset" in said
+        assert set(outcome.steps) >= {"check", "check dell", "check rp0 checks"}
+    else:  # the phases follow; the final check's times are kept apart from this one's
+        assert outcome.reports == [] and "1 host(s) to put right" in said
+        assert set(outcome.steps) == {"precheck", "precheck dell", "precheck dell checks",
+                                      "precheck rp0", "precheck rp0 checks"}
