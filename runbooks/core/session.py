@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
+PRIVILEGE_TIMEOUT = 30.0  # seconds `sudo -n true` may take while a session is set up
 
 
 class HostUnreachable(Exception):
@@ -53,6 +54,7 @@ class CommandResult:
     rc: int
     stdout: str
     stderr: str
+    signal: str | None = None  # the signal that killed it ("TERM"), when one did
 
     @property
     def ok(self) -> bool:
@@ -101,7 +103,7 @@ class Session:
         """Decide how privileged commands run for a non-root login user."""
         if self.host.user == "root":
             return
-        if self._exec_raw("sudo -n true", None).ok:
+        if self._exec_raw("sudo -n true", None, timeout=PRIVILEGE_TIMEOUT).ok:
             self._sudo = "nopasswd"
             return
         with password_lock:
@@ -152,10 +154,12 @@ class Session:
     ) -> CommandResult:
         import paramiko
 
+        channel = None
         try:
             transport = self.connection.transport
             if transport is None or not transport.is_active():
                 raise HostUnreachable(f"connection to {self.host.name} is closed")
+            _record_channel_ends(transport)
             channel = transport.open_session(timeout=10)
             channel.settimeout(timeout)
             channel.exec_command(line)
@@ -167,17 +171,83 @@ class Session:
             rc = channel.recv_exit_status()
             channel.close()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            if channel is not None:
+                channel.close()
+            if isinstance(exc, TimeoutError) and timeout is not None:
+                raise HostUnreachable(
+                    f"{self.host.name} did not answer within {timeout:g}s (the host hangs, or "
+                    "the command is still running there)") from exc
             raise HostUnreachable(
                 f"connection to {self.host.name} lost: {exc or type(exc).__name__}"
             ) from exc
         if rc == -1:
-            raise HostUnreachable(f"connection to {self.host.name} lost while a command ran")
+            killed = getattr(channel, EXIT_SIGNAL_ATTRIBUTE, None)
+            if killed is not None:  # the host is up; the command died: a failed command
+                return CommandResult(128 + _signal_number(killed), stdout.decode(
+                    errors="replace"), stderr.decode(errors="replace")
+                    + f"\n[greenroom] the command was killed by signal {killed} on "
+                    f"{self.host.name}\n", signal=killed)
+            why = ("the host closed the channel without an exit status"
+                   if getattr(channel, CLOSED_BY_HOST_ATTRIBUTE, False)
+                   else "the SSH connection closed")
+            raise HostUnreachable(
+                f"connection to {self.host.name} lost while a command ran ({why})")
         # not masked here: facts must see the host's real content (a file holding a
         # secret would otherwise never look converged); output and reports mask it
         return CommandResult(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     def close(self) -> None:
         self.connection.close()
+
+
+EXIT_SIGNAL_ATTRIBUTE = "greenroom_exit_signal"
+CLOSED_BY_HOST_ATTRIBUTE = "greenroom_closed_by_host"
+
+
+def _signal_number(name: str) -> int:
+    """SSH names signals without "SIG" (RFC 4254 6.10); 0 for one this Python does not know."""
+    import signal
+
+    try:
+        return int(signal.Signals["SIG" + name])
+    except KeyError:
+        return 0
+
+
+def _record_channel_ends(transport: paramiko.Transport) -> None:
+    """Make `transport` record how each of its channels ended, on the channel itself.
+
+    paramiko drops the `exit-signal` request, so a command killed by a signal (the server
+    then sends exit-signal instead of exit-status) looked exactly like a lost connection.
+    Recorded: the signal's name (`greenroom_exit_signal`) and whether the host closed the
+    channel (`greenroom_closed_by_host`; not set when the connection itself went away)."""
+    from paramiko.common import MSG_CHANNEL_CLOSE, MSG_CHANNEL_REQUEST
+
+    table = transport._channel_handler_table  # type: ignore[attr-defined]
+    if table.get(MSG_CHANNEL_REQUEST) is not _handle_channel_request:
+        transport._channel_handler_table = {  # type: ignore[attr-defined]
+            **table, MSG_CHANNEL_REQUEST: _handle_channel_request,
+            MSG_CHANNEL_CLOSE: _handle_channel_close}
+
+
+def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    """paramiko's own handler, except for exit-signal (recorded on the channel)."""
+    from paramiko.channel import Channel
+
+    start = message.packet.tell()
+    if message.get_text() == "exit-signal":
+        message.get_boolean()  # want reply: never for exit-signal
+        setattr(channel, EXIT_SIGNAL_ATTRIBUTE, message.get_text())
+        return
+    message.packet.seek(start)
+    Channel._handle_request(channel, message)
+
+
+def _handle_channel_close(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    from paramiko.channel import Channel
+
+    setattr(channel, CLOSED_BY_HOST_ATTRIBUTE, True)
+    Channel._handle_close(channel, message)
 
 
 def _no_delay(conn: fabric.Connection) -> None:
