@@ -214,7 +214,7 @@ def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, 
 def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, check: bool,
                  output: Output, outcome: Outcome, usual: dict[str, float]) -> None:
     """Missing images pushed from the demo section's layout (see runbooks/demo/images.py),
-    recorded as the phase "images" of runbook "registry.images" on the registry host (its
+    recorded as the phase "images" of runbook "demo.images" on the registry host (its
     push counts as a change, its failure makes the run NO-GO)."""
     from runbooks.core.results import HostResult, Status, StepResult
     from runbooks.core.session import HostUnreachable, SessionError
@@ -244,7 +244,7 @@ def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, 
             host.status = step.status = Status.CHANGED
             step.changes.append(what)
     host.seconds = time.monotonic() - started
-    result = RunResult("registry.images", check, {registry.host: host}, host.seconds)
+    result = RunResult("demo.images", check, {registry.host: host}, host.seconds)
     outcome.phases.append(("images", result))
     outcome.steps["images registry"] = host.seconds
     _progress("images", result, usual.get("images registry"), check, output)

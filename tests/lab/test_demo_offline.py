@@ -51,7 +51,7 @@ def test_offline_reset_ends_go(converged, tmp_path):
         subprocess.run(["ip", "-n", ns, "link", "set", "br0", "up"], check=True)
     assert code == 0 and data["ok"] is True, failing(data)
     assert ("clocks", "rp1") in changed(data)
-    assert ("registry.images", "dell") in changed(data)  # pushed from the local layout
+    assert ("demo.images", "dell") in changed(data)  # pushed from the local layout
     assert scratch_code == 0 and scratch["ok"] is True, failing(scratch)
     assert scratch["command"] == "demo.reset --from-scratch"
     assert len(lab.upstream_log()) == seen

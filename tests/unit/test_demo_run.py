@@ -113,11 +113,11 @@ def test_images_phase_is_a_phase_of_the_run(monkeypatch, pushed, check, status, 
     run.images_phase(LAB, list(LAB.hosts.values()), FakeConnector(), check, output,
                      outcome, {})
     [(phase, found)] = outcome.phases
-    assert (phase, found.runbook, list(found.hosts)) == ("images", "registry.images", ["dell"])
+    assert (phase, found.runbook, list(found.hosts)) == ("images", "demo.images", ["dell"])
     assert found.hosts["dell"].status == status
     assert (outcome.changed, found.ok) == (changed, ok)
     assert "images registry" in outcome.steps
-    assert "images   registry.images" in output.out.getvalue()
+    assert "images   demo.images" in output.out.getvalue()
 
 
 def test_images_phase_skips_an_unreachable_registry(monkeypatch):
