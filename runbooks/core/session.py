@@ -162,10 +162,14 @@ class Session:
             _record_channel_ends(transport)
             channel = transport.open_session(timeout=10)
             channel.settimeout(timeout)
+            gate = threading.Lock()
+            setattr(channel, SEND_GATE_ATTRIBUTE, gate)
             channel.exec_command(line)
-            if data:
-                channel.sendall(data)
-            channel.shutdown_write()
+            with gate:  # see _handle_channel_close: our EOF never follows our CLOSE
+                if data:
+                    _send_stdin(channel, data)
+                if not channel.closed:
+                    channel.shutdown_write()
             stdout = channel.makefile("rb").read()
             stderr = channel.makefile_stderr("rb").read()
             rc = channel.recv_exit_status()
@@ -202,6 +206,20 @@ class Session:
 
 EXIT_SIGNAL_ATTRIBUTE = "greenroom_exit_signal"
 CLOSED_BY_HOST_ATTRIBUTE = "greenroom_closed_by_host"
+SEND_GATE_ATTRIBUTE = "greenroom_send_gate"
+# how long the transport thread waits for a command's last stdin/EOF to go out before it
+# handles the host's CLOSE anyway (bounds a stall should a re-key hold that send up)
+SEND_GATE_WAIT = 2.0
+
+
+def _send_stdin(channel: paramiko.Channel, data: bytes) -> None:
+    """Send the command's standard input; a command that ended without reading all of it
+    (the host closed the channel meanwhile) is not a lost connection."""
+    try:
+        channel.sendall(data)
+    except OSError:
+        if not channel.closed:
+            raise
 
 
 def _signal_number(name: str) -> int:
@@ -244,10 +262,23 @@ def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message
 
 
 def _handle_channel_close(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    """The host closed the channel: paramiko answers with our CLOSE, after which OpenSSH
+    frees the channel and DROPS THE WHOLE CONNECTION on any later packet for it ("ieof
+    packet referred to nonexistent channel"). paramiko builds a channel's EOF (and stdin
+    data) under the channel's lock but sends it after releasing it, so a command that ends
+    before our EOF is on the wire (a fast command, a busy machine, many channels at once)
+    could see our EOF sent after our CLOSE, and every command of that connection lost with
+    it. The send gate makes the two exclusive: the EOF goes out first, or not at all."""
     from paramiko.channel import Channel
 
-    setattr(channel, CLOSED_BY_HOST_ATTRIBUTE, True)
-    Channel._handle_close(channel, message)
+    gate = getattr(channel, SEND_GATE_ATTRIBUTE, None)
+    held = gate.acquire(timeout=SEND_GATE_WAIT) if gate is not None else False
+    try:
+        setattr(channel, CLOSED_BY_HOST_ATTRIBUTE, True)
+        Channel._handle_close(channel, message)
+    finally:
+        if gate is not None and held:
+            gate.release()
 
 
 def _no_delay(conn: fabric.Connection) -> None:

@@ -66,3 +66,32 @@ def test_wait_for_new_boot_bounds_each_probe(site, monkeypatch, tmp_path):
         assert count.read_text() == "2\n"
     finally:
         ctx.connector.close_all()
+
+
+@pytest.fixture
+def slow_sends(monkeypatch):
+    """Hold up our channel's EOF (and stdin data) on its way out, as a busy machine does:
+    the host meanwhile ends the command and closes the channel."""
+    import time
+
+    import paramiko
+    from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF
+
+    original = paramiko.Transport._send_user_message
+
+    def send(transport, message):
+        kind = message.asbytes()[:1]
+        if kind in (cMSG_CHANNEL_EOF, cMSG_CHANNEL_DATA) and transport is not \
+                __import__("threading").current_thread():
+            time.sleep(0.3)
+        return original(transport, message)
+
+    monkeypatch.setattr(paramiko.Transport, "_send_user_message", send)
+
+
+@pytest.mark.parametrize("stdin", [None, b"unread input\n" * 100], ids=["eof", "stdin-data"])
+def test_a_command_that_ends_before_our_eof_leaves_the_connection_up(alpha, slow_sends, stdin):
+    """OpenSSH drops the whole connection when our EOF (or data) for a channel follows our
+    CLOSE of it ("ieof packet referred to nonexistent channel"): the flake of demo.reset."""
+    assert alpha.run("true", stdin=stdin).rc == 0
+    assert alpha.run("echo still here").stdout == "still here\n"
