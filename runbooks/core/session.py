@@ -377,12 +377,23 @@ class Connector:
 
     def session(self, host: Host) -> Session:
         """An open session to `host`; raises HostUnreachable or SessionError."""
-        import paramiko
-
         with self._lock:
             existing = self._sessions.get(host.name)
         if existing is not None:
             return existing
+        conn = self.connection(host)
+        _no_delay(conn)
+        session = Session(host, conn)
+        session.setup_privilege(self._password_lock, self._shared)
+        with self._lock:
+            self._sessions[host.name] = session
+        return session
+
+    def connection(self, host: Host) -> fabric.Connection:
+        """The open Fabric connection to `host`, host key checked, without the POSIX
+        session's setup: for devices whose SSH speaks their own CLI (RouterOS)."""
+        import paramiko
+
         try:
             conn = self._connection(host)
             conn.open()
@@ -401,12 +412,7 @@ class Connector:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             where = f"{host.address}:{host.port}" + (f" via {host.via}" if host.via else "")
             raise HostUnreachable(f"cannot connect to {where}: {exc}") from exc
-        _no_delay(conn)
-        session = Session(host, conn)
-        session.setup_privilege(self._password_lock, self._shared)
-        with self._lock:
-            self._sessions[host.name] = session
-        return session
+        return conn
 
     def forget(self, host: Host) -> None:
         """Drop a host's session (after a reboot or a lost connection)."""
