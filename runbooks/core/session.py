@@ -317,6 +317,7 @@ class Connector:
         self._shared: dict[str, str] = {}
         self._connections: dict[str, fabric.Connection] = {}
         self._sessions: dict[str, Session] = {}
+        self._opening: dict[str, threading.RLock] = {}  # one per host: opened by one thread
         self._config: Any = None
         self._host_keys: paramiko.HostKeys | None = None
 
@@ -350,7 +351,8 @@ class Connector:
         gateway = None
         if host.via:
             gateway = self._connection(self.inventory.hosts[host.via])
-            gateway.open()  # opened once, before any dependent host races to open it
+            with self._host_lock(host.via):  # opened once, whichever dependent comes first
+                gateway.open()
         connect_kwargs: dict[str, Any] = {}
         if self._key_filename:
             connect_kwargs.update(
@@ -375,19 +377,34 @@ class Connector:
         with self._lock:
             return self._connections.setdefault(host.name, conn)
 
+    def _host_lock(self, name: str) -> threading.RLock:
+        with self._lock:
+            return self._opening.setdefault(name, threading.RLock())
+
     def session(self, host: Host) -> Session:
-        """An open session to `host`; raises HostUnreachable or SessionError."""
+        """An open session to `host`; raises HostUnreachable or SessionError.
+
+        Threads asking for the same host at once (a cluster runbook's nodes all reading
+        their first server) get the one session: a second open of the same Fabric
+        connection would replace its transport mid-handshake, and the first thread's
+        commands would go to a connection not yet logged in (the host answers
+        "unimplemented", channels time out)."""
         with self._lock:
             existing = self._sessions.get(host.name)
         if existing is not None:
             return existing
-        conn = self.connection(host)
-        _no_delay(conn)
-        session = Session(host, conn)
-        session.setup_privilege(self._password_lock, self._shared)
-        with self._lock:
-            self._sessions[host.name] = session
-        return session
+        with self._host_lock(host.name):
+            with self._lock:
+                existing = self._sessions.get(host.name)
+            if existing is not None:
+                return existing
+            conn = self.connection(host)
+            _no_delay(conn)
+            session = Session(host, conn)
+            session.setup_privilege(self._password_lock, self._shared)
+            with self._lock:
+                self._sessions[host.name] = session
+            return session
 
     def connection(self, host: Host) -> fabric.Connection:
         """The open Fabric connection to `host`, host key checked, without the POSIX
@@ -396,7 +413,8 @@ class Connector:
 
         try:
             conn = self._connection(host)
-            conn.open()
+            with self._host_lock(host.name):
+                conn.open()
         except HostUnreachable:
             raise
         except paramiko.BadHostKeyException as exc:

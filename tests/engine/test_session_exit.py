@@ -95,3 +95,32 @@ def test_a_command_that_ends_before_our_eof_leaves_the_connection_up(alpha, slow
     CLOSE of it ("ieof packet referred to nonexistent channel"): the flake of demo.reset."""
     assert alpha.run("true", stdin=stdin).rc == 0
     assert alpha.run("echo still here").stdout == "still here\n"
+
+
+def test_threads_asking_for_one_host_at_once_share_one_session(site):
+    """A cluster runbook's nodes all read their first server at the same moment: one
+    connection is opened, and every thread's commands run (no second open of the same
+    connection replacing its transport mid-handshake)."""
+    import threading
+
+    inv = load_inventory(site.inventory)
+    connector = Connector(inv)
+    sessions, errors = [], []
+
+    def ask():
+        try:
+            session = connector.session(inv.hosts["alpha"])
+            sessions.append(session)
+            assert session.run("echo hi").stdout == "hi\n"
+        except Exception as exc:  # noqa: BLE001 - collected, then asserted
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        connector.close_all()
+    assert errors == [] and len(sessions) == 4 and len({id(s) for s in sessions}) == 1
