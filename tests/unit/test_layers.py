@@ -122,3 +122,14 @@ def test_a_lab_inventory_without_the_lab_access_is_refused_before_any_connection
     inventory = load_inventory(RUNBOOKS.parent / "hosts" / "lab.yaml")  # conftest: lab keys
     with pytest.raises(UsageError, match="describes a virtual lab, but no lab is plugged"):
         access.access_for(inventory)  # no provider: nothing would reach its addresses
+
+
+def test_nobody_reads_the_lab_section_as_an_attribute():
+    """Inventories and hosts carry the lab's keys in `sections` (runbooks/lab/schema.py:
+    lab_of, host_lab); `getattr(inventory, "lab", None)` would silently read None."""
+    import re
+
+    pattern = re.compile(r"getattr\([^,()]+,\s*[\"']lab[\"']|\b(inv|inventory|host)\.lab\b")
+    found = [f"{p.relative_to(RUNBOOKS.parent)}:{n}" for p in RUNBOOKS.rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
