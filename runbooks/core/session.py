@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
 PRIVILEGE_TIMEOUT = 30.0  # seconds `sudo -n true` may take while a session is set up
+MAX_CHANNELS = 8  # commands at once on one connection: below OpenSSH's MaxSessions 10
 
 
 class HostUnreachable(Exception):
@@ -95,6 +96,10 @@ class Session:
     def __init__(self, host: Host, connection: fabric.Connection) -> None:
         self.host = host
         self.connection = connection
+        # sshd serves at most MaxSessions channels at once per connection (10 unless
+        # configured otherwise) and refuses the next ("open failed"); commands beyond our
+        # cap wait for a free channel instead
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._sudo: str | None = None  # None: root; "nopasswd"; "password"
         self._password: str | None = None
 
@@ -152,6 +157,12 @@ class Session:
     def _exec_raw(
         self, line: str, data: bytes | None, timeout: float | None = None
     ) -> CommandResult:
+        with self._channels:
+            return self._exec_channel(line, data, timeout)
+
+    def _exec_channel(
+        self, line: str, data: bytes | None, timeout: float | None = None
+    ) -> CommandResult:
         import paramiko
 
         channel = None
@@ -160,7 +171,7 @@ class Session:
             if transport is None or not transport.is_active():
                 raise HostUnreachable(f"connection to {self.host.name} is closed")
             _record_channel_ends(transport)
-            channel = transport.open_session(timeout=10)
+            channel = _open_channel(transport)
             channel.settimeout(timeout)
             gate = threading.Lock()
             setattr(channel, SEND_GATE_ATTRIBUTE, gate)
@@ -210,6 +221,26 @@ SEND_GATE_ATTRIBUTE = "greenroom_send_gate"
 # how long the transport thread waits for a command's last stdin/EOF to go out before it
 # handles the host's CLOSE anyway (bounds a stall should a re-key hold that send up)
 SEND_GATE_WAIT = 2.0
+
+
+def _open_channel(transport: paramiko.Transport, timeout: float = 10.0) -> paramiko.Channel:
+    """A new session channel. The host counts our channels that are still closing (it frees
+    one only when our CLOSE reaches it), so even below MAX_CHANNELS it may refuse with
+    "open failed" (too many sessions): the command has not started, and we open again once
+    one of those closes are through (within `timeout`)."""
+    import time
+
+    import paramiko
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return transport.open_session(timeout=timeout)
+        except paramiko.ChannelException as exc:
+            if exc.code != paramiko.common.OPEN_FAILED_CONNECT_FAILED or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _send_stdin(channel: paramiko.Channel, data: bytes) -> None:
