@@ -411,8 +411,9 @@ def table(results: dict[str, tuple[Shape, int, int, dict[str, tuple]]]) -> str:
                        for kind, err in (("cold", cold_err), ("no-op", noop_err)) if err]
     lines += ["", "Goals (cold: >= 2x the sequential loop, >= 1.5x xargs -P8, within 1.3x of "
               "the floor; no-op: <= 0.35 s for 16 images, >= 2x skopeo sync); in brackets what "
-              "the floor itself reaches against the same peer; no-op CPU: what the run cost in "
-              "CPU time, which is what its wall time would be on an idle machine.",
+              "the floor itself reaches against the same peer; no-op CPU: the run's own CPU time "
+              "(user + system, all its processes), near what its wall time would be on an idle "
+              "machine.",
               "", "| set | vs sequential | vs xargs -P8 | vs floor | no-op (s) [CPU] | "
               "no-op vs sync |", "|---|---|---|---|---|---|"]
     for label, (_, count, _, res) in results.items():

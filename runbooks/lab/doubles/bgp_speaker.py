@@ -253,7 +253,8 @@ class BoundOnLo(Step):
 def web_unit() -> str:
     """The web double (the LoadBalancer Services' pods): port 80 on every address."""
     return ("[Unit]\nDescription=greenroom lab DOUBLE of the LoadBalancer Services' pods\n"
-            f"[Service]\nExecStart=/usr/bin/python3 -m http.server --directory {WEB_ROOT} 80\n"
+            f"[Service]\nExecStart=/usr/bin/python3 -m http.server --bind 0.0.0.0 "
+            f"--directory {WEB_ROOT} 80\n"
             "Restart=always\nRestartSec=1\n[Install]\nWantedBy=multi-user.target\n")
 
 
