@@ -349,15 +349,17 @@ class Connector:
         self._connections: dict[str, fabric.Connection] = {}
         self._sessions: dict[str, Session] = {}
         self._opening: dict[str, threading.RLock] = {}  # one per host: opened by one thread
-        self._config: Any = None
         self._host_keys: paramiko.HostKeys | None = None
+        self._pkey: paramiko.PKey | bool | None = None
+        self._build_lock = threading.Lock()
 
     def _fabric_config(self) -> Any:
+        """A Fabric Config of the connection's own (about 1 ms): Fabric connections that
+        share one Config fail at random when many threads open them at once (seen at 100
+        hosts: "No attribute or config key found for 'authentication'", Valid keys: [])."""
         from fabric import Config
 
-        if self._config is None:
-            self._config = Config()
-        return self._config
+        return Config()
 
     def _shared_host_keys(self) -> paramiko.HostKeys:
         import paramiko
@@ -370,6 +372,21 @@ class Connector:
                         keys.load(path)
                 self._host_keys = keys
             return self._host_keys
+
+    def _key_kwargs(self) -> dict[str, Any]:
+        """The plug-in's key, parsed once per run (paramiko would otherwise read the file and
+        try three key classes on it for every host), or its file name if it cannot be."""
+        import paramiko
+
+        with self._lock:
+            if self._pkey is None:
+                try:
+                    self._pkey = paramiko.PKey.from_path(str(self._key_filename))
+                except (paramiko.SSHException, OSError, ValueError, TypeError):
+                    self._pkey = False  # encrypted or unknown: paramiko's own way, per host
+            if self._pkey is False:
+                return {"key_filename": self._key_filename}
+            return {"pkey": self._pkey}
 
     def _connection(self, host: Host) -> fabric.Connection:
         """The (not yet opened) Fabric connection for `host`, gateways included."""
@@ -386,18 +403,19 @@ class Connector:
                 gateway.open()
         connect_kwargs: dict[str, Any] = {}
         if self._key_filename:
-            connect_kwargs.update(
-                key_filename=self._key_filename, look_for_keys=False, allow_agent=False
+            connect_kwargs.update(self._key_kwargs(), look_for_keys=False, allow_agent=False)
+        # built one at a time (CPU work under the GIL anyway): Invoke's config machinery
+        # is not safe to run from many threads at once
+        with self._build_lock:
+            conn = Connection(
+                host=host.address,
+                user=host.user,
+                port=host.port,
+                config=self._fabric_config(),
+                gateway=gateway,
+                connect_timeout=self.connect_timeout,
+                connect_kwargs=connect_kwargs,
             )
-        conn = Connection(
-            host=host.address,
-            user=host.user,
-            port=host.port,
-            config=self._fabric_config(),
-            gateway=gateway,
-            connect_timeout=self.connect_timeout,
-            connect_kwargs=connect_kwargs,
-        )
         client = conn.client
         client.set_missing_host_key_policy(
             _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)

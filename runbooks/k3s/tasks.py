@@ -126,6 +126,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     agents = [h for h in others if h.name not in cluster.servers]
 
     def next_phases(so_far: Any) -> list[Any]:
+        options["run_so_far"] = so_far  # the readiness wait skips nodes that failed in it
         first_result = so_far.hosts.get(first.name)
         upgrading = first_result is not None and upgraded(first_result)
         if not upgrading:

@@ -14,6 +14,9 @@ from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.base import Action, Change, Step
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a"
+# An apt left running by a run whose connection was lost (or unattended-upgrades) holds
+# dpkg's lock: wait for it rather than fail at once.
+APT_WAIT = "-o DPkg::Lock::Timeout=300"
 
 
 @dataclass(frozen=True)
@@ -84,18 +87,20 @@ class Packages(Step):
             if not missing:
                 return []
             names = " ".join(shlex.quote(n) for n in missing)
-            install = (f"{APT_ENV} apt-get install -y -q --no-install-recommends "
+            install = (f"{APT_ENV} apt-get install -y -q {APT_WAIT} --no-install-recommends "
                        f"-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
                        f"{names}")
-            # Retry once after refreshing the lists: a fresh board often has none.
-            command = f"{install} || {{ {APT_ENV} apt-get update -q && {install}; }}"
+            # Retry once after refreshing the lists (a fresh board often has none) and
+            # finishing what an interrupted dpkg left half-configured.
+            command = (f"{install} || {{ {APT_ENV} dpkg --configure -a; "
+                       f"{APT_ENV} apt-get update -q && {install}; }}")
             return [Change(f"install {' '.join(missing)}", (Action(command),))]
         extra = [n for n in self.names if states.installed(n)]
         if not extra:
             return []
         names = " ".join(shlex.quote(n) for n in extra)
         return [Change(f"remove {' '.join(extra)}",
-                       (Action(f"{APT_ENV} apt-get remove -y -q {names}"),))]
+                       (Action(f"{APT_ENV} apt-get remove -y -q {APT_WAIT} {names}"),))]
 
 
 class Service(Step):
