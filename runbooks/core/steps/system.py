@@ -53,6 +53,20 @@ def dpkg_status(names: Sequence[str]) -> Fact[PackageStates]:
                 lambda result: parse_dpkg_status(result.out))
 
 
+def unit_active(unit: str) -> Fact[str]:
+    """The fact: `systemctl is-active UNIT` -> its state (active, inactive, failed,
+    activating, ...; "unknown" when systemctl printed nothing)."""
+    return Fact(f"active {unit}", f"systemctl is-active {shlex.quote(unit)}",
+                lambda result: result.out.strip() or "unknown")
+
+
+def unit_enabled(unit: str) -> Fact[str]:
+    """The fact: `systemctl is-enabled UNIT` -> its state (enabled, disabled, static,
+    masked, ...; "unknown" when systemctl printed nothing, e.g. no such unit)."""
+    return Fact(f"enabled {unit}", f"systemctl is-enabled {shlex.quote(unit)}",
+                lambda result: result.out.strip() or "unknown")
+
+
 class Packages(Step):
     """Ensure apt packages are installed (or absent)."""
 
@@ -104,19 +118,19 @@ class Service(Step):
         self.name = f"Ensure {unit} {' and '.join(wants)}"
 
     def facts(self) -> Mapping[str, str]:
-        u = shlex.quote(self.unit)
-        return {"enabled": f"systemctl is-enabled {u}", "active": f"systemctl is-active {u}"}
+        return {"enabled": unit_enabled(self.unit).command,
+                "active": unit_active(self.unit).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         u = shlex.quote(self.unit)
         changes = []
-        state = facts["enabled"].out.strip()
+        state = unit_enabled(self.unit).read(facts, "enabled")
         if self.enabled is True and state not in ("enabled", "static", "alias", "generated",
                                                   "indirect"):
             changes.append(Change(f"enable {self.unit}", (Action(f"systemctl enable {u}"),)))
         if self.enabled is False and state in ("enabled", "enabled-runtime"):
             changes.append(Change(f"disable {self.unit}", (Action(f"systemctl disable {u}"),)))
-        active = facts["active"].out.strip() == "active"
+        active = unit_active(self.unit).read(facts, "active") == "active"
         if self.running is True and not active:
             changes.append(Change(f"start {self.unit}", (Action(f"systemctl start {u}"),)))
         if self.running is False and active:
