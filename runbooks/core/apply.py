@@ -33,6 +33,8 @@ def batchable(action: Action) -> bool:
     stdin = action.stdin
     if isinstance(stdin, bytes):  # a binary file (k3s's release files): sent on its own
         return False
+    if isinstance(stdin, bytes):  # a file pushed as is (microk8s offline): on its own
+        return False
     return stdin is None or stdin == "" or (stdin.endswith("\n") and "\0" not in stdin)
 
 
