@@ -5,6 +5,7 @@ Run it as root, under the lab lock, from the repository's root:
 
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py --trials 20
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s pi-prep,router
+    flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --from 11
 
 For each subject it first counts the commands an uncut converging run sends the target host
 (K), then runs the trials: cut at command randint(1, K) after uniform(0, 0.25) s, seeded
@@ -53,7 +54,7 @@ def lab_of(name: str) -> str:
 
 
 def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
-             replay: dict[str, list[tuple[int, float]]] | None = None,
+             replay: dict[str, list[tuple[int, float]]] | None = None, first: int = 1,
              ) -> dict[str, list[Outcome]]:
     folder = Path(tempfile.mkdtemp(prefix="greenroom-faults-"))
     os.environ["XDG_CACHE_HOME"] = os.environ.get("XDG_CACHE_HOME") or str(
@@ -80,6 +81,8 @@ def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
                             for _ in range(trials[name])]
                 outcomes[name] = []
                 for number, (at, delay) in enumerate(cuts, 1):
+                    if number < first:
+                        continue
                     outcome = trial(lab, subject, at, delay)
                     outcomes[name].append(outcome)
                     row = {"seed": seed, "trial": number, **outcome.row()}
@@ -121,6 +124,10 @@ def main() -> int:
     parser.add_argument("--cut", action="append", default=[],
                         help="replay one cut instead of random ones: RUNBOOK:AT:DELAY "
                              "(e.g. router:9:0.05; repeat the option for several)")
+    parser.add_argument("--from", dest="first", type=int, default=1,
+                        help="start at this trial number (the cuts before it are drawn but "
+                             "not run): splits one seeded campaign over several lab holds, "
+                             "e.g. -s k3s:20 --from 11")
     args = parser.parse_args()
     replay: dict[str, list[tuple[int, float]]] = {}
     for spec in args.cut:
@@ -139,7 +146,7 @@ def main() -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     access.plug_in(provider)
     started = time.monotonic()
-    outcomes = campaign(names, counts, args.seed, results, replay)
+    outcomes = campaign(names, counts, args.seed, results, replay, args.first)
     print(f"\n{summary(outcomes)}\n\n{time.monotonic() - started:.0f} s; rows in {results}")
     return 1 if any(o.problems for done in outcomes.values() for o in done) else 0
 
