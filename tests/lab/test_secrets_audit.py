@@ -1,0 +1,327 @@
+"""Secrets audit: runbooks run with known secret values, then every byte greenroom produced
+is searched for them (as is and base64-encoded at any alignment): stdout and stderr (at the
+file-descriptor level, children included), the --report files, the timing history, `ps`
+snapshots of this machine and of the guests taken all through the runs, the guests'
+journals and /var/log, and every file the guests changed (their overlay's upper layer),
+where a secret may only sit in a file of mode 0600.
+
+Secrets: a sudo password (the router is reached as a non-root user), MetalLB's BGP password
+(written into the router's FRR config), the k3s token (made by the server, handed to the
+agents), the microk8s join tokens (single-use, issued by the seed; hosts/lab-microk8s.yaml)
+and registry credentials (registry.load-images from a loopback registry that wants them).
+Every value greenroom registers as a secret during the runs is searched for too.
+
+The first tests are the negative controls: the search finds a secret that leaks, in any
+of its forms, so a clean audit means something.
+
+One known exposure is not greenroom's to fix and is set aside by name (JOIN_ARGV): the real
+`microk8s join` takes its token only as an argument, so the token is in that one process's
+command line on the joining node while it runs (greenroom hands it over on stdin and a shell
+builtin puts it there; the token is single-use and spent by the seed during that join). Only
+that exact command line, on a joining node, is set aside; the token anywhere else, in any
+other command line or on any other host, fails the audit.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke import Context, Exit
+
+from runbooks.core import secrets as secrets_mod
+from tests.lab.conftest import LabHandle, lab_skip_reason
+from tests.support.faultsubjects import k3s_inventory
+from tests.support.secretaudit import (
+    Exposure,
+    PsSampler,
+    changed_files,
+    hits,
+    journal,
+    needles,
+    set_aside,
+)
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+
+SUDO_PASSWORD = "Audit-sudo-5e1d9c04"
+BGP_PASSWORD = "Audit-bgp-8a2f7e61"
+REGISTRY_USER, REGISTRY_PASSWORD = "auditor", "Audit-registry-3c6b4d27"
+BOARDS = ("rp0", "rp1", "lp0")
+MK8S_SEED, MK8S_JOINING = "mk0", ("mk1", "mk2")
+
+# The known upstream exposure (reported upstream as blocked; see the module's docstring).
+JOIN_ARGV = Exposure(
+    "microk8s join takes its token only in argv (upstream)", frozenset(MK8S_JOINING),
+    # at most two words before it (an interpreter, its wrapper), none of them a shell's -c
+    re.compile(rb"(?:(?!-c )\S+ ){0,2}?\S*microk8s\S* (?:microk8s )?join "
+               rb"\d+\.\d+\.\d+\.\d+:25000/[0-9a-f]{32}/[0-9a-f]+(?: --worker)?"),
+    "`microk8s join ADDRESS/TOKEN` has no stdin or file form for the token")
+
+
+# -- negative controls: the search can fail --------------------------------------------------
+
+@pytest.mark.parametrize("form", ["plain", "base64-0", "base64-1", "base64-2"])
+def test_search_finds_a_leaked_secret_in_any_form(form):
+    secret = "Leaky-secret-0042"
+    if form == "plain":
+        leaked = f"log line: token={secret} end".encode()
+    else:
+        pad = int(form[-1])
+        leaked = b"data: " + base64.b64encode(b"x" * pad + f"user:{secret}\n".encode())
+    assert hits({"stdout": leaked, "clean": b"nothing here"}, {"token": secret}) == [
+        "stdout: token"]
+
+
+def test_search_ignores_what_only_looks_alike():
+    assert hits({"out": b"Leaky-secret-004 and ********"}, {"token": "Leaky-secret-0042"}) == []
+    assert all(len(n) >= 8 for n in needles("Leaky-secret-0042"))
+
+
+TOKEN = "0123456789abcdef" * 2 + "/" + "fedcba98"
+SET_ASIDE = [
+    # (where the line is, the line, set aside?)
+    ("ps in mk1", f"/snap/bin/microk8s join 192.168.30.3:25000/{TOKEN}", True),
+    ("ps in mk2", f"microk8s join 192.168.30.3:25000/{TOKEN} --worker", True),
+    ("ps in mk1", f"/bin/sh /usr/local/bin/microk8s join 192.168.30.3:25000/{TOKEN}", True),
+    ("ps in mk1", "/usr/bin/python3 /usr/local/lib/greenroom-double/microk8s.py microk8s "
+                  f"join 192.168.30.3:25000/{TOKEN}", True),
+    ("command lines in /proc", f"mk1\tmicrok8s join 192.168.30.3:25000/{TOKEN}", True),
+    ("ps in mk0", f"microk8s join 192.168.30.3:25000/{TOKEN}", False),
+    ("command lines in /proc", f"mk0\tmicrok8s join 192.168.30.3:25000/{TOKEN}", False),
+    ("command lines in /proc", f"?\tmicrok8s join 192.168.30.3:25000/{TOKEN}", False),
+    ("ps in mk1", f"sh -c microk8s join 192.168.30.3:25000/{TOKEN}", False),
+    ("ps in mk1", f"bash -c 'microk8s join 192.168.30.3:25000/{TOKEN}'", False),
+    ("ps in mk1", f"microk8s join 192.168.30.3:25000/{TOKEN} && echo {TOKEN}", False),
+    ("ps in mk1", f"curl -d {TOKEN} http://192.168.30.3:25000/", False),
+    ("stdout", f"microk8s join 192.168.30.3:25000/{TOKEN}", False),
+]
+
+
+@pytest.mark.parametrize(("place", "line", "aside"), SET_ASIDE,
+                         ids=["join-on-mk1", "worker-join-on-mk2", "wrapper-join",
+                              "interpreter-join", "join-in-proc-scan",
+                              "join-on-the-seed", "seed-in-proc-scan", "unknown-host",
+                              "join-in-a-shell", "join-in-bash", "join-and-more", "other-command",
+                              "not-a-ps-blob"])
+def test_only_the_named_exposure_is_set_aside(place, line, aside):
+    """Negative controls of the exception: the join's own argv on a joining node, nothing
+    else, is taken out of the search."""
+    blobs = {place: b"other\n" + line.encode() + b"\n"}
+    kept, named = set_aside(blobs, [JOIN_ARGV])
+    leaks = hits(kept, {"join token": TOKEN})
+    if aside:
+        assert leaks == [] and len(named) == 1 and named[0].startswith(JOIN_ARGV.name)
+    else:
+        assert leaks == [f"{place}: join token"] and named == []
+
+
+# -- the audit ------------------------------------------------------------------------------
+
+def call(name: str, verdicts: tuple[int, ...] = (0,), **options: Any) -> None:
+    """Run the Invoke task `name` in this process as the CLI would; an Exit code outside
+    `verdicts` fails the test."""
+    import tasks as root
+
+    task = root.ns[name]
+    params = inspect.signature(task.body).parameters
+    kwargs = {k: p.default for k, p in params.items()
+              if k != "c" and p.default is not inspect.Parameter.empty}
+    kwargs.update(options)
+    try:
+        task(Context(), **kwargs)
+    except Exit as exc:
+        if (exc.code or 0) not in verdicts:
+            raise AssertionError(f"{name} exited {exc.code}: {exc.message}") from None
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """Every value greenroom registers as a secret while the test runs."""
+    seen: set[str] = set()
+    original = secrets_mod.register
+
+    def register(value: str | None) -> None:
+        if value and len(value) >= 3:
+            seen.add(value)
+        original(value)
+
+    monkeypatch.setattr(secrets_mod, "register", register)
+    return seen
+
+
+SUDO_USER = (
+    "id ubuntu >/dev/null 2>&1 || useradd -m -s /bin/sh ubuntu && "
+    f"echo 'ubuntu:{SUDO_PASSWORD}' | chpasswd && "
+    "echo 'ubuntu ALL=(ALL) ALL' > /etc/sudoers.d/ubuntu && chmod 440 /etc/sudoers.d/ubuntu && "
+    "mkdir -p /home/ubuntu/.ssh && cp /root/.ssh/authorized_keys /home/ubuntu/.ssh/ && "
+    "chown -R ubuntu: /home/ubuntu/.ssh"
+)
+
+
+def audit_inventory(folder: Path) -> Path:
+    """The k3s lab site, the router reached as `ubuntu` with sudo, a BGP password."""
+    path = k3s_inventory(folder)
+    text = path.read_text()
+    text = text.replace("  peers: [edge]\n",
+                        "  peers: [edge]\n  password: {env: GREENROOM_BGP_PASSWORD}\n", 1)
+    text = text.replace("    roles: [router]\n", "    roles: [router]\n    user: ubuntu\n", 1)
+    assert "GREENROOM_BGP_PASSWORD" in text and "user: ubuntu" in text
+    path.write_text(text)
+    return path
+
+
+def search_everything(lab: LabHandle, hosts: tuple[str, ...], produced: dict[str, bytes],
+                      known: dict[str, str]) -> list[str]:
+    """Hits in what the runs produced, the guests' journals, and the files the guests
+    changed unless they are 0600."""
+    blobs = dict(produced)
+    for host in hosts:
+        blobs[f"journal of {host}"] = journal(lab, host)
+    found = hits(blobs, known)
+    for host in hosts:
+        for path, (mode, data) in changed_files(lab, host).items():
+            for name in [n for n in hits({path: data}, known)]:
+                if mode != "600":
+                    found.append(f"{host}:{name} (mode {mode}, not 0600)")
+    return found
+
+
+def keep_lab_state(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lab's own state stays where it is when XDG_STATE_HOME moves (for the history)."""
+    from runbooks.lab.access import state_root
+
+    monkeypatch.setenv("GREENROOM_LAB_STATE", str(state_root()))
+
+
+def read_tree(folder: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, tmp_path, monkeypatch, capfd,
+                                                       registered):
+    for name in (*BOARDS, "edge"):
+        lab.reset(name)
+    assert lab.exec("edge", SUDO_USER).returncode == 0
+    inventory = str(audit_inventory(tmp_path))
+    state = tmp_path / "state"
+    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
+    monkeypatch.setenv("GREENROOM_BGP_PASSWORD", BGP_PASSWORD)
+    keep_lab_state(monkeypatch)
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    with PsSampler(lab, ("edge", *BOARDS)) as ps:
+        call("router.converge", inventory=inventory, report=str(reports / "router.json"))
+        call("k3s.converge", inventory=inventory, report=str(reports / "k3s.json"))
+        call("metallb.fetch", inventory=inventory)
+        call("metallb.converge", inventory=inventory, report=str(reports / "metallb.json"))
+        # NO-GO (the gateway is not converged here): run for its screen and timing history
+        call("demo.check", (0, 1), inventory=inventory, report=str(reports / "demo.json"))
+    out, err = capfd.readouterr()
+    assert ps.snapshots > 10
+    token = lab.exec("rp0", "cat /var/lib/rancher/k3s/server/token").stdout.strip()
+    assert token.count(":") >= 2, token
+    known = {"sudo password": SUDO_PASSWORD, "BGP password": BGP_PASSWORD,
+             "k3s token": token, "k3s token's password": token.rpartition(":")[2]}
+    known |= {f"registered secret {n}": v for n, v in enumerate(sorted(registered))}
+    produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs(),
+                **read_tree(reports), **read_tree(state)}
+    assert any(p.startswith(str(state)) for p in produced), "no timing history was written"
+    # the runs did what they were run for (the secrets travelled where they should)
+    assert json.loads((reports / "k3s.json").read_text())["ok"] is True
+    assert json.loads((reports / "metallb.json").read_text())["ok"] is True
+    assert BGP_PASSWORD in lab.exec("edge", "cat /etc/frr/frr.conf").stdout
+    env = lab.exec("rp1", "cat /etc/systemd/system/k3s-agent.service.env").stdout
+    assert token in env or token.rpartition(":")[2] in env
+    assert search_everything(lab, ("edge", *BOARDS), produced, known) == []
+
+
+@pytest.fixture(scope="module")
+def mlab():
+    """hosts/lab-microk8s.yaml brought up for the join-token audit, taken down after it."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from runbooks.core.inventory import load_inventory
+    from runbooks.lab import control
+
+    inventory = load_inventory(str(ROOT / "hosts" / "lab-microk8s.yaml"))
+    control.up(inventory, log=lambda _msg: None)
+    try:
+        yield LabHandle(inventory)
+    finally:
+        control.down(inventory, log=lambda _msg: None)
+
+
+def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, registered):
+    """Zero hits but JOIN_ARGV: the join's own command line on the joining node."""
+    nodes = (MK8S_SEED, *MK8S_JOINING)
+    for name in nodes:
+        mlab.reset(name)
+    keep_lab_state(monkeypatch)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    with PsSampler(mlab, nodes) as ps:
+        call("microk8s.converge", inventory=str(mlab.inventory.path),
+             report=str(tmp_path / "microk8s.json"))
+    out, err = capfd.readouterr()
+    tokens = {f"join token {n}": v for n, v in enumerate(sorted(registered))}
+    assert len(tokens) >= 2, "the two joining nodes were given no token"
+    assert json.loads((tmp_path / "microk8s.json").read_text())["ok"] is True
+    produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs(),
+                "report": (tmp_path / "microk8s.json").read_bytes(),
+                **read_tree(tmp_path / "state")}
+    produced, exposed = set_aside(produced, [JOIN_ARGV])
+    print(f"set aside ({len(exposed)} command lines):", *exposed, sep="\n  ")
+    assert search_everything(mlab, nodes, produced, tokens) == []
+
+
+def test_registry_credentials_leak_nothing(tmp_path):
+    """`inv registry.load-images` (a whole process) from a loopback registry that wants a
+    password (no lab needed: the registries are real docker-registry processes on
+    127.0.0.1)."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from tests.registry.regkit import Builder, Registry, htpasswd_line, random_bytes
+
+    source = Registry(tmp_path / "source", htpasswd_line(REGISTRY_USER, REGISTRY_PASSWORD))
+    target = Registry(tmp_path / "target")
+    try:
+        builder = Builder(source.host, (REGISTRY_USER, REGISTRY_PASSWORD))
+        builder.image("audit/app", "arm64", [random_bytes(20_000, 11)], tag="1")
+        images = tmp_path / "images.txt"
+        images.write_text(f"{source.host}/audit/app:1\n")
+        env = "GREENROOM_REGISTRY_AUTH_" + source.host.replace(".", "_").replace(":", "_")
+        environ = dict(os.environ, DOCKER_CONFIG=str(tmp_path / "docker"),
+                       XDG_STATE_HOME=str(tmp_path / "state"),
+                       XDG_CACHE_HOME=str(tmp_path / "cache"))
+        environ[env] = f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"  # in the environment only
+        with PsSampler(None, ()) as ps:
+            done = subprocess.run(
+                [sys.executable, "-m", "invoke", "registry.load-images", "--images",
+                 str(images), "--to", target.host, "--jobs", "2"],
+                cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
+        out, err = done.stdout, done.stderr
+    finally:
+        source.stop()
+        target.stop()
+    # it pulled, from a source that answers 401 to anyone without the credentials
+    assert "copied 1, skipped 0, failed 0" in out, out + err
+    produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs(),
+                **read_tree(tmp_path / "target"), **{
+                    k: v for k, v in read_tree(tmp_path).items()
+                    if "/source/" not in k and "/target/" not in k}}
+    assert hits(produced, {"registry password": REGISTRY_PASSWORD}) == []
