@@ -13,7 +13,10 @@ rp1 and lp0 (agents). In file order:
 - the speaker double, started on the nodes from the objects read back from the cluster,
   peers with the router (real FRR, `inv router`); `inv metallb.check` without --address reads
   the Service's IP from the cluster, sees sessions Established, a route on the router and the
-  page answering from the laptop behind it.
+  page answering from the laptop behind it;
+- a stopped speaker shows in the router's demo.check probe and in metallb.check, and the
+  speaker runbook starts it again (the "BGP speaker stopped" drift);
+- BIRD as the router kind, live: the same sessions and routes (`proto bird`), idempotent.
 """
 
 from __future__ import annotations
