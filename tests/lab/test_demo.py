@@ -66,8 +66,12 @@ def converged(lab, tmp_path_factory, monkeypatch_module):
     from runbooks.demo import history
 
     monkeypatch_module.setattr(history, "state_dir", lambda: tmp / "history")
+    # the k3s runbook merges the lab's context into $KUBECONFIG: a temp one, not this machine's
+    monkeypatch_module.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
     code, data = call(rehearse, tmp, "rehearse")
     assert code == 0 and data["ok"], failing(data)
+    converged = {(p["runbook"], host) for p in data["phases"] for host in p["hosts"]}
+    assert {("k3s", "rp0"), ("k3s", "rp1"), ("k3s", "lp0")} <= converged, converged
     return lab
 
 
