@@ -28,6 +28,7 @@ this checkout yet is skipped. Every part but `name` is optional:
 
 Example (a cluster runbook):
 
+    Entry("k3s.release", converge="runbooks.k3s.distribute:RUNBOOK"),  # on the gateway
     Entry("k3s", converge="runbooks.k3s.plan:RUNBOOK", check="runbooks.k3s.health:PROBE",
           reset="runbooks.k3s.reset:WORKLOADS", scratch="runbooks.k3s.reset:UNINSTALL"),
 """

@@ -20,6 +20,7 @@ from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
+from runbooks.k3s.distribute import blob_url
 from runbooks.k3s.release import Lock, ReleaseError, binary_name, cached, images_name
 from runbooks.k3s.steps import (
     Artifact,
@@ -47,6 +48,15 @@ def cluster_of(inventory: Inventory) -> Cluster:
         raise StepFailed(f"{inventory.path}: no `cluster:` section; add one, e.g. "
                          "cluster: {version: v1.34.1+k3s1}")
     return cluster  # type: ignore[no-any-return]
+
+
+def registry_base(inventory: Inventory) -> str | None:
+    """http://host:port of the site's registry on the VLAN (where the gateway serves the
+    release files to the boards), or None without a registry."""
+    from runbooks.common.registry import registry_endpoint as endpoint_of
+
+    found = endpoint_of(inventory)
+    return found.url if found else None
 
 
 def registry_endpoint(inventory: Inventory) -> str | None:
@@ -77,6 +87,7 @@ def node_plan(ctx: HostContext) -> Plan:
     unit = cfg.unit_name(host)
     notify = (RESTART,)
     plan = Plan()
+    base = registry_base(inventory)
     for name, path, mode in ((binary_name(arch), cfg.BINARY, "755"),
                              (images_name(arch, cluster.images),
                               f"{cfg.IMAGES_DIR}/{images_name(arch, cluster.images)}", "644")):
@@ -85,7 +96,8 @@ def node_plan(ctx: HostContext) -> Plan:
             raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
                              "`inv k3s.fetch`")
         plan.add(Artifact(path, _cached(cluster.version, name, lock), digest, mode,
-                          f"{name} {cluster.version}", notify=notify))
+                          f"{name} {cluster.version}", notify=notify,
+                          mirror=blob_url(base, digest) if base else None))
     plan.add(Command("Ensure kubectl points at k3s", f"ln -sfn k3s {cfg.BINARY[:-3]}kubectl",
                      unless=f'[ "$(readlink {cfg.BINARY[:-3]}kubectl)" = k3s ]'))
     settings = cfg.node_config(host, cluster, inventory, vlan_ip(first))

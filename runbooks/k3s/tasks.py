@@ -99,12 +99,14 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     """Install and converge k3s on the nodes (roles k3s-server, k3s-agent), offline.
 
     The pinned binary and airgap images from the local cache (fetched first when missing),
-    verified on every node; config.yaml, registries.yaml, kube-vip with a VIP, units and
+    pushed once into the gateway's registry and pulled from there by the boards (else pushed
+    to each), verified on every node; config.yaml, registries.yaml, kube-vip with a VIP, units and
     0600 env files; the first server's token handed to the others; every node Ready; the
     kubeconfig renamed to the site and merged. Restarts only nodes whose files changed.
     """
     from runbooks.common.kubeconfig import kubeconfig_path
     from runbooks.core.runner import select_hosts, write_report
+    from runbooks.k3s.distribute import RUNBOOK as GATEWAY
     from runbooks.k3s.plan import NODES, READY
     from runbooks.k3s.run import run_phases
 
@@ -136,7 +138,10 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
         options["upgrade"] = True
         return [*[(NODES, [h], 1) for h in servers + agents], (READY, [first], 0)]
 
-    result = run_phases([(NODES, [first], 0)], inv, name="k3s", check=check,
+    registry = getattr(inv, "registry", None)
+    gateway = [inv.hosts[registry.host]] if registry and registry.host in inv.hosts else []
+    result = run_phases([(GATEWAY, gateway, 0), (NODES, [first], 0)], inv, name="k3s",
+                        check=check,
                         parallel=parallel_or_exit(c, parallel),
                         options=options, accept_new_host_keys=accept_new_host_keys,
                         needs_first=first.name, then=next_phases)

@@ -72,6 +72,11 @@ def converged(lab, tmp_path_factory, monkeypatch_module):
     assert code == 0 and data["ok"], failing(data)
     converged = {(p["runbook"], host) for p in data["phases"] for host in p["hosts"]}
     assert {("k3s", "rp0"), ("k3s", "rp1"), ("k3s", "lp0")} <= converged, converged
+    # the registry comes up first, so every k3s file a board lacked came from the gateway
+    pulls = [(host, change) for p in data["phases"] if p["runbook"] == "k3s"
+             for host, h in p["hosts"].items() for s in h["steps"] for change in s["changes"]
+             if change.startswith(("install /", "replace /"))]
+    assert all("from the gateway's registry" in change for _h, change in pulls), pulls
     return lab
 
 

@@ -183,6 +183,36 @@ def test_second_run_changes_and_restarts_nothing(lab, site):
     assert main_pids(lab) == before
 
 
+def test_boards_pull_the_release_from_the_gateway(lab, site):
+    """With the site's registry up, the files go to the gateway once and a board that lacks
+    one downloads it from there (checksum checked on the board); again: nothing changes."""
+    from runbooks.core.runner import run_runbook
+    from runbooks.dell_gateway.plan import RUNBOOK as GATEWAY_RUNBOOK
+    from runbooks.registry.converge import UP
+
+    tmp, inventory = site
+    inv = load_inventory(inventory)
+    for runbook in (GATEWAY_RUNBOOK, UP):  # no-ops when an earlier test converged them
+        assert run_runbook(runbook, inv, [inv.hosts["dell"]]).ok
+    sh(lab, "lp0", "rm /usr/local/bin/k3s")
+    data = run(inventory, tmp / "gateway.json")
+    assert data["ok"] is True
+    changes = {h: [c for s in r["steps"] for c in s["changes"]]
+               for h, r in data["hosts"].items()}
+    pushed = [c for c in changes["dell"] if c.startswith("push ")]
+    assert len(pushed) >= 2, changes["dell"]   # the binary and the images (and a config)
+    assert changes["dell"][-1].startswith("tag greenroom/k3s-release:v1.34.3-k3s1-arm64")
+    installed = [c for c in changes["lp0"] if c.startswith("install /usr/local/bin/k3s")]
+    assert installed and "from the gateway's registry http://192.168.10.2:5001" in installed[0]
+    lock = Lock.read(lock_path(inventory))
+    digest = lock.digest("v1.34.3+k3s1", "k3s-arm64")
+    assert sh(lab, "lp0", "sha256sum /usr/local/bin/k3s").split()[0] == digest
+    assert digest in sh(lab, "dell", "journalctl -u docker-registry --no-pager -o cat | "
+                                     "grep 'GET /v2/greenroom/k3s-release/blobs' || true")
+    again = run(inventory, tmp / "gateway2.json")
+    assert again["ok"] is True and changed_steps(again) == {}
+
+
 def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
     tmp, inventory = site
     text = inventory.read_text()
