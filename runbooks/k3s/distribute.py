@@ -21,7 +21,7 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
@@ -62,6 +62,15 @@ def manifest(files: Mapping[str, tuple[str, int]], version: str) -> bytes:
         "annotations": {"org.opencontainers.image.version": version},
     }
     return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+
+
+def registry_base(inventory: Any) -> str | None:
+    """http://host:port of the site's registry on the VLAN (where the gateway serves the
+    release files to the boards), or None without a registry."""
+    from runbooks.common.registry import registry_endpoint
+
+    found = registry_endpoint(inventory)
+    return found.url if found else None
 
 
 def push_blob_command(base: str, digest: str) -> str:
@@ -152,8 +161,13 @@ class ManifestTagged(Step):
 def gateway_plan(ctx: HostContext) -> Plan:
     """On the registry host: every pinned release file the nodes need, as registry blobs."""
     from runbooks.common.kube_cluster import Cluster
-    from runbooks.k3s.plan import _cached, registry_base, release_lock
-    from runbooks.k3s.release import binary_name, cache_dir, images_name
+    from runbooks.k3s.release import (
+        binary_name,
+        cache_dir,
+        cached_loader,
+        images_name,
+        release_lock,
+    )
 
     plan = Plan()
     cluster: Cluster | None = getattr(ctx.inventory, "sections", {}).get("cluster")
@@ -173,7 +187,7 @@ def gateway_plan(ctx: HostContext) -> Plan:
                 raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
                                  "`inv k3s.fetch`")
             files[name] = (digest, (cache_dir(cluster.version) / name).stat().st_size)
-            plan.add(BlobPushed(base, _cached(cluster.version, name, lock), digest,
+            plan.add(BlobPushed(base, cached_loader(cluster.version, name, lock), digest,
                                 f"{name} {cluster.version}"))
         plan.add(ManifestTagged(base, tag(cluster.version, arch),
                                 manifest(files, cluster.version)))

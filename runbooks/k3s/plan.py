@@ -8,7 +8,6 @@ merged on the operator's machine. A node whose files changed is restarted; nothi
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,8 +19,8 @@ from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
-from runbooks.k3s.distribute import blob_url
-from runbooks.k3s.release import Lock, ReleaseError, binary_name, cached, images_name
+from runbooks.k3s.distribute import blob_url, registry_base
+from runbooks.k3s.release import Lock, binary_name, cached_loader, images_name, release_lock
 from runbooks.k3s.steps import (
     Artifact,
     KubeconfigMerged,
@@ -48,15 +47,6 @@ def cluster_of(inventory: Inventory) -> Cluster:
         raise StepFailed(f"{inventory.path}: no `cluster:` section; add one, e.g. "
                          "cluster: {version: v1.34.1+k3s1}")
     return cluster  # type: ignore[no-any-return]
-
-
-def registry_base(inventory: Inventory) -> str | None:
-    """http://host:port of the site's registry on the VLAN (where the gateway serves the
-    release files to the boards), or None without a registry."""
-    from runbooks.common.registry import registry_endpoint as endpoint_of
-
-    found = endpoint_of(inventory)
-    return found.url if found else None
 
 
 def registry_endpoint(inventory: Inventory) -> str | None:
@@ -95,7 +85,7 @@ def node_plan(ctx: HostContext) -> Plan:
         if digest is None:
             raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
                              "`inv k3s.fetch`")
-        plan.add(Artifact(path, _cached(cluster.version, name, lock), digest, mode,
+        plan.add(Artifact(path, cached_loader(cluster.version, name, lock), digest, mode,
                           f"{name} {cluster.version}", notify=notify,
                           mirror=blob_url(base, digest) if base else None))
     plan.add(Command("Ensure kubectl points at k3s", f"ln -sfn k3s {cfg.BINARY[:-3]}kubectl",
@@ -125,27 +115,6 @@ def node_plan(ctx: HostContext) -> Plan:
         if not phased:  # one pass (demo.rehearse): the others converge meanwhile
             plan.steps.extend(ready_plan(ctx).steps)
     return plan
-
-
-_release_lock = threading.Lock()
-
-
-def release_lock(inventory: Inventory, cluster: Cluster) -> Lock:
-    """The inventory's k3s lock, fetching the pinned files once when the cache lacks them
-    (a rehearsal on the lab fetches from the lab's release site)."""
-    from runbooks.k3s.release import fetch, lock_path
-
-    with _release_lock:
-        lock = Lock.read(lock_path(inventory.path))
-        before = {v: dict(a) for v, a in lock.versions.items()}
-        try:
-            fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,
-                  log=lambda _m: None)
-        except ReleaseError as exc:
-            raise StepFailed(str(exc)) from None
-        if lock.versions != before:
-            lock.write()
-        return lock
 
 
 def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> None:
@@ -201,15 +170,6 @@ def registry_steps(endpoint: str, notify: tuple[str, ...]) -> list[Step]:
     from runbooks.common.registry_trust import k3s_registries_step
 
     return [k3s_registries_step(endpoint, notify)]
-
-
-def _cached(version: str, name: str, lock: Lock) -> Any:
-    def load() -> Any:
-        try:
-            return cached(version, name, lock)
-        except ReleaseError as exc:
-            raise StepFailed(str(exc)) from None
-    return load
 
 
 class JoinToken(Step):

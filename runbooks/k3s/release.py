@@ -15,11 +15,13 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 BINARY = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
@@ -193,3 +195,37 @@ def cached(version: str, name: str, lock: Lock) -> Path:
         raise ReleaseError(f"{path} does not match the sha256 pinned in {lock.path.name}: "
                            "delete it and run `inv k3s.fetch`")
     return path
+
+
+_lock_guard = threading.Lock()
+
+
+def release_lock(inventory: Any, cluster: Any) -> Lock:
+    """The inventory's k3s lock, fetching the pinned files once when the cache lacks them
+    (a rehearsal on the lab fetches from the lab's release site); StepFailed on a mismatch."""
+    from runbooks.core.steps import StepFailed
+
+    with _lock_guard:
+        lock = Lock.read(lock_path(inventory.path))
+        before = {v: dict(a) for v, a in lock.versions.items()}
+        try:
+            fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,
+                  log=lambda _m: None)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+        if lock.versions != before:
+            lock.write()
+        return lock
+
+
+def cached_loader(version: str, name: str, lock: Lock) -> Callable[[], Path]:
+    """A function returning the cached, verified file (StepFailed when it is not): called
+    only when the file must travel."""
+    def load() -> Path:
+        from runbooks.core.steps import StepFailed
+
+        try:
+            return cached(version, name, lock)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+    return load
