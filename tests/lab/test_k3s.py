@@ -22,7 +22,7 @@ from invoke import Context, Exit
 
 from runbooks.core.inventory import load_inventory
 from runbooks.k3s.release import Lock, lock_path
-from runbooks.k3s.tasks import converge, fetch, reset
+from runbooks.k3s.tasks import check, converge, fetch, reset
 from runbooks.lab import release
 from tests.lab.conftest import LAB_INVENTORY
 
@@ -181,6 +181,54 @@ def test_second_run_changes_and_restarts_nothing(lab, site):
     data = run(inventory, tmp / "second.json")
     assert data["ok"] is True and changed_steps(data) == {}
     assert main_pids(lab) == before
+
+
+TRAEFIK = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: traefik, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: traefik}}
+  template:
+    metadata: {labels: {app: traefik}}
+    spec: {containers: [{name: traefik, image: rancher/mirrored-library-traefik:3.3.6}]}
+"""
+
+
+def health(inventory: Path) -> None:
+    """inv k3s.check (raises Exit when unhealthy)."""
+    check(Context(), inventory=str(inventory), host=None, check=False, parallel=10,
+          report=None, accept_new_host_keys=False)
+
+
+def test_check_reports_a_healthy_cluster_then_names_what_is_wrong(lab, site, capsys):
+    _, inventory = site
+    health(inventory)
+    out = capsys.readouterr().out
+    for line in ("ok   version v1.34.3+k3s1 (pinned v1.34.3+k3s1)", "ok   k3s-agent active",
+                 "ok   node rp0 Ready", "ok   node rp1 Ready", "ok   node lp0 Ready",
+                 "system pods running", "ok   traefik disabled", "ok   servicelb disabled",
+                 "ok   images pulled through http://192.168.10.2:5001"):
+        assert line in out, out
+    assert "BAD " not in out
+    # a component that should be disabled shows up, and an agent's unit is stopped
+    done = lab.exec("rp0", "k3s kubectl apply -f -", stdin=TRAEFIK)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sh(lab, "lp0", "systemctl stop k3s-agent")
+    try:
+        with pytest.raises(Exit) as failed:
+            health(inventory)
+        assert failed.value.code == 1
+        out = capsys.readouterr().out
+        bad = {line.split("BAD ", 1)[1].strip() for line in out.splitlines() if "BAD " in line}
+        assert "k3s-agent inactive" in bad, out
+        assert "traefik disabled but present: deployment.apps/traefik" in bad, out
+        assert "ok   servicelb disabled" in out
+    finally:
+        sh(lab, "rp0", "k3s kubectl delete deployment traefik -n kube-system")
+    healed = run(inventory, Path(str(inventory) + ".healed.json"))  # starts the agent again
+    assert healed["ok"] is True and "lp0" in changed_steps(healed)
+    health(inventory)
 
 
 def test_boards_pull_the_release_from_the_gateway(lab, site):
