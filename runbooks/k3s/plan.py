@@ -117,6 +117,14 @@ def node_plan(ctx: HostContext) -> Plan:
     return plan
 
 
+def rollout_order(cluster: Cluster, names: list[str]) -> list[str]:
+    """The order an upgrade restarts the chosen nodes in, one at a time: the first server,
+    the other servers (inventory order), then the agents."""
+    chosen = set(names)
+    return [n for n in (cluster.first_server, *cluster.servers[1:], *cluster.agents)
+            if n in chosen]
+
+
 def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> None:
     """After a restart during an upgrade: wait until this node is Ready on `version`."""
     from runbooks.common.kubectl import node_status

@@ -107,7 +107,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     from runbooks.common.kubeconfig import kubeconfig_path
     from runbooks.core.runner import select_hosts, write_report
     from runbooks.k3s.distribute import RUNBOOK as GATEWAY
-    from runbooks.k3s.plan import NODES, READY
+    from runbooks.k3s.plan import NODES, READY, rollout_order
     from runbooks.k3s.run import run_phases
 
     inv = load_inventory_or_exit(c, inventory)
@@ -124,19 +124,17 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     others = [h for h in chosen if h.name != first.name]
     options = {"lock": lock, "shared": {}, "timeout": timeout,
                "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)}
-    servers = [h for h in others if h.name in cluster.servers]
-    agents = [h for h in others if h.name not in cluster.servers]
 
     def next_phases(so_far: Any) -> list[Any]:
         first_result = so_far.hosts.get(first.name)
         upgrading = first_result is not None and upgraded(first_result)
         if not upgrading:
             return [(NODES, others, 0), (READY, [first], 0)]
-        order = [first.name, *[h.name for h in servers], *[h.name for h in agents]]
+        order = rollout_order(cluster, [first.name, *(h.name for h in others)])
         print(f"upgrade to {cluster.version}: one node at a time, each Ready before the next:"
               f" {' -> '.join(order)}")
         options["upgrade"] = True
-        return [*[(NODES, [h], 1) for h in servers + agents], (READY, [first], 0)]
+        return [*[(NODES, [inv.hosts[n]], 1) for n in order[1:]], (READY, [first], 0)]
 
     registry = getattr(inv, "registry", None)
     gateway = [inv.hosts[registry.host]] if registry and registry.host in inv.hosts else []

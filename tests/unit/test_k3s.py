@@ -241,3 +241,37 @@ def test_reset_namespaces_tables_and_mounts() -> None:
     points = cluster_mounts(mounts)
     assert "/" not in points and len(points) == 4
     assert points == sorted(points, key=len, reverse=True)
+
+
+@pytest.mark.parametrize("hosts, chosen, order", [
+    (THREE, ["lp0", "rp1", "rp0"], ["rp0", "rp1", "lp0"]),
+    (node("a1", 3, "k3s-agent") + node("s1", 4, "k3s-server") + node("s2", 5, "k3s-server")
+     + node("a2", 6, "k3s-agent") + node("s3", 7, "k3s-server"),
+     ["a2", "s3", "a1", "s2", "s1"], ["s1", "s2", "s3", "a1", "a2"]),
+    (THREE, ["lp0", "rp1"], ["rp1", "lp0"]),            # --host: only the chosen ones
+], ids=["one-server-two-agents", "servers-first-in-inventory-order", "subset"])
+def test_upgrade_rolls_out_servers_first_one_at_a_time(hosts: str, chosen: list[str],
+                                                       order: list[str]) -> None:
+    from runbooks.k3s.plan import rollout_order
+
+    cluster, problems = read("cluster: {version: v1.34.1+k3s1}\n", hosts)
+    assert problems == [] and cluster is not None
+    assert rollout_order(cluster, chosen) == order
+
+
+@pytest.mark.parametrize("changes, status, expected", [
+    (["replace /usr/local/bin/k3s (100 bytes, sha256 abc)"], "changed", True),
+    (["replace /usr/local/bin/k3s from the gateway's registry http://g:5001 (sha256 abc, "
+      "checked on the node)"], "changed", True),
+    (["install /usr/local/bin/k3s (100 bytes, sha256 abc)"], "changed", False),  # fresh
+    ([], "ok", False),
+], ids=["pushed", "from-gateway", "fresh-install", "unchanged"])
+def test_an_upgrade_is_a_replaced_binary(changes: list[str], status: str,
+                                         expected: bool) -> None:
+    from types import SimpleNamespace
+
+    from runbooks.k3s.tasks import upgraded
+
+    step = SimpleNamespace(status=status, changes=changes,
+                           name="Ensure /usr/local/bin/k3s is k3s-arm64 v1 (sha256 abc)")
+    assert upgraded(SimpleNamespace(steps=[step])) is expected
