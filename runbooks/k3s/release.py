@@ -80,6 +80,39 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+STAMPS = ".verified.json"
+
+
+def matches(path: Path, digest: str) -> bool:
+    """True when the cached file `path` has sha256 `digest`. The file is hashed once; its
+    size and mtime are then kept beside it (STAMPS), so a run that only checks a converged
+    cluster does not read hundreds of megabytes again. Whatever travels is checked again
+    where it lands (the node, the gateway's registry), so the stamp never skips a check that
+    guards a host."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    stamps_file = path.parent / STAMPS
+    try:
+        stamps = json.loads(stamps_file.read_text())
+    except (OSError, ValueError):
+        stamps = {}
+    mark = [st.st_size, st.st_mtime_ns, digest]
+    if stamps.get(path.name) == mark:
+        return True
+    if sha256_file(path) != digest:
+        return False
+    stamps[path.name] = mark
+    tmp = stamps_file.with_name(f".{STAMPS}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(stamps, sort_keys=True) + "\n")
+        tmp.replace(stamps_file)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache is still a cache
+    return True
+
+
 @dataclass
 class Lock:
     """{version: {asset: sha256}} pinned for one inventory."""
@@ -146,7 +179,7 @@ def fetch(version: str, arches: tuple[str, ...], fmt: str, source: str | None, l
     for arch, name in assets(arches, fmt):
         target = folder / name
         pinned = lock.digest(version, name)
-        if target.exists() and pinned and sha256_file(target) == pinned:
+        if pinned and matches(target, pinned):
             report.cached.append(name)
             continue
         if check:

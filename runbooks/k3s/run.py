@@ -29,16 +29,46 @@ if TYPE_CHECKING:
 Phase = tuple[Runbook, list["Host"], int]
 
 
+class WarmConnector(Connector):
+    """A Connector that opens every host's connection at once, up front (the phases then
+    pay no handshake one after another); a host that failed to connect fails the same way
+    in its phase, without a second attempt (and a second timeout)."""
+
+    def __init__(self, inventory: Inventory, **options: Any) -> None:
+        super().__init__(inventory, **options)
+        self.failed: dict[str, Exception] = {}
+
+    def warm(self, hosts: list[Host], workers: int) -> None:
+        def one(host: Host) -> None:
+            try:
+                super(WarmConnector, self).session(host)
+            except Exception as exc:  # noqa: BLE001 - re-raised by session() in its phase
+                self.failed[host.name] = exc
+
+        unique = list({h.name: h for h in hosts}.values())
+        if unique:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
+                list(pool.map(one, unique))
+
+    def session(self, host: Host) -> Any:
+        failed = self.failed.get(host.name)
+        if failed is not None:
+            raise failed
+        return super().session(host)
+
+
 def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: bool,
                parallel: int, options: Mapping[str, Any], accept_new_host_keys: bool = False,
                out: IO[str] | None = None, needs_first: str | None = None,
-               then: Callable[[RunResult], list[Phase]] | None = None) -> RunResult:
+               then: Callable[[RunResult], list[Phase]] | None = None,
+               warm: list[Host] | None = None) -> RunResult:
     """Converge each phase's hosts in turn. `needs_first`: a host whose failure skips the
     phases after its own; `then`: once the given phases ran, called with the result so far,
-    returns the phases to run next."""
+    returns the phases to run next; `warm`: hosts to connect to at once before the first
+    phase (the hosts of later phases too)."""
     hosts_seen = {h.name for _, hs, _ in phases for h in hs}
     printer = Printer(out or sys.stdout, max((len(h) for h in inventory.hosts), default=4))
-    connector = Connector(inventory, accept_new_host_keys=accept_new_host_keys)
+    connector = WarmConnector(inventory, accept_new_host_keys=accept_new_host_keys)
     mode = " (check mode: nothing will be changed)" if check else ""
     printer.line(f"{name} on {inventory.site}: {len(hosts_seen)}+ host(s){mode}")
     result = RunResult(name, check)
@@ -46,6 +76,8 @@ def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: b
     blocked: str | None = None
     pending = list(phases)
     try:
+        connector.warm([*(h for _, hs, _ in phases for h in hs), *(warm or [])],
+                       max(1, parallel))
         while pending or then is not None:
             if not pending:
                 assert then is not None

@@ -142,7 +142,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
                         check=check,
                         parallel=parallel_or_exit(c, parallel),
                         options=options, accept_new_host_keys=accept_new_host_keys,
-                        needs_first=first.name, then=next_phases)
+                        needs_first=first.name, then=next_phases, warm=others)
     if report:
         write_report(result, report)
     if not result.ok:

@@ -275,3 +275,25 @@ def test_an_upgrade_is_a_replaced_binary(changes: list[str], status: str,
     step = SimpleNamespace(status=status, changes=changes,
                            name="Ensure /usr/local/bin/k3s is k3s-arm64 v1 (sha256 abc)")
     assert upgraded(SimpleNamespace(steps=[step])) is expected
+
+
+def test_a_cached_file_is_hashed_once_until_it_changes(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import os
+
+    from runbooks.k3s import release
+
+    path = tmp_path / "k3s-arm64"
+    path.write_bytes(b"binary\n")
+    digest = hashlib.sha256(b"binary\n").hexdigest()
+    assert release.matches(path, digest) is True
+    assert release.matches(path, "0" * 64) is False        # another pin: hashed, refused
+    hashed: list[Path] = []
+    real = release.sha256_file
+    monkeypatch.setattr(release, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert release.matches(path, digest) is True and hashed == []   # the stamp answers
+    path.write_bytes(b"binarY\n")                          # same size, new mtime
+    os.utime(path, ns=(1, 1))
+    assert release.matches(path, digest) is False and hashed == [path]
+    assert release.matches(tmp_path / "missing", digest) is False
