@@ -390,3 +390,37 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster
+
+
+def test_three_servers_run_embedded_etcd_behind_the_vip(lab, site):
+    """rp0, rp1 and lp0 all servers: cluster-init on the first, `server:` on the others,
+    kube-vip on each, every node a Ready control-plane/etcd member."""
+    tmp, inventory = site
+    (tmp / "ha").mkdir(exist_ok=True)
+    ha = tmp / "ha" / "lab.yaml"
+    ha.write_text(inventory.read_text().replace("k3s-agent]", "k3s-server]"))
+    shutil.copy(lock_path(inventory), lock_path(ha))
+    reset(Context(), inventory=str(inventory), parallel=10, keep_images=True,
+          report=str(tmp / "ha-reset.json"))
+    data = run(ha, tmp / "ha.json")
+    assert data["ok"] is True
+    configs = {n: sh(lab, n, "cat /etc/rancher/k3s/config.yaml") for n in NODES}
+    assert "cluster-init: true" in configs["rp0"] and "\nserver:" not in configs["rp0"]
+    for name in ("rp1", "lp0"):
+        assert "server: https://192.168.10.3:6443" in configs[name]
+        assert "cluster-init" not in configs[name]
+        assert "K3S_TOKEN=" in sh(lab, name, "cat /etc/systemd/system/k3s.service.env")
+    for name in NODES:
+        assert sh(lab, name, "systemctl is-active k3s").strip() == "active"
+        assert "192.168.10.25" in sh(lab, name, "cat /var/lib/rancher/k3s/agent/"
+                                                "pod-manifests/kube-vip.yaml")
+    nodes = json.loads(sh(lab, "rp0", "k3s kubectl get nodes -o json"))["items"]
+    roles = {n["metadata"]["name"]: {k.rsplit("/", 1)[1] for k in n["metadata"]["labels"]
+                                     if k.startswith("node-role.kubernetes.io/")}
+             for n in nodes}
+    assert {n: {"control-plane", "etcd"} <= r for n, r in roles.items()} == {
+        "rp0": True, "rp1": True, "lp0": True}, roles
+    again = run(ha, tmp / "ha-again.json")
+    assert again["ok"] is True and changed_steps(again) == {}
+    reset(Context(), inventory=str(ha), parallel=10, report=str(tmp / "ha-gone.json"))
+    assert json.loads((tmp / "ha-gone.json").read_text())["ok"] is True
