@@ -79,29 +79,38 @@ def push_blob_command(base: str, digest: str) -> str:
     q = shlex.quote
     uploads = q(f"{base}/v2/{REPOSITORY}/blobs/uploads/")
     return ("set -e\n"
-            f"loc=$(curl -sSf -X POST -D - -o /dev/null {uploads} | tr -d '\\r' | "
+            f"loc=$({TRANSFER} -X POST -D - -o /dev/null {uploads} | tr -d '\\r' | "
             "sed -n 's/^[Ll]ocation: *//p')\n"
             f'[ -n "$loc" ] || {{ echo "the registry at {base} gave no upload location" >&2; '
             "exit 4; }\n"
             f'case "$loc" in http*) ;; *) loc={q(base)}"$loc" ;; esac\n'
             "case \"$loc\" in *\\?*) sep='&' ;; *) sep='?' ;; esac\n"
-            "curl -sSf -X PUT -H 'Content-Type: application/octet-stream' -T - "
+            f"{TRANSFER} -X PUT -H 'Content-Type: application/octet-stream' -T - "
             f'"$loc${{sep}}digest=sha256:{digest}" -o /dev/null\n')
 
 
 def put_manifest_command(base: str, reference: str) -> str:
     """Remote sh on the registry host: stdin (an OCI manifest) -> tag `reference`."""
     url = shlex.quote(f"{base}/v2/{REPOSITORY}/manifests/{reference}")
-    return (f"curl -sSf -X PUT -H 'Content-Type: {MANIFEST_TYPE}' --data-binary @- {url} "
+    return (f"{TRANSFER} -X PUT -H 'Content-Type: {MANIFEST_TYPE}' --data-binary @- {url} "
             "-o /dev/null")
 
 
 DOWN = "greenroom: the registry does not answer"
 
 
+# curl's limits: a registry on the LAN answers at once; a probe never waits for long
+PROBE = "curl -sf --connect-timeout 3 -m 15"
+TRANSFER = "curl -sSf --connect-timeout 5"
+
+
 def answering(base: str, command: str) -> str:
-    """sh: `command` when the registry at `base` answers, else print DOWN."""
-    return (f"if curl -sf -o /dev/null {shlex.quote(base + '/v2/')}; then {command}; "
+    """sh on the registry host: `command` when the registry at `base` answers, else print
+    DOWN. The address is checked to be on the host first (before `inv dell-gateway` it is
+    not, and a connection to it would only time out)."""
+    address = base.split("://", 1)[-1].rsplit(":", 1)[0]
+    return (f"if ip -o addr show 2>/dev/null | grep -qF ' {address}/' && "
+            f"{PROBE} -o /dev/null {shlex.quote(base + '/v2/')}; then {command}; "
             f"else echo '{DOWN}'; fi")
 
 
@@ -117,7 +126,7 @@ class BlobPushed(Step):
 
     def facts(self) -> Mapping[str, str]:
         url = shlex.quote(blob_url(self.base, self.digest))
-        return {"blob": f"curl -sfI -o /dev/null {url} || {answering(self.base, 'false')}"}
+        return {"blob": answering(self.base, f"{PROBE} -I -o /dev/null {url}")}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         if DOWN in facts["blob"].out:
@@ -146,7 +155,7 @@ class ManifestTagged(Step):
     def facts(self) -> Mapping[str, str]:
         url = shlex.quote(f"{self.base}/v2/{REPOSITORY}/manifests/{self.reference}")
         return {"manifest": answering(self.base,
-                                      f"curl -sf -H 'Accept: {MANIFEST_TYPE}' {url} | sha256sum")}
+                                      f"{PROBE} -H 'Accept: {MANIFEST_TYPE}' {url} | sha256sum")}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         out = facts["manifest"].out

@@ -63,7 +63,7 @@ def upload_command(path: str, digest: str, mode: str) -> str:
 def download_command(path: str, url: str, digest: str, mode: str) -> str:
     """Remote sh: `url` (the gateway's registry, on the LAN) -> a temp file beside `path`,
     sha256 checked on the node, then renamed over it."""
-    fetch = f"curl -sSf -o \"$tmp\" {shlex.quote(url)}\n"
+    fetch = f"curl -sSf --connect-timeout 5 -o \"$tmp\" {shlex.quote(url)}\n"
     return upload_command(path, digest, mode).replace('cat > "$tmp"\n', fetch, 1)
 
 
@@ -88,7 +88,8 @@ class Artifact(Step):
         # only a node without the file asks the gateway (a converged node pays nothing)
         return {"sum": f"{command} 2>/dev/null | grep -q '^{self.digest} ' && echo "
                        f"'{self.digest}' || {{ {command} 2>/dev/null; command -v curl "
-                       f">/dev/null && curl -sfI -o /dev/null {shlex.quote(self.mirror)} && "
+                       f">/dev/null && curl -sfI --connect-timeout 3 -m 15 -o /dev/null "
+                       f"{shlex.quote(self.mirror)} && "
                        f"echo '{FROM_GATEWAY}'; true; }}"}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:

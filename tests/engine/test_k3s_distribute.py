@@ -139,15 +139,19 @@ def test_node_fact_picks_the_gateway_or_the_direct_push(registry: str, tmp_path:
     assert target.read_bytes() == DATA
 
 
-def test_a_registry_that_does_not_answer_is_no_failure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["nothing-listens", "address-not-on-this-host"])
+def test_a_registry_that_does_not_answer_is_no_failure(tmp_path: Path, where: str) -> None:
     from tests.registry.regkit import free_port
 
-    base = f"http://127.0.0.1:{free_port()}"   # nothing listens there
+    # before `inv dell-gateway` the VLAN address is not on the gateway: never connected to
+    address = "127.0.0.1" if where == "nothing-listens" else "192.0.2.1"
+    base = f"http://{address}:{free_port()}"
     said: list[str] = []
     blob = distribute.BlobPushed(base, lambda: DATA, DIGEST, "k3s-arm64 v1", log=said.append)
     fact = sh(blob.facts()["blob"])
     assert blob.plan({"blob": FactResult(fact.returncode, fact.stdout.decode())}) == []
     assert said and "does not answer" in said[0]
+    assert distribute.DOWN in fact.stdout.decode()
     tagged = distribute.ManifestTagged(base, "v1-arm64", b"{}")
     fact = sh(tagged.facts()["manifest"])
     assert tagged.plan({"manifest": FactResult(fact.returncode, fact.stdout.decode())}) == []
