@@ -216,7 +216,8 @@ def ready_plan(ctx: HostContext) -> Plan:
     cluster = cluster_of(ctx.inventory)
     nodes = {n: cfg.unit_name(ctx.inventory.hosts[n]) for n in cluster.nodes}
     plan = Plan()
-    plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180))))
+    failed = ctx.options.get("shared", {}).get("failed")
+    plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180)), failed=failed))
     path = ctx.options.get("kubeconfig_path", "default")
     if path == "default":
         from runbooks.common.kubeconfig import kubeconfig_path
@@ -228,7 +229,16 @@ def ready_plan(ctx: HostContext) -> Plan:
     return plan
 
 
+def together_plan(ctx: HostContext) -> Plan:
+    """`inv k3s`'s second phase: the other nodes converge while the first server waits for
+    every node Ready (one round instead of two; a node whose run fails ends the wait)."""
+    if ctx.host.name == cluster_of(ctx.inventory).first_server:
+        return ready_plan(ctx)
+    return node_plan(ctx)
+
+
 NODES = Runbook("k3s", (SERVER, AGENT), node_plan)
 READY = Runbook("k3s.ready", (SERVER,), ready_plan)
+TOGETHER = Runbook("k3s", (SERVER, AGENT), together_plan)
 RUNBOOK = NODES  # demo.rehearse: one pass (agents read the token over the server's session)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import IO, TYPE_CHECKING, Any
 
 from runbooks.core.results import HostResult, Status
@@ -61,11 +61,13 @@ def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: b
                parallel: int, options: Mapping[str, Any], accept_new_host_keys: bool = False,
                out: IO[str] | None = None, needs_first: str | None = None,
                then: Callable[[RunResult], list[Phase]] | None = None,
-               warm: list[Host] | None = None) -> RunResult:
+               warm: list[Host] | None = None,
+               on_result: Callable[[HostResult], None] | None = None) -> RunResult:
     """Converge each phase's hosts in turn. `needs_first`: a host whose failure skips the
     phases after its own; `then`: once the given phases ran, called with the result so far,
     returns the phases to run next; `warm`: hosts to connect to at once before the first
-    phase (the hosts of later phases too)."""
+    phase (the hosts of later phases too); `on_result`: called with each host's result as
+    soon as it is known (other hosts of the phase may still be running)."""
     hosts_seen = {h.name for _, hs, _ in phases for h in hs}
     printer = Printer(out or sys.stdout, max((len(h) for h in inventory.hosts), default=4))
     connector = WarmConnector(inventory, accept_new_host_keys=accept_new_host_keys)
@@ -94,6 +96,9 @@ def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: b
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(_converge_host, runbook, host, inventory, connector,
                                        check, options, printer) for host in hosts]
+                if on_result is not None:
+                    for future in as_completed(futures):
+                        on_result(future.result())
                 outcomes = [f.result() for f in futures]
             for outcome in outcomes:
                 _merge(result, outcome)

@@ -162,9 +162,17 @@ class NodesReady(Step):
     verify = False
 
     def __init__(self, ctx: HostContext, nodes: Mapping[str, str], timeout: float,
-                 kubectl: str = "k3s kubectl") -> None:
+                 kubectl: str = "k3s kubectl", failed: Mapping[str, str] | None = None) -> None:
         self.ctx, self.nodes, self.timeout, self.kubectl = ctx, dict(nodes), timeout, kubectl
+        self.failed = failed if failed is not None else {}  # node -> error, filled live
         self.name = f"Ensure nodes Ready: {', '.join(self.nodes)}"
+
+    def _given_up(self, pending: Mapping[str, str]) -> None:
+        """Stop waiting for a node whose own run failed meanwhile (it is reported there)."""
+        gone = [n for n in pending if n in self.failed]
+        if gone:
+            raise StepFailed("not Ready: " + ", ".join(
+                f"{n} (its run failed: {self.failed[n].splitlines()[0][:200]})" for n in gone))
 
     def facts(self) -> Mapping[str, str]:
         return {"nodes": f"{self.kubectl} get nodes -o json"}
@@ -190,6 +198,7 @@ class NodesReady(Step):
         started = time.monotonic()
         command = f"{self.kubectl} get nodes -o json"
         while pending and time.monotonic() - started < self.timeout:
+            self._given_up(pending)
             time.sleep(1.0)
             done = self.ctx.session.run(command)
             if done.ok:

@@ -107,7 +107,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     from runbooks.common.kubeconfig import kubeconfig_path
     from runbooks.core.runner import select_hosts, write_report
     from runbooks.k3s.distribute import RUNBOOK as GATEWAY
-    from runbooks.k3s.plan import NODES, READY, rollout_order
+    from runbooks.k3s.plan import NODES, READY, TOGETHER, rollout_order
     from runbooks.k3s.run import run_phases
 
     inv = load_inventory_or_exit(c, inventory)
@@ -122,14 +122,15 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
         raise Exit(f"{inv.path}: {exc}", code=2) from None
     first = inv.hosts[cluster.first_server]
     others = [h for h in chosen if h.name != first.name]
-    options = {"lock": lock, "shared": {}, "timeout": timeout,
+    failed: dict[str, str] = {}
+    options = {"lock": lock, "shared": {"failed": failed}, "timeout": timeout,
                "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)}
 
     def next_phases(so_far: Any) -> list[Any]:
         first_result = so_far.hosts.get(first.name)
         upgrading = first_result is not None and upgraded(first_result)
-        if not upgrading:
-            return [(NODES, others, 0), (READY, [first], 0)]
+        if not upgrading:  # the first server waits for the others while they converge
+            return [(TOGETHER, [*others, first], 0)]
         order = rollout_order(cluster, [first.name, *(h.name for h in others)])
         print(f"upgrade to {cluster.version}: one node at a time, each Ready before the next:"
               f" {' -> '.join(order)}")
@@ -142,7 +143,10 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
                         check=check,
                         parallel=parallel_or_exit(c, parallel),
                         options=options, accept_new_host_keys=accept_new_host_keys,
-                        needs_first=first.name, then=next_phases, warm=others)
+                        needs_first=first.name, then=next_phases, warm=others,
+                        on_result=lambda done: failed.update(
+                            {done.host: done.error or done.status}
+                            if done.status in ("failed", "unreachable") else {}))
     if report:
         write_report(result, report)
     if not result.ok:
