@@ -232,20 +232,23 @@ class ContainerdConfig(Step):
 
 # -- certs.d/<host:port>/hosts.toml ----------------------------------------------------------
 
-def hosts_toml(endpoint: str) -> str:
-    """A fresh certs.d/<endpoint>/hosts.toml: pull and resolve over plain HTTP."""
+def hosts_toml(endpoint: str, upstream: str | None = None) -> str:
+    """A fresh certs.d/<endpoint>/hosts.toml: pull and resolve over plain HTTP; with
+    `upstream` (e.g. docker.io), certs.d/<upstream>/hosts.toml, the mirror entry that sends
+    that registry's pulls to the local one (its `server` too: nodes pull only from the site's
+    registry)."""
     from runbooks.core.templates import render
 
-    return render("common/hosts.toml.j2", endpoint=endpoint)
+    return render("common/hosts.toml.j2", endpoint=endpoint, upstream=upstream)
 
 
-def merge_hosts_toml(content: str | None, endpoint: str) -> str:
-    """hosts.toml that sends pulls of `endpoint` to http://endpoint with pull and resolve;
-    other hosts, keys and comments are kept, and a file that says so already is returned
-    byte for byte."""
+def merge_hosts_toml(content: str | None, endpoint: str, upstream: str | None = None) -> str:
+    """hosts.toml that sends pulls (of `endpoint`, or of `upstream` when given) to
+    http://endpoint with pull and resolve; other hosts, keys and comments are kept, and a
+    file that says so already is returned byte for byte."""
     url = f"http://{endpoint}"
     if content is None or not content.strip():
-        return hosts_toml(endpoint)
+        return hosts_toml(endpoint, upstream)
     data = _parse(content)
     entry = _dig(data, ("host", url))
     if entry is not None and not isinstance(entry, dict):
@@ -265,7 +268,32 @@ def merge_hosts_toml(content: str | None, endpoint: str) -> str:
     return _edit(content, "", changes, wanted)
 
 
-def hosts_toml_step(certs_dir: str, endpoint: str, notify: tuple[str, ...] = ()) -> Edit:
-    """The step that writes `certs_dir`/<endpoint>/hosts.toml (containerd's or microk8s')."""
-    return Edit(f"{certs_dir}/{endpoint}/hosts.toml", lambda c: merge_hosts_toml(c, endpoint),
+def hosts_toml_step(certs_dir: str, endpoint: str, notify: tuple[str, ...] = (),
+                    upstream: str | None = None) -> Edit:
+    """The step that writes `certs_dir`/<endpoint>/hosts.toml (containerd's or microk8s'),
+    or `certs_dir`/<upstream>/hosts.toml, the mirror entry of `upstream`."""
+    return Edit(f"{certs_dir}/{upstream or endpoint}/hosts.toml",
+                lambda c: merge_hosts_toml(c, endpoint, upstream),
                 validate=TOML_CHECK, notify=notify)
+
+
+def registry_hosts(endpoint: str, upstreams: tuple[str, ...] | None = None) \
+        -> dict[str, str]:
+    """certs.d folder name -> fresh hosts.toml: the local registry's own entry, then one
+    mirror entry per upstream registry (default: `common.registry.mirrored_upstreams()`)."""
+    if upstreams is None:
+        from runbooks.common.registry import mirrored_upstreams
+
+        upstreams = mirrored_upstreams()
+    files = {endpoint: hosts_toml(endpoint)}
+    for name in upstreams:
+        if name != endpoint:
+            files[name] = hosts_toml(endpoint, name)
+    return files
+
+
+def registry_hosts_steps(certs_dir: str, endpoint: str, notify: tuple[str, ...] = (),
+                         upstreams: tuple[str, ...] | None = None) -> list[Edit]:
+    """The steps that write every hosts.toml of `registry_hosts` under `certs_dir`."""
+    return [hosts_toml_step(certs_dir, endpoint, notify, None if name == endpoint else name)
+            for name in registry_hosts(endpoint, upstreams)]

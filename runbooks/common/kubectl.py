@@ -213,14 +213,19 @@ class Manifests(Step):
 
 
 def apply_script(prefix: str, retry_for: float) -> str:
-    """Remote sh that applies the List on stdin, retrying while a webhook refuses it."""
-    tries = max(1, int(retry_for // 2))
-    return (f'body=$(cat)\nfor i in $(seq {tries}); do\n'
+    """Remote sh that applies the List on stdin; while a webhook refuses it, retries with
+    backoff (1, 2, 4, 8, 8 ... s) for up to `retry_for` seconds, then fails saying so."""
+    return (f'body=$(cat)\ndelay=1; waited=0; refused=0\nwhile :; do\n'
             f'  if out=$(printf "%s" "$body" | {prefix} apply -f - 2>&1); then '
-            'printf "%s\\n" "$out"; exit 0; fi\n'
-            '  case "$out" in *"failed calling webhook"*|*"no endpoints available"*) '
-            'sleep 2;; *) printf "%s\\n" "$out" >&2; exit 1;; esac\ndone\n'
-            'printf "%s\\n" "$out" >&2; exit 1\n')
+            'printf "%s\\n" "$out"; [ "$refused" -eq 0 ] || '
+            'echo "applied after $refused webhook refusal(s)"; exit 0; fi\n'
+            '  case "$out" in *"failed calling webhook"*|*"no endpoints available"*) ;; '
+            '*) printf "%s\\n" "$out" >&2; exit 1;; esac\n'
+            f'  refused=$((refused + 1)); [ "$waited" -lt {int(retry_for)} ] || break\n'
+            '  sleep "$delay"; waited=$((waited + delay)); delay=$((delay * 2)); '
+            '[ "$delay" -le 8 ] || delay=8\ndone\n'
+            'printf "%s\\n" "$out" >&2\n'
+            'echo "still refused by the webhook after $refused tries in $waited s" >&2; exit 1\n')
 
 
 class _NoSession:

@@ -117,7 +117,7 @@ def read_microk8s(c: Collector, value: Any, hosts: Mapping[str, Host],
                            kubelet, apiserver, offline, vip)
 
 
-def _read_addons(c: Collector, value: Any, path: tuple[str, ...]) -> tuple[Addon, ...] | None:
+def _read_addons(c: Collector, value: Any, path: tuple[str | int, ...]) -> tuple[Addon, ...] | None:
     if value is None:
         return ()
     if not isinstance(value, list):
@@ -126,7 +126,7 @@ def _read_addons(c: Collector, value: Any, path: tuple[str, ...]) -> tuple[Addon
     out: list[Addon] = []
     ok = True
     for index, item in enumerate(value):
-        item_path = (*path, str(index))
+        item_path: tuple[str | int, ...] = (*path, index)
         args: list[str] = []
         if isinstance(item, str):
             name, _, arg = item.partition(":")

@@ -34,6 +34,8 @@ REBOOT_COMMAND = ("nohup sh -c 'sleep 1; systemctl reboot || reboot' "
 # the kernel's boot id changes on a real board; PID 1's start time changes in a container
 BOOT_IDENTITY = ("cat /proc/sys/kernel/random/boot_id; "
                  "awk '{print $22}' /proc/1/stat")
+PROBE_TIMEOUT = 10.0  # seconds one "are you back?" command may take
+MIN_PROBE = 0.5
 _slots_lock = threading.Lock()
 _slots: dict[int, threading.BoundedSemaphore] = {}
 
@@ -67,15 +69,22 @@ def boot_identity(ctx: HostContext) -> str:
 
 
 def wait_for_new_boot(ctx: HostContext, before: str, timeout: float,
-                      poll: float = 1.0) -> None:
-    """Reconnect until the host answers from a new boot; HostUnreachable after `timeout`."""
+                      poll: float = 1.0, probe_timeout: float = PROBE_TIMEOUT) -> None:
+    """Reconnect until the host answers from a new boot; HostUnreachable after `timeout`.
+
+    Every probe is bounded, so a host that hangs while it boots (accepts TCP but never
+    answers, or takes the command and never ends it) costs one probe, not the whole wait:
+    the connection set-up by the connector's connect timeout and paramiko's banner (15 s)
+    and login (30 s) timeouts, the command by `probe_timeout` or what is left of `timeout`."""
     deadline = time.monotonic() + timeout
     last = "no answer yet"
     while True:
         ctx.connector.forget(ctx.host)
         try:
             session = ctx.connector.session(ctx.host)
-            now = str(session.run(BOOT_IDENTITY).stdout).strip()
+            left = deadline - time.monotonic()
+            now = str(session.run(BOOT_IDENTITY, timeout=max(MIN_PROBE, min(
+                probe_timeout, left))).stdout).strip()
             if now and now != before:
                 ctx.session = session
                 ctx.rebooted = True
@@ -84,6 +93,7 @@ def wait_for_new_boot(ctx: HostContext, before: str, timeout: float,
         except HostUnreachable as exc:
             last = str(exc)
         if time.monotonic() + poll > deadline:
+            ctx.connector.forget(ctx.host)  # a probe that timed out leaves no channel behind
             raise HostUnreachable(
                 f"{ctx.host.name} did not come back within {timeout:g}s after the reboot "
                 f"(last: {last}); check its power, network and console, then run again")

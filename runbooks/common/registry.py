@@ -53,3 +53,70 @@ def required_endpoint(inventory: Any) -> Endpoint:
         raise StepFailed(f"{inventory.path}: no `registry:` section; add `registry: {{host: "
                          "<gateway name>, port: 5001}}`, then run again")
     return endpoint
+
+
+# -- the upstream registries nodes mirror -------------------------------------------------------
+
+DOCKER_HUB = "docker.io"
+YAML_KEYS = ("images:", "platforms:", "rewrite:")  # how a YAML image list is told from text
+
+
+def upstream_host(ref: str) -> str:
+    """The registry an image reference names, by Docker's rule: the first path component
+    when it has a '.' or ':' or is `localhost`, else Docker Hub."""
+    first, _, rest = ref.strip().partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DOCKER_HUB
+
+
+def _list_refs(data: Any) -> list[str]:
+    """Every image reference of a parsed image list: the entries of `images:` and of each
+    `versions:` entry (a reference string or a mapping with `ref`)."""
+    lists: list[Any] = []
+    if isinstance(data, dict):
+        lists.append(data.get("images"))
+        versions = data.get("versions")
+        if isinstance(versions, dict):
+            lists.extend(versions.values())
+    refs = []
+    for entries in lists:
+        for entry in entries if isinstance(entries, list) else []:
+            ref = entry.get("ref") if isinstance(entry, dict) else entry
+            if isinstance(ref, str) and ref.strip():
+                refs.append(ref)
+    return refs
+
+
+def mirrored_upstreams(base: Any = None) -> tuple[str, ...]:
+    """The upstream registries the nodes get a mirror entry for: every registry an image of
+    the image lists comes from (`files/registry/images.yaml` and `images.d/*.yaml`, every
+    version and condition), sorted. Independent of the inventory's sections, so registry.trust,
+    k3s, microk8s and pi-prep write the same entries; a mirror entry for a registry none of
+    whose images the site needs costs nothing. StepFailed naming the file when a list is
+    unreadable."""
+    from pathlib import Path
+
+    import yaml
+
+    from runbooks.core.templates import FILES
+
+    path = Path(base) if base is not None else FILES / "registry" / "images.yaml"
+    files = [path, *sorted((path.parent / "images.d").glob("*.yaml"))]
+    hosts: set[str] = set()
+    for file in files:
+        try:
+            text = file.read_text()
+        except OSError as exc:
+            raise StepFailed(f"cannot read the image list {file}: {exc.strerror}") from None
+        lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+        if file == path and not any(ln.startswith(YAML_KEYS) for ln in lines):
+            data = {"images": [ln for ln in lines if ln]}  # plain text: one per line
+        else:
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise StepFailed(f"{file}: not valid YAML ({exc}); fix it, then run "
+                                 "again") from None
+        hosts.update(upstream_host(ref) for ref in _list_refs(data))
+    return tuple(sorted(hosts))

@@ -9,6 +9,12 @@ runtime's registry config, used by registry.trust and by the cluster runbooks.
 - microk8s: args/certs.d/<host:port>/hosts.toml (the same hosts.toml as containerd's);
 - Docker: /etc/docker/daemon.json `insecure-registries` lists the registry.
 
+Repository paths in the local registry are kept as upstream names them, so every runtime
+also gets one mirror entry per upstream registry (docker.io, ghcr.io, quay.io,
+registry.k8s.io: `common.registry.mirrored_upstreams()`) pointing at the local registry:
+certs.d/<upstream>/hosts.toml for containerd and microk8s, `mirrors.<upstream>` in k3s's
+registries.yaml, `registry-mirrors` for Docker (which can mirror Docker Hub only).
+
 Each merger takes a file's current content (None when missing) and returns the wanted one,
 keeping every other setting; a file that already says what we need comes back byte for byte
 (so a converged node costs no write and no restart). Bad content raises ValueError (the
@@ -23,7 +29,8 @@ import shlex
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from runbooks.common.containerd import CERTS_DIR, ContainerdConfig, hosts_toml_step
+from runbooks.common.containerd import CERTS_DIR, ContainerdConfig, registry_hosts_steps
+from runbooks.common.registry import DOCKER_HUB
 from runbooks.core.steps import Edit, Handler, Step, StepFailed
 
 if TYPE_CHECKING:
@@ -58,9 +65,11 @@ def _mapping(parent: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
-def merge_k3s_registries(content: str | None, endpoint: str) -> str:
-    """registries.yaml with a mirror for `endpoint` (http://endpoint first) and a TLS config
-    that skips verification; other mirrors, configs and keys are kept."""
+def merge_k3s_registries(content: str | None, endpoint: str,
+                         upstreams: tuple[str, ...] = ()) -> str:
+    """registries.yaml with a mirror for `endpoint` and for each of `upstreams` (each with
+    http://endpoint first) and a TLS config that skips verification; other mirrors, configs
+    and keys are kept."""
     import yaml
 
     url = f"http://{endpoint}"
@@ -73,13 +82,14 @@ def merge_k3s_registries(content: str | None, endpoint: str) -> str:
         raise ValueError(f"it holds a {type(data).__name__}, expected a mapping with "
                          "`mirrors:` and `configs:`")
     wanted = copy.deepcopy(data)
-    mirror = _mapping(_mapping(wanted, "mirrors", "`mirrors:`"), endpoint,
-                      f"mirrors.{endpoint}")
-    endpoints = mirror.get("endpoint") or []
-    if not isinstance(endpoints, list):
-        raise ValueError(f"mirrors.{endpoint}.endpoint is not a list of URLs")
-    if url not in endpoints:
-        mirror["endpoint"] = [url, *endpoints]
+    mirrors = _mapping(wanted, "mirrors", "`mirrors:`")
+    for name in dict.fromkeys((endpoint, *upstreams)):
+        mirror = _mapping(mirrors, name, f"mirrors.{name}")
+        endpoints = mirror.get("endpoint") or []
+        if not isinstance(endpoints, list):
+            raise ValueError(f"mirrors.{name}.endpoint is not a list of URLs")
+        if url not in endpoints:
+            mirror["endpoint"] = [url, *endpoints]
     config = _mapping(_mapping(wanted, "configs", "`configs:`"), endpoint,
                       f"configs.{endpoint}")
     _mapping(config, "tls", f"configs.{endpoint}.tls")["insecure_skip_verify"] = True
@@ -90,8 +100,10 @@ def merge_k3s_registries(content: str | None, endpoint: str) -> str:
 
 # -- Docker daemon.json ----------------------------------------------------------------------
 
-def merge_daemon_json(content: str | None, endpoint: str) -> str:
-    """daemon.json whose `insecure-registries` lists `endpoint`; other keys kept."""
+def merge_daemon_json(content: str | None, endpoint: str, docker_hub: bool = False) -> str:
+    """daemon.json whose `insecure-registries` lists `endpoint` and, with `docker_hub`,
+    whose `registry-mirrors` lists http://endpoint (Docker mirrors Docker Hub only); other
+    keys kept."""
     text = content or ""
     try:
         data = json.loads(text) if text.strip() else {}
@@ -103,9 +115,18 @@ def merge_daemon_json(content: str | None, endpoint: str) -> str:
     registries = data.get("insecure-registries", [])
     if not isinstance(registries, list) or not all(isinstance(r, str) for r in registries):
         raise ValueError("`insecure-registries` must be a list of \"host:port\" strings")
-    if endpoint in registries:
+    merged = dict(data)
+    if endpoint not in registries:
+        merged["insecure-registries"] = [*registries, endpoint]
+    if docker_hub:
+        url = f"http://{endpoint}"
+        mirrors = data.get("registry-mirrors", [])
+        if not isinstance(mirrors, list) or not all(isinstance(m, str) for m in mirrors):
+            raise ValueError("`registry-mirrors` must be a list of URL strings")
+        if url not in mirrors:
+            merged["registry-mirrors"] = [url, *mirrors]
+    if merged == data:
         return text
-    merged = {**data, "insecure-registries": [*registries, endpoint]}
     return json.dumps(merged, indent=2) + "\n"
 
 
@@ -122,33 +143,52 @@ def checked(transform: Callable[[str | None], str], parse: Callable[[str], Any])
 
 # -- steps -----------------------------------------------------------------------------------
 
-def k3s_registries_step(endpoint: str, notify: tuple[str, ...] = ("restart k3s",)) -> Edit:
-    """The step that writes /etc/rancher/k3s/registries.yaml (mode 600: it may hold auth)."""
+def _upstreams(upstreams: tuple[str, ...] | None) -> tuple[str, ...]:
+    if upstreams is None:
+        from runbooks.common.registry import mirrored_upstreams
+
+        return mirrored_upstreams()
+    return upstreams
+
+
+def k3s_registries_step(endpoint: str, notify: tuple[str, ...] = ("restart k3s",),
+                        upstreams: tuple[str, ...] | None = None) -> Edit:
+    """The step that writes /etc/rancher/k3s/registries.yaml (mode 600: it may hold auth):
+    the local registry's entry and one per upstream registry (default: the image lists')."""
     import yaml
 
-    merge = checked(lambda c: merge_k3s_registries(c, endpoint), yaml.safe_load)
+    names = _upstreams(upstreams)
+    merge = checked(lambda c: merge_k3s_registries(c, endpoint, names), yaml.safe_load)
     return Edit(K3S_REGISTRIES, merge, mode="600", validate=YAML_CHECK, notify=notify)
 
 
-def daemon_json_step(endpoint: str, notify: tuple[str, ...] = ("restart docker",)) -> Edit:
-    """The step that writes /etc/docker/daemon.json's insecure-registries."""
-    merge = checked(lambda c: merge_daemon_json(c, endpoint), json.loads)
+def daemon_json_step(endpoint: str, notify: tuple[str, ...] = ("restart docker",),
+                     upstreams: tuple[str, ...] | None = None) -> Edit:
+    """The step that writes /etc/docker/daemon.json's insecure-registries (and its
+    registry-mirrors when Docker Hub is one of the upstreams)."""
+    hub = DOCKER_HUB in _upstreams(upstreams)
+    merge = checked(lambda c: merge_daemon_json(c, endpoint, hub), json.loads)
     return Edit(DOCKER_DAEMON_JSON, merge, validate=JSON_CHECK, notify=notify)
 
 
-def trust_steps(runtime: str, endpoint: str) -> list[Step]:
-    """The steps that make `runtime` (one of RUNTIMES) pull from `endpoint` over plain HTTP;
-    each notifies `restart <runtime>` (see `restart_if_installed`)."""
+def trust_steps(runtime: str, endpoint: str, upstreams: tuple[str, ...] | None = None) \
+        -> list[Step]:
+    """The steps that make `runtime` (one of RUNTIMES) pull from `endpoint` over plain HTTP,
+    both by the local name and, through one mirror entry each, by every upstream registry's
+    name (`upstreams`; default: the image lists' registries); each notifies
+    `restart <runtime>` (see `restart_if_installed`)."""
     notify = (f"restart {runtime}",)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+    names = _upstreams(upstreams)
     if runtime == "containerd":
-        return [ContainerdConfig(kubernetes=False), hosts_toml_step(CERTS_DIR, endpoint)]
+        return [ContainerdConfig(kubernetes=False),
+                *registry_hosts_steps(CERTS_DIR, endpoint, upstreams=names)]
     if runtime == "k3s":
-        return [k3s_registries_step(endpoint, notify)]
+        return [k3s_registries_step(endpoint, notify, names)]
     if runtime == "microk8s":
-        return [hosts_toml_step(MICROK8S_CERTS_DIR, endpoint, notify)]
-    if runtime == "docker":
-        return [daemon_json_step(endpoint, notify)]
-    raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+        return [*registry_hosts_steps(MICROK8S_CERTS_DIR, endpoint, notify, names)]
+    return [daemon_json_step(endpoint, notify, names)]  # docker
 
 
 def restart_if_installed(runtime: str) -> Handler:

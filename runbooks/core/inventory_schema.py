@@ -234,10 +234,10 @@ def _field(c: Collector, value: Any, path: Path_, schema: Field) -> bool:
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
             (schema.low is not None and value < schema.low)
             or (schema.high is not None and value > schema.high)):
-        bounds = (f"between {schema.low:g} and {schema.high:g}"
-                  if schema.low is not None and schema.high is not None
-                  else f"at least {schema.low:g}" if schema.low is not None
-                  else f"at most {schema.high:g}")
+        low, high = _number(schema.low), _number(schema.high)
+        bounds = (f"between {low} and {high}" if schema.low is not None
+                  and schema.high is not None
+                  else f"at least {low}" if schema.low is not None else f"at most {high}")
         message = f"{value} is out of range: {schema.what or 'it'} must be {bounds}"
     elif schema.check is not None:
         message = schema.check(value)
@@ -276,3 +276,8 @@ def _table(c: Collector, value: Any, path: Path_, schema: Table) -> bool:
             ok = False
             c.add((*path, key), f"missing required key '{key}'; add it")
     return ok
+
+
+def _number(value: float | None) -> str:
+    """A bound as the user writes it: 4294967294, not 4.29497e+09."""
+    return str(value) if isinstance(value, int) else f"{value:g}"

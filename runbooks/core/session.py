@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
+PRIVILEGE_TIMEOUT = 30.0  # seconds `sudo -n true` may take while a session is set up
 
 
 class HostUnreachable(Exception):
@@ -53,6 +54,7 @@ class CommandResult:
     rc: int
     stdout: str
     stderr: str
+    signal: str | None = None  # the signal that killed it ("TERM"), when one did
 
     @property
     def ok(self) -> bool:
@@ -101,7 +103,7 @@ class Session:
         """Decide how privileged commands run for a non-root login user."""
         if self.host.user == "root":
             return
-        if self._exec_raw("sudo -n true", None).ok:
+        if self._exec_raw("sudo -n true", None, timeout=PRIVILEGE_TIMEOUT).ok:
             self._sudo = "nopasswd"
             return
         with password_lock:
@@ -152,32 +154,131 @@ class Session:
     ) -> CommandResult:
         import paramiko
 
+        channel = None
         try:
             transport = self.connection.transport
             if transport is None or not transport.is_active():
                 raise HostUnreachable(f"connection to {self.host.name} is closed")
+            _record_channel_ends(transport)
             channel = transport.open_session(timeout=10)
             channel.settimeout(timeout)
+            gate = threading.Lock()
+            setattr(channel, SEND_GATE_ATTRIBUTE, gate)
             channel.exec_command(line)
-            if data:
-                channel.sendall(data)
-            channel.shutdown_write()
+            with gate:  # see _handle_channel_close: our EOF never follows our CLOSE
+                if data:
+                    _send_stdin(channel, data)
+                if not channel.closed:
+                    channel.shutdown_write()
             stdout = channel.makefile("rb").read()
             stderr = channel.makefile_stderr("rb").read()
             rc = channel.recv_exit_status()
             channel.close()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
+            if channel is not None:
+                channel.close()
+            if isinstance(exc, TimeoutError) and timeout is not None:
+                raise HostUnreachable(
+                    f"{self.host.name} did not answer within {timeout:g}s (the host hangs, or "
+                    "the command is still running there)") from exc
             raise HostUnreachable(
                 f"connection to {self.host.name} lost: {exc or type(exc).__name__}"
             ) from exc
         if rc == -1:
-            raise HostUnreachable(f"connection to {self.host.name} lost while a command ran")
+            killed = getattr(channel, EXIT_SIGNAL_ATTRIBUTE, None)
+            if killed is not None:  # the host is up; the command died: a failed command
+                return CommandResult(128 + _signal_number(killed), stdout.decode(
+                    errors="replace"), stderr.decode(errors="replace")
+                    + f"\n[greenroom] the command was killed by signal {killed} on "
+                    f"{self.host.name}\n", signal=killed)
+            why = ("the host closed the channel without an exit status"
+                   if getattr(channel, CLOSED_BY_HOST_ATTRIBUTE, False)
+                   else "the SSH connection closed")
+            raise HostUnreachable(
+                f"connection to {self.host.name} lost while a command ran ({why})")
         # not masked here: facts must see the host's real content (a file holding a
         # secret would otherwise never look converged); output and reports mask it
         return CommandResult(rc, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     def close(self) -> None:
         self.connection.close()
+
+
+EXIT_SIGNAL_ATTRIBUTE = "greenroom_exit_signal"
+CLOSED_BY_HOST_ATTRIBUTE = "greenroom_closed_by_host"
+SEND_GATE_ATTRIBUTE = "greenroom_send_gate"
+# how long the transport thread waits for a command's last stdin/EOF to go out before it
+# handles the host's CLOSE anyway (bounds a stall should a re-key hold that send up)
+SEND_GATE_WAIT = 2.0
+
+
+def _send_stdin(channel: paramiko.Channel, data: bytes) -> None:
+    """Send the command's standard input; a command that ended without reading all of it
+    (the host closed the channel meanwhile) is not a lost connection."""
+    try:
+        channel.sendall(data)
+    except OSError:
+        if not channel.closed:
+            raise
+
+
+def _signal_number(name: str) -> int:
+    """SSH names signals without "SIG" (RFC 4254 6.10); 0 for one this Python does not know."""
+    import signal
+
+    try:
+        return int(signal.Signals["SIG" + name])
+    except KeyError:
+        return 0
+
+
+def _record_channel_ends(transport: paramiko.Transport) -> None:
+    """Make `transport` record how each of its channels ended, on the channel itself.
+
+    paramiko drops the `exit-signal` request, so a command killed by a signal (the server
+    then sends exit-signal instead of exit-status) looked exactly like a lost connection.
+    Recorded: the signal's name (`greenroom_exit_signal`) and whether the host closed the
+    channel (`greenroom_closed_by_host`; not set when the connection itself went away)."""
+    from paramiko.common import MSG_CHANNEL_CLOSE, MSG_CHANNEL_REQUEST
+
+    table = transport._channel_handler_table  # type: ignore[attr-defined]
+    if table.get(MSG_CHANNEL_REQUEST) is not _handle_channel_request:
+        transport._channel_handler_table = {  # type: ignore[attr-defined]
+            **table, MSG_CHANNEL_REQUEST: _handle_channel_request,
+            MSG_CHANNEL_CLOSE: _handle_channel_close}
+
+
+def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    """paramiko's own handler, except for exit-signal (recorded on the channel)."""
+    from paramiko.channel import Channel
+
+    start = message.packet.tell()
+    if message.get_text() == "exit-signal":
+        message.get_boolean()  # want reply: never for exit-signal
+        setattr(channel, EXIT_SIGNAL_ATTRIBUTE, message.get_text())
+        return
+    message.packet.seek(start)
+    Channel._handle_request(channel, message)
+
+
+def _handle_channel_close(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    """The host closed the channel: paramiko answers with our CLOSE, after which OpenSSH
+    frees the channel and DROPS THE WHOLE CONNECTION on any later packet for it ("ieof
+    packet referred to nonexistent channel"). paramiko builds a channel's EOF (and stdin
+    data) under the channel's lock but sends it after releasing it, so a command that ends
+    before our EOF is on the wire (a fast command, a busy machine, many channels at once)
+    could see our EOF sent after our CLOSE, and every command of that connection lost with
+    it. The send gate makes the two exclusive: the EOF goes out first, or not at all."""
+    from paramiko.channel import Channel
+
+    gate = getattr(channel, SEND_GATE_ATTRIBUTE, None)
+    held = gate.acquire(timeout=SEND_GATE_WAIT) if gate is not None else False
+    try:
+        setattr(channel, CLOSED_BY_HOST_ATTRIBUTE, True)
+        Channel._handle_close(channel, message)
+    finally:
+        if gate is not None and held:
+            gate.release()
 
 
 def _no_delay(conn: fabric.Connection) -> None:
@@ -276,12 +377,23 @@ class Connector:
 
     def session(self, host: Host) -> Session:
         """An open session to `host`; raises HostUnreachable or SessionError."""
-        import paramiko
-
         with self._lock:
             existing = self._sessions.get(host.name)
         if existing is not None:
             return existing
+        conn = self.connection(host)
+        _no_delay(conn)
+        session = Session(host, conn)
+        session.setup_privilege(self._password_lock, self._shared)
+        with self._lock:
+            self._sessions[host.name] = session
+        return session
+
+    def connection(self, host: Host) -> fabric.Connection:
+        """The open Fabric connection to `host`, host key checked, without the POSIX
+        session's setup: for devices whose SSH speaks their own CLI (RouterOS)."""
+        import paramiko
+
         try:
             conn = self._connection(host)
             conn.open()
@@ -300,12 +412,7 @@ class Connector:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             where = f"{host.address}:{host.port}" + (f" via {host.via}" if host.via else "")
             raise HostUnreachable(f"cannot connect to {where}: {exc}") from exc
-        _no_delay(conn)
-        session = Session(host, conn)
-        session.setup_privilege(self._password_lock, self._shared)
-        with self._lock:
-            self._sessions[host.name] = session
-        return session
+        return conn
 
     def forget(self, host: Host) -> None:
         """Drop a host's session (after a reboot or a lost connection)."""

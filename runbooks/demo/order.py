@@ -69,8 +69,13 @@ ORDER: tuple[Entry, ...] = (
           scratch="runbooks.k3s.reset:UNINSTALL"),
     Entry("microk8s", converge="runbooks.microk8s.plan:RUNBOOK",
           scratch="runbooks.microk8s.plan:RESET"),
-    Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK"),   # LoadBalancer IPs over BGP
-    Entry("router", converge="runbooks.router.plan:RUNBOOK"),     # ... learned by the router
+    Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK",   # LoadBalancer IPs over BGP
+          check="runbooks.metallb.demo_hooks"),
+    Entry("router", converge="runbooks.router.plan:RUNBOOK",     # ... learned by the router
+          check="runbooks.router.demo_hooks"),
+    # On a lab inventory only (it plans nothing elsewhere): the lab's double of MetalLB's
+    # speaker, configured from what the cluster holds, so the router has sessions and routes.
+    Entry("metallb-speaker", converge="runbooks.lab.doubles.bgp_speaker:RUNBOOK"),
 )
 
 

@@ -1,9 +1,11 @@
 """Read-only BGP health on routers and clients, for `inv metallb.check`.
 
+The LoadBalancer IPs are the ones asked about (--address), else those the cluster assigned
+(read on its first server: every Service of type LoadBalancer must have one).
 On each router: every cluster node's session Established (FRR: `vtysh -c 'show bgp summary
-json'`; BIRD: `birdc show protocols`) and a kernel route for every LoadBalancer IP asked
-about (`ip route show proto bgp` / `proto bird`). On each client (role client, else the
-router itself): every LoadBalancer IP answers HTTP. Nothing is changed anywhere.
+json'`; BIRD: `birdc show protocols`) and a kernel route for every LoadBalancer IP
+(`ip route show proto bgp` / `proto bird`). On each client (role client, else the router
+itself with --from-router): every LoadBalancer IP answers HTTP. Nothing is changed anywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan, StepFailed
+from runbooks.metallb.services import Assigned, from_cluster
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext
@@ -78,10 +81,33 @@ _PY_FETCH = ("import urllib.request as u; "
              "print(u.urlopen('http://{0}/', timeout=5).status)")
 
 
+class AssignedHealth(Health):
+    """Every Service of type LoadBalancer has an address (read from the cluster)."""
+
+    def __init__(self, ctx: HostContext, assigned: Assigned) -> None:
+        super().__init__(ctx, "Check the LoadBalancer Services have addresses", {})
+        self.assigned = assigned
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        out = [(True, f"Service {name}: {', '.join(found)}")
+               for name, found in sorted(self.assigned.addresses.items())]
+        out += [(False, f"Service {name}: no LoadBalancer IP assigned (pool exhausted, or "
+                        "MetalLB's controller not running?)") for name in self.assigned.pending]
+        if not out:
+            out.append((False, "no Service of type LoadBalancer in the cluster: run "
+                               "`inv metallb` (it creates the demo's)"))
+        return out
+
+
 def check_plan(ctx: HostContext) -> Plan:
     """Router hosts: sessions and routes; client hosts: the service answering."""
     addresses = [str(a) for a in ctx.options.get("addresses", ())]
     plan = Plan()
+    client = bool(ctx.options.get("from_router")) or "client" in ctx.host.roles
+    if not addresses and ("router" in ctx.host.roles or client):
+        assigned = from_cluster(ctx)
+        plan.add(AssignedHealth(ctx, assigned))
+        addresses = assigned.all()
     if "router" in ctx.host.roles:
         try:
             site = site_plan(ctx.inventory)
@@ -94,7 +120,7 @@ def check_plan(ctx: HostContext) -> Plan:
                              "status` (6) or `/routing/bgp/session print` (7) on it")
         nodes = [(n.name, str(n.address)) for n in site.nodes]
         plan.add(RouterHealth(ctx, router.kind, nodes, addresses))
-    if addresses and (ctx.options.get("from_router") or "client" in ctx.host.roles):
+    if addresses and client:
         plan.add(ClientHealth(ctx, addresses))
     return plan
 

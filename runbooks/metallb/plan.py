@@ -32,6 +32,7 @@ from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
 from runbooks.core.steps.files import unified_diff
 from runbooks.metallb import crs, demo, fetch, schema
+from runbooks.metallb.services import PREFIX
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 NAMESPACE = crs.NAMESPACE
 CONTROLLER = "controller"
 WEBHOOK_SERVICE = "metallb-webhook-service"
-PREFIX = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
 WAIT_SECONDS = 180
 CR_RETRY_SECONDS = 90
 
@@ -157,7 +157,8 @@ def manifest_docs(inventory: Any) -> list[dict[str, Any]]:
         raise StepFailed(f"MetalLB {metallb.version} is not pinned in "
                          f"{fetch.lock_path(Path(inventory.path))}: run `inv metallb.fetch` "
                          "first (it pins the manifest's sha256; commit the lock)")
-    if not path.exists() and metallb.source:
+    stale = not path.exists() or fetch.sha256_of(path.read_bytes()) != pinned
+    if stale and metallb.source:
         try:  # pinned already: fetched and checked against the pin, as metallb.fetch does
             fetch.fetch(metallb.version, metallb.backend, metallb.source,
                         fetch.lock_path(Path(inventory.path)))

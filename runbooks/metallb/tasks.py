@@ -94,7 +94,8 @@ def convert(c: Context, file: str, inventory: str | None = None,
 
 @task(help={**{k: v for k, v in COMMON_HELP.items() if k != "check"},
             "address": "LoadBalancer IPs to check, comma separated (a route on every router, "
-                       "an HTTP answer from every client host).",
+                       "an HTTP answer from every client host); default: every IP the "
+                       "cluster assigned, read on its first server.",
             "from_router": "Also fetch the addresses from the routers themselves (for sites "
                            "without a host with role client)."})
 def check(c: Context, inventory: str | None = None, host: str | None = None,
@@ -103,9 +104,11 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
           from_router: bool = False) -> None:
     """Read-only: BGP sessions Established, routes to the LoadBalancer IPs, service answering.
 
-    On each router (role router, kinds frr and bird): every cluster node's session is
-    Established and each --address has a BGP route; on each client (role client): each
-    --address answers HTTP, i.e. through the router. Exits 1 when anything is not so.
+    The LoadBalancer IPs are read from the cluster (every Service of type LoadBalancer must
+    have one) unless --address names them. On each router (role router, kinds frr and bird):
+    every cluster node's session is Established and each IP has a BGP route; on each client
+    (role client): each IP answers HTTP, i.e. through the router. Exits 1 when anything is
+    not so.
     """
     from ipaddress import ip_address
 

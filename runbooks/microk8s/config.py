@@ -6,7 +6,8 @@ applied to an installed snap with `snap set microk8s config=...`.
     addons: [{name: dns}, {name: ingress, args: [...]}]
     extraKubeletArgs: {--max-pods: "60"}
     extraKubeAPIServerArgs: {--audit-log-maxage: "3"}
-    containerdRegistryConfigs: {<host:port>: <hosts.toml>}   # the common hosts.toml renderer
+    containerdRegistryConfigs: {<host:port>: <hosts.toml>, docker.io: <hosts.toml>, ...}
+        # the common renderer: the local registry and one mirror entry per upstream registry
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from runbooks.common.containerd import hosts_toml
+from runbooks.common.containerd import registry_hosts
 from runbooks.common.microk8s_cluster import Microk8sCluster
 
 COMMON = "/var/snap/microk8s/common"
@@ -37,7 +38,7 @@ def launch_config(cluster: Microk8sCluster, registry: str | None) -> dict[str, A
     if cluster.apiserver_args:
         data["extraKubeAPIServerArgs"] = dict(cluster.apiserver_args)
     if registry:
-        data["containerdRegistryConfigs"] = {registry: hosts_toml(registry)}
+        data["containerdRegistryConfigs"] = registry_hosts(registry)
     return data
 
 

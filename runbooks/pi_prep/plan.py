@@ -12,7 +12,7 @@ import posixpath
 import shlex
 from typing import TYPE_CHECKING
 
-from runbooks.common.containerd import CERTS_DIR, ContainerdConfig, hosts_toml_step
+from runbooks.common.containerd import CERTS_DIR, ContainerdConfig, registry_hosts_steps
 from runbooks.common.kernel import KernelModule, Sysctl
 from runbooks.common.reboot import RebootRequested
 from runbooks.common.vlan import vlan_facts, vlan_steps
@@ -116,7 +116,7 @@ def build_plan(ctx: HostContext) -> Plan:
     plan.add(*(Sysctl(key, 1, file=SYSCTL_FILE) for key in SYSCTLS))
     plan.add(ContainerdConfig(kubernetes=True, sandbox_image=settings.sandbox_image))
     if settings.registry:
-        plan.add(hosts_toml_step(CERTS_DIR, settings.registry))
+        plan.add(*registry_hosts_steps(CERTS_DIR, settings.registry))
     plan.add(Service("containerd", enabled=True, running=True))
 
     if settings.iptables_legacy:

@@ -7,7 +7,8 @@ Keys (all optional) under `hosts.<name>.vars`:
       has a `registry:` (its host's VLAN address and port), else containerd's own default.
   registry_hosts: true
       write /etc/containerd/certs.d/<registry>/hosts.toml so containerd pulls from the
-      inventory's registry over plain HTTP (default true when there is a registry).
+      inventory's registry over plain HTTP, and one certs.d/<upstream>/hosts.toml mirror
+      entry per upstream registry of the image lists (default true when there is a registry).
   rng_tools: true              install rng-tools-debian (default false)
   iptables_legacy: true        iptables/ip6tables alternatives set to legacy (default false)
   kubernetes: {version: "1.28", repo: "https://<the Kubernetes package host>"}

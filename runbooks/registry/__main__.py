@@ -1,14 +1,26 @@
 """`python -m runbooks.registry <task> ...`: the registry collection without the root tasks.py
-(the project's defaults are still read from invoke.yaml beside tasks.py)."""
+(the project's defaults are still read from invoke.yaml beside tasks.py). A load-images run
+with nothing to copy is answered before Invoke is imported (runbooks.registry.fastpath)."""
 
+import sys
 from pathlib import Path
 
-import yaml
-from invoke import Program
-
-from .tasks import ns
+from .fastpath import answer
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "invoke.yaml"
-if PROJECT_CONFIG.exists():
-    ns.configure(yaml.safe_load(PROJECT_CONFIG.read_text()) or {})
-Program(namespace=ns, name="registry", binary="python -m runbooks.registry").run()
+
+
+def project() -> dict:
+    """invoke.yaml's content ({} without one)."""
+    import yaml
+
+    return (yaml.safe_load(PROJECT_CONFIG.read_text()) or {}) if PROJECT_CONFIG.exists() else {}
+
+
+if not answer(sys.argv[1:], project):
+    from invoke import Program
+
+    from .tasks import ns
+
+    ns.configure(project())
+    Program(namespace=ns, name="registry", binary="python -m runbooks.registry").run()

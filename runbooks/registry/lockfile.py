@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -47,6 +46,8 @@ def write_lock(path: Path, entries: dict) -> bool:
             return False
     except OSError:
         pass
+    import tempfile  # only when writing: a no-op run never pays for it
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)

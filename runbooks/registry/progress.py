@@ -2,7 +2,8 @@
 
 Per-image lines go to stdout always (they are the report), written through tqdm so they
 never tear the bar; the bar only goes to a tty stderr. tqdm is imported only when a bar is
-drawn, so listing tasks or a run without a terminal never pays for it.
+drawn — at the first bytes planned, so listing tasks, a run without a terminal or a run with
+nothing to copy never pays for it.
 """
 
 from __future__ import annotations
@@ -28,17 +29,21 @@ class Progress:
         self.images, self.done, self.total, self.sent = images, 0, 0, 0
         self._lock = threading.Lock()
         self._bar: Any = None
-        if self.err.isatty() if bar is None else bar:
-            from tqdm import tqdm
+        self._want_bar = self.err.isatty() if bar is None else bar
 
-            self._bar = tqdm(total=0, file=self.err, unit="B", unit_scale=True,
-                             unit_divisor=1000, dynamic_ncols=True, leave=False,
-                             desc=self._desc(), mininterval=0.1)
+    def _start_bar(self) -> None:
+        """Draw the bar (with the lock held), once there are bytes to show."""
+        from tqdm import tqdm
+
+        self._want_bar = False
+        self._bar = tqdm(total=0, file=self.err, unit="B", unit_scale=True,
+                         unit_divisor=1000, dynamic_ncols=True, leave=False,
+                         desc=self._desc(), mininterval=0.1)
 
     @property
     def bar(self) -> bool:
-        """Whether a bar is drawn."""
-        return self._bar is not None
+        """Whether a bar is drawn (or will be, at the first bytes planned)."""
+        return self._bar is not None or self._want_bar
 
     def _desc(self) -> str:
         return f"{self.done}/{self.images} images"
@@ -47,6 +52,8 @@ class Progress:
         """More bytes are expected (an image's blobs were planned)."""
         with self._lock:
             self.total += n
+            if self._want_bar and n > 0:
+                self._start_bar()
             if self._bar is not None:
                 self._bar.total = self.total
                 self._bar.refresh()
@@ -74,6 +81,7 @@ class Progress:
     def finish(self) -> None:
         """Remove the bar."""
         with self._lock:
+            self._want_bar = False
             if self._bar is not None:
                 self._bar.close()
                 self._bar = None

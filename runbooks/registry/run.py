@@ -59,15 +59,29 @@ class Summary:
         return line
 
 
+def _list_needs_inventory(opts: Options) -> bool:
+    """Whether the image list depends on the inventory (per-runbook lists beside it, or
+    --runbook)."""
+    from .catalog import runbook_files
+    from .targets import DEFAULT_IMAGES
+
+    return bool(opts.runbook) or bool(runbook_files(Path(opts.images or DEFAULT_IMAGES)))
+
+
+def needs_inventory(opts: Options) -> bool:
+    """Whether a run reads the inventory: for the image list, or for the target (no --to)."""
+    return not opts.to or _list_needs_inventory(opts)
+
+
 def load_list(opts: Options) -> ImageList:
     """The site's image list: the base list plus each runbook's images for the versions the
     inventory pins (`images.d/` beside it), the command line's rewrite rules first."""
-    from .catalog import read_inventory_data, runbook_files, site_images
+    from .catalog import read_inventory_data, site_images
     from .targets import DEFAULT_IMAGES, required_inventory
 
     rules = tuple(parse_rewrite(r) for r in opts.rewrite)
     base = Path(opts.images or DEFAULT_IMAGES)
-    if not runbook_files(base) and not opts.runbook:
+    if not _list_needs_inventory(opts):
         return load_image_list(base, rules)
     inventory = required_inventory(opts.inventory)
     site = site_images(base, lambda: read_inventory_data(inventory), opts.runbook, rules)
@@ -91,22 +105,33 @@ def _add(summary: Summary, results: list[Any]) -> None:
             summary.failed.append((str(r.spec.source), r.detail))
 
 
-def _quick_noop(target: str, specs: list[ImageSpec], lock: dict, key: str, jobs: int,
-                progress: Progress) -> list[ImageSpec]:
-    """Skip images whose tag already has the locked digest; returns the ones left to do."""
+def _present(target: str, specs: list[ImageSpec], lock: dict, key: str, jobs: int
+             ) -> tuple[list[ImageSpec], list[ImageSpec]]:
+    """(present, left to do): an image is present when its target tag already has the digest
+    the lock pins (one HEAD each); without a pin for every image, nothing is asked."""
     from .quick import head_digests
 
     expected = [(lock.get(str(s.source)) or {}).get("pushed", {}).get(key) for s in specs]
     if not all(expected):
-        return specs
+        return [], specs
     got = head_digests(target, [(s.target_repo, s.target_tag) for s in specs], jobs)
-    todo = []
+    present: list[ImageSpec] = []
+    todo: list[ImageSpec] = []
     for spec, want, have in zip(specs, expected, got, strict=True):
-        if have and have == want:
-            progress.image_done(_Done(spec, "skipped", "already present (lock)"))
-        else:
-            todo.append(spec)
+        (present if have and have == want else todo).append(spec)
+    return present, todo
+
+
+def _quick_noop(target: str, specs: list[ImageSpec], lock: dict, key: str, jobs: int,
+                progress: Progress) -> list[ImageSpec]:
+    """Skip images whose tag already has the locked digest; returns the ones left to do."""
+    present, todo = _present(target, specs, lock, key, jobs)
+    for spec in present:
+        progress.image_done(_Done(spec, "skipped", PRESENT))
     return todo
+
+
+PRESENT = "already present (lock)"
 
 
 @dataclass
@@ -140,6 +165,43 @@ def setup(opts: Options) -> Setup:
     return Setup(listed, platforms, target, insecure, lock_path, read_lock(lock_path))
 
 
+def _header(ready: Setup, jobs: int, out: TextIO) -> None:
+    from .plan import selection_key
+
+    if ready.listed.note:
+        out.write(f"images for this site: {ready.listed.note}\n")
+    out.write(f"mirroring {len(ready.listed.images)} images to {ready.target}, platforms "
+              f"{selection_key(ready.platforms)}, {jobs} jobs\n")
+
+
+def _quick(opts: Options, ready: Setup) -> bool:
+    """Whether the no-op check may answer for the target (plain HTTP, no --refresh)."""
+    from .targets import is_loopback
+
+    return not opts.refresh and (is_loopback(ready.target) or ready.target in ready.insecure)
+
+
+def noop_run(opts: Options, out: TextIO = sys.stdout) -> Summary | None:
+    """The whole load-images run when every image is present under its locked digest (one
+    HEAD each): printed as load_images prints it. None, having printed nothing, otherwise."""
+    from .plan import selection_key
+
+    start = time.monotonic()
+    ready = setup(opts)
+    if not _quick(opts, ready):
+        return None
+    images = ready.listed.images
+    present, todo = _present(ready.target, images, ready.lock, selection_key(ready.platforms),
+                             opts.jobs)
+    if todo:
+        return None
+    _header(ready, opts.jobs, out)
+    progress = Progress(len(images), out=out, bar=False)
+    for spec in present:
+        progress.image_done(_Done(spec, "skipped", PRESENT))
+    return Summary(skipped=len(images), seconds=time.monotonic() - start)
+
+
 def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
     """Mirror the image list into the target registry."""
     from .plan import selection_key
@@ -149,15 +211,10 @@ def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
     listed, platforms, target = ready.listed, ready.platforms, ready.target
     insecure, lock_path, lock = ready.insecure, ready.lock_path, ready.lock
     progress = Progress(len(listed.images), out=out)
-    if listed.note:
-        out.write(f"images for this site: {listed.note}\n")
-    out.write(f"mirroring {len(listed.images)} images to {target}, platforms "
-              f"{selection_key(platforms)}, {opts.jobs} jobs\n")
+    _header(ready, opts.jobs, out)
     summary = Summary()
     todo = listed.images
-    from .targets import is_loopback
-
-    if not opts.refresh and (is_loopback(target) or target in insecure):
+    if _quick(opts, ready):
         todo = _quick_noop(target, todo, lock, selection_key(platforms), opts.jobs, progress)
     summary.skipped = len(listed.images) - len(todo)
     if todo:

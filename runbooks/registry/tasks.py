@@ -169,6 +169,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     their names in the local registry and the upstream registries the nodes mirror."""
     import json as jsonlib
 
+    from runbooks.common.registry import mirrored_upstreams
+
     from .catalog import upstream_registries
     from .run import load_list
 
@@ -180,21 +182,26 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     rows = [{"ref": str(s.source), "local": s.target,
              "runbook": listed.origin.get(str(s.source), "")} for s in listed.images]
     registries = upstream_registries(listed.images)
+    mirrored = list(mirrored_upstreams())
     if json:
-        print(jsonlib.dumps({"images": rows, "upstream_registries": registries}, indent=2))
+        print(jsonlib.dumps({"images": rows, "upstream_registries": registries,
+                             "node_mirror_entries": mirrored}, indent=2))
         return
     if listed.note:
         print(f"images for this site: {listed.note}")
     width = max(len(r["ref"]) for r in rows)
     for r in rows:
         print(f"{r['runbook'] or '-':12} {r['ref']:{width}}  -> {r['local']}")
-    print(f"upstream registries (one mirror entry each on the nodes): {', '.join(registries)}")
+    print(f"upstream registries of these images: {', '.join(registries)}")
+    print("mirror entries on the nodes (registry.trust, k3s, microk8s, pi-prep; every "
+          f"registry of files/registry's lists): {', '.join(mirrored)}")
 
 
 @task(name="patch-cluster",
       help={"file": "the Cluster API manifest (e.g. cluster.yaml from clusterctl generate)",
             "out": "write the patched manifest here instead of over FILE ('-': standard output)",
-            "check": "print the diff and what would change; write nothing",
+            "check": "print the diff against FILE (or --out FILE) and what would change; "
+                     "write nothing; exit 1 when there is a diff, 0 when none",
             "inventory": "inventory giving the registry and network.vip (default: "
                          "greenroom.inventory in invoke.yaml)",
             "images": _COMMON["images"], "runbook": _COMMON["runbook"],
@@ -211,9 +218,11 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
 
     containerd config and hosts.toml files, kubeadm's imageRepository, the sandbox image,
     kube-vip pulled locally with the VIP, add-on images (flannel) in ConfigMaps; comments and
-    order kept; a second run changes nothing.
+    order kept; a second run changes nothing. --check prints the diff against what the
+    target (FILE, or --out FILE) holds, writes nothing, and exits 1 when there is one.
     """
     import difflib
+    from pathlib import Path
 
     from .patch_cluster import PatchError, patch_file, settings_for
     from .run import load_list
@@ -229,9 +238,15 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
     say = sys.stderr if out == "-" else sys.stdout
     if out == "-" and not check:
         sys.stdout.write(new)
+    target = out if out and out != "-" else file
+    if check and target != file:
+        try:
+            old = Path(target).read_text(encoding="utf-8")
+        except OSError:
+            old = ""  # --out names a file that does not exist yet: all of it is new
     if check:
         sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True),
-                                                   file, out or file))
+                                                   target, target))
     print(f"containerd config: {report.containerd_form or 'not written'}", file=say)
     for line in report.changed:
         print(f"changed   {line}", file=say)
@@ -245,7 +260,9 @@ def patch_cluster(c, file, out=None, check=False, inventory=None, images=None, r
         verdict = "would change" if old != new else "nothing to change in"
     else:
         verdict = "wrote" if written else "nothing to change in"
-    print(f"{verdict} {out if out and out != '-' else file}", file=say)
+    print(f"{verdict} {target}", file=say)
+    if check and old != new:
+        raise Exit(code=1)  # like `diff` and k3s.fetch --check: 1 means work is left
 
 
 ns = Collection("registry")

@@ -5,8 +5,9 @@ Hosts with role `router` say `vars: {kind: frr|bird|routeros6|routeros7, asn: N}
   /etc/frr/frr.conf validated with `vtysh -C -f` before it replaces the old one, reloaded only
   when it changed; IPv4 forwarding on.
 - bird: bird2 installed, /etc/bird/bird.conf validated with `bird -p -c`, reloaded on change.
-- routeros6 / routeros7: RouterOS has no POSIX shell: `inv router --print` writes the script
-  to paste (runbooks/router/routeros.py); this runbook refuses them with that advice.
+- routeros6 / routeros7: RouterOS has no POSIX shell: `inv router` converges them itself over
+  their CLI (runbooks/router/routeros_ssh.py), `inv router --print` writes the script to
+  paste; this engine runbook refuses them with that advice.
 The BGP password (metallb.password.env) is written on both sides and never shown in diffs.
 """
 
@@ -91,9 +92,9 @@ def plan(ctx: HostContext) -> Plan:
         return frr_plan(ctx, site, router, password)
     if router.kind == "bird":
         return bird_plan(ctx, site, router, password)
-    raise StepFailed(f"{router.name} is {router.kind}: RouterOS has no POSIX shell for this "
-                     f"runbook; run `inv router --print --host {router.name}` and paste the "
-                     "script into its terminal")
+    raise StepFailed(f"{router.name} is {router.kind}: RouterOS has no POSIX shell for the "
+                     f"engine; `inv router --host {router.name}` converges it over its own CLI "
+                     f"(or `inv router --print --host {router.name}` gives the script to paste)")
 
 
 RUNBOOK = Runbook("router", ("router",), plan)

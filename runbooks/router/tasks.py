@@ -30,7 +30,8 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
 
     kind frr: FRR with bgpd, frr.conf validated by `vtysh -C -f` before it replaces the old
     one, reloaded only when it changed. kind bird: bird.conf validated by `bird -p -c`.
-    kind routeros6/routeros7: use --print and paste the script.
+    kind routeros6/routeros7: over SSH in RouterOS's own CLI, only the commands that the
+    `print terse` output shows are needed (or --print for a router greenroom cannot reach).
     """
     if print_:
         _print(c, inventory, host, to)
@@ -39,7 +40,60 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
         raise Exit("--to only goes with --print", code=2)
     from runbooks.router.plan import RUNBOOK
 
-    execute(c, RUNBOOK, inventory, host, check, parallel, report, accept_new_host_keys, {})
+    inv = load_inventory_or_exit(c, inventory)
+    selected = [h.name for h in inv.select(host or "router") if "router" in h.roles]
+    routeros = _routeros(inv, selected)
+    failed = _converge_routeros(inv, routeros, check, accept_new_host_keys) if routeros else 0
+    others = [name for name in selected if name not in routeros]
+    if others or not routeros:
+        execute(c, RUNBOOK, inventory, ",".join(others) if routeros else host, check, parallel,
+                report, accept_new_host_keys, {})
+    if failed:
+        raise Exit(f"{failed} RouterOS router(s) failed (see above)", code=1)
+
+
+def _routeros(inv: object, names: list[str]) -> list[str]:
+    """The selected routers of kind routeros6/routeros7."""
+    from runbooks.common.bgp import PlanError, site_plan
+    from runbooks.router.routeros import KINDS
+
+    try:
+        site = site_plan(inv)
+    except PlanError:
+        return []  # the runbook reports it
+    return [r.name for r in site.routers if r.kind in KINDS and r.name in names]
+
+
+def _converge_routeros(inv: object, names: list[str], check: bool,
+                       accept_new_host_keys: bool) -> int:
+    """RouterOS routers over SSH, one after another; how many failed."""
+    from runbooks.common.bgp import site_plan
+    from runbooks.core.session import Connector, HostUnreachable, SessionError
+    from runbooks.router import routeros_ssh
+
+    site = site_plan(inv)
+    password = site.metallb.password()
+    if site.metallb.password_env and password is None:
+        raise Exit(f"metallb.password.env names {site.metallb.password_env}, which is not "
+                   "set: export the BGP password in it, then run again", code=2)
+    connector = Connector(inv, accept_new_host_keys=accept_new_host_keys)  # type: ignore
+    failed = 0
+    try:
+        for name in names:
+            router = site.router(name)
+            try:
+                conn = connector.connection(inv.hosts[name])  # type: ignore[attr-defined]
+                outcome = routeros_ssh.converge(routeros_ssh.fabric_runner(conn), site,
+                                                router, password, check)
+            except (HostUnreachable, SessionError, routeros_ssh.RouterOSFailed) as exc:
+                print(f"{name} ({router.kind}): FAILED: {exc}")
+                failed += 1
+                continue
+            for line in outcome.lines():
+                print(line)
+    finally:
+        connector.close_all()
+    return failed
 
 
 def _print(c: Context, inventory: str | None, host: str | None, to: str | None) -> None:

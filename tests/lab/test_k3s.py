@@ -11,6 +11,7 @@ debris next to the gateway's NAT rules. Only the k3s binary is a double (runbook
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -148,6 +149,10 @@ def test_converge_installs_a_ready_cluster_without_showing_the_token(lab, site, 
         assert sh(lab, name, f"stat -c %a {env}").strip() == "600"
         registries = sh(lab, name, "cat /etc/rancher/k3s/registries.yaml")
         assert "http://192.168.10.2:5001" in registries
+        # one mirror entry per upstream registry, as k3s renders it for its containerd
+        hosts = sh(lab, name, "cat /var/lib/rancher/k3s/agent/etc/containerd/certs.d/"
+                              "quay.io/hosts.toml")
+        assert '[host."http://192.168.10.2:5001"]' in hosts
     assert secret in sh(lab, "rp1", "cat /etc/systemd/system/k3s-agent.service.env")
     assert "K3S_TOKEN" not in sh(lab, "rp1", "cat /etc/rancher/k3s/config.yaml")
     assert secret not in sh(lab, "rp1", "ps -eo args")
@@ -173,6 +178,20 @@ def test_kubeconfig_is_merged_as_kubectl_reads_it(site):
     assert clusters == {"work": "https://10.9.9.9:6443", "lab": "https://192.168.10.25:6443"}
     users = {u["name"]: u["user"] for u in data["users"]}
     assert users["work"] == {"token": "keep-me"} and data["current-context"] == "work"
+
+
+def test_registry_trust_after_k3s_changes_nothing(lab, site):
+    from runbooks.core.runner import run_runbook
+    from runbooks.registry.converge import TRUST
+
+    _, inventory = site
+    inv = load_inventory(inventory)
+    pids = main_pids(lab)
+    out = io.StringIO()
+    result = run_runbook(TRUST, inv, [inv.hosts[n] for n in NODES], out=out,
+                         options={"runtimes": "k3s"})
+    assert result.ok and result.changed == 0, out.getvalue()
+    assert main_pids(lab) == pids
 
 
 def test_second_run_changes_and_restarts_nothing(lab, site):

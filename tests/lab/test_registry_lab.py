@@ -7,7 +7,9 @@ address there, then (after dell-gateway) install Debian's docker-registry, liste
 192.168.10.2:5001, answer /v2/ to a board over the VLAN, accept a pushed image, keep it
 across a restart, restart only when its config changed, and change nothing on a second run.
 A board (rp1) is reset and gets Debian's containerd from the lab's apt proxy; registry.trust
-writes config_path and hosts.toml, restarts containerd once, then changes nothing.
+writes config_path, the registry's hosts.toml and one mirror entry per upstream registry
+(containerd then fetches the pushed image by an upstream name, docker.io/... and quay.io/...,
+from the local registry), restarts containerd once, then changes nothing.
 
 What is not real here: k3s, microk8s and Docker cannot run in the lab, so their files are
 written for real (with --runtimes) and their restart is skipped with a note; the docker
@@ -35,6 +37,7 @@ GATEWAY = "dell"
 BOARD = "rp1"
 EP = "192.168.10.2:5001"
 URL = f"http://{EP}"
+UPSTREAMS = ("docker.io", "ghcr.io", "quay.io", "registry.k8s.io")
 
 
 def run(lab, runbook, host: str, **options):
@@ -248,9 +251,14 @@ def test_trust_configures_containerd_and_restarts_once(board, pushed):
     assert new_pid != pid and new_pid != "0"
     assert sh(lab, BOARD, "systemctl is-active containerd").strip() == "active"
     # containerd's own client resolves through certs.d and fetches the image pushed above
-    fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {containerd.CERTS_DIR} "
-                              f"{EP}/lab/hello:v1", timeout=60)
-    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    # ... and by upstream names, through the mirror entries (repository paths kept)
+    for name in (EP, *UPSTREAMS):
+        hosts = tomllib.loads(sh(lab, BOARD, f"cat {containerd.CERTS_DIR}/{name}/hosts.toml"))
+        assert hosts["server"] == URL and URL in hosts["host"], name
+    for ref in (f"{EP}/lab/hello:v1", "docker.io/lab/hello:v1", "quay.io/lab/hello:v1"):
+        fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {containerd.CERTS_DIR} "
+                                  f"{ref}", timeout=60)
+        assert fetched.returncode == 0, ref + ": " + fetched.stdout + fetched.stderr
 
     result, out = run(lab, TRUST, BOARD)
     assert result.ok and result.changed == 0, out
@@ -267,11 +275,15 @@ def test_trust_other_runtimes_files_written_restart_skipped(board):
     for runtime in ("k3s", "microk8s", "docker"):
         assert f"restart of {runtime} skipped" in out
     daemon = json.loads(sh(lab, BOARD, f"cat {trust.DOCKER_DAEMON_JSON}"))
-    assert daemon == {"log-driver": "journald", "insecure-registries": [EP]}
+    assert daemon == {"log-driver": "journald", "insecure-registries": [EP],
+                      "registry-mirrors": [URL]}  # Docker mirrors Docker Hub only
     registries = yaml.safe_load(sh(lab, BOARD, f"cat {trust.K3S_REGISTRIES}"))
-    assert registries["mirrors"][EP]["endpoint"] == [URL]
-    micro = tomllib.loads(sh(lab, BOARD, f"cat {trust.MICROK8S_CERTS_DIR}/{EP}/hosts.toml"))
-    assert micro["server"] == URL
+    assert {name: m["endpoint"] for name, m in registries["mirrors"].items()} == {
+        name: [URL] for name in (EP, *UPSTREAMS)}
+    for name in (EP, *UPSTREAMS):
+        micro = tomllib.loads(sh(lab, BOARD, f"cat {trust.MICROK8S_CERTS_DIR}/{name}/"
+                                             "hosts.toml"))
+        assert micro["server"] == URL, name
     result, out = run(lab, TRUST, BOARD, runtimes="k3s,microk8s,docker")
     assert result.ok and result.changed == 0, out
 

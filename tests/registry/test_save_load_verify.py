@@ -98,3 +98,33 @@ def test_cli_exit_codes_and_no_secret_in_output(tmp_path, source, target, creds_
     assert res.returncode == 2 and "cannot read image list" in res.stderr
     res = _cli("load-images", "--images", str(images), "--to", "no-port")
     assert res.returncode == 2 and "expected HOST:PORT" in res.stderr
+
+
+def test_noop_is_answered_before_invoke_and_prints_what_the_task_prints(tmp_path, source,
+                                                                         target, creds_env):
+    """A no-op `python -m runbooks.registry load-images` does not import Invoke (its import
+    costs more than the 16 HEADs) and prints what the task prints; with one image missing,
+    the task itself runs and copies it."""
+    images = write_list(tmp_path, source.host, GOOD)
+    args = ("load-images", "--images", str(images), "--to", target.host, "-j", "4")
+    first = _cli(*args)
+    assert first.returncode == 0 and "copied 4, skipped 0" in first.stdout, first.stderr
+    probe = ("import sys, runpy; sys.argv = ['x', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('runbooks.registry', run_name='__main__')\n"
+             "finally:\n    print('invoke imported:', 'invoke' in sys.modules)")
+    fast = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert fast.returncode == 0, fast.stderr
+    assert "invoke imported: False" in fast.stdout
+    slow = _cli(*args[:-2], "--jobs=4", "--rewrite", "none=none")  # --rewrite: Invoke's path
+    strip = [ln for ln in fast.stdout.splitlines() if not ln.startswith("invoke imported")]
+    assert [ln.split(" in ")[0] for ln in strip] == \
+        [ln.split(" in ")[0] for ln in slow.stdout.splitlines()]
+    assert strip[-1].startswith("copied 0, skipped 4, failed 0")
+    repo, tag = GOOD[1].rsplit(":", 1)
+    digest = head(target.host, repo, tag)
+    requests.delete(f"http://{target.host}/v2/{repo}/manifests/{digest}").raise_for_status()
+    again = subprocess.run([sys.executable, "-c", probe, *args], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert again.returncode == 0, again.stderr
+    assert "invoke imported: True" in again.stdout and "copied 1, skipped 3" in again.stdout

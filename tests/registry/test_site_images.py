@@ -7,7 +7,7 @@ import json
 
 import requests
 
-from runbooks.registry.run import Options, load_images
+from runbooks.registry.run import Options, load, load_images, save
 from runbooks.registry.verify import verify
 
 from .conftest import PASSWORD, USER
@@ -83,3 +83,22 @@ def test_lock_pins_the_digest_until_refresh(tmp_path, source, target, creds_env)
         fresh.stop()
     lock = json.loads((tmp_path / "images.lock").read_text())["images"]
     assert lock[f"{source.host}/pin/me:1"]["digest"] == moved["digest"]
+
+
+def test_save_and_load_carry_one_runbooks_images(tmp_path, source, target, creds_env):
+    """--runbook k3s: the layout holds exactly k3s's images for the pinned version; loaded
+    into an empty registry, verify finds them under their upstream repository paths."""
+    base, inventory = site(tmp_path, source.host)
+    layout = tmp_path / "carry"
+    chosen = dict(images=str(base), inventory=str(inventory), runbook=("k3s",))
+    summary = save(Options(**chosen), str(layout), out=io.StringIO())
+    assert (summary.copied, summary.failed) == (2, [])
+    index = json.loads((layout / "index.json").read_text())
+    names = {m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]}
+    assert names == {f"{source.host}/coredns/coredns:v1.8.0",
+                     f"{source.host}/deep/nested/single:1"}
+    summary = load(Options(to=target.host), str(layout), out=io.StringIO())
+    assert (summary.copied, summary.failed) == (2, [])
+    checks = verify(Options(**chosen, to=target.host))
+    assert [c.ok for c in checks] == [True, True], [c.message for c in checks]
+    assert head(target.host, "kube/proxy", "v1") is None

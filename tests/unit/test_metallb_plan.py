@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from runbooks.core.facts import FactResult
 from runbooks.metallb.plan import ControllerReady, CustomResources
 
@@ -77,3 +79,40 @@ def test_microk8s_addon_enabled_is_refused_with_the_reason() -> None:
     assert step.plan({"addon": FactResult(0, "disabled\n")}) == []
     with pytest.raises(StepFailed, match="microk8s disable metallb"):
         step.plan({"addon": FactResult(0, "enabled\n")})
+
+
+def _fake_kubectl(tmp_path, refusals: int, error: str = "") -> str:
+    """A stand-in `kubectl` script: refuses like a webhook `refusals` times, then applies."""
+    count = tmp_path / "count"
+    count.write_text("0")
+    script = tmp_path / "kubectl"
+    script.write_text(
+        f"#!/bin/sh\ncat >/dev/null\nn=$(cat {count}); echo $((n + 1)) > {count}\n"
+        f"if [ -n {error!r} ]; then echo {error!r} >&2; exit 1; fi\n"
+        f"if [ \"$n\" -lt {refusals} ]; then echo 'Error from server (InternalError): failed "
+        "calling webhook \"x\": connect: connection refused' >&2; exit 1; fi\n"
+        "echo 'ipaddresspool.metallb.io/default created'\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+@pytest.mark.parametrize(("refusals", "retry_for", "error", "rc", "tries", "said"), [
+    pytest.param(0, 90, "", 0, 1, "default created", id="accepted-at-once"),
+    pytest.param(1, 90, "", 0, 2, "applied after 1 webhook refusal(s)", id="refused-once"),
+    pytest.param(5, 0, "", 1, 1, "still refused by the webhook after 1 tries in 0 s",
+                 id="no-retry-time-left"),
+    pytest.param(0, 90, "error: schema says no", 1, 1, "schema says no",
+                 id="other-errors-are-not-retried"),
+])
+def test_apply_script_retries_only_webhook_refusals(tmp_path, refusals, retry_for, error, rc,
+                                                    tries, said) -> None:
+    import subprocess
+
+    from runbooks.common.kubectl import apply_script
+
+    kubectl = _fake_kubectl(tmp_path, refusals, error)
+    done = subprocess.run(["sh", "-c", apply_script(kubectl, retry_for)], input="{}",
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == rc, done.stderr
+    assert int((tmp_path / "count").read_text()) == tries
+    assert said in done.stdout + done.stderr

@@ -166,3 +166,69 @@ def test_repository_lists_cover_every_upstream_registry():
     assert len(targets) == len(set(targets))
     assert all(s.target_repo == s.source.repo for s in site.listed.images), \
         "upstream repository paths are kept"
+
+
+SHIPPED = [
+    pytest.param({"cluster": {"version": "v1.34.3+k3s1", "disable": ["traefik", "servicelb"]},
+                  "network": {"vip": "192.168.10.25"}}, ("k3s",), [
+        "docker.io/rancher/klipper-helm:v0.9.12-build20251215",
+        "docker.io/rancher/local-path-provisioner:v0.0.32",
+        "docker.io/rancher/mirrored-coredns-coredns:1.13.1",
+        "docker.io/rancher/mirrored-library-busybox:1.37.0",
+        "docker.io/rancher/mirrored-metrics-server:v0.8.0",
+        "docker.io/rancher/mirrored-pause:3.6",
+        "ghcr.io/kube-vip/kube-vip:v0.8.9"], id="k3s-lab-pin-traefik-servicelb-disabled"),
+    pytest.param({"cluster": {"version": "v1.34.3+k3s1", "disable": []}}, ("k3s",), [
+        "docker.io/rancher/klipper-helm:v0.9.12-build20251215",
+        "docker.io/rancher/klipper-lb:v0.4.13",
+        "docker.io/rancher/local-path-provisioner:v0.0.32",
+        "docker.io/rancher/mirrored-coredns-coredns:1.13.1",
+        "docker.io/rancher/mirrored-library-busybox:1.37.0",
+        "docker.io/rancher/mirrored-library-traefik:3.5.1",
+        "docker.io/rancher/mirrored-metrics-server:v0.8.0",
+        "docker.io/rancher/mirrored-pause:3.6"], id="k3s-nothing-disabled-ingress-and-lb"),
+    pytest.param({"metallb": {"version": "v0.14.9", "mode": "bgp"}}, ("metallb",), [
+        "quay.io/metallb/controller:v0.14.9", "quay.io/metallb/speaker:v0.14.9",
+        "docker.io/library/nginx:1.27-alpine"], id="metallb-bgp-native-backend"),
+    pytest.param({"metallb": {"version": "v0.14.9", "mode": "bgp", "backend": "frr"}},
+                 ("metallb",), [
+        "quay.io/metallb/controller:v0.14.9", "quay.io/metallb/speaker:v0.14.9",
+        "quay.io/frrouting/frr:9.1.0", "docker.io/library/nginx:1.27-alpine"],
+        id="metallb-frr-backend-adds-frr"),
+    pytest.param({}, ("cluster-api",), None, id="base-list-unconditional"),
+]
+
+
+@pytest.mark.parametrize("inventory, runbooks, want", SHIPPED)
+def test_shipped_lists_select_exactly_the_pinned_versions_images(inventory, runbooks, want):
+    got = refs(Path(DEFAULT_IMAGES), inventory, runbooks)
+    if want is None:  # the base list: seed 000's images, whatever the inventory says
+        want = refs(Path(DEFAULT_IMAGES), {"cluster": {"version": "v1.34.3+k3s1"}},
+                    runbooks)
+        assert "registry.k8s.io/pause:3.6" in got and "ghcr.io/kube-vip/kube-vip:v0.4.0" in got
+    assert got == want
+
+
+@pytest.mark.parametrize("inventory, words", [
+    pytest.param({"cluster": {"version": "v1.99.0+k3s1"}}, "no images listed for version "
+                 "v1.99.0+k3s1 (listed: v1.34.3+k3s1)", id="k3s-unknown-version"),
+    pytest.param({"metallb": {"version": "v0.99.0"}}, "no images listed for version v0.99.0",
+                 id="metallb-unknown-version"),
+])
+def test_shipped_lists_refuse_a_version_they_do_not_list(inventory, words):
+    with pytest.raises(ImageListError, match=words.replace("+", r"\+").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        refs(Path(DEFAULT_IMAGES), inventory)
+
+
+def test_the_images_the_runbooks_run_are_the_ones_their_lists_mirror():
+    """kube-vip of the k3s runbook's static pod and the metallb runbook's demo image are
+    pulled by their local names, so their lists must hold exactly those."""
+    from runbooks.k3s.config import KUBE_VIP_IMAGE
+    from runbooks.metallb.demo import IMAGE
+
+    inventory = {"cluster": {"version": "v1.34.3+k3s1"}, "network": {"vip": "10.0.0.9"},
+                 "metallb": {"version": "v0.14.9"}}
+    site = site_images(Path(DEFAULT_IMAGES), lambda: inventory, ("k3s", "metallb"))
+    targets = {s.target for s in site.listed.images}
+    assert KUBE_VIP_IMAGE in targets and IMAGE in targets

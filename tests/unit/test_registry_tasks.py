@@ -28,3 +28,44 @@ def test_load_images_module_import_is_lean():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == ""
+
+
+def test_patch_cluster_check_exits_1_on_a_diff_and_0_without(tmp_path, capsys):
+    """--check: the diff against the target, nothing written, exit 1 while there is one."""
+    from pathlib import Path
+
+    import pytest
+    from invoke import Context, Exit
+
+    seed = Path(__file__).parent / "data" / "capi_seed_cluster.yaml"
+    manifest = tmp_path / "cluster.yaml"
+    manifest.write_text(seed.read_text())
+    task = ns["patch-cluster"]
+    with pytest.raises(Exit) as caught:
+        task(Context(), str(manifest), check=True, inventory="hosts/lab.yaml")
+    assert caught.value.code == 1
+    out = capsys.readouterr().out
+    assert f"+++ {manifest}" in out and f"would change {manifest}" in out
+    assert manifest.read_text() == seed.read_text()          # nothing written
+    patched = tmp_path / "patched.yaml"
+    with pytest.raises(Exit) as caught:                       # --out: against that file
+        task(Context(), str(manifest), out=str(patched), check=True, inventory="hosts/lab.yaml")
+    assert caught.value.code == 1 and not patched.exists()
+    task(Context(), str(manifest), out=str(patched), inventory="hosts/lab.yaml")
+    capsys.readouterr()
+    task(Context(), str(manifest), out=str(patched), check=True, inventory="hosts/lab.yaml")
+    assert f"nothing to change in {patched}" in capsys.readouterr().out
+    task(Context(), str(manifest), inventory="hosts/lab.yaml")
+    task(Context(), str(manifest), check=True, inventory="hosts/lab.yaml")  # patched: exit 0
+    assert manifest.read_text() == patched.read_text()
+
+
+def test_images_names_the_mirror_entries_the_nodes_get(capsys):
+    import json
+
+    from invoke import Context
+
+    ns["images"](Context(), inventory="hosts/lab.yaml", json=True)
+    data = json.loads(capsys.readouterr().out)
+    assert data["node_mirror_entries"] == ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
+    assert set(data["upstream_registries"]) <= set(data["node_mirror_entries"])

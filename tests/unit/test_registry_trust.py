@@ -23,6 +23,7 @@ from runbooks.registry.service_tasks import health_from, parse_catalog
 
 EP = "192.168.10.2:5001"
 URL = f"http://{EP}"
+UPSTREAMS = ("docker.io", "ghcr.io", "quay.io", "registry.k8s.io")
 
 # -- k3s registries.yaml ---------------------------------------------------------------------
 
@@ -49,6 +50,21 @@ def test_k3s_other_settings_kept_and_converged_unchanged():
     assert trust.merge_k3s_registries(merged, EP) == merged
     converged = yaml.safe_dump(WANTED_K3S) + "# hand-written comment\n"
     assert trust.merge_k3s_registries(converged, EP) == converged
+
+
+def test_k3s_one_mirror_per_upstream_and_converged_unchanged():
+    content = "mirrors:\n  docker.io:\n    endpoint: ['https://mirror.local']\n"
+    merged = trust.merge_k3s_registries(content, EP, UPSTREAMS)
+    data = yaml.safe_load(merged)
+    assert list(data["mirrors"]) == ["docker.io", EP, "ghcr.io", "quay.io", "registry.k8s.io"]
+    assert data["mirrors"]["docker.io"]["endpoint"] == [URL, "https://mirror.local"]
+    for name in UPSTREAMS[1:]:
+        assert data["mirrors"][name] == {"endpoint": [URL]}
+    assert list(data["configs"]) == [EP]  # plain HTTP: only the local registry's own entry
+    assert trust.merge_k3s_registries(merged, EP, UPSTREAMS) == merged
+    # the local registry's own entry alone is not converged once upstreams are asked for
+    alone = trust.merge_k3s_registries(None, EP)
+    assert trust.merge_k3s_registries(alone, EP, UPSTREAMS) != alone
 
 
 @pytest.mark.parametrize("content, words", [
@@ -78,6 +94,18 @@ def test_daemon_json_merged(content, expected):
     assert trust.merge_daemon_json(merged, EP) == merged
 
 
+@pytest.mark.parametrize("content, expected", [
+    pytest.param(None, {"insecure-registries": [EP], "registry-mirrors": [URL]}, id="missing"),
+    pytest.param('{"registry-mirrors": ["https://m.local"], "insecure-registries": ["' + EP
+                 + '"]}', {"registry-mirrors": [URL, "https://m.local"],
+                           "insecure-registries": [EP]}, id="other-mirror-kept-after-ours"),
+])
+def test_daemon_json_docker_hub_mirror(content, expected):
+    merged = trust.merge_daemon_json(content, EP, docker_hub=True)
+    assert json.loads(merged) == expected
+    assert trust.merge_daemon_json(merged, EP, docker_hub=True) == merged
+
+
 def test_daemon_json_converged_unchanged_byte_for_byte():
     content = '{ "insecure-registries" : ["' + EP + '"],\n "debug": true }'
     assert trust.merge_daemon_json(content, EP) == content
@@ -87,10 +115,11 @@ def test_daemon_json_converged_unchanged_byte_for_byte():
     pytest.param("{", "not valid JSON", id="invalid-json"),
     pytest.param("[]", "expected an object", id="array"),
     pytest.param('{"insecure-registries": "x"}', "list of", id="registries-not-list"),
+    pytest.param('{"registry-mirrors": "x"}', "registry-mirrors", id="mirrors-not-list"),
 ])
 def test_daemon_json_bad_refused(content, words):
     with pytest.raises(ValueError, match=words):
-        trust.merge_daemon_json(content, EP)
+        trust.merge_daemon_json(content, EP, docker_hub=True)
 
 
 # -- registry.up steps -----------------------------------------------------------------------
@@ -252,14 +281,19 @@ class FakeCtx:
         self.logs.append(text)
 
 
+def certs(folder):
+    """The local registry's hosts.toml and one per upstream registry, under `folder`."""
+    return [f"{folder}/{name}/hosts.toml" for name in (EP, *UPSTREAMS)]
+
+
 @pytest.mark.parametrize("found, roles, option, files, handlers", [
     pytest.param({"containerd"}, ("pi",), None,
-                 [containerd.CONFIG, f"{containerd.CERTS_DIR}/{EP}/hosts.toml"],
+                 [containerd.CONFIG, *certs(containerd.CERTS_DIR)],
                  ["restart containerd"], id="containerd"),
     pytest.param(set(), ("k3s-agent",), None, [trust.K3S_REGISTRIES], ["restart k3s"],
                  id="k3s-by-role"),
     pytest.param({"microk8s", "docker"}, ("microk8s",), None,
-                 [f"{trust.MICROK8S_CERTS_DIR}/{EP}/hosts.toml", trust.DOCKER_DAEMON_JSON],
+                 [*certs(trust.MICROK8S_CERTS_DIR), trust.DOCKER_DAEMON_JSON],
                  ["restart microk8s", "restart docker"], id="microk8s-and-docker"),
     pytest.param(set(), ("pi",), "docker", [trust.DOCKER_DAEMON_JSON], ["restart docker"],
                  id="named-with-option"),
@@ -282,9 +316,10 @@ def test_trust_plan_unknown_runtime():
 
 def test_hosts_toml_only_restarts_where_read_at_start():
     plan = converge.trust_plan(FakeCtx({"containerd"}))
-    config, hosts = plan.steps
+    config, *hosts = plan.steps
     assert config.notify == ("restart containerd",)
-    assert hosts.notify == ()  # containerd reads certs.d at every pull
+    assert len(hosts) == 1 + len(UPSTREAMS)
+    assert all(h.notify == () for h in hosts)  # containerd reads certs.d at every pull
 
 
 # -- registry.check --------------------------------------------------------------------------

@@ -18,9 +18,27 @@ Never installed on a real site: `inv metallb` installs the real MetalLB there.
 from __future__ import annotations
 
 import base64
+import json
 import shlex
+from collections.abc import Mapping
 from ipaddress import IPv4Address, ip_network, summarize_address_range
 from typing import Any
+
+from runbooks.common.bgp import PlanError, site_plan
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import (
+    Action,
+    Change,
+    File,
+    Handler,
+    Packages,
+    Plan,
+    Service,
+    Step,
+    StepFailed,
+)
+from runbooks.metallb.services import parse_services
 
 CONFIG = "/etc/bird/bird.conf"
 PACKAGE = "bird2"
@@ -108,7 +126,10 @@ def render_config(node: str, node_address: str, objects: list[dict[str, Any]]) -
             raise SpeakerDoubleError(f"BGPPeer {peer['metadata']['name']}: expected "
                                      f"metallb.io/v1beta2, got {peer.get('apiVersion')}")
         body = [f"  local {node_address} as {int(spec['myASN'])};",
-                f"  neighbor {spec['peerAddress']} as {int(spec['peerASN'])};"]
+                f"  neighbor {spec['peerAddress']} as {int(spec['peerASN'])};",
+                # a router that comes back is peered with again within seconds (BIRD's
+                # defaults wait 120 s), as MetalLB's speakers retry
+                "  connect retry time 5;", "  error wait time 5, 30;"]
         hold = _hold(spec.get("holdTime"))
         if hold:
             body.append(f"  hold time {hold};")
@@ -157,3 +178,122 @@ def web_script(address: str, page: str) -> str:
     return (f"mkdir -p {WEB_ROOT}\nprintf '%s\\n' {shlex.quote(page)} > {WEB_ROOT}/index.html\n"
             f"printf '%s' {shlex.quote(unit)} > /etc/systemd/system/{WEB_UNIT}.service\n"
             f"systemctl daemon-reload\nsystemctl restart {WEB_UNIT}\n")
+
+
+# -- the double as a runbook, for demo.rehearse on a lab inventory ------------------------------
+#
+# On a real site MetalLB's speaker DaemonSet does this; on the lab's nodes nothing runs the
+# k3s double's pods, so demo.rehearse converges this runbook after metallb and router: it
+# reads the objects greenroom applied and the LoadBalancer IPs MetalLB's controller assigned
+# back from the cluster (its first server), then configures BIRD from them and binds every
+# assigned IP on the node's lo (in BGP mode every node announces), with the web double behind
+# it. It plans nothing on an inventory without a `lab:` section: never on a real site.
+
+OBJECTS = "ipaddresspools,bgppeers,bgpadvertisements,secrets"
+RESTART_BIRD = "restart bird (speaker double)"
+RESTART_WEB = "restart web double"
+PAGE = f"{WEB_ROOT}/index.html"
+KUBECTL = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
+
+
+def cluster_state(ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """(MetalLB's objects, the assigned LoadBalancer IPs), read on the first server."""
+    cluster = ctx.inventory.sections["cluster"]
+    server = ctx.inventory.hosts[cluster.first_server]
+    kubectl = KUBECTL.get(cluster.distribution, "k3s kubectl")
+    session = ctx.connector.session(server)
+    found = {}
+    for key, command in (("objects", f"{kubectl} get {OBJECTS} -n metallb-system -o json"),
+                         ("services", f"{kubectl} get services -A -o json")):
+        done = session.run(command)
+        if not done.ok:
+            raise StepFailed(f"speaker double: {command} on {server.name} failed: "
+                             f"{(done.stderr or done.stdout).strip()[-300:]} (run `inv "
+                             "metallb` first)")
+        try:
+            found[key] = json.loads(done.stdout)
+        except ValueError:
+            raise StepFailed(f"speaker double: {command} on {server.name} did not print "
+                             "JSON") from None
+    return list(found["objects"].get("items") or []), parse_services(found["services"]).all()
+
+
+def lo_addresses(out: str) -> set[str]:
+    """IPv4 addresses in `ip -4 -o addr show dev lo` output."""
+    found: set[str] = set()
+    for line in out.splitlines():
+        words = line.split()
+        found.update(words[i + 1].split("/")[0] for i, w in enumerate(words[:-1])
+                     if w == "inet")
+    return found
+
+
+class BoundOnLo(Step):
+    """Ensure exactly the assigned LoadBalancer IPs of the pools are bound on lo."""
+
+    def __init__(self, wanted: list[str], networks: list[str]) -> None:
+        self.wanted, self.networks = sorted(wanted), list(networks)
+        self.name = f"Ensure LoadBalancer IPs on lo: {', '.join(self.wanted) or 'none'}"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"lo": "ip -4 -o addr show dev lo"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        bound = lo_addresses(facts["lo"].out)
+        nets = [ip_network(n) for n in self.networks]
+        stale = sorted(a for a in bound if a not in self.wanted
+                       and any(IPv4Address(a) in n for n in nets))
+        changes = [Change(f"bind {a}/32 on lo", (Action(f"ip addr add {a}/32 dev lo"),))
+                   for a in self.wanted if a not in bound]
+        changes += [Change(f"unbind {a}/32 from lo", (Action(f"ip addr del {a}/32 dev lo"),))
+                    for a in stale]
+        return changes
+
+
+def web_unit() -> str:
+    """The web double (the LoadBalancer Services' pods): port 80 on every address."""
+    return ("[Unit]\nDescription=greenroom lab DOUBLE of the LoadBalancer Services' pods\n"
+            f"[Service]\nExecStart=/usr/bin/python3 -m http.server --bind 0.0.0.0 "
+            f"--directory {WEB_ROOT} 80\n"
+            "Restart=always\nRestartSec=1\n[Install]\nWantedBy=multi-user.target\n")
+
+
+def wait_established(peers: int) -> str:
+    """Shell: wait up to 30 s until `peers` BGP sessions are Established."""
+    return (f"for i in $(seq 30); do [ \"$(birdc show protocols | grep -c Established)\" -ge "
+            f"{peers} ] && exit 0; sleep 1; done; birdc show protocols >&2; exit 1")
+
+
+def plan(ctx: Any) -> Plan:
+    """The speaker double's steps on one cluster node of a lab inventory."""
+    inventory = ctx.inventory
+    if getattr(inventory, "lab", None) is None or "cluster" not in (inventory.sections or {}):
+        return Plan()  # a real site: MetalLB's own speaker does this
+    try:
+        site = site_plan(inventory)
+    except PlanError:
+        return Plan()  # no BGP-mode metallb section: nothing to announce
+    node = next((n for n in site.nodes if n.name == ctx.host.name), None)
+    if node is None:
+        raise StepFailed(f"{ctx.host.name}: not a cluster node with a VLAN address")
+    objects, assigned = cluster_state(ctx)
+    try:
+        config = render_config(node.name, str(node.address), objects)
+    except SpeakerDoubleError as exc:
+        raise StepFailed(f"speaker double: {exc}") from None
+    peers = len(_kind(objects, "BGPPeer"))
+    restart = f"systemctl restart {UNIT} && {wait_established(peers)}"
+    return Plan(steps=[
+        Packages([PACKAGE]),
+        File(CONFIG, config, mode="640", owner="bird", group="bird", validate="bird -p -c {}",
+             secret="password" in config, notify=[RESTART_BIRD]),
+        Service(UNIT, enabled=True, running=True, notify=[RESTART_BIRD]),
+        BoundOnLo(assigned, advertised_networks(objects)),
+        File(PAGE, f"greenroom demo, served by {node.name}\n"),
+        File(f"/etc/systemd/system/{WEB_UNIT}.service", web_unit(), notify=[RESTART_WEB]),
+        Service(WEB_UNIT, enabled=True, running=True),
+    ], handlers=[Handler(RESTART_BIRD, restart),
+                 Handler(RESTART_WEB, f"systemctl daemon-reload && systemctl restart {WEB_UNIT}")])
+
+
+RUNBOOK = Runbook("metallb-speaker (lab double)", ("k3s-server", "k3s-agent"), plan)

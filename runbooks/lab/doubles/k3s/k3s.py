@@ -496,7 +496,62 @@ def with_status(data: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
         obj["status"] = {"phase": "Active"}
     elif kind == "Job":
         obj["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    elif kind == "Service" and obj.get("spec", {}).get("type") == "LoadBalancer":
+        address = load_balancer_ips(data).get(key_of("Service", obj["metadata"].get(
+            "namespace", "default"), obj["metadata"]["name"]))
+        obj["status"] = {"loadBalancer": {"ingress": [{"ip": address}] if address else []}}
     return obj
+
+
+# MetalLB's controller, as the double models it: once its manifest's `controller` Deployment
+# (namespace metallb-system) is Available, every Service of type LoadBalancer gets an address
+# from the IPAddressPools (autoAssign ones, by pool name, lowest address first; a
+# `metallb.universe.tf/loadBalancerIPs` annotation or spec.loadBalancerIP asks for one, from
+# any pool).
+# Derived like everything else here: Services in creation order, so an address stays put
+# while the Services before it stay.
+METALLB_CONTROLLER = "Deployment/metallb-system/controller"
+
+
+def _pool_addresses(pool: dict[str, Any]) -> list[str]:
+    """Every address of an IPAddressPool (CIDRs and first-last ranges), in order."""
+    import ipaddress
+
+    out: list[str] = []
+    for item in pool.get("spec", {}).get("addresses", []):
+        text = str(item)
+        if "-" in text:
+            first, last = (int(ipaddress.ip_address(t.strip())) for t in text.split("-", 1))
+            out += [str(ipaddress.ip_address(n)) for n in range(first, last + 1)]
+        else:
+            out += [str(a) for a in ipaddress.ip_network(text, strict=False)]
+    return out
+
+
+def load_balancer_ips(data: dict[str, Any]) -> dict[str, str]:
+    """Service key -> the address MetalLB's controller would have given it."""
+    controller = data["objects"].get(METALLB_CONTROLLER)
+    if controller is None or not workload_ready(data, controller):
+        return {}
+    pools = sorted(objects_of(data, "IPAddressPool"), key=lambda p: p["metadata"]["name"])
+    auto = [a for p in pools if p.get("spec", {}).get("autoAssign", True) is not False
+            for a in _pool_addresses(p)]
+    free = set(a for p in pools for a in _pool_addresses(p))
+    taken: dict[str, str] = {}
+    services = [s for s in objects_of(data, "Service")
+                if s.get("spec", {}).get("type") == "LoadBalancer"]
+    order = sorted(range(len(services)), key=lambda i: (
+        services[i]["metadata"].get("creationTimestamp", ""), i))  # then the store's order
+    for service in (services[i] for i in order):
+        meta = service["metadata"]
+        asked = (meta.get("annotations", {}).get("metallb.universe.tf/loadBalancerIPs")
+                 or service["spec"].get("loadBalancerIP"))
+        choice = (asked if asked in free else None) if asked else next(
+            (a for a in auto if a in free), None)
+        if choice is not None:
+            free.discard(choice)
+            taken[key_of("Service", meta.get("namespace", "default"), meta["name"])] = choice
+    return taken
 
 
 def workload_ready(data: dict[str, Any], obj: dict[str, Any]) -> bool:
@@ -1155,8 +1210,15 @@ def _group_version(obj: dict[str, Any]) -> tuple[str, str]:
     return group, version
 
 
-def admission(data: dict[str, Any], obj: dict[str, Any], where: str) -> str | None:
-    """A validating webhook whose service has no ready endpoint refuses the object."""
+REFUSE_FIRST = "double.greenroom/refuse-first"
+
+
+def admission(data: dict[str, Any], obj: dict[str, Any], where: str,
+              counted: set[str] | None = None) -> str | None:
+    """A validating webhook whose service has no ready endpoint refuses the object. With the
+    annotation `double.greenroom/refuse-first: "N"` on its configuration, it also refuses the
+    first N kubectl calls after the endpoints appeared (the webhook server still loading its
+    certificate: metallb#1597); `counted` holds the configurations this call already counted."""
     group, version = _group_version(obj)
     for hook_config in objects_of(data, "ValidatingWebhookConfiguration"):
         for hook in hook_config.get("webhooks", []):
@@ -1167,8 +1229,17 @@ def admission(data: dict[str, Any], obj: dict[str, Any], where: str) -> str | No
             service = hook.get("clientConfig", {}).get("service") or {}
             ns, name = service.get("namespace", "default"), service.get("name", "")
             ep = endpoints(data, ns, name)
+            config_name = hook_config["metadata"]["name"]
             if ep and ep["subsets"]:
-                continue
+                limit = int(hook_config["metadata"].get("annotations", {}).get(REFUSE_FIRST, 0))
+                refusals = data.setdefault("x-double-webhook-refusals", {})
+                if counted is not None and config_name in counted:
+                    pass  # this call was refused already: refuse its other objects too
+                elif refusals.get(config_name, 0) >= limit:
+                    continue
+                elif counted is not None:
+                    counted.add(config_name)
+                    refusals[config_name] = refusals.get(config_name, 0) + 1
             verb = "creating" if key_of(obj["kind"], _namespace(data, obj), obj[
                 "metadata"]["name"]) not in data["objects"] else "applying patch"
             path = service.get("path", "/validate")
@@ -1189,6 +1260,7 @@ def _namespace(data: dict[str, Any], obj: dict[str, Any], default: str = "defaul
 def kubectl_apply(store: Store, opts: dict[str, Any]) -> int:
     where, objects = _read_manifests(opts)
     status = 0
+    counted: set[str] = set()
     with store.locked() as data:
         for obj in objects:
             kind = obj.get("kind")
@@ -1215,7 +1287,7 @@ def kubectl_apply(store: Store, opts: dict[str, Any]) -> int:
                                  f' namespaces "{namespace}" not found\n')
                 status = 1
                 continue
-            refused = admission(data, obj, where)
+            refused = admission(data, obj, where, counted)
             if refused:
                 sys.stderr.write(refused + "\n")
                 status = 1

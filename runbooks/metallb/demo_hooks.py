@@ -1,0 +1,78 @@
+"""metallb's probe for demo.check: on the cluster's first server, read-only.
+
+Checks the controller Deployment is Available, the webhook Service has endpoints (else CRs
+are refused: metallb#1597), the site's IPAddressPools exist, and every Service of type
+LoadBalancer has an address (the demo's included). Facts are gathered in demo.check's one
+round trip per host.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runbooks.common.bgp import metallb_of
+from runbooks.metallb.services import PREFIX, parse_services
+
+ROLES = ("k3s-server", "microk8s")
+NAMESPACE = "metallb-system"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = "inv metallb"
+
+
+def _cluster(inventory: Any) -> Any:
+    return (getattr(inventory, "sections", None) or {}).get("cluster")
+
+
+def facts(host: Any, inventory: Any) -> dict[str, str]:
+    cluster = _cluster(inventory)
+    if cluster is None or metallb_of(inventory) is None or host.name != cluster.first_server:
+        return {}
+    kubectl = PREFIX.get(cluster.distribution, "k3s kubectl")
+    return {"metallb/controller": f"{kubectl} get deployment controller -n {NAMESPACE} -o json",
+            "metallb/webhook": f"{kubectl} get endpoints metallb-webhook-service -n "
+                               f"{NAMESPACE} -o json",
+            "metallb/pools": f"{kubectl} get ipaddresspools -n {NAMESPACE} -o json",
+            "metallb/services": f"{kubectl} get services -A -o json"}
+
+
+def _json(found: Mapping[str, Any], key: str) -> Any:
+    try:
+        return json.loads(found[key].out) if found[key].ok else {}
+    except ValueError:
+        return {}
+
+
+def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
+    if "metallb/controller" not in found:
+        return
+    metallb = metallb_of(inventory)
+    conditions = (_json(found, "metallb/controller").get("status") or {}).get("conditions")
+    available = any(c.get("type") == "Available" and c.get("status") == "True"
+                    for c in conditions or [])
+    yield Check("MetalLB controller Available", available,
+                "Available" if available else "not Available (or not installed)")
+    subsets = _json(found, "metallb/webhook").get("subsets") or []
+    ready = any(s.get("addresses") for s in subsets)
+    yield Check("MetalLB webhook endpoints", ready,
+                "ready" if ready else "none: the webhook refuses pools and peers")
+    have = {p["metadata"]["name"] for p in _json(found, "metallb/pools").get("items") or []}
+    wanted = [p.name for p in metallb.pools] if metallb is not None else []
+    missing = [name for name in wanted if name not in have]
+    yield Check("MetalLB pools", not missing,
+                f"missing: {', '.join(missing)}" if missing else ", ".join(wanted))
+    assigned = parse_services(_json(found, "metallb/services"))
+    for name, addresses in sorted(assigned.addresses.items()):
+        yield Check(f"LoadBalancer IP of {name}", True, ", ".join(addresses))
+    for name in assigned.pending:
+        yield Check(f"LoadBalancer IP of {name}", False, "pending: no address assigned")
+    if not assigned.addresses and not assigned.pending:
+        yield Check("LoadBalancer Services", False, "none in the cluster")

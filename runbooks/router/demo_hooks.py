@@ -1,0 +1,86 @@
+"""router's probe for demo.check: on each router (kinds frr and bird), read-only.
+
+Checks a BGP session with every cluster node is Established and the router has a BGP route
+inside the MetalLB pools (the LoadBalancer IPs the cluster announces). When a node's speaker
+stops, its session goes down and this says which. Only on sites with a `cluster:` section
+(without one nothing announces). RouterOS routers are not read (no POSIX shell): `inv
+metallb.check` explains how to look at them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+from typing import Any
+
+from runbooks.common.bgp import PlanError, site_plan
+from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
+
+ROLES = ("router",)
+SESSIONS = {"frr": "vtysh -c 'show bgp summary json'", "bird": "birdc show protocols"}
+ROUTES = {"frr": "ip -j route show proto bgp", "bird": "ip -j route show proto bird"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = "inv router; inv metallb.check"
+
+
+def _router(host: Any, inventory: Any) -> tuple[Any, Any] | None:
+    """(site plan, router) when `host` is a router to read: a kind with a shell, on a site
+    whose cluster greenroom builds (no `cluster:` section: nothing announces yet)."""
+    if "cluster" not in (getattr(inventory, "sections", None) or {}):
+        return None
+    try:
+        site = site_plan(inventory)
+        router = site.router(host.name)
+    except (PlanError, KeyError):
+        return None
+    return (site, router) if router.kind in SESSIONS else None
+
+
+def facts(host: Any, inventory: Any) -> dict[str, str]:
+    found = _router(host, inventory)
+    if found is None:
+        return {}
+    kind = found[1].kind
+    return {"router/sessions": SESSIONS[kind], "router/routes": ROUTES[kind]}
+
+
+def _inside(target: str, networks: list[Any]) -> bool:
+    """A host route (`ip -j` prints a /32 without its prefix) inside one of `networks`."""
+    try:
+        address = ip_address(target)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
+    router_site = _router(host, inventory)
+    if router_site is None or "router/sessions" not in found:
+        return
+    site, router = router_site
+    out = found["router/sessions"].out
+    if router.kind == "frr":
+        try:
+            by_address = frr_sessions(json.loads(out or "{}"))
+        except ValueError:
+            by_address = {}
+        states = {n.name: by_address.get(str(n.address), "missing") for n in site.nodes}
+    else:
+        protocols = bird_sessions(out)
+        states = {n.name: protocols.get(n.name.replace("-", "_"), "missing")
+                  for n in site.nodes}
+    for name, state in states.items():
+        yield Check(f"BGP session with {name}", state == "Established", state)
+    networks = [net for pool in site.metallb.pools for net in pool.networks()]
+    routes = sorted(t for t in route_targets(found["router/routes"].out)
+                    if _inside(t, networks))
+    yield Check("routes to LoadBalancer IPs", bool(routes),
+                ", ".join(routes) if routes else "none learned from the cluster")

@@ -1,0 +1,97 @@
+"""How a remote command ends, as the engine reports it (real sshd on loopback).
+
+A command killed by a signal (sshd then sends `exit-signal`, no exit status) is a failed
+command on a reachable host, named by its signal; only a connection that really went away is
+"connection lost".
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from runbooks.core.inventory import load_inventory
+from runbooks.core.session import Connector, HostUnreachable
+
+
+@pytest.fixture
+def alpha(site):
+    inv = load_inventory(site.inventory)
+    connector = Connector(inv)
+    yield connector.session(inv.hosts["alpha"])
+    connector.close_all()
+
+
+@pytest.mark.parametrize(("command", "rc", "signal"), [
+    ("exit 3", 3, None),
+    ("kill -KILL $$", 137, "KILL"),
+    ("kill -TERM $$", 143, "TERM"),
+    ("sh -c 'kill -HUP $$'; echo survived", 0, None),  # a child's death is the shell's rc
+], ids=["exit-status", "shell-killed-KILL", "shell-killed-TERM", "child-killed-shell-goes-on"])
+def test_exit_status_or_signal_is_reported(alpha, command, rc, signal):
+    result = alpha.run(command)
+    assert (result.rc, result.signal) == (rc, signal)
+    if signal:
+        assert f"killed by signal {signal} on alpha" in result.stderr
+    assert alpha.run("echo still here").stdout == "still here\n"  # the session lives on
+
+
+def test_connection_killed_under_a_command_is_a_lost_connection(alpha):
+    with pytest.raises(HostUnreachable, match=r"alpha lost while a command ran \(the SSH "
+                                              r"connection closed\)"):
+        alpha.run("kill -KILL $PPID; sleep 5")
+
+
+def test_a_command_past_its_timeout_is_cut_and_named(alpha):
+    with pytest.raises(HostUnreachable, match=r"alpha did not answer within 1s"):
+        alpha.run("sleep 30", timeout=1)
+
+
+def test_wait_for_new_boot_bounds_each_probe(site, monkeypatch, tmp_path):
+    """A host that hangs on the first "are you back?" costs one probe, not the whole wait:
+    unbounded, the first probe would end after 30 s (past the 8 s wait) with the old boot."""
+    from types import SimpleNamespace
+
+    from runbooks.common import reboot
+
+    count = tmp_path / "probes"
+    monkeypatch.setattr(reboot, "BOOT_IDENTITY", (
+        f"n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}; "
+        "if [ $n = 0 ]; then sleep 30; echo old-boot; else echo new-boot; fi"))
+    inv = load_inventory(site.inventory)
+    ctx = SimpleNamespace(connector=Connector(inv), host=inv.hosts["alpha"], session=None,
+                          rebooted=False)
+    try:
+        reboot.wait_for_new_boot(ctx, "old-boot", timeout=8, poll=0.1, probe_timeout=1)
+        assert ctx.rebooted and ctx.session.run("echo ok").stdout == "ok\n"
+        assert count.read_text() == "2\n"
+    finally:
+        ctx.connector.close_all()
+
+
+@pytest.fixture
+def slow_sends(monkeypatch):
+    """Hold up our channel's EOF (and stdin data) on its way out, as a busy machine does:
+    the host meanwhile ends the command and closes the channel."""
+    import time
+
+    import paramiko
+    from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF
+
+    original = paramiko.Transport._send_user_message
+
+    def send(transport, message):
+        kind = message.asbytes()[:1]
+        if kind in (cMSG_CHANNEL_EOF, cMSG_CHANNEL_DATA) and transport is not \
+                __import__("threading").current_thread():
+            time.sleep(0.3)
+        return original(transport, message)
+
+    monkeypatch.setattr(paramiko.Transport, "_send_user_message", send)
+
+
+@pytest.mark.parametrize("stdin", [None, b"unread input\n" * 100], ids=["eof", "stdin-data"])
+def test_a_command_that_ends_before_our_eof_leaves_the_connection_up(alpha, slow_sends, stdin):
+    """OpenSSH drops the whole connection when our EOF (or data) for a channel follows our
+    CLOSE of it ("ieof packet referred to nonexistent channel"): the flake of demo.reset."""
+    assert alpha.run("true", stdin=stdin).rc == 0
+    assert alpha.run("echo still here").stdout == "still here\n"

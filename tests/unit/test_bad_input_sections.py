@@ -1,0 +1,244 @@
+"""Bad input in every inventory section the cluster-layer runbooks add: `cluster:` (k3s and
+microk8s), `metallb:`, the router's vars, the xen-dom0 vars, `demo:` and the node vars.
+
+Each case mutates one valid site (hosts/lab.yaml with a k3s cluster and a dom0 added, or
+hosts/lab-microk8s.yaml), so every expected line is the real line of the offending key. Two
+tests per case: the inventory check names file, line and dotted key with a message that
+says what to write; and every runbook task that takes the inventory exits 2 with that
+problem before opening any connection (a socket connect anywhere fails the test).
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke import Context, Exit
+
+from runbooks.core.inventory import InventoryError, Problem, parse_inventory
+
+ROOT = Path(__file__).resolve().parents[2]
+FILE = "hosts/site.yaml"
+
+K3S = """\
+cluster:
+  version: v1.34.3+k3s1
+  source: http://127.0.0.1:18231
+  disable: [traefik, servicelb]
+
+"""
+DOM0 = """\
+  xen0:
+    address: 10.231.0.9
+    roles: [xen-dom0]
+    upstream: eth1
+    vlan: {name: vif1.0}
+    lab: {kind: systemd, boot: grub}
+    vars:
+      dom0: {memory: 1024M, vcpus: 1, pin: true}
+      xen_default: true
+      public_bridge: {name: xenbr0, nic: eth1, address: 10.231.1.9/24, gateway: 10.231.1.1}
+      private_bridges:
+        - name: virbr1
+          address: 192.168.100.1/24
+          dhcp_range: [192.168.100.100, 192.168.100.199]
+          reservations:
+            - {name: domu1, ip: 192.168.100.10}
+      port_forwards:
+        - {port: 8080, to: 192.168.100.10, to_port: 80}
+      masquerade: true
+"""
+
+
+def lab_site() -> str:
+    """hosts/lab.yaml with a k3s cluster (rp0 server, rp1 agent) and a dom0 host."""
+    text = (ROOT / "hosts" / "lab.yaml").read_text()
+    text = text.replace("\nlab:\n", "\n" + K3S + "lab:\n", 1)
+    for address, role in (("10.231.0.3", "k3s-server"), ("10.231.0.4", "k3s-agent")):
+        text = text.replace(f"address: {address}\n    roles: [pi]\n",
+                            f"address: {address}\n    roles: [pi, {role}]\n")
+    return text + DOM0
+
+
+SITES = {"lab": lab_site(), "microk8s": (ROOT / "hosts" / "lab-microk8s.yaml").read_text()}
+
+
+def case(case_id: str, site: str, old: str, new: str, key: str, needle: str,
+         fragment: str) -> Any:
+    """One case: in SITES[site] replace `old` (once) by `new`; the problem is reported for
+    `key` on the line holding `needle`, its message containing `fragment`."""
+    return pytest.param(site, old, new, key, needle, fragment, id=case_id)
+
+
+CASES = [
+    # cluster: (k3s)
+    case("cluster-version-a-number", "lab", "  version: v1.34.3+k3s1", "  version: 1.34",
+         "cluster.version", "version: 1.34", "quote it"),
+    case("cluster-disable-not-a-list", "lab", "  disable: [traefik, servicelb]",
+         "  disable: traefik", "cluster.disable", "disable: traefik", "must be a list"),
+    case("cluster-unknown-key", "lab", "  disable: [traefik, servicelb]\n",
+         "  disable: [traefik, servicelb]\n  tokn: x\n", "cluster.tokn", "tokn: x",
+         "unknown key 'tokn'"),
+    case("cluster-source-not-a-url", "lab", "  source: http://127.0.0.1:18231\n  disable",
+         "  source: ftp//x\n  disable", "cluster.source", "source: ftp//x",
+         "not an http(s) URL"),
+    case("k3s-node-arch", "lab", "    roles: [pi, k3s-agent]\n",
+         "    roles: [pi, k3s-agent]\n    vars: {arch: sparc}\n", "hosts.rp1.vars.arch",
+         "arch: sparc", "unknown architecture 'sparc'"),
+    # cluster: (microk8s)
+    case("microk8s-channel", "microk8s", "  channel: 1.32/stable", "  channel: latest",
+         "cluster.channel", "channel: latest", "not a snap channel"),
+    case("microk8s-addon-key", "microk8s", "  addons: [dns, hostpath-storage, {name: ingress}]",
+         "  addons: [dns, {nme: ingress}]", "cluster.addons[1].nme", "{nme: ingress}",
+         "did you mean 'name'"),
+    case("microk8s-kubelet-args", "microk8s", '  kubelet_args: {--max-pods: "60"}',
+         "  kubelet_args: [--max-pods]", "cluster.kubelet_args", "kubelet_args: [",
+         "must be a mapping of flags"),
+    case("microk8s-unknown-key", "microk8s", "  distribution: microk8s\n",
+         "  distribution: microk8s\n  versoin: 1\n", "cluster.versoin", "versoin: 1",
+         "unknown key 'versoin'"),
+    case("microk8s-worker-not-bool", "microk8s", "    vars: {worker: true}",
+         "    vars: {worker: maybe}", "hosts.mk2.vars.worker", "worker: maybe",
+         "must be true or false"),
+    # metallb:
+    case("metallb-version", "lab", "  version: v0.14.9", "  version: latest",
+         "metallb.version", "version: latest", "not a MetalLB release"),
+    case("metallb-mode", "lab", "  mode: bgp", "  mode: ospf", "metallb.mode", "mode: ospf",
+         "use one of: bgp, l2"),
+    case("metallb-asn-reserved", "lab", "  asn: 64513", "  asn: 0", "metallb.asn", "asn: 0",
+         "use a private one"),
+    case("metallb-pool-in-dhcp-range", "lab", "  pools: {default: [192.168.20.0/28]}",
+         "  pools: {default: [192.168.10.30-192.168.10.40]}", "metallb.pools.default[0]",
+         "192.168.10.30-192.168.10.40", "overlaps the DHCP range"),
+    case("metallb-peer-unknown", "lab", "  peers: [edge]", "  peers: [edg]",
+         "metallb.peers[0]", "peers: [edg]", "did you mean 'edge'"),
+    # the router's vars
+    case("router-kind", "lab", "    vars: {kind: frr, asn: 64512}",
+         "    vars: {kind: cisco, asn: 64512}", "hosts.edge.vars.kind", "kind: cisco",
+         "use one of: frr, bird, routeros6, routeros7"),
+    case("router-asn-range", "lab", "    vars: {kind: frr, asn: 64512}",
+         "    vars: {kind: frr, asn: 99999999999}", "hosts.edge.vars.asn", "99999999999",
+         "must be between 1 and 4294967294"),
+    case("router-asn-missing", "lab", "    vars: {kind: frr, asn: 64512}",
+         "    vars: {kind: frr}", "hosts.edge.vars.asn", "vars: {kind: frr}",
+         "missing required key 'asn'"),
+    # xen-dom0 vars
+    case("xen-dom0-memory", "lab", "      dom0: {memory: 1024M,", "      dom0: {memory: lots,",
+         "hosts.xen0.vars.dom0.memory", "memory: lots", "such as 4G or 4096M"),
+    case("xen-dom0-vcpus", "lab", "vcpus: 1, pin", "vcpus: 0, pin",
+         "hosts.xen0.vars.dom0.vcpus", "vcpus: 0", "out of range"),
+    case("xen-misspelt-key", "lab", "      xen_default: true", "      xen_defualt: true",
+         "hosts.xen0.vars.xen_defualt", "xen_defualt", "did you mean 'xen_default'"),
+    case("xen-public-bridge-prefix", "lab", "address: 10.231.1.9/24,", "address: 10.231.1.9,",
+         "hosts.xen0.vars.public_bridge.address", "address: 10.231.1.9,",
+         "needs its prefix length"),
+    # the range check looks at the whole bridge: it is reported on private_bridges with the
+    # bridge and the address named
+    case("xen-dhcp-range-outside", "lab", "[192.168.100.100, 192.168.100.199]",
+         "[192.168.100.100, 192.168.101.199]", "hosts.xen0.vars.private_bridges",
+         "private_bridges:", "virbr1: dhcp_range address 192.168.101.199 is outside"),
+    case("xen-port-forward-port", "lab", "{port: 8080,", "{port: 80800,",
+         "hosts.xen0.vars.port_forwards[0].port", "port: 80800", "between 1 and 65535"),
+    case("xen-masquerade-not-bool", "lab", "      masquerade: true",
+         "      masquerade: yes please", "hosts.xen0.vars.masquerade", "yes please",
+         "must be true or false"),
+    # demo:
+    case("demo-images-not-a-path", "lab", "  images: files/demo/lab-images.yaml",
+         "  images: [a]", "demo.images", "images: [a]", "non-empty string"),
+    case("demo-unknown-key", "lab", "  images_from: files/demo/lab-images\n",
+         "  images_from: files/demo/lab-images\n  clock_tolerence: 5\n",
+         "demo.clock_tolerence", "clock_tolerence", "known: clock_tolerance"),
+    case("demo-reset-unknown-target", "lab", "      hosts: pi\n", "      hosts: nosuch\n",
+         "demo.reset[0].hosts", "hosts: nosuch", "neither a host nor a role"),
+    case("demo-reset-misspelt-run", "lab", "      run: rm -rf", "      rn: rm -rf",
+         "demo.reset[0].rn", "rn: rm -rf", "unknown key"),
+]
+
+
+def mutated(site: str, old: str, new: str) -> str:
+    text = SITES[site]
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {site}"
+    return text.replace(old, new)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def problems_of(text: str, name: str = FILE) -> list[Problem]:
+    with pytest.raises(InventoryError) as caught:
+        parse_inventory(text, name)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("site", sorted(SITES))
+def test_the_sites_the_cases_start_from_are_valid(site):
+    inventory = parse_inventory(SITES[site], FILE)
+    assert inventory.sections.get("cluster") is not None
+
+
+@pytest.mark.parametrize(("site", "old", "new", "key", "needle", "fragment"), CASES)
+def test_names_file_line_and_key(site, old, new, key, needle, fragment):
+    text = mutated(site, old, new)
+    problems = problems_of(text)
+    assert all(p.file == FILE for p in problems)
+    mine = [p for p in problems if p.key == key]
+    assert mine, f"no problem for {key}; got {[str(p) for p in problems]}"
+    line = line_of(text, needle)
+    assert any(p.line == line and fragment in p.message for p in mine), (
+        f"wanted line {line} with {fragment!r}; got {[str(p) for p in mine]}")
+
+
+# Every task that runs a runbook or reads the site: the ones of the cluster layer and the
+# demo, with the gateway's and the boards' for good measure.
+TASKS = ("dell-gateway.converge", "registry.up", "pi-prep.converge", "k3s.converge",
+         "k3s.fetch", "microk8s.converge", "metallb.converge", "metallb.fetch",
+         "router.converge", "xen-dom0.converge", "demo.check", "demo.reset")
+
+
+@pytest.fixture(scope="module")
+def tasks() -> dict[str, Any]:
+    import tasks as root
+
+    return {name: root.ns[name] for name in TASKS}
+
+
+def call(task: Any, inventory: str) -> Any:
+    """Call an Invoke task as the CLI would with only --inventory given."""
+    params = inspect.signature(task.body).parameters
+    kwargs = {k: p.default for k, p in params.items()
+              if k != "c" and p.default is not inspect.Parameter.empty}
+    kwargs["inventory"] = inventory
+    return task(Context(), **kwargs)
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """Any TCP/unix connect in this process fails the test."""
+    attempts: list[Any] = []
+
+    def refuse(self, address, *args):  # noqa: ANN001
+        attempts.append(address)
+        raise AssertionError(f"connection attempted to {address} before the input was valid")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
+
+
+@pytest.mark.parametrize(("site", "old", "new", "key", "needle", "fragment"), CASES)
+def test_every_task_refuses_before_any_connection(site, old, new, key, needle, fragment,
+                                                  tasks, tmp_path, no_connections):
+    text = mutated(site, old, new)
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    where = f"{path}:{line_of(text, needle)}: {key}: "
+    for name, task in tasks.items():
+        with pytest.raises(Exit) as refused:
+            call(task, str(path))
+        assert refused.value.code == 2, f"{name}: exit {refused.value.code}"
+        assert where in str(refused.value.message), f"{name}: {refused.value.message}"
+    assert no_connections == []

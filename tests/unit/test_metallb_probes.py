@@ -1,0 +1,123 @@
+"""metallb's and router's demo.check probes, the LoadBalancer IPs read from a Services List,
+and the lab's speaker double as a runbook (what it binds, and that it plans nothing on a
+real site): pure, on the small BGP site of tests/unit/bgp_site.py."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from runbooks.core.facts import FactResult
+from runbooks.lab.doubles import bgp_speaker
+from runbooks.metallb import demo_hooks as metallb_probe
+from runbooks.metallb.services import parse_services
+from runbooks.router import demo_hooks as router_probe
+from tests.unit.bgp_site import SITE, load_site
+
+
+def ok(value: object) -> FactResult:
+    return FactResult(0, value if isinstance(value, str) else json.dumps(value))
+
+
+def svc(name: str, kind: str = "LoadBalancer", ips: tuple[str, ...] = ()) -> dict:
+    return {"metadata": {"name": name, "namespace": "demo"}, "spec": {"type": kind},
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+
+def test_services_assigned_pending_and_not_loadbalancers() -> None:
+    found = parse_services({"items": [svc("web", ips=("192.168.20.1",)), svc("wait"),
+                                      svc("inner", kind="ClusterIP"),
+                                      svc("two", ips=("192.168.20.3", "192.168.20.2"))]})
+    assert found.addresses == {"demo/web": ["192.168.20.1"],
+                               "demo/two": ["192.168.20.3", "192.168.20.2"]}
+    assert found.pending == ["demo/wait"]
+    assert found.all() == ["192.168.20.1", "192.168.20.2", "192.168.20.3"]
+    assert parse_services({}).all() == []
+
+
+CLUSTER_SITE = SITE.replace("metallb:\n", "cluster: {version: v1.34.3+k3s1}\nmetallb:\n", 1) \
+    .replace("roles: [pi]\n    vlan: {parent: eth0, address: 192.168.10.3/25}",
+             "roles: [pi, k3s-server]\n    board: raspberrypi\n"
+             "    vlan: {parent: eth0, address: 192.168.10.3/25}")
+
+
+SUMMARY = {"ipv4Unicast": {"peers": {"192.168.10.3": {"state": "Established"},
+                                     "192.168.10.4": {"state": "Active"}}}}
+ROUTES = [{"dst": "192.168.20.1"}, {"dst": "10.0.0.0/8"}, {"dst": "default"},
+          {"dst": "192.168.30.1"}]
+
+
+@pytest.mark.parametrize(("sessions", "routes", "expected"), [
+    pytest.param(SUMMARY, ROUTES, {"BGP session with rp0": (True, "Established"),
+                                   "BGP session with rp1": (False, "Active"),
+                                   "routes to LoadBalancer IPs": (True, "192.168.20.1")},
+                 id="one-node-down-one-route-in-the-pools"),
+    pytest.param({}, [{"dst": "192.168.30.1"}],
+                 {"BGP session with rp0": (False, "missing"),
+                  "BGP session with rp1": (False, "missing"),
+                  "routes to LoadBalancer IPs": (False, "none learned from the cluster")},
+                 id="bgpd-not-answering-and-a-route-outside-the-pools"),
+])
+def test_router_probe(sessions: dict, routes: list, expected: dict) -> None:
+    inventory, _ = load_site(CLUSTER_SITE)
+    edge = inventory.hosts["edge"]
+    assert set(router_probe.facts(edge, inventory)) == {"router/sessions", "router/routes"}
+    assert router_probe.facts(inventory.hosts["rp0"], inventory) == {}
+    checks = router_probe.evaluate(edge, inventory, {"router/sessions": ok(sessions),
+                                                     "router/routes": ok(routes)})
+    assert {c.name: (c.ok, c.detail) for c in checks} == expected
+
+
+def test_router_probe_reads_nothing_on_a_site_without_cluster() -> None:
+    inventory, _ = load_site()
+    assert router_probe.facts(inventory.hosts["edge"], inventory) == {}
+    assert list(router_probe.evaluate(inventory.hosts["edge"], inventory, {})) == []
+
+
+def test_metallb_probe_reads_the_first_server_only() -> None:
+    inventory, _ = load_site(CLUSTER_SITE)
+    assert metallb_probe.facts(inventory.hosts["rp1"], inventory) == {}
+    facts = metallb_probe.facts(inventory.hosts["rp0"], inventory)
+    assert facts["metallb/services"] == "k3s kubectl get services -A -o json"
+    found = {
+        "metallb/controller": ok({"status": {"conditions": [{"type": "Available",
+                                                              "status": "True"}]}}),
+        "metallb/webhook": ok({"subsets": []}),
+        "metallb/pools": ok({"items": [{"metadata": {"name": "default"}}]}),
+        "metallb/services": ok({"items": [svc("hello", ips=("192.168.20.0",)), svc("late")]}),
+    }
+    checks = {c.name: (c.ok, c.detail) for c in metallb_probe.evaluate(
+        inventory.hosts["rp0"], inventory, found)}
+    assert checks == {
+        "MetalLB controller Available": (True, "Available"),
+        "MetalLB webhook endpoints": (False, "none: the webhook refuses pools and peers"),
+        "MetalLB pools": (False, "missing: extra"),
+        "LoadBalancer IP of demo/hello": (True, "192.168.20.0"),
+        "LoadBalancer IP of demo/late": (False, "pending: no address assigned"),
+    }
+
+
+@pytest.mark.parametrize(("lo", "wanted", "changes"), [
+    pytest.param("1: lo    inet 127.0.0.1/8 scope host lo\n", ["192.168.20.0"],
+                 ["bind 192.168.20.0/32 on lo"], id="bind-a-new-ip"),
+    pytest.param("1: lo    inet 127.0.0.1/8 scope host lo\n"
+                 "1: lo    inet 192.168.20.0/32 scope global lo\n", ["192.168.20.0"], [],
+                 id="converged"),
+    pytest.param("1: lo    inet 127.0.0.1/8 scope host lo\n"
+                 "1: lo    inet 192.168.20.5/32 scope global lo\n"
+                 "1: lo    inet 10.9.9.9/32 scope global lo\n", [],
+                 ["unbind 192.168.20.5/32 from lo"], id="stale-pool-ip-only-is-removed"),
+])
+def test_speaker_double_binds_exactly_the_assigned_ips(lo: str, wanted: list[str],
+                                                       changes: list[str]) -> None:
+    step = bgp_speaker.BoundOnLo(wanted, ["192.168.20.0/28"])
+    assert [c.summary for c in step.plan({"lo": FactResult(0, lo)})] == changes
+
+
+def test_speaker_double_plans_nothing_on_a_real_site() -> None:
+    inventory, _ = load_site(CLUSTER_SITE)
+    assert inventory.lab is None
+    ctx = SimpleNamespace(inventory=inventory, host=inventory.hosts["rp0"])
+    assert bgp_speaker.plan(ctx).steps == []
