@@ -90,7 +90,7 @@ def test_a_cached_file_that_differs_from_the_lock_is_not_used(cache: Path, site:
 def lab_inventory(tmp_path: Path, source: str) -> Path:
     text = (Path(__file__).resolve().parents[2] / "hosts" / "lab.yaml").read_text()
     path = tmp_path / "lab.yaml"
-    path.write_text(text.replace("source: http://127.0.0.1:18231 ", f"source: {source} ", 1))
+    path.write_text(text.replace("source: http://127.0.0.1:18231\n", f"source: {source}\n", 1))
     return path
 
 
