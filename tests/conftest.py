@@ -1,6 +1,9 @@
 """Every test leaves the process as it found it: the secrets registry, the engine's access
 plug-ins and sys.path are restored after each test (a test that registers a secret or a
-plug-in cannot change what later tests see)."""
+plug-in cannot change what later tests see).
+
+Like tasks.py (the CLI layer), the tests let inventories describe the virtual lab: many of
+them read hosts/lab*.yaml. The lab's access (its key) is plugged in only by tests/lab/."""
 
 from __future__ import annotations
 
@@ -8,6 +11,10 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+
+from runbooks.lab.schema import declare as declare_lab_inventory_keys
+
+declare_lab_inventory_keys()
 
 
 @pytest.fixture(autouse=True)

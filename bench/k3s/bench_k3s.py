@@ -46,8 +46,9 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from runbooks.core.inventory import load_inventory
-    from runbooks.lab.access import lab_access
+    from runbooks.lab.access import lab_access, plug_in
 
+    plug_in()  # as tasks.py does: inventories may describe the lab (its `lab:` keys)
     tmp = tempfile.mkdtemp(prefix="bench-k3s-")
     env = dict(os.environ, KUBECONFIG=f"{tmp}/kubeconfig", PYTHONPATH=str(REPO))
     inventory = load_inventory(REPO / "hosts/lab.yaml")

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -283,6 +284,10 @@ INV = "greenroom, as inv registry.load-images"   # timed for the no-op only (sam
 TLS = "--src-tls-verify=false --dest-tls-verify=false"
 
 
+COMPARE: list[tuple[str, str]] = []  # (label, checkout dir) from --compare-at
+ONLY: list[str] = []  # --only: tool name prefixes to run (default: every tool)
+
+
 def tools(src: str, refs: list[str], work: Path, arm64: bool, jobs: int
           ) -> dict[str, Callable[[str], str]]:
     """name -> function(target) returning the command line for that tool."""
@@ -316,10 +321,14 @@ def tools(src: str, refs: list[str], work: Path, arm64: bool, jobs: int
         "skopeo sync": lambda t: (f"{SKOPEO} sync {plat} {TLS} --src yaml --dest docker "
                                   f"{sync_yaml} {t}"),
     }
-    if not arm64:
+    for label, where in COMPARE:  # the same command, run from another checkout's code
+        out[f"greenroom at {label}"] = (lambda t, where=where: (
+            f"cd {shlex.quote(where)} && {out['greenroom'](t)}"))
+    if not arm64 and (not ONLY or any("floor".startswith(p) for p in ONLY)):
         out[f"floor: curl, xargs -P{jobs}"] = floor_command(src, floor_lists(src, refs, work),
                                                             jobs, work)
-    return out
+    return {name: cmd for name, cmd in out.items()
+            if not ONLY or name == "greenroom" or any(name.startswith(p) for p in ONLY)}
 
 
 def run_all(src: str, refs: list[str], work: Path, arm64: bool, jobs: int, label: str,
@@ -408,7 +417,9 @@ def table(results: dict[str, tuple[Shape, int, int, dict[str, tuple]]]) -> str:
               "", "| set | vs sequential | vs xargs -P8 | vs floor | no-op (s) [CPU] | "
               "no-op vs sync |", "|---|---|---|---|---|---|"]
     for label, (_, count, _, res) in results.items():
-        lines.append(goals_row(label, count, res))
+        if all(peer in res for peer in ("skopeo copy, sequential", "skopeo copy, xargs -P8",
+                                        "skopeo sync")):  # not with --only
+            lines.append(goals_row(label, count, res))
     if errors:
         lines += ["", "Failures (the run was timed up to the failure):", *errors]
     return "\n".join(lines) + "\n"
@@ -447,6 +458,11 @@ def main() -> None:
                     help="runs per tool, taking turns; the best of each is reported")
     ap.add_argument("--arm64", action="store_true",
                     help="also run the seed-like set for linux/arm64 only")
+    ap.add_argument("--compare-at", action="append", default=[], metavar="LABEL=DIR",
+                    help="also time greenroom from another checkout (e.g. an older commit "
+                         "exported with git archive into DIR), in the same run")
+    ap.add_argument("--only", default="", help="run only the tools whose names start with "
+                    "one of these comma-separated prefixes (greenroom always runs)")
     ap.add_argument("--out", help="also write the Markdown table to this file")
     ap.add_argument("--json", help="also write the raw numbers as JSON to this file")
     ap.add_argument("--tmp", default="/dev/shm" if os.path.isdir("/dev/shm") else None,
@@ -456,6 +472,12 @@ def main() -> None:
     if not shutil.which("skopeo") or not shutil.which("docker-registry"):
         raise SystemExit("needs skopeo and docker-registry: apt-get install -y skopeo "
                          "docker-registry")
+    ONLY.extend(p for p in args.only.split(",") if p)
+    for item in args.compare_at:
+        label, _, where = item.partition("=")
+        if not (where and (Path(where) / "runbooks" / "registry").is_dir()):
+            raise SystemExit(f"--compare-at {item}: want LABEL=DIR, DIR a checkout of greenroom")
+        COMPARE.append((label, str(Path(where).resolve())))
     LOAD.append(f"{os.getloadavg()[0]:.1f}")
     TMP.append(args.tmp or tempfile.gettempdir())
     REPEAT.append(args.repeat)

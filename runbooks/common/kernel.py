@@ -45,6 +45,9 @@ class SysctlLive(Step):
     def facts(self) -> Mapping[str, str]:
         return {"live": self.fact.command}
 
+    def scope(self) -> frozenset[str] | None:
+        return frozenset({f"sysctl:{self.key}"})
+
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         live = self.fact.read(facts, "live")
         if live == " ".join(self.value.split()):
@@ -64,6 +67,9 @@ class ModuleLoaded(Step):
 
     def facts(self) -> Mapping[str, str]:
         return {"loaded": self.fact.command}
+
+    def scope(self) -> frozenset[str] | None:
+        return frozenset({f"module:{self.module}"})
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         if self.fact.read(facts, "loaded"):

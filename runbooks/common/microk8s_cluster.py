@@ -6,7 +6,13 @@
       addons: [dns, hostpath-storage, {name: ingress}, {name: observability, args: [...]}]
       kubelet_args: {--max-pods: "60"}             # extraKubeletArgs of the launch config
       apiserver_args: {--audit-log-maxage: "3"}    # extraKubeAPIServerArgs
-      offline: true                   # install from the gateway's cache (snap ack + install)
+      offline: true                   # install the snap pinned by `inv microk8s.fetch`
+                                      # from this machine's cache (snap ack + install)
+      source: http://mirror/microk8s  # where microk8s.fetch gets it (else `snap download`)
+      ingress_service: {address: 192.168.254.10}   # or true: the seed's LoadBalancer
+                                      # Service for the ingress addon (MetalLB picks the IP)
+      admin_user: ada                 # a named admin user with sudo on every node
+      remove_default_user: true       # the image's `ubuntu` user removed (never the login)
 
 Hosts with role `microk8s` are the nodes, the first one the seed node that the others join;
 `vars: {worker: true}` makes a node join as a worker only. The `metallb` addon is refused:
@@ -27,7 +33,9 @@ if TYPE_CHECKING:
 
 ROLE = "microk8s"
 KEYS = {"distribution": True, "channel": True, "addons": False, "kubelet_args": False,
-        "apiserver_args": False, "offline": False}
+        "apiserver_args": False, "offline": False, "source": False,
+        "ingress_service": False, "admin_user": False, "remove_default_user": False}
+USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 CHANNEL = re.compile(r"(latest|\d+\.\d+(-[a-z0-9]+)?)/(stable|candidate|beta|edge)"
                      r"(/[a-z0-9-]+)?")
 ADDON = re.compile(r"[a-z][a-z0-9-]*")
@@ -59,6 +67,11 @@ class Microk8sCluster:
     offline: bool = False
     vip: str | None = None
     distribution: str = "microk8s"
+    source: str | None = None
+    ingress_service: bool = False
+    ingress_address: str | None = None
+    admin_user: str | None = None
+    remove_default_user: bool = False
 
     @property
     def seed(self) -> str:
@@ -98,6 +111,34 @@ def read_microk8s(c: Collector, value: Any, hosts: Mapping[str, Host],
     kubelet = _read_args(c, section.get("kubelet_args"), (*path, "kubelet_args"))
     apiserver = _read_args(c, section.get("apiserver_args"), (*path, "apiserver_args"))
     offline = c.boolean(section.get("offline", False), (*path, "offline"))
+    source = None
+    if section.get("source") is not None:
+        source = c.text(section.get("source"), (*path, "source"), "an http(s) URL")
+        if source is not None and not re.match(r"https?://[^/\s]+", source):
+            c.add((*path, "source"), f"{source!r} is not an http(s) URL of a mirror of "
+                                     "`snap download` results")
+            return None
+    ingress = _read_ingress(c, section.get("ingress_service"), (*path, "ingress_service"),
+                            addons)
+    if ingress is None:
+        return None
+    admin = c.text(section.get("admin_user"), (*path, "admin_user"), "a user name") \
+        if section.get("admin_user") is not None else None
+    if admin is not None and (not USER.fullmatch(admin) or admin in ("root", "ubuntu")):
+        c.add((*path, "admin_user"), f"{admin!r} is not a user name for the admin (lowercase "
+                                     "letters, digits, _ and -; not root or ubuntu)")
+        return None
+    remove = c.boolean(section.get("remove_default_user", False),
+                       (*path, "remove_default_user"))
+    if remove is None:
+        return None
+    if remove:
+        logins = [h.name for h in nodes if h.user == "ubuntu"]
+        if logins:
+            c.add((*path, "remove_default_user"), "greenroom logs in as ubuntu on "
+                  f"{', '.join(logins)}: it would remove the user it works as; give those "
+                  "hosts another user: (the admin_user) first")
+            return None
     if not nodes:
         c.add(path, "distribution microk8s needs nodes: give at least one host role "
                     "microk8s (the first is the seed node)")
@@ -114,7 +155,37 @@ def read_microk8s(c: Collector, value: Any, hosts: Mapping[str, Host],
     vip = str(network.vip) if network is not None and network.vip is not None else None
     return Microk8sCluster(channel, tuple(h.name for h in nodes),
                            {h.name: node_address(h) for h in nodes}, workers, addons,
-                           kubelet, apiserver, offline, vip)
+                           kubelet, apiserver, offline, vip, source=source,
+                           ingress_service=ingress[0], ingress_address=ingress[1],
+                           admin_user=admin, remove_default_user=remove)
+
+
+def _read_ingress(c: Collector, value: Any, path: tuple[str, ...],
+                  addons: tuple[Addon, ...] | None) -> tuple[bool, str | None] | None:
+    """(wanted, fixed address) of `ingress_service:`; None after an error."""
+    import ipaddress
+
+    if value is None or value is False:
+        return False, None
+    address = None
+    if isinstance(value, dict):
+        entry = c.mapping(value, path, {"address": False}, "{address: 192.168.254.10}")
+        if entry is None:
+            return None
+        if entry.get("address") is not None:
+            address = str(entry["address"])
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                c.add((*path, "address"), f"{address!r} is not an IP address")
+                return None
+    elif value is not True:
+        c.add(path, "must be true or {address: <IP>} (the ingress LoadBalancer Service)")
+        return None
+    if addons is not None and not any(a.name == "ingress" for a in addons):
+        c.add(path, "needs the ingress addon: add ingress to cluster.addons")
+        return None
+    return True, address
 
 
 def _read_addons(c: Collector, value: Any, path: tuple[str | int, ...]) -> tuple[Addon, ...] | None:

@@ -47,13 +47,15 @@ def unplug(provider: Provider) -> None:
 def access_for(inventory: Inventory) -> Access:
     """How to reach `inventory`'s hosts: the first provider's answer, else the defaults.
 
-    An inventory that describes a virtual lab (`lab:`) but that no provider answers for is
-    refused: its addresses only exist inside a running lab."""
+    An inventory with a section that only a plug-in can reach (its value has a
+    `needs_access` text, like the virtual lab's `lab:`) but that no provider answers for is
+    refused with that text: its addresses only exist where the plug-in knows."""
     for provider in _providers:
         found = provider(inventory)
         if found is not None:
             return found
-    if getattr(inventory, "lab", None) is not None:
-        raise UsageError(f"{inventory.path} describes a virtual lab, but no lab is plugged "
-                         "into this command: run it through `inv` (tasks.py plugs the lab in)")
+    for value in getattr(inventory, "sections", {}).values():
+        needs = getattr(value, "needs_access", None)
+        if needs:
+            raise UsageError(f"{inventory.path} {needs}")
     return Access()

@@ -1,22 +1,38 @@
 """Converge one host: plan every step from facts, print or apply the changes, re-check.
 
 Facts for all steps are gathered in one round trip. In check mode the changes are printed
-(with a unified diff for every file) and nothing is applied. Otherwise each change is applied,
+(with a unified diff for every file) and nothing is applied. Otherwise the changes are applied,
 then the facts of the remaining steps are read again (so no step plans from stale facts) and
-the changed step must now plan no change, else it failed. Notified handlers run once each at
-the end, in the order the plan declared them.
+each changed step must now plan no change, else it failed. Consecutive steps whose scopes
+(`Step.scope`) are disjoint cannot make each other's facts stale: their changes and the facts
+read after them travel in one round trip (`runbooks.core.apply`), so a converging host pays
+about one round trip per group of independent steps, not two per changed step. A step that
+cannot name its scope (a command, a service, a package) is planned only from facts read after
+every earlier change, as before. Notified handlers run once each at the end, in the order the
+plan declared them.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
+from runbooks.core import pending as marks
+from runbooks.core.apply import run_batch
 from runbooks.core.context import HostContext
 from runbooks.core.facts import FactResult, gather
 from runbooks.core.results import HostResult, Status, StepResult
 from runbooks.core.session import HostUnreachable
-from runbooks.core.steps.base import Change, Plan, Step, StepFailed, Verify
+from runbooks.core.steps.base import (
+    Action,
+    Change,
+    Plan,
+    Step,
+    StepFailed,
+    Verify,
+    scopes_overlap,
+)
 
 
 def _step_facts(steps: list[tuple[int, Step]]) -> dict[str, str]:
@@ -30,6 +46,24 @@ def _step_facts(steps: list[tuple[int, Step]]) -> dict[str, str]:
 def _facts_of(index: int, facts: Mapping[str, FactResult]) -> dict[str, FactResult]:
     prefix = f"{index}/"
     return {k[len(prefix):]: v for k, v in facts.items() if k.startswith(prefix)}
+
+
+@dataclass
+class _Pending:
+    """A step planned with changes, waiting to be applied with the next batch."""
+
+    position: int  # in the plan's step list
+    index: int  # its fact prefix
+    step: Step
+    outcome: StepResult
+    changes: list[Change]
+    scope: frozenset[str] | None
+    steps_seen: int  # len(result.steps) once it was planned
+
+
+def _summary_of(pending: list[_Pending], numbered: tuple[int, Action]) -> str:
+    n, action = numbered
+    return next(c.summary for c in pending[n].changes if action in c.actions)
 
 
 class Converger:
@@ -49,6 +83,7 @@ class Converger:
         self.plan = plan
         self.emit = emit  # emit(kind, text): kind in step|diff|error|info
         self.notified: list[str] = []
+        self.marked: set[str] = set()  # handlers with a marker on the host (core.pending)
 
     def run(self) -> HostResult:
         started = time.monotonic()
@@ -66,8 +101,22 @@ class Converger:
 
     def _converge(self, result: HostResult) -> None:
         steps = list(enumerate(self.plan.steps))
-        facts = gather(self.ctx.session, _step_facts(steps))
+        commands = _step_facts(steps)
+        if self.plan.handlers:
+            commands[marks.FACT_KEY] = marks.LIST_COMMAND
+        facts = gather(self.ctx.session, commands)
+        if self.plan.handlers:
+            self._owed(facts[marks.FACT_KEY].out)
+        pending: list[_Pending] = []
         for position, (index, step) in enumerate(steps):
+            scope = step.scope()
+            if pending and (scope is None or any(
+                    p.scope is None or scopes_overlap(scope, p.scope) for p in pending)):
+                # this step's facts may be stale: apply what is pending, read them again
+                fresh = self._flush(result, pending, steps)
+                if fresh is None:
+                    return
+                facts, pending = fresh, []
             outcome = StepResult(step.name)
             result.steps.append(outcome)
             try:
@@ -77,33 +126,37 @@ class Converger:
                     self.emit("step", f"would verify after the changes above: {step.name} "
                                       f"(now: {exc})")
                     continue
-                self._fail(result, outcome, str(exc))
+                if self._flush_before_failing(result, pending, steps, outcome):
+                    self._fail(result, outcome, str(exc))
                 return
             if not changes:
                 continue
             outcome.status = Status.CHANGED
             outcome.changes = [c.summary for c in changes]
             result.reboot_needed |= any(c.reboot for c in changes)
-            self._report_changes(step, changes)
             if self.ctx.check:
+                self._report_changes(step, changes)
                 self._notify(step)
                 continue
             needs = [c for c in changes if c.precondition]
             if needs:
-                self._fail(result, outcome, "; ".join(
-                    c.summary + (f"\n{c.diff}" if c.diff else "") for c in needs))
+                if self._flush_before_failing(result, pending, steps, outcome):
+                    self._report_changes(step, changes)
+                    self._fail(result, outcome, "; ".join(
+                        c.summary + (f"\n{c.diff}" if c.diff else "") for c in needs))
                 return
-            error = self._apply(changes)
-            if error is None:
-                # one round trip re-reads this step (to verify it) and every later one (so
-                # none plans from facts this change made stale)
-                facts = gather(self.ctx.session, _step_facts(steps[position:]))
-                if step.verify:
-                    error = self._verify(step, _facts_of(index, facts))
-            if error is not None:
-                self._fail(result, outcome, error)
-                return
-            self._notify(step)
+            pending.append(_Pending(position, index, step, outcome, changes, scope,
+                                    len(result.steps)))
+        if pending:
+            self._flush(result, pending, steps)
+
+    def _owed(self, listing: str) -> None:
+        """Handlers an interrupted run left owed on the host are notified now."""
+        for name in marks.found(listing, [h.name for h in self.plan.handlers]):
+            self.marked.add(name)
+            if name not in self.notified:
+                self.notified.append(name)
+                self.emit("info", f"handler owed by an interrupted run: {name}")
 
     def _report_changes(self, step: Step, changes: list[Change]) -> None:
         verb = "would change" if self.ctx.check else "changed"
@@ -113,14 +166,87 @@ class Converger:
             if change.diff:
                 self.emit("diff", change.diff)
 
-    def _apply(self, changes: list[Change]) -> str | None:
-        for change in changes:
-            for action in change.actions:
-                done = self.ctx.session.run(action.command, action.stdin)
-                if not done.ok:
-                    detail = (done.stderr.strip() or done.stdout.strip())[-2000:]
-                    return f"{change.summary}: exit {done.rc}: {detail or 'no output'}"
-        return None
+    def _flush_before_failing(
+        self, result: HostResult, pending: list[_Pending], steps: list[tuple[int, Step]],
+        outcome: StepResult,
+    ) -> bool:
+        """Apply what is pending before a step fails (as if each had been applied on its
+        own, before it); False when one of them failed first (the step never ran)."""
+        if not pending or self._flush(result, pending, steps) is not None:
+            return True
+        result.steps[:] = [s for s in result.steps if s is not outcome]
+        return False
+
+    def _flush(
+        self, result: HostResult, pending: list[_Pending], steps: list[tuple[int, Step]],
+    ) -> dict[str, FactResult] | None:
+        """Apply the pending steps' changes, in order, and verify each: one round trip for
+        the actions and the facts of every step from the first pending one on (so later
+        steps plan from fresh facts). Returns those facts, or None when a step failed (the
+        steps planned after it are dropped from the result: they never ran)."""
+        actions = [(n, a) for n, e in enumerate(pending) for c in e.changes for a in c.actions]
+        commands = _step_facts(steps[pending[0].position:])
+        marked = self._marked_first_actions(pending, actions)
+        applied = run_batch(self.ctx.session, marked, commands)
+        error: tuple[int, str] | None = None
+        if len(applied.rcs) < len(actions) and all(rc == 0 for rc in applied.rcs):
+            raise HostUnreachable(f"connection to {self.ctx.host.name} lost while changes "
+                                  "were applied")
+        if applied.facts is None:
+            failed = len(applied.rcs) - 1
+            detail = (applied.outputs[failed].strip() or applied.stderr.strip())[-2000:]
+            error = (failed, f"{_summary_of(pending, actions[failed])}: exit "
+                             f"{applied.rcs[failed]}: {detail or 'no output'}")
+            # the steps applied before it are verified as always
+            facts = gather(self.ctx.session, commands)
+        else:
+            facts = applied.facts
+        failed_entry = actions[error[0]][0] if error is not None else len(pending)
+        ok = True
+        first_bad = len(pending)
+        for n, entry in enumerate(pending):
+            if n > failed_entry:
+                break
+            self._report_changes(entry.step, entry.changes)
+            problem = error[1] if n == failed_entry and error is not None else None
+            if problem is None and entry.step.verify:
+                problem = self._verify(entry.step, _facts_of(entry.index, facts))
+            if problem is not None:
+                first_bad = min(first_bad, n)
+                if ok:
+                    self._fail(result, entry.outcome, problem)
+                else:
+                    entry.outcome.status, entry.outcome.error = Status.FAILED, problem
+                ok = False
+                continue
+            self._notify(entry.step)
+        if error is not None:
+            # steps planned after the failed one were never applied: not part of the run
+            del result.steps[pending[failed_entry].steps_seen:]
+        if not ok:  # a failed step, and those never applied, notify nothing, now or later
+            owed = [n for entry in pending[first_bad:] for n in entry.step.notify
+                    if n in self.marked and n not in self.notified]
+            if owed:
+                self.ctx.session.run(marks.clear_command(owed))
+                self.marked.difference_update(owed)
+        return facts if ok else None
+
+    def _marked_first_actions(self, pending: list[_Pending],
+                              actions: list[tuple[int, Action]]) -> list[Action]:
+        """The actions to send: the first one of each step that notifies handlers not yet
+        owed on the host leaves their markers first (core.pending), in the same trip."""
+        out: list[Action] = []
+        seen: set[int] = set()
+        for n, action in actions:
+            names = [] if n in seen else [x for x in pending[n].step.notify
+                                          if x not in self.marked]
+            seen.add(n)
+            if names:
+                self.marked.update(names)
+                action = Action(f"{marks.mark_command(names)} || exit 97\n{action.command}",
+                                action.stdin)
+            out.append(action)
+        return out
 
     def _verify(self, step: Step, facts: Mapping[str, FactResult]) -> str | None:
         try:
@@ -158,9 +284,16 @@ class Converger:
                 if callable(handler.command):
                     handler.command(self.ctx)
                 else:
-                    done = self.ctx.session.run(handler.command)
+                    command = handler.command
+                    if handler.name in self.marked:  # its marker goes in the same round trip
+                        command = f"{{ {command}\n}} && {marks.clear_command([handler.name])}"
+                    done = self.ctx.session.run(command)
                     if not done.ok:
                         raise StepFailed(f"exit {done.rc}: {done.stderr.strip()[-2000:]}")
+                    self.marked.discard(handler.name)
             except StepFailed as exc:
                 self._fail(result, outcome, str(exc))
                 return
+            if handler.name in self.marked:
+                self.ctx.session.run(marks.clear_command([handler.name]))
+                self.marked.discard(handler.name)

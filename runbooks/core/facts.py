@@ -23,6 +23,7 @@ from typing import Generic, Protocol, TypeVar
 T = TypeVar("T")
 
 FILE_FACT = "@greenroom-file:"
+DIR_FACT = "@greenroom-dir:"
 FILE_STAT_SEPARATOR = "@@greenroom-content"
 # Commands that could change the batch script's own shell run in a subshell.
 _NEEDS_SUBSHELL = re.compile(
@@ -94,33 +95,61 @@ def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
     """Run all `commands` on the host in one round trip; returns their results by key."""
     if not commands:
         return {}
+    script, parse = prepare(commands)
+    result = session.run(script)
+    return parse(getattr(result, "stdout", ""))
+
+
+def prepare(
+    commands: Mapping[str, str],
+) -> tuple[str, Callable[[str], dict[str, FactResult]]]:
+    """The batch script for `commands` and the function that parses its output: `gather`
+    in two halves, so a caller can run the script inside a larger one (the converger sends
+    it in the same round trip as the changes it verifies)."""
     files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
+    dirs = {key: c[len(DIR_FACT):] for key, c in commands.items() if c.startswith(DIR_FACT)}
+    # `cat /proc/sys/...` (sysctl_command): read by the batch's grep, not a process of its own
+    reads = {key: m.group(1) for key, c in commands.items() if (m := _PROC_READ.fullmatch(c))}
     # the same command asked by several steps runs once; its result goes to every key
     first: dict[str, str] = {}
     shell: dict[str, str] = {}
     for key, command in commands.items():
-        if key not in files and first.setdefault(command, key) == key:
+        if (key not in files and key not in dirs and key not in reads
+                and first.setdefault(command, key) == key):
             shell[key] = command
-    paths = list(dict.fromkeys(files.values()))
+    paths = list(dict.fromkeys([*files.values(), *reads.values()]))
+    stat_paths = list(dict.fromkeys([*paths, *dirs.values()]))
+    if stat_paths:
+        shell[_STAT] = stat_command(stat_paths)
     if paths:
-        shell[_STAT] = stat_command(paths)
         shell[_GREP] = grep_command(paths)
     marker = "@@greenroom-" + _random.token_hex(8)
-    result = session.run(batch_script(shell, marker))
-    results = split_batch(getattr(result, "stdout", ""), list(shell), marker)
-    if paths:
-        states = files_from(paths, results.pop(_STAT).out, results.pop(_GREP).out)
-        results.update({key: states[path] for key, path in files.items()})
-    for key, command in commands.items():
-        if key not in results:
-            results[key] = results[first[command]]
-    return results
+
+    def parse(output: str) -> dict[str, FactResult]:
+        results = split_batch(output, list(shell), marker)
+        stat_out = results.pop(_STAT).out if stat_paths else ""
+        if paths:
+            states = files_from(paths, stat_out, results.pop(_GREP).out)
+            results.update({key: states[path] for key, path in files.items()})
+            for key, path in reads.items():
+                content = parse_file(states[path]).content
+                results[key] = FactResult(1, "") if content is None else FactResult(0, content)
+        if dirs:
+            found = dirs_from(stat_out)
+            results.update({key: found.get(path, FactResult(1, "")) for key, path in dirs.items()})
+        for key, command in commands.items():
+            if key not in results:
+                results[key] = results[first[command]]
+        return results
+
+    return batch_script(shell, marker), parse
 
 
 # -- files ----------------------------------------------------------------------------------
 
 _STAT = "\0stat"
 _GREP = "\0grep"
+_PROC_READ = re.compile(r"cat (/proc/sys/[A-Za-z0-9_./-]+)")
 
 
 def file_command(path: str) -> str:
@@ -129,6 +158,23 @@ def file_command(path: str) -> str:
     Answered by `gather` together with every other file of the batch; a file that does not
     exist, or is not a regular file, gives rc 1."""
     return FILE_FACT + path
+
+
+def dir_command(path: str) -> str:
+    """The fact for a directory: rc 0 and "MODE OWNER GROUP" when `path` is a directory
+    (symbolic links followed), else rc 1. Answered by the batch's one `stat`."""
+    return DIR_FACT + path
+
+
+def dirs_from(stat_out: str) -> dict[str, FactResult]:
+    """`dir_command` results, by path, for the directories in a batch's stat output."""
+    found = {}
+    for line in stat_out.splitlines():
+        head, sep, path = line.partition("|")
+        fields = head.split()
+        if sep and len(fields) >= 5 and fields[4] == "directory":
+            found[path] = FactResult(0, " ".join(fields[1:4]) + "\n")
+    return found
 
 
 def stat_command(paths: list[str]) -> str:

@@ -18,36 +18,31 @@ from typing import Any
 
 from runbooks.core import inventory_schema
 from runbooks.core.inventory_fields import Collector
-from runbooks.core.inventory_hosts import HOST_NAME, check_across_hosts, read_hosts
+from runbooks.core.inventory_hosts import check_across_hosts, read_hosts
 from runbooks.core.inventory_model import (
     BOARD_BOOT,
     KNOWN_BOARDS,
     KNOWN_ROLES,
-    LAB_BOOTS,
-    LAB_KINDS,
     REGISTRY_RUNTIMES,
     Dhcp,
     Host,
-    HostLab,
     Inventory,
     InventoryError,
-    LabSpec,
     Network,
     Problem,
     Registry,
     Vlan,
 )
-from runbooks.core.inventory_network import read_lab, read_network
+from runbooks.core.inventory_network import read_network
 from runbooks.core.inventory_yaml import parse_yaml
 
 __all__ = [
-    "BOARD_BOOT", "KNOWN_BOARDS", "KNOWN_ROLES", "LAB_BOOTS", "LAB_KINDS", "REGISTRY_RUNTIMES",
-    "Dhcp", "Host", "HostLab", "Inventory", "InventoryError", "LabSpec", "Network", "Problem",
-    "Registry", "Vlan", "load_inventory", "parse_inventory",
+    "BOARD_BOOT", "KNOWN_BOARDS", "KNOWN_ROLES", "REGISTRY_RUNTIMES", "Dhcp", "Host",
+    "Inventory", "InventoryError", "Network", "Problem", "Registry", "Vlan", "load_inventory",
+    "parse_inventory",
 ]
 
-TOP_KEYS = {"site": True, "defaults": False, "network": True, "registry": False, "lab": False,
-            "hosts": True}
+TOP_KEYS = {"site": True, "defaults": False, "network": True, "registry": False, "hosts": True}
 DEFAULTS_KEYS = {"user": False, "port": False}
 REGISTRY_KEYS = {"host": True, "port": False, "runtime": False}
 
@@ -92,11 +87,8 @@ def _build(c: Collector, data: Any, path: Path) -> Inventory | None:
     site = c.text(top.get("site"), ("site",), "a site name (like lab or demo)")
     defaults = _read_defaults(c, top.get("defaults"))
     plan = read_network(c, top.get("network"))
-    lab = read_lab(c, top.get("lab"), plan)
-    hosts = read_hosts(c, top.get("hosts"), defaults, plan, top.get("lab") is not None)
-    check_across_hosts(c, top.get("hosts"), hosts, plan, lab)
-    if lab:
-        _check_clients(c, lab.clients, top.get("hosts"))
+    hosts = read_hosts(c, top.get("hosts"), defaults, plan, top)
+    check_across_hosts(c, top.get("hosts"), hosts, plan)
     registry = _read_registry(c, top.get("registry"), top.get("hosts"), hosts)
     network = plan.build()
     context = inventory_schema.SectionContext(hosts, network, top)
@@ -106,19 +98,7 @@ def _build(c: Collector, data: Any, path: Path) -> Inventory | None:
     sections = {name: value for name, value in read.items() if value is not None}
     if c.problems or site is None or network is None:
         return None
-    return Inventory(path, site, network, registry, hosts, lab, sections)
-
-
-def _check_clients(c: Collector, clients: tuple[str, ...], raw_hosts: Any) -> None:
-    """Lab client guests need host-like names that differ from every host's name."""
-    hosts = raw_hosts if isinstance(raw_hosts, dict) else {}
-    for index, name in enumerate(clients):
-        if not HOST_NAME.match(name):
-            c.add(("lab", "clients", index), f"client name {name!r} is not a valid name: use "
-                                             "lower-case letters, digits and '-' (like microvm)")
-        elif name in hosts:
-            c.add(("lab", "clients", index), f"client guest '{name}' has the name of a host; "
-                                             "rename the client")
+    return Inventory(path, site, network, registry, hosts, sections)
 
 
 def _read_defaults(c: Collector, value: Any) -> dict[str, Any]:

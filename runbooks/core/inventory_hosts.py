@@ -1,43 +1,31 @@
 """Validate the `hosts:` section: each host's keys, then the checks across hosts.
 
-Per host: address, user/port (with `defaults:`), roles, board, interfaces, VLAN, lab settings.
+Per host: address, user/port (with `defaults:`), roles, board, interfaces, VLAN, vars, and
+the keys the layers above declare (runbooks.core.inventory_schema.register_host_key).
 Across hosts: `via` chains, duplicate management and VLAN addresses, the gateway's VLAN
-address, lab management addresses.
+address.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from ipaddress import IPv4Address, IPv4Interface, ip_address
+from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 from runbooks.core.inventory_fields import Collector, kind_of, shorter_vlan_name
-from runbooks.core.inventory_model import (
-    BOARD_BOOT,
-    KNOWN_BOARDS,
-    KNOWN_ROLES,
-    LAB_BOOTS,
-    LAB_KINDS,
-    Host,
-    HostLab,
-    LabSpec,
-    Vlan,
-)
+from runbooks.core.inventory_model import KNOWN_BOARDS, KNOWN_ROLES, Host, Vlan
 from runbooks.core.inventory_network import NetPlan, special
-from runbooks.core.inventory_schema import check_vars
+from runbooks.core.inventory_schema import HostKeyContext, check_vars, host_keys
 
 HOST_KEYS = {"address": True, "user": False, "port": False, "via": False, "roles": False,
-             "board": False, "upstream": False, "vlan": False, "lab": False, "vars": False}
+             "board": False, "upstream": False, "vlan": False, "vars": False}
 VLAN_KEYS = {"name": False, "parent": False, "address": False, "managed": False}
-HOST_LAB_KEYS = {"kind": False, "boot": False, "seed": False}
 HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-LAB_MGMT_IF = "mgmt0"  # lab guests' management interface (runbooks/lab)
-_SEED_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
 
 def read_hosts(c: Collector, value: Any, defaults: dict[str, Any], plan: NetPlan,
-               lab_present: bool) -> dict[str, Host]:
+               raw: dict[str, Any]) -> dict[str, Host]:
     """Check every host; return those with a usable address, in file order."""
     if value is None:
         return {}
@@ -51,14 +39,14 @@ def read_hosts(c: Collector, value: Any, defaults: dict[str, Any], plan: NetPlan
         return {}
     hosts: dict[str, Host] = {}
     for name, settings in value.items():
-        host = _read_host(c, str(name), settings, defaults, plan, lab_present)
+        host = _read_host(c, str(name), settings, defaults, plan, raw)
         if host is not None:
             hosts[host.name] = host
     return hosts
 
 
 def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], plan: NetPlan,
-               lab_present: bool) -> Host | None:
+               raw: dict[str, Any]) -> Host | None:
     """Check one host's settings."""
     base = ("hosts", name)
     if not HOST_NAME.match(name):
@@ -67,7 +55,9 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
     elif name in KNOWN_ROLES:
         c.add(base, f"host name {name!r} is also a role name, so selecting it is ambiguous; "
                     "rename the host")
-    settings = c.mapping(value, base, HOST_KEYS, "rp0: {address: 192.168.10.3, roles: [pi]}")
+    declared = host_keys()
+    settings = c.mapping(value, base, {**HOST_KEYS, **dict.fromkeys(declared, False)},
+                         "rp0: {address: 192.168.10.3, roles: [pi]}")
     if settings is None:
         return None
     address = c.host_address(settings.get("address"), (*base, "address"))
@@ -85,7 +75,9 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
     board = c.choice(settings.get("board"), (*base, "board"), KNOWN_BOARDS, "board")
     upstream = c.ifname(settings.get("upstream"), (*base, "upstream"))
     vlan = _read_vlan(c, settings.get("vlan"), (*base, "vlan"), plan, "gateway" in roles)
-    lab = _read_host_lab(c, settings.get("lab"), (*base, "lab"), lab_present, board)
+    context = HostKeyContext(name, roles, board, raw)
+    read = {key: reader(c, settings.get(key), (*base, key), context)
+            for key, reader in declared.items()}
     if upstream and vlan and upstream == vlan.name:
         c.add((*base, "upstream"), f"upstream {upstream!r} is also the VLAN interface name; "
                                    "name the interface toward the internet (often vlan.parent)")
@@ -95,8 +87,9 @@ def _read_host(c: Collector, name: str, value: Any, defaults: dict[str, Any], pl
         return None
     # Partly invalid hosts are still returned (with placeholders) so the checks across hosts
     # can report their other problems; no Inventory is built while any problem exists.
-    return Host(name, address, user or "", port or 22, via, roles, board, upstream, vlan, lab,
-                dict(host_vars) if isinstance(host_vars, dict) else {})
+    return Host(name, address, user or "", port or 22, via, roles, board, upstream, vlan,
+                dict(host_vars) if isinstance(host_vars, dict) else {},
+                {key: value for key, value in read.items() if value is not None})
 
 
 def _read_roles(c: Collector, value: Any, path: tuple[str, ...]) -> tuple[str, ...]:
@@ -149,36 +142,8 @@ def _read_vlan(c: Collector, value: Any, path: tuple[str, ...], plan: NetPlan,
     return Vlan(name or "", parent, address, True if managed is None else managed)
 
 
-def _read_host_lab(c: Collector, value: Any, path: tuple[str, ...], lab_present: bool,
-                   board: str | None) -> HostLab | None:
-    """How the virtual lab runs this host; defaults apply only in lab inventories."""
-    if not lab_present:
-        if value is not None:
-            c.add(path, "host lab settings need a top-level 'lab:' section (only virtual-lab "
-                        "inventories have one); add it or remove this key")
-        return None
-    if value is None:
-        value = {}
-    lab = c.mapping(value, path, HOST_LAB_KEYS, "lab: {kind: systemd, boot: firmware}")
-    if lab is None:
-        return None
-    kind = c.choice(lab.get("kind", "systemd"), (*path, "kind"), LAB_KINDS, "lab kind")
-    boot = c.choice(lab.get("boot"), (*path, "boot"), LAB_BOOTS, "boot layout")
-    if lab.get("boot") is None and board:
-        boot = BOARD_BOOT.get(board)
-    seeds = c.string_list(lab.get("seed"), (*path, "seed"), "seed names")
-    for item_path, seed in seeds or []:
-        if not _SEED_NAME.match(seed):
-            c.add(item_path, f"seed name {seed!r} must be lower-case letters, digits, '.', "
-                             "'_' or '-' (like dphys-swapfile)")
-    if kind is None:
-        return None
-    return HostLab(kind, boot, tuple(seed for _, seed in seeds or []))
-
-
-def check_across_hosts(c: Collector, raw: Any, hosts: dict[str, Host],
-                       plan: NetPlan, lab: LabSpec | None) -> None:
-    """Checks that need all hosts: via chains, duplicates, gateway and lab addresses."""
+def check_across_hosts(c: Collector, raw: Any, hosts: dict[str, Host], plan: NetPlan) -> None:
+    """Checks that need all hosts: via chains, duplicates, gateway addresses."""
     names = list(raw) if isinstance(raw, dict) else []
     _check_via(c, hosts, [str(n) for n in names])
     seen: dict[str, str] = {}
@@ -189,8 +154,6 @@ def check_across_hosts(c: Collector, raw: Any, hosts: dict[str, Host],
                   f"host '{seen[key]}'; every host needs its own management address")
         else:
             seen[key] = host.name
-        if lab:
-            _check_lab_address(c, host, lab)
     gateways = [h for h in hosts.values() if "gateway" in h.roles]
     for extra in gateways[1:]:
         c.add(("hosts", extra.name, "roles"), f"only one host may have role gateway; "
@@ -223,42 +186,6 @@ def _check_via(c: Collector, hosts: dict[str, Host], names: list[str]) -> None:
             if current == host.name:
                 c.add(path, f"via makes a loop: {' -> '.join([*chain, current])}; one of these "
                             "hosts must be reachable directly")
-
-
-def _check_lab_address(c: Collector, host: Host, lab: LabSpec) -> None:
-    """In a lab inventory, the machine reaches every guest inside lab.management."""
-    path = ("hosts", host.name, "address")
-    try:
-        address = ip_address(host.address)
-    except ValueError:
-        c.add(path, f"in a lab inventory the address must be an IP inside lab.management "
-                    f"{lab.management}, not {host.address!r}")
-        return
-    if not isinstance(address, IPv4Address) or address not in lab.management:
-        c.add(path, f"{address} is outside lab.management {lab.management}; pick an address "
-                    "inside it")
-    elif kind := special(lab.management, address):
-        c.add(path, f"{address} is the {kind} address of lab.management {lab.management}; "
-                    "pick a host address")
-    elif address == lab.management[1]:
-        c.add(path, f"{address} is the machine's own side of the lab bridge (the first address "
-                    f"of lab.management {lab.management}); start hosts at {lab.management[2]}")
-    for ifpath, ifname in _interfaces(host):
-        if ifname == LAB_MGMT_IF:
-            c.add(ifpath, f"'{LAB_MGMT_IF}' is the lab's own management interface in every "
-                          "guest; pick another interface name")
-
-
-def _interfaces(host: Host) -> list[tuple[tuple[str, ...], str]]:
-    """(path, name) of every interface name the host's settings mention."""
-    base: tuple[str, ...] = ("hosts", host.name)
-    names: list[tuple[tuple[str, ...], str]] = []
-    if host.upstream:
-        names.append(((*base, "upstream"), host.upstream))
-    if host.vlan:
-        names += [((*base, "vlan", key), value) for key, value in
-                  (("name", host.vlan.name), ("parent", host.vlan.parent)) if value]
-    return names
 
 
 def _check_vlan_addresses(c: Collector, hosts: dict[str, Host], plan: NetPlan) -> None:

@@ -19,8 +19,6 @@ KNOWN_ROLES: tuple[str, ...] = (
 KNOWN_BOARDS: tuple[str, ...] = ("raspberrypi", "lepotato", "x86")
 BOARD_BOOT: dict[str, str] = {"raspberrypi": "firmware", "lepotato": "grub", "x86": "grub"}
 REGISTRY_RUNTIMES: tuple[str, ...] = ("package", "docker")
-LAB_KINDS: tuple[str, ...] = ("systemd", "chroot")
-LAB_BOOTS: tuple[str, ...] = ("firmware", "legacy", "grub")
 
 
 @dataclass(frozen=True)
@@ -95,15 +93,6 @@ class Registry:
 
 
 @dataclass(frozen=True)
-class LabSpec:
-    """The virtual lab's own networks (only in lab inventories)."""
-
-    management: IPv4Network
-    upstream: IPv4Network
-    clients: tuple[str, ...] = ("microvm",)
-
-
-@dataclass(frozen=True)
 class Vlan:
     """A host's VLAN interface: its name, parent link, address and whether we create it."""
 
@@ -111,15 +100,6 @@ class Vlan:
     parent: str | None = None
     address: IPv4Interface | None = None
     managed: bool = True
-
-
-@dataclass(frozen=True)
-class HostLab:
-    """How the virtual lab runs a host: container kind, boot layout to imitate, seeded state."""
-
-    kind: str = "systemd"
-    boot: str | None = None
-    seed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -135,8 +115,9 @@ class Host:
     board: str | None = None
     upstream: str | None = None
     vlan: Vlan | None = None
-    lab: HostLab | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+    # keys declared through runbooks.core.inventory_schema (the virtual lab's `lab:`, ...)
+    sections: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,7 +129,6 @@ class Inventory:
     network: Network
     registry: Registry | None
     hosts: dict[str, Host]
-    lab: LabSpec | None = None
     # sections declared through runbooks.core.inventory_schema (cluster:, metallb:, ...)
     sections: dict[str, Any] = field(default_factory=dict)
 

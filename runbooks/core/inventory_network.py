@@ -1,4 +1,4 @@
-"""Validate the `network:` and `lab:` sections of an inventory (VLAN id, subnet, DHCP, VIP).
+"""Validate the `network:` section of an inventory (VLAN id, subnet, DHCP, VIP).
 
 `read_network` returns a partially filled `NetPlan` even when some values are wrong, so the
 host checks can still compare host addresses against whatever parts of the plan are valid.
@@ -11,11 +11,10 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from runbooks.core.inventory_fields import Collector
-from runbooks.core.inventory_model import Dhcp, LabSpec, Network
+from runbooks.core.inventory_model import Dhcp, Network
 
 NETWORK_KEYS = {"vlan": True, "subnet": True, "gateway": True, "dhcp": True, "vip": False}
 DHCP_KEYS = {"range": True, "dns": True, "default_lease": False, "max_lease": False}
-LAB_KEYS = {"management": True, "upstream": True, "clients": False}
 DEFAULT_LEASE, MAX_LEASE = 600, 7200
 
 
@@ -183,34 +182,3 @@ def _check_vip(c: Collector, plan: NetPlan) -> None:
     if message:
         c.add(path, message)
         plan.vip = None
-
-
-def read_lab(c: Collector, value: Any, plan: NetPlan) -> LabSpec | None:
-    """Check the lab section: two separate networks, clear of the VLAN subnet."""
-    if value is None:
-        return None
-    section = c.mapping(value, ("lab",), LAB_KEYS,
-                        "lab: {management: 10.231.0.0/24, upstream: 10.231.1.0/24}")
-    if section is None:
-        return None
-    management = c.network(section.get("management"), ("lab", "management"))
-    upstream = c.network(section.get("upstream"), ("lab", "upstream"))
-    named = [("lab.management", ("lab", "management"), management),
-             ("lab.upstream", ("lab", "upstream"), upstream),
-             ("network.subnet", ("network", "subnet"), plan.subnet)]
-    for i, (name, path, net) in enumerate(named[:2]):
-        for other_name, _, other in named[i + 1:]:
-            if net and other and net.overlaps(other):
-                c.add(path, f"{net} overlaps {other_name} {other}; the lab networks must be "
-                            "separate: pick another private range, e.g. 10.231.x.0/24")
-                if name == "lab.management":
-                    management = None
-                else:
-                    upstream = None
-    clients: tuple[str, ...] = ("microvm",)
-    if section.get("clients") is not None:
-        items = c.string_list(section.get("clients"), ("lab", "clients"), "client guest names")
-        clients = tuple(name for _, name in items or [])
-    if management and upstream:
-        return LabSpec(management, upstream, clients)
-    return None

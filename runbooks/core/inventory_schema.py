@@ -1,8 +1,11 @@
 """The inventory's extension point: top-level sections and per-role `vars:` that runbooks add.
 
-The core inventory knows site, defaults, network, registry, lab and hosts. Everything else
-is declared by the layer above, in its own small file under `runbooks/common/schema/`
-(every module there is imported when `runbooks` is, so nothing else needs wiring), and is
+The core inventory knows site, defaults, network, registry and hosts. Everything else is
+declared by the layers above: the runbooks' sections and vars in small files under
+`runbooks/common/schema/`, the virtual lab's `lab:` section and per-host `lab:` key in
+`runbooks/lab/schema.py` (plugged in from the CLI layer). A layer names its declaration
+module with `declare_from("package.module")`; it is imported the first time an inventory is
+read, so a command that reads none (`inv --list`) does not pay for it. Declarations are
 validated with the rest of the file before anything runs: an unknown key is reported with
 file, line, dotted key and a "did you mean"; a wrong type says what is expected.
 
@@ -33,6 +36,13 @@ returns (unless None) lands in `inventory.sections[name]`::
     @register_section("cluster")
     def read_cluster(c: Collector, value: Any, ctx: SectionContext) -> Cluster | None: ...
 
+A per-host key (beside address, roles, vars...), read by a function of your own that gets
+the Collector, the raw value (None when absent), the key's path and a `HostKeyContext`;
+whatever it returns (unless None) lands in `host.sections[name]`::
+
+    @register_host_key("lab")
+    def read_host_lab(c: Collector, value: Any, path: Path_, ctx: HostKeyContext) -> ...: ...
+
 Sections are optional unless `required=True`. Names must not clash with core's keys or with
 another declaration (a clash raises at import, so it shows up in the first test run).
 """
@@ -49,7 +59,8 @@ if TYPE_CHECKING:
     from runbooks.core.inventory_model import Host, Network
 
 Path_ = tuple[str | int, ...]
-CORE_SECTIONS = ("site", "defaults", "network", "registry", "lab", "hosts")
+CORE_SECTIONS = ("site", "defaults", "network", "registry", "hosts")
+CORE_HOST_KEYS = ("address", "user", "port", "via", "roles", "board", "upstream", "vlan", "vars")
 _TYPE_WORDS = {bool: "true or false", int: "a whole number", float: "a number",
                str: "a string", list: "a list", dict: "a mapping"}
 
@@ -103,6 +114,20 @@ Reader = Callable[["Collector", Any, SectionContext], Any]
 
 
 @dataclass(frozen=True)
+class HostKeyContext:
+    """What a per-host key's reader may look at: the host's name, roles and board, and the
+    file's raw top-level mapping (to see whether a section it depends on is present)."""
+
+    name: str
+    roles: tuple[str, ...]
+    board: str | None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+HostKeyReader = Callable[["Collector", Any, Path_, HostKeyContext], Any]
+
+
+@dataclass(frozen=True)
 class Section:
     name: str
     reader: Reader
@@ -111,6 +136,22 @@ class Section:
 
 _sections: dict[str, Section] = {}
 _vars: dict[str, dict[str, Schema]] = {}
+_host_keys: dict[str, HostKeyReader] = {}
+_pending: list[str] = []  # declaration modules named, not imported yet
+
+
+def declare_from(module: str) -> None:
+    """Name a module whose import registers declarations; imported when first needed."""
+    if module not in _pending:
+        _pending.append(module)
+
+
+def _load_pending() -> None:
+    from importlib import import_module
+
+    while _pending:
+        import_module(_pending[0])
+        _pending.pop(0)
 
 
 def register_section(name: str, schema: Table | None = None, *,
@@ -144,13 +185,33 @@ def register_vars(role: str, fields: Mapping[str, Schema]) -> None:
         known[key] = schema
 
 
+def register_host_key(name: str) -> Callable[[HostKeyReader], HostKeyReader]:
+    """Declare a per-host key `name`, read by the decorated function."""
+    if name in CORE_HOST_KEYS or name in _host_keys:
+        raise ValueError(f"host key {name!r} is already declared")
+
+    def add(reader: HostKeyReader) -> HostKeyReader:
+        _host_keys[name] = reader
+        return reader
+
+    return add
+
+
 def sections() -> dict[str, Section]:
     """The declared top-level sections, by name."""
+    _load_pending()
     return dict(_sections)
+
+
+def host_keys() -> dict[str, HostKeyReader]:
+    """The declared per-host keys and their readers, by name."""
+    _load_pending()
+    return dict(_host_keys)
 
 
 def vars_schema(roles: tuple[str, ...] | list[str]) -> dict[str, Schema]:
     """The vars keys a host with `roles` may set (the union of its roles' declarations)."""
+    _load_pending()
     merged: dict[str, Schema] = {}
     for role in roles:
         merged.update(_vars.get(role, {}))

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
 PRIVILEGE_TIMEOUT = 30.0  # seconds `sudo -n true` may take while a session is set up
+MAX_CHANNELS = 8  # commands at once on one connection: below OpenSSH's MaxSessions 10
 
 
 class HostUnreachable(Exception):
@@ -95,6 +96,10 @@ class Session:
     def __init__(self, host: Host, connection: fabric.Connection) -> None:
         self.host = host
         self.connection = connection
+        # sshd serves at most MaxSessions channels at once per connection (10 unless
+        # configured otherwise) and refuses the next ("open failed"); commands beyond our
+        # cap wait for a free channel instead
+        self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._sudo: str | None = None  # None: root; "nopasswd"; "password"
         self._password: str | None = None
 
@@ -152,6 +157,12 @@ class Session:
     def _exec_raw(
         self, line: str, data: bytes | None, timeout: float | None = None
     ) -> CommandResult:
+        with self._channels:
+            return self._exec_channel(line, data, timeout)
+
+    def _exec_channel(
+        self, line: str, data: bytes | None, timeout: float | None = None
+    ) -> CommandResult:
         import paramiko
 
         channel = None
@@ -160,7 +171,7 @@ class Session:
             if transport is None or not transport.is_active():
                 raise HostUnreachable(f"connection to {self.host.name} is closed")
             _record_channel_ends(transport)
-            channel = transport.open_session(timeout=10)
+            channel = _open_channel(transport)
             channel.settimeout(timeout)
             gate = threading.Lock()
             setattr(channel, SEND_GATE_ATTRIBUTE, gate)
@@ -210,6 +221,26 @@ SEND_GATE_ATTRIBUTE = "greenroom_send_gate"
 # how long the transport thread waits for a command's last stdin/EOF to go out before it
 # handles the host's CLOSE anyway (bounds a stall should a re-key hold that send up)
 SEND_GATE_WAIT = 2.0
+
+
+def _open_channel(transport: paramiko.Transport, timeout: float = 10.0) -> paramiko.Channel:
+    """A new session channel. The host counts our channels that are still closing (it frees
+    one only when our CLOSE reaches it), so even below MAX_CHANNELS it may refuse with
+    "open failed" (too many sessions): the command has not started, and we open again once
+    one of those closes are through (within `timeout`)."""
+    import time
+
+    import paramiko
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return transport.open_session(timeout=timeout)
+        except paramiko.ChannelException as exc:
+            if exc.code != paramiko.common.OPEN_FAILED_CONNECT_FAILED or \
+                    time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _send_stdin(channel: paramiko.Channel, data: bytes) -> None:
@@ -317,15 +348,18 @@ class Connector:
         self._shared: dict[str, str] = {}
         self._connections: dict[str, fabric.Connection] = {}
         self._sessions: dict[str, Session] = {}
-        self._config: Any = None
+        self._opening: dict[str, threading.RLock] = {}  # one per host: opened by one thread
         self._host_keys: paramiko.HostKeys | None = None
+        self._pkey: paramiko.PKey | bool | None = None
+        self._build_lock = threading.Lock()
 
     def _fabric_config(self) -> Any:
+        """A Fabric Config of the connection's own (about 1 ms): Fabric connections that
+        share one Config fail at random when many threads open them at once (seen at 100
+        hosts: "No attribute or config key found for 'authentication'", Valid keys: [])."""
         from fabric import Config
 
-        if self._config is None:
-            self._config = Config()
-        return self._config
+        return Config()
 
     def _shared_host_keys(self) -> paramiko.HostKeys:
         import paramiko
@@ -339,6 +373,21 @@ class Connector:
                 self._host_keys = keys
             return self._host_keys
 
+    def _key_kwargs(self) -> dict[str, Any]:
+        """The plug-in's key, parsed once per run (paramiko would otherwise read the file and
+        try three key classes on it for every host), or its file name if it cannot be."""
+        import paramiko
+
+        with self._lock:
+            if self._pkey is None:
+                try:
+                    self._pkey = paramiko.PKey.from_path(str(self._key_filename))
+                except (paramiko.SSHException, OSError, ValueError, TypeError):
+                    self._pkey = False  # encrypted or unknown: paramiko's own way, per host
+            if self._pkey is False:
+                return {"key_filename": self._key_filename}
+            return {"pkey": self._pkey}
+
     def _connection(self, host: Host) -> fabric.Connection:
         """The (not yet opened) Fabric connection for `host`, gateways included."""
         from fabric import Connection
@@ -350,21 +399,23 @@ class Connector:
         gateway = None
         if host.via:
             gateway = self._connection(self.inventory.hosts[host.via])
-            gateway.open()  # opened once, before any dependent host races to open it
+            with self._host_lock(host.via):  # opened once, whichever dependent comes first
+                gateway.open()
         connect_kwargs: dict[str, Any] = {}
         if self._key_filename:
-            connect_kwargs.update(
-                key_filename=self._key_filename, look_for_keys=False, allow_agent=False
+            connect_kwargs.update(self._key_kwargs(), look_for_keys=False, allow_agent=False)
+        # built one at a time (CPU work under the GIL anyway): Invoke's config machinery
+        # is not safe to run from many threads at once
+        with self._build_lock:
+            conn = Connection(
+                host=host.address,
+                user=host.user,
+                port=host.port,
+                config=self._fabric_config(),
+                gateway=gateway,
+                connect_timeout=self.connect_timeout,
+                connect_kwargs=connect_kwargs,
             )
-        conn = Connection(
-            host=host.address,
-            user=host.user,
-            port=host.port,
-            config=self._fabric_config(),
-            gateway=gateway,
-            connect_timeout=self.connect_timeout,
-            connect_kwargs=connect_kwargs,
-        )
         client = conn.client
         client.set_missing_host_key_policy(
             _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)
@@ -375,19 +426,34 @@ class Connector:
         with self._lock:
             return self._connections.setdefault(host.name, conn)
 
+    def _host_lock(self, name: str) -> threading.RLock:
+        with self._lock:
+            return self._opening.setdefault(name, threading.RLock())
+
     def session(self, host: Host) -> Session:
-        """An open session to `host`; raises HostUnreachable or SessionError."""
+        """An open session to `host`; raises HostUnreachable or SessionError.
+
+        Threads asking for the same host at once (a cluster runbook's nodes all reading
+        their first server) get the one session: a second open of the same Fabric
+        connection would replace its transport mid-handshake, and the first thread's
+        commands would go to a connection not yet logged in (the host answers
+        "unimplemented", channels time out)."""
         with self._lock:
             existing = self._sessions.get(host.name)
         if existing is not None:
             return existing
-        conn = self.connection(host)
-        _no_delay(conn)
-        session = Session(host, conn)
-        session.setup_privilege(self._password_lock, self._shared)
-        with self._lock:
-            self._sessions[host.name] = session
-        return session
+        with self._host_lock(host.name):
+            with self._lock:
+                existing = self._sessions.get(host.name)
+            if existing is not None:
+                return existing
+            conn = self.connection(host)
+            _no_delay(conn)
+            session = Session(host, conn)
+            session.setup_privilege(self._password_lock, self._shared)
+            with self._lock:
+                self._sessions[host.name] = session
+            return session
 
     def connection(self, host: Host) -> fabric.Connection:
         """The open Fabric connection to `host`, host key checked, without the POSIX
@@ -396,7 +462,8 @@ class Connector:
 
         try:
             conn = self._connection(host)
-            conn.open()
+            with self._host_lock(host.name):
+                conn.open()
         except HostUnreachable:
             raise
         except paramiko.BadHostKeyException as exc:

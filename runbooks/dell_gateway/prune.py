@@ -139,15 +139,22 @@ class PruneStaleLeases(Step):
             return []
         pruned = without_leases(text, [le.ip for le in stale])
         digest = hashlib.sha256(text.encode()).hexdigest()
+        wanted = hashlib.sha256(pruned.encode()).hexdigest()
         tmp = f"{LEASES}.greenroom-prune"
+        # The pruned database is received and checked whole before dhcpd is stopped (a
+        # connection lost mid-transfer changes nothing), and dhcpd is started again
+        # however the script ends.
         script = (
-            f"set -e; systemctl stop {SERVICE}; "
+            f"set -e; rm -f {tmp}; cat > {tmp}; "
+            f"if ! echo '{wanted}  {tmp}' | sha256sum -c --status -; then rm -f {tmp}; "
+            "echo 'the pruned lease database arrived incomplete; nothing was changed' >&2; "
+            "exit 4; fi; "
+            f"chmod --reference={LEASES} {tmp}; chown --reference={LEASES} {tmp}; "
+            f"sync {tmp}; trap 'systemctl start {SERVICE}' EXIT; systemctl stop {SERVICE}; "
             f"if [ \"$(sha256sum < {LEASES} | cut -d' ' -f1)\" != {digest} ]; then "
-            f"systemctl start {SERVICE}; echo 'the lease database changed while pruning; "
-            f"run again' >&2; exit 1; fi; "
-            f"cat > {tmp}; chmod --reference={LEASES} {tmp}; "
-            f"chown --reference={LEASES} {tmp}; mv {tmp} {LEASES}; "
-            f"rm -f {LEASES}~; systemctl start {SERVICE}")
+            f"rm -f {tmp}; echo 'the lease database changed while pruning; run again' >&2; "
+            f"exit 1; fi; "
+            f"mv {tmp} {LEASES}; rm -f {LEASES}~")
         names = ", ".join(f"{le.ip} ({le.mac or '?'}"
                           f"{', ' + le.hostname if le.hostname else ''})" for le in stale)
         return [Change(f"prune {len(stale)} stale lease(s): {names}",

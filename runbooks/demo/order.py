@@ -68,7 +68,7 @@ ORDER: tuple[Entry, ...] = (
     Entry("k3s", converge="runbooks.k3s.plan:RUNBOOK", check="runbooks.k3s.health",
           scratch="runbooks.k3s.reset:UNINSTALL"),
     Entry("microk8s", converge="runbooks.microk8s.plan:RUNBOOK",
-          scratch="runbooks.microk8s.plan:RESET"),
+          check="runbooks.microk8s.health", scratch="runbooks.microk8s.plan:RESET"),
     Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK",   # LoadBalancer IPs over BGP
           check="runbooks.metallb.demo_hooks"),
     Entry("router", converge="runbooks.router.plan:RUNBOOK",     # ... learned by the router

@@ -163,7 +163,7 @@ def rehearse(c: Context, inventory: str | None = None, host: str | None = None,
     run demo.reset.
     """
     inv = load_inventory_or_exit(c, inventory)
-    if inv.lab is None:
+    if "lab" not in inv.sections:
         raise Exit(f"{inv.path}: demo.rehearse runs on a virtual lab inventory (one with a "
                    "`lab:` section, like hosts/lab.yaml); on a real site run "
                    "`inv demo.reset`", code=2)

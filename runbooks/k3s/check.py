@@ -17,6 +17,7 @@ from runbooks.common.kubectl import node_status
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan
+from runbooks.core.steps.system import unit_active
 from runbooks.k3s import config as cfg
 from runbooks.k3s.plan import cluster_of, registry_endpoint
 
@@ -41,7 +42,7 @@ def _json(text: str) -> Any:
 class NodeHealth(Health):
     def __init__(self, ctx: HostContext, version: str, unit: str, endpoint: str | None) -> None:
         commands = {"version": f"{cfg.BINARY} --version",
-                    "active": f"systemctl is-active {shlex.quote(unit)}"}
+                    "active": unit_active(unit).command}
         if endpoint:
             commands["mirror"] = f"cat {shlex.quote(f'{CERTS}/{endpoint}/hosts.toml')}"
         super().__init__(ctx, f"Check k3s on {ctx.host.name}", commands)
@@ -51,7 +52,7 @@ class NodeHealth(Health):
         words = facts["version"].out.split()
         running = words[2] if facts["version"].ok and len(words) > 2 else "no k3s binary"
         out = [(running == self.version, f"version {running} (pinned {self.version})"),
-               (facts["active"].out.strip() == "active",
+               (unit_active(self.unit).read(facts, "active") == "active",
                 f"{self.unit} {facts['active'].out.strip() or 'unknown'}")]
         if self.endpoint:
             mirror = facts["mirror"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from runbooks.common.kube_cluster import AGENT, SERVER
 from runbooks.common.kubectl import node_status
+from runbooks.core.steps.system import unit_active
 from runbooks.k3s import config as cfg
 
 ROLES = (SERVER, AGENT)
@@ -25,7 +26,7 @@ class Check:
 
 def facts(host: Any, inventory: Any) -> dict[str, str]:
     out = {"k3s/version": f"{cfg.BINARY} --version",
-           "k3s/active": f"systemctl is-active {cfg.unit_name(host)}"}
+           "k3s/active": unit_active(cfg.unit_name(host)).command}
     cluster = getattr(inventory, "sections", {}).get("cluster")
     if cluster is not None and host.name == cluster.first_server:
         out["k3s/nodes"] = "k3s kubectl get nodes -o json"
@@ -39,7 +40,7 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     running = words[2] if len(words) > 2 else "none"
     pinned = cluster.version if cluster is not None else "?"
     yield Check("k3s version", running == pinned, f"{running} (pinned {pinned})")
-    state = found["k3s/active"].out.strip() or "unknown"
+    state = unit_active(cfg.unit_name(host)).read(found, "k3s/active")
     yield Check(f"{cfg.unit_name(host)} active", state == "active", state)
     if "k3s/nodes" in found and cluster is not None:
         try:

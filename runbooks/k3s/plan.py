@@ -214,10 +214,15 @@ class JoinToken(Step):
 def ready_plan(ctx: HostContext) -> Plan:
     """On the first server: every node Ready, then the kubeconfig merged locally."""
     cluster = cluster_of(ctx.inventory)
-    nodes = {n: cfg.unit_name(ctx.inventory.hosts[n]) for n in cluster.nodes}
+    # a node that failed or was lost in this run is reported on its own row: not waited for
+    so_far = ctx.options.get("run_so_far")
+    lost = {name for name, r in getattr(so_far, "hosts", {}).items() if not r.status.good}
+    nodes = {n: cfg.unit_name(ctx.inventory.hosts[n]) for n in cluster.nodes if n not in lost}
     plan = Plan()
     failed = ctx.options.get("shared", {}).get("failed")
     plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180)), failed=failed))
+    if lost:
+        ctx.log(f"not waiting for {', '.join(sorted(lost))}: failed earlier in this run")
     path = ctx.options.get("kubeconfig_path", "default")
     if path == "default":
         from runbooks.common.kubeconfig import kubeconfig_path

@@ -33,6 +33,7 @@ from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
 from runbooks.core.steps.files import SECRET_DIFF, write_command
+from runbooks.core.steps.system import unit_active, unit_enabled
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
@@ -121,16 +122,17 @@ class Started(Step):
         self.started_now = False
 
     def facts(self) -> Mapping[str, str]:
-        u = shlex.quote(self.unit)
-        return {"enabled": f"systemctl is-enabled {u}", "active": f"systemctl is-active {u}"}
+        return {"enabled": unit_enabled(self.unit).command,
+                "active": unit_active(self.unit).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         u = shlex.quote(self.unit)
         changes = []
-        if facts["enabled"].out.strip() != "enabled":
+        if unit_enabled(self.unit).read(facts, "enabled") != "enabled":
             changes.append(Change(f"enable {self.unit}", (Action(
                 f"systemctl daemon-reload && systemctl enable {u}"),)))
-        if facts["active"].out.strip() not in ("active", "activating", "reloading"):
+        if unit_active(self.unit).read(facts, "active") not in ("active", "activating",
+                                                                 "reloading"):
             self.started_now = True
             changes.append(Change(f"start {self.unit}", (Action(
                 f"systemctl daemon-reload && systemctl reset-failed {u} 2>/dev/null; "

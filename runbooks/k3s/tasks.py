@@ -127,6 +127,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
                "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)}
 
     def next_phases(so_far: Any) -> list[Any]:
+        options["run_so_far"] = so_far  # the readiness wait skips nodes that failed in it
         first_result = so_far.hosts.get(first.name)
         upgrading = first_result is not None and upgraded(first_result)
         if not upgrading:  # the first server waits for the others while they converge

@@ -1,8 +1,9 @@
 """Lab access for the engine: which key, known_hosts and user reach the virtual lab.
 
 Import cost is stdlib plus two small engine modules. The CLI layer plugs the lab into the
-engine with :func:`plug_in`; the engine then asks :func:`provider` before it opens any
-connection to an inventory that has a ``lab:`` section. The answer is decided from local
+engine with :func:`plug_in` (its inventory keys, runbooks/lab/schema.py, and its access); the
+engine then asks :func:`provider` before it opens any connection to an inventory that has a
+``lab:`` section. The answer is decided from local
 state only (the lab's state file and the management bridge), so no packet is sent when the
 lab is down: :class:`LabNotRunning` is one of the engine's usage errors (exit 2).
 """
@@ -99,12 +100,16 @@ def lab_access(inventory: Any) -> LabAccess:
 
 def provider(inventory: Any) -> engine_access.Access | None:
     """The engine's access for a lab inventory (None for any other inventory)."""
-    if getattr(inventory, "lab", None) is None:
+    if getattr(inventory, "sections", {}).get("lab") is None:
         return None
     found = lab_access(inventory)  # raises LabNotRunning, sending no packet
     return engine_access.Access(key_filename=found.key_filename, known_hosts=found.known_hosts)
 
 
 def plug_in() -> None:
-    """Let the engine reach the virtual lab's hosts (called by the CLI layer, tasks.py)."""
+    """Let inventories describe the virtual lab (its `lab:` keys) and the engine reach its
+    hosts (called by the CLI layer, tasks.py)."""
+    from runbooks.core.inventory_schema import declare_from
+
+    declare_from("runbooks.lab.schema")  # imported with the first inventory read
     engine_access.plug_in(provider)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.lab.access import bridge_name, lab_id
+from runbooks.lab.schema import host_lab, lab_of
 
 DEFAULT_MANAGEMENT = "10.231.0.0/24"
 DEFAULT_UPSTREAM = "10.231.1.0/24"
@@ -118,7 +119,7 @@ def make_plan(inventory: Any) -> LabPlan:
     site = str(_get(inventory, "site", "lab"))
     raw_path = _get(inventory, "path")
     path = str(Path(raw_path).resolve()) if raw_path else "?"
-    lab = _get(inventory, "lab")
+    lab = lab_of(inventory)
     if lab is None:
         raise PlanError(f"{path}: no top-level `lab:` section; add lab.management, "
                         "lab.upstream (see hosts/lab.yaml)")
@@ -138,7 +139,7 @@ def make_plan(inventory: Any) -> LabPlan:
     client_guests: list[GuestPlan] = []
     hosts = _get(inventory, "hosts", {}) or {}
     for index, (name, host) in enumerate(hosts.items()):
-        hlab = _get(host, "lab")
+        hlab = host_lab(host)
         kind = str(_get(hlab, "kind", "systemd") or "systemd")
         if kind not in ("systemd", "chroot"):
             raise PlanError(f"{path}: hosts.{name}.lab.kind is {kind!r}; use systemd or chroot")

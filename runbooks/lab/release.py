@@ -14,6 +14,10 @@ It also answers like MetalLB's repository files for ``inv metallb.fetch``:
 ``/metallb/<version>/config/manifests/metallb-native.yaml`` is the lab's MetalLB manifest
 double (runbooks/lab/doubles/metallb/) with its images tagged ``<version>``.
 
+And like a mirror of `snap download microk8s` results for ``inv microk8s.fetch``:
+``/microk8s/<track>/<risk>/{SHA256SUMS, microk8s_<rev>.snap, microk8s_<rev>.assert}`` from
+runbooks/lab/doubles/microk8s/snapfiles.py.
+
 ``--tamper NAME`` serves NAME with changed bytes but the checksums of the real ones (the
 tests' refusal case). Every request is logged to ``--log`` as ``METHOD PATH STATUS``.
 Run: ``python3 -m runbooks.lab.release --listen 127.0.0.1:18231 --log FILE``.
@@ -55,6 +59,15 @@ def metallb_asset(parts: list[str]) -> bytes | None:
             or parts[3] != "metallb-native.yaml" or not _METALLB_VERSION.match(parts[0]):
         return None
     return METALLB_DOUBLE.read_text().replace(":v0.14.9", f":{parts[0]}").encode()
+
+
+def microk8s_asset(parts: list[str]) -> bytes | None:
+    """``<track>/<risk>/<name>`` under ``/microk8s/``: the snap download doubles."""
+    from runbooks.lab.doubles.microk8s.snapfiles import files
+
+    if len(parts) != 3:
+        return None
+    return (files(f"{parts[0]}/{parts[1]}") or {}).get(parts[2])
 
 
 def binary(version: str) -> bytes:
@@ -158,6 +171,8 @@ class ReleaseHandler(BaseHTTPRequestHandler):
         parts = [unquote(p) for p in self.path.split("?")[0].strip("/").split("/")]
         if parts and parts[0] == "metallb":
             data = metallb_asset(parts[1:])
+        elif parts and parts[0] == "microk8s":
+            data = microk8s_asset(parts[1:])
         else:
             data = asset(parts[-2], parts[-1]) if len(parts) >= 2 else None
         if data is not None and parts[-1] in self.tamper:

@@ -17,7 +17,7 @@ def _inventory(c: Context, path: str | None) -> Any:
     from runbooks.core.cli import load_inventory_or_exit
 
     inv = load_inventory_or_exit(c, path)
-    if inv.lab is None:
+    if "lab" not in inv.sections:
         raise Exit(f"{inv.path}: no top-level `lab:` section, so it describes real machines; "
                    "use a lab inventory such as hosts/lab.yaml", code=2)
     return inv

@@ -60,10 +60,13 @@ def launch_yaml(cluster: Microk8sCluster, registry: str | None) -> str:
                                        default_flow_style=False, sort_keys=False)
 
 
+def stamp_command() -> str:
+    """Record the sha256 of the launch configuration the snap read."""
+    return f"sha256sum < {CONFIG} > {STAMP}"
+
+
 def install_command(cluster: Microk8sCluster) -> str:
-    """Install the snap (it reads the launch configuration) and stamp what it read."""
-    stamp = f"sha256sum < {CONFIG} > {STAMP}"
-    if cluster.offline:
-        return ("set -e; cd /var/cache/greenroom/microk8s; snap ack ./microk8s_*.assert; "
-                f"snap install ./microk8s_*.snap --classic; {stamp}")
-    return f"set -e; snap install microk8s --classic --channel={cluster.channel}; {stamp}"
+    """Install the snap from the store's channel (it reads the launch configuration) and
+    stamp what it read; the offline install is runbooks.microk8s.offline's."""
+    return (f"set -e; snap install microk8s --classic --channel={cluster.channel}; "
+            f"{stamp_command()}")

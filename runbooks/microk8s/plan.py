@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Action, Change, Command, File, Plan, Step, StepFailed, Verify
 from runbooks.microk8s import config as cfg
+from runbooks.microk8s.board import board_steps
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
@@ -39,6 +41,19 @@ if TYPE_CHECKING:
 DONE = (Action(":"),)  # a change made while planning (on the seed, or on this machine)
 CLUSTERED = "/var/snap/microk8s/current/var/lock/clustered.lock"
 JOIN_PORT = 25000
+JOIN_TIMEOUT = 900
+TOKENS = "/var/snap/microk8s/current/credentials/cluster-tokens.txt"
+# On the seed: the token read from stdin (TOKEN/CHECK) removed from the cluster's token file
+# if a failed join left it there; shell builtins only, so it is in no process's argv.
+REVOKE = f"""f={TOKENS}; n=$f.greenroom; found=
+IFS= read -r t; t=${{t%%/*}}
+[ -n "$t" ] && [ -f "$f" ] || exit 0
+(umask 077; : > "$n")
+while IFS= read -r l || [ -n "$l" ]; do
+  case "$l" in "$t"|"$t|"*) found=1 ;; *) printf '%s\\n' "$l" >> "$n" ;; esac
+done < "$f"
+if [ -n "$found" ]; then mv "$n" "$f"; echo revoked; else rm -f "$n"; fi
+"""
 SEED_WAIT = 180.0
 INSPECT_KEEP = ("FAIL", "fail", "error", "Error", "WARN", "Inspection report", "tarball")
 
@@ -78,11 +93,20 @@ def node_plan(ctx: HostContext) -> Plan:
     q = shlex.quote
     timeout = int(ctx.options.get("timeout", 120))
     plan = Plan()
+    plan.add(*board_steps(ctx, cluster))
     plan.add(File(cfg.CONFIG, cfg.launch_yaml(cluster, registry_of(ctx.inventory)),
                   mode="644"))
-    source = "offline cache" if cluster.offline else cluster.channel
-    plan.add(Command(f"Install the microk8s snap ({source})",
-                     cfg.install_command(cluster), unless="snap list microk8s >/dev/null 2>&1"))
+    install, source = cfg.install_command(cluster), cluster.channel
+    if cluster.offline:
+        from runbooks.microk8s import offline
+
+        pinned = offline.pinned_files(ctx.inventory, cluster, ctx.check)
+        for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
+            plan.add(offline.Pushed(name, local, pinned.digests[name]))
+        install = offline.install_command(pinned.revision, cfg.stamp_command())
+        source = f"{cluster.channel} revision {pinned.revision}, pinned, from this machine"
+    plan.add(Command(f"Install the microk8s snap ({source})", install,
+                     unless="snap list microk8s >/dev/null 2>&1"))
     plan.add(Command("Apply the launch configuration to the installed snap",
                      f'set -e; snap set microk8s config="$(cat {cfg.CONFIG})"; '
                      f"sha256sum < {cfg.CONFIG} > {cfg.STAMP}",
@@ -100,6 +124,10 @@ def node_plan(ctx: HostContext) -> Plan:
     plan.add(Ready(ctx, timeout))
     if ctx.host.name == cluster.seed:
         plan.add(Addons(cluster))
+        if cluster.ingress_service:
+            from runbooks.microk8s.ingress import IngressService
+
+            plan.add(IngressService(cluster.ingress_address))
         path = ctx.options.get("kubeconfig_path", "default")
         if path == "default":
             path = kubeconfig_path(None)
@@ -228,21 +256,55 @@ class Joined(Step):
         if self.ctx.check:
             return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh token",
                                      (Action("(token from the seed)"),))]
-        issued = seed.run("microk8s add-node --token-ttl 600 --format json")
+        with _join_lock(self.cluster.seed):  # one join at a time: one dqlite change each
+            self._join(seed, leave)
+        return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh single-use "
+                                 f"token ({'worker' if self.worker else 'control plane'})",
+                                 DONE)]
+
+    def _join(self, seed: Any, leave: str) -> None:
+        """Issue a single-use token on the seed, join with it, revoke it if still unused.
+
+        The token reaches the node on stdin (never in a command line we send). The real
+        `microk8s join` takes it only as its argument, so it is in that process's argv on
+        the joining node while the join runs; single-use (no --token-ttl: a token with a
+        TTL can be reused until it expires), it is worthless once the seed accepted it,
+        and revoked on the seed when the join failed before using it.
+        """
+        issued = seed.run("microk8s add-node --format json")
         try:
             token = str(json.loads(issued.stdout)["token"]) if issued.ok else ""
         except (ValueError, KeyError, TypeError):
             token = ""
-        if not token:
-            raise StepFailed(f"`microk8s add-node` on {self.cluster.seed} gave no token: "
-                             f"{secrets.mask(issued.stderr.strip())}")
         secrets.register(token)
+        secrets.register(token.partition("/")[0])
+        if not token.partition("/")[0]:
+            raise StepFailed(f"`microk8s add-node` on {self.cluster.seed} gave no token: "
+                             f"{secrets.mask((issued.stderr or issued.stdout).strip())}")
         address = self.cluster.addresses[self.cluster.seed]
-        command = (f'set -e; {leave}t=$(cat); microk8s join "{address}:{JOIN_PORT}/$t"'
+        command = (f'set -e; {leave}IFS= read -r t; microk8s join "{address}:{JOIN_PORT}/$t"'
                    f"{' --worker' if self.worker else ''}")
-        return changes + [Change(f"{leave}join {self.cluster.seed} with a fresh token "
-                                 f"({'worker' if self.worker else 'control plane'})",
-                                 (Action(command, stdin=token + "\n"),))]
+        try:
+            done = self.ctx.session.run(command, stdin=token + "\n", timeout=JOIN_TIMEOUT)
+        finally:
+            revoke = seed.run(REVOKE, stdin=token + "\n")
+        if not done.ok:
+            said = secrets.mask((done.stderr.strip() or done.stdout.strip())[-600:])
+            raise StepFailed(f"`microk8s join` to {self.cluster.seed} failed: {said}\n"
+                             f"`microk8s inspect` on {self.ctx.host.name} says:\n"
+                             f"{inspect_lines(self.ctx.session)}")
+        if not revoke.ok:
+            raise StepFailed(f"could not check that the join token is gone on "
+                             f"{self.cluster.seed}: {secrets.mask(revoke.stderr.strip())}")
+
+
+_JOIN_LOCKS: dict[str, threading.Lock] = {}
+_JOIN_LOCKS_GUARD = threading.Lock()
+
+
+def _join_lock(seed: str) -> threading.Lock:
+    with _JOIN_LOCKS_GUARD:
+        return _JOIN_LOCKS.setdefault(seed, threading.Lock())
 
 
 class KubeconfigMerged(Step):
@@ -330,6 +392,45 @@ class NodesReady(Verify):
         return []
 
 
+def parse_ha(text: str) -> str | None:
+    """`high-availability: yes|no` of `microk8s status` (None when it does not say)."""
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == "high-availability":
+            return value.strip()
+    return None
+
+
+def ha_expected(cluster: Microk8sCluster) -> bool:
+    """dqlite is highly available with three control-plane nodes or more."""
+    return len(cluster.nodes) - len(cluster.workers) >= 3
+
+
+class HighAvailability(Verify):
+    """On the seed node: `high-availability: yes` when the inventory has three control-plane
+    nodes or more (fewer: `no` is what microk8s says, and fine)."""
+
+    def __init__(self, cluster: Microk8sCluster, log: Any) -> None:
+        self.cluster, self.log = cluster, log
+        voters = len(cluster.nodes) - len(cluster.workers)
+        self.name = (f"high availability ({voters} control-plane node"
+                     f"{'s' if voters != 1 else ''}: {'yes' if ha_expected(cluster) else 'no'}"
+                     " expected)")
+
+    def facts(self) -> Mapping[str, str]:
+        return {"status": "microk8s status"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        said = parse_ha(facts["status"].out) if facts["status"].ok else None
+        self.log(f"high-availability: {said or 'unknown'}")
+        if ha_expected(self.cluster) and said != "yes":
+            raise StepFailed(f"high-availability is {said or 'unknown'} with "
+                             f"{len(self.cluster.nodes) - len(self.cluster.workers)} "
+                             "control-plane nodes: a node may be joining or gone; run "
+                             "`inv microk8s` and see `microk8s status` on the seed")
+        return []
+
+
 class AddonsEnabled(Verify):
     """On the seed node: every addon of the inventory enabled."""
 
@@ -353,7 +454,8 @@ def check_plan(ctx: HostContext) -> Plan:
     cluster = cluster_of(ctx.inventory)
     plan = Plan().add(Held(), Ready(ctx, int(ctx.options.get("timeout", 30))))
     if ctx.host.name == cluster.seed:
-        plan.add(NodesReady(cluster), AddonsEnabled(cluster))
+        plan.add(NodesReady(cluster), AddonsEnabled(cluster),
+                 HighAvailability(cluster, ctx.log))
     return plan
 
 

@@ -2,7 +2,8 @@
 against surprise snap refreshes; kubeconfig on this machine.
 
 `inv microk8s` converges the nodes (role microk8s, the first is the seed node),
-`inv microk8s.check` reads their health, `inv microk8s.reset` removes microk8s.
+`inv microk8s.check` reads their health, `inv microk8s.reset` removes microk8s,
+`inv microk8s.fetch` pins and caches the snap for an offline install.
 """
 
 from __future__ import annotations
@@ -71,6 +72,52 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
         raise failed
 
 
+@task(help={"inventory": "Inventory file (default: invoke.yaml's greenroom.inventory).",
+            "update": "Re-pin the channel to the revision it offers now (after reading the "
+                      "release notes); without it a channel that moved on is refused.",
+            "check": "Only say whether the cache holds the pinned files; download nothing."})
+def fetch(c: Context, inventory: str | None = None, update: bool = False,
+          check: bool = False) -> None:
+    """Download the channel's microk8s snap and assertion, pin them, keep them in the cache.
+
+    From cluster.source (a mirror of `snap download` results) or else `snap download
+    microk8s --channel=<channel>` on this machine (needs snapd and internet). The snap is
+    checked against its assertion's SHA3-384 and both files against
+    <inventory>.microk8s.lock (the first fetch pins them: commit the lock). The offline
+    install (cluster.offline: true) pushes them from this cache to the nodes.
+    Example: inv microk8s.fetch -i hosts/lab-microk8s.yaml
+    """
+    from pathlib import Path
+
+    from runbooks.core.steps import StepFailed
+    from runbooks.microk8s import fetch as fetching
+    from runbooks.microk8s.plan import cluster_of
+
+    inv = load_inventory_or_exit(c, inventory)
+    try:
+        cluster = cluster_of(inv)
+    except StepFailed as exc:
+        raise Exit(str(exc), code=2) from None
+    try:
+        lock = fetching.Lock.read(fetching.lock_path(Path(inv.path)))
+        if check:
+            have = fetching.cached(cluster.channel, lock)
+            if have is None:
+                raise Exit(f"microk8s {cluster.channel}: the cache lacks the pinned files "
+                           f"(or {lock.path.name} pins none): run `inv microk8s.fetch`", code=1)
+            got = have
+        else:
+            got = fetching.fetch(cluster.channel, cluster.source, lock, update=update)
+    except fetching.FetchError as exc:
+        raise Exit(f"microk8s.fetch: {exc}", code=1) from None
+    words = {"cached": "already cached, matches the lock",
+             "downloaded": "downloaded, matches the lock",
+             "pinned": f"downloaded and pinned in {lock.path} (commit the lock)"}
+    print(f"microk8s {cluster.channel} revision {got.revision}: {words[got.how]}")
+    for name, path in sorted(got.files.items()):
+        print(f"  {path}  sha256 {got.digests[name]}")
+
+
 def _runbook(name: str):  # noqa: ANN202 - a Runbook, imported when run
     from runbooks.microk8s import plan
 
@@ -93,3 +140,4 @@ ns = Collection("microk8s")
 ns.add_task(converge)
 ns.add_task(reset)
 ns.add_task(check)
+ns.add_task(fetch)

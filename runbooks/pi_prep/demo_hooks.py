@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runbooks.core.facts import FactResult
-from runbooks.pi_prep.facts import memory_cgroup_enabled, parse_proc_swaps
+from runbooks.core.steps.system import unit_active
+from runbooks.pi_prep.facts import CGROUP_CONTROLLERS, PROC_CGROUPS, SWAPS, memory_cgroup_enabled
 from runbooks.pi_prep.fstab import swap_entries
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 FIX = "inv demo.reset (runs pi-prep)"
+DPHYS_ACTIVE = unit_active("dphys-swapfile")
 
 
 @dataclass(frozen=True)
@@ -31,18 +33,19 @@ class _Check:
     roles = ("pi",)
 
     def facts(self, host: Host, inventory: Inventory) -> dict[str, str]:
-        return {"pi.cgroups": "cat /proc/cgroups",
-                "pi.controllers": "cat /sys/fs/cgroup/cgroup.controllers",
-                "pi.swaps": "cat /proc/swaps",
-                "pi.dphys": "systemctl is-active dphys-swapfile",
+        return {"pi.cgroups": PROC_CGROUPS.command,
+                "pi.controllers": CGROUP_CONTROLLERS.command,
+                "pi.swaps": SWAPS.command,
+                "pi.dphys": DPHYS_ACTIVE.command,
                 "pi.fstab": "cat /etc/fstab"}
 
     def evaluate(self, host: Host, inventory: Inventory,
                  facts: Mapping[str, FactResult]) -> list[Prerequisite]:
-        memory = memory_cgroup_enabled(facts["pi.cgroups"].out, facts["pi.controllers"].out)
-        active = parse_proc_swaps(facts["pi.swaps"].out) if facts["pi.swaps"].ok else ()
+        memory = memory_cgroup_enabled(PROC_CGROUPS.read(facts, "pi.cgroups"),
+                                       CGROUP_CONTROLLERS.read(facts, "pi.controllers"))
+        active = SWAPS.read(facts, "pi.swaps") or ()
         sources = [f"active: {', '.join(s.name for s in active)}"] if active else []
-        if facts["pi.dphys"].out.strip() == "active":
+        if DPHYS_ACTIVE.read(facts, "pi.dphys") == "active":
             sources.append("dphys-swapfile running")
         lines = swap_entries(facts["pi.fstab"].out if facts["pi.fstab"].ok else "")
         if lines:

@@ -12,13 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from runbooks.common.facts import CONTAINERD_INSTALLED
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.system import dpkg_status
 
 FIRMWARE_CMDLINE = "/boot/firmware/cmdline.txt"
 LEGACY_CMDLINE = "/boot/cmdline.txt"
 GRUB_DEFAULT = "/etc/default/grub"
 SWAP_PACKAGES = ("dphys-swapfile", "zram-config", "zram-tools", "systemd-zram-generator")
+
+# the named facts several parts of pi-prep read (steps, the reboot check, demo.check)
+SWAPS: Fact[tuple[SwapEntry, ...] | None] = Fact(
+    "swaps", "cat /proc/swaps", lambda r: parse_proc_swaps(r.out) if r.ok else None)
+PROC_CGROUPS: Fact[str] = Fact("cgroups", "cat /proc/cgroups", lambda r: r.out if r.ok else "")
+CGROUP_CONTROLLERS: Fact[str] = Fact("controllers", "cat /sys/fs/cgroup/cgroup.controllers",
+                                     lambda r: r.out if r.ok else "")
 
 FACT_COMMANDS: dict[str, str] = {
     "os_release": "cat /etc/os-release",
@@ -29,7 +36,7 @@ FACT_COMMANDS: dict[str, str] = {
     "firmware_cmdline": f"[ -f {FIRMWARE_CMDLINE} ]",
     "legacy_cmdline": f"head -c 400 {LEGACY_CMDLINE}",
     "grub": f"[ -f {GRUB_DEFAULT} ]",
-    "swaps": "cat /proc/swaps",
+    "swaps": SWAPS.command,
     "swap_packages": dpkg_status(SWAP_PACKAGES).command,
     "containerd": CONTAINERD_INSTALLED.command,
     "iptables": "iptables --version",
@@ -211,7 +218,7 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
         board=board,
         boot=boot,
         cmdline_path=path,
-        swaps=parse_proc_swaps(facts["swaps"].out) if facts["swaps"].ok else (),
+        swaps=SWAPS.read(facts) or (),
         swap_packages=tuple(p for p in SWAP_PACKAGES if packages.installed(p)),
         containerd=CONTAINERD_INSTALLED.read(facts, "containerd"),
         iptables=parse_iptables_variant(iptables.out) if iptables.ok else "unknown",

@@ -19,13 +19,17 @@ from runbooks.common.reboot import reboot_handler as common_reboot_handler
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Change, Handler, Step, StepFailed
 from runbooks.pi_prep.cmdline import CGROUP_ARGS
-from runbooks.pi_prep.facts import memory_cgroup_enabled, missing_arguments
+from runbooks.pi_prep.facts import (
+    CGROUP_CONTROLLERS,
+    PROC_CGROUPS,
+    memory_cgroup_enabled,
+    missing_arguments,
+)
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
 
-CGROUP_FACTS = {"cgroups": "cat /proc/cgroups",
-                "controllers": "cat /sys/fs/cgroup/cgroup.controllers",
+CGROUP_FACTS = {"cgroups": PROC_CGROUPS.command, "controllers": CGROUP_CONTROLLERS.command,
                 "reboot_required": "[ -e /var/run/reboot-required ]"}
 
 class RebootPending(Step):
@@ -40,7 +44,7 @@ class RebootPending(Step):
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         changes = []
-        if not memory_cgroup_enabled(facts["cgroups"].out, facts["controllers"].out):
+        if not memory_cgroup_enabled(PROC_CGROUPS.read(facts), CGROUP_CONTROLLERS.read(facts)):
             changes.append(Change("reboot: the running kernel has the memory cgroup disabled",
                                   reboot=True))
         if facts["reboot_required"].ok:
@@ -56,7 +60,7 @@ def verify_after_reboot(ctx: HostContext, wanted: tuple[str, ...] = CGROUP_ARGS,
 
     facts = gather(ctx.session, {**CGROUP_FACTS, "cmdline": "cat /proc/cmdline"})
     missing = missing_arguments(facts["cmdline"].out, wanted)
-    if not memory_cgroup_enabled(facts["cgroups"].out, facts["controllers"].out):
+    if not memory_cgroup_enabled(PROC_CGROUPS.read(facts), CGROUP_CONTROLLERS.read(facts)):
         detail = (f"its command line lacks {' '.join(missing)}, so the boot loader did not "
                   f"read {where} (on a Pi: is the boot partition mounted where we wrote? "
                   "on GRUB: did update-grub run?)" if missing else

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from runbooks.core.facts import FactResult, file_command, parse_file
 from runbooks.core.steps.base import Action, Change, Command, Step, StepFailed, Verify
 from runbooks.core.steps.system import APT_ENV, Service, dpkg_status
-from runbooks.pi_prep.facts import SWAP_PACKAGES, parse_proc_swaps
+from runbooks.pi_prep.facts import SWAP_PACKAGES, SWAPS
 from runbooks.pi_prep.fstab import swap_entries
 
 DPHYS_SWAPFILE_PATH = ("$( . /etc/dphys-swapfile 2>/dev/null; "
@@ -26,14 +26,12 @@ class SwapOff(Step):
     name = "Ensure no swap is active"
 
     def facts(self) -> Mapping[str, str]:
-        return {"swaps": "cat /proc/swaps"}
+        return {SWAPS.name: SWAPS.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["swaps"].ok:
-            return []
         return [Change(f"swapoff {entry.describe()}",
                        (Action(f"swapoff {shlex.quote(entry.name)}"),))
-                for entry in parse_proc_swaps(facts["swaps"].out)]
+                for entry in SWAPS.read(facts) or ()]
 
 
 class Purged(Step):
@@ -70,9 +68,8 @@ def dphys_swapfile_steps() -> list[Step]:
 def swap_providers(facts: Mapping[str, FactResult]) -> list[str]:
     """What still provides swap now or at the next boot, in words (empty: swap is off)."""
     found = []
-    if facts["swaps"].ok:
-        found += [f"active swap {e.describe()} (see /proc/swaps)"
-                  for e in parse_proc_swaps(facts["swaps"].out)]
+    found += [f"active swap {e.describe()} (see /proc/swaps)"
+              for e in SWAPS.read(facts) or ()]
     fstab = parse_file(facts["fstab"]).content
     found += [f"/etc/fstab line {line.strip()!r}" for line in swap_entries(fstab)]
     states = dpkg_status(SWAP_PACKAGES).read(facts, "packages")
@@ -91,7 +88,7 @@ class VerifySwapOff(Verify):
 
     def facts(self) -> Mapping[str, str]:
         return {
-            "swaps": "cat /proc/swaps",
+            SWAPS.name: SWAPS.command,
             "fstab": file_command("/etc/fstab"),
             "packages": dpkg_status(SWAP_PACKAGES).command,
             "units": "for u in dphys-swapfile zramswap; do "

@@ -53,6 +53,12 @@ def header(ctx: HostContext) -> str:
     return f"written by greenroom (inv router) for {managed_from(ctx.inventory)}"
 
 
+def secret_mode(password: str | None) -> str:
+    """The config's mode: 0600 when it holds the BGP password (only the daemon's user and
+    root read it), else the packages' usual 0640."""
+    return "600" if password is not None else "640"
+
+
 def frr_plan(ctx: HostContext, site: SitePlan, router: Router, password: str | None) -> Plan:
     """FRR: package, bgpd on, validated frr.conf, forwarding; restart or reload on change."""
     conf = frr.render_frr_conf(site, router, header(ctx), password)
@@ -62,7 +68,8 @@ def frr_plan(ctx: HostContext, site: SitePlan, router: Router, password: str | N
         Sysctl("net.ipv4.ip_forward", 1),
         Edit(frr.DAEMONS, frr.daemons_with_bgpd, name="Ensure bgpd=yes in /etc/frr/daemons",
              notify=[RESTART_FRR]),
-        File(frr.CONFIG, conf, mode="640", owner="frr", group="frr", validate=frr.VALIDATE,
+        File(frr.CONFIG, conf, mode=secret_mode(password), owner="frr", group="frr",
+             validate=frr.VALIDATE,
              secret=password is not None, notify=[RELOAD_FRR]),
         Service("frr", enabled=True, running=True),
     )
@@ -77,7 +84,7 @@ def bird_plan(ctx: HostContext, site: SitePlan, router: Router, password: str | 
     plan.add(
         Packages(bird.PACKAGES),
         Sysctl("net.ipv4.ip_forward", 1),
-        File(bird.CONFIG, conf, mode="640", owner="bird", group="bird",
+        File(bird.CONFIG, conf, mode=secret_mode(password), owner="bird", group="bird",
              validate=bird.VALIDATE, secret=password is not None, notify=[RELOAD_BIRD]),
         Service("bird", enabled=True, running=True),
     )

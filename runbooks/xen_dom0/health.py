@@ -3,7 +3,6 @@ plus the fact commands they read)."""
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 
 from runbooks.common.nat import FIREWALLD_RUNTIME_RULES
 from runbooks.core.facts import FactResult
+from runbooks.core.steps.system import unit_active
 from runbooks.xen_dom0.render import DNSMASQ_BASE
 from runbooks.xen_dom0.settings import XenSettings
 from runbooks.xen_dom0.steps import link_command, parse_link, parse_xl_info
@@ -78,8 +78,7 @@ def health_facts(settings: XenSettings) -> dict[str, str]:
     for name in bridges:
         facts[f"link/{name}"] = link_command(name)
     for bridge in settings.private:
-        facts[f"unit/{bridge.name}"] = \
-            f"systemctl is-active {shlex.quote(f'dnsmasq@{bridge.name}.service')}"
+        facts[f"unit/{bridge.name}"] = unit_active(f"dnsmasq@{bridge.name}.service").command
     return facts
 
 
@@ -110,7 +109,8 @@ def evaluate(settings: XenSettings, facts: Mapping[str, FactResult]) -> list[Che
         checks.append(Check(f"bridge {name}", ok, detail))
     listening = facts["udp"].out
     for bridge in settings.private:
-        active = facts[f"unit/{bridge.name}"].out.strip() == "active"
+        active = unit_active(f"dnsmasq@{bridge.name}.service").read(
+            facts, f"unit/{bridge.name}") == "active"
         dhcp = ":67 " in listening or ":67\t" in listening
         dns = f"{bridge.address.ip}:53" in listening
         ok = active and dhcp and dns

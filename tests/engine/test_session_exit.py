@@ -95,3 +95,74 @@ def test_a_command_that_ends_before_our_eof_leaves_the_connection_up(alpha, slow
     CLOSE of it ("ieof packet referred to nonexistent channel"): the flake of demo.reset."""
     assert alpha.run("true", stdin=stdin).rc == 0
     assert alpha.run("echo still here").stdout == "still here\n"
+
+
+def test_threads_asking_for_one_host_at_once_share_one_session(site):
+    """A cluster runbook's nodes all read their first server at the same moment: one
+    connection is opened, and every thread's commands run (no second open of the same
+    connection replacing its transport mid-handshake)."""
+    import threading
+
+    inv = load_inventory(site.inventory)
+    connector = Connector(inv)
+    sessions, errors = [], []
+
+    def ask():
+        try:
+            session = connector.session(inv.hosts["alpha"])
+            sessions.append(session)
+            assert session.run("echo hi").stdout == "hi\n"
+        except Exception as exc:  # noqa: BLE001 - collected, then asserted
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        connector.close_all()
+    assert errors == [] and len(sessions) == 4 and len({id(s) for s in sessions}) == 1
+
+
+def test_more_commands_at_once_than_sshd_serves_wait_for_a_channel(tmp_path):
+    """OpenSSH serves MaxSessions (10) channels at once per connection and refuses the next
+    ("open failed"): demo.check runs every runbook's check of a host at once."""
+    import threading
+    from types import SimpleNamespace
+
+    from tests.support.sshd import keygen, start_sshd
+
+    key = keygen(tmp_path / "id_ed25519")
+    server = start_sshd(tmp_path / "sshd", "127.0.0.4", key, max_sessions=10)
+    (tmp_path / "known_hosts").write_text(server.known_hosts_line())
+    import fabric
+    import paramiko
+
+    from runbooks.core.session import Session
+
+    conn = fabric.Connection(server.address, user="root", port=server.port, connect_kwargs={
+        "key_filename": str(key), "look_for_keys": False, "allow_agent": False})
+    conn.client.load_host_keys(str(tmp_path / "known_hosts"))
+    conn.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    results, errors = [], []
+
+    def run(n: int) -> None:
+        try:
+            results.append(session.run(f"sleep 0.3; echo {n}").stdout)
+        except Exception as exc:  # noqa: BLE001 - collected, then asserted
+            errors.append(repr(exc))
+
+    try:
+        conn.open()
+        session = Session(SimpleNamespace(name="tight", user="root"), conn)
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        conn.close()
+        server.stop()
+    assert errors == [] and sorted(results) == sorted(f"{n}\n" for n in range(16))

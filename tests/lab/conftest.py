@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from runbooks.lab.schema import lab_of
+
 REPO = Path(__file__).resolve().parents[2]
 LAB_INVENTORY = REPO / "hosts" / "lab.yaml"
 
@@ -93,7 +95,7 @@ class LabHandle:
         from runbooks.lab.control import reset
 
         # a DHCP client guest has no SSH to wait for
-        reset(self.inventory, host, wait=host not in self.inventory.lab.clients)
+        reset(self.inventory, host, wait=host not in lab_of(self.inventory).clients)
 
     def upstream_log(self) -> list[str]:
         """Client addresses of every request the upstream HTTP server received."""
@@ -169,6 +171,6 @@ def _leave(inventory: Any, mine: Path) -> None:
 def fresh_lab(lab: LabHandle) -> LabHandle:
     """The session lab with every guest put back to fresh once, for a test module that
     looks at the lab as `lab.up` made it (runbook tests before it may have changed it)."""
-    for name in [*lab.inventory.hosts, *lab.inventory.lab.clients]:
+    for name in [*lab.inventory.hosts, *lab_of(lab.inventory).clients]:
         lab.reset(name)
     return lab

@@ -8,12 +8,19 @@ rp1 and lp0 (agents). In file order:
   controller and the webhook's endpoints, and applies the CRs while the webhook refuses the
   first applies (the double refuses 3 times, then accepts): one run, backoff, no
   failurePolicy change; the demo Service gets a LoadBalancer IP from the pool;
-- a second run changes nothing.
+- a second run changes nothing; `--check` with another pool shows the CR's diff and changes
+  nothing;
+- the speaker double, started on the nodes from the objects read back from the cluster,
+  peers with the router (real FRR, `inv router`); `inv metallb.check` without --address reads
+  the Service's IP from the cluster, sees sessions Established, a route on the router and the
+  page answering from the laptop behind it.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +29,7 @@ import pytest
 from invoke import Context, Exit
 
 from tests.lab.conftest import LAB_INVENTORY
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,3 +167,74 @@ def test_second_run_changes_nothing(lab, site):
     data = report_of(converge, inventory, tmp / "second.json")
     assert data["ok"] is True and changed_steps(data) == {}, json.dumps(data)[-3000:]
     assert stored(lab) == before
+
+
+def test_check_shows_the_pool_diff_and_changes_nothing(lab, site):
+    tmp, inventory = site
+    (tmp / "pool").mkdir(exist_ok=True)
+    changed = tmp / "pool" / "lab.yaml"
+    changed.write_text(inventory.read_text().replace("pools: {default: [192.168.20.0/28]}",
+                                                     "pools: {default: [192.168.20.0/29]}", 1))
+    shutil.copy(tmp / "lab.metallb.lock", tmp / "pool" / "lab.metallb.lock")
+    before = stored(lab)
+    done = inv_task("metallb", "--check", inventory=changed)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "-  - 192.168.20.0/28" in out and "+  - 192.168.20.0/29" in out, out
+    assert "IPAddressPool/default" in out
+    assert stored(lab) == before
+
+
+def run_on(runbook, inventory: Path, names) -> tuple:
+    from runbooks.core.inventory import load_inventory
+    from runbooks.core.runner import run_runbook
+
+    inv = load_inventory(str(inventory))
+    out = io.StringIO()
+    result = run_runbook(runbook, inv, [inv.hosts[n] for n in names], out=out)
+    return result, out.getvalue()
+
+
+def router_state(lab, inventory: Path) -> dict[str, tuple[bool, str]]:
+    """The router's demo.check probe, its facts read in the guest."""
+    from runbooks.core.facts import FactResult
+    from runbooks.core.inventory import load_inventory
+    from runbooks.router import demo_hooks
+
+    inv = load_inventory(str(inventory))
+    edge = inv.hosts["edge"]
+    facts = {}
+    for key, command in demo_hooks.facts(edge, inv).items():
+        done = lab.exec("edge", command)
+        facts[key] = FactResult(done.returncode, done.stdout)
+    return {c.name: (c.ok, c.detail) for c in demo_hooks.evaluate(edge, inv, facts)}
+
+
+def test_speaker_double_from_the_cluster_gives_the_laptop_the_page(lab, site):
+    from runbooks.lab.doubles import bgp_speaker
+    from runbooks.router.plan import RUNBOOK as ROUTER
+
+    tmp, inventory = site
+    result, out = run_on(ROUTER, inventory, ["edge"])
+    assert result.ok, out
+    result, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert result.ok and result.changed > 0, out
+    for node in NODES:
+        assert f"{LB_IP}/32" in sh(lab, node, "ip -4 -o addr show dev lo")
+        assert "neighbor 192.168.10.6 as 64512" in sh(lab, node, "cat /etc/bird/bird.conf")
+    assert wait_until(lambda: router_state(lab, inventory).get(
+        "routes to LoadBalancer IPs") == (True, LB_IP), timeout=30), router_state(lab, inventory)
+    assert all(ok for ok, _ in router_state(lab, inventory).values()), router_state(lab, inventory)
+    hops = sh(lab, "edge", "ip route show proto bgp")
+    assert all(f"via {a}" in hops for a in ("192.168.10.3", "192.168.10.4", "192.168.10.5"))
+    checked = inv_task("metallb.check", inventory=inventory)
+    text = checked.stdout + checked.stderr
+    assert checked.returncode == 0, text
+    assert f"Service greenroom-demo/hello: {LB_IP}" in text
+    assert "session with lp0 (192.168.10.5): Established" in text
+    assert f"route to LoadBalancer IP {LB_IP}" in text and f"http://{LB_IP}/ answers" in text
+    page = sh(lab, "laptop", "python3 -c \"import urllib.request as u; print(u.urlopen("
+                             f"'http://{LB_IP}/', timeout=5).read().decode())\"")
+    assert page.startswith("greenroom demo, served by ")
+    again, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert again.ok and again.changed == 0, out

@@ -28,6 +28,8 @@ INVENTORY = ROOT / "hosts" / "lab-microk8s.yaml"
 NODES = ("mk0", "mk1", "mk2")
 STATE = "/var/snap/microk8s/current/var/greenroom-double/cluster.json"
 CALLS = "/var/log/greenroom-double-microk8s.calls"
+TOKENS = "/var/snap/microk8s/current/credentials/cluster-tokens.txt"
+AGENT = "snap.microk8s.daemon-cluster-agent"
 OTHER = """\
 apiVersion: v1
 kind: Config
@@ -95,8 +97,24 @@ def kubectl(lab, *args: str) -> str:  # noqa: ANN001
 
 
 def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
+    sh(mlab, "mk1", "useradd --create-home ubuntu")  # the image's default user
     result, out = run(mlab)
     assert result.ok, out
+    # the seed's board preparation
+    for name in NODES:
+        assert mlab.exec(name, "id -u ubuntu").returncode == 1
+        assert "sudo" in sh(mlab, name, "id -nG ada").split()
+        assert "(ALL : ALL) NOPASSWD: ALL" in sh(mlab, name, "sudo -l -U ada")
+        assert sh(mlab, name, "cat /home/ada/.ssh/authorized_keys") == \
+            sh(mlab, name, "cat /root/.ssh/authorized_keys")
+        assert sh(mlab, name, "stat -c '%U %a' /home/ada/.ssh").split() == ["ada", "700"]
+        assert sh(mlab, name, "sysctl -n net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables"
+                              " net.bridge.bridge-nf-call-ip6tables").split() == ["1"] * 3
+        assert sh(mlab, name, "cat /etc/sysctl.d/k8s.conf").splitlines() == [
+            "net.ipv4.ip_forward = 1", "net.bridge.bridge-nf-call-iptables = 1",
+            "net.bridge.bridge-nf-call-ip6tables = 1"]
+        assert sh(mlab, name, "cat /etc/modules-load.d/k8s.conf") == "br_netfilter\n"
+    assert mlab.exec("mk1", "test -e /home/ubuntu").returncode == 1
     cluster = mlab.inventory.sections["cluster"]
     wanted = cfg.launch_yaml(cluster, None)
     for name in NODES:
@@ -118,8 +136,15 @@ def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
     state = json.loads(sh(mlab, "mk0", f"cat {STATE}"))
     assert state["nodes"] == {"mk0": {"worker": False}, "mk1": {"worker": False},
                               "mk2": {"worker": True}}
-    assert len(state["tokens"]) == 2 and all(t["used"] for t in state["tokens"].values())
+    assert len(state["tokens"]) == 2, "one token per joining node"
+    assert all(t["ttl"] == -1 for t in state["tokens"].values()), "single-use tokens only"
+    assert sh(mlab, "mk0", f"cat {TOKENS}") == "", "every token used"
     assert set(state["addons"]) == {"dns", "hostpath-storage", "ingress"}
+    ingress = state["services"]["ingress/ingress"]["spec"]
+    assert (ingress["type"], ingress["loadBalancerIP"], ingress["selector"]) == (
+        "LoadBalancer", "192.168.30.240", {"name": "nginx-ingress-microk8s"})
+    assert [(p["name"], p["port"], p["targetPort"]) for p in ingress["ports"]] == [
+        ("http", 80, 80), ("https", 443, 443)]
     assert_no_token_in(out + json.dumps(result.as_report()), mlab)
     assert sorted(kubectl(mlab, "get-contexts", "-o", "name").split()) == ["labmk8s", "work"]
     assert kubectl(mlab, "view", "-o", "jsonpath={.clusters[?(@.name==\"labmk8s\")]"
@@ -148,10 +173,13 @@ def test_half_joined_worker_is_removed_and_joined_again(mlab) -> None:  # noqa: 
 
 def test_join_refuses_wrong_and_used_tokens(mlab) -> None:  # noqa: ANN001
     token = json.loads(sh(mlab, "mk0", "microk8s add-node --format json"))["token"]
+    check = token.partition("/")[2]
     sh(mlab, "mk0", "microk8s remove-node mk1 --force")
     sh(mlab, "mk1", "microk8s leave")
-    wrong = mlab.exec("mk1", "microk8s join 192.168.30.3:25000/" + "0" * 32)
+    wrong = mlab.exec("mk1", f"microk8s join 192.168.30.3:25000/{'0' * 32}/{check}")
     assert wrong.returncode == 1 and "Invalid token" in wrong.stderr
+    other_seed = mlab.exec("mk1", f"microk8s join 192.168.30.3:25000/{token[:32]}/{'0' * 12}")
+    assert other_seed.returncode == 1 and "certificate check failed" in other_seed.stderr
     sh(mlab, "mk1", f"microk8s join 192.168.30.3:25000/{token}")
     sh(mlab, "mk0", "microk8s remove-node mk1 --force")
     sh(mlab, "mk1", "microk8s leave")
@@ -159,6 +187,103 @@ def test_join_refuses_wrong_and_used_tokens(mlab) -> None:  # noqa: ANN001
     assert used.returncode == 1 and "already used" in used.stderr
     result, out = run(mlab)  # mk1 unknown to the seed and not joined: joined again
     assert result.ok and result.changed > 0, out
+
+
+class ArgvSampler:
+    """Every process command line on this machine (the guests' included: their pid
+    namespaces are children of ours), sampled every few milliseconds while a run goes;
+    for the lines holding a 32-hex candidate, the host name of the process's root."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: dict[tuple[int, str], str] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import os
+
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                line = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+                if re.search(r"[0-9a-f]{32}", line) and (int(pid), line) not in self.seen:
+                    try:
+                        where = Path(f"/proc/{pid}/root/etc/hostname").read_text().strip()
+                    except OSError:
+                        where = "?"
+                    self.seen[(int(pid), line)] = where
+            self.samples += 1
+            self._stop.wait(0.005)
+
+    def __enter__(self) -> ArgvSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def test_join_token_is_in_no_argv_but_the_joins_own_and_is_spent_by_then(mlab) -> None:  # noqa: ANN001
+    # mk1 out of the cluster on both sides: the run issues a token and joins it again
+    sh(mlab, "mk0", "microk8s remove-node mk1 --force")
+    sh(mlab, "mk1", "microk8s leave")
+    before = set(issued_tokens(mlab))
+    with ArgvSampler() as sampler:
+        result, out = run(mlab)
+    assert result.ok, out
+    new = set(issued_tokens(mlab)) - before
+    assert len(new) == 1, "one fresh token for mk1"
+    holding = {}
+    for (_pid, line), where in sampler.seen.items():
+        for candidate in re.findall(r"[0-9a-f]{32}", line):
+            if hashlib.sha256(candidate.encode()).hexdigest() in new:
+                holding[line] = (where, candidate)
+    assert holding, f"the join's own argv was never sampled ({sampler.samples} samples)"
+    for line, (where, _token) in holding.items():
+        assert where == "mk1", f"token in a process on {where}: {line}"
+        assert re.search(r"microk8s join 192\.168\.30\.3:25000/[0-9a-f]{32}/[0-9a-f]+$",
+                         line), f"token in a command line that is not the join: {line}"
+        assert not line.startswith(("sh -c", "/bin/sh -c")), line
+    assert "microk8s add-node --format json" in sh(mlab, "mk0", f"cat {CALLS}")
+    assert sh(mlab, "mk0", f"cat {TOKENS}") == ""
+    # what a local observer could read in ps was spent before it could be used
+    token = next(iter(holding.values()))[1]
+    seen_line = next(iter(holding))
+    check = re.search(token + r"/([0-9a-f]+)", seen_line).group(1)  # type: ignore[union-attr]
+    sh(mlab, "mk0", "microk8s remove-node mk1 --force")
+    sh(mlab, "mk1", "microk8s leave")
+    reuse = mlab.exec("mk1", f"microk8s join 192.168.30.3:25000/{token}/{check}")
+    assert reuse.returncode == 1 and "already used" in reuse.stderr, reuse.stderr
+    again, out = run(mlab)
+    assert again.ok, out
+
+
+def test_failed_join_revokes_its_unused_token(mlab) -> None:  # noqa: ANN001
+    sh(mlab, "mk0", "microk8s remove-node mk1 --force")
+    sh(mlab, "mk1", "microk8s leave")
+    sh(mlab, "mk0", f"systemctl stop {AGENT}")  # the seed's cluster agent does not answer
+    try:
+        result, out = run(mlab)
+        assert not result.ok, out
+        assert "`microk8s join` to mk0 failed: Connection failed" in out
+        assert "`microk8s inspect` on mk1 says" in out and "Report tarball is at" in out
+        assert sh(mlab, "mk0", f"cat {TOKENS}") == "", "the unused token is still valid"
+        assert_no_token_in(out + json.dumps(result.as_report()), mlab)
+    finally:
+        sh(mlab, "mk0", f"systemctl reset-failed {AGENT} 2>/dev/null; systemd-run "
+                        f"--unit={AGENT} /usr/bin/python3 "
+                        "/usr/local/lib/greenroom-double/microk8s.py agent")
+    again, out = run(mlab)
+    assert again.ok, out
 
 
 def test_changed_launch_configuration_is_applied_with_snap_set(mlab) -> None:  # noqa: ANN001
@@ -182,3 +307,55 @@ def test_reset_lists_then_removes_everything(mlab) -> None:  # noqa: ANN001
         assert mlab.exec(name, "test -e /var/snap/microk8s").returncode == 1
     again, out = run(mlab, "RESET")
     assert again.changed == 0, out
+
+
+def test_offline_install_from_the_pinned_cache(mlab, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """`inv microk8s.fetch` from the lab's release site (a mirror of `snap download`), then
+    `inv microk8s` with offline: true on the clean nodes: the pinned files pushed from this
+    machine's cache, `snap ack` before `snap install ./microk8s_<rev>.snap`, no store."""
+    import sys
+
+    from runbooks.core.inventory import load_inventory
+    from runbooks.core.runner import run_runbook
+    from runbooks.lab.doubles.microk8s import snapfiles
+    from runbooks.lab.release import URL
+    from runbooks.microk8s import plan
+
+    text = INVENTORY.read_text().replace(
+        "  channel: 1.32/stable\n",
+        f"  channel: 1.32/stable\n  offline: true\n  source: {URL}/microk8s\n")
+    offline = tmp_path / "offline-mk8s.yaml"
+    offline.write_text(text)
+    env = {**__import__("os").environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    inv = [str(Path(sys.executable).with_name("inv")), "microk8s.fetch", "-i", str(offline)]
+    first = subprocess.run(inv, cwd=ROOT, env=env, capture_output=True, text=True)
+    rev = snapfiles.revision("1.32/stable")
+    assert first.returncode == 0 and f"revision {rev}: downloaded and pinned" in first.stdout, \
+        first.stdout + first.stderr
+    second = subprocess.run(inv, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert "already cached, matches the lock" in second.stdout, second.stdout + second.stderr
+    lock = json.loads((tmp_path / "offline-mk8s.microk8s.lock").read_text())
+    assert lock["channels"]["1.32/stable"]["revision"] == rev
+
+    inventory = load_inventory(str(offline))
+
+    def converge() -> tuple:  # noqa: ANN202
+        out = io.StringIO()
+        result = run_runbook(plan.RUNBOOK, inventory, [inventory.hosts[n] for n in NODES],
+                             parallel=3, out=out, options={"timeout": 30,
+                                                           "kubeconfig_path": None})
+        return result, out.getvalue()
+
+    result, out = converge()
+    assert result.ok, out
+    for name in NODES:
+        calls = sh(mlab, name, f"cat {CALLS}").splitlines()
+        ack = max(i for i, c in enumerate(calls) if f"snap ack ./microk8s_{rev}.assert" in c)
+        install = max(i for i, c in enumerate(calls) if " snap install " in c)
+        assert ack < install and f"snap install ./microk8s_{rev}.snap --classic" in \
+            calls[install] and "--channel" not in calls[install], calls
+        listed = sh(mlab, name, "snap list microk8s").splitlines()[1].split()
+        assert listed[2] == rev and listed[3] == "-" and listed[-1] == "classic,held"
+    again, out = converge()
+    assert again.ok and again.changed == 0, out

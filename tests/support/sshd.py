@@ -46,8 +46,10 @@ def keygen(path: Path) -> Path:
     return path
 
 
-def start_sshd(workdir: Path, address: str, client_key: Path) -> SshServer:
-    """Start sshd on `address` accepting `client_key` for root; waits until it listens."""
+def start_sshd(workdir: Path, address: str, client_key: Path,
+               max_sessions: int = 100) -> SshServer:
+    """Start sshd on `address` accepting `client_key` for root; waits until it listens.
+    `max_sessions`: channels at once on one connection (OpenSSH's own default is 10)."""
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     workdir.mkdir(parents=True, exist_ok=True)
     host_key = keygen(workdir / "host_key")
@@ -60,7 +62,8 @@ def start_sshd(workdir: Path, address: str, client_key: Path) -> SshServer:
         f"ListenAddress {address}\nPort {port}\nHostKey {host_key}\n"
         f"AuthorizedKeysFile {authorized}\nPidFile none\nUsePAM no\n"
         "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nStrictModes no\nMaxSessions 100\n"
+        "KbdInteractiveAuthentication no\nStrictModes no\n"
+        f"MaxSessions {max_sessions}\n"
         "MaxStartups 100\nSubsystem sftp internal-sftp\nLogLevel ERROR\n"
     )
     log = workdir / "sshd.log"

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from runbooks.core import converge
+from runbooks.core.apply import Applied
 from runbooks.core.facts import FactResult
 from runbooks.core.results import Status
 from runbooks.core.steps import Action, Change, Composite, Plan, Step, StepFailed, Verify
@@ -63,9 +64,16 @@ class FakeHost:
         self.flag = self.flag or command == "touch /flag"
         return SimpleNamespace(ok=True, rc=0, stdout="", stderr="")
 
+    def run_batch(self, session, actions, commands):
+        """The batch's contract (tested on a real shell in test_engine_steps): actions in
+        order up to the first failure, then the facts when none failed."""
+        rcs = [self.run(a.command, a.stdin).rc for a in actions]
+        return Applied(rcs, [""] * len(rcs), self.gather(session, commands))
+
 
 def converge_plan(plan: Plan, check: bool, host: FakeHost, monkeypatch):
     monkeypatch.setattr(converge, "gather", host.gather)
+    monkeypatch.setattr(converge, "run_batch", host.run_batch)
     events: list[tuple[str, str]] = []
     ctx = SimpleNamespace(host=SimpleNamespace(name="h"), session=host, check=check,
                           options={}, log=lambda text: None)

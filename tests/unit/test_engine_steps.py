@@ -320,3 +320,37 @@ def test_sysctl_key_to_proc_path():
 
     assert sysctl_command("net.ipv4.conf.eth0/100.forwarding") == \
         "cat /proc/sys/net/ipv4/conf/eth0.100/forwarding"
+
+
+@pytest.mark.parametrize("mode,chmod", [("600", False), ("644", False), ("640", False),
+                                        ("755", True), ("2750", True)],
+                         ids=["600", "644", "640", "755-exec", "2750-setgid"])
+def test_write_sets_the_mode_through_the_umask_when_it_can(tmp_path, mode, chmod):
+    target = tmp_path / "t"
+    script = write_command(str(target), "x\n", mode, "root", "root", None)
+    assert ('chmod ' in script) is chmod
+    (tmp_path / ".t.greenroom.stale1").write_text("left by a cut connection")
+    done = subprocess.run(["sh", "-c", script], input="x\n", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{target.stat().st_mode & 0o7777:o}" == mode.lstrip("0")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t"]
+
+
+def test_directories_are_read_by_the_batch_stat(tmp_path):
+    from runbooks.core.facts import dir_command, file_command, gather
+
+    (tmp_path / "d").mkdir(mode=0o750)
+    (tmp_path / "d").chmod(0o750)
+    (tmp_path / "f").write_text("x\n")
+    (tmp_path / "to-d").symlink_to(tmp_path / "d")
+    names = ["d", "f", "to-d", "missing"]
+    commands = {n: dir_command(str(tmp_path / n)) for n in names}
+    commands["file"] = file_command(str(tmp_path / "f"))
+    results = gather(LocalShell(), commands)
+    assert [(n, results[n].rc) for n in names] == [("d", 0), ("f", 1), ("to-d", 0),
+                                                    ("missing", 1)]
+    assert results["d"].out.split()[0] == "750"
+    step = Directory(str(tmp_path / "d"), mode="750", owner=results["d"].out.split()[1],
+                     group=results["d"].out.split()[2])
+    assert step.plan({"dir": results["d"]}) == []
+    assert results["file"].ok  # the file of the same batch still read in full

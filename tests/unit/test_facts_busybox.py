@@ -99,3 +99,39 @@ def test_router_steps_plan_the_same_under_busybox(applets: str,
     assert plans[0] == plans[1]
     assert plans[0][0] == [f"update {files['daemons']}"]
     assert frr.daemons_with_bgpd("bgpd=no\n") == "bgpd=yes\n"
+
+
+@pytest.mark.parametrize("busybox", [True, False], ids=["busybox", "coreutils"])
+def test_batched_file_writes_under_busybox(applets: str, tmp_path: Path, monkeypatch,
+                                           busybox: bool) -> None:
+    """The converger's batch of file writes (runbooks.core.apply) with BusyBox's applets:
+    its sha256sum knows no --status, its sh reads the script from stdin."""
+    from runbooks.core.apply import COMMAND, Batch
+    from runbooks.core.facts import prepare
+    from runbooks.core.steps import Action
+    from runbooks.core.steps import files as file_steps
+
+    monkeypatch.setattr(file_steps, "BACKUP_DIR", str(tmp_path / "backups"))
+    old = tmp_path / "daemons"
+    old.write_text("zebra=no\n")
+    wanted = {"daemons": ("zebra=yes\n", "640"), "new.conf": ("a\nb\n", "644"),
+              "run.sh": ("#!/bin/sh\n", "755")}
+    actions = [Action(file_steps.write_command(str(tmp_path / name), text, mode, "root",
+                                               "root", None), text)
+               for name, (text, mode) in wanted.items()]
+    from runbooks.core.facts import dir_command
+
+    script, parse = prepare({**{name: file_command(str(tmp_path / name)) for name in wanted},
+                             "dir": dir_command(str(tmp_path)), "no dir": dir_command(
+                                 str(tmp_path / "new.conf"))})
+    batch = Batch(actions, script)
+    shell = [BUSYBOX, "sh"] if busybox else ["sh"]
+    path = applets if busybox else os.environ["PATH"]
+    done = ShellSession(shell, path).run(COMMAND, batch.script())
+    rcs, outputs, rest = batch.split(done.stdout)
+    assert rcs == [0, 0, 0], outputs
+    facts = parse(rest)
+    for name, (text, mode) in wanted.items():
+        assert parse_file(facts[name]).content == text and parse_file(facts[name]).mode == mode
+    assert [p.name for p in (tmp_path / "backups").rglob("daemons.*")] != []
+    assert facts["dir"].ok and len(facts["dir"].out.split()) == 3 and not facts["no dir"].ok

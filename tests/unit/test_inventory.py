@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from runbooks.core.inventory import (
-    HostLab,
     InventoryError,
     Problem,
     load_inventory,
     parse_inventory,
 )
+from runbooks.lab.schema import HostLab, host_lab, lab_of
 
 ROOT = Path(__file__).resolve().parents[2]
 FILE = "hosts/test.yaml"
@@ -337,7 +337,8 @@ def test_bad_input_names_key_line_and_fix(edits, key, needle, fragment):
 def test_every_key_the_validator_knows_has_a_bad_input_case():
     """Each top-level, host, vlan and lab key of the schema is exercised by a bad case."""
     from runbooks.core.inventory import TOP_KEYS
-    from runbooks.core.inventory_hosts import HOST_KEYS, HOST_LAB_KEYS, VLAN_KEYS
+    from runbooks.core.inventory_hosts import HOST_KEYS, VLAN_KEYS
+    from runbooks.lab.schema import HOST_LAB_KEYS  # the lab's keys, plugged in (conftest)
 
     tested = set()
     for case in BAD_CASES:
@@ -347,7 +348,7 @@ def test_every_key_the_validator_knows_has_a_bad_input_case():
             tested.add(f"hosts.*.{parts[2]}")
             if len(parts) >= 4 and parts[2] in ("vlan", "lab"):
                 tested.add(f"{parts[2]}.{parts[3]}")
-    wanted = ({*TOP_KEYS} | {f"hosts.*.{k}" for k in HOST_KEYS}
+    wanted = ({*TOP_KEYS, "lab"} | {f"hosts.*.{k}" for k in (*HOST_KEYS, "lab")}
               | {f"vlan.{k}" for k in VLAN_KEYS} | {f"lab.{k}" for k in HOST_LAB_KEYS})
     assert sorted(wanted - tested) == []
     assert len({p.id for p in BAD_CASES}) == len(BAD_CASES)
@@ -433,18 +434,18 @@ def test_lab_inventory_loads():
     assert inv.network.vip == IPv4Address("192.168.10.25")
     assert (inv.registry.host, inv.registry.port, inv.registry.runtime) == (
         "dell", 5001, "package")
-    assert inv.lab.management == IPv4Network("10.231.0.0/24")
-    assert inv.lab.upstream == IPv4Network("10.231.1.0/24")
-    assert inv.lab.clients == ("microvm",)
+    assert lab_of(inv).management == IPv4Network("10.231.0.0/24")
+    assert lab_of(inv).upstream == IPv4Network("10.231.1.0/24")
+    assert lab_of(inv).clients == ("microvm",)
     assert list(inv.hosts) == ["dell", "rp0", "rp1", "lp0", "edge", "laptop"]
-    boots = {name: host.lab.boot for name, host in inv.hosts.items()}
+    boots = {name: host_lab(host).boot for name, host in inv.hosts.items()}
     assert boots == {"dell": None, "rp0": "firmware", "rp1": "legacy", "lp0": "grub",
                      "edge": None, "laptop": None}
-    kinds = {name: host.lab.kind for name, host in inv.hosts.items()}
+    kinds = {name: host_lab(host).kind for name, host in inv.hosts.items()}
     assert kinds == {"dell": "systemd", "rp0": "systemd", "rp1": "systemd", "lp0": "systemd",
                      "edge": "systemd", "laptop": "chroot"}
-    assert inv.hosts["edge"].lab.seed == ("frr-caps",)
-    assert all(IPv4Address(h.address) in inv.lab.management for h in inv.hosts.values())
+    assert host_lab(inv.hosts["edge"]).seed == ("frr-caps",)
+    assert all(IPv4Address(h.address) in lab_of(inv).management for h in inv.hosts.values())
     dell = inv.hosts["dell"]
     assert dell.vlan.name == "eth1.100" and dell.upstream == "eth1"
     assert dell.vlan.address == IPv4Interface("192.168.10.2/25")
@@ -453,7 +454,7 @@ def test_lab_inventory_loads():
 
 def test_demo_inventory_loads():
     inv = load_inventory(ROOT / "hosts/demo.yaml")
-    assert inv.site == "demo" and inv.lab is None
+    assert inv.site == "demo" and lab_of(inv) is None
     assert inv.network.dhcp.dns == (IPv4Address("8.8.8.8"), IPv4Address("8.8.4.4"))
     assert (inv.network.dhcp.default_lease, inv.network.dhcp.max_lease) == (600, 7200)
     assert inv.registry.runtime == "docker" and inv.registry.port == 5001
@@ -465,7 +466,7 @@ def test_demo_inventory_loads():
         host = inv.hosts[name]
         assert host.via == "dell" and host.user == "ubuntu" and host.board == "raspberrypi"
         assert host.vlan.address == IPv4Interface(f"{address}/25")
-        assert host.vlan.name == "eth0.100" and host.lab is None
+        assert host.vlan.name == "eth0.100" and host_lab(host) is None
 
 
 def test_defaults_apply():
@@ -475,9 +476,9 @@ def test_defaults_apply():
     assert (rp1.user, rp1.port) == ("ubuntu", 2222)
     assert dell.vlan.address == IPv4Interface("192.168.10.2/25")  # from network.gateway
     assert rp0.vlan.name == "eth0.100" and rp0.vlan.managed is True
-    assert dell.lab == HostLab("systemd", None, ())
-    assert rp0.lab == HostLab("chroot", "firmware", ("dphys-swapfile",))
-    assert rp1.lab == HostLab("systemd", "grub", ())  # board lepotato -> grub
+    assert host_lab(dell) == HostLab("systemd", None, ())
+    assert host_lab(rp0) == HostLab("chroot", "firmware", ("dphys-swapfile",))
+    assert host_lab(rp1) == HostLab("systemd", "grub", ())  # board lepotato -> grub
     assert rp1.vars == {"rng_tools": False} and dell.vars == {}
     assert rp1.roles == ("pi", "microk8s")
 
@@ -490,7 +491,7 @@ def test_defaults_without_optional_sections():
                    "registry: {host: dell}\n"),
                   ("defaults: {user: root, port: 22}", "defaults: {user: pi}"))
     inv = parse_inventory(text, FILE)
-    assert inv.lab is None and all(h.lab is None for h in inv.hosts.values())
+    assert lab_of(inv) is None and all(host_lab(h) is None for h in inv.hosts.values())
     assert (inv.network.dhcp.default_lease, inv.network.dhcp.max_lease) == (600, 7200)
     assert inv.network.vip is None
     assert (inv.registry.port, inv.registry.runtime) == (5000, "package")
@@ -500,12 +501,12 @@ def test_defaults_without_optional_sections():
 def test_raspberrypi_boot_defaults_to_firmware_in_lab():
     text = mutate(("lab: {kind: chroot, boot: firmware, seed: [dphys-swapfile]}",
                    "lab: {kind: chroot}"))
-    assert parse_inventory(text, FILE).hosts["rp0"].lab.boot == "firmware"
+    assert host_lab(parse_inventory(text, FILE).hosts["rp0"]).boot == "firmware"
 
 
 def test_lab_clients_default():
     text = mutate(("  clients: [microvm]\n", ""))
-    assert parse_inventory(text, FILE).lab.clients == ("microvm",)
+    assert lab_of(parse_inventory(text, FILE)).clients == ("microvm",)
 
 
 def test_yaml_merge_keys_are_understood():

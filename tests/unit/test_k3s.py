@@ -49,7 +49,7 @@ def read(cluster_yaml: str, hosts: str) -> tuple[Cluster | None, list[str]]:
     from runbooks.core.inventory_network import read_network
 
     plan = read_network(c, data["network"])
-    hosts_read = read_hosts(c, data["hosts"], {"user": "root"}, plan, False)
+    hosts_read = read_hosts(c, data["hosts"], {"user": "root"}, plan, data)
     cluster = read_cluster(c, data.get("cluster"), hosts_read, plan.build())
     return cluster, [str(p) for p in c.problems]
 
@@ -102,7 +102,7 @@ def test_without_vip_the_api_is_the_first_server() -> None:
     from runbooks.core.inventory_network import read_network
 
     plan = read_network(c, parsed["network"])
-    hosts = read_hosts(c, parsed["hosts"], {"user": "root"}, plan, False)
+    hosts = read_hosts(c, parsed["hosts"], {"user": "root"}, plan, parsed)
     cluster = read_cluster(c, parsed["cluster"], hosts, plan.build())
     assert cluster is not None and cluster.api_address == "192.168.10.3"
 
@@ -121,7 +121,7 @@ def hosts_of(text: str) -> dict:
     data, lines, _ = parse_yaml(BASE + text)
     c = Collector("t.yaml", lines)
     return read_hosts(c, data["hosts"], {"user": "root"}, read_network(c, data["network"]),
-                      False)
+                      data)
 
 
 def test_config_of_first_server_and_agent() -> None:

@@ -74,6 +74,11 @@ ONE_DEFINITION = {
     "firewall-cmd --permanent --direct --get-all-rules": "runbooks/common/nat.py",
     "firewall-cmd --state": "runbooks/common/nat.py",
     "containerd --version": "runbooks/common/facts.py",
+    "cat /proc/swaps": "runbooks/pi_prep/facts.py",
+    "cat /proc/cgroups": "runbooks/pi_prep/facts.py",
+    "cgroup.controllers": "runbooks/pi_prep/facts.py",
+    "systemctl is-active {shlex": "runbooks/core/steps/system.py",  # unit_active(unit)
+    "systemctl is-enabled {shlex": "runbooks/core/steps/system.py",  # unit_enabled(unit)
 }
 
 
@@ -82,3 +87,49 @@ def test_a_shared_fact_command_is_written_once(command):
     where = sorted(str(p.relative_to(RUNBOOKS.parent)) for p in RUNBOOKS.rglob("*.py")
                    if "runbooks/lab/" not in str(p) and command in p.read_text())
     assert where == [ONE_DEFINITION[command]]
+
+
+def test_core_knows_nothing_of_the_lab_also_in_data():
+    """The lab's inventory keys are declared by the lab (runbooks/lab/schema.py), not core."""
+    from runbooks.core import inventory, inventory_hosts, inventory_model, inventory_schema
+
+    assert "lab" not in inventory.TOP_KEYS and "lab" not in inventory_hosts.HOST_KEYS
+    assert "lab" not in inventory_schema.CORE_SECTIONS + inventory_schema.CORE_HOST_KEYS
+    assert not [name for name in vars(inventory_model) if "lab" in name.lower()]
+    assert "lab" not in {f.name for f in __import__("dataclasses").fields(inventory_model.Host)}
+
+
+def test_without_the_lab_plugged_in_a_lab_inventory_is_refused():
+    """A process that has not plugged the lab in (no tasks.py, no tests/conftest.py) reads
+    `lab:` as an unknown key, named with file and line."""
+    import subprocess
+    import sys
+
+    code = ("from runbooks.core.inventory import load_inventory, InventoryError\n"
+            "try:\n    load_inventory('hosts/lab.yaml')\n"
+            "except InventoryError as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=RUNBOOKS.parent,
+                          capture_output=True, text=True, check=True)
+    assert "hosts/lab.yaml:" in done.stdout and "unknown key 'lab'" in done.stdout, done.stdout
+
+
+def test_a_lab_inventory_without_the_lab_access_is_refused_before_any_connection(monkeypatch):
+    from runbooks.core import access
+    from runbooks.core.errors import UsageError
+    from runbooks.core.inventory import load_inventory
+
+    monkeypatch.setattr(access, "_providers", [])  # (importing tasks.py plugs the lab in)
+    inventory = load_inventory(RUNBOOKS.parent / "hosts" / "lab.yaml")  # conftest: lab keys
+    with pytest.raises(UsageError, match="describes a virtual lab, but no lab is plugged"):
+        access.access_for(inventory)  # no provider: nothing would reach its addresses
+
+
+def test_nobody_reads_the_lab_section_as_an_attribute():
+    """Inventories and hosts carry the lab's keys in `sections` (runbooks/lab/schema.py:
+    lab_of, host_lab); `getattr(inventory, "lab", None)` would silently read None."""
+    import re
+
+    pattern = re.compile(r"getattr\([^,()]+,\s*[\"']lab[\"']|\b(inv|inventory|host)\.lab\b")
+    found = [f"{p.relative_to(RUNBOOKS.parent)}:{n}" for p in RUNBOOKS.rglob("*.py")
+             for n, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []

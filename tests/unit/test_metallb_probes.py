@@ -118,6 +118,6 @@ def test_speaker_double_binds_exactly_the_assigned_ips(lo: str, wanted: list[str
 
 def test_speaker_double_plans_nothing_on_a_real_site() -> None:
     inventory, _ = load_site(CLUSTER_SITE)
-    assert inventory.lab is None
+    assert "lab" not in inventory.sections
     ctx = SimpleNamespace(inventory=inventory, host=inventory.hosts["rp0"])
     assert bgp_speaker.plan(ctx).steps == []

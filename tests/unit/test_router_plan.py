@@ -56,6 +56,6 @@ def test_password_file_is_secret_and_a_missing_password_fails(
     monkeypatch.setenv("GR_TEST_PW2", "s3cret-pw")
     plan = router_plan.plan(_ctx(text=text))  # type: ignore[arg-type]
     conf = next(s for s in plan.steps if getattr(s, "path", "") == "/etc/frr/frr.conf")
-    assert conf.secret is True
+    assert conf.secret is True and conf.mode == "600"  # the password: root and frr only
     changes = conf.plan({"file": FactResult(1, "")})
     assert "s3cret-pw" not in changes[0].diff

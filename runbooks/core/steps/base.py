@@ -62,8 +62,31 @@ class Step:
         """The changes needed, given fact results: an empty list when converged."""
         raise NotImplementedError
 
+    def scope(self) -> frozenset[str] | None:
+        """Everything this step's facts read and its changes touch, as resource names
+        (`file:/etc/fstab`, `sysctl:net.ipv4.ip_forward`), or None when it cannot say.
+
+        The converger applies the changes of consecutive steps with disjoint scopes in one
+        round trip (each planned from facts no earlier change of the batch can alter); a step
+        without a scope is planned only from facts read after every earlier change."""
+        return None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def scopes_overlap(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two scopes share a resource; a file also overlaps its directories (writing
+    /etc/a/b creates /etc/a)."""
+    for x in a:
+        for y in b:
+            if x == y:
+                return True
+            if x.startswith("file:") and y.startswith("file:"):
+                short, long = sorted((x, y), key=len)
+                if long.startswith(short.rstrip("/") + "/"):
+                    return True
+    return False
 
 
 class Verify(Step):
@@ -111,6 +134,12 @@ class Composite(Step):
     def facts(self) -> Mapping[str, str]:
         return {f"{i}.{key}": command for i, part in enumerate(self.parts)
                 for key, command in part.facts().items()}
+
+    def scope(self) -> frozenset[str] | None:
+        scopes = [part.scope() for part in self.parts]
+        if any(s is None for s in scopes):
+            return None
+        return frozenset().union(*scopes)  # type: ignore[arg-type]
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         changes: list[Change] = []

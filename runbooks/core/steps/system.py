@@ -14,6 +14,9 @@ from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.base import Action, Change, Step
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a"
+# An apt left running by a run whose connection was lost (or unattended-upgrades) holds
+# dpkg's lock: wait for it rather than fail at once.
+APT_WAIT = "-o DPkg::Lock::Timeout=300"
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,20 @@ def dpkg_status(names: Sequence[str]) -> Fact[PackageStates]:
                 lambda result: parse_dpkg_status(result.out))
 
 
+def unit_active(unit: str) -> Fact[str]:
+    """The fact: `systemctl is-active UNIT` -> its state (active, inactive, failed,
+    activating, ...; "unknown" when systemctl printed nothing)."""
+    return Fact(f"active {unit}", f"systemctl is-active {shlex.quote(unit)}",
+                lambda result: result.out.strip() or "unknown")
+
+
+def unit_enabled(unit: str) -> Fact[str]:
+    """The fact: `systemctl is-enabled UNIT` -> its state (enabled, disabled, static,
+    masked, ...; "unknown" when systemctl printed nothing, e.g. no such unit)."""
+    return Fact(f"enabled {unit}", f"systemctl is-enabled {shlex.quote(unit)}",
+                lambda result: result.out.strip() or "unknown")
+
+
 class Packages(Step):
     """Ensure apt packages are installed (or absent)."""
 
@@ -70,18 +87,20 @@ class Packages(Step):
             if not missing:
                 return []
             names = " ".join(shlex.quote(n) for n in missing)
-            install = (f"{APT_ENV} apt-get install -y -q --no-install-recommends "
+            install = (f"{APT_ENV} apt-get install -y -q {APT_WAIT} --no-install-recommends "
                        f"-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "
                        f"{names}")
-            # Retry once after refreshing the lists: a fresh board often has none.
-            command = f"{install} || {{ {APT_ENV} apt-get update -q && {install}; }}"
+            # Retry once after refreshing the lists (a fresh board often has none) and
+            # finishing what an interrupted dpkg left half-configured.
+            command = (f"{install} || {{ {APT_ENV} dpkg --configure -a; "
+                       f"{APT_ENV} apt-get update -q && {install}; }}")
             return [Change(f"install {' '.join(missing)}", (Action(command),))]
         extra = [n for n in self.names if states.installed(n)]
         if not extra:
             return []
         names = " ".join(shlex.quote(n) for n in extra)
         return [Change(f"remove {' '.join(extra)}",
-                       (Action(f"{APT_ENV} apt-get remove -y -q {names}"),))]
+                       (Action(f"{APT_ENV} apt-get remove -y -q {APT_WAIT} {names}"),))]
 
 
 class Service(Step):
@@ -99,19 +118,19 @@ class Service(Step):
         self.name = f"Ensure {unit} {' and '.join(wants)}"
 
     def facts(self) -> Mapping[str, str]:
-        u = shlex.quote(self.unit)
-        return {"enabled": f"systemctl is-enabled {u}", "active": f"systemctl is-active {u}"}
+        return {"enabled": unit_enabled(self.unit).command,
+                "active": unit_active(self.unit).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         u = shlex.quote(self.unit)
         changes = []
-        state = facts["enabled"].out.strip()
+        state = unit_enabled(self.unit).read(facts, "enabled")
         if self.enabled is True and state not in ("enabled", "static", "alias", "generated",
                                                   "indirect"):
             changes.append(Change(f"enable {self.unit}", (Action(f"systemctl enable {u}"),)))
         if self.enabled is False and state in ("enabled", "enabled-runtime"):
             changes.append(Change(f"disable {self.unit}", (Action(f"systemctl disable {u}"),)))
-        active = facts["active"].out.strip() == "active"
+        active = unit_active(self.unit).read(facts, "active") == "active"
         if self.running is True and not active:
             changes.append(Change(f"start {self.unit}", (Action(f"systemctl start {u}"),)))
         if self.running is False and active:

@@ -8,18 +8,25 @@ under /var/snap/microk8s/current/. Every call is appended to CALLS (argv, the jo
 replaced by <token>, and what the launch configuration was at install time).
 
 snap: `list microk8s` (Notes `classic` or `classic,held`), `install microk8s --classic
---channel=C` or `install ./microk8s_*.snap --classic` (after `ack` of its assertion),
+--channel=C` or `install ./microk8s_R.snap --classic` (only after `ack` of an assertion
+stating that file's SHA3-384, as snapd finds it by digest),
 `refresh --hold|--unhold microk8s`, `set microk8s config=<launch config>`, `remove [--purge]
 microk8s`. Installing creates group `microk8s`, /usr/local/bin/microk8s (where /snap/bin
 would be), enables the launch configuration's addons and starts the cluster agent
 (unit snap.microk8s.daemon-cluster-agent, plain HTTP on :25000 in the double).
 
 microk8s: `status [--wait-ready] [--timeout N] [--format short]` (ready READY_SECONDS after
-the install), `add-node [--token-ttl N] [--format json]` (single-use tokens), `join
-ADDR:25000/TOKEN [--worker]` (refused: a wrong, used or expired token; a node the seed
-already knows), `leave`, `remove-node NAME [--force]`, `enable NAME [ARGS]`, `config`
+the install), `add-node [--token-ttl N] [--format json]` (tokens kept as the real one keeps
+them, in credentials/cluster-tokens.txt: without a TTL single-use, with one reusable until it
+expires; the JSON's token is TOKEN/CHECK, CHECK standing for the seed's certificate hash),
+`join ADDR:25000/TOKEN/CHECK [--worker]` (refused: a wrong, used or expired token, a wrong
+CHECK, a node the seed already knows; after the seed accepted it the process stays
+JOIN_SECONDS, as the real join does while it configures the node), `leave`,
+`remove-node NAME [--force]`, `enable NAME [ARGS]`, `config`
 (kubeconfig: cluster microk8s-cluster, user admin, context microk8s), `inspect`,
-`kubectl get node(s) ...` (on the seed: the nodes that joined it, all Ready).
+`kubectl get node(s) ...` (on the seed: the nodes that joined it, all Ready), `kubectl apply
+-f -` of a JSON v1 Service and `kubectl get service NAME -n NS -o json` (namespace `ingress`
+exists once the ingress addon is enabled, as the addon creates it).
 """
 
 from __future__ import annotations
@@ -49,12 +56,16 @@ CURRENT = "/var/snap/microk8s/current"
 STATE = f"{CURRENT}/var/greenroom-double/cluster.json"
 CLUSTERED = f"{CURRENT}/var/lock/clustered.lock"
 AGENT_UNIT = "snap.microk8s.daemon-cluster-agent"
+TOKENS = f"{CURRENT}/credentials/cluster-tokens.txt"
 READY_SECONDS = float(os.environ.get("MICROK8S_DOUBLE_READY_SECONDS", "2"))
+JOIN_SECONDS = float(os.environ.get("MICROK8S_DOUBLE_JOIN_SECONDS", "1.5"))
 VERSION, REVISION = "v1.32.3", "7964"
 
 
 def log(argv: list[str], extra: str = "") -> None:
     shown = [re.sub(r"(:\d+/)[^ ]+", r"\1<token>", a) for a in argv]
+    if argv[:1] == ["add-node"] and "--token" in argv:
+        shown = [*shown[:shown.index("--token") + 1], "<token>"]
     os.makedirs(os.path.dirname(CALLS), exist_ok=True)
     with open(CALLS, "a") as out:
         out.write(f"{time.time():.3f} {' '.join(shown)}{extra}\n")
@@ -125,11 +136,10 @@ def snap(argv: list[str]) -> None:
             fail("error: no matching snaps installed")
         notes = "classic,held" if st.get("held") else "classic"
         print("Name      Version  Rev   Tracking     Publisher   Notes")
-        print(f"microk8s  {VERSION}  {REVISION}  {st['channel']}  canonical**  {notes}")
+        print(f"microk8s  {VERSION}  {st.get('revision', REVISION)}  {st['channel']}  "
+              f"canonical**  {notes}")
     elif cmd == "ack":
-        with open(ACKED, "a") as f:
-            f.write(os.path.abspath(rest[0]) + "\n")
-        print("")
+        ack(rest[0])
     elif cmd == "install":
         install(st, rest)
     elif cmd == "refresh" and rest[:1] in (["--hold"], ["--unhold"]) and "microk8s" in rest:
@@ -157,6 +167,20 @@ def snap(argv: list[str]) -> None:
         fail(f"error: the double does not model `snap {' '.join(argv)}`")
 
 
+def ack(path: str) -> None:
+    """Add the snap-revision assertion of `path` (digest -> revision) to what is known."""
+    text = open(path).read()
+    for block in re.split(r"\n\n(?=type: )", text):
+        if re.search(r"^type: snap-revision$", block, re.M):
+            facts = dict(re.findall(r"^(snap-revision|snap-sha3-384): (\S+)$", block, re.M))
+            if len(facts) == 2:
+                known = load(ACKED, {})
+                known[facts["snap-sha3-384"]] = facts["snap-revision"]
+                save(ACKED, known)
+                return
+    fail(f'error: cannot assert: cannot decode signature: no snap-revision in "{path}"')
+
+
 def install(st: dict, rest: list[str]) -> None:
     if st.get("installed"):
         print('snap "microk8s" is already installed, see \'snap help refresh\'')
@@ -169,12 +193,14 @@ def install(st: dict, rest: list[str]) -> None:
     target = [a for a in rest if not a.startswith("--")]
     channel = next((a.split("=", 1)[1] for a in rest if a.startswith("--channel=")),
                    "latest/stable")
+    revision = REVISION
     if target and target[0].endswith(".snap"):
-        path = os.path.abspath(target[0])
-        acked = open(ACKED).read() if os.path.exists(ACKED) else ""
-        if path[:-len(".snap")] + ".assert" not in acked:
+        with open(target[0], "rb") as f:
+            digest = base64.urlsafe_b64encode(hashlib.sha3_384(f.read()).digest()).decode()
+        revision = load(ACKED, {}).get(digest.rstrip("="), "")
+        if not revision:
             fail(f'error: cannot find signatures with metadata for snap "{target[0]}"')
-        channel = "offline"
+        channel = "-"  # a local file is tracked on no channel
     elif target != ["microk8s"]:
         fail(f"error: the double installs only microk8s, not {target}")
     launch = open(LAUNCH).read() if os.path.exists(LAUNCH) else None
@@ -196,7 +222,8 @@ def install(st: dict, rest: list[str]) -> None:
     subprocess.run(["systemctl", "reset-failed", AGENT_UNIT], capture_output=True)
     subprocess.run(["systemd-run", f"--unit={AGENT_UNIT}", "/usr/bin/python3", LIB, "agent"],
                    check=True, capture_output=True)
-    save(SNAP_STATE, {"installed": True, "channel": channel, "held": False})
+    save(SNAP_STATE, {"installed": True, "channel": channel, "revision": revision,
+                      "held": False})
     print(f"microk8s ({channel}) {VERSION} from Canonical** installed")
 
 
@@ -217,18 +244,7 @@ def microk8s(argv: list[str]) -> None:
     if cmd == "status":
         status(rest)
     elif cmd == "add-node":
-        token = secrets.token_hex(16)
-        ttl = int(rest[rest.index("--token-ttl") + 1]) if "--token-ttl" in rest else 86400
-        with Locked():
-            st = load(STATE, {})
-            st.setdefault("tokens", {})[hashlib.sha256(token.encode()).hexdigest()] = {
-                "used": False, "expires": time.time() + ttl}
-            save(STATE, st)
-        if "--format" in rest and rest[rest.index("--format") + 1] == "json":
-            print(json.dumps({"token": token, "urls": [f"{my_address()}:25000/{token}"]}))
-        else:
-            print(f"From the node you wish to join to this cluster, run the following:\n"
-                  f"microk8s join {my_address()}:25000/{token}")
+        add_node(rest)
     elif cmd == "join":
         join(rest)
     elif cmd == "leave":
@@ -272,7 +288,8 @@ def status(rest: list[str]) -> None:
     if os.path.exists(CLUSTERED) and st.get("worker"):
         print("This MicroK8s deployment is acting as a node in a cluster.")
         return
-    print(f"high-availability: {'yes' if len(st.get('nodes', {})) >= 3 else 'no'}")
+    voters = [n for n, v in st.get("nodes", {}).items() if not v.get("worker")]
+    print(f"high-availability: {'yes' if len(voters) >= 3 else 'no'}")
     if "--format" in rest and rest[rest.index("--format") + 1] == "short":
         for name in ("dns", "hostpath-storage", "ingress", "metrics-server", "rbac"):
             print(f"core/{name}: {'enabled' if name in st.get('addons', {}) else 'disabled'}")
@@ -281,13 +298,64 @@ def status(rest: list[str]) -> None:
             print(f"core/{name}: enabled")
 
 
+def check_hash() -> str:
+    """Stands for the hash of the seed's server certificate (`server_cert_check`)."""
+    return hashlib.sha256(b"greenroom double CA for " + socket.gethostname().encode()
+                          ).hexdigest()[:12]
+
+
+def add_node(rest: list[str]) -> None:
+    token = rest[rest.index("--token") + 1] if "--token" in rest else secrets.token_hex(16)
+    ttl = int(rest[rest.index("--token-ttl") + 1]) if "--token-ttl" in rest else -1
+    os.makedirs(os.path.dirname(TOKENS), exist_ok=True)
+    with Locked():
+        with open(TOKENS, "a") as f:
+            f.write(f"{token}|{int(time.time()) + ttl}\n" if ttl != -1 else f"{token}\n")
+        os.chmod(TOKENS, 0o600)
+        st = load(STATE, {})  # for the tests: which tokens were ever issued (hashed)
+        st.setdefault("tokens", {})[hashlib.sha256(token.encode()).hexdigest()] = {
+            "ttl": ttl}
+        save(STATE, st)
+    full = f"{token}/{check_hash()}"
+    if "--format" in rest and rest[rest.index("--format") + 1] == "json":
+        print(json.dumps({"token": full, "urls": [f"{my_address()}:25000/{full}"]}, indent=2))
+    else:
+        print(f"From the node you wish to join to this cluster, run the following:\n"
+              f"microk8s join {my_address()}:25000/{full}")
+
+
+def consume_token(token: str) -> str | None:
+    """Why `token` is refused, or None after consuming it (the real agent's rules)."""
+    try:
+        lines = open(TOKENS).read().splitlines()
+    except FileNotFoundError:
+        return "Invalid token"
+    for index, line in enumerate(lines):
+        value, _, expiry = line.partition("|")
+        if value != token or not token:
+            continue
+        if not expiry:  # single-use
+            del lines[index]
+            with open(TOKENS + ".tmp", "w") as f:
+                f.write("".join(ln + "\n" for ln in lines))
+            os.chmod(TOKENS + ".tmp", 0o600)
+            os.replace(TOKENS + ".tmp", TOKENS)
+            return None
+        return None if expiry.isdigit() and int(expiry) > time.time() else \
+            "Invalid token (expired)"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    return "Invalid token (already used)" if digest in load(STATE, {}).get("tokens", {}) \
+        else "Invalid token"
+
+
 def join(rest: list[str]) -> None:
     target = rest[0]
-    address, _, token = target.partition("/")
+    address, _, secret = target.partition("/")
+    token, _, check = secret.partition("/")
     if os.path.exists(CLUSTERED):
         fail("The node is already part of a cluster: run `microk8s leave` first.")
     print(f"Contacting cluster at {address.partition(':')[0]}")
-    body = json.dumps({"token": token, "name": socket.gethostname(),
+    body = json.dumps({"token": token, "check": check, "name": socket.gethostname(),
                        "worker": "--worker" in rest}).encode()
     try:
         with urllib.request.urlopen(urllib.request.Request(
@@ -302,6 +370,7 @@ def join(rest: list[str]) -> None:
         st["worker"] = "--worker" in rest
         st["joined"] = address
         save(STATE, st)
+    time.sleep(JOIN_SECONDS)  # the real join configures and restarts services here
     open(CLUSTERED, "w").close()
     print("Successfully joined the cluster.")
 
@@ -352,8 +421,13 @@ def kubectl(rest: list[str]) -> None:
     if st.get("joined") or not ready():
         fail("The connection to the server 127.0.0.1:16443 was refused - did you specify "
              "the right host or port?")
+    if rest[:3] == ["apply", "-f", "-"]:
+        return apply(sys.stdin.read())
+    if rest[:2] in (["get", "service"], ["get", "svc"]):
+        return get_service(st, rest[2:])
     if rest[:1] != ["get"] or len(rest) < 2 or rest[1] not in ("node", "nodes", "no"):
-        fail(f"the double's kubectl answers only `get nodes`, not {rest}")
+        fail(f"the double's kubectl answers only `get nodes`, `get service` and `apply -f -` "
+             f"(JSON), not {rest}")
     names = [a for a in rest[2:] if not a.startswith("-") and a not in ("name", "wide")]
     nodes = st.get("nodes", {})
     for name in names:
@@ -366,21 +440,60 @@ def kubectl(rest: list[str]) -> None:
             print(f"{name}   Ready    <none>   1m   {VERSION}")
 
 
+def namespaces(st: dict) -> set[str]:
+    """default and kube-system, plus `ingress` once the ingress addon is enabled."""
+    return {"default", "kube-system"} | ({"ingress"} if "ingress" in st.get("addons", {})
+                                         else set())
+
+
+def apply(text: str) -> None:
+    """`kubectl apply -f -` of one JSON Service (the double parses no YAML)."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        fail("error: the double's kubectl apply reads JSON only")
+    if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
+        fail(f"error: the double applies v1 Services only, not {obj.get('kind')}")
+    meta = obj["metadata"]
+    namespace = meta.get("namespace", "default")
+    with Locked():
+        st = load(STATE, {})
+        if namespace not in namespaces(st):
+            fail(f'Error from server (NotFound): namespaces "{namespace}" not found')
+        key = f"{namespace}/{meta['name']}"
+        services = st.setdefault("services", {})
+        old = services.get(key)
+        spec = dict(obj["spec"])
+        spec.setdefault("sessionAffinity", "None")  # what the API server adds
+        spec["ports"] = [{**p, "nodePort": 30000 + i} for i, p in enumerate(spec["ports"])]
+        services[key] = {**obj, "spec": spec}
+        save(STATE, st)
+    same = old is not None and old["spec"] == spec and old["metadata"] == meta
+    print(f"service/{meta['name']} {'unchanged' if same else 'configured' if old else 'created'}")
+
+
+def get_service(st: dict, rest: list[str]) -> None:
+    namespace = rest[rest.index("-n") + 1] if "-n" in rest else "default"
+    name = rest[0]
+    found = st.get("services", {}).get(f"{namespace}/{name}")
+    if found is None:
+        fail(f'Error from server (NotFound): services "{name}" not found')
+    print(json.dumps({**found, "status": {"loadBalancer": {}}}, indent=2))
+
+
 # -- cluster agent ---------------------------------------------------------------------------
 
 class Agent(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         data = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        digest = hashlib.sha256(str(data.get("token", "")).encode()).hexdigest()
+        if data.get("check") != check_hash():
+            return self.answer(500, "certificate check failed: the node answering is not "
+                                    "the one that issued the token")
         with Locked():
-            st = load(STATE, {})
-            entry = st.get("tokens", {}).get(digest)
-            if entry is None or entry["used"] or entry["expires"] < time.time():
-                why = "Invalid token" if entry is None else (
-                    "Invalid token (already used)" if entry["used"] else "Invalid token "
-                    "(expired)")
+            why = consume_token(str(data.get("token", "")))
+            if why is not None:
                 return self.answer(500, why)
-            entry["used"] = True
+            st = load(STATE, {})
             if data["name"] in st.get("nodes", {}):
                 save(STATE, st)
                 return self.answer(502, f"The joining node ({data['name']}) is already known "

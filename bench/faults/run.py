@@ -1,0 +1,148 @@
+"""The fault campaign: for each runbook, trials that cut its host's SSH at a random command of
+a converging run on the virtual lab, each judged by tests/support/faulttrials.py.
+
+Run it as root, under the lab lock, from the repository's root:
+
+    flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py --trials 20
+    flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s pi-prep,router
+
+For each subject it first counts the commands an uncut converging run sends the target host
+(K), then runs the trials: cut at command randint(1, K) after uniform(0, 0.25) s, seeded
+(--seed), so a trial is repeated by its seed, subject and number. Every trial's row goes to
+bench/results/faults-<date>.jsonl; a summary table (trials, cuts that landed, runs that
+ended before the cut, trials with problems) is printed at the end, for bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from runbooks.core import access  # noqa: E402
+from runbooks.core.inventory import load_inventory  # noqa: E402
+from runbooks.lab import control  # noqa: E402
+from runbooks.lab.access import provider  # noqa: E402
+from tests.lab.conftest import LabHandle  # noqa: E402
+from tests.support import faultsubjects  # noqa: E402
+from tests.support.faulttrials import Outcome, Subject, count_commands, trial  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+LABS = {"lab": ROOT / "hosts" / "lab.yaml", "microk8s": ROOT / "hosts" / "lab-microk8s.yaml",
+        "xen": ROOT / "hosts" / "lab-xen.yaml"}
+ORDER = ("router", "pi-prep", "dell-gateway", "registry", "k3s", "microk8s", "xen-dom0")
+
+
+def subjects_for(lab_name: str, folder: Path) -> dict[str, Subject]:
+    if lab_name == "microk8s":
+        return {"microk8s": faultsubjects.microk8s(folder)}
+    if lab_name == "xen":
+        return {"xen-dom0": faultsubjects.xen_dom0()}
+    return faultsubjects.lab_subjects(folder)
+
+
+def lab_of(name: str) -> str:
+    return {"microk8s": "microk8s", "xen-dom0": "xen"}.get(name, "lab")
+
+
+def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
+             replay: dict[str, list[tuple[int, float]]] | None = None,
+             ) -> dict[str, list[Outcome]]:
+    folder = Path(tempfile.mkdtemp(prefix="greenroom-faults-"))
+    os.environ["XDG_CACHE_HOME"] = os.environ.get("XDG_CACHE_HOME") or str(
+        Path.home() / ".cache")
+    outcomes: dict[str, list[Outcome]] = {}
+    for lab_name in dict.fromkeys(lab_of(n) for n in names):
+        inventory = load_inventory(str(LABS[lab_name]))
+        os.environ["KUBECONFIG"] = str(folder / "kubeconfig")
+        control.up(inventory, log=lambda _msg: None)
+        try:
+            lab = LabHandle(inventory)
+            subjects = subjects_for(lab_name, folder)
+            for name in [n for n in names if lab_of(n) == lab_name]:
+                subject = subjects[name]
+                rng = random.Random(f"{seed}/{name}")
+                if replay:
+                    cuts = replay[name]
+                    commands = max(at for at, _ in cuts)
+                else:
+                    commands = count_commands(lab, subject)
+                    print(f"{name}: an uncut converging run sends {subject.target} "
+                          f"{commands} commands", flush=True)
+                    cuts = [(rng.randint(1, commands), rng.uniform(0.0, 0.25))
+                            for _ in range(trials[name])]
+                outcomes[name] = []
+                for number, (at, delay) in enumerate(cuts, 1):
+                    outcome = trial(lab, subject, at, delay)
+                    outcomes[name].append(outcome)
+                    row = {"seed": seed, "trial": number, **outcome.row()}
+                    with results.open("a") as out:
+                        out.write(json.dumps(row) + "\n")
+                    verdict = ("MISSED" if outcome.missed else outcome.status) + (
+                        f"  PROBLEMS: {outcome.problems}" if outcome.problems else "")
+                    print(f"  {name} #{number:02d} cut at {at}/{commands} +{delay:.2f}s "
+                          f"({outcome.cut_command[:50]!r}): {verdict} "
+                          f"[{outcome.seconds:.1f}s]", flush=True)
+                    if outcome.problems:
+                        (results.parent / f"faults-{name}-{number}.txt").write_text(outcome.text)
+        finally:
+            control.down(inventory, log=lambda _msg: None)
+    return outcomes
+
+
+def summary(outcomes: dict[str, list[Outcome]]) -> str:
+    rows = ["| runbook | trials | cut landed (unreachable/failed) | run ended first | "
+            "files checked | trials with problems | s/trial |", "|---|---|---|---|---|---|---|"]
+    for name, done in outcomes.items():
+        landed = [o for o in done if not o.missed]
+        statuses = f"{sum(o.status == 'unreachable' for o in landed)}/" \
+                   f"{sum(o.status == 'failed' for o in landed)}"
+        rows.append(f"| {name} | {len(done)} | {len(landed)} ({statuses}) | "
+                    f"{len(done) - len(landed)} | {sum(o.files_checked for o in done)} | "
+                    f"{sum(bool(o.problems) for o in done)} | "
+                    f"{sum(o.seconds for o in done) / max(1, len(done)):.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-s", "--subjects", default=",".join(ORDER),
+                        help=f"comma-separated runbooks, each with :N trials if not -n "
+                             f"(default: {','.join(ORDER)})")
+    parser.add_argument("-n", "--trials", type=int, default=20, help="trials per runbook")
+    parser.add_argument("--seed", type=int, default=18, help="the campaign's random seed")
+    parser.add_argument("--cut", action="append", default=[],
+                        help="replay one cut instead of random ones: RUNBOOK:AT:DELAY "
+                             "(e.g. router:9:0.05; repeat the option for several)")
+    args = parser.parse_args()
+    replay: dict[str, list[tuple[int, float]]] = {}
+    for spec in args.cut:
+        name, at, delay = spec.split(":")
+        replay.setdefault(name, []).append((int(at), float(delay)))
+    counts = {n.split(":")[0]: int(n.split(":")[1]) if ":" in n else args.trials
+              for n in args.subjects.split(",") if n}
+    names = list(replay) or list(counts)
+    unknown = [n for n in names if n not in ORDER]
+    if unknown:
+        parser.error(f"unknown runbook(s) {', '.join(unknown)}; choose from {', '.join(ORDER)}")
+    if os.geteuid() != 0:
+        print("the fault campaign needs root (the virtual lab); run it as root", file=sys.stderr)
+        return 1
+    results = ROOT / "bench" / "results" / f"faults-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    access.plug_in(provider)
+    started = time.monotonic()
+    outcomes = campaign(names, counts, args.seed, results, replay)
+    print(f"\n{summary(outcomes)}\n\n{time.monotonic() - started:.0f} s; rows in {results}")
+    return 1 if any(o.problems for done in outcomes.values() for o in done) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

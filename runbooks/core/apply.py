@@ -1,0 +1,116 @@
+"""Apply many changes in one round trip: the actions of several steps, then the facts that
+verify them, as one script a remote shell reads from standard input.
+
+Each action runs in its own subshell with its own standard input (a here-document, or
+/dev/null), its output framed by a marker with its exit status; the first action that fails
+ends the script, so later actions never run, as if each had been sent on its own. The whole
+script is one `{ ... }` group: a shell runs nothing of it before it has read its closing
+brace, so a connection cut while the script is on its way runs no part of it. The script
+travels on stdin, never in argv, so file contents (and secrets) stay out of the host's
+process list, and its size is not bounded by the kernel's argument limit.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets as _random
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from runbooks.core.facts import FactResult, Runs, gather
+from runbooks.core.facts import prepare as prepare_facts
+from runbooks.core.steps.base import Action
+
+# `sh -c 'exec sh -s'`: the login shell hands the channel to a shell reading the script
+COMMAND = "exec sh -s"
+
+
+def batchable(action: Action) -> bool:
+    """Whether the batch can carry this action's stdin exactly: a here-document always ends
+    with a newline and cannot hold a NUL byte (others run on their own, as before)."""
+    stdin = action.stdin
+    return stdin is None or stdin == "" or (stdin.endswith("\n") and "\0" not in stdin)
+
+
+@dataclass
+class Batch:
+    """One script for `actions` followed by `tail` (a fact script), and its parser."""
+
+    actions: Sequence[Action]
+    tail: str = ""
+    marker: str = field(default_factory=lambda: "@@greenroom-applied-" + _random.token_hex(8))
+
+    def script(self) -> str:
+        heredoc = "@@greenroom-in-" + _random.token_hex(8)
+        parts = ["{"]
+        for action in self.actions:
+            if action.stdin is None:
+                parts.append(f"( {action.command}\n) </dev/null 2>&1")
+            else:
+                parts.append(f"( {action.command}\n) 2>&1 <<'{heredoc}'\n"
+                             f"{action.stdin}{heredoc}")
+            parts.append(f'r=$?; printf "\\n%s %s\\n" {shlex.quote(self.marker)} "$r"; '
+                         '[ "$r" -eq 0 ] || exit "$r"')
+        if self.tail:
+            parts.append(f"( {self.tail}\n)")
+        parts.append("}")
+        return "\n".join(parts) + "\n"
+
+    def split(self, output: str) -> tuple[list[int], list[str], str]:
+        """Exit status and output of each action that ran, and the output after them."""
+        pattern = re.compile("\n" + re.escape(self.marker) + r" (\d+)\n")
+        rcs: list[int] = []
+        outputs: list[str] = []
+        position = 0
+        for _ in self.actions:
+            match = pattern.search(output, position)
+            if match is None:
+                break
+            rcs.append(int(match.group(1)))
+            outputs.append(output[position:match.start()])
+            position = match.end()
+            if rcs[-1] != 0:
+                break
+        return rcs, outputs, output[position:]
+
+
+class _Result(Protocol):
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a batch did: exit status and output of each action that ran (they stop at the
+    first failure), and the facts read after them (None when an action failed)."""
+
+    rcs: list[int]
+    outputs: list[str]
+    facts: dict[str, FactResult] | None
+    stderr: str = ""
+
+
+def run_batch(session: Runs, actions: Sequence[Action], commands: Mapping[str, str]) -> Applied:
+    """Run `actions` in order, then read `commands` (facts), in one round trip. Actions a
+    batch cannot carry (see `batchable`) run one round trip each, then the facts in one
+    more. A lost connection raises from the session (HostUnreachable), as for any command."""
+    if not all(batchable(a) for a in actions):
+        rcs: list[int] = []
+        outputs: list[str] = []
+        for action in actions:
+            done = session.run(action.command, action.stdin)
+            rcs.append(done.rc)  # type: ignore[attr-defined]
+            outputs.append(getattr(done, "stderr", "").strip()
+                           or getattr(done, "stdout", ""))
+            if rcs[-1] != 0:
+                return Applied(rcs, outputs, None)
+        return Applied(rcs, outputs, gather(session, commands))
+    script, parse = prepare_facts(commands)
+    batch = Batch(actions, script)
+    done = session.run(COMMAND, batch.script())
+    rcs, outputs, rest = batch.split(getattr(done, "stdout", ""))
+    ok = len(rcs) == len(actions) and all(rc == 0 for rc in rcs)
+    return Applied(rcs, outputs, parse(rest) if ok else None, getattr(done, "stderr", ""))
+
