@@ -12,8 +12,9 @@ times (median). Peers:
   in place of registry.verify);
 - reset peer: dell-gateway, registry.up, pi-prep, registry.trust (the old rehearsal), then
   dell-gateway.check and registry.check.
-Also: the floor, one SSH round trip per host (a Fabric connection and `true`), and
-demo.reset --from-scratch. The lab is taken down at the end.
+Also: the floors, one SSH round trip per host (a Fabric connection and `true`) as one
+process, the hosts one after another (the issue's "sum of one Fabric round trip per host")
+and all at once; and demo.reset --from-scratch. The lab is taken down at the end.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from runbooks.lab.access import plug_in
 plug_in()
 inv = load_inventory("hosts/lab.yaml")
 c = Connector(inv)
-with ThreadPoolExecutor(10) as pool:
+with ThreadPoolExecutor({workers}) as pool:
     list(pool.map(lambda h: c.session(h).run("true"), inv.hosts.values()))
 c.close_all()
 """
@@ -86,9 +87,12 @@ def main() -> None:
             ("demo.reset", median(lambda: timed([*INVOKE, "demo.reset", *INV], env),
                                   args.runs)),
             ("reset peer (6 tasks)", median(lambda: sequence(RESET_PEER, env), args.runs)),
-            ("floor: 1 SSH round trip per host", median(
-                lambda: timed([sys.executable, "-c", FLOOR.format(repo=str(REPO))], env),
-                args.runs)),
+            ("floor: 1 SSH round trip per host, one after another (sum)", median(
+                lambda: timed([sys.executable, "-c", FLOOR.format(repo=str(REPO), workers=1)],
+                              env), args.runs)),
+            ("floor: 1 SSH round trip per host, all at once", median(
+                lambda: timed([sys.executable, "-c", FLOOR.format(repo=str(REPO), workers=10)],
+                              env), args.runs)),
             ("demo.reset --from-scratch", timed([*INVOKE, "demo.reset", "--from-scratch",
                                                  *INV], env)),
         ]
@@ -101,6 +105,9 @@ def main() -> None:
         ref = base["demo.check"] if "check" in name and "reset" not in name else base[
             "demo.reset"]
         lines.append(f"| {name} | {seconds:.2f} | {seconds / ref:.2f}x |")
+    floor = base["floor: 1 SSH round trip per host, one after another (sum)"]
+    lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
+                  f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -1,7 +1,10 @@
 """demo.check and demo.reset from start to screen: connect once, run the phases, record.
 
-demo.reset's phases, each a runbook run on its hosts in parallel (a failing or unreachable
-host never stops the others), one after another:
+demo.reset starts with demo.check. When it says GO, the reset has nothing to do: every
+runbook's plan in check mode found no drift and nothing left over, every clock is within the
+tolerance, every image is there; that check is then the reset's result, and no phase runs
+(unless --from-scratch). Otherwise its phases follow, each a runbook run on its hosts in
+parallel (a failing or unreachable host never stops the others), one after another:
   1. clocks      every drifted clock stepped to this machine's time (certificates, apt)
   2. scratch     --from-scratch only: each runbook's `scratch` part, in reverse ORDER
   3. converge    every runbook's `converge` part, in ORDER (a no-op when nothing drifted)
@@ -161,6 +164,34 @@ def check_phase(inventory: Inventory, hosts: list[Host], connector: Connector,
             outcome.steps[f"check {report.host} {name}"] = seconds
 
 
+def already_green(inventory: Inventory, hosts: list[Host], connector: Connector,
+                  parallel: int, output: Output, outcome: Outcome,
+                  usual: dict[str, float]) -> bool:
+    """demo.reset's first step: demo.check. True when it says GO (the reset's phases would
+    change nothing, so the check is the result); else its times are kept as "precheck ..."
+    steps, the hosts it could not reach are not tried again, and the phases follow."""
+    check_phase(inventory, hosts, connector, parallel, output, outcome)
+    seconds = outcome.steps["check"]
+    typical = usual.get("check")
+    extra = f"  (usually {typical:.1f} s)" if typical is not None else ""
+    bad = [r for r in outcome.reports if not r.ok]
+    state = (f"{len(bad)} host(s) to put right" if bad
+             else "all green: nothing to reset")
+    output.line(f"  {'check':8} {'demo.check':22} {len(hosts)} host(s)  {state:12}  "
+                f"{seconds:5.1f} s{extra}")
+    if not bad and outcome.reports:
+        return True
+    for report in outcome.reports:
+        if not report.reachable:
+            why = next((v.detail for v in report.verdicts
+                        if v.name == "reachable" and not v.ok), "unreachable")
+            outcome.unreachable[report.host] = why
+    outcome.steps = {("pre" + k if k.split(" ")[0] == "check" else k): v
+                     for k, v in outcome.steps.items()}
+    outcome.reports = []
+    return False
+
+
 def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, check: bool,
                  from_scratch: bool, parallel: int, output: Output, outcome: Outcome,
                  usual: dict[str, float]) -> None:
@@ -182,7 +213,10 @@ def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, 
 
 def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, check: bool,
                  output: Output, outcome: Outcome, usual: dict[str, float]) -> None:
-    """Missing images pushed from the demo section's layout (see runbooks/demo/images.py)."""
+    """Missing images pushed from the demo section's layout (see runbooks/demo/images.py),
+    recorded as the phase "images" of runbook "demo.images" on the registry host (its
+    push counts as a change, its failure makes the run NO-GO)."""
+    from runbooks.core.results import HostResult, Status, StepResult
     from runbooks.core.session import HostUnreachable, SessionError
     from runbooks.demo.images import push_missing
     from runbooks.demo.order import Missing
@@ -192,25 +226,31 @@ def images_phase(inventory: Inventory, hosts: list[Host], connector: Connector, 
             or registry.host in outcome.unreachable):
         return
     started = time.monotonic()
+    step = StepResult("Ensure every listed image is in the registry")
+    host = HostResult(registry.host, steps=[step])
     try:
         changed, what = push_missing(inventory, connector.session(inventory.hosts[registry.host]),
                                      check)
-        state = ("would change" if check else "changed") if changed else "ok"
     except Missing:
         return
     except (HostUnreachable, SessionError) as exc:
-        changed, what, state = False, str(exc), output.paint("FAILED", screen.RED)
+        host.status = step.status = Status.FAILED
+        host.error = step.error = what = str(exc)
     except Exception as exc:  # noqa: BLE001 - reported; the check then says NO-GO
-        changed, what, state = False, f"{type(exc).__name__}: {exc}", output.paint(
-            "FAILED", screen.RED)
-    seconds = time.monotonic() - started
-    outcome.steps["images registry"] = seconds
-    typical = usual.get("images registry")
-    extra = f"  (usually {typical:.1f} s)" if typical is not None else ""
-    output.line(f"  {'images':8} {'registry':22} 1 host(s)  {state:12}  {seconds:5.1f} s{extra}")
-    if changed or state not in ("ok",):
-        output.line(f"           {what}")
+        host.status = step.status = Status.FAILED
+        host.error = step.error = what = f"{type(exc).__name__}: {exc}"
     else:
+        if changed:
+            host.status = step.status = Status.CHANGED
+            step.changes.append(what)
+    host.seconds = time.monotonic() - started
+    result = RunResult("demo.images", check, {registry.host: host}, host.seconds)
+    outcome.phases.append(("images", result))
+    outcome.steps["images registry"] = host.seconds
+    _progress("images", result, usual.get("images registry"), check, output)
+    if step.status is Status.CHANGED and not check:
+        output.line(f"           {registry.host}: {what}")
+    elif step.status is Status.OK:
         output.detail(what)
 
 

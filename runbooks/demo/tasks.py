@@ -94,9 +94,11 @@ def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
     output.line(f"{command} on {inv.site}: {len(hosts)} host(s){mode}")
     connector = _connector(inv, accept_new_host_keys)
     try:
-        run.reset_phases(inv, hosts, connector, check, from_scratch, workers, output,
-                         outcome, usual)
-        run.check_phase(inv, hosts, connector, workers, output, outcome)
+        if from_scratch or not run.already_green(inv, hosts, connector, workers, output,
+                                                 outcome, usual):
+            run.reset_phases(inv, hosts, connector, check, from_scratch, workers, output,
+                             outcome, usual)
+            run.check_phase(inv, hosts, connector, workers, output, outcome)
     finally:
         connector.close_all()
     title = _title(command, inv, hosts)
@@ -118,10 +120,11 @@ def reset(c: Context, inventory: str | None = None, host: str | None = None,
           accept_new_host_keys: bool = False) -> None:
     """Put the whole demo back to known-good before a talk, then GO / NO-GO.
 
-    Steps drifted clocks; converges every runbook in build order (a no-op when nothing
-    drifted); runs each runbook's reset (stale DHCP leases pruned, ...) and the inventory's
-    demo section (workloads removed, the site's reset steps); then demo.check. Works
-    offline. A host that stays unreachable is NO-GO, named, while every other host is reset.
+    Starts with demo.check: when it says GO there is nothing to reset. Otherwise steps
+    drifted clocks; converges every runbook in build order; runs each runbook's reset (stale
+    DHCP leases pruned, ...) and the inventory's demo section (workloads removed, the site's
+    reset steps); then demo.check again. Works offline. A host that stays unreachable is
+    NO-GO, named, while every other host is reset.
     """
     do_reset(c, inventory, host, check, from_scratch, parallel, report, verbose,
              accept_new_host_keys)

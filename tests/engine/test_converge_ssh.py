@@ -206,3 +206,28 @@ def test_parallel_two_converges_both_hosts_at_once(site):
     result, out = run(runbook, site, parallel=2)
     assert result.ok, out  # one host at a time would have broken the barrier
     assert seen["peak"] == 2
+
+
+def test_a_binary_file_travels_as_bytes_over_ssh(site):
+    """k3s's release files go to the node as bytes (NUL and all), the sha256 checked there;
+    such an action never joins a text batch."""
+    import hashlib
+
+    from runbooks.core.steps import Plan
+    from runbooks.k3s.steps import Artifact
+
+    data = bytes(range(256)) * 64
+    local = site.root / "k3s-arm64"
+    local.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def plan(ctx):
+        return Plan().add(Artifact(str(site.root / ctx.host.name / "k3s"), lambda: local,
+                                   digest, label="k3s-arm64 v1"))
+
+    runbook = Runbook("release", ("pi",), plan)
+    first, out = run(runbook, site)
+    assert first.ok, out
+    assert (site.root / "alpha" / "k3s").read_bytes() == data
+    second, out = run(runbook, site)
+    assert second.ok and second.changed == 0, out

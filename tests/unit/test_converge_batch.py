@@ -358,3 +358,12 @@ def test_connections_to_many_hosts_are_built_safely_from_many_threads(tmp_path):
         with ThreadPoolExecutor(max_workers=100) as pool:
             built = list(pool.map(connector._connection, inventory.hosts.values()))
         assert [c.host for c in built] == [h.address for h in inventory.hosts.values()]
+
+
+def test_binary_stdin_is_never_batched() -> None:
+    """A release file (bytes, as k3s's Artifact sends it) runs on its own, as before."""
+    from runbooks.core.apply import batchable
+    from runbooks.core.steps.base import Action
+
+    assert batchable(Action("cat > /tmp/x", b"\x7fELF\n")) is False  # type: ignore[arg-type]
+    assert batchable(Action("cat > /tmp/x", "text\n")) is True
