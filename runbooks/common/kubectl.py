@@ -84,6 +84,14 @@ def object_ref(doc: Mapping[str, Any], default_namespace: str = "default") -> li
     return args
 
 
+def live_object(fact: FactResult) -> Any:
+    """The object a `kubectl get -o json` fact read, or None when it is absent or unreadable."""
+    try:
+        return json.loads(fact.out) if fact.ok else None
+    except ValueError:
+        return None
+
+
 def contains(current: Any, wanted: Any) -> bool:
     """True when every field of `wanted` is in `current` with the same value (lists compared
     item by item): what the API added (status, defaults, uid) does not count."""
@@ -196,11 +204,7 @@ class Manifests(Step):
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         stale = []
         for index, doc in enumerate(self.docs):
-            fact = facts[str(index)]
-            try:
-                current = json.loads(fact.out) if fact.ok else None
-            except ValueError:
-                current = None
+            current = live_object(facts[str(index)])
             wanted = {k: v for k, v in doc.items() if k != "status"}
             if current is None or not contains(current, wanted):
                 meta = doc.get("metadata") or {}

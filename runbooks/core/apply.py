@@ -31,7 +31,7 @@ def batchable(action: Action) -> bool:
     """Whether the batch can carry this action's stdin exactly: a here-document always ends
     with a newline and cannot hold a NUL byte (others run on their own, as before)."""
     stdin = action.stdin
-    if isinstance(stdin, bytes):  # a binary file (k3s's release files): sent on its own
+    if isinstance(stdin, bytes):  # a binary file (k3s release, microk8s snap): on its own
         return False
     return stdin is None or stdin == "" or (stdin.endswith("\n") and "\0" not in stdin)
 

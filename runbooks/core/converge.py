@@ -286,7 +286,8 @@ class Converger:
                 else:
                     command = handler.command
                     if handler.name in self.marked:  # its marker goes in the same round trip
-                        command = f"{{ {command}\n}} && {marks.clear_command([handler.name])}"
+                        # a subshell: a handler may end with `exit 0`, which must not skip it
+                        command = f"( {command}\n) && {marks.clear_command([handler.name])}"
                     done = self.ctx.session.run(command)
                     if not done.ok:
                         raise StepFailed(f"exit {done.rc}: {done.stderr.strip()[-2000:]}")

@@ -56,8 +56,11 @@ class Config(Step):
         return [Change("update conf", (Action("printf new > conf"),))]
 
 
-def plan() -> Plan:
-    return Plan().add(Config()).handler(Handler("restart svc", "echo restarted >> svc.log"))
+RESTART = "echo restarted >> svc.log"
+
+
+def plan(handler: str = RESTART) -> Plan:
+    return Plan().add(Config()).handler(Handler("restart svc", handler))
 
 
 @pytest.fixture
@@ -68,12 +71,12 @@ def host(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run(root: Path, cut_on: str | None = None, check: bool = False):
+def run(root: Path, cut_on: str | None = None, check: bool = False, handler: str = RESTART):
     session = Shell(root, cut_on)
     events: list[tuple[str, str]] = []
     ctx = SimpleNamespace(host=SimpleNamespace(name="h"), session=session, check=check,
                           options={}, log=lambda text: None)
-    result = converge.Converger(ctx, plan(), lambda k, t: events.append((k, t))).run()
+    result = converge.Converger(ctx, plan(handler), lambda k, t: events.append((k, t))).run()
     return result, events, session
 
 
@@ -115,6 +118,28 @@ def test_an_uncut_run_leaves_no_marker_and_costs_no_extra_round_trip(host):
     assert len(session.ran) == 3
     change = session.ran[1]
     assert change.index(f"mkdir -p {pending.DIRECTORY}") < change.index("printf new > conf")
+
+
+@pytest.mark.parametrize("handler", [
+    pytest.param(f"{RESTART} && exit 0", id="ends-with-exit-0"),
+    pytest.param(f"for i in 1 2; do {RESTART} && exit 0; done; exit 1", id="exits-from-a-loop"),
+    pytest.param(f"cd / && cd - >/dev/null && {RESTART}", id="changes-directory"),
+])
+def test_a_handler_that_exits_still_clears_its_marker(host, handler):
+    first, _, _ = run(host, handler=handler)
+    assert first.status is Status.CHANGED and restarts(host) == 1
+    assert markers(host) == []  # the handler's `exit` must not skip the marker's removal
+    again, events, _ = run(host, handler=handler)
+    assert again.status is Status.OK and again.changed == 0 and restarts(host) == 1
+    assert not any("owed" in text for _, text in events)
+
+
+def test_a_failing_handler_keeps_its_marker_for_the_next_run(host):
+    failed, _, _ = run(host, handler=f"{RESTART} && exit 3")
+    assert failed.status is Status.FAILED and markers(host) == [pending.marker("restart svc")]
+    fixed, events, _ = run(host)
+    assert ("info", "handler owed by an interrupted run: restart svc") in events
+    assert fixed.status is Status.CHANGED and markers(host) == []
 
 
 def test_marker_names_are_safe_and_distinct():
