@@ -158,7 +158,7 @@ def token_from(ctx: HostContext, first: Host) -> str | None:
         try:  # the first server's own run may be opening this very connection right now
             session = ctx.connector.session(first)
         except HostUnreachable:
-            if time.monotonic() > deadline:
+            if ctx.check or time.monotonic() > deadline:  # check mode waits for nothing
                 raise
             time.sleep(0.5)
     while True:
@@ -242,8 +242,27 @@ def together_plan(ctx: HostContext) -> Plan:
     return node_plan(ctx)
 
 
+def whole_plan(ctx: HostContext) -> Plan:
+    """Everything `inv k3s` wants on one host in one pass: the release files in the registry
+    (on the registry host), the node's own plan (the token read over the first server's
+    session), and on the first server the readiness and the kubeconfig. `inv k3s` reads it
+    in check mode first, every host at once: a converged cluster is then done in one round."""
+    from runbooks.k3s.distribute import gateway_plan
+
+    plan = Plan()
+    registry = getattr(ctx.inventory, "registry", None)
+    if registry is not None and registry.host == ctx.host.name:
+        plan = gateway_plan(ctx)
+    if ctx.host.name in cluster_of(ctx.inventory).nodes:
+        node = node_plan(ctx)
+        plan.add(*node.steps)
+        plan.handler(*node.handlers)
+    return plan
+
+
 NODES = Runbook("k3s", (SERVER, AGENT), node_plan)
 READY = Runbook("k3s.ready", (SERVER,), ready_plan)
 TOGETHER = Runbook("k3s", (SERVER, AGENT), together_plan)
+WHOLE = Runbook("k3s", (SERVER, AGENT), whole_plan)
 RUNBOOK = NODES  # demo.rehearse: one pass (agents read the token over the server's session)
 

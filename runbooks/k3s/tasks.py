@@ -107,8 +107,8 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     from runbooks.common.kubeconfig import kubeconfig_path
     from runbooks.core.runner import select_hosts, write_report
     from runbooks.k3s.distribute import RUNBOOK as GATEWAY
-    from runbooks.k3s.plan import NODES, READY, TOGETHER, rollout_order
-    from runbooks.k3s.run import run_phases
+    from runbooks.k3s.plan import NODES, READY, TOGETHER, WHOLE, rollout_order
+    from runbooks.k3s.run import converged_already, run_phases
 
     inv = load_inventory_or_exit(c, inventory)
     cluster = _cluster(inv)
@@ -140,9 +140,19 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
 
     registry = getattr(inv, "registry", None)
     gateway = [inv.hosts[registry.host]] if registry and registry.host in inv.hosts else []
+    workers = parallel_or_exit(c, parallel)
+    if not check:  # a converged cluster: one round, every host read at once
+        done = converged_already(
+            WHOLE, list({h.name: h for h in [*gateway, first, *others]}.values()), inv,
+            name="k3s",
+            parallel=workers, options={k: v for k, v in options.items() if k != "shared"},
+            accept_new_host_keys=accept_new_host_keys)
+        if done is not None:
+            if report:
+                write_report(done, report)
+            return
     result = run_phases([(GATEWAY, gateway, 0), (NODES, [first], 0)], inv, name="k3s",
-                        check=check,
-                        parallel=parallel_or_exit(c, parallel),
+                        check=check, parallel=workers,
                         options=options, accept_new_host_keys=accept_new_host_keys,
                         needs_first=first.name, then=next_phases, warm=others,
                         on_result=lambda done: failed.update(

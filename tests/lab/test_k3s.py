@@ -194,11 +194,17 @@ def test_registry_trust_after_k3s_changes_nothing(lab, site):
     assert main_pids(lab) == pids
 
 
-def test_second_run_changes_and_restarts_nothing(lab, site):
+def test_second_run_changes_and_restarts_nothing(lab, site, capsys):
     tmp, inventory = site
     before = main_pids(lab)
+    capsys.readouterr()
     data = run(inventory, tmp / "second.json")
+    out = capsys.readouterr().out
     assert data["ok"] is True and changed_steps(data) == {}
+    assert data["check"] is False and set(data["hosts"]) == {"dell", *NODES}
+    # every host read at once, in one round: the phases did not run
+    assert "k3s on lab: 4 host(s), nothing to change" in out, out
+    assert "RECAP k3s\n" in out and "each Ready before the next" not in out
     assert main_pids(lab) == before
 
 
