@@ -326,50 +326,6 @@ def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, caps
     assert healed["ok"] is True and set(changed_steps(healed)) <= {"lp0", "rp0"}
 
 
-def journal(lab, host: str) -> list[tuple[float, str]]:
-    """(unix time, message) of the node's k3s unit, oldest first."""
-    out = sh(lab, host, f"journalctl -u {UNIT[host]} -o short-unix --no-pager -q")
-    return [(float(line.split(" ", 1)[0]), line) for line in out.splitlines()
-            if line[:1].isdigit()]
-
-
-def restarted(lab, host: str) -> tuple[float, float]:
-    """When the node's k3s last stopped, and when it was up again after that."""
-    lines = journal(lab, host)
-    stop = max(t for t, line in lines if "Shutting down k3s" in line)
-    up = min(t for t, line in lines if t >= stop and (
-        "k3s is up and running" in line or "joined the cluster" in line))
-    return stop, up
-
-
-def test_a_new_version_rolls_out_servers_first_one_node_at_a_time(lab, site, capsys):
-    tmp, inventory = site
-    (tmp / "v2").mkdir(exist_ok=True)
-    newer = tmp / "v2" / "lab.yaml"
-    newer.write_text(inventory.read_text().replace("version: v1.34.3+k3s1",
-                                                   "version: v1.34.4+k3s1", 1))
-    shutil.copy(lock_path(inventory), lock_path(newer))
-    before = main_pids(lab)
-    order = "rp0 -> rp1 -> lp0"
-    checked = run(newer, tmp / "v2-check.json", check=True)
-    assert checked["ok"] is True
-    assert f"each Ready before the next: {order}" in capsys.readouterr().out
-    assert main_pids(lab) == before  # --check restarted nothing
-    assert "v1.34.3+k3s1" in sh(lab, "lp0", "k3s --version")
-    data = run(newer, tmp / "v2.json")
-    out = capsys.readouterr().out
-    assert data["ok"] is True, out
-    assert f"each Ready before the next: {order}" in out
-    for name in NODES:
-        assert "v1.34.4+k3s1" in sh(lab, name, "k3s --version")
-    nodes = json.loads(sh(lab, "rp0", "k3s kubectl get nodes -o json"))["items"]
-    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {"v1.34.4+k3s1"}
-    times = {name: restarted(lab, name) for name in NODES}
-    assert times["rp0"][1] <= times["rp1"][0] and times["rp1"][1] <= times["lp0"][0], times
-    again = run(newer, tmp / "v2-again.json")
-    assert again["ok"] is True and changed_steps(again) == {}
-
-
 def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
     tmp, inventory = site
     debris = (
@@ -415,6 +371,50 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster
+
+
+def journal(lab, host: str) -> list[tuple[float, str]]:
+    """(unix time, message) of the node's k3s unit, oldest first."""
+    out = sh(lab, host, f"journalctl -u {UNIT[host]} -o short-unix --no-pager -q")
+    return [(float(line.split(" ", 1)[0]), line) for line in out.splitlines()
+            if line[:1].isdigit()]
+
+
+def restarted(lab, host: str) -> tuple[float, float]:
+    """When the node's k3s last stopped, and when it was up again after that."""
+    lines = journal(lab, host)
+    stop = max(t for t, line in lines if "Shutting down k3s" in line)
+    up = min(t for t, line in lines if t >= stop and (
+        "k3s is up and running" in line or "joined the cluster" in line))
+    return stop, up
+
+
+def test_a_new_version_rolls_out_servers_first_one_node_at_a_time(lab, site, capsys):
+    tmp, inventory = site
+    (tmp / "v2").mkdir(exist_ok=True)
+    newer = tmp / "v2" / "lab.yaml"
+    newer.write_text(inventory.read_text().replace("version: v1.34.3+k3s1",
+                                                   "version: v1.34.4+k3s1", 1))
+    shutil.copy(lock_path(inventory), lock_path(newer))
+    before = main_pids(lab)
+    order = "rp0 -> rp1 -> lp0"
+    checked = run(newer, tmp / "v2-check.json", check=True)
+    assert checked["ok"] is True
+    assert f"each Ready before the next: {order}" in capsys.readouterr().out
+    assert main_pids(lab) == before  # --check restarted nothing
+    assert "v1.34.3+k3s1" in sh(lab, "lp0", "k3s --version")
+    data = run(newer, tmp / "v2.json")
+    out = capsys.readouterr().out
+    assert data["ok"] is True, out
+    assert f"each Ready before the next: {order}" in out
+    for name in NODES:
+        assert "v1.34.4+k3s1" in sh(lab, name, "k3s --version")
+    nodes = json.loads(sh(lab, "rp0", "k3s kubectl get nodes -o json"))["items"]
+    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {"v1.34.4+k3s1"}
+    times = {name: restarted(lab, name) for name in NODES}
+    assert times["rp0"][1] <= times["rp1"][0] and times["rp1"][1] <= times["lp0"][0], times
+    again = run(newer, tmp / "v2-again.json")
+    assert again["ok"] is True and changed_steps(again) == {}
 
 
 def test_three_servers_run_embedded_etcd_behind_the_vip(lab, site):
