@@ -80,3 +80,21 @@ def test_a_refused_connection_is_unreachable_with_address(site):
     # the other host is not disturbed
     assert connector.session(inv.hosts["beta"]).run("true").ok
     connector.close_all()
+
+
+def test_a_host_behind_a_gateway_is_reached_through_it(site):
+    text = site.inventory.read_text()
+    beta = site.servers["beta"]
+    site.inventory.write_text(text.replace(
+        f"port: {beta.port}, roles: [pi]}}", f"port: {beta.port}, roles: [pi], via: alpha}}"))
+    inv = load_inventory(site.inventory)
+    assert inv.hosts["beta"].via == "alpha"
+    connector = Connector(inv)
+    try:
+        through = connector.session(inv.hosts["beta"])
+        assert through.run("echo $SSH_CONNECTION").stdout.split()[2] == "127.0.0.3"
+        gateway = connector.connection(inv.hosts["alpha"])
+        assert isinstance(through.connection.transport.sock, paramiko.Channel)
+        assert gateway.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        connector.close_all()
