@@ -30,6 +30,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from runbooks.common import artifacts
+from runbooks.common.artifacts import matches, sha256_file
+
 SNAP = re.compile(r"^microk8s_(\d+)\.snap$")
 
 
@@ -38,8 +41,8 @@ class FetchError(Exception):
 
 
 def cache_dir(revision: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "greenroom" / "microk8s" / revision
+    """~/.cache/greenroom/microk8s/<revision> (runbooks.common.artifacts)."""
+    return artifacts.cache_dir("microk8s", revision)
 
 
 def lock_path(inventory_path: Path) -> Path:
@@ -50,14 +53,6 @@ def lock_path(inventory_path: Path) -> Path:
 def names(revision: str) -> tuple[str, str]:
     """The snap and assertion file names `snap download` gives a revision."""
     return f"microk8s_{revision}.snap", f"microk8s_{revision}.assert"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        for chunk in iter(lambda: data.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha3_384_b64(path: Path) -> str:
@@ -130,7 +125,7 @@ def cached(channel: str, lock: Lock) -> Fetched | None:
         return None
     folder = cache_dir(pin.revision)
     paths = {name: folder / name for name in pin.files}
-    if not all(p.is_file() and sha256_file(p) == pin.files[n] for n, p in paths.items()):
+    if not all(matches(p, pin.files[n]) for n, p in paths.items()):
         return None
     return Fetched(pin.revision, paths, dict(pin.files), "cached")
 

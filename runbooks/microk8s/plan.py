@@ -94,11 +94,10 @@ def node_plan(ctx: HostContext) -> Plan:
     if cluster.offline:
         from runbooks.microk8s import offline
 
-        pinned = offline.pinned_files(ctx.inventory, cluster, ctx.check)
-        for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
-            plan.add(offline.Pushed(name, local, pinned.digests[name]))
+        pinned, files = offline.node_steps(ctx, cluster)
+        plan.add(*files)
         install = offline.install_command(pinned.revision, cfg.stamp_command())
-        source = f"{cluster.channel} revision {pinned.revision}, pinned, from this machine"
+        source = f"{cluster.channel} revision {pinned.revision}, pinned"
     plan.add(Command(f"Install the microk8s snap ({source})", install,
                      unless="snap list microk8s >/dev/null 2>&1"))
     plan.add(Command("Apply the launch configuration to the installed snap",
