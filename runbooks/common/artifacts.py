@@ -23,6 +23,9 @@ import hashlib
 import json
 import os
 import shlex
+import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,28 @@ from runbooks.core.steps import Action, Change, Step
 # -- this machine's cache ---------------------------------------------------------------------
 
 STAMPS = ".verified.json"
+
+
+class DownloadError(Exception):
+    """A file could not be downloaded; the message names the URL and what to check."""
+
+
+def download(url: str, target: Path, timeout: float = 60) -> None:
+    """Fetch `url` into `target` atomically (a temp file beside it, renamed when complete;
+    nothing is left behind on failure). Streams: a snap of hundreds of MB never sits in
+    memory. The caller checks the digest."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"cannot download {url}: {reason}; check cluster.source (a mirror "
+                            "of the release downloads) and the connection") from None
 
 
 def cache_dir(kind: str, version: str) -> Path:

@@ -205,3 +205,13 @@ def test_microk8s_node_files_name_the_gateway(pinned: Any, registry: bool) -> No
                               f"sha256:{DIGEST}")
     else:
         assert mirrors == [None, None]
+
+
+def test_download_is_atomic_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    source = local(tmp_path)
+    target = tmp_path / "cache" / "got.snap"
+    artifacts.download(source.as_uri(), target)
+    assert target.read_bytes() == b"snap bytes"
+    with pytest.raises(artifacts.DownloadError, match="cannot download file:.*absent"):
+        artifacts.download((tmp_path / "absent").as_uri(), tmp_path / "cache" / "x.snap")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["got.snap"]
