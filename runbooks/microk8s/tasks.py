@@ -45,8 +45,8 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
             options={"timeout": timeout,
                      "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)})
     if not gateway_ok:
-        raise Exit("microk8s: the gateway's registry could not take the snap (see above); "
-                   "the nodes got it over SSH instead", code=1)
+        raise Exit("microk8s: microk8s.release failed on the registry host (see above): the "
+                   "nodes that lacked the snap got it over SSH instead, if they could", code=1)
 
 
 def _gateway_first(c: Context, inventory: str | None, check: bool,
