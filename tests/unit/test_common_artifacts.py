@@ -215,3 +215,38 @@ def test_download_is_atomic_and_leaves_nothing_on_failure(tmp_path: Path) -> Non
     with pytest.raises(artifacts.DownloadError, match="cannot download file:.*absent"):
         artifacts.download((tmp_path / "absent").as_uri(), tmp_path / "cache" / "x.snap")
     assert sorted(p.name for p in target.parent.iterdir()) == ["got.snap"]
+
+
+@pytest.mark.parametrize(("cluster", "registry", "runs", "ok"), [
+    (OFFLINE, True, ["gw"], True),
+    (OFFLINE, True, ["gw"], False),
+    (OFFLINE, False, [], True),
+    (OFFLINE.replace("offline: true", "offline: false"), True, [], True),
+], ids=["offline-with-registry", "gateway-failed", "no-registry", "from-the-store"])
+def test_inv_microk8s_runs_the_gateway_first_only_when_it_serves_the_snap(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cluster: str, registry: bool,
+        runs: list[str], ok: bool) -> None:
+    from invoke import Context
+
+    from runbooks.core import runner
+    from runbooks.microk8s import tasks
+
+    text = BASE + THREE + cluster
+    if not registry:
+        text = text.replace("registry: {host: gw, port: 5001}\n", "")
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    ran: list[str] = []
+
+    @dataclass
+    class Result:
+        ok: bool
+
+    def fake(runbook: Any, inv: Any, hosts: list[Any], **_kw: Any) -> Result:
+        assert runbook.name == "microk8s.release"
+        ran.extend(h.name for h in hosts)
+        return Result(ok)
+
+    monkeypatch.setattr(runner, "run_runbook", fake)
+    assert tasks._gateway_first(Context(), str(path), False, False) is ok
+    assert ran == runs
