@@ -4,9 +4,12 @@ hosts/lab.yaml's cluster: the k3s double on rp0 (server), rp1 and lp0 (agents), 
 objects in it, the speaker double (BIRD) on each node in BGP sessions with the router edge
 (real FRR). Drift injected on the real hosts: a node's BGP speaker stopped (rp1), an agent's
 k3s stopped (lp0; its node turns NotReady 40 s later, as a kubelet's would), a leftover demo
-namespace in the cluster (the `demo: workloads:` section's `podinfo`) -> demo.check NO-GO
-naming each, on the host where it is seen; demo.reset fixes each and says GO (BGP sessions
-Established again, every node Ready); a second demo.reset changes nothing.
+namespace in the cluster (the `demo: workloads:` section's `podinfo`), the pods behind the
+LoadBalancer IP gone (the lab's web double stopped on every node) -> demo.check NO-GO naming
+each, on the host where it is seen (the router for the session, the laptop behind it for
+the LoadBalancer IP, rp0 for the node and the namespace); demo.reset fixes each and says GO
+(BGP sessions Established again, every node Ready, the page answering); a second demo.reset
+changes nothing. On the converged lab every cluster check is green, the system pods too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ pytestmark = pytest.mark.lab
 SERVER, AGENT, SPEAKER = "rp0", "lp0", "rp1"
 NAMESPACE = "podinfo"  # hosts/lab.yaml: demo.workloads.namespaces
 KUBECTL = "k3s kubectl"
+NODES = ("rp0", "rp1", "lp0")
+WEB = "greenroom-double-web"  # runbooks/lab/doubles/bgp_speaker.py: the Service's pods
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +64,17 @@ def test_cluster_is_green_on_the_converged_lab(cluster, tmp_path):
         assert seen[("edge", "router", f"BGP session with {node}")] == "Established"
     assert "192.168.20." in seen[("edge", "router", "routes to LoadBalancer IPs")]
     assert seen[(SERVER, "demo.workloads", "leftover")] == "nothing left over"
+    assert seen[(SERVER, "demo.cluster", "system pods")].endswith("kube-system workloads ready")
+    # the audience's view: the LoadBalancer IP answers from the laptop, through the router
+    assert "http://192.168.20.0/ answers" in seen[("laptop", "demo.path", "answers")]
 
 
 def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     lab = cluster
     sh(lab, AGENT, "systemctl stop k3s-agent")
     sh(lab, SPEAKER, "systemctl stop bird")
+    for node in NODES:  # the pods behind the LoadBalancer IP (the lab's web double)
+        sh(lab, node, f"systemctl stop {WEB}")
     sh(lab, SERVER, f"{KUBECTL} create namespace {NAMESPACE}")
     assert wait_until(lambda: not node_ready(lab, AGENT), timeout=70, step=2), \
         f"{AGENT} still Ready 70 s after its k3s-agent stopped"
@@ -74,20 +84,23 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     bad = failing(found)
     assert {(AGENT, "k3s", "k3s-agent.service active"), (SERVER, "k3s", "nodes Ready"),
             ("edge", "router", f"BGP session with {SPEAKER}"),
-            (SERVER, "demo.workloads", "leftover")} <= bad, bad
+            (SERVER, "demo.workloads", "leftover"), ("laptop", "demo.path", "answers")
+            } <= bad, bad
     seen = checks(found)
     assert seen[(SERVER, "k3s", "nodes Ready")] == f"not Ready: {AGENT}"
     assert seen[("edge", "router", f"BGP session with {SPEAKER}")] != "Established"
     assert f"namespace {NAMESPACE}" in seen[(SERVER, "demo.workloads", "leftover")]
     # the sessions of the nodes that still speak stay green: only the drifted ones are named
     assert ("edge", "router", "BGP session with rp0") not in bad
-    assert {h for h, _s, _n in bad} <= {SERVER, AGENT, SPEAKER, "edge"}, bad
+    assert "http://192.168.20.0/ does not answer" in seen[("laptop", "demo.path", "answers")]
+    assert {h for h, _s, _n in bad} <= {*NODES, "edge", "laptop"}, bad
 
     code, fixed = call(reset, tmp_path, "fix")
     assert code == 0 and fixed["ok"] is True, failing(fixed)
     assert {(AGENT, "k3s", "k3s-agent.service active"), (SERVER, "k3s", "nodes Ready"),
             ("edge", "router", f"BGP session with {SPEAKER}")} & failing(fixed) == set()
     assert lab.exec(SPEAKER, "systemctl is-active bird").stdout.strip() == "active"
+    assert ("laptop", "demo.path", "answers") not in failing(fixed)
     assert node_ready(lab, AGENT)
     assert lab.exec(SERVER, f"{KUBECTL} get namespace {NAMESPACE}").returncode != 0
     assert {("k3s", AGENT), ("demo.workloads", SERVER)} <= changed(fixed), changed(fixed)
