@@ -9,7 +9,8 @@ LoadBalancer IP gone (the lab's web double stopped on every node) -> demo.check 
 each, on the host where it is seen (the router for the session, the laptop behind it for
 the LoadBalancer IP, rp0 for the node and the namespace); demo.reset fixes each and says GO
 (BGP sessions Established again, every node Ready, the page answering); a second demo.reset
-changes nothing. On the converged lab every cluster check is green, the system pods too.
+changes nothing; `--check` before it lists the changes and makes none. On the converged lab
+every cluster check is green, the system pods too.
 """
 
 from __future__ import annotations
@@ -94,6 +95,13 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     assert ("edge", "router", "BGP session with rp0") not in bad
     assert "http://192.168.20.0/ does not answer" in seen[("laptop", "demo.path", "answers")]
     assert {h for h, _s, _n in bad} <= {*NODES, "edge", "laptop"}, bad
+
+    # --check shows what the reset would do, and does none of it
+    code, shown = call(reset, tmp_path, "shown", check=True)
+    assert code == 1 and shown["check"] is True
+    assert {("k3s", AGENT), ("demo.workloads", SERVER)} <= changed(shown), changed(shown)
+    assert lab.exec(SPEAKER, "systemctl is-active bird").stdout.strip() != "active"
+    assert lab.exec(SERVER, f"{KUBECTL} get namespace {NAMESPACE}").returncode == 0
 
     code, fixed = call(reset, tmp_path, "fix")
     assert code == 0 and fixed["ok"] is True, failing(fixed)
