@@ -15,8 +15,11 @@ every cluster check is green, the system pods too.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from runbooks.common.kubectl import node_status
 from runbooks.demo import history
 from runbooks.demo.tasks import check, reset
 from tests.lab.test_demo import call, changed, failing, sh
@@ -50,10 +53,8 @@ def checks(data):
 
 
 def node_ready(lab, node):
-    out = lab.exec(SERVER, f"{KUBECTL} get node {node} -o "
-                           "jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}'",
-                   timeout=20).stdout
-    return out.strip() == "True"
+    done = lab.exec(SERVER, f"{KUBECTL} get node {node} -o json", timeout=20)
+    return done.returncode == 0 and node_status(json.loads(done.stdout))["ready"]
 
 
 def test_cluster_is_green_on_the_converged_lab(cluster, tmp_path):
@@ -76,7 +77,8 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     sh(lab, SPEAKER, "systemctl stop bird")
     for node in NODES:  # the pods behind the LoadBalancer IP (the lab's web double)
         sh(lab, node, f"systemctl stop {WEB}")
-    sh(lab, SERVER, f"{KUBECTL} create namespace {NAMESPACE}")
+    leftover = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    sh(lab, SERVER, f"echo '{json.dumps(leftover)}' | {KUBECTL} apply -f -")
     assert wait_until(lambda: not node_ready(lab, AGENT), timeout=70, step=2), \
         f"{AGENT} still Ready 70 s after its k3s-agent stopped"
 
