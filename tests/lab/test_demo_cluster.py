@@ -85,7 +85,7 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     code, found = call(check, tmp_path, "drift")
     assert code == 1 and found["ok"] is False
     bad = failing(found)
-    assert {(AGENT, "k3s", "k3s-agent.service active"), (SERVER, "k3s", "nodes Ready"),
+    assert {(AGENT, "k3s", "k3s-agent active"), (SERVER, "k3s", "nodes Ready"),
             ("edge", "router", f"BGP session with {SPEAKER}"),
             (SERVER, "demo.workloads", "leftover"), ("laptop", "demo.path", "answers")
             } <= bad, bad
@@ -107,7 +107,7 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
 
     code, fixed = call(reset, tmp_path, "fix")
     assert code == 0 and fixed["ok"] is True, failing(fixed)
-    assert {(AGENT, "k3s", "k3s-agent.service active"), (SERVER, "k3s", "nodes Ready"),
+    assert {(AGENT, "k3s", "k3s-agent active"), (SERVER, "k3s", "nodes Ready"),
             ("edge", "router", f"BGP session with {SPEAKER}")} & failing(fixed) == set()
     assert lab.exec(SPEAKER, "systemctl is-active bird").stdout.strip() == "active"
     assert ("laptop", "demo.path", "answers") not in failing(fixed)
