@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbooks.core import secrets
 from runbooks.core.access import access_for
+from runbooks.core.session_hostkeys import indexed_host_keys
 
 if TYPE_CHECKING:
     import fabric
@@ -362,15 +363,11 @@ class Connector:
         return Config()
 
     def _shared_host_keys(self) -> paramiko.HostKeys:
-        import paramiko
-
         with self._lock:
             if self._host_keys is None:
-                keys = paramiko.HostKeys()
-                for path in (str(self.known_hosts), self._extra_known_hosts):
-                    if path and os.path.exists(path):
-                        keys.load(path)
-                self._host_keys = keys
+                self._host_keys = indexed_host_keys([
+                    path for path in (str(self.known_hosts), self._extra_known_hosts)
+                    if path and os.path.exists(path)])
             return self._host_keys
 
     def _key_kwargs(self) -> dict[str, Any]:
@@ -421,7 +418,7 @@ class Connector:
             _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)
         )
         # known_hosts is parsed once per run and shared read-only by every client
-        # (paramiko checks both its "system" and its own host keys).
+        # (paramiko checks both its "system" and its own host keys), its lookups indexed.
         client._system_host_keys = self._shared_host_keys()  # noqa: SLF001
         with self._lock:
             return self._connections.setdefault(host.name, conn)
