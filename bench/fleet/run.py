@@ -5,7 +5,7 @@ N. greenroom, pyinfra 3 and ansible-core (at 10 and 20 hosts only: it takes minu
 converge the boards from the same starting state (first run), then run again with nothing
 to change (no-op run); the floors connect to every host and run one `true`: the raw Fabric
 floor as users write it (`fabric_floor.py`, untuned) and the floor tuned as far as
-Fabric/Paramiko allow (`tuned_floor.py`, level 6, host keys checked strictly, nothing
+Fabric/Paramiko allow (`tuned_floor.py`, level 7, host keys checked strictly, nothing
 weaker than OpenSSH's default algorithms). All are timed as whole processes, in one run of
 this script, and reported as ratios. Every packet stays on the lab's own management bridge.
 
@@ -35,7 +35,7 @@ ANSIBLE_SIZES = (10, 20)
 REPEAT = 3
 SUBNET = "10.233.0"
 INVENTORY = HERE / "fleet-100.yaml"
-FLOOR_LEVELS = 7  # tuned_floor.py levels 0..6
+FLOOR_LEVELS = 8  # tuned_floor.py levels 0..7
 
 RESET = r"""
 set -e
