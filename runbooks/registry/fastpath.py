@@ -80,11 +80,12 @@ def _invoke_configured_elsewhere() -> bool:
 
 
 def answer(argv: list[str], project: Callable[[], dict[str, Any]],
-           out: TextIO = sys.stdout) -> bool:
+           out: TextIO | None = None) -> bool:
     """Print the whole no-op run and return True; or return False having printed nothing.
 
     `project()` gives invoke.yaml's content (greenroom.inventory is the default inventory);
     it is read only when the run needs an inventory."""
+    out = sys.stdout if out is None else out
     found = parse(argv)
     if found is None or _invoke_configured_elsewhere():
         return False
