@@ -18,7 +18,6 @@ from invoke import Exit
 
 from runbooks.core.errors import UsageError
 from runbooks.core.facts import FactResult, gather
-from runbooks.core.runner import select_hosts
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
@@ -46,6 +45,7 @@ def read_hosts(inv: Inventory, runbook: Runbook, host_spec: str | None,
     read. A bad --host, no host with the runbook's role or the lab not running: a one-line
     error and exit 2 (usage), before any host is read."""
     from runbooks.core.cli import usage_errors_exit
+    from runbooks.core.runner import select_hosts
     from runbooks.core.session import Connector, HostUnreachable, SessionError
 
     with usage_errors_exit():
@@ -102,6 +102,18 @@ def unhealthy(host: Host, error: str) -> Reading:
                    notes=(f"{host.name}: UNHEALTHY: {error}",))
 
 
+@dataclass(frozen=True)
+class Check:
+    """One health verdict: what was checked, whether it is fine, the evidence, and the
+    command that fixes it (where one does). The `check` tasks and demo.check's probes
+    report these."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
 class Verdict(Protocol):
     """One health check's outcome (each runbook's frozen Check dataclass)."""
 
@@ -115,6 +127,13 @@ class Verdict(Protocol):
     def detail(self) -> str: ...
 
 
+def as_json(check: Verdict) -> dict[str, Any]:
+    """A check for JSON output: name, ok, detail, and its fix when it has one."""
+    fix = getattr(check, "fix", "")
+    return {"name": check.name, "ok": check.ok, "detail": check.detail,
+            **({"fix": fix} if fix else {})}
+
+
 def health_report(readings: Iterable[tuple[Host, dict[str, FactResult] | str]],
                   evaluate: Callable[[Host, Mapping[str, FactResult]], Sequence[Verdict]],
                   render: Callable[[str, list[Any]], str], json_: bool = False,
@@ -126,7 +145,7 @@ def health_report(readings: Iterable[tuple[Host, dict[str, FactResult] | str]],
     def judge(host: Host, facts: Mapping[str, FactResult]) -> Reading:
         checks = list(evaluate(host, facts))
         ok = all(check.ok for check in checks)
-        return Reading(ok, {"healthy": ok, "checks": [vars(check) for check in checks]},
+        return Reading(ok, {"healthy": ok, "checks": [as_json(check) for check in checks]},
                        render(host.name, checks))
 
     report(readings, judge, unhealthy, json_=json_, print_=print_)

@@ -7,7 +7,6 @@ All facts are read in one round trip (`health_facts`) and judged by a pure funct
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
@@ -17,6 +16,7 @@ from runbooks.common.kernel import IP_FORWARD
 from runbooks.common.links import link_command, parse_link
 from runbooks.common.nat import FIREWALLD_RUNNING, FIREWALLD_RUNTIME_RULES, nft_table_fact
 from runbooks.core.facts import Fact, FactResult
+from runbooks.core.readonly import Check
 from runbooks.dell_gateway import dhcp, docker
 from runbooks.dell_gateway.leases import active_leases, parse_leases
 
@@ -34,15 +34,6 @@ DHCPD_PACKET_INTERFACES = Fact(
     "dhcpd_packet_interfaces", "ss -H -0 -pn",
     lambda result: sorted({word[2:] for line in result.out.splitlines() if '"dhcpd"' in line
                            for word in line.split() if word.startswith("*:") and len(word) > 2}))
-
-
-@dataclass(frozen=True)
-class Check:
-    """One health verdict: what was checked, whether it is fine, and the evidence."""
-
-    name: str
-    ok: bool
-    detail: str
 
 
 def health_facts(host: Host) -> dict[str, str]:

@@ -10,22 +10,17 @@ metallb.check` explains how to look at them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
 from runbooks.common.bgp import PlanError, site_plan
 from runbooks.common.bgp_state import BGP_ROUTES, BGP_SESSIONS, node_states
+from runbooks.core.readonly import Check
 
 ROLES = ("router",)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = "inv router; inv metallb.check"
+FIX = "inv router; inv metallb.check"
 
 
 def _router(host: Any, inventory: Any) -> tuple[Any, Any] | None:
@@ -67,9 +62,9 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     states = node_states(router.kind, BGP_SESSIONS[router.kind].read(found, "router/sessions"),
                          [(n.name, str(n.address)) for n in site.nodes])
     for name, state in states.items():
-        yield Check(f"BGP session with {name}", state == "Established", state)
+        yield Check(f"BGP session with {name}", state == "Established", state, FIX)
     networks = [net for pool in site.metallb.pools for net in pool.networks()]
     routes = sorted(t for t in BGP_ROUTES[router.kind].read(found, "router/routes")
                     if _inside(t, networks))
     yield Check("routes to LoadBalancer IPs", bool(routes),
-                ", ".join(routes) if routes else "none learned from the cluster")
+                ", ".join(routes) if routes else "none learned from the cluster", FIX)

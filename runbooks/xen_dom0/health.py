@@ -13,6 +13,7 @@ from runbooks.common.facts import UDP_LISTENERS
 from runbooks.common.kernel import IP_FORWARD
 from runbooks.common.nat import FIREWALLD_RUNTIME_RULES, NFT_RULESET
 from runbooks.core.facts import Fact, FactResult
+from runbooks.core.readonly import Check
 from runbooks.core.steps.system import unit_active
 from runbooks.xen_dom0.render import DNSMASQ_BASE
 from runbooks.xen_dom0.settings import XenSettings
@@ -64,13 +65,6 @@ def format_leases(leases: list[Lease]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                      for r in rows)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 def health_facts(settings: XenSettings) -> dict[str, str]:
