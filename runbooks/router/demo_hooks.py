@@ -63,7 +63,7 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
                          [(n.name, str(n.address)) for n in site.nodes])
     for name, state in states.items():
         yield Check(f"BGP session with {name}", state == "Established", state, FIX)
-    networks = [net for pool in site.metallb.pools for net in pool.networks()]
+    networks = list(site.metallb.networks())
     routes = sorted(t for t in BGP_ROUTES[router.kind].read(found, "router/routes")
                     if _inside(t, networks))
     yield Check("routes to LoadBalancer IPs", bool(routes),
