@@ -4,7 +4,8 @@ The LoadBalancer IPs are the ones asked about (--address), else those the cluste
 (read on its first server: every Service of type LoadBalancer must have one).
 On each router: every cluster node's session Established (FRR: `vtysh -c 'show bgp summary
 json'`; BIRD: `birdc show protocols`) and a kernel route for every LoadBalancer IP
-(`ip route show proto bgp` / `proto bird`). On each client (role client, else the router
+(`ip route show proto bgp` / `proto bird`). RouterOS routers have no shell: the task reads
+them itself (runbooks/metallb/routeros_check.py). On each client (role client, else the router
 itself with --from-router): every LoadBalancer IP answers HTTP. Nothing is changed anywhere.
 """
 
@@ -105,8 +106,8 @@ def check_plan(ctx: HostContext) -> Plan:
             raise StepFailed(f"{ctx.host.name}: not a router of the metallb section ({exc})"
                              ) from None
         if router.kind not in ("frr", "bird"):
-            raise StepFailed(f"{router.name} is {router.kind}: read `/routing bgp peer print "
-                             "status` (6) or `/routing/bgp/session print` (7) on it")
+            raise StepFailed(f"{router.name} is {router.kind}: RouterOS has no shell; `inv "
+                             "metallb.check` reads it over its own CLI, not in this runbook")
         nodes = [(n.name, str(n.address)) for n in site.nodes]
         plan.add(RouterHealth(ctx, router.kind, nodes, addresses))
     if addresses and client:

@@ -15,6 +15,8 @@ from runbooks.core.steps import StepFailed
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
+    from runbooks.core.inventory import Inventory
+    from runbooks.core.session import Connector
 
 PREFIX = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
 
@@ -48,16 +50,22 @@ def parse_services(data: Any) -> Assigned:
 
 
 def from_cluster(ctx: HostContext) -> Assigned:
-    """The site's LoadBalancer IPs, read on the cluster's first server; StepFailed saying
-    why (and that --address works without the cluster) when they cannot be read."""
-    cluster = (getattr(ctx.inventory, "sections", None) or {}).get("cluster")
+    """The site's LoadBalancer IPs, read on the cluster's first server (see `read`)."""
+    return read(ctx.inventory, ctx.connector)
+
+
+def read(inventory: Inventory, connector: Connector) -> Assigned:
+    """The site's LoadBalancer IPs, read on the cluster's first server through `connector`;
+    StepFailed saying why (and that --address works without the cluster) when they cannot
+    be read."""
+    cluster = (getattr(inventory, "sections", None) or {}).get("cluster")
     if cluster is None:
-        raise StepFailed(f"{ctx.inventory.path} has no `cluster:` section to read the "
+        raise StepFailed(f"{inventory.path} has no `cluster:` section to read the "
                          "LoadBalancer IPs from: pass them with --address")
-    server = ctx.inventory.hosts[cluster.first_server]
+    server = inventory.hosts[cluster.first_server]
     prefix = PREFIX.get(cluster.distribution, "k3s kubectl")
     try:
-        done = ctx.connector.session(server).run(f"{prefix} get services -A -o json")
+        done = connector.session(server).run(f"{prefix} get services -A -o json")
     except Exception as exc:  # noqa: BLE001 - any session error: say which host, what next
         raise StepFailed(f"cannot reach {server.name} to read the LoadBalancer IPs ({exc}); "
                          "pass them with --address") from None

@@ -105,14 +105,17 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     """Read-only: BGP sessions Established, routes to the LoadBalancer IPs, service answering.
 
     The LoadBalancer IPs are read from the cluster (every Service of type LoadBalancer must
-    have one) unless --address names them. On each router (role router, kinds frr and bird):
-    every cluster node's session is Established and each IP has a BGP route; on each client
-    (role client): each IP answers HTTP, i.e. through the router. Exits 1 when anything is
-    not so.
+    have one) unless --address names them. On each router (role router): every cluster
+    node's session is Established and each IP has a BGP route (frr: `show bgp summary json`;
+    bird: `birdc show protocols`; routeros6: `/routing bgp peer print status`; routeros7:
+    `/routing/bgp/session print`; RouterOS routes from `/ip route print detail where bgp`);
+    on each client (role client): each IP answers HTTP, i.e. through the router. Exits 1
+    when anything is not so.
     """
     from ipaddress import ip_address
 
-    from runbooks.core.cli import execute
+    from runbooks.core.cli import execute, usage_errors_exit
+    from runbooks.core.runner import select_hosts
     from runbooks.metallb.health import CHECK
 
     addresses = [a.strip() for a in address.split(",") if a.strip()]
@@ -121,9 +124,76 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
             ip_address(item)
         except ValueError:
             raise Exit(f"--address {item!r} is not an IP address", code=2) from None
-    execute(c, CHECK, inventory, host, False, parallel, report, accept_new_host_keys,
-            {"addresses": addresses, "from_router": from_router})
+    inv = load_inventory_or_exit(c, inventory)
+    with usage_errors_exit():
+        selected = [h.name for h in select_hosts(inv, CHECK, host)]
+    routeros = _routeros_routers(inv, selected)
+    failed = _check_routeros(inv, routeros, addresses, accept_new_host_keys) if routeros else 0
+    others = [name for name in selected if name not in routeros]
+    try:
+        if others or not routeros:
+            execute(c, CHECK, inventory, ",".join(others) if routeros else host, False,
+                    parallel, report, accept_new_host_keys,
+                    {"addresses": addresses, "from_router": from_router})
+    finally:
+        if failed:
+            print(f"{failed} RouterOS router(s) not healthy (see above)")
+    if failed:
+        raise Exit(code=1)
 
+
+def _routeros_routers(inv: object, names: list[str]) -> list[str]:
+    """The selected routers of kind routeros6/routeros7 (read outside the engine)."""
+    from runbooks.common.bgp import PlanError, site_plan
+    from runbooks.common.routeros_state import SESSIONS
+
+    try:
+        site = site_plan(inv)
+    except PlanError:
+        return []  # the engine's run reports it
+    return [r.name for r in site.routers if r.kind in SESSIONS and r.name in names]
+
+
+def _check_routeros(inv: object, names: list[str], addresses: list[str],
+                    accept_new_host_keys: bool) -> int:
+    """Sessions and routes of each RouterOS router over SSH; how many are not healthy."""
+    from runbooks.common.bgp import site_plan
+    from runbooks.common.routeros_state import run_over
+    from runbooks.core.session import Connector
+    from runbooks.core.steps import StepFailed
+    from runbooks.metallb import services
+    from runbooks.metallb.routeros_check import check_routers
+
+    site = site_plan(inv)
+    connector = Connector(inv, accept_new_host_keys=accept_new_host_keys)  # type: ignore
+    bad = 0
+    try:
+        if not addresses:
+            try:
+                assigned = services.read(inv, connector)  # type: ignore[arg-type]
+            except StepFailed as exc:
+                for name in names:
+                    print(f"{name} ({site.router(name).kind}): FAILED: {exc}")
+                return len(names)
+            for service, found in sorted(assigned.addresses.items()):
+                print(f"cluster: ok   Service {service}: {', '.join(found)}")
+            for service in assigned.pending:
+                print(f"cluster: BAD  Service {service}: no LoadBalancer IP assigned "
+                      "(pool exhausted, or MetalLB's controller not running?)")
+            addresses = assigned.all()
+            if not addresses and not assigned.pending:
+                print("cluster: BAD  no Service of type LoadBalancer in the cluster: run "
+                      "`inv metallb` (it creates the demo's)")
+            bad = 1 if assigned.pending or not addresses else 0
+        results = check_routers(
+            lambda name: run_over(connector.connection(inv.hosts[name])),  # type: ignore
+            site, names, addresses)
+    finally:
+        connector.close_all()
+    for result in results:
+        for line in result.text():
+            print(line)
+    return bad + sum(not r.ok for r in results)
 
 ns = Collection("metallb")
 ns.add_task(converge, default=True)

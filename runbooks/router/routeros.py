@@ -16,10 +16,10 @@ Every entry greenroom makes is named `metallb-<node>` or carries comment=greenro
 from __future__ import annotations
 
 import re
-import shlex
 from dataclasses import dataclass
 
 from runbooks.common.bgp import Router, SitePlan
+from runbooks.common.routeros_state import parse_print
 
 PEER_PREFIX = "metallb-"
 COMMENT = "greenroom"
@@ -34,15 +34,6 @@ MENUS = {
                   "instance": "/routing/bgp/template"},
 }
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One row of `print terse`: its number, flags and key=value pairs."""
-
-    index: int
-    flags: str
-    values: dict[str, str]
 
 
 def quote(value: str) -> str:
@@ -62,30 +53,6 @@ def seconds(value: str) -> int | None:
         return None
     w, d, h, m, s = (int(g) if g else 0 for g in match.groups())
     return (((w * 7 + d) * 24 + h) * 60 + m) * 60 + s
-
-
-def parse_terse(out: str) -> list[Entry]:
-    """`print terse` output -> entries (flags such as X or E kept; comments as a value)."""
-    entries: list[Entry] = []
-    for line in out.splitlines():
-        line = line.strip()
-        if not line or not line[0].isdigit():
-            continue
-        lexer = shlex.shlex(line, posix=True)
-        lexer.whitespace_split = True
-        lexer.commenters = ""
-        tokens = list(lexer)
-        index = int(tokens[0])
-        flags = ""
-        values: dict[str, str] = {}
-        for token in tokens[1:]:
-            if "=" in token:
-                key, _, value = token.partition("=")
-                values[key] = value
-            elif not values:
-                flags += token
-        entries.append(Entry(index, flags, values))
-    return entries
 
 
 @dataclass(frozen=True)
@@ -188,20 +155,20 @@ def plan_commands(site: SitePlan, router: Router, password: str | None,
     want = wanted(site, router, password)
     menu = MENUS[router.kind]
     commands: list[str] = []
-    instances = [e for e in parse_terse(printed.get("instance", ""))
+    instances = [e for e in parse_print(printed.get("instance", ""))
                  if e.values.get("name") == "default"]
     current = instances[0].values if instances else {}
     diff = {k: v for k, v in want.instance.items() if current.get(k) != v}
     if diff:
         commands.append(f"{menu['instance']} set default {_args(diff)}")
     have_filters = [{k: v for k, v in e.values.items() if k in rule_keys(want.filters)}
-                    for e in parse_terse(printed.get("filter", ""))
+                    for e in parse_print(printed.get("filter", ""))
                     if e.values.get("comment") == COMMENT]
     if have_filters != want.filters:
         if have_filters:
             commands.append(f"{menu['filter']} remove [find comment={COMMENT}]")
         commands += [f"{menu['filter']} add {_args(rule)}" for rule in want.filters]
-    have_peers = {e.values.get("name", ""): e for e in parse_terse(printed.get("peer", ""))}
+    have_peers = {e.values.get("name", ""): e for e in parse_print(printed.get("peer", ""))}
     for name, values in want.peers.items():
         entry = have_peers.get(name)
         if entry is None:
@@ -222,16 +189,3 @@ def rule_keys(rules: list[dict[str, str]]) -> set[str]:
     """Every key the wanted filter rules use (what to compare on the router's rows)."""
     return {key for rule in rules for key in rule}
 
-
-def session_states(kind: str, out: str) -> dict[str, bool]:
-    """Sessions from `/routing bgp peer print status` (6) or `/routing/bgp/session print
-    terse` (7): {peer name or remote address: established}."""
-    states: dict[str, bool] = {}
-    for entry in parse_terse(out):
-        if kind == "routeros6":
-            name = entry.values.get("name", str(entry.index))
-            states[name] = entry.values.get("state") == "established" or "E" in entry.flags
-        else:
-            name = entry.values.get("name", entry.values.get("remote.address", ""))
-            states[name.removesuffix("-1")] = "E" in entry.flags
-    return states

@@ -11,17 +11,12 @@ the run too. The BGP password appears only in the commands sent, never in what i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from runbooks.common.bgp import Router, SitePlan
+from runbooks.common.routeros_state import RouterOSRefused, Run, checked, run_over
 from runbooks.core import secrets
 from runbooks.router.routeros import plan_commands, print_commands
-
-ERRORS = ("failure:", "syntax error", "bad command name", "expected end of command",
-          "input does not match any value", "no such item", "invalid value")
-
-Run = Callable[[str], tuple[int, str]]  # command -> (exit status, stdout + stderr)
 
 
 class RouterOSFailed(RuntimeError):
@@ -45,12 +40,10 @@ class Outcome:
 
 
 def _checked(run: Run, command: str) -> str:
-    status, out = run(command)
-    lowered = out.lower()
-    if status != 0 or any(word in lowered for word in ERRORS):
-        raise RouterOSFailed(f"the router refused `{secrets.mask(command)}`: "
-                             f"{secrets.mask(out.strip())[-300:] or f'exit {status}'}")
-    return out
+    try:
+        return checked(run, command, secrets.mask)
+    except RouterOSRefused as exc:
+        raise RouterOSFailed(str(exc)) from None
 
 
 def printed(run: Run, kind: str) -> dict[str, str]:
@@ -75,9 +68,4 @@ def converge(run: Run, site: SitePlan, router: Router, password: str | None,
     return outcome
 
 
-def fabric_runner(connection: object) -> Run:
-    """A Run over an open Fabric connection: one SSH exec per command."""
-    def run(command: str) -> tuple[int, str]:
-        done = connection.run(command, hide=True, warn=True, in_stream=False)  # type: ignore
-        return int(done.exited), str(done.stdout) + str(done.stderr)
-    return run
+fabric_runner = run_over  # one SSH exec request per command

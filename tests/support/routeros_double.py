@@ -1,10 +1,12 @@
 """DOUBLE of a MikroTik RouterOS terminal (no MikroTik can run here): the BGP tables only.
 
 It answers `print terse` from its tables in RouterOS's own layout (index, flags, key=value),
-starting from `print` output recorded as text, and applies the `add`, `set [find ...]`,
-`set default`, `enable`, `remove [find ...]` commands `runbooks.router.routeros` sends, so a
-second plan after applying shows whether the first converged. Anything else is refused, as
-RouterOS would ("bad command name").
+starting from `print` output recorded as text; replays recorded output as is for the
+read-only commands it is given (`/routing/bgp/session print`, `/ip route print detail where
+bgp`, ...); and applies the `add`, `set [find ...]`, `set default`, `enable`, `remove [find
+...]` commands `runbooks.router.routeros` sends, so a second plan after applying shows
+whether the first converged. Anything else is refused, as RouterOS would ("bad command
+name").
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import re
 import shlex
 
-from runbooks.router.routeros import MENUS, parse_terse, quote
+from runbooks.common.routeros_state import parse_print
+from runbooks.router.routeros import MENUS, quote
 
 
 class RouterOSError(RuntimeError):
@@ -20,11 +23,14 @@ class RouterOSError(RuntimeError):
 
 
 class RouterOSDouble:
-    def __init__(self, kind: str, printed: dict[str, str]) -> None:
+    def __init__(self, kind: str, printed: dict[str, str],
+                 replies: dict[str, str] | None = None) -> None:
         self.kind = kind
+        # read-only commands answered with recorded text as is (sessions, routes)
+        self.replies = dict(replies or {})
         self.menus = MENUS[kind]
         self.tables: dict[str, list[tuple[str, dict[str, str]]]] = {
-            table: [(e.flags, dict(e.values)) for e in parse_terse(printed.get(table, ""))]
+            table: [(e.flags, dict(e.values)) for e in parse_print(printed.get(table, ""))]
             for table in self.menus
         }
         self.log: list[str] = []
@@ -54,6 +60,8 @@ class RouterOSDouble:
 
     def run(self, command: str) -> str:
         self.log.append(command)
+        if command in self.replies:
+            return self.replies[command]
         table, rest = self._table(command)
         verb, _, args = rest.partition(" ")
         rows = self.tables[table]

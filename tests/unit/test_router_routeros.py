@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 
+from runbooks.common import routeros_state
 from runbooks.common.bgp import site_plan
 from runbooks.router import routeros
 from tests.support.routeros_double import RouterOSDouble
@@ -102,9 +103,9 @@ def test_quote_escapes_what_routeros_would_read() -> None:
 def test_session_states() -> None:
     ros6 = (" 0 E name=metallb-rp0 remote-address=192.168.10.3 state=established\n"
             " 1   name=metallb-rp1 remote-address=192.168.10.4 state=active\n")
-    assert routeros.session_states("routeros6", ros6) == {"metallb-rp0": True,
+    assert routeros_state.session_states("routeros6", ros6) == {"metallb-rp0": True,
                                                          "metallb-rp1": False}
     ros7 = (" 0 E name=metallb-rp0-1 remote.address=192.168.10.3 remote.as=64513\n"
             " 1   name=metallb-rp1-1 remote.address=192.168.10.4 remote.as=64513\n")
-    assert routeros.session_states("routeros7", ros7) == {"metallb-rp0": True,
+    assert routeros_state.session_states("routeros7", ros7) == {"metallb-rp0": True,
                                                          "metallb-rp1": False}
