@@ -5,17 +5,10 @@ with nothing to copy is answered before Invoke is imported (runbooks.registry.fa
 import sys
 from pathlib import Path
 
-from .fastpath import answer
+from .fastpath import answer, project_config
 
 PROJECT_CONFIG = Path(__file__).resolve().parents[2] / "invoke.yaml"
-
-
-def project() -> dict:
-    """invoke.yaml's content ({} without one)."""
-    import yaml
-
-    return (yaml.safe_load(PROJECT_CONFIG.read_text()) or {}) if PROJECT_CONFIG.exists() else {}
-
+project = project_config(PROJECT_CONFIG)
 
 if not answer(sys.argv[1:], project):
     from invoke import Program

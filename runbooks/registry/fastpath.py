@@ -11,6 +11,11 @@ another task, --help, an option this parser does not know (--refresh, --rewrite,
 malformed one, an error of any kind, Invoke configuration this module would not read
 (INVOKE_* variables, ~/.invoke.*, /etc/invoke.*), or a single image left to do. This path
 never copies, never writes the lock and never reports an error.
+
+`inv registry.load-images ...` (the task as users type it) gets the same answer from the
+project's tasks.py through `answer_inv`, before any runbook's collection is loaded and before
+Invoke parses the task's options: Invoke itself is already imported by then, the rest of the
+start-up (every collection, the parser's copies of every task's options) is saved.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ VALUED = {"--images": "images", "-m": "images", "--to": "to", "-t": "to",
 SWITCHES = {"--all-platforms": "all_platforms", "-a": "all_platforms"}
 REPEATABLE = {"insecure", "runbook"}
 INVOKE_CONFIGS = ("/etc/invoke", "~/.invoke")
+INV_PROGRAMS = ("inv", "invoke")        # Invoke's own console scripts
+INV_TASK = "registry." + TASK
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".py")
 
 
@@ -108,3 +115,24 @@ def answer(argv: list[str], project: Callable[[], dict[str, Any]],
     out.write(summary.text() + "\n")
     out.flush()
     return True
+
+
+def project_config(path: Path) -> Callable[[], dict[str, Any]]:
+    """A reader of the project's invoke.yaml at `path` ({} without one), read when called."""
+    def read() -> dict[str, Any]:
+        import yaml
+
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+    return read
+
+
+def answer_inv(argv: list[str], config: Path, out: TextIO = sys.stdout) -> bool:
+    """For tasks.py, while Invoke loads it: True (the run printed; the caller ends the
+    process with status 0) when `argv` is Invoke's own program running exactly
+    `registry.load-images` with options `parse` takes, first on the line (no core option
+    before it, no other task after it), and there is nothing to copy; False, having printed
+    nothing, for anything else, including tasks.py imported by a test or a tool."""
+    if len(argv) < 2 or Path(argv[0]).name not in INV_PROGRAMS or argv[1] != INV_TASK:
+        return False
+    return answer([TASK, *argv[2:]], project_config(config), out)

@@ -128,3 +128,46 @@ def test_noop_is_answered_before_invoke_and_prints_what_the_task_prints(tmp_path
                            text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "invoke imported: True" in again.stdout and "copied 1, skipped 3" in again.stdout
+
+
+INV_PROBE = ("import sys, runpy\n"
+             "sys.argv = ['inv', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('invoke', run_name='__main__')\n"
+             "finally:\n"
+             "    print('other collections loaded:',\n"
+             "          any(m.endswith('.tasks') and m != 'runbooks.registry.tasks'\n"
+             "              for m in sys.modules if m.startswith('runbooks.')))")
+
+
+def _inv(*args):
+    """`inv ARGS` from the project's root (Invoke's own program, our tasks.py), reporting
+    whether any other runbook's collection was loaded."""
+    return subprocess.run([sys.executable, "-c", INV_PROBE, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_inv_noop_is_answered_before_the_collections_load(tmp_path, source, target,
+                                                          creds_env):
+    """`inv registry.load-images` with nothing to copy is answered by tasks.py before any
+    other runbook's collection loads, and prints what Invoke's run of the task prints; a
+    core option first, or one image missing, takes Invoke's whole path."""
+    images = write_list(tmp_path, source.host, GOOD)
+    args = ("--images", str(images), "--to", target.host, "-j", "4")
+    first = _inv("registry.load-images", *args)
+    assert first.returncode == 0 and "copied 4, skipped 0" in first.stdout, first.stderr
+    assert "other collections loaded: True" in first.stdout
+    fast = _inv("registry.load-images", *args)
+    assert fast.returncode == 0, fast.stderr
+    assert "other collections loaded: False" in fast.stdout
+    slow = _inv("-e", "registry.load-images", *args)        # a core option: Invoke's path
+    assert slow.returncode == 0 and "other collections loaded: True" in slow.stdout
+    assert [ln.split(" in ")[0] for ln in fast.stdout.splitlines()[:-1]] == \
+        [ln.split(" in ")[0] for ln in slow.stdout.splitlines()[:-1]]
+    assert fast.stdout.splitlines()[-2].startswith("copied 0, skipped 4, failed 0")
+    repo, tag = GOOD[2].rsplit(":", 1)
+    digest = head(target.host, repo, tag)
+    requests.delete(f"http://{target.host}/v2/{repo}/manifests/{digest}").raise_for_status()
+    again = _inv("registry.load-images", *args)
+    assert again.returncode == 0, again.stderr
+    assert "other collections loaded: True" in again.stdout
+    assert "copied 1, skipped 3" in again.stdout

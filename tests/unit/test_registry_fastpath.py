@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbooks.registry.fastpath import answer, parse
+from runbooks.registry.fastpath import answer, answer_inv, parse
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -56,4 +56,18 @@ def test_an_error_leaves_it_to_invoke_with_nothing_printed(tmp_path, capsys):
     missing = tmp_path / "missing.txt"
     assert answer(["load-images", "--images", str(missing), "--to", "127.0.0.1:1"],
                   lambda: {"greenroom": {"inventory": "hosts/lab.yaml"}}) is False
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("argv", [
+    pytest.param(["pytest", "registry.load-images"], id="not-invokes-program"),
+    pytest.param(["inv"], id="no-task"),
+    pytest.param(["inv", "-e", "registry.load-images"], id="core-option-first"),
+    pytest.param(["inv", "registry.verify"], id="another-task"),
+    pytest.param(["inv", "registry.load-images", "--help"], id="task-help"),
+    pytest.param(["inv", "registry.load-images", "k3s.up"], id="two-tasks"),
+    pytest.param(["/usr/bin/invoke", "load-images"], id="not-namespaced"),
+])
+def test_answer_inv_leaves_it_to_invoke(argv, tmp_path, capsys):
+    assert answer_inv(argv, tmp_path / "invoke.yaml") is False
     assert capsys.readouterr().out == ""
