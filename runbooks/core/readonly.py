@@ -71,22 +71,29 @@ def report(readings: Iterable[tuple[Host, dict[str, FactResult] | str]],
            unwrap_single: bool = False, print_: Callable[[str], None] | None = None) -> None:
     """Print each host's reading (its notes, then its text unless `json_`), then with
     `json_` one JSON object by host name (with `unwrap_single`, one host's data alone).
-    Raises Exit(1) when any reading is not ok. (`print_`: where lines go, default print.)"""
-    print_ = print if print_ is None else print_
+    Raises Exit(1) when any reading is not ok. Every line is written through
+    `secrets.mask` (`print_`: where lines go, default print)."""
+    from runbooks.core import secrets
+
+    write = print if print_ is None else print_
+
+    def out(text: str) -> None:  # the one place the report is written: secrets masked
+        write(secrets.mask(text))
+
     ok = True
     data: dict[str, Any] = {}
     for host, facts in readings:
         reading = unreachable(host, facts) if isinstance(facts, str) else judge(host, facts)
         ok &= reading.ok
         for note in reading.notes:
-            print_(note)
+            out(note)
         if reading.data is not None:
             data[host.name] = reading.data
         if not json_ and reading.text:
-            print_(reading.text)
+            out(reading.text)
     if json_:
         shown = next(iter(data.values())) if unwrap_single and len(data) == 1 else data
-        print_(json.dumps(shown, indent=2))
+        out(json.dumps(shown, indent=2))
     if not ok:
         raise Exit(code=1)
 

@@ -100,3 +100,18 @@ def test_health_report_json_has_every_host_and_any_failed_check_exits_1():
         "b": {"healthy": False, "checks": [{"name": "pool", "ok": False, "detail": "full"}]},
         "c": {"healthy": False, "error": "unreachable: x"}}
     assert code == 1
+
+
+def test_a_registered_secret_is_masked_in_text_and_json(monkeypatch):
+    from runbooks.core import secrets
+
+    monkeypatch.setattr(secrets, "_secrets", set())  # no global state left behind
+    secrets.register("hunter2-bgp")
+
+    def judge(host, facts):
+        return Reading(True, ["md5 hunter2-bgp"], f"{host.name}: md5 hunter2-bgp",
+                       ("note hunter2-bgp",))
+
+    for json_ in (False, True):
+        printed, code = run([(A, FACTS)], judge, json_=json_)
+        assert code == 0 and printed and not any("hunter2-bgp" in line for line in printed)
