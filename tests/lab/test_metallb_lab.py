@@ -13,7 +13,10 @@ rp1 and lp0 (agents). In file order:
 - the speaker double, started on the nodes from the objects read back from the cluster,
   peers with the router (real FRR, `inv router`); `inv metallb.check` without --address reads
   the Service's IP from the cluster, sees sessions Established, a route on the router and the
-  page answering from the laptop behind it.
+  page answering from the laptop behind it;
+- a stopped speaker shows in the router's demo.check probe and in metallb.check, and the
+  speaker runbook starts it again (the "BGP speaker stopped" drift);
+- BIRD as the router kind, live: the same sessions and routes (`proto bird`), idempotent.
 """
 
 from __future__ import annotations
@@ -237,4 +240,48 @@ def test_speaker_double_from_the_cluster_gives_the_laptop_the_page(lab, site):
                              f"'http://{LB_IP}/', timeout=5).read().decode())\"")
     assert page.startswith("greenroom demo, served by ")
     again, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert again.ok and again.changed == 0, out
+
+
+def test_a_stopped_speaker_shows_in_the_probe_and_the_runbook_restarts_it(lab, site):
+    from runbooks.lab.doubles import bgp_speaker
+
+    tmp, inventory = site
+    sh(lab, "rp1", f"systemctl stop {bgp_speaker.UNIT}")
+    assert wait_until(lambda: not router_state(lab, inventory)["BGP session with rp1"][0],
+                      timeout=30)
+    assert router_state(lab, inventory)["routes to LoadBalancer IPs"] == (True, LB_IP)
+    checked = inv_task("metallb.check", inventory=inventory)
+    assert checked.returncode == 1
+    assert "session with rp1 (192.168.10.4):" in checked.stdout
+    result, out = run_on(bgp_speaker.RUNBOOK, inventory, NODES)
+    assert result.ok and [n for n, h in result.hosts.items() if h.changed] == ["rp1"], out
+    assert wait_until(lambda: router_state(lab, inventory)["BGP session with rp1"] == (
+        True, "Established"), timeout=20), router_state(lab, inventory)
+
+
+def test_bird_as_the_router_learns_the_same_routes(lab, site):
+    """The second router kind, live: edge made afresh with kind bird (Debian's bird2)."""
+    from runbooks.router.plan import RUNBOOK as ROUTER
+
+    tmp, inventory = site
+    (tmp / "bird").mkdir(exist_ok=True)
+    birdy = tmp / "bird" / "lab.yaml"
+    text = inventory.read_text()
+    assert "vars: {kind: frr, asn: 64512}" in text
+    birdy.write_text(text.replace("vars: {kind: frr, asn: 64512}",
+                                  "vars: {kind: bird, asn: 64512}", 1))
+    lab.reset("edge")
+    result, out = run_on(ROUTER, birdy, ["edge"])
+    assert result.ok and result.changed > 0, out
+    sh(lab, "edge", "bird -p -c /etc/bird/bird.conf")
+    assert lab.exec("edge", "command -v vtysh").returncode != 0  # no FRR on this router
+    assert wait_until(lambda: LB_IP in lab.exec("edge", "ip route show proto bird").stdout,
+                      timeout=60), sh(lab, "edge", "birdc show protocols")
+    checked = inv_task("metallb.check", inventory=birdy)
+    text = checked.stdout + checked.stderr
+    assert checked.returncode == 0, text
+    assert "session with rp0 (192.168.10.3): Established" in text
+    assert f"http://{LB_IP}/ answers" in text
+    again, out = run_on(ROUTER, birdy, ["edge"])
     assert again.ok and again.changed == 0, out

@@ -140,7 +140,8 @@ def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
     assert all(t["ttl"] == -1 for t in state["tokens"].values()), "single-use tokens only"
     assert sh(mlab, "mk0", f"cat {TOKENS}") == "", "every token used"
     assert set(state["addons"]) == {"dns", "hostpath-storage", "ingress"}
-    ingress = state["services"]["ingress/ingress"]["spec"]
+    ingress = json.loads(sh(mlab, "mk0", "microk8s kubectl get service ingress -n ingress "
+                                         "-o json"))["spec"]
     assert (ingress["type"], ingress["loadBalancerIP"], ingress["selector"]) == (
         "LoadBalancer", "192.168.30.240", {"name": "nginx-ingress-microk8s"})
     assert [(p["name"], p["port"], p["targetPort"]) for p in ingress["ports"]] == [
