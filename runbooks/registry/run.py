@@ -174,6 +174,30 @@ def _header(ready: Setup, jobs: int, out: TextIO) -> None:
               f"{selection_key(ready.platforms)}, {jobs} jobs\n")
 
 
+def unmirrored(listed: ImageList) -> list[str]:
+    """The upstream registries of `listed` that the nodes get no mirror entry for unless
+    registry.trust is given the list (--images): those files/registry's lists never name."""
+    from runbooks.common.registry import mirrored_upstreams
+
+    from .catalog import upstream_registries
+
+    known = set(mirrored_upstreams())
+    return [host for host in upstream_registries(listed.images) if host not in known]
+
+
+def trust_hint(opts: Options, listed: ImageList) -> str:
+    """For a user's own list (--images): the line saying which of its registries the nodes
+    cannot pull through the local registry yet, and the command that fixes it ("" when
+    none)."""
+    if not opts.images:
+        return ""
+    missing = unmirrored(listed)
+    if not missing:
+        return ""
+    return (f"nodes have no mirror entry for {', '.join(missing)} yet (files/registry's lists "
+            f"name no image there): run inv registry.trust --images {opts.images}")
+
+
 def _quick(opts: Options, ready: Setup) -> bool:
     """Whether the no-op check may answer for the target (plain HTTP, no --refresh)."""
     from .targets import is_loopback
@@ -237,6 +261,10 @@ def load_images(opts: Options, out: TextIO | None = None) -> Summary:
         summary.blobs = (f"{stats.uploaded} uploaded, {stats.mounted} mounted, "
                          f"{stats.present} present")
         write_lock(lock_path, lock)
+        if summary.copied:
+            hint = trust_hint(opts, listed)
+            if hint:
+                out.write(hint + "\n")
     summary.seconds = time.monotonic() - start
     return summary
 
