@@ -127,7 +127,7 @@ def project_config(path: Path) -> Callable[[], dict[str, Any]]:
     return read
 
 
-def answer_inv(argv: list[str], config: Path, out: TextIO = sys.stdout) -> bool:
+def answer_inv(argv: list[str], config: Path, out: TextIO | None = None) -> bool:
     """For tasks.py, while Invoke loads it: True (the run printed; the caller ends the
     process with status 0) when `argv` is Invoke's own program running exactly
     `registry.load-images` with options `parse` takes, first on the line (no core option
