@@ -205,9 +205,10 @@ def _quick(opts: Options, ready: Setup) -> bool:
     return not opts.refresh and (is_loopback(ready.target) or ready.target in ready.insecure)
 
 
-def noop_run(opts: Options, out: TextIO = sys.stdout) -> Summary | None:
+def noop_run(opts: Options, out: TextIO | None = None) -> Summary | None:
     """The whole load-images run when every image is present under its locked digest (one
     HEAD each): printed as load_images prints it. None, having printed nothing, otherwise."""
+    out = sys.stdout if out is None else out
     from .plan import selection_key
 
     start = time.monotonic()
@@ -226,8 +227,9 @@ def noop_run(opts: Options, out: TextIO = sys.stdout) -> Summary | None:
     return Summary(skipped=len(images), seconds=time.monotonic() - start)
 
 
-def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
+def load_images(opts: Options, out: TextIO | None = None) -> Summary:
     """Mirror the image list into the target registry."""
+    out = sys.stdout if out is None else out
     from .plan import selection_key
 
     start = time.monotonic()
@@ -268,8 +270,9 @@ def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
 
 
 def save(opts: Options, directory: str, source: str | None = None,
-         out: TextIO = sys.stdout) -> Summary:
+         out: TextIO | None = None) -> Summary:
     """Save the image list (platform-filtered as for load-images) into an OCI layout."""
+    out = sys.stdout if out is None else out
     from .mirror import Mirror
     from .ocilayout import LayoutTarget
     from .plan import selection_key
@@ -306,8 +309,9 @@ def save(opts: Options, directory: str, source: str | None = None,
     return summary
 
 
-def load(opts: Options, directory: str, out: TextIO = sys.stdout) -> Summary:
+def load(opts: Options, directory: str, out: TextIO | None = None) -> Summary:
     """Push every image of an OCI layout written by `save` into the target registry."""
+    out = sys.stdout if out is None else out
     from .images import build_spec
     from .mirror import Mirror
     from .ocilayout import REF_NAME, TARGET_NAME, LayoutSource
