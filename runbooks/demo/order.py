@@ -68,6 +68,7 @@ ORDER: tuple[Entry, ...] = (
     Entry("k3s.release", converge="runbooks.k3s.distribute:RUNBOOK"),  # into the registry
     Entry("k3s", converge="runbooks.k3s.plan:RUNBOOK", check="runbooks.k3s.health",
           scratch="runbooks.k3s.reset:UNINSTALL"),
+    Entry("microk8s.release", converge="runbooks.microk8s.offline:RELEASE"),  # on the gateway
     Entry("microk8s", converge="runbooks.microk8s.plan:RUNBOOK",
           check="runbooks.microk8s.health", scratch="runbooks.microk8s.plan:RESET"),
     Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK",   # LoadBalancer IPs over BGP
