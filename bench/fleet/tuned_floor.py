@@ -16,7 +16,11 @@
    key, aes128-ctr with hmac-sha2-256 (Paramiko's fastest of OpenSSH's defaults)
 5  the private key parsed once, not once per connection
 6  Paramiko alone: a Transport on our own socket, no Fabric Connection or SSHClient (and
-   Fabric/Invoke never imported)
+   Fabric/Invoke never imported); TCP_NODELAY from the first packet (levels 3-5 set it
+   after Fabric's `open()`, so the handshake still waited on delayed ACKs)
+7  quick ACKs: TCP_QUICKACK set again after every read, so the host's channel-open
+   confirmation (which OpenSSH holds back, Nagle, until its host-keys and key-options
+   packets are ACKed) is not held ~40 ms by our delayed ACK (what greenroom does)
 
 Not a level: one Fabric Config shared by every connection. It saves about 1 ms per host,
 but connections sharing one Config fail at random when 100 threads open them at once
@@ -82,10 +86,23 @@ def fabric_way(entry: list) -> None:
             conn.run("true", hide=True)
 
 
+class QuickAckSocket(socket.socket):
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        try:
+            self.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+        except OSError:
+            pass
+        return data
+
+
 def paramiko_way(entry: list) -> None:
     address, _key, port = (entry + [22])[:3]
     sock = socket.create_connection((address, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if LEVEL >= 7:
+        sock = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        sock.settimeout(10)
     transport = paramiko.Transport(sock, disabled_algorithms=DISABLED)
     try:
         known = host_keys.lookup(address if port == 22 else f"[{address}]:{port}")

@@ -78,6 +78,12 @@ class Microk8sCluster:
         return self.nodes[0]
 
     @property
+    def first_server(self) -> str:
+        """Where cluster-wide kubectl runs (metallb, its checks): the seed node, under the
+        name k3s's cluster gives its first server."""
+        return self.seed
+
+    @property
     def joiners(self) -> tuple[str, ...]:
         return self.nodes[1:]
 

@@ -19,7 +19,9 @@ from runbooks.core.facts import FactResult, gather
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import StepFailed
 from runbooks.demo import clock
+from runbooks.demo import cluster as cluster_probe
 from runbooks.demo.order import parts, probe_roles
+from runbooks.demo.path import PATH
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 
@@ -48,12 +50,17 @@ def applies(roles: tuple[str, ...], host: Host) -> bool:
     return bool(set(roles) & set(host.roles))
 
 
+# kinds of check-mode runs that only read (their failing steps are what is wrong)
+READ_ONLY = ("answers",)
+
+
 def converge_parts(from_scratch: bool = False) -> list[tuple[str, Any]]:
     """(kind, Runbook) that demo.check runs in check mode, in ORDER: converges, then resets
-    (the runbooks' and the demo section's)."""
+    (the runbooks' and the demo section's), then the audience's view (demo.path)."""
     found = [("drift", rb) for _e, rb in parts("converge")]
     found += [("leftover", rb) for _e, rb in parts("reset")]
     found.append(("leftover", WORKLOADS))
+    found.append(("answers", PATH))
     return found
 
 
@@ -158,8 +165,13 @@ def _dry_run(host: Host, inventory: Inventory, session: Any, connector: Connecto
             lines.append(text)
         log(f"{host.name}  {runbook.name}: {text}")
 
-    ctx = HostContext(host, inventory, session, connector, True, {},
-                      log=lambda text: log(f"{host.name}  {runbook.name}: {text}"))
+    said: list[str] = []  # a Health step's "ok   <what>" lines: a read-only run's evidence
+
+    def note(text: str) -> None:
+        said.append(text)
+        log(f"{host.name}  {runbook.name}: {text}")
+
+    ctx = HostContext(host, inventory, session, connector, True, {}, log=note)
     try:
         plan = runbook.plan(ctx)
         result = Converger(ctx, plan, emit).run()
@@ -172,6 +184,15 @@ def _dry_run(host: Host, inventory: Inventory, session: Any, connector: Connecto
     if result.status == "unreachable":
         raise HostUnreachable(result.error or "connection lost")
     changed = [s for s in result.steps if s.status != "ok"]
+    if kind in READ_ONLY:
+        if not result.steps:
+            return  # nothing to read on this site
+        report.verdicts.append(Verdict(
+            host.name, runbook.name, kind, not changed,
+            " | ".join(s.error or s.status for s in changed) if changed else
+            "; ".join(s[4:].strip() for s in said if s.startswith("ok ")) or "green",
+            "inv demo.reset" if changed else ""))
+        return
     if not changed:
         report.verdicts.append(Verdict(host.name, runbook.name, kind, True,
                                        "converged" if kind == "drift" else "nothing left over"))
@@ -190,6 +211,7 @@ def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log
               parallel: int = 10) -> list[HostReport]:
     """demo.check on `hosts`, in parallel; one HostReport per host, in inventory order."""
     probes = [(entry.name, probe) for entry, probe in parts("check")]
+    probes.append(("demo.cluster", cluster_probe))
     runbooks = converge_parts()
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = [pool.submit(check_host, host, inventory, connector, log, probes, runbooks)

@@ -28,6 +28,7 @@ this checkout yet is skipped. Every part but `name` is optional:
 
 Example (a cluster runbook):
 
+    Entry("k3s.release", converge="runbooks.k3s.distribute:RUNBOOK"),  # on the gateway
     Entry("k3s", converge="runbooks.k3s.plan:RUNBOOK", check="runbooks.k3s.health:PROBE",
           reset="runbooks.k3s.reset:WORKLOADS", scratch="runbooks.k3s.reset:UNINSTALL"),
 """
@@ -64,8 +65,10 @@ ORDER: tuple[Entry, ...] = (
     Entry("pi-prep", converge="runbooks.pi_prep.plan:RUNBOOK",
           check="runbooks.pi_prep.demo_hooks:CHECK"),
     Entry("registry.trust", converge="runbooks.registry.converge:TRUST"),  # after containerd
+    Entry("k3s.release", converge="runbooks.k3s.distribute:RUNBOOK"),  # into the registry
     Entry("k3s", converge="runbooks.k3s.plan:RUNBOOK", check="runbooks.k3s.health",
           scratch="runbooks.k3s.reset:UNINSTALL"),
+    Entry("microk8s.release", converge="runbooks.microk8s.offline:RELEASE"),  # on the gateway
     Entry("microk8s", converge="runbooks.microk8s.plan:RUNBOOK",
           check="runbooks.microk8s.health", scratch="runbooks.microk8s.plan:RESET"),
     Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK",   # LoadBalancer IPs over BGP

@@ -8,7 +8,6 @@ merged on the operator's machine. A node whose files changed is restarted; nothi
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,8 @@ from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
-from runbooks.k3s.release import Lock, ReleaseError, binary_name, cached, images_name
+from runbooks.k3s.distribute import blob_url, registry_base
+from runbooks.k3s.release import Lock, binary_name, cached_loader, images_name, release_lock
 from runbooks.k3s.steps import (
     Artifact,
     KubeconfigMerged,
@@ -77,6 +77,7 @@ def node_plan(ctx: HostContext) -> Plan:
     unit = cfg.unit_name(host)
     notify = (RESTART,)
     plan = Plan()
+    base = registry_base(inventory)
     for name, path, mode in ((binary_name(arch), cfg.BINARY, "755"),
                              (images_name(arch, cluster.images),
                               f"{cfg.IMAGES_DIR}/{images_name(arch, cluster.images)}", "644")):
@@ -84,8 +85,9 @@ def node_plan(ctx: HostContext) -> Plan:
         if digest is None:
             raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
                              "`inv k3s.fetch`")
-        plan.add(Artifact(path, _cached(cluster.version, name, lock), digest, mode,
-                          f"{name} {cluster.version}", notify=notify))
+        plan.add(Artifact(path, cached_loader(cluster.version, name, lock), digest, mode,
+                          f"{name} {cluster.version}", notify=notify,
+                          mirror=blob_url(base, digest) if base else None))
     plan.add(Command("Ensure kubectl points at k3s", f"ln -sfn k3s {cfg.BINARY[:-3]}kubectl",
                      unless=f'[ "$(readlink {cfg.BINARY[:-3]}kubectl)" = k3s ]'))
     settings = cfg.node_config(host, cluster, inventory, vlan_ip(first))
@@ -115,25 +117,12 @@ def node_plan(ctx: HostContext) -> Plan:
     return plan
 
 
-_release_lock = threading.Lock()
-
-
-def release_lock(inventory: Inventory, cluster: Cluster) -> Lock:
-    """The inventory's k3s lock, fetching the pinned files once when the cache lacks them
-    (a rehearsal on the lab fetches from the lab's release site)."""
-    from runbooks.k3s.release import fetch, lock_path
-
-    with _release_lock:
-        lock = Lock.read(lock_path(inventory.path))
-        before = {v: dict(a) for v, a in lock.versions.items()}
-        try:
-            fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,
-                  log=lambda _m: None)
-        except ReleaseError as exc:
-            raise StepFailed(str(exc)) from None
-        if lock.versions != before:
-            lock.write()
-        return lock
+def rollout_order(cluster: Cluster, names: list[str]) -> list[str]:
+    """The order an upgrade restarts the chosen nodes in, one at a time: the first server,
+    the other servers (inventory order), then the agents."""
+    chosen = set(names)
+    return [n for n in (cluster.first_server, *cluster.servers[1:], *cluster.agents)
+            if n in chosen]
 
 
 def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> None:
@@ -169,7 +158,7 @@ def token_from(ctx: HostContext, first: Host) -> str | None:
         try:  # the first server's own run may be opening this very connection right now
             session = ctx.connector.session(first)
         except HostUnreachable:
-            if time.monotonic() > deadline:
+            if ctx.check or time.monotonic() > deadline:  # check mode waits for nothing
                 raise
             time.sleep(0.5)
     while True:
@@ -189,15 +178,6 @@ def registry_steps(endpoint: str, notify: tuple[str, ...]) -> list[Step]:
     from runbooks.common.registry_trust import k3s_registries_step
 
     return [k3s_registries_step(endpoint, notify)]
-
-
-def _cached(version: str, name: str, lock: Lock) -> Any:
-    def load() -> Any:
-        try:
-            return cached(version, name, lock)
-        except ReleaseError as exc:
-            raise StepFailed(str(exc)) from None
-    return load
 
 
 class JoinToken(Step):
@@ -239,7 +219,8 @@ def ready_plan(ctx: HostContext) -> Plan:
     lost = {name for name, r in getattr(so_far, "hosts", {}).items() if not r.status.good}
     nodes = {n: cfg.unit_name(ctx.inventory.hosts[n]) for n in cluster.nodes if n not in lost}
     plan = Plan()
-    plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180))))
+    failed = ctx.options.get("shared", {}).get("failed")
+    plan.add(NodesReady(ctx, nodes, float(ctx.options.get("timeout", 180)), failed=failed))
     if lost:
         ctx.log(f"not waiting for {', '.join(sorted(lost))}: failed earlier in this run")
     path = ctx.options.get("kubeconfig_path", "default")
@@ -253,7 +234,35 @@ def ready_plan(ctx: HostContext) -> Plan:
     return plan
 
 
+def together_plan(ctx: HostContext) -> Plan:
+    """`inv k3s`'s second phase: the other nodes converge while the first server waits for
+    every node Ready (one round instead of two; a node whose run fails ends the wait)."""
+    if ctx.host.name == cluster_of(ctx.inventory).first_server:
+        return ready_plan(ctx)
+    return node_plan(ctx)
+
+
+def whole_plan(ctx: HostContext) -> Plan:
+    """Everything `inv k3s` wants on one host in one pass: the release files in the registry
+    (on the registry host), the node's own plan (the token read over the first server's
+    session), and on the first server the readiness and the kubeconfig. `inv k3s` reads it
+    in check mode first, every host at once: a converged cluster is then done in one round."""
+    from runbooks.k3s.distribute import gateway_plan
+
+    plan = Plan()
+    registry = getattr(ctx.inventory, "registry", None)
+    if registry is not None and registry.host == ctx.host.name:
+        plan = gateway_plan(ctx)
+    if ctx.host.name in cluster_of(ctx.inventory).nodes:
+        node = node_plan(ctx)
+        plan.add(*node.steps)
+        plan.handler(*node.handlers)
+    return plan
+
+
 NODES = Runbook("k3s", (SERVER, AGENT), node_plan)
 READY = Runbook("k3s.ready", (SERVER,), ready_plan)
+TOGETHER = Runbook("k3s", (SERVER, AGENT), together_plan)
+WHOLE = Runbook("k3s", (SERVER, AGENT), whole_plan)
 RUNBOOK = NODES  # demo.rehearse: one pass (agents read the token over the server's session)
 

@@ -15,11 +15,13 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 BINARY = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
@@ -76,6 +78,39 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: data.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+STAMPS = ".verified.json"
+
+
+def matches(path: Path, digest: str) -> bool:
+    """True when the cached file `path` has sha256 `digest`. The file is hashed once; its
+    size and mtime are then kept beside it (STAMPS), so a run that only checks a converged
+    cluster does not read hundreds of megabytes again. Whatever travels is checked again
+    where it lands (the node, the gateway's registry), so the stamp never skips a check that
+    guards a host."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    stamps_file = path.parent / STAMPS
+    try:
+        stamps = json.loads(stamps_file.read_text())
+    except (OSError, ValueError):
+        stamps = {}
+    mark = [st.st_size, st.st_mtime_ns, digest]
+    if stamps.get(path.name) == mark:
+        return True
+    if sha256_file(path) != digest:
+        return False
+    stamps[path.name] = mark
+    tmp = stamps_file.with_name(f".{STAMPS}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(stamps, sort_keys=True) + "\n")
+        tmp.replace(stamps_file)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache is still a cache
+    return True
 
 
 @dataclass
@@ -144,7 +179,7 @@ def fetch(version: str, arches: tuple[str, ...], fmt: str, source: str | None, l
     for arch, name in assets(arches, fmt):
         target = folder / name
         pinned = lock.digest(version, name)
-        if target.exists() and pinned and sha256_file(target) == pinned:
+        if pinned and matches(target, pinned):
             report.cached.append(name)
             continue
         if check:
@@ -193,3 +228,37 @@ def cached(version: str, name: str, lock: Lock) -> Path:
         raise ReleaseError(f"{path} does not match the sha256 pinned in {lock.path.name}: "
                            "delete it and run `inv k3s.fetch`")
     return path
+
+
+_lock_guard = threading.Lock()
+
+
+def release_lock(inventory: Any, cluster: Any) -> Lock:
+    """The inventory's k3s lock, fetching the pinned files once when the cache lacks them
+    (a rehearsal on the lab fetches from the lab's release site); StepFailed on a mismatch."""
+    from runbooks.core.steps import StepFailed
+
+    with _lock_guard:
+        lock = Lock.read(lock_path(inventory.path))
+        before = {v: dict(a) for v, a in lock.versions.items()}
+        try:
+            fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,
+                  log=lambda _m: None)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+        if lock.versions != before:
+            lock.write()
+        return lock
+
+
+def cached_loader(version: str, name: str, lock: Lock) -> Callable[[], Path]:
+    """A function returning the cached, verified file (StepFailed when it is not): called
+    only when the file must travel."""
+    def load() -> Path:
+        from runbooks.core.steps import StepFailed
+
+        try:
+            return cached(version, name, lock)
+        except ReleaseError as exc:
+            raise StepFailed(str(exc)) from None
+    return load

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from runbooks.common.kube_cluster import AGENT, SERVER
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step
+from runbooks.core.steps.system import unit_active, unit_enabled
 from runbooks.k3s import config as cfg
 
 INTERFACES = re.compile(r"^(cni0|flannel\.1|flannel-v6\.1|kube-ipvs0|flannel-wg(-v6)?|"
@@ -88,25 +89,84 @@ def cluster_mounts(mounts: str) -> list[str]:
     return sorted(set(points), key=len, reverse=True)
 
 
-class Fact(Step):
-    """A reset step: one fact command, a pure parser, one change removing what it found."""
+def _lines(parse: Callable[[str], list[str]]) -> Callable[[FactResult], list[str]]:
+    """A fact parser: `parse` of the output when the command succeeded, else nothing."""
+    return lambda result: parse(result.out) if result.ok else []
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+# What of the cluster a node still has, each a named fact (command + pure parser) ...
+PROCESSES_RUNNING = Fact("k3s processes", f"pgrep -f {shlex.quote(PROCESSES)}",
+                         _lines(lambda out: [f"pid {p}" for p in out.split()]))
+MOUNTED = Fact("mounts", "cat /proc/self/mounts", _lines(cluster_mounts))
+LINKS = Fact("links", "ip -o link show", _lines(cluster_interfaces))
+NETNS = Fact("netns", "ip netns list", _lines(cluster_netns))
+NFT_TABLES = Fact("nft tables", "command -v nft >/dev/null && nft list tables",
+                  _lines(cluster_nft_tables))
+# stat prints the paths that exist (symbolic links too, not followed) and nothing else
+PRESENT = Fact("k3s paths", "stat -c %n -- " + " ".join(shlex.quote(p) for p in PATHS),
+               lambda result: result.out.split())
+KUBECTL = cfg.BINARY[:-3] + "kubectl"
+KUBECTL_LINK = Fact("kubectl link", f"readlink {KUBECTL}",
+                    lambda result: [KUBECTL] if result.ok and result.out.strip() == "k3s"
+                    else [])
+UNITS = ("k3s", "k3s-agent")
+
+
+def data_fact(keep_images: bool) -> Fact[list[str]]:
+    """What of the data dir would go (a few paths), nothing when it is clean."""
+    return Fact(f"data dir{' (images kept)' if keep_images else ''}",
+                data_leftovers(keep_images), _lines(_words))
+
+
+def saved_rules(save: str) -> Fact[int]:
+    """How many KUBE-/CNI-/flannel lines `save` (iptables-save, ...) prints; 0 without it."""
+    return Fact(save, f"command -v {save} >/dev/null && {save}",
+                lambda result: cluster_rule_count(result.out) if result.ok else 0)
+
+
+class Removed(Step):
+    """A reset step: one named fact lists what is there, one change removes it."""
 
     verify = True
 
-    def __init__(self, name: str, command: str, found: object, remove: object) -> None:
-        self.name, self.command = name, command
-        self.found = found  # (out) -> list[str]
-        self.remove = remove  # (items) -> shell
+    def __init__(self, name: str, fact: Fact[list[str]],
+                 remove: Callable[[list[str]], str]) -> None:
+        self.name, self.fact, self.remove = name, fact, remove
 
     def facts(self) -> Mapping[str, str]:
-        return {"out": self.command}
+        return {self.fact.name: self.fact.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        items = self.found(facts["out"].out)  # type: ignore[operator]
+        items = self.fact.read(facts)
         if not items:
             return []
-        return [Change(f"remove {', '.join(items)}",
-                       (Action(self.remove(items)),))]  # type: ignore[operator]
+        return [Change(f"remove {', '.join(items)}", (Action(self.remove(items)),))]
+
+
+class UnitsStopped(Step):
+    """k3s's units stopped and disabled (core's unit facts, read in the same round trip)."""
+
+    name = "Ensure k3s units stopped and disabled"
+
+    def facts(self) -> Mapping[str, str]:
+        out = {}
+        for unit in UNITS:
+            for fact in (unit_enabled(unit), unit_active(unit)):
+                out[fact.name] = fact.command
+        return out
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        running = [u for u in UNITS
+                   if unit_enabled(u).read(facts) in ("enabled", "enabled-runtime")
+                   or unit_active(u).read(facts) in ("active", "activating", "reloading")]
+        if not running:
+            return []
+        return [Change(f"stop and disable {', '.join(running)}",
+                       (Action("systemctl disable --now " + " ".join(running) + " || true"),))]
 
 
 class IptablesRules(Step):
@@ -114,14 +174,14 @@ class IptablesRules(Step):
 
     def __init__(self, save: str, restore: str) -> None:
         self.save, self.restore = save, restore
+        self.fact = saved_rules(save)
         self.name = f"Ensure no KUBE-/CNI-/flannel rules ({save})"
 
     def facts(self) -> Mapping[str, str]:
-        return {"saved": f"command -v {self.save} >/dev/null && {self.save}"}
+        return {self.fact.name: self.fact.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        saved = facts["saved"]
-        count = cluster_rule_count(saved.out) if saved.ok else 0
+        count = self.fact.read(facts)
         if not count:
             return []
         command = (f"{self.save} | grep -v -E 'KUBE-|CNI-' | grep -iv flannel | "
@@ -131,7 +191,7 @@ class IptablesRules(Step):
 
 
 def data_leftovers(keep_images: bool) -> str:
-    """Fact: what of the data dir would go (a few paths), nothing when it is clean."""
+    """The command listing what of the data dir would go (a few paths)."""
     if not keep_images:
         return f"[ -e {DATA_DIR} ] && echo {DATA_DIR}"
     keep = f"{DATA_DIR}/agent/images"
@@ -150,40 +210,27 @@ def remove_data(keep_images: bool) -> str:
 def reset_plan(keep_images: bool) -> Plan:
     q = shlex.quote
     plan = Plan()
-    plan.add(Fact("Ensure k3s units stopped and disabled",
-                  "for u in k3s k3s-agent; do if systemctl is-enabled -q $u 2>/dev/null || "
-                  "systemctl is-active -q $u; then echo $u; fi; done",
-                  lambda out: out.split(),
-                  lambda units: "systemctl disable --now " + " ".join(units) + " || true"))
-    plan.add(Fact("Ensure no k3s or container processes",
-                  f"pgrep -f {q(PROCESSES)}",
-                  lambda out: [f"pid {p}" for p in out.split()],
-                  lambda _pids: f"pkill -9 -f {q(PROCESSES)}; sleep 0.2; true"))
-    plan.add(Fact("Ensure no cluster mounts", "cat /proc/self/mounts", cluster_mounts,
-                  lambda points: "; ".join(f"umount {q(p)} || umount -l {q(p)}"
-                                           for p in points)))
-    plan.add(Fact("Ensure no cluster interfaces", "ip -o link show", cluster_interfaces,
-                  lambda names: "; ".join(f"ip link delete {q(n)}" for n in names)))
-    plan.add(Fact("Ensure no cni-* network namespaces", "ip netns list", cluster_netns,
-                  lambda names: "; ".join(f"ip netns delete {q(n)}" for n in names)))
+    plan.add(UnitsStopped())
+    plan.add(Removed("Ensure no k3s or container processes", PROCESSES_RUNNING,
+                     lambda _pids: f"pkill -9 -f {q(PROCESSES)}; sleep 0.2; true"))
+    plan.add(Removed("Ensure no cluster mounts", MOUNTED,
+                     lambda points: "; ".join(f"umount {q(p)} || umount -l {q(p)}"
+                                              for p in points)))
+    plan.add(Removed("Ensure no cluster interfaces", LINKS,
+                     lambda names: "; ".join(f"ip link delete {q(n)}" for n in names)))
+    plan.add(Removed("Ensure no cni-* network namespaces", NETNS,
+                     lambda names: "; ".join(f"ip netns delete {q(n)}" for n in names)))
     for save, restore in SAVERS:
         plan.add(IptablesRules(save, restore))
-    plan.add(Fact("Ensure no kube-proxy/flannel nftables tables",
-                  "command -v nft >/dev/null && nft list tables", cluster_nft_tables,
-                  lambda tables: "; ".join(f"nft delete table {t}" for t in tables)))
-    plan.add(Fact(f"Ensure {DATA_DIR} is gone" + (" (images kept)" if keep_images else ""),
-                  data_leftovers(keep_images), lambda out: out.split(),
-                  lambda _items: remove_data(keep_images)))
-    paths = " ".join(q(p) for p in PATHS)
-    plan.add(Fact("Ensure k3s's files, units and binary are gone",
-                  f"for p in {paths}; do [ -e $p ] || [ -L $p ] && echo $p; done; true",
-                  lambda out: out.split(),
-                  lambda items: "rm -rf " + " ".join(q(i) for i in items)
-                  + "; systemctl daemon-reload || true"))
-    kubectl = cfg.BINARY[:-3] + "kubectl"
-    plan.add(Fact("Ensure the kubectl link to k3s is gone",
-                  f'[ "$(readlink {kubectl})" = k3s ] && echo {kubectl}', lambda o: o.split(),
-                  lambda items: f"rm -f {kubectl}"))
+    plan.add(Removed("Ensure no kube-proxy/flannel nftables tables", NFT_TABLES,
+                     lambda tables: "; ".join(f"nft delete table {t}" for t in tables)))
+    plan.add(Removed(f"Ensure {DATA_DIR} is gone" + (" (images kept)" if keep_images else ""),
+                     data_fact(keep_images), lambda _items: remove_data(keep_images)))
+    plan.add(Removed("Ensure k3s's files, units and binary are gone", PRESENT,
+                     lambda items: "rm -rf " + " ".join(q(i) for i in items)
+                     + "; systemctl daemon-reload || true"))
+    plan.add(Removed("Ensure the kubectl link to k3s is gone", KUBECTL_LINK,
+                     lambda _items: f"rm -f {KUBECTL}"))
     return plan
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import IO, TYPE_CHECKING, Any
 
 from runbooks.core.results import HostResult, Status
@@ -29,23 +29,60 @@ if TYPE_CHECKING:
 Phase = tuple[Runbook, list["Host"], int]
 
 
+class WarmConnector(Connector):
+    """A Connector that opens every host's connection at once, up front (the phases then
+    pay no handshake one after another); a host that failed to connect fails the same way
+    in its phase, without a second attempt (and a second timeout)."""
+
+    def __init__(self, inventory: Inventory, **options: Any) -> None:
+        super().__init__(inventory, **options)
+        self.failed: dict[str, Exception] = {}
+
+    def warm(self, hosts: list[Host], workers: int) -> None:
+        def one(host: Host) -> None:
+            try:
+                super(WarmConnector, self).session(host)
+            except Exception as exc:  # noqa: BLE001 - re-raised by session() in its phase
+                self.failed[host.name] = exc
+
+        unique = list({h.name: h for h in hosts}.values())
+        if unique:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique)))) as pool:
+                list(pool.map(one, unique))
+
+    def session(self, host: Host) -> Any:
+        failed = self.failed.get(host.name)
+        if failed is not None:
+            raise failed
+        return super().session(host)
+
+
 def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: bool,
                parallel: int, options: Mapping[str, Any], accept_new_host_keys: bool = False,
                out: IO[str] | None = None, needs_first: str | None = None,
-               then: Callable[[RunResult], list[Phase]] | None = None) -> RunResult:
+               then: Callable[[RunResult], list[Phase]] | None = None,
+               warm: list[Host] | None = None,
+               on_result: Callable[[HostResult], None] | None = None,
+               framed: bool = True) -> RunResult:
     """Converge each phase's hosts in turn. `needs_first`: a host whose failure skips the
     phases after its own; `then`: once the given phases ran, called with the result so far,
-    returns the phases to run next."""
+    returns the phases to run next; `warm`: hosts to connect to at once before the first
+    phase (the hosts of later phases too); `on_result`: called with each host's result as
+    soon as it is known (other hosts of the phase may still be running); `framed`: print
+    the title line and the recap (False: the hosts' lines only)."""
     hosts_seen = {h.name for _, hs, _ in phases for h in hs}
     printer = Printer(out or sys.stdout, max((len(h) for h in inventory.hosts), default=4))
-    connector = Connector(inventory, accept_new_host_keys=accept_new_host_keys)
+    connector = WarmConnector(inventory, accept_new_host_keys=accept_new_host_keys)
     mode = " (check mode: nothing will be changed)" if check else ""
-    printer.line(f"{name} on {inventory.site}: {len(hosts_seen)}+ host(s){mode}")
+    if framed:
+        printer.line(f"{name} on {inventory.site}: {len(hosts_seen)}+ host(s){mode}")
     result = RunResult(name, check)
     started = time.monotonic()
     blocked: str | None = None
     pending = list(phases)
     try:
+        connector.warm([*(h for _, hs, _ in phases for h in hs), *(warm or [])],
+                       max(1, parallel))
         while pending or then is not None:
             if not pending:
                 assert then is not None
@@ -62,6 +99,9 @@ def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: b
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 futures = [pool.submit(_converge_host, runbook, host, inventory, connector,
                                        check, options, printer) for host in hosts]
+                if on_result is not None:
+                    for future in as_completed(futures):
+                        on_result(future.result())
                 outcomes = [f.result() for f in futures]
             for outcome in outcomes:
                 _merge(result, outcome)
@@ -71,7 +111,31 @@ def run_phases(phases: list[Phase], inventory: Inventory, *, name: str, check: b
     finally:
         connector.close_all()
     result.seconds = time.monotonic() - started
-    printer.line(recap(result))
+    if framed:
+        printer.line(recap(result))
+    return result
+
+
+def converged_already(runbook: Runbook, hosts: list[Host], inventory: Inventory, *,
+                      name: str, parallel: int, options: Mapping[str, Any],
+                      accept_new_host_keys: bool = False,
+                      out: IO[str] | None = None) -> RunResult | None:
+    """Read every host at once in check mode (one round); when nothing would change
+    anywhere, that is the run: its lines and recap printed, the result returned. Else None
+    (nothing printed, nothing changed) and the caller converges in its phases."""
+    import io
+
+    sink = io.StringIO()
+    result = run_phases([(runbook, hosts, 0)], inventory, name=name, check=True,
+                        parallel=parallel, options=options,
+                        accept_new_host_keys=accept_new_host_keys, out=sink, framed=False)
+    if not result.ok or result.changed or len(result.hosts) != len({h.name for h in hosts}):
+        return None
+    result.check = False  # nothing to change: the same result a converging run has
+    stream = out or sys.stdout
+    stream.write(f"{name} on {inventory.site}: {len(result.hosts)} host(s), nothing to "
+                 "change\n" + sink.getvalue() + recap(result) + "\n")
+    stream.flush()
     return result
 
 

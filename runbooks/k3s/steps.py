@@ -61,25 +61,53 @@ def upload_command(path: str, digest: str, mode: str) -> str:
             "trap - EXIT\n")
 
 
+def download_command(path: str, url: str, digest: str, mode: str) -> str:
+    """Remote sh: `url` (the gateway's registry, on the LAN) -> a temp file beside `path`,
+    sha256 checked on the node, then renamed over it."""
+    fetch = f"curl -sSf --connect-timeout 5 -o \"$tmp\" {shlex.quote(url)}\n"
+    return upload_command(path, digest, mode).replace('cat > "$tmp"\n', fetch, 1)
+
+
+FROM_GATEWAY = "greenroom: the gateway has it"
+
+
 class Artifact(Step):
-    """Ensure `path` on the node has sha256 `digest`, else push `local` there."""
+    """Ensure `path` on the node has sha256 `digest`: else downloaded from `mirror` (the
+    gateway's registry) when the node reaches it there, else `local` pushed over SSH."""
 
     def __init__(self, path: str, local: Callable[[], Path], digest: str, mode: str = "755",
-                 label: str = "", notify: tuple[str, ...] = ()) -> None:
+                 label: str = "", notify: tuple[str, ...] = (),
+                 mirror: str | None = None) -> None:
         self.path, self.local, self.digest, self.mode = path, local, digest, mode
         self.name = f"Ensure {path} is {label or 'the pinned file'} (sha256 {digest[:12]})"
-        self.notify = notify
+        self.notify, self.mirror = notify, mirror
 
     def facts(self) -> Mapping[str, str]:
-        return {"sum": f"sha256sum {shlex.quote(self.path)}"}
+        command = f"sha256sum {shlex.quote(self.path)}"
+        if self.mirror is None:
+            return {"sum": command}
+        # only a node without the file asks the gateway (a converged node pays nothing)
+        return {"sum": f"{command} 2>/dev/null | grep -q '^{self.digest} ' && echo "
+                       f"'{self.digest}' || {{ {command} 2>/dev/null; command -v curl "
+                       f">/dev/null && curl -sfI --connect-timeout 3 -m 15 -o /dev/null "
+                       f"{shlex.quote(self.mirror)} && "
+                       f"echo '{FROM_GATEWAY}'; true; }}"}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         fact = facts["sum"]
-        current = fact.out.split()[0] if fact.ok and fact.out.split() else None
+        lines = fact.out.splitlines() if fact.ok else []
+        current = lines[0].split()[0] if lines and lines[0].split() \
+            and lines[0] != FROM_GATEWAY else None
         if current == self.digest:
             return []
-        data = self.local().read_bytes()  # only when it must travel
         verb = "replace" if current else "install"
+        if self.mirror is not None and FROM_GATEWAY in lines:
+            where = self.mirror.split("/v2/", 1)[0]
+            return [Change(f"{verb} {self.path} from the gateway's registry {where} (sha256 "
+                           f"{self.digest[:12]}, checked on the node)",
+                           (Action(download_command(self.path, self.mirror, self.digest,
+                                                    self.mode)),))]
+        data = self.local().read_bytes()  # only when it must travel
         return [Change(f"{verb} {self.path} ({len(data)} bytes, sha256 {self.digest[:12]})",
                        (Action(upload_command(self.path, self.digest, self.mode),
                                data),))]  # type: ignore[arg-type]  # bytes travel as is
@@ -136,9 +164,17 @@ class NodesReady(Step):
     verify = False
 
     def __init__(self, ctx: HostContext, nodes: Mapping[str, str], timeout: float,
-                 kubectl: str = "k3s kubectl") -> None:
+                 kubectl: str = "k3s kubectl", failed: Mapping[str, str] | None = None) -> None:
         self.ctx, self.nodes, self.timeout, self.kubectl = ctx, dict(nodes), timeout, kubectl
+        self.failed = failed if failed is not None else {}  # node -> error, filled live
         self.name = f"Ensure nodes Ready: {', '.join(self.nodes)}"
+
+    def _given_up(self, pending: Mapping[str, str]) -> None:
+        """Stop waiting for a node whose own run failed meanwhile (it is reported there)."""
+        gone = [n for n in pending if n in self.failed]
+        if gone:
+            raise StepFailed("not Ready: " + ", ".join(
+                f"{n} (its run failed: {self.failed[n].splitlines()[0][:200]})" for n in gone))
 
     def facts(self) -> Mapping[str, str]:
         return {"nodes": f"{self.kubectl} get nodes -o json"}
@@ -164,6 +200,7 @@ class NodesReady(Step):
         started = time.monotonic()
         command = f"{self.kubectl} get nodes -o json"
         while pending and time.monotonic() - started < self.timeout:
+            self._given_up(pending)
             time.sleep(1.0)
             done = self.ctx.session.run(command)
             if done.ok:

@@ -99,14 +99,16 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     """Install and converge k3s on the nodes (roles k3s-server, k3s-agent), offline.
 
     The pinned binary and airgap images from the local cache (fetched first when missing),
-    verified on every node; config.yaml, registries.yaml, kube-vip with a VIP, units and
+    pushed once into the gateway's registry and pulled from there by the boards (else pushed
+    to each), verified on every node; config.yaml, registries.yaml, kube-vip with a VIP, units and
     0600 env files; the first server's token handed to the others; every node Ready; the
     kubeconfig renamed to the site and merged. Restarts only nodes whose files changed.
     """
     from runbooks.common.kubeconfig import kubeconfig_path
     from runbooks.core.runner import select_hosts, write_report
-    from runbooks.k3s.plan import NODES, READY
-    from runbooks.k3s.run import run_phases
+    from runbooks.k3s.distribute import RUNBOOK as GATEWAY
+    from runbooks.k3s.plan import NODES, READY, TOGETHER, WHOLE, rollout_order
+    from runbooks.k3s.run import converged_already, run_phases
 
     inv = load_inventory_or_exit(c, inventory)
     cluster = _cluster(inv)
@@ -120,27 +122,42 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
         raise Exit(f"{inv.path}: {exc}", code=2) from None
     first = inv.hosts[cluster.first_server]
     others = [h for h in chosen if h.name != first.name]
-    options = {"lock": lock, "shared": {}, "timeout": timeout,
+    failed: dict[str, str] = {}
+    options = {"lock": lock, "shared": {"failed": failed}, "timeout": timeout,
                "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)}
-    servers = [h for h in others if h.name in cluster.servers]
-    agents = [h for h in others if h.name not in cluster.servers]
 
     def next_phases(so_far: Any) -> list[Any]:
         options["run_so_far"] = so_far  # the readiness wait skips nodes that failed in it
         first_result = so_far.hosts.get(first.name)
         upgrading = first_result is not None and upgraded(first_result)
-        if not upgrading:
-            return [(NODES, others, 0), (READY, [first], 0)]
-        order = [first.name, *[h.name for h in servers], *[h.name for h in agents]]
+        if not upgrading:  # the first server waits for the others while they converge
+            return [(TOGETHER, [*others, first], 0)]
+        order = rollout_order(cluster, [first.name, *(h.name for h in others)])
         print(f"upgrade to {cluster.version}: one node at a time, each Ready before the next:"
               f" {' -> '.join(order)}")
         options["upgrade"] = True
-        return [*[(NODES, [h], 1) for h in servers + agents], (READY, [first], 0)]
+        return [*[(NODES, [inv.hosts[n]], 1) for n in order[1:]], (READY, [first], 0)]
 
-    result = run_phases([(NODES, [first], 0)], inv, name="k3s", check=check,
-                        parallel=parallel_or_exit(c, parallel),
+    registry = getattr(inv, "registry", None)
+    gateway = [inv.hosts[registry.host]] if registry and registry.host in inv.hosts else []
+    workers = parallel_or_exit(c, parallel)
+    if not check:  # a converged cluster: one round, every host read at once
+        done = converged_already(
+            WHOLE, list({h.name: h for h in [*gateway, first, *others]}.values()), inv,
+            name="k3s",
+            parallel=workers, options={k: v for k, v in options.items() if k != "shared"},
+            accept_new_host_keys=accept_new_host_keys)
+        if done is not None:
+            if report:
+                write_report(done, report)
+            return
+    result = run_phases([(GATEWAY, gateway, 0), (NODES, [first], 0)], inv, name="k3s",
+                        check=check, parallel=workers,
                         options=options, accept_new_host_keys=accept_new_host_keys,
-                        needs_first=first.name, then=next_phases)
+                        needs_first=first.name, then=next_phases, warm=others,
+                        on_result=lambda done: failed.update(
+                            {done.host: done.error or done.status}
+                            if done.status in ("failed", "unreachable") else {}))
     if report:
         write_report(result, report)
     if not result.ok:

@@ -174,7 +174,11 @@ def up(inventory: Any, wait: bool = True, log=print) -> dict[str, Any]:  # noqa:
     check_platform(plan)
     state = LabState(plan.site)
     with locked(state):
-        return _up(plan, state, wait, log)
+        data = _up(plan, state, wait, log)
+    from runbooks.lab.release import forget_stale_pins
+
+    forget_stale_pins(inventory, log)
+    return data
 
 
 def _up(plan: LabPlan, state: LabState, wait: bool, log) -> dict[str, Any]:  # noqa: ANN001

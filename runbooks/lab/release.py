@@ -29,13 +29,16 @@ import argparse
 import gzip
 import hashlib
 import io
+import json
 import re
 import shutil
 import subprocess
 import tarfile
+from collections.abc import Callable
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 ADDRESS = "127.0.0.1"
@@ -120,6 +123,39 @@ def compress(data: bytes, fmt: str) -> bytes | None:
         return None  # no zstd on this machine: the release has .tar and .tar.gz only
     return subprocess.run(["zstd", "-q", "-c", "-19"], input=data, capture_output=True,
                           check=True).stdout
+
+
+def forget_stale_pins(inventory: Any, log: Callable[[str], None] = print) -> list[str]:
+    """Drop the pins of ``<inventory>.k3s.lock`` that this release site no longer serves.
+
+    A lab inventory's lock pins the double (per machine, not committed): when the double
+    changes (a new behaviour), its digest changes and the next fetch would rightly refuse it as
+    "the release changed since it was pinned". `lab.up` owns the double, so it forgets those
+    pins (the next fetch verifies and pins the new files). Only for an inventory whose
+    cluster.source is this site; returns the names dropped."""
+    cluster = getattr(inventory, "sections", {}).get("cluster")
+    if cluster is None or (getattr(cluster, "source", None) or "").rstrip("/") != URL:
+        return []
+    path = Path(inventory.path)
+    lock = path.with_name(path.stem + ".k3s.lock")
+    try:
+        data = json.loads(lock.read_text())
+    except (OSError, ValueError):
+        return []
+    dropped = []
+    for version, pins in (data.get("versions") or {}).items():
+        for name, digest in list(pins.items()):
+            served = asset(version, name)
+            if served is not None and hashlib.sha256(served).hexdigest() != digest:
+                del pins[name]
+                dropped.append(f"{version}/{name}")
+    if dropped:
+        tmp = lock.with_name(f".{lock.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(lock)
+        log(f"lab: the k3s double changed; forgot its old pins in {lock.name}: "
+            f"{', '.join(dropped)} (the next fetch pins the new files)")
+    return dropped
 
 
 class ReleaseHandler(BaseHTTPRequestHandler):

@@ -25,10 +25,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from runbooks.common import artifacts
+from runbooks.common.artifacts import matches, sha256_file
 
 SNAP = re.compile(r"^microk8s_(\d+)\.snap$")
 
@@ -38,8 +39,8 @@ class FetchError(Exception):
 
 
 def cache_dir(revision: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "greenroom" / "microk8s" / revision
+    """~/.cache/greenroom/microk8s/<revision> (runbooks.common.artifacts)."""
+    return artifacts.cache_dir("microk8s", revision)
 
 
 def lock_path(inventory_path: Path) -> Path:
@@ -50,14 +51,6 @@ def lock_path(inventory_path: Path) -> Path:
 def names(revision: str) -> tuple[str, str]:
     """The snap and assertion file names `snap download` gives a revision."""
     return f"microk8s_{revision}.snap", f"microk8s_{revision}.assert"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        for chunk in iter(lambda: data.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sha3_384_b64(path: Path) -> str:
@@ -130,7 +123,7 @@ def cached(channel: str, lock: Lock) -> Fetched | None:
         return None
     folder = cache_dir(pin.revision)
     paths = {name: folder / name for name in pin.files}
-    if not all(p.is_file() and sha256_file(p) == pin.files[n] for n, p in paths.items()):
+    if not all(matches(p, pin.files[n]) for n, p in paths.items()):
         return None
     return Fetched(pin.revision, paths, dict(pin.files), "cached")
 
@@ -178,21 +171,21 @@ def _snap_download(channel: str, into: Path, timeout: float) -> None:
                          f"{(done.stderr or done.stdout).strip()[-400:]}")
 
 
-def _get(url: str, timeout: float) -> bytes:
+def _get(url: str, target: Path, timeout: float) -> None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return bytes(resp.read())
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise FetchError(f"cannot download {url}: {reason}; check cluster.source (a mirror of "
-                         "`snap download` results) and the connection") from None
+        artifacts.download(url, target, timeout)
+    except artifacts.DownloadError as exc:
+        raise FetchError(f"{exc} (a mirror of `snap download` results)") from None
 
 
 def _mirror_download(source: str, channel: str, revision: str | None, into: Path,
                      timeout: float) -> None:
     base = f"{source.rstrip('/')}/{channel}"
     sums = {}
-    for line in _get(f"{base}/SHA256SUMS", timeout).decode(errors="replace").splitlines():
+    _get(f"{base}/SHA256SUMS", into / "SHA256SUMS", timeout)
+    listed = (into / "SHA256SUMS").read_text(errors="replace")
+    (into / "SHA256SUMS").unlink()
+    for line in listed.splitlines():
         parts = line.split()
         if len(parts) == 2 and len(parts[0]) == 64:
             sums[parts[1].lstrip("*")] = parts[0].lower()
@@ -205,11 +198,10 @@ def _mirror_download(source: str, channel: str, revision: str | None, into: Path
             raise FetchError(f"{base}/SHA256SUMS does not list {name} (the channel now "
                              f"offers revision {offered[-1]}); run `inv microk8s.fetch "
                              "--update` to pin it")
-        data = _get(f"{base}/{name}", timeout)
-        if hashlib.sha256(data).hexdigest() != sums[name]:
+        _get(f"{base}/{name}", into / name, timeout)
+        if sha256_file(into / name) != sums[name]:
             raise FetchError(f"{base}/{name} does not match the mirror's SHA256SUMS; "
                              "nothing was cached")
-        (into / name).write_bytes(data)
 
 
 def fetch(channel: str, source: str | None, lock: Lock, update: bool = False,

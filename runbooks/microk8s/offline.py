@@ -1,22 +1,30 @@
-"""Offline install: the pinned snap and assertion (`inv microk8s.fetch`) pushed from this
-machine's cache to each node's /var/cache/greenroom/microk8s/, checked by sha256 there, then
-`snap ack` + `snap install ./microk8s_<rev>.snap --classic` (snapd checks the snap against
-the acknowledged assertion). No store is needed on the nodes."""
+"""Offline install: the pinned snap and assertion (`inv microk8s.fetch`) served from the
+gateway's cache, checked by sha256 on each node, then `snap ack` + `snap install
+./microk8s_<rev>.snap --classic` (snapd checks the snap against the acknowledged assertion).
+No store is needed on the nodes.
+
+`RELEASE` (on the registry host, the gateway) pushes both files once into the site's
+registry as blobs of `greenroom/microk8s-snap`, addressed by their pinned sha256 (the
+registry refuses any other content), tagged `<track>-<risk>-<revision>`; each node then pulls
+what it lacks from there into /var/cache/greenroom/microk8s/ (runbooks.common.artifacts).
+Without a registry, or when a node cannot reach it, the files are pushed to the node from
+this machine's cache over SSH instead."""
 
 from __future__ import annotations
 
-import shlex
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runbooks.common.artifacts import Artifact, blob_url, gateway_steps, registry_base
 from runbooks.common.microk8s_cluster import Microk8sCluster
-from runbooks.core.facts import FactResult
-from runbooks.core.steps import Action, Change, Step, StepFailed
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Plan, Step, StepFailed
 from runbooks.microk8s.fetch import Fetched, FetchError, Lock, cached, fetch, lock_path, names
 
 if TYPE_CHECKING:
+    from runbooks.core.context import HostContext
     from runbooks.core.inventory import Inventory
 
 NODE_CACHE = "/var/cache/greenroom/microk8s"
@@ -55,35 +63,51 @@ def install_command(revision: str, stamp: str) -> str:
             f"snap install ./{snap} --classic; {stamp}")
 
 
-def upload_command(path: str, digest: str) -> str:
-    """Remote sh: stdin -> a temp file beside `path`, sha256 checked, renamed over it."""
-    q = shlex.quote
-    return ("set -e\n"
-            f"mkdir -p {q(NODE_CACHE)}\n"
-            f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
-            "trap 'rm -f \"$tmp\"' EXIT\n"
-            'cat > "$tmp"\n'
-            f'if ! echo "{digest}  $tmp" | sha256sum -c --status -; then echo "{path} arrived '
-            'with another sha256; nothing was replaced" >&2; exit 4; fi\n'
-            f'chmod 644 "$tmp"\nmv -f "$tmp" {q(path)}\ntrap - EXIT\n')
+REPOSITORY = "greenroom/microk8s-snap"
+FILE_TYPE = "application/vnd.greenroom.microk8s.file"
 
 
-class Pushed(Step):
-    """`path` on the node has sha256 `digest`, else the local file is pushed there."""
+def tag(channel: str, revision: str) -> str:
+    """The manifest tag of a pinned snap: 1.32/stable, 7449 -> 1.32-stable-7449."""
+    return f"{channel.replace('/', '-')}-{revision}"
 
-    def __init__(self, name: str, local: Path, digest: str) -> None:
-        self.path, self.local, self.digest = f"{NODE_CACHE}/{name}", local, digest
-        self.name = f"Ensure {self.path} (sha256 {digest[:12]}, from this machine's cache)"
 
-    def facts(self) -> Mapping[str, str]:
-        return {"sum": f"sha256sum {shlex.quote(self.path)}"}
+def _loader(path: Path) -> Callable[[], Path]:
+    return lambda: path
 
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["sum"]
-        current = fact.out.split()[0] if fact.ok and fact.out.split() else None
-        if current == self.digest:
-            return []
-        data = self.local.read_bytes()
-        return [Change(f"{'replace' if current else 'push'} {self.path} ({len(data)} bytes)",
-                       (Action(upload_command(self.path, self.digest),
-                               data),))]  # type: ignore[arg-type]  # bytes travel as is
+
+def node_steps(ctx: HostContext, cluster: Microk8sCluster) -> tuple[Fetched, list[Step]]:
+    """The pinned snap and assertion on the node, in NODE_CACHE, sha256 checked there: pulled
+    from the gateway's registry when the node reaches it there, else pushed from this machine."""
+    pinned = pinned_files(ctx.inventory, cluster, ctx.check)
+    base = registry_base(ctx.inventory)
+    steps: list[Step] = []
+    for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
+        digest = pinned.digests[name]
+        steps.append(Artifact(f"{NODE_CACHE}/{name}", _loader(local), digest, mode="644",
+                              label=f"{name} ({cluster.channel})",
+                              mirror=blob_url(base, REPOSITORY, digest) if base else None))
+    return pinned, steps
+
+
+def gateway_plan(ctx: HostContext) -> Plan:
+    """On the registry host (the gateway): the pinned snap and assertion as registry blobs,
+    pushed once, tagged by one manifest per channel and revision. Plans nothing without an
+    offline microk8s cluster or a registry on this host."""
+    from runbooks.common.registry import registry_endpoint
+
+    plan = Plan()
+    cluster = getattr(ctx.inventory, "sections", {}).get("cluster")
+    found = registry_endpoint(ctx.inventory)
+    if not isinstance(cluster, Microk8sCluster) or not cluster.offline or found is None \
+            or found.host != ctx.host.name:
+        return plan
+    pinned = pinned_files(ctx.inventory, cluster, ctx.check)
+    files = {name: (pinned.digests[name], _loader(path)) for name, path in pinned.files.items()}
+    sizes = {name: path.stat().st_size for name, path in pinned.files.items()}
+    plan.add(*gateway_steps(found.url, REPOSITORY, FILE_TYPE, pinned.revision,
+                            tag(cluster.channel, pinned.revision), files, sizes, log=ctx.log))
+    return plan
+
+
+RELEASE = Runbook("microk8s.release", ("registry",), gateway_plan)

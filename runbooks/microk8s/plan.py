@@ -17,14 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbooks.common.kubeconfig import (
-    KubeconfigError,
-    kubeconfig_path,
-    merge_kubeconfig,
-    read_kubeconfig,
-    site_kubeconfig,
-    write_kubeconfig,
-)
+from runbooks.common.kubeconfig import kubeconfig_path
+from runbooks.common.kubeconfig_step import KubeconfigMerged
 from runbooks.common.microk8s_cluster import ROLE, Microk8sCluster
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
@@ -100,11 +94,10 @@ def node_plan(ctx: HostContext) -> Plan:
     if cluster.offline:
         from runbooks.microk8s import offline
 
-        pinned = offline.pinned_files(ctx.inventory, cluster, ctx.check)
-        for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
-            plan.add(offline.Pushed(name, local, pinned.digests[name]))
+        pinned, files = offline.node_steps(ctx, cluster)
+        plan.add(*files)
         install = offline.install_command(pinned.revision, cfg.stamp_command())
-        source = f"{cluster.channel} revision {pinned.revision}, pinned, from this machine"
+        source = f"{cluster.channel} revision {pinned.revision}, pinned"
     plan.add(Command(f"Install the microk8s snap ({source})", install,
                      unless="snap list microk8s >/dev/null 2>&1"))
     plan.add(Command("Apply the launch configuration to the installed snap",
@@ -134,7 +127,7 @@ def node_plan(ctx: HostContext) -> Plan:
         if path is not None:
             plan.add(KubeconfigMerged(ctx, ctx.inventory.site,
                                       f"https://{cluster.api_address}:{cfg.API_PORT}",
-                                      Path(path)))
+                                      Path(path), read="microk8s config", what="microk8s"))
     else:
         plan.add(Joined(ctx, cluster, q(ctx.host.name)))
     return plan
@@ -305,39 +298,6 @@ _JOIN_LOCKS_GUARD = threading.Lock()
 def _join_lock(seed: str) -> threading.Lock:
     with _JOIN_LOCKS_GUARD:
         return _JOIN_LOCKS.setdefault(seed, threading.Lock())
-
-
-class KubeconfigMerged(Step):
-    """The cluster's kubeconfig (`microk8s config`) merged into this machine's kubeconfig
-    as context `name` (runbooks.common.kubeconfig: other contexts kept)."""
-
-    verify = False
-
-    def __init__(self, ctx: HostContext, name: str, server: str, path: Path) -> None:
-        self.ctx, self.site, self.server, self.path = ctx, name, server, path
-        self.name = f"Ensure context {name} in {path} (server {server})"
-
-    def facts(self) -> Mapping[str, str]:
-        return {"config": "microk8s config"}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["config"]
-        if not fact.ok:
-            if self.ctx.check:
-                return [Change(f"would merge context {self.site} into {self.path}")]
-            raise StepFailed("`microk8s config` failed on the seed node: is microk8s running?")
-        try:
-            current = read_kubeconfig(self.path)
-            merged = merge_kubeconfig(current, site_kubeconfig(fact.out, self.site,
-                                                               self.server))
-        except KubeconfigError as exc:
-            raise StepFailed(f"{self.path}: {exc}") from None
-        if merged is current:
-            return []
-        if not self.ctx.check:
-            write_kubeconfig(self.path, merged)
-        return [Change(f"merge cluster, user and context {self.site} into {self.path} "
-                       "(other contexts kept)", () if self.ctx.check else DONE)]
 
 
 def reset_plan(ctx: HostContext) -> Plan:

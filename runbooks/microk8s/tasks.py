@@ -33,14 +33,38 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     refreshes, the login user in group microk8s, each node ready, the other nodes joined to
     the seed with a fresh single-use token each (never shown; a half-joined node is removed
     and joined again), missing addons enabled, the kubeconfig merged as the site's context.
+    With offline: true the pinned snap is pushed once into the gateway's registry and each
+    node pulls it from there (else it is pushed to each node over SSH).
     A second run changes nothing. Example: inv microk8s -i hosts/lab-microk8s.yaml
     """
     from runbooks.common.kubeconfig import kubeconfig_path
 
+    gateway_ok = _gateway_first(c, inventory, check, accept_new_host_keys)
     execute(c, _runbook("RUNBOOK"), inventory, host, check, parallel, report,
             accept_new_host_keys,
             options={"timeout": timeout,
                      "kubeconfig_path": None if no_kubeconfig else kubeconfig_path(kubeconfig)})
+    if not gateway_ok:
+        raise Exit("microk8s: microk8s.release failed on the registry host (see above): the "
+                   "nodes that lacked the snap got it over SSH instead, if they could", code=1)
+
+
+def _gateway_first(c: Context, inventory: str | None, check: bool,
+                   accept_new_host_keys: bool) -> bool:
+    """With `offline: true` and a registry: the pinned snap and assertion pushed once into
+    the gateway's registry (microk8s.release), before the nodes pull them from there. False
+    when that failed (the nodes then fall back to a push over SSH)."""
+    from runbooks.core.runner import run_runbook
+    from runbooks.microk8s.offline import RELEASE
+
+    inv = load_inventory_or_exit(c, inventory)
+    cluster = getattr(inv, "sections", {}).get("cluster")
+    registry = getattr(inv, "registry", None)
+    if not getattr(cluster, "offline", False) or registry is None or \
+            registry.host not in inv.hosts:
+        return True
+    return bool(run_runbook(RELEASE, inv, [inv.hosts[registry.host]], check=check,
+                            accept_new_host_keys=accept_new_host_keys).ok)
 
 
 @task(help={**COMMON_HELP, "kubeconfig": KUBECONFIG_HELP, "no_kubeconfig": NO_KUBECONFIG_HELP})
@@ -84,7 +108,8 @@ def fetch(c: Context, inventory: str | None = None, update: bool = False,
     microk8s --channel=<channel>` on this machine (needs snapd and internet). The snap is
     checked against its assertion's SHA3-384 and both files against
     <inventory>.microk8s.lock (the first fetch pins them: commit the lock). The offline
-    install (cluster.offline: true) pushes them from this cache to the nodes.
+    install (cluster.offline: true) serves them to the nodes from the gateway's registry (or
+    pushes them from this cache).
     Example: inv microk8s.fetch -i hosts/lab-microk8s.yaml
     """
     from pathlib import Path

@@ -85,3 +85,36 @@ def test_a_cached_file_that_differs_from_the_lock_is_not_used(cache: Path, site:
     (cache_dir(VERSION) / "k3s-arm64").write_bytes(b"not k3s")
     with pytest.raises(ReleaseError, match="does not match the sha256 pinned"):
         cached(VERSION, "k3s-arm64", lock)
+
+
+def lab_inventory(tmp_path: Path, source: str) -> Path:
+    text = (Path(__file__).resolve().parents[2] / "hosts" / "lab.yaml").read_text()
+    path = tmp_path / "lab.yaml"
+    path.write_text(text.replace("source: http://127.0.0.1:18231\n", f"source: {source}\n", 1))
+    return path
+
+
+@pytest.mark.parametrize("source, forgotten", [
+    ("http://127.0.0.1:18231", ["k3s-arm64"]),    # the lab's release site: its double
+    ("http://10.9.9.9/k3s", []),                  # anyone else's release: pins are kept
+], ids=["lab-site-forgets", "other-site-keeps"])
+def test_lab_up_forgets_pins_of_a_changed_double(cache: Path, site: str, source: str,
+                                                 forgotten: list[str]) -> None:
+    from runbooks.core.inventory import load_inventory
+
+    path = lab_inventory(cache, source)
+    version = load_inventory(path).sections["cluster"].version
+    lock = Lock(cache / "lab.k3s.lock", {})
+    fetch(version, ("arm64",), "tar.zst", site, lock, log=lambda _m: None)
+    lock.versions[version]["k3s-arm64"] = "0" * 64   # pinned from an older double
+    lock.write()
+    said: list[str] = []
+    dropped = release.forget_stale_pins(load_inventory(path), said.append)
+    assert dropped == [f"{version}/{n}" for n in forgotten]
+    left = set(Lock.read(cache / "lab.k3s.lock").versions[version])
+    assert left == {"k3s-arm64", "k3s-airgap-images-arm64.tar.zst"} - set(forgotten)
+    assert bool(said) == bool(forgotten)
+    if forgotten:  # and the next fetch pins the double it serves now
+        again = Lock.read(cache / "lab.k3s.lock")
+        assert fetch(version, ("arm64",), "tar.zst", site, again,
+                     log=lambda _m: None).fetched == ["k3s-arm64"]

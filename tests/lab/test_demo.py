@@ -66,8 +66,26 @@ def converged(lab, tmp_path_factory, monkeypatch_module):
     from runbooks.demo import history
 
     monkeypatch_module.setattr(history, "state_dir", lambda: tmp / "history")
+    # the k3s runbook merges the lab's context into $KUBECONFIG: a temp one, not this machine's
+    monkeypatch_module.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
     code, data = call(rehearse, tmp, "rehearse")
     assert code == 0 and data["ok"], failing(data)
+    # demo.reset starts with demo.check: on a lab earlier tests left converged it runs no
+    # phases at all. Either way the final check holds k3s green on all three nodes (its
+    # pinned version running, its unit active, and on rp0 every node Ready).
+    k3s = {(h["host"], c["name"]) for h in data["hosts"] for c in h["checks"]
+           if c["source"] == "k3s" and c["ok"]}
+    assert {("rp0", "k3s version"), ("rp1", "k3s version"), ("lp0", "k3s version"),
+            ("rp0", "k3s active"), ("rp1", "k3s-agent active"), ("lp0", "k3s-agent active"),
+            ("rp0", "nodes Ready")} <= k3s, k3s
+    if data["phases"]:  # it converged: k3s ran on all three
+        converged = {(p["runbook"], host) for p in data["phases"] for host in p["hosts"]}
+        assert {("k3s", "rp0"), ("k3s", "rp1"), ("k3s", "lp0")} <= converged, converged
+    # the registry comes up first, so every k3s file a board lacked came from the gateway
+    pulls = [(host, change) for p in data["phases"] if p["runbook"] == "k3s"
+             for host, h in p["hosts"].items() for s in h["steps"] for change in s["changes"]
+             if change.startswith(("install /", "replace /"))]
+    assert all("from the gateway's registry" in change for _h, change in pulls), pulls
     return lab
 
 

@@ -23,7 +23,7 @@ from invoke import Context, Exit
 
 from runbooks.core.inventory import load_inventory
 from runbooks.k3s.release import Lock, lock_path
-from runbooks.k3s.tasks import converge, fetch, reset
+from runbooks.k3s.tasks import check, converge, fetch, reset
 from runbooks.lab import release
 from tests.lab.conftest import LAB_INVENTORY
 
@@ -194,12 +194,96 @@ def test_registry_trust_after_k3s_changes_nothing(lab, site):
     assert main_pids(lab) == pids
 
 
-def test_second_run_changes_and_restarts_nothing(lab, site):
+def test_second_run_changes_and_restarts_nothing(lab, site, capsys):
     tmp, inventory = site
     before = main_pids(lab)
+    capsys.readouterr()
     data = run(inventory, tmp / "second.json")
+    out = capsys.readouterr().out
     assert data["ok"] is True and changed_steps(data) == {}
+    assert data["check"] is False and set(data["hosts"]) == {"dell", *NODES}
+    # every host read at once, in one round: the phases did not run
+    assert "k3s on lab: 4 host(s), nothing to change" in out, out
+    assert "RECAP k3s\n" in out and "each Ready before the next" not in out
     assert main_pids(lab) == before
+
+
+TRAEFIK = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: traefik, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: traefik}}
+  template:
+    metadata: {labels: {app: traefik}}
+    spec: {containers: [{name: traefik, image: rancher/mirrored-library-traefik:3.3.6}]}
+"""
+
+
+def health(inventory: Path) -> None:
+    """inv k3s.check (raises Exit when unhealthy)."""
+    check(Context(), inventory=str(inventory), host=None, check=False, parallel=10,
+          report=None, accept_new_host_keys=False)
+
+
+def test_check_reports_a_healthy_cluster_then_names_what_is_wrong(lab, site, capsys):
+    _, inventory = site
+    health(inventory)
+    out = capsys.readouterr().out
+    for line in ("ok   version v1.34.3+k3s1 (pinned v1.34.3+k3s1)", "ok   k3s-agent active",
+                 "ok   node rp0 Ready", "ok   node rp1 Ready", "ok   node lp0 Ready",
+                 "system pods running", "ok   traefik disabled", "ok   servicelb disabled",
+                 "ok   images pulled through http://192.168.10.2:5001"):
+        assert line in out, out
+    assert "BAD " not in out
+    # a component that should be disabled shows up, and an agent's unit is stopped
+    done = lab.exec("rp0", "k3s kubectl apply -f -", stdin=TRAEFIK)
+    assert done.returncode == 0, done.stdout + done.stderr
+    sh(lab, "lp0", "systemctl stop k3s-agent")
+    try:
+        with pytest.raises(Exit) as failed:
+            health(inventory)
+        assert failed.value.code == 1
+        out = capsys.readouterr().out
+        bad = {line.split("BAD ", 1)[1].strip() for line in out.splitlines() if "BAD " in line}
+        assert "k3s-agent inactive" in bad, out
+        assert "traefik disabled but present: deployment.apps/traefik" in bad, out
+        assert "ok   servicelb disabled" in out
+    finally:
+        sh(lab, "rp0", "k3s kubectl delete deployment traefik -n kube-system")
+    healed = run(inventory, Path(str(inventory) + ".healed.json"))  # starts the agent again
+    assert healed["ok"] is True and "lp0" in changed_steps(healed)
+    health(inventory)
+
+
+def test_boards_pull_the_release_from_the_gateway(lab, site):
+    """With the site's registry up, the files go to the gateway once and a board that lacks
+    one downloads it from there (checksum checked on the board); again: nothing changes."""
+    from runbooks.core.runner import run_runbook
+    from runbooks.dell_gateway.plan import RUNBOOK as GATEWAY_RUNBOOK
+    from runbooks.registry.converge import UP
+
+    tmp, inventory = site
+    inv = load_inventory(inventory)
+    for runbook in (GATEWAY_RUNBOOK, UP):  # no-ops when an earlier test converged them
+        assert run_runbook(runbook, inv, [inv.hosts["dell"]]).ok
+    sh(lab, "lp0", "rm /usr/local/bin/k3s")
+    data = run(inventory, tmp / "gateway.json")
+    assert data["ok"] is True
+    changes = {h: [c for s in r["steps"] for c in s["changes"]]
+               for h, r in data["hosts"].items()}
+    pushed = [c for c in changes["dell"] if c.startswith("push ")]
+    assert len(pushed) >= 2, changes["dell"]   # the binary and the images (and a config)
+    assert changes["dell"][-1].startswith("tag greenroom/k3s-release:v1.34.3-k3s1-arm64")
+    installed = [c for c in changes["lp0"] if c.startswith("install /usr/local/bin/k3s")]
+    assert installed and "from the gateway's registry http://192.168.10.2:5001" in installed[0]
+    lock = Lock.read(lock_path(inventory))
+    digest = lock.digest("v1.34.3+k3s1", "k3s-arm64")
+    assert sh(lab, "lp0", "sha256sum /usr/local/bin/k3s").split()[0] == digest
+    assert digest in sh(lab, "dell", "journalctl -u docker-registry --no-pager -o cat | "
+                                     "grep 'GET /v2/greenroom/k3s-release/blobs' || true")
+    again = run(inventory, tmp / "gateway2.json")
+    assert again["ok"] is True and changed_steps(again) == {}
 
 
 def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
@@ -287,3 +371,83 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster
+
+
+def journal(lab, host: str) -> list[tuple[float, str]]:
+    """(unix time, message) of the node's k3s unit, oldest first."""
+    out = sh(lab, host, f"journalctl -u {UNIT[host]} -o short-unix --no-pager -q")
+    return [(float(line.split(" ", 1)[0]), line) for line in out.splitlines()
+            if line[:1].isdigit()]
+
+
+def restarted(lab, host: str) -> tuple[float, float]:
+    """When the node's k3s last stopped, and when it was up again after that."""
+    lines = journal(lab, host)
+    stop = max(t for t, line in lines if "Shutting down k3s" in line)
+    up = min(t for t, line in lines if t >= stop and (
+        "k3s is up and running" in line or "joined the cluster" in line))
+    return stop, up
+
+
+def test_a_new_version_rolls_out_servers_first_one_node_at_a_time(lab, site, capsys):
+    tmp, inventory = site
+    (tmp / "v2").mkdir(exist_ok=True)
+    newer = tmp / "v2" / "lab.yaml"
+    newer.write_text(inventory.read_text().replace("version: v1.34.3+k3s1",
+                                                   "version: v1.34.4+k3s1", 1))
+    shutil.copy(lock_path(inventory), lock_path(newer))
+    fetch(Context(), inventory=str(newer))  # as an operator does: pin and cache it first
+    assert Lock.read(lock_path(newer)).digest("v1.34.4+k3s1", "k3s-arm64")
+    before = main_pids(lab)
+    order = "rp0 -> rp1 -> lp0"
+    checked = run(newer, tmp / "v2-check.json", check=True)
+    assert checked["ok"] is True
+    assert f"each Ready before the next: {order}" in capsys.readouterr().out
+    assert main_pids(lab) == before  # --check restarted nothing
+    assert "v1.34.3+k3s1" in sh(lab, "lp0", "k3s --version")
+    data = run(newer, tmp / "v2.json")
+    out = capsys.readouterr().out
+    assert data["ok"] is True, out
+    assert f"each Ready before the next: {order}" in out
+    for name in NODES:
+        assert "v1.34.4+k3s1" in sh(lab, name, "k3s --version")
+    nodes = json.loads(sh(lab, "rp0", "k3s kubectl get nodes -o json"))["items"]
+    assert {n["status"]["nodeInfo"]["kubeletVersion"] for n in nodes} == {"v1.34.4+k3s1"}
+    times = {name: restarted(lab, name) for name in NODES}
+    assert times["rp0"][1] <= times["rp1"][0] and times["rp1"][1] <= times["lp0"][0], times
+    again = run(newer, tmp / "v2-again.json")
+    assert again["ok"] is True and changed_steps(again) == {}
+
+
+def test_three_servers_run_embedded_etcd_behind_the_vip(lab, site):
+    """rp0, rp1 and lp0 all servers: cluster-init on the first, `server:` on the others,
+    kube-vip on each, every node a Ready control-plane/etcd member."""
+    tmp, inventory = site
+    (tmp / "ha").mkdir(exist_ok=True)
+    ha = tmp / "ha" / "lab.yaml"
+    ha.write_text(inventory.read_text().replace("k3s-agent]", "k3s-server]"))
+    shutil.copy(lock_path(inventory), lock_path(ha))
+    reset(Context(), inventory=str(inventory), parallel=10, keep_images=True,
+          report=str(tmp / "ha-reset.json"))
+    data = run(ha, tmp / "ha.json")
+    assert data["ok"] is True
+    configs = {n: sh(lab, n, "cat /etc/rancher/k3s/config.yaml") for n in NODES}
+    assert "cluster-init: true" in configs["rp0"] and "\nserver:" not in configs["rp0"]
+    for name in ("rp1", "lp0"):
+        assert "server: https://192.168.10.3:6443" in configs[name]
+        assert "cluster-init" not in configs[name]
+        assert "K3S_TOKEN=" in sh(lab, name, "cat /etc/systemd/system/k3s.service.env")
+    for name in NODES:
+        assert sh(lab, name, "systemctl is-active k3s").strip() == "active"
+        assert "192.168.10.25" in sh(lab, name, "cat /var/lib/rancher/k3s/agent/"
+                                                "pod-manifests/kube-vip.yaml")
+    nodes = json.loads(sh(lab, "rp0", "k3s kubectl get nodes -o json"))["items"]
+    roles = {n["metadata"]["name"]: {k.rsplit("/", 1)[1] for k in n["metadata"]["labels"]
+                                     if k.startswith("node-role.kubernetes.io/")}
+             for n in nodes}
+    assert {n: {"control-plane", "etcd"} <= r for n, r in roles.items()} == {
+        "rp0": True, "rp1": True, "lp0": True}, roles
+    again = run(ha, tmp / "ha-again.json")
+    assert again["ok"] is True and changed_steps(again) == {}
+    reset(Context(), inventory=str(ha), parallel=10, report=str(tmp / "ha-gone.json"))
+    assert json.loads((tmp / "ha-gone.json").read_text())["ok"] is True

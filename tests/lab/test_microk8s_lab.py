@@ -140,7 +140,8 @@ def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
     assert all(t["ttl"] == -1 for t in state["tokens"].values()), "single-use tokens only"
     assert sh(mlab, "mk0", f"cat {TOKENS}") == "", "every token used"
     assert set(state["addons"]) == {"dns", "hostpath-storage", "ingress"}
-    ingress = state["services"]["ingress/ingress"]["spec"]
+    ingress = json.loads(sh(mlab, "mk0", "microk8s kubectl get service ingress -n ingress "
+                                         "-o json"))["spec"]
     assert (ingress["type"], ingress["loadBalancerIP"], ingress["selector"]) == (
         "LoadBalancer", "192.168.30.240", {"name": "nginx-ingress-microk8s"})
     assert [(p["name"], p["port"], p["targetPort"]) for p in ingress["ports"]] == [
@@ -357,5 +358,46 @@ def test_offline_install_from_the_pinned_cache(mlab, tmp_path, monkeypatch) -> N
             calls[install] and "--channel" not in calls[install], calls
         listed = sh(mlab, name, "snap list microk8s").splitlines()[1].split()
         assert listed[2] == rev and listed[3] == "-" and listed[-1] == "classic,held"
+    again, out = converge()
+    assert again.ok and again.changed == 0, out
+
+    # -- the same files served from the gateway's registry (here on mk0, the lab twin has no
+    # gateway): pushed there once, each node pulls what it lacks, sha256 checked on the node
+    from runbooks.microk8s.offline import NODE_CACHE, RELEASE
+    from runbooks.registry.converge import UP
+
+    served = tmp_path / "served-mk8s.yaml"
+    served.write_text(text.replace("site: labmk8s\n", "site: labmk8s\nregistry: {host: mk0, "
+                                   "port: 5001, runtime: package}\n", 1).replace(
+        "roles: [microk8s]\n    board: raspberrypi\n    vlan: {parent: eth0, address: "
+        "192.168.30.3/24}", "roles: [microk8s, registry]\n    board: raspberrypi\n    vlan: "
+        "{parent: eth0, address: 192.168.30.3/24}", 1))
+    (tmp_path / "served-mk8s.microk8s.lock").write_text(
+        (tmp_path / "offline-mk8s.microk8s.lock").read_text())
+    inventory = load_inventory(str(served))
+    gateway = [inventory.hosts["mk0"]]
+    up = run_runbook(UP, inventory, gateway, out=io.StringIO())
+    assert up.ok, up.as_report()
+    for name in NODES:
+        sh(mlab, name, f"rm {NODE_CACHE}/microk8s_{rev}.snap")
+    pushed = run_runbook(RELEASE, inventory, gateway, out=io.StringIO())
+    report = pushed.as_report()
+    changes = [c for s in report["hosts"]["mk0"]["steps"] for c in s["changes"]]
+    assert pushed.ok and len([c for c in changes if c.startswith("push ")]) == 3, report
+    assert changes[-1].startswith(f"tag greenroom/microk8s-snap:1.32-stable-{rev}"), changes
+    result, out = converge()
+    assert result.ok, out
+    report = result.as_report()
+    digest = lock["channels"]["1.32/stable"]["files"][f"microk8s_{rev}.snap"]
+    for name in NODES:
+        changes = [c for s in report["hosts"][name]["steps"] for c in s["changes"]]
+        pulled = [c for c in changes if c.startswith(f"install {NODE_CACHE}/microk8s_{rev}.snap")]
+        assert pulled and "from the gateway's registry http://192.168.30.3:5001" in pulled[0], \
+            changes
+        assert sh(mlab, name, f"sha256sum {NODE_CACHE}/microk8s_{rev}.snap").split()[0] == \
+            digest
+    assert digest in sh(mlab, "mk0", "journalctl -u docker-registry --no-pager -o cat | "
+                                     "grep 'GET /v2/greenroom/microk8s-snap/blobs' || true")
+    assert run_runbook(RELEASE, inventory, gateway, out=io.StringIO()).changed == 0
     again, out = converge()
     assert again.ok and again.changed == 0, out

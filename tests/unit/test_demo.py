@@ -12,7 +12,8 @@ from runbooks.demo.order import Entry, Missing, load, parts, probe_roles, runboo
 def test_every_runbook_in_build_order():
     names = [r.name for r in runbooks_in_order()]
     assert names == ["dell-gateway", "xen-dom0", "registry.up", "pi-prep", "registry.trust",
-                     "k3s", "microk8s", "metallb", "router", "metallb-speaker (lab double)"]
+                     "k3s.release", "k3s", "microk8s.release", "microk8s", "metallb",
+                     "router", "metallb-speaker (lab double)"]
 
 
 def test_every_entry_names_a_converge_or_a_hook():

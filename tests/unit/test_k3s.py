@@ -241,3 +241,129 @@ def test_reset_namespaces_tables_and_mounts() -> None:
     points = cluster_mounts(mounts)
     assert "/" not in points and len(points) == 4
     assert points == sorted(points, key=len, reverse=True)
+
+
+@pytest.mark.parametrize("hosts, chosen, order", [
+    (THREE, ["lp0", "rp1", "rp0"], ["rp0", "rp1", "lp0"]),
+    (node("a1", 3, "k3s-agent") + node("s1", 4, "k3s-server") + node("s2", 5, "k3s-server")
+     + node("a2", 6, "k3s-agent") + node("s3", 7, "k3s-server"),
+     ["a2", "s3", "a1", "s2", "s1"], ["s1", "s2", "s3", "a1", "a2"]),
+    (THREE, ["lp0", "rp1"], ["rp1", "lp0"]),            # --host: only the chosen ones
+], ids=["one-server-two-agents", "servers-first-in-inventory-order", "subset"])
+def test_upgrade_rolls_out_servers_first_one_at_a_time(hosts: str, chosen: list[str],
+                                                       order: list[str]) -> None:
+    from runbooks.k3s.plan import rollout_order
+
+    cluster, problems = read("cluster: {version: v1.34.1+k3s1}\n", hosts)
+    assert problems == [] and cluster is not None
+    assert rollout_order(cluster, chosen) == order
+
+
+@pytest.mark.parametrize("changes, status, expected", [
+    (["replace /usr/local/bin/k3s (100 bytes, sha256 abc)"], "changed", True),
+    (["replace /usr/local/bin/k3s from the gateway's registry http://g:5001 (sha256 abc, "
+      "checked on the node)"], "changed", True),
+    (["install /usr/local/bin/k3s (100 bytes, sha256 abc)"], "changed", False),  # fresh
+    ([], "ok", False),
+], ids=["pushed", "from-gateway", "fresh-install", "unchanged"])
+def test_an_upgrade_is_a_replaced_binary(changes: list[str], status: str,
+                                         expected: bool) -> None:
+    from types import SimpleNamespace
+
+    from runbooks.k3s.tasks import upgraded
+
+    step = SimpleNamespace(status=status, changes=changes,
+                           name="Ensure /usr/local/bin/k3s is k3s-arm64 v1 (sha256 abc)")
+    assert upgraded(SimpleNamespace(steps=[step])) is expected
+
+
+def test_a_cached_file_is_hashed_once_until_it_changes(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+    import os
+
+    from runbooks.k3s import release
+
+    path = tmp_path / "k3s-arm64"
+    path.write_bytes(b"binary\n")
+    digest = hashlib.sha256(b"binary\n").hexdigest()
+    assert release.matches(path, digest) is True
+    assert release.matches(path, "0" * 64) is False        # another pin: hashed, refused
+    hashed: list[Path] = []
+    real = release.sha256_file
+    monkeypatch.setattr(release, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert release.matches(path, digest) is True and hashed == []   # the stamp answers
+    path.write_bytes(b"binarY\n")                          # same size, new mtime
+    os.utime(path, ns=(1, 1))
+    assert release.matches(path, digest) is False and hashed == [path]
+    assert release.matches(tmp_path / "missing", digest) is False
+
+
+# -- reset plan: named facts in, changes out -------------------------------------------------------
+
+def reset_changes(answers: dict[str, tuple[int, str]], keep_images: bool = False
+                  ) -> dict[str, list[str]]:
+    """{step name: its changes} of the reset plan, each fact answered from `answers` by
+    command (rc 1 and no output for any command not listed: nothing there)."""
+    from runbooks.core.facts import FactResult
+    from runbooks.k3s.reset import reset_plan
+
+    out = {}
+    for step in reset_plan(keep_images).steps:
+        facts = {key: FactResult(*answers.get(command, (1, "")))
+                 for key, command in step.facts().items()}
+        out[step.name] = [c.summary for c in step.plan(facts)]
+    return out
+
+
+def test_reset_of_a_clean_node_plans_nothing() -> None:
+    from runbooks.core.steps.system import unit_active, unit_enabled
+    from runbooks.k3s.reset import UNITS
+
+    # what systemctl answers for units that do not exist: non-zero, a state word
+    clean = {}
+    for unit in UNITS:
+        clean[unit_enabled(unit).command] = (1, "disabled\n")
+        clean[unit_active(unit).command] = (3, "inactive\n")
+    clean["ip -o link show"] = (0, IP_LINK.replace("cni0", "eth9").replace("flannel", "wlan")
+                                .replace("kube-ipvs0", "dummy0"))
+    clean["cat /proc/self/mounts"] = (0, "/dev/sda1 / ext4 rw 0 0\n")
+    assert {name: c for name, c in reset_changes(clean).items() if c} == {}
+
+
+@pytest.mark.parametrize("command, answer, step, change", [
+    pytest.param("systemctl is-enabled k3s-agent", (0, "enabled\n"),
+                 "Ensure k3s units stopped and disabled", "stop and disable k3s-agent",
+                 id="enabled-agent-unit"),
+    pytest.param("systemctl is-active k3s", (0, "active\n"),
+                 "Ensure k3s units stopped and disabled", "stop and disable k3s",
+                 id="active-server-unit"),
+    pytest.param("ip -o link show", (0, IP_LINK), "Ensure no cluster interfaces",
+                 "remove cni0, flannel.1, flannel-wg, kube-ipvs0", id="interfaces"),
+    pytest.param("command -v iptables-save >/dev/null && iptables-save", (0, SAVED),
+                 "Ensure no KUBE-/CNI-/flannel rules (iptables-save)",
+                 "remove 7 KUBE-/CNI-/flannel line(s) from iptables-save", id="iptables"),
+    pytest.param("readlink /usr/local/bin/kubectl", (0, "k3s\n"),
+                 "Ensure the kubectl link to k3s is gone", "remove /usr/local/bin/kubectl",
+                 id="kubectl-link"),
+    pytest.param("readlink /usr/local/bin/kubectl", (0, "/usr/bin/kubectl.real\n"),
+                 "Ensure the kubectl link to k3s is gone", None, id="someone-elses-kubectl"),
+])
+def test_reset_removes_what_its_fact_finds(command: str, answer: tuple[int, str], step: str,
+                                          change: str | None) -> None:
+    from runbooks.k3s.reset import KUBECTL
+
+    assert KUBECTL == "/usr/local/bin/kubectl"
+    changes = reset_changes({command: answer})
+    assert changes[step] == ([change] if change else [])
+    assert {name for name, c in changes.items() if c} == ({step} if change else set())
+
+
+def test_reset_paths_fact_lists_what_stat_found() -> None:
+    from runbooks.k3s.reset import PATHS, PRESENT
+
+    assert PRESENT.command.startswith("stat -c %n -- ") and all(p in PRESENT.command
+                                                                  for p in PATHS)
+    changes = reset_changes({PRESENT.command: (1, "/etc/rancher/k3s\n/usr/local/bin/k3s\n")})
+    assert changes["Ensure k3s's files, units and binary are gone"] == [
+        "remove /etc/rancher/k3s, /usr/local/bin/k3s"]

@@ -186,3 +186,24 @@ def test_kubeconfig_step_merges_once_and_check_mode_writes_nothing(tmp_path: Pat
     assert real.plan({"k3s": FactResult(0, K3S_YAML)})
     assert "server: https://192.168.10.25:6443" in path.read_text()
     assert real.plan({"k3s": FactResult(0, K3S_YAML)}) == []
+
+
+def test_nodes_ready_stops_waiting_for_a_node_whose_run_failed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(k3s_steps.time, "sleep", lambda _s: None)
+    session = FakeSession([Done(0, nodes(node("rp0", True)))] * 3)
+    failed: dict[str, str] = {}
+    step = NodesReady(FakeCtx(session), {"rp0": "k3s", "rp1": "k3s-agent"},  # type: ignore
+                      timeout=600, failed=failed)
+    real = session.run
+
+    def run(command: str, stdin: Any = None) -> Done:
+        failed["rp1"] = "Ensure /usr/local/bin/k3s: sha256 of it on the node is 00\nmore"
+        return real(command, stdin)
+
+    session.run = run  # type: ignore[method-assign]  # rp1's own run fails meanwhile
+    with pytest.raises(StepFailed) as gave_up:
+        step.plan({"nodes": FactResult(0, nodes(node("rp0", True)))})
+    assert str(gave_up.value) == ("not Ready: rp1 (its run failed: Ensure /usr/local/bin/k3s: "
+                                  "sha256 of it on the node is 00)")
+    assert len(session.commands) == 1   # one more look, then no waiting for the timeout

@@ -121,3 +121,34 @@ def test_speaker_double_plans_nothing_on_a_real_site() -> None:
     assert "lab" not in inventory.sections
     ctx = SimpleNamespace(inventory=inventory, host=inventory.hosts["rp0"])
     assert bgp_speaker.plan(ctx).steps == []
+
+
+MK8S_SITE = SITE.replace(
+    "metallb:\n", "cluster: {distribution: microk8s, channel: 1.32/stable, addons: [dns]}\n"
+    "metallb:\n", 1).replace("roles: [pi]\n", "roles: [pi, microk8s]\n    board: raspberrypi\n")
+
+
+def test_on_microk8s_the_seed_is_where_metallb_reads_the_cluster() -> None:
+    """The probe, `metallb.check` and the runbook (cluster.first_server) on a microk8s cluster:
+    its seed node, through `microk8s kubectl` (was an AttributeError on microk8s)."""
+    from runbooks.metallb import services
+
+    inventory, _ = load_site(MK8S_SITE)
+    assert inventory.sections["cluster"].first_server == "rp0"
+    assert metallb_probe.facts(inventory.hosts["rp1"], inventory) == {}
+    assert metallb_probe.facts(inventory.hosts["rp0"], inventory)["metallb/services"] == \
+        "microk8s kubectl get services -A -o json"
+    asked: list[tuple[str, str]] = []
+
+    class Session:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def run(self, command: str) -> SimpleNamespace:
+            asked.append((self.name, command))
+            return SimpleNamespace(ok=True, stdout=json.dumps({"items": [
+                svc("hello", ips=("192.168.20.0",))]}), stderr="", rc=0)
+
+    connector = SimpleNamespace(session=lambda host: Session(host.name))
+    assert services.read(inventory, connector).all() == ["192.168.20.0"]
+    assert asked == [("rp0", "microk8s kubectl get services -A -o json")]

@@ -24,9 +24,15 @@ CHECK, a node the seed already knows; after the seed accepted it the process sta
 JOIN_SECONDS, as the real join does while it configures the node), `leave`,
 `remove-node NAME [--force]`, `enable NAME [ARGS]`, `config`
 (kubeconfig: cluster microk8s-cluster, user admin, context microk8s), `inspect`,
-`kubectl get node(s) ...` (on the seed: the nodes that joined it, all Ready), `kubectl apply
--f -` of a JSON v1 Service and `kubectl get service NAME -n NS -o json` (namespace `ingress`
-exists once the ingress addon is enabled, as the addon creates it).
+`status -a ADDON` (enabled / disabled), `disable NAME`.
+
+`microk8s kubectl` is the k3s double's kubectl (get, apply, delete, wait, version on its
+object store, with its models of workloads becoming Available, Endpoints, webhooks and
+MetalLB's controller), loaded from KUBE (install() puts the k3s double there) with its
+store under CURRENT: the code is shared, not copied. Before each call the seed's nodes
+(all Ready, roles `<none>` as microk8s shows them) and namespaces (default, kube-system,
+kube-public, kube-node-lease, and `ingress` once the ingress addon is enabled, as the addon
+creates it) are written into the store. On a node that joined another, kubectl is refused.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 LIB = "/usr/local/lib/greenroom-double/microk8s.py"
+KUBE = "/usr/local/lib/greenroom-double/k3s.py"  # the k3s double: its kubectl and store
 BIN = "/usr/local/bin/microk8s"
 CALLS = "/var/log/greenroom-double-microk8s.calls"
 SNAP_STATE = "/var/lib/snapd/greenroom-double-microk8s.json"
@@ -54,6 +61,7 @@ ACKED = "/var/lib/snapd/greenroom-double-acked"
 LAUNCH = "/var/snap/microk8s/common/.microk8s.yaml"
 CURRENT = "/var/snap/microk8s/current"
 STATE = f"{CURRENT}/var/greenroom-double/cluster.json"
+OBJECTS = f"{CURRENT}/var/greenroom-double/kube"  # the store: OBJECTS/server/db/state.json
 CLUSTERED = f"{CURRENT}/var/lock/clustered.lock"
 AGENT_UNIT = "snap.microk8s.daemon-cluster-agent"
 TOKENS = f"{CURRENT}/credentials/cluster-tokens.txt"
@@ -261,9 +269,16 @@ def microk8s(argv: list[str]) -> None:
     elif cmd == "enable":
         with Locked():
             st = load(STATE, {})
-            st.setdefault("addons", {})[rest[0]] = rest[1:]
+            name, _, args = rest[0].partition(":")  # `enable metallb:10.0.0.1-10.0.0.9`
+            st.setdefault("addons", {})[name] = ([args] if args else []) + rest[1:]
             save(STATE, st)
         print(f"Addon {rest[0]} is enabled")
+    elif cmd == "disable":
+        with Locked():
+            st = load(STATE, {})
+            st.setdefault("addons", {}).pop(rest[0].partition(":")[0], None)
+            save(STATE, st)
+        print(f"Addon {rest[0]} is disabled")
     elif cmd == "config":
         kubeconfig()
     elif cmd == "inspect":
@@ -275,6 +290,11 @@ def microk8s(argv: list[str]) -> None:
 
 
 def status(rest: list[str]) -> None:
+    addon = next((rest[i + 1] for i, a in enumerate(rest[:-1]) if a in ("-a", "--addon")),
+                 None)
+    if addon is not None:
+        print("enabled" if addon in load(STATE, {}).get("addons", {}) else "disabled")
+        return
     timeout = float(rest[rest.index("--timeout") + 1]) if "--timeout" in rest else 0
     if "--wait-ready" in rest:
         deadline = time.time() + (timeout or 3600)
@@ -421,64 +441,42 @@ def kubectl(rest: list[str]) -> None:
     if st.get("joined") or not ready():
         fail("The connection to the server 127.0.0.1:16443 was refused - did you specify "
              "the right host or port?")
-    if rest[:3] == ["apply", "-f", "-"]:
-        return apply(sys.stdin.read())
-    if rest[:2] in (["get", "service"], ["get", "svc"]):
-        return get_service(st, rest[2:])
-    if rest[:1] != ["get"] or len(rest) < 2 or rest[1] not in ("node", "nodes", "no"):
-        fail(f"the double's kubectl answers only `get nodes`, `get service` and `apply -f -` "
-             f"(JSON), not {rest}")
-    names = [a for a in rest[2:] if not a.startswith("-") and a not in ("name", "wide")]
-    nodes = st.get("nodes", {})
-    for name in names:
-        if name not in nodes:
-            fail(f'Error from server (NotFound): nodes "{name}" not found')
-    for name in names or sorted(nodes):
-        if "-o" in rest and rest[rest.index("-o") + 1] == "name":
-            print(f"node/{name}")
-        else:
-            print(f"{name}   Ready    <none>   1m   {VERSION}")
+    kube = object_store()
+    store = kube.Store()
+    store.create()
+    nodes = sorted(st.get("nodes", {}))
+    for name in nodes:
+        kube.register_node(store, name, my_address() if name == socket.gethostname() else "",
+                           [], kube.machine_arch(), version=VERSION)
+    with store.locked() as data:
+        for key in [k for k in data["objects"] if k.startswith("Node/")]:
+            if key.rsplit("/", 1)[1] not in nodes:  # `microk8s remove-node` deletes it
+                del data["objects"][key]
+        for namespace in sorted(namespaces(st)):
+            data["objects"].setdefault(kube.key_of("Namespace", None, namespace), {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": namespace, "creationTimestamp": kube.now_iso()}})
+    sys.exit(kube.kubectl(rest))
+
+
+def object_store():  # type: ignore[no-untyped-def]
+    """The k3s double as a module, its store under OBJECTS (one code for both doubles)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("greenroom_k3s_double", KUBE)
+    if spec is None or spec.loader is None:
+        fail(f"{KUBE} is missing: the lab seeds it with the microk8s double")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    setattr(module, "DATA_DIR", Path(OBJECTS))  # noqa: B010 - the k3s double's global
+    return module
 
 
 def namespaces(st: dict) -> set[str]:
-    """default and kube-system, plus `ingress` once the ingress addon is enabled."""
-    return {"default", "kube-system"} | ({"ingress"} if "ingress" in st.get("addons", {})
-                                         else set())
-
-
-def apply(text: str) -> None:
-    """`kubectl apply -f -` of one JSON Service (the double parses no YAML)."""
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        fail("error: the double's kubectl apply reads JSON only")
-    if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
-        fail(f"error: the double applies v1 Services only, not {obj.get('kind')}")
-    meta = obj["metadata"]
-    namespace = meta.get("namespace", "default")
-    with Locked():
-        st = load(STATE, {})
-        if namespace not in namespaces(st):
-            fail(f'Error from server (NotFound): namespaces "{namespace}" not found')
-        key = f"{namespace}/{meta['name']}"
-        services = st.setdefault("services", {})
-        old = services.get(key)
-        spec = dict(obj["spec"])
-        spec.setdefault("sessionAffinity", "None")  # what the API server adds
-        spec["ports"] = [{**p, "nodePort": 30000 + i} for i, p in enumerate(spec["ports"])]
-        services[key] = {**obj, "spec": spec}
-        save(STATE, st)
-    same = old is not None and old["spec"] == spec and old["metadata"] == meta
-    print(f"service/{meta['name']} {'unchanged' if same else 'configured' if old else 'created'}")
-
-
-def get_service(st: dict, rest: list[str]) -> None:
-    namespace = rest[rest.index("-n") + 1] if "-n" in rest else "default"
-    name = rest[0]
-    found = st.get("services", {}).get(f"{namespace}/{name}")
-    if found is None:
-        fail(f'Error from server (NotFound): services "{name}" not found')
-    print(json.dumps({**found, "status": {"loadBalancer": {}}}, indent=2))
+    """The namespaces microk8s starts with, plus `ingress` once the ingress addon is on."""
+    return {"default", "kube-system", "kube-public", "kube-node-lease"} | (
+        {"ingress"} if "ingress" in st.get("addons", {}) else set())
 
 
 # -- cluster agent ---------------------------------------------------------------------------

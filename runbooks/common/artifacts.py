@@ -1,0 +1,325 @@
+"""Pinned release files (k3s binaries and images, the microk8s snap and its assertion): the
+local cache, the gateway's copy, the node's copy. Shared by the cluster runbooks.
+
+- This machine's cache: `cache_dir(kind, version)` = ~/.cache/greenroom/<kind>/<version>/;
+  `matches(path, digest)` checks a cached file against its pinned sha256 (hashed once, then
+  stamped by size and mtime: whatever travels is checked again where it lands).
+- The gateway: the site's registry (`registry:` in the inventory, on the gateway) is a
+  content-addressed store. `gateway_steps` pushes each pinned file into it once, as the blob
+  of a repository (`greenroom/k3s-release`, `greenroom/microk8s-snap`) addressed by the
+  sha256 the lock pins (the registry refuses an upload whose digest differs), and tags an OCI
+  manifest listing them (so a registry garbage collection keeps them). A registry that does
+  not answer yet is no failure: the nodes then get the files over SSH.
+- The node: `Artifact` ensures a path holds the pinned sha256. A node that lacks it downloads
+  it from the gateway's registry at LAN speed when it reaches it there (curl), else it is
+  pushed from this machine over the node's SSH session (the direct-push fallback, decided
+  per file from the node's own facts). Either way the sha256 is checked on the node before
+  the file replaces anything; a converged node costs one `sha256sum`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runbooks.core.facts import FactResult
+from runbooks.core.steps import Action, Change, Step
+
+# -- this machine's cache ---------------------------------------------------------------------
+
+STAMPS = ".verified.json"
+
+
+class DownloadError(Exception):
+    """A file could not be downloaded; the message names the URL and what to check."""
+
+
+def download(url: str, target: Path, timeout: float = 60) -> None:
+    """Fetch `url` into `target` atomically (a temp file beside it, renamed when complete;
+    nothing is left behind on failure). Streams: a snap of hundreds of MB never sits in
+    memory. The caller checks the digest."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"cannot download {url}: {reason}; check cluster.source (a mirror "
+                            "of the release downloads) and the connection") from None
+
+
+def cache_dir(kind: str, version: str) -> Path:
+    """~/.cache/greenroom/<kind>/<version> (or under $XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "greenroom" / kind / version
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for chunk in iter(lambda: data.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def matches(path: Path, digest: str) -> bool:
+    """True when the cached file `path` has sha256 `digest`. The file is hashed once; its
+    size and mtime are then kept beside it (STAMPS), so a run that only checks a converged
+    cluster does not read hundreds of megabytes again. Whatever travels is checked again
+    where it lands (the node, the gateway's registry), so the stamp never skips a check that
+    guards a host."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    stamps_file = path.parent / STAMPS
+    try:
+        stamps = json.loads(stamps_file.read_text())
+    except (OSError, ValueError):
+        stamps = {}
+    mark = [st.st_size, st.st_mtime_ns, digest]
+    if stamps.get(path.name) == mark:
+        return True
+    if sha256_file(path) != digest:
+        return False
+    stamps[path.name] = mark
+    tmp = stamps_file.with_name(f".{STAMPS}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(stamps, sort_keys=True) + "\n")
+        tmp.replace(stamps_file)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only cache is still a cache
+    return True
+
+
+# -- the node's copy --------------------------------------------------------------------------
+
+def upload_command(path: str, digest: str, mode: str) -> str:
+    """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it."""
+    q = shlex.quote
+    folder = path.rsplit("/", 1)[0] or "/"
+    return ("set -e\n"
+            f"mkdir -p {q(folder)}\n"
+            f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
+            "trap 'rm -f \"$tmp\"' EXIT\n"
+            'cat > "$tmp"\n'
+            f'if ! echo "{digest}  $tmp" | sha256sum -c --status -; then echo "sha256 of '
+            f'{path} on the node is $(sha256sum "$tmp" | cut -c1-64), expected {digest}; '
+            'nothing was replaced" >&2; exit 4; fi\n'
+            f'chmod {q(mode)} "$tmp"\n'
+            f'mv -f "$tmp" {q(path)}\n'
+            "trap - EXIT\n")
+
+
+def download_command(path: str, url: str, digest: str, mode: str) -> str:
+    """Remote sh: `url` (the gateway's registry, on the LAN) -> a temp file beside `path`,
+    sha256 checked on the node, then renamed over it."""
+    fetch = f"curl -sSf --connect-timeout 5 -o \"$tmp\" {shlex.quote(url)}\n"
+    return upload_command(path, digest, mode).replace('cat > "$tmp"\n', fetch, 1)
+
+
+FROM_GATEWAY = "greenroom: the gateway has it"
+
+
+class Artifact(Step):
+    """Ensure `path` on the node has sha256 `digest`: else downloaded from `mirror` (the
+    gateway's registry) when the node reaches it there, else `local()` pushed over SSH (called
+    only when the file must travel)."""
+
+    def __init__(self, path: str, local: Callable[[], Path], digest: str, mode: str = "755",
+                 label: str = "", notify: tuple[str, ...] = (),
+                 mirror: str | None = None) -> None:
+        self.path, self.local, self.digest, self.mode = path, local, digest, mode
+        self.name = f"Ensure {path} is {label or 'the pinned file'} (sha256 {digest[:12]})"
+        self.notify, self.mirror = notify, mirror
+
+    def facts(self) -> Mapping[str, str]:
+        command = f"sha256sum {shlex.quote(self.path)}"
+        if self.mirror is None:
+            return {"sum": command}
+        # only a node without the file asks the gateway (a converged node pays nothing)
+        return {"sum": f"{command} 2>/dev/null | grep -q '^{self.digest} ' && echo "
+                       f"'{self.digest}' || {{ {command} 2>/dev/null; command -v curl "
+                       f">/dev/null && curl -sfI --connect-timeout 3 -m 15 -o /dev/null "
+                       f"{shlex.quote(self.mirror)} && "
+                       f"echo '{FROM_GATEWAY}'; true; }}"}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        fact = facts["sum"]
+        lines = fact.out.splitlines() if fact.ok else []
+        current = lines[0].split()[0] if lines and lines[0].split() \
+            and lines[0] != FROM_GATEWAY else None
+        if current == self.digest:
+            return []
+        verb = "replace" if current else "install"
+        if self.mirror is not None and FROM_GATEWAY in lines:
+            where = self.mirror.split("/v2/", 1)[0]
+            return [Change(f"{verb} {self.path} from the gateway's registry {where} (sha256 "
+                           f"{self.digest[:12]}, checked on the node)",
+                           (Action(download_command(self.path, self.mirror, self.digest,
+                                                    self.mode)),))]
+        data = self.local().read_bytes()  # only when it must travel
+        return [Change(f"{verb} {self.path} ({len(data)} bytes, sha256 {self.digest[:12]})",
+                       (Action(upload_command(self.path, self.digest, self.mode),
+                               data),))]  # type: ignore[arg-type]  # bytes travel as is
+
+
+# -- the gateway's copy -----------------------------------------------------------------------
+
+MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY = b"{}"
+EMPTY_DIGEST = hashlib.sha256(EMPTY).hexdigest()
+DOWN = "greenroom: the registry does not answer"
+# curl's limits: a registry on the LAN answers at once; a probe never waits for long
+PROBE = "curl -sf --connect-timeout 3 -m 15"
+TRANSFER = "curl -sSf --connect-timeout 5"
+
+
+def registry_base(inventory: Any) -> str | None:
+    """http://host:port of the site's registry on the VLAN (where the gateway serves the
+    release files to the boards), or None without a registry."""
+    from runbooks.common.registry import registry_endpoint
+
+    found = registry_endpoint(inventory)
+    return found.url if found else None
+
+
+def blob_url(base: str, repository: str, digest: str) -> str:
+    """Where the registry at `base` (http://host:port) serves the blob `digest` (hex)."""
+    return f"{base}/v2/{repository}/blobs/sha256:{digest}"
+
+
+def manifest(files: Mapping[str, tuple[str, int]], version: str, file_type: str) -> bytes:
+    """An OCI manifest whose layers are the files {name: (sha256, size)} of `file_type`."""
+    body = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": file_type,
+        "config": {"mediaType": CONFIG_TYPE, "digest": f"sha256:{EMPTY_DIGEST}",
+                   "size": len(EMPTY)},
+        "layers": [{"mediaType": file_type, "digest": f"sha256:{digest}", "size": size,
+                    "annotations": {"org.opencontainers.image.title": name}}
+                   for name, (digest, size) in sorted(files.items())],
+        "annotations": {"org.opencontainers.image.version": version},
+    }
+    return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+
+
+def push_blob_command(base: str, repository: str, digest: str) -> str:
+    """Remote sh on the registry host: stdin -> a blob upload; the registry refuses it unless
+    its sha256 is `digest`."""
+    q = shlex.quote
+    uploads = q(f"{base}/v2/{repository}/blobs/uploads/")
+    return ("set -e\n"
+            f"loc=$({TRANSFER} -X POST -D - -o /dev/null {uploads} | tr -d '\\r' | "
+            "sed -n 's/^[Ll]ocation: *//p')\n"
+            f'[ -n "$loc" ] || {{ echo "the registry at {base} gave no upload location" >&2; '
+            "exit 4; }\n"
+            f'case "$loc" in http*) ;; *) loc={q(base)}"$loc" ;; esac\n'
+            "case \"$loc\" in *\\?*) sep='&' ;; *) sep='?' ;; esac\n"
+            f"{TRANSFER} -X PUT -H 'Content-Type: application/octet-stream' -T - "
+            f'"$loc${{sep}}digest=sha256:{digest}" -o /dev/null\n')
+
+
+def put_manifest_command(base: str, repository: str, reference: str) -> str:
+    """Remote sh on the registry host: stdin (an OCI manifest) -> tag `reference`."""
+    url = shlex.quote(f"{base}/v2/{repository}/manifests/{reference}")
+    return (f"{TRANSFER} -X PUT -H 'Content-Type: {MANIFEST_TYPE}' --data-binary @- {url} "
+            "-o /dev/null")
+
+
+def answering(base: str, command: str) -> str:
+    """sh on the registry host: `command` when the registry at `base` answers, else print
+    DOWN. The address is checked to be on the host first (before the gateway is converged it
+    is not, and a connection to it would only time out)."""
+    address = base.split("://", 1)[-1].rsplit(":", 1)[0]
+    return (f"if ip -o addr show 2>/dev/null | grep -qF ' {address}/' && "
+            f"{PROBE} -o /dev/null {shlex.quote(base + '/v2/')}; then {command}; "
+            f"else echo '{DOWN}'; fi")
+
+
+class BlobPushed(Step):
+    """Ensure the site's registry serves `local` as blob `digest` of `repository`. A registry
+    that does not answer (not set up yet) is no failure: the nodes then get the files
+    straight over SSH; `log` (when given) says so."""
+
+    def __init__(self, base: str, repository: str,
+                 local: Callable[[], Path] | Callable[[], bytes], digest: str, label: str,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.base, self.repository, self.local, self.digest = base, repository, local, digest
+        self.log = log
+        self.name = f"Ensure the registry serves {label} (sha256 {digest[:12]})"
+
+    def facts(self) -> Mapping[str, str]:
+        url = shlex.quote(blob_url(self.base, self.repository, self.digest))
+        return {"blob": answering(self.base, f"{PROBE} -I -o /dev/null {url}")}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if DOWN in facts["blob"].out:
+            if self.log is not None:
+                self.log(f"the registry at {self.base} does not answer: the nodes get the "
+                         "files over SSH instead (`inv registry.up` serves them from the "
+                         "gateway)")
+            return []
+        if facts["blob"].ok:
+            return []
+        got = self.local()
+        data = got if isinstance(got, bytes) else got.read_bytes()  # only when it must travel
+        return [Change(f"push {len(data)} bytes into {self.base} (sha256 {self.digest[:12]})",
+                       (Action(push_blob_command(self.base, self.repository, self.digest),
+                               data),))]  # type: ignore[arg-type]  # bytes travel as is
+
+
+class ManifestTagged(Step):
+    """Ensure `repository:reference` names exactly `body` (so the blobs it lists are kept)."""
+
+    def __init__(self, base: str, repository: str, reference: str, body: bytes) -> None:
+        self.base, self.repository, self.reference, self.body = base, repository, reference, body
+        self.digest = hashlib.sha256(body).hexdigest()
+        self.name = f"Ensure {repository}:{reference} lists the files"
+
+    def facts(self) -> Mapping[str, str]:
+        url = shlex.quote(f"{self.base}/v2/{self.repository}/manifests/{self.reference}")
+        return {"manifest": answering(self.base,
+                                      f"{PROBE} -H 'Accept: {MANIFEST_TYPE}' {url} | sha256sum")}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        out = facts["manifest"].out
+        current = out.split()[0] if out.split() else ""
+        if current == self.digest or DOWN in out:
+            return []
+        return [Change(f"tag {self.repository}:{self.reference} ({len(self.body)} bytes)",
+                       (Action(put_manifest_command(self.base, self.repository,
+                                                    self.reference),
+                               self.body.decode()),))]
+
+
+def gateway_steps(base: str, repository: str, file_type: str, version: str, reference: str,
+                  files: Mapping[str, tuple[str, Callable[[], Path]]],
+                  sizes: Mapping[str, int], log: Callable[[str], None] | None = None,
+                  config: bool = True) -> list[Step]:
+    """The steps that make the registry at `base` serve `files` {name: (sha256, loader)} as
+    blobs of `repository`, listed by the manifest `repository:reference`; `config`: the
+    manifests' empty config blob first (once per repository and run). `sizes` {name: bytes}
+    go into the manifest. `log` hears when the registry does not answer."""
+    steps: list[Step] = [BlobPushed(base, repository, lambda: EMPTY, EMPTY_DIGEST,
+                                    "the manifests' empty config", log=log)] if config else []
+    for name, (digest, loader) in sorted(files.items()):
+        steps.append(BlobPushed(base, repository, loader, digest, f"{name} {version}"))
+    listed = {name: (digest, sizes[name]) for name, (digest, _) in files.items()}
+    steps.append(ManifestTagged(base, repository, reference,
+                                manifest(listed, version, file_type)))
+    return steps

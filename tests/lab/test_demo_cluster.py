@@ -1,0 +1,119 @@
+"""demo.check and demo.reset with the lab's cluster (after test_demo.py's rehearsal).
+
+hosts/lab.yaml's cluster: the k3s double on rp0 (server), rp1 and lp0 (agents), MetalLB's
+objects in it, the speaker double (BIRD) on each node in BGP sessions with the router edge
+(real FRR). Drift injected on the real hosts: a node's BGP speaker stopped (rp1), an agent's
+k3s stopped (lp0; its node turns NotReady 40 s later, as a kubelet's would), a leftover demo
+namespace in the cluster (the `demo: workloads:` section's `podinfo`), the pods behind the
+LoadBalancer IP gone (the lab's web double stopped on every node) -> demo.check NO-GO naming
+each, on the host where it is seen (the router for the session, the laptop behind it for
+the LoadBalancer IP, rp0 for the node and the namespace); demo.reset fixes each and says GO
+(BGP sessions Established again, every node Ready, the page answering); a second demo.reset
+changes nothing; `--check` before it lists the changes and makes none. On the converged lab
+every cluster check is green, the system pods too.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runbooks.common.kubectl import node_status
+from runbooks.demo import history
+from runbooks.demo.tasks import check, reset
+from tests.lab.test_demo import call, changed, failing, sh
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.lab
+SERVER, AGENT, SPEAKER = "rp0", "lp0", "rp1"
+NAMESPACE = "podinfo"  # hosts/lab.yaml: demo.workloads.namespaces
+KUBECTL = "k3s kubectl"
+NODES = ("rp0", "rp1", "lp0")
+WEB = "greenroom-double-web"  # runbooks/lab/doubles/bgp_speaker.py: the Service's pods
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, tmp_path_factory):
+    """The lab with its cluster after one demo.reset (a no-op after test_demo.py)."""
+    tmp = tmp_path_factory.mktemp("demo-cluster")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(history, "state_dir", lambda: tmp / "history")
+        # the k3s runbook merges the lab's context into $KUBECONFIG: a temp one
+        patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
+        code, data = call(reset, tmp, "converge")
+        assert code == 0 and data["ok"], failing(data)
+        yield lab
+
+
+def checks(data):
+    """{(host, source, name): detail} of every check in a report."""
+    return {(h["host"], c["source"], c["name"]): c["detail"]
+            for h in data["hosts"] for c in h["checks"]}
+
+
+def node_ready(lab, node):
+    done = lab.exec(SERVER, f"{KUBECTL} get node {node} -o json", timeout=20)
+    return done.returncode == 0 and node_status(json.loads(done.stdout))["ready"]
+
+
+def test_cluster_is_green_on_the_converged_lab(cluster, tmp_path):
+    code, data = call(check, tmp_path, "check")
+    assert code == 0 and failing(data) == set()
+    seen = checks(data)
+    assert seen[(SERVER, "k3s", "nodes Ready")] == "3 of 3"
+    for node in ("rp0", "rp1", "lp0"):
+        assert seen[("edge", "router", f"BGP session with {node}")] == "Established"
+    assert "192.168.20." in seen[("edge", "router", "routes to LoadBalancer IPs")]
+    assert seen[(SERVER, "demo.workloads", "leftover")] == "nothing left over"
+    assert seen[(SERVER, "demo.cluster", "system pods")].endswith("kube-system workloads ready")
+    # the audience's view: the LoadBalancer IP answers from the laptop, through the router
+    assert "http://192.168.20.0/ answers" in seen[("laptop", "demo.path", "answers")]
+
+
+def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
+    lab = cluster
+    sh(lab, AGENT, "systemctl stop k3s-agent")
+    sh(lab, SPEAKER, "systemctl stop bird")
+    for node in NODES:  # the pods behind the LoadBalancer IP (the lab's web double)
+        sh(lab, node, f"systemctl stop {WEB}")
+    leftover = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    sh(lab, SERVER, f"echo '{json.dumps(leftover)}' | {KUBECTL} apply -f -")
+    assert wait_until(lambda: not node_ready(lab, AGENT), timeout=70, step=2), \
+        f"{AGENT} still Ready 70 s after its k3s-agent stopped"
+
+    code, found = call(check, tmp_path, "drift")
+    assert code == 1 and found["ok"] is False
+    bad = failing(found)
+    assert {(AGENT, "k3s", "k3s-agent active"), (SERVER, "k3s", "nodes Ready"),
+            ("edge", "router", f"BGP session with {SPEAKER}"),
+            (SERVER, "demo.workloads", "leftover"), ("laptop", "demo.path", "answers")
+            } <= bad, bad
+    seen = checks(found)
+    assert seen[(SERVER, "k3s", "nodes Ready")] == f"not Ready: {AGENT}"
+    assert seen[("edge", "router", f"BGP session with {SPEAKER}")] != "Established"
+    assert f"namespace {NAMESPACE}" in seen[(SERVER, "demo.workloads", "leftover")]
+    # the sessions of the nodes that still speak stay green: only the drifted ones are named
+    assert ("edge", "router", "BGP session with rp0") not in bad
+    assert "http://192.168.20.0/ does not answer" in seen[("laptop", "demo.path", "answers")]
+    assert {h for h, _s, _n in bad} <= {*NODES, "edge", "laptop"}, bad
+
+    # --check shows what the reset would do, and does none of it
+    code, shown = call(reset, tmp_path, "shown", check=True)
+    assert code == 1 and shown["check"] is True
+    assert {("k3s", AGENT), ("demo.workloads", SERVER)} <= changed(shown), changed(shown)
+    assert lab.exec(SPEAKER, "systemctl is-active bird").stdout.strip() != "active"
+    assert lab.exec(SERVER, f"{KUBECTL} get namespace {NAMESPACE}").returncode == 0
+
+    code, fixed = call(reset, tmp_path, "fix")
+    assert code == 0 and fixed["ok"] is True, failing(fixed)
+    assert {(AGENT, "k3s", "k3s-agent active"), (SERVER, "k3s", "nodes Ready"),
+            ("edge", "router", f"BGP session with {SPEAKER}")} & failing(fixed) == set()
+    assert lab.exec(SPEAKER, "systemctl is-active bird").stdout.strip() == "active"
+    assert ("laptop", "demo.path", "answers") not in failing(fixed)
+    assert node_ready(lab, AGENT)
+    assert lab.exec(SERVER, f"{KUBECTL} get namespace {NAMESPACE}").returncode != 0
+    assert {("k3s", AGENT), ("demo.workloads", SERVER)} <= changed(fixed), changed(fixed)
+
+    code, again = call(reset, tmp_path, "again")
+    assert code == 0 and again["ok"] is True and changed(again) == set()

@@ -1,0 +1,134 @@
+"""demo.check's cluster-wide parts, from recorded outputs (no host): the system pods probe
+(runbooks/demo/cluster.py), the audience's path (runbooks/demo/path.py) and how a read-only
+check-mode run becomes a verdict (runbooks/demo/check.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from types import SimpleNamespace
+
+import pytest
+
+from runbooks.core import converge
+from runbooks.core.facts import FactResult
+from runbooks.core.runner import Runbook
+from runbooks.core.steps import Health, Plan
+from runbooks.demo import cluster
+from runbooks.demo.check import _dry_run, converge_parts
+from runbooks.demo.path import PATH, path_plan
+from runbooks.demo.verdict import HostReport
+
+
+def host(name, *roles):
+    return SimpleNamespace(name=name, roles=roles)
+
+
+SITE = SimpleNamespace(hosts={h.name: h for h in (
+    host("dell", "gateway"), host("rp0", "pi", "k3s-server"), host("rp1", "pi", "k3s-agent"),
+    host("laptop", "client"))}, sections={})
+
+
+def deployment(name, replicas, ready):
+    return {"kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": replicas},
+            "status": {"replicas": replicas, "readyReplicas": ready}}
+
+
+def daemonset(name, wanted, ready):
+    return {"kind": "DaemonSet", "metadata": {"name": name},
+            "status": {"desiredNumberScheduled": wanted, "numberReady": ready}}
+
+
+def listing(*items):
+    return FactResult(0, json.dumps({"kind": "List", "items": list(items)}))
+
+
+def test_system_pods_are_read_on_the_cluster_host_only():
+    assert cluster.facts(SITE.hosts["rp0"], SITE) == {
+        cluster.KEY: "k3s kubectl get deployments,daemonsets -n kube-system -o json"}
+    for name in ("rp1", "dell", "laptop"):
+        assert cluster.facts(SITE.hosts[name], SITE) == {}
+    micro = SimpleNamespace(hosts={"m0": host("m0", "microk8s")})
+    assert cluster.facts(micro.hosts["m0"], micro)[cluster.KEY].startswith("microk8s kubectl ")
+
+
+@pytest.mark.parametrize("fact, ok, says", [
+    pytest.param(listing(deployment("coredns", 1, 1), deployment("metrics-server", 1, 1),
+                         daemonset("svclb", 3, 3)), True, "3 of 3 kube-system workloads ready",
+                 id="all-ready"),
+    pytest.param(listing(deployment("coredns", 1, 0), deployment("metrics-server", 1, 1)),
+                 False, "not ready: deployment/coredns (0/1 ready)", id="coredns-down"),
+    pytest.param(listing(deployment("coredns", 2, 1), daemonset("svclb", 3, 2)), False,
+                 "deployment/coredns (1/2 ready), daemonset/svclb (2/3 ready)",
+                 id="partly-ready"),
+    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment",
+                                                       "metadata": {"name": "new"}}),
+                 False, "deployment/new (0/1 ready)", id="no-status-yet"),
+    pytest.param(listing(), False, "no workloads in kube-system", id="empty"),
+    pytest.param(FactResult(1, "The connection to the server 127.0.0.1:6443 was refused"),
+                 False, "cannot read kube-system's workloads: The connection", id="api-down"),
+    pytest.param(FactResult(0, "not json"), False, "cannot read", id="garbage"),
+])
+def test_system_pods(fact, ok, says):
+    checks = list(cluster.evaluate(SITE.hosts["rp0"], SITE, {cluster.KEY: fact}))
+    assert [(c.name, c.ok) for c in checks] == [("system pods", ok)]
+    assert says in checks[0].detail
+    assert bool(checks[0].fix) is not ok  # a fix is said exactly when it is wrong
+
+
+def test_system_pods_say_nothing_where_not_read():
+    assert list(cluster.evaluate(SITE.hosts["rp1"], SITE, {})) == []
+
+
+@pytest.mark.parametrize("sections", [
+    pytest.param({}, id="no-cluster"),
+    pytest.param({"cluster": object()}, id="cluster-without-metallb"),
+    pytest.param({"metallb": object()}, id="metallb-without-cluster"),
+])
+def test_path_plans_nothing_without_a_cluster_and_metallb(sections):
+    ctx = SimpleNamespace(inventory=SimpleNamespace(sections=sections),
+                          host=SITE.hosts["laptop"])
+    assert path_plan(ctx).steps == []
+    assert PATH.roles == ("client",)
+    assert ("answers", PATH) in converge_parts()
+
+
+class Answers(Health):
+    """A read-only step like metallb's ClientHealth: one HTTP fetch per address."""
+
+    def __init__(self, ctx, addresses):
+        super().__init__(ctx, "Check the LoadBalancer IPs answer",
+                         {a: f"curl http://{a}/" for a in addresses})
+        self.addresses = addresses
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        return [(facts[a].ok, f"http://{a}/ answers" if facts[a].ok else
+                 f"http://{a}/ does not answer") for a in self.addresses]
+
+
+@pytest.mark.parametrize("answering, ok, detail", [
+    pytest.param({"192.168.20.0", "192.168.20.1"}, True,
+                 "http://192.168.20.0/ answers; http://192.168.20.1/ answers", id="all-answer"),
+    pytest.param({"192.168.20.1"}, False, "http://192.168.20.0/ does not answer",
+                 id="one-silent"),
+])
+def test_a_read_only_run_is_a_verdict_with_its_evidence(monkeypatch, answering, ok, detail):
+    monkeypatch.setattr(converge, "gather", lambda _s, commands: {
+        k: FactResult(0 if k.split("/", 1)[-1] in answering else 7, "") for k in commands})
+    addresses = ["192.168.20.0", "192.168.20.1"]
+    runbook = Runbook("demo.path", ("client",),
+                      lambda ctx: Plan(steps=[Answers(ctx, addresses)]))
+    report = HostReport("laptop", True)
+    _dry_run(SITE.hosts["laptop"], SITE, None, None, "answers", runbook, report,
+             lambda _text: None)
+    [verdict] = report.verdicts
+    assert (verdict.source, verdict.name, verdict.ok) == ("demo.path", "answers", ok)
+    assert detail in verdict.detail
+    assert "would change" not in verdict.detail and bool(verdict.fix) is not ok
+
+
+def test_a_read_only_run_with_nothing_to_read_says_nothing():
+    report = HostReport("laptop", True)
+    _dry_run(SITE.hosts["laptop"], SITE, None, None, "answers",
+             Runbook("demo.path", ("client",), lambda ctx: Plan()), report, lambda _t: None)
+    assert report.verdicts == []
