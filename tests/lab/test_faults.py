@@ -1,5 +1,5 @@
 """Cut connections on hosts/lab.yaml: a few seeded cut points per runbook (dell-gateway,
-registry, pi-prep, router, k3s), each the real kill of the sshd processes serving
+registry, pi-prep, router), each the real kill of the sshd processes serving
 greenroom's session with the host, in the middle of a converging run.
 
 After each cut (tests/support/faulttrials.py): the recap names the host unreachable or
@@ -33,8 +33,6 @@ CUTS = [
     ("registry", r"apt-get install", 0.5),
     # a board among three, its containerd config on the way
     ("pi-prep", r'mv -f "\$tmp" /etc/containerd/config\.toml', 0.05),
-    # an agent's k3s binary on the way (checked by sha256 before it replaces anything)
-    ("k3s", r'(?m)mv -f "\$tmp" /usr/local/bin/k3s$', 0.05),
 ]
 
 
@@ -45,7 +43,7 @@ def subjects(tmp_path_factory):
 
 @pytest.mark.parametrize(("name", "at", "delay"), CUTS,
                          ids=["router-install", "router-restart", "dell-gateway", "registry",
-                              "pi-prep", "k3s"])
+                              "pi-prep"])
 def test_cut_mid_converge_leaves_the_host_whole(lab, subjects, name, at, delay):
     outcome = trial(lab, subjects[name], at, delay)
     assert not outcome.missed, f"the cut did not land ({outcome.status}):\n{outcome.text}"
