@@ -105,8 +105,8 @@ def parse_start_time(text: str) -> float | None:
 def wait_healthy(url: str, seconds: int, log_command: str) -> str:
     """Shell that polls `url`/v2/ for up to `seconds`, else prints the log and fails."""
     tries = seconds * 5
-    return (f"for i in $(seq {tries}); do curl -fsS --connect-timeout 1 -m 2 -o /dev/null {shlex.quote(url)}/v2/ "
-            "&& exit 0; sleep 0.2; done\n"
+    return (f"for i in $(seq {tries}); do curl -fsS --connect-timeout 1 -m 2 -o /dev/null "
+            f"{shlex.quote(url)}/v2/ && exit 0; sleep 0.2; done\n"
             f"echo 'no answer from {url}/v2/ after {seconds} s; last log lines:' >&2\n"
             f"{log_command} >&2 || true\nexit 1\n")
 
