@@ -1,4 +1,4 @@
-"""The registry's health probes, run by bash against stand-ins for ip, curl, systemctl, sleep.
+"""The registry's health probes, run by POSIX sh (dash) against stand-ins for ip, curl, systemctl, sleep.
 
 A fresh gateway (the VLAN address not yet there) must be answered at once, and only a
 registry that is starting (connection refused or reset while its unit is active or
@@ -47,7 +47,7 @@ def run_probe(tmp_path: Path, script: str, *, addrs: str, codes: list[int],
         path.write_text(f"#!/bin/sh\n{body}\n")
         path.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
-    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
                           timeout=30)
     log = tmp_path / "curl.log"
     calls = log.read_text().splitlines() if log.exists() else []
