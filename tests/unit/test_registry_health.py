@@ -1,4 +1,4 @@
-"""The registry's health probes, run by POSIX sh (dash) against stand-ins for ip, curl, systemctl, sleep.
+"""The registry's health probes, run by POSIX sh (dash) with stand-in commands on PATH.
 
 A fresh gateway (the VLAN address not yet there) must be answered at once, and only a
 registry that is starting (connection refused or reset while its unit is active or
