@@ -12,11 +12,7 @@ is ever executed here, let alone piped into a shell.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,19 +102,11 @@ class Lock:
 
 
 def download(url: str, target: Path, timeout: float = 60) -> None:
-    """Fetch `url` into `target` (atomically)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    """Fetch `url` into `target` (atomically; runbooks.common.artifacts.download)."""
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise ReleaseError(f"cannot download {url}: {reason}; check cluster.source (a mirror "
-                           "of the release downloads) and the connection") from None
+        artifacts.download(url, target, timeout)
+    except artifacts.DownloadError as exc:
+        raise ReleaseError(str(exc)) from None
 
 
 @dataclass
