@@ -70,6 +70,16 @@ class MetalLB:
         """The BGP password from the environment (registered as a secret), or None."""
         return secrets.from_env(self.password_env) if self.password_env else None
 
+    def networks(self) -> set[IPv4Network]:
+        """Every pool's networks, once each: the only routes a router accepts."""
+        return {net for pool in self.pools for net in pool.networks()}
+
+    def cluster_asn(self) -> int:
+        """The cluster's ASN, which a router's sessions need (ValueError: none given)."""
+        if self.asn is None:
+            raise ValueError("the metallb section has no cluster ASN")
+        return self.asn
+
 
 @dataclass(frozen=True)
 class Router:

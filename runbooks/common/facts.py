@@ -7,6 +7,7 @@ link's in `common.links`); this module holds the ones with no better home.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from runbooks.core.facts import Fact, FactResult
 
@@ -34,3 +35,39 @@ CONTAINERD_VERSION = Fact(
 
 # The installed containerd only (None when there is none).
 CONTAINERD_INSTALLED = Fact("containerd_installed", "containerd --version", _containerd_version)
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A listening UDP socket, as `ss -H -lunp` prints it."""
+
+    address: str                  # "0.0.0.0", "10.1.0.1", "::", "*"
+    port: int
+    device: str | None = None     # bound to one interface (SO_BINDTODEVICE): "eth0.100"
+    processes: tuple[str, ...] = ()  # the owners' command names (only when read as root)
+
+
+_PROCESS = re.compile(r'\("([^"]+)",pid=')
+
+
+def parse_udp_listeners(text: str) -> list[Listener]:
+    """`ss -H -lunp` output -> its listening sockets (lines it cannot read are skipped).
+
+    A line: `UNCONN 0 0 0.0.0.0%eth0.100:67 0.0.0.0:* users:(("dhcpd",pid=7,fd=9))`."""
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 5:
+            continue
+        local, _, port = fields[3].rpartition(":")
+        if not port.isdigit() or not local:
+            continue
+        local, _, device = local.partition("%")
+        found.append(Listener(local.strip("[]"), int(port), device or None,
+                              tuple(_PROCESS.findall(" ".join(fields[5:])))))
+    return found
+
+
+# The host's listening UDP sockets (the DHCP and DNS servers' health)
+UDP_LISTENERS = Fact("udp_listeners", "ss -H -lunp",
+                     lambda result: parse_udp_listeners(result.out) if result.ok else [])

@@ -25,6 +25,10 @@ def sysctl_fact(key: str) -> Fact[str | None]:
                 lambda result: " ".join(result.out.split()) if result.ok else None)
 
 
+# Whether the host routes IPv4 between its interfaces ("1"), read by several health checks
+IP_FORWARD = sysctl_fact("net.ipv4.ip_forward")
+
+
 def module_loaded_fact(module: str) -> Fact[bool]:
     """Whether a kernel module is loaded or built in."""
     m = shlex.quote(module)

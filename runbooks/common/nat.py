@@ -65,6 +65,11 @@ def table_lines(text: str) -> list[str]:
     return lines
 
 
+# Every table nftables has loaded, as meaningful lines (empty without nft or rules)
+NFT_RULESET = Fact("nft_ruleset", "nft list ruleset",
+                   lambda result: table_lines(result.out) if result.ok else [])
+
+
 def nft_table_fact(name: str = "greenroom") -> Fact[list[str] | None]:
     """The live `table inet <name>`, as its meaningful lines (None when it is not loaded)."""
     return Fact(f"nft_table_{name}", f"nft list table inet {name}",

@@ -18,9 +18,10 @@ import shlex
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from runbooks.core import secrets
 from runbooks.core.access import access_for
@@ -273,24 +274,40 @@ def _record_channel_ends(transport: paramiko.Transport) -> None:
     channel (`greenroom_closed_by_host`; not set when the connection itself went away)."""
     from paramiko.common import MSG_CHANNEL_CLOSE, MSG_CHANNEL_REQUEST
 
-    table = transport._channel_handler_table  # type: ignore[attr-defined]
+    # paramiko's per-message channel handlers: a private table, not in its type stubs
+    owner = cast(_ChannelHandlers, transport)
+    table = owner._channel_handler_table
     if table.get(MSG_CHANNEL_REQUEST) is not _handle_channel_request:
-        transport._channel_handler_table = {  # type: ignore[attr-defined]
+        _PARAMIKO_HANDLERS.setdefault("request", table[MSG_CHANNEL_REQUEST])
+        _PARAMIKO_HANDLERS.setdefault("close", table[MSG_CHANNEL_CLOSE])
+        owner._channel_handler_table = {
             **table, MSG_CHANNEL_REQUEST: _handle_channel_request,
             MSG_CHANNEL_CLOSE: _handle_channel_close}
 
 
+ChannelHandler = Callable[["paramiko.Channel", "paramiko.Message"], None]
+
+
+class _ChannelHandlers(Protocol):
+    """The part of paramiko's Transport that dispatches channel messages to handlers."""
+
+    _channel_handler_table: dict[int, ChannelHandler]
+
+
+# paramiko's own handlers (Channel._handle_request, Channel._handle_close), kept from the
+# first transport's table: ours do their part and then call them
+_PARAMIKO_HANDLERS: dict[str, ChannelHandler] = {}
+
+
 def _handle_channel_request(channel: paramiko.Channel, message: paramiko.Message) -> None:
     """paramiko's own handler, except for exit-signal (recorded on the channel)."""
-    from paramiko.channel import Channel
-
     start = message.packet.tell()
     if message.get_text() == "exit-signal":
         message.get_boolean()  # want reply: never for exit-signal
         setattr(channel, EXIT_SIGNAL_ATTRIBUTE, message.get_text())
         return
     message.packet.seek(start)
-    Channel._handle_request(channel, message)
+    _PARAMIKO_HANDLERS["request"](channel, message)
 
 
 def _handle_channel_close(channel: paramiko.Channel, message: paramiko.Message) -> None:
@@ -301,13 +318,11 @@ def _handle_channel_close(channel: paramiko.Channel, message: paramiko.Message) 
     before our EOF is on the wire (a fast command, a busy machine, many channels at once)
     could see our EOF sent after our CLOSE, and every command of that connection lost with
     it. The send gate makes the two exclusive: the EOF goes out first, or not at all."""
-    from paramiko.channel import Channel
-
     gate = getattr(channel, SEND_GATE_ATTRIBUTE, None)
     held = gate.acquire(timeout=SEND_GATE_WAIT) if gate is not None else False
     try:
         setattr(channel, CLOSED_BY_HOST_ATTRIBUTE, True)
-        Channel._handle_close(channel, message)
+        _PARAMIKO_HANDLERS["close"](channel, message)
     finally:
         if gate is not None and held:
             gate.release()

@@ -71,10 +71,14 @@ def _indexed_class() -> type[paramiko.HostKeys]:
     class Matched(paramiko.HostKeys):  # type: ignore[misc]
         """Entries already known to match: paramiko's lookup without matching them again."""
 
+        _entries: list[Any]  # paramiko's HostKeyEntry list (private: not in its stubs)
+
         def _hostname_matches(self, hostname: str, entry: Any) -> bool:
             return True
 
     class IndexedHostKeys(paramiko.HostKeys):  # type: ignore[misc]
+        _entries: list[Any]  # paramiko's HostKeyEntry list (private: not in its stubs)
+
         def __init__(self, filename: str | None = None) -> None:
             self._index_lock = threading.Lock()
             self._indexed: tuple[int, int] | None = None  # (list id, length) when indexed

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps.base import Plan
-from runbooks.dell_gateway.dhcp import LEASES
+from runbooks.dell_gateway.dhcp import LEASE_DATABASE
 from runbooks.dell_gateway.health import evaluate, health_facts
 from runbooks.dell_gateway.prune import PruneStaleLeases
 
@@ -43,9 +43,8 @@ CHECK = _Check()
 
 def prune_plan(ctx: HostContext) -> Plan:
     """One step: prune the stale leases (reads the lease database first)."""
-    found = ctx.gather({"leases": f"cat {LEASES}"})["leases"]
-    return Plan().add(PruneStaleLeases(ctx.host, ctx.inventory,
-                                       found.out if found.ok else ""))
+    found = LEASE_DATABASE.read(ctx.gather({"leases": LEASE_DATABASE.command}), "leases")
+    return Plan().add(PruneStaleLeases(ctx.host, ctx.inventory, found or ""))
 
 
 PRUNE_LEASES = Runbook("dell-gateway.leases", ("gateway",), prune_plan)

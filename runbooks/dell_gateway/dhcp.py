@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runbooks.core.facts import Fact
 from runbooks.core.steps import Command, File, Handler, LineInFile, Packages, Service, Step
 from runbooks.core.templates import managed_from, render
 
@@ -23,6 +24,10 @@ DEFAULTS = "/etc/default/isc-dhcp-server"
 LEASES = "/var/lib/dhcp/dhcpd.leases"
 VALIDATE = "dhcpd -t -cf {}"
 RESTART = Handler.restart(SERVICE)
+
+# The lease database as it is on disk (None: it cannot be read, no isc-dhcp-server yet)
+LEASE_DATABASE = Fact("dhcpd_leases", f"cat {LEASES}",
+                      lambda result: result.out if result.ok else None)
 
 
 def dhcpd_values(host: Host, inventory: Inventory) -> dict[str, Any]:

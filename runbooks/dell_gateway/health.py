@@ -7,15 +7,16 @@ All facts are read in one round trip (`health_facts`) and judged by a pure funct
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from runbooks.common.kernel import sysctl_fact
+from runbooks.common.facts import UDP_LISTENERS
+from runbooks.common.kernel import IP_FORWARD
 from runbooks.common.links import link_command, parse_link
 from runbooks.common.nat import FIREWALLD_RUNNING, FIREWALLD_RUNTIME_RULES, nft_table_fact
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
+from runbooks.core.readonly import Check
 from runbooks.dell_gateway import dhcp, docker
 from runbooks.dell_gateway.leases import active_leases, parse_leases
 
@@ -23,16 +24,16 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 NFT_TABLE = nft_table_fact("greenroom")
-FORWARDING = sysctl_fact("net.ipv4.ip_forward")
-
-
-@dataclass(frozen=True)
-class Check:
-    """One health verdict: what was checked, whether it is fine, and the evidence."""
-
-    name: str
-    ok: bool
-    detail: str
+# dhcpd's processes: (pid, command line) each
+DHCPD_PROCESSES = Fact(
+    "dhcpd_processes", "ps -C dhcpd -o pid=,args=",
+    lambda result: [tuple(line.split(None, 1)) for line in result.out.splitlines()
+                    if line.strip()] if result.ok else [])
+# The interfaces dhcpd receives on: it holds a raw packet socket bound to each one it serves
+DHCPD_PACKET_INTERFACES = Fact(
+    "dhcpd_packet_interfaces", "ss -H -0 -pn",
+    lambda result: sorted({word[2:] for line in result.out.splitlines() if '"dhcpd"' in line
+                           for word in line.split() if word.startswith("*:") and len(word) > 2}))
 
 
 def health_facts(host: Host) -> dict[str, str]:
@@ -40,14 +41,14 @@ def health_facts(host: Host) -> dict[str, str]:
     name = host.vlan.name if host.vlan else ""
     return {
         "link": link_command(name),
-        "dhcpd": "ps -C dhcpd -o pid=,args=",
-        "udp67": "ss -H -ulpn 'sport = :67'",
-        "packet": "ss -H -0 -pn",
-        "forward": FORWARDING.command,
+        "dhcpd": DHCPD_PROCESSES.command,
+        "udp": UDP_LISTENERS.command,
+        "packet": DHCPD_PACKET_INTERFACES.command,
+        "forward": IP_FORWARD.command,
         "firewalld": FIREWALLD_RUNNING.command,
         "fw_rules": FIREWALLD_RUNTIME_RULES.command,
         "nft": NFT_TABLE.command,
-        "leases": f"cat {dhcp.LEASES}",
+        "leases": dhcp.LEASE_DATABASE.command,
         "nat.docker": docker.DOCKER_USER.command,
     }
 
@@ -72,19 +73,18 @@ def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
         ok = link.up and address in link.addresses
         checks.append(Check("interface", ok, f"{vlan_if} {'up' if link.up else 'DOWN'} "
                             f"(operstate {link.operstate}) with {have}; wanted {address}"))
-    processes = [ln.split(None, 1) for ln in facts["dhcpd"].out.splitlines() if ln.strip()]
-    running = facts["dhcpd"].ok and bool(processes)
+    processes = DHCPD_PROCESSES.read(facts, "dhcpd")
+    running = bool(processes)
     checks.append(Check("dhcpd running", running,
                         f"pid {', '.join(p[0] for p in processes)}" if running
                         else "no dhcpd process"))
-    bound = facts["udp67"].ok and '"dhcpd"' in facts["udp67"].out
-    # dhcpd receives on a raw packet socket bound to each interface it serves
-    on = sorted({word[2:] for ln in facts["packet"].out.splitlines() if '"dhcpd"' in ln
-                 for word in ln.split() if word.startswith("*:") and len(word) > 2})
+    bound = any(s.port == 67 and "dhcpd" in s.processes
+                for s in UDP_LISTENERS.read(facts, "udp"))
+    on = DHCPD_PACKET_INTERFACES.read(facts, "packet")
     checks.append(Check("dhcpd listening", bound and vlan_if in on,
                         f"UDP port 67 {'bound by dhcpd' if bound else 'not bound by dhcpd'}; "
                         f"packet sockets on: {', '.join(on) or 'none'}"))
-    forward = FORWARDING.read(facts, "forward")
+    forward = IP_FORWARD.read(facts, "forward")
     checks.append(Check("forwarding", forward == "1", f"net.ipv4.ip_forward = {forward or '?'}"))
     checks.append(_masquerade(host, inventory, facts))
     chain = docker.DOCKER_USER.read(facts, "nat.docker")
@@ -95,7 +95,7 @@ def evaluate(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
         checks.append(Check("docker forward", not missing,
                             f"greenroom's rules in {docker.CHAIN}: "
                             f"{'present' if not missing else f'{len(missing)} missing'}"))
-    leases = parse_leases(facts["leases"].out) if facts["leases"].ok else []
+    leases = parse_leases(dhcp.LEASE_DATABASE.read(facts, "leases") or "")
     bound_now = [lease for lease in active_leases(leases, now or datetime.now(UTC))
                  if lease.ip in net.dhcp]
     size = pool_size(net.dhcp.start, net.dhcp.end)

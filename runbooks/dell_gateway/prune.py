@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from runbooks.core.facts import FactResult
 from runbooks.core.steps.base import Action, Change, Step, StepFailed
-from runbooks.dell_gateway.dhcp import LEASES, SERVICE
+from runbooks.dell_gateway.dhcp import LEASE_DATABASE, LEASES, SERVICE
 from runbooks.dell_gateway.leases import TOKEN, Lease, active_leases, parse_leases
 
 if TYPE_CHECKING:
@@ -124,13 +124,13 @@ class PruneStaleLeases(Step):
     def facts(self) -> Mapping[str, str]:
         if not self.leases or not self.interface:
             return {}
-        return {"leases": f"cat {LEASES}",
+        return {"leases": LEASE_DATABASE.command,
                 "neighbours": probe_command(self.interface, [le.ip for le in self.leases])}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if "leases" not in facts or not facts["leases"].ok:
+        text = LEASE_DATABASE.read(facts, "leases") if "leases" in facts else None
+        if text is None:
             return []
-        text = facts["leases"].out
         current = pool_leases(text, self.inventory)
         if not facts["neighbours"].ok and not facts["neighbours"].out:
             raise StepFailed(f"cannot read the neighbour table of {self.interface}")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from invoke import Collection, Context, Exit
+from invoke import Collection, Context
 
 from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
+
+if TYPE_CHECKING:
+    from runbooks.core.facts import FactResult
+    from runbooks.core.inventory import Host
 
 HOST_HELP = "Gateway hosts to read: names or roles, comma separated (default: role gateway)."
 
@@ -35,35 +40,25 @@ def leases(c: Context, inventory: str | None = None, host: str | None = None,
     Read from the lease database (/var/lib/dhcp/dhcpd.leases); the latest entry per IP
     counts, as with dhcp-lease-list. Only active leases unless --all.
     """
-    from runbooks.dell_gateway.dhcp import LEASES
+    from runbooks.core.readonly import Reading, read_hosts, report, unreadable
+    from runbooks.dell_gateway.dhcp import LEASE_DATABASE, LEASES
     from runbooks.dell_gateway.leases import active_leases, format_table, parse_leases
-    from runbooks.dell_gateway.readonly import gateway_facts
-
-    inv = load_inventory_or_exit(c, inventory)
-    failed = False
-    out: dict[str, list[dict[str, object]]] = {}
     from runbooks.dell_gateway.plan import RUNBOOK
 
-    for target, facts in gateway_facts(inv, RUNBOOK, host, lambda _h: {"leases": f"cat {LEASES}"}):
-        if isinstance(facts, str):
-            print(f"{target.name}: {facts}")
-            failed = True
-            continue
-        if not facts["leases"].ok:
-            print(f"{target.name}: cannot read {LEASES}: is isc-dhcp-server installed? "
-                  "(run `inv dell-gateway`)")
-            failed = True
-            continue
-        found = parse_leases(facts["leases"].out)
+    def judge(target: Host, facts: Mapping[str, FactResult]) -> Reading:
+        text = LEASE_DATABASE.read(facts, "leases")
+        if text is None:
+            return Reading(False, notes=(f"{target.name}: cannot read {LEASES}: is "
+                                         "isc-dhcp-server installed? (run `inv dell-gateway`)",))
+        found = parse_leases(text)
         shown = found if all_ else active_leases(found)
-        out[target.name] = [lease.as_json() for lease in shown]
-        if not json_:
-            print(f"{target.name}: {len(shown)} lease(s){'' if all_ else ' active'}")
-            print(format_table(shown))
-    if json_:
-        print(json.dumps(out if len(out) != 1 else next(iter(out.values())), indent=2))
-    if failed:
-        raise Exit(code=1)
+        return Reading(True, [lease.as_json() for lease in shown],
+                       f"{target.name}: {len(shown)} lease(s){'' if all_ else ' active'}\n"
+                       + format_table(shown))
+
+    inv = load_inventory_or_exit(c, inventory)
+    report(read_hosts(inv, RUNBOOK, host, lambda _h: {"leases": LEASE_DATABASE.command}),
+           judge, unreadable, json_=json_, unwrap_single=True)
 
 
 @task(shared=("inventory",), help={"host": HOST_HELP,
@@ -75,30 +70,13 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     Checks: the VLAN interface is up with its address, dhcpd runs and listens on it
     (UDP 67), forwarding is on, the masquerade rule is present, the pool has free addresses.
     """
+    from runbooks.core.readonly import health_report, read_hosts
     from runbooks.dell_gateway.health import evaluate, format_checks, health_facts
-    from runbooks.dell_gateway.readonly import gateway_facts
-
-    inv = load_inventory_or_exit(c, inventory)
-    healthy = True
-    report: dict[str, object] = {}
     from runbooks.dell_gateway.plan import RUNBOOK
 
-    for target, facts in gateway_facts(inv, RUNBOOK, host, health_facts):
-        if isinstance(facts, str):
-            print(f"{target.name}: UNHEALTHY: {facts}")
-            report[target.name] = {"healthy": False, "error": facts}
-            healthy = False
-            continue
-        checks = evaluate(target, inv, facts)
-        healthy &= all(item.ok for item in checks)
-        report[target.name] = {"healthy": all(item.ok for item in checks),
-                               "checks": [vars(item) for item in checks]}
-        if not json_:
-            print(format_checks(target.name, checks))
-    if json_:
-        print(json.dumps(report, indent=2))
-    if not healthy:
-        raise Exit(code=1)
+    inv = load_inventory_or_exit(c, inventory)
+    health_report(read_hosts(inv, RUNBOOK, host, health_facts),
+                  lambda target, facts: evaluate(target, inv, facts), format_checks, json_=json_)
 
 
 ns = Collection("dell-gateway")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbooks.common.demo_section import section_of
 from runbooks.core.facts import FactResult
+from runbooks.core.readonly import Check
 from runbooks.core.runner import Runbook
 from runbooks.core.steps.base import Action, Change, Plan, Step
 
@@ -67,14 +68,6 @@ def gateway_address(inventory: Inventory) -> str:
     return str(inventory.network.gateway)
 
 
-@dataclass(frozen=True)
-class ClockCheck:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-
 def parse_offset(result: FactResult, local: float) -> float | None:
     """The host's clock minus this machine's, in seconds (None when unreadable)."""
     try:
@@ -93,14 +86,14 @@ def parse_tracking(text: str) -> tuple[str, str] | None:
 
 
 def judge(host: Host, inventory: Inventory, offset: float | None, sync: FactResult,
-          tolerance: float) -> list[ClockCheck]:
+          tolerance: float) -> list[Check]:
     """The clock checks of one host: offset within tolerance, chrony on the gateway's time."""
     checks = []
     if offset is None:
-        checks.append(ClockCheck("clock", False, "cannot read the clock", "inv demo.reset"))
+        checks.append(Check("clock", False, "cannot read the clock", "inv demo.reset"))
     else:
         ok = abs(offset) <= tolerance
-        checks.append(ClockCheck(
+        checks.append(Check(
             "clock", ok, f"{offset:+.1f} s from this machine (tolerance {tolerance:g} s)",
             "" if ok else "inv demo.reset (steps the clock)"))
     if not set(host.roles) & set(SYNCED_ROLES):
@@ -109,7 +102,7 @@ def judge(host: Host, inventory: Inventory, offset: float | None, sync: FactResu
     gateway = gateway_address(inventory)
     serves = "gateway" in host.roles
     if tracking is None:
-        checks.append(ClockCheck("time sync", False, "chrony does not answer (chronyc "
+        checks.append(Check("time sync", False, "chrony does not answer (chronyc "
                                  "tracking)", "inv demo.reset (installs chrony)"))
         return checks
     reference, leap = tracking
@@ -124,7 +117,7 @@ def judge(host: Host, inventory: Inventory, offset: float | None, sync: FactResu
     else:
         ok = leap == "Normal"
         detail = f"follows the gateway {gateway}" + ("" if ok else f" but says: {leap}")
-    checks.append(ClockCheck("time sync", ok, detail,
+    checks.append(Check("time sync", ok, detail,
                              "" if ok else "inv demo.reset (points chrony at the gateway)"))
     return checks
 

@@ -11,13 +11,12 @@ itself with --from-router): every LoadBalancer IP answers HTTP. Nothing is chang
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from runbooks.common.bgp import PlanError, site_plan
-from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
+from runbooks.common.bgp_state import BGP_ROUTES, BGP_SESSIONS, node_states
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan, StepFailed
@@ -32,29 +31,19 @@ class RouterHealth(Health):
 
     def __init__(self, ctx: HostContext, kind: str, nodes: Sequence[tuple[str, str]],
                  addresses: Sequence[str]) -> None:
-        proto = "bgp" if kind == "frr" else "bird"
-        sessions = ("vtysh -c 'show bgp summary json'" if kind == "frr"
-                    else "birdc show protocols")
         super().__init__(ctx, "Check BGP sessions and LoadBalancer routes",
-                         {"sessions": sessions, "routes": f"ip -j route show proto {proto}"})
+                         {"sessions": BGP_SESSIONS[kind].command,
+                          "routes": BGP_ROUTES[kind].command})
         self.kind, self.nodes, self.addresses = kind, list(nodes), list(addresses)
 
     def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
         out: list[tuple[bool, str]] = []
-        if self.kind == "frr":
-            try:
-                states = frr_sessions(json.loads(facts["sessions"].out or "{}"))
-            except ValueError:
-                states = {}
-            by_node = {name: states.get(address, "missing") for name, address in self.nodes}
-        else:
-            protocols = bird_sessions(facts["sessions"].out)
-            by_node = {name: protocols.get(name.replace("-", "_"), "missing")
-                       for name, _ in self.nodes}
+        by_node = node_states(self.kind, BGP_SESSIONS[self.kind].read(facts, "sessions"),
+                              self.nodes)
         for name, address in self.nodes:
             state = by_node[name]
             out.append((state == "Established", f"session with {name} ({address}): {state}"))
-        routes = route_targets(facts["routes"].out)
+        routes = BGP_ROUTES[self.kind].read(facts, "routes")
         for address in self.addresses:
             out.append((address in routes, f"route to LoadBalancer IP {address}"
                         + ("" if address in routes else ": none learned")))

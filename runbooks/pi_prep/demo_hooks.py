@@ -6,10 +6,10 @@ swap active and nothing that brings it back (dphys-swapfile running, a swap line
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runbooks.core.facts import FactResult
+from runbooks.core.readonly import Check
 from runbooks.core.steps.system import unit_active
 from runbooks.pi_prep.facts import CGROUP_CONTROLLERS, PROC_CGROUPS, SWAPS, memory_cgroup_enabled
 from runbooks.pi_prep.fstab import swap_entries
@@ -19,14 +19,6 @@ if TYPE_CHECKING:
 
 FIX = "inv demo.reset (runs pi-prep)"
 DPHYS_ACTIVE = unit_active("dphys-swapfile")
-
-
-@dataclass(frozen=True)
-class Prerequisite:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 class _Check:
@@ -40,7 +32,7 @@ class _Check:
                 "pi.fstab": "cat /etc/fstab"}
 
     def evaluate(self, host: Host, inventory: Inventory,
-                 facts: Mapping[str, FactResult]) -> list[Prerequisite]:
+                 facts: Mapping[str, FactResult]) -> list[Check]:
         memory = memory_cgroup_enabled(PROC_CGROUPS.read(facts, "pi.cgroups"),
                                        CGROUP_CONTROLLERS.read(facts, "pi.controllers"))
         active = SWAPS.read(facts, "pi.swaps") or ()
@@ -51,11 +43,11 @@ class _Check:
         if lines:
             sources.append(f"fstab: {lines[0].split()[0]}")
         return [
-            Prerequisite("memory cgroup", memory,
+            Check("memory cgroup", memory,
                          "enabled in the running kernel" if memory
                          else "disabled in the running kernel (cmdline cgroup arguments)",
                          "" if memory else FIX),
-            Prerequisite("swap off", not sources,
+            Check("swap off", not sources,
                          "; ".join(sources) if sources else "no swap, none configured",
                          FIX if sources else ""),
         ]

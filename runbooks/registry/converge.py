@@ -312,9 +312,33 @@ def chosen_runtimes(ctx: HostContext, option: str | None) -> list[str]:
     return names
 
 
+def trust_upstreams(images: str | None) -> tuple[str, ...] | None:
+    """The upstream registries that get a mirror entry on the nodes: None (the default of
+    `common.registry.mirrored_upstreams()`: every registry of files/registry's lists)
+    without `images`; with it (--images, a user's own list for load-images), those plus
+    every registry that list and the `images.d/` beside it name. StepFailed naming the file
+    and entry when the list is unreadable, or two of its images would land on one local
+    name."""
+    if not images:
+        return None
+    from pathlib import Path
+
+    from runbooks.common.registry import mirrored_upstreams
+
+    from .images import ImageListError, load_image_list
+
+    try:
+        listed = load_image_list(images)
+    except ImageListError as exc:
+        raise StepFailed(f"--images: {exc}; fix the list, then run again") from None
+    own = {spec.source.host for spec in listed.images}        # as load-images reads them
+    return tuple(sorted({*mirrored_upstreams(), *mirrored_upstreams(Path(images)), *own}))
+
+
 def trust_plan(ctx: HostContext) -> Plan:
     """Each runtime on the node pulls from the registry at its VLAN address."""
     endpoint = str(required_endpoint(ctx.inventory))
+    upstreams = trust_upstreams(ctx.options.get("images"))
     runtimes = chosen_runtimes(ctx, ctx.options.get("runtimes"))
     plan = Plan()
     if not runtimes:
@@ -322,8 +346,10 @@ def trust_plan(ctx: HostContext) -> Plan:
                 "trust yet; run pi-prep first, or name one with --runtimes")
         return plan
     ctx.log(f"runtimes: {', '.join(runtimes)}; registry {endpoint}")
+    if upstreams is not None:
+        ctx.log(f"mirror entries for: {', '.join(upstreams)}")
     for runtime in runtimes:
-        plan.add(*trust_steps(runtime, endpoint))
+        plan.add(*trust_steps(runtime, endpoint, upstreams))
         plan.handler(restart_if_installed(runtime))
     return plan
 

@@ -87,11 +87,12 @@ def _invoke_configured_elsewhere() -> bool:
 
 
 def answer(argv: list[str], project: Callable[[], dict[str, Any]],
-           out: TextIO = sys.stdout) -> bool:
+           out: TextIO | None = None) -> bool:
     """Print the whole no-op run and return True; or return False having printed nothing.
 
     `project()` gives invoke.yaml's content (greenroom.inventory is the default inventory);
     it is read only when the run needs an inventory."""
+    out = sys.stdout if out is None else out
     found = parse(argv)
     if found is None or _invoke_configured_elsewhere():
         return False
@@ -126,7 +127,7 @@ def project_config(path: Path) -> Callable[[], dict[str, Any]]:
     return read
 
 
-def answer_inv(argv: list[str], config: Path, out: TextIO = sys.stdout) -> bool:
+def answer_inv(argv: list[str], config: Path, out: TextIO | None = None) -> bool:
     """For tasks.py, while Invoke loads it: True (the run printed; the caller ends the
     process with status 0) when `argv` is Invoke's own program running exactly
     `registry.load-images` with options `parse` takes, first on the line (no core option

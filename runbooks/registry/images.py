@@ -184,8 +184,9 @@ def parse_image_list(text: str, path: Path | None = None,
     where = path or Path("<images>")
     stripped = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
     looks_yaml = any(ln.startswith(("images:", "platforms:", "rewrite:")) for ln in stripped)
+    refs: list[tuple[str, str, str | None]]                  # (where in the file, ref, as)
     if not looks_yaml:
-        refs: list[tuple[str, str | None]] = [(ln, None) for ln in stripped if ln]
+        refs = [(f"line {n}", ln, None) for n, ln in enumerate(stripped, 1) if ln]
         result = ImageList(path, rewrites=extra_rewrites)
     else:
         import yaml
@@ -209,19 +210,24 @@ def parse_image_list(text: str, path: Path | None = None,
             rules.append(parse_rewrite(rule))
         result = ImageList(path, platforms=tuple(platforms),
                            rewrites=extra_rewrites + tuple(rules))
-        refs = [_entry_text(where, i, e) for i, e in enumerate(data["images"])]
-    seen: dict[str, str] = {}
-    for ref_text, target in refs:
+        refs = [(f"images[{i}]", *_entry_text(where, i, e))
+                for i, e in enumerate(data["images"])]
+    seen: dict[str, tuple[str, ImageSpec]] = {}               # local name -> (where, spec)
+    for at, ref_text, target in refs:
         try:
             spec = build_spec(ref_text, target, result.rewrites)
         except ImageListError as exc:
-            raise ImageListError(f"{where}: {exc}") from None
-        if spec.target in seen and seen[spec.target] != str(spec.source):
+            raise ImageListError(f"{where}: {at}: {exc}") from None
+        first = seen.get(spec.target)
+        if first is not None:
+            if str(first[1].source) == str(spec.source):
+                continue                                      # the same image, spelt again
             raise ImageListError(
-                f"{where}: {seen[spec.target]} and {spec.source} both map to {spec.target}; "
-                "use 'as:' or a different rewrite rule"
-            )
-        seen[spec.target] = str(spec.source)
+                f"{where}: {first[1].source} ({first[0]}) and {spec.source} ({at}) would both "
+                f"be {spec.target} in the local registry; drop one, or give one another name "
+                "('as:' in a YAML list, or a rewrite rule; nodes then pull it by that name, "
+                "not through the mirror)")
+        seen[spec.target] = (at, spec)
         result.images.append(spec)
     if not result.images:
         raise ImageListError(f"{where}: the image list is empty")

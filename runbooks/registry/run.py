@@ -174,6 +174,30 @@ def _header(ready: Setup, jobs: int, out: TextIO) -> None:
               f"{selection_key(ready.platforms)}, {jobs} jobs\n")
 
 
+def unmirrored(listed: ImageList) -> list[str]:
+    """The upstream registries of `listed` that the nodes get no mirror entry for unless
+    registry.trust is given the list (--images): those files/registry's lists never name."""
+    from runbooks.common.registry import mirrored_upstreams
+
+    from .catalog import upstream_registries
+
+    known = set(mirrored_upstreams())
+    return [host for host in upstream_registries(listed.images) if host not in known]
+
+
+def trust_hint(opts: Options, listed: ImageList) -> str:
+    """For a user's own list (--images): the line saying which of its registries the nodes
+    cannot pull through the local registry yet, and the command that fixes it ("" when
+    none)."""
+    if not opts.images:
+        return ""
+    missing = unmirrored(listed)
+    if not missing:
+        return ""
+    return (f"nodes have no mirror entry for {', '.join(missing)} yet (files/registry's lists "
+            f"name no image there): run inv registry.trust --images {opts.images}")
+
+
 def _quick(opts: Options, ready: Setup) -> bool:
     """Whether the no-op check may answer for the target (plain HTTP, no --refresh)."""
     from .targets import is_loopback
@@ -181,9 +205,10 @@ def _quick(opts: Options, ready: Setup) -> bool:
     return not opts.refresh and (is_loopback(ready.target) or ready.target in ready.insecure)
 
 
-def noop_run(opts: Options, out: TextIO = sys.stdout) -> Summary | None:
+def noop_run(opts: Options, out: TextIO | None = None) -> Summary | None:
     """The whole load-images run when every image is present under its locked digest (one
     HEAD each): printed as load_images prints it. None, having printed nothing, otherwise."""
+    out = sys.stdout if out is None else out
     from .plan import selection_key
 
     start = time.monotonic()
@@ -202,8 +227,9 @@ def noop_run(opts: Options, out: TextIO = sys.stdout) -> Summary | None:
     return Summary(skipped=len(images), seconds=time.monotonic() - start)
 
 
-def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
+def load_images(opts: Options, out: TextIO | None = None) -> Summary:
     """Mirror the image list into the target registry."""
+    out = sys.stdout if out is None else out
     from .plan import selection_key
 
     start = time.monotonic()
@@ -235,13 +261,18 @@ def load_images(opts: Options, out: TextIO = sys.stdout) -> Summary:
         summary.blobs = (f"{stats.uploaded} uploaded, {stats.mounted} mounted, "
                          f"{stats.present} present")
         write_lock(lock_path, lock)
+        if summary.copied:
+            hint = trust_hint(opts, listed)
+            if hint:
+                out.write(hint + "\n")
     summary.seconds = time.monotonic() - start
     return summary
 
 
 def save(opts: Options, directory: str, source: str | None = None,
-         out: TextIO = sys.stdout) -> Summary:
+         out: TextIO | None = None) -> Summary:
     """Save the image list (platform-filtered as for load-images) into an OCI layout."""
+    out = sys.stdout if out is None else out
     from .mirror import Mirror
     from .ocilayout import LayoutTarget
     from .plan import selection_key
@@ -278,8 +309,9 @@ def save(opts: Options, directory: str, source: str | None = None,
     return summary
 
 
-def load(opts: Options, directory: str, out: TextIO = sys.stdout) -> Summary:
+def load(opts: Options, directory: str, out: TextIO | None = None) -> Summary:
     """Push every image of an OCI layout written by `save` into the target registry."""
+    out = sys.stdout if out is None else out
     from .images import build_spec
     from .mirror import Mirror
     from .ocilayout import REF_NAME, TARGET_NAME, LayoutSource

@@ -35,10 +35,14 @@ trust = runbook_task(
 
     Each runtime in its own config, merged into what is there: containerd config_path +
     certs.d/<host:port>/hosts.toml, k3s registries.yaml, microk8s certs.d, Docker
-    daemon.json. A runtime restarts only when its config changed.""",
+    daemon.json; plus one mirror entry per upstream registry of the image lists (of
+    --images FILE too). A runtime restarts only when its config changed.""",
     name="trust",
     extra={"runtimes": ("auto", "runtimes to configure: auto (detected on each node) or a "
-                                "comma list of " + ", ".join(RUNTIME_NAMES))},
+                                "comma list of " + ", ".join(RUNTIME_NAMES)),
+           "images": (None, "your own image list (as given to registry.load-images "
+                            "--images): its upstream registries get mirror entries too, "
+                            "besides files/registry's")},
 )
 
 

@@ -162,7 +162,9 @@ def load_layout(c, from_, to=None, inventory=None, jobs=8, rewrite=None, insecur
 
 @task(name="images",
       help={k: _COMMON[k] for k in ("images", "inventory", "runbook")}
-      | {"json": "print the list as JSON: [{ref, local, runbook}], plus the upstream registries"},
+      | {"json": "print the list as JSON: [{ref, local, runbook}], plus the upstream "
+                 "registries, the nodes' mirror entries and those only registry.trust "
+                 "--images adds"},
       iterable=["runbook"])
 def list_images(c, inventory=None, images=None, runbook=None, json=False):
     """Print the images this site needs (per runbook, for the versions the inventory pins),
@@ -172,11 +174,11 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     from runbooks.common.registry import mirrored_upstreams
 
     from .catalog import upstream_registries
-    from .run import load_list
+    from .run import load_list, trust_hint, unmirrored
 
     try:
-        listed = load_list(_options(images=images, inventory=_inventory(c, inventory),
-                                    runbook=runbook))
+        opts = _options(images=images, inventory=_inventory(c, inventory), runbook=runbook)
+        listed = load_list(opts)
     except _errors() as exc:
         raise Exit(f"registry.images: {exc}", code=2) from None
     rows = [{"ref": str(s.source), "local": s.target,
@@ -185,7 +187,8 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     mirrored = list(mirrored_upstreams())
     if json:
         print(jsonlib.dumps({"images": rows, "upstream_registries": registries,
-                             "node_mirror_entries": mirrored}, indent=2))
+                             "node_mirror_entries": mirrored,
+                             "needs_trust_images": unmirrored(listed)}, indent=2))
         return
     if listed.note:
         print(f"images for this site: {listed.note}")
@@ -195,6 +198,9 @@ def list_images(c, inventory=None, images=None, runbook=None, json=False):
     print(f"upstream registries of these images: {', '.join(registries)}")
     print("mirror entries on the nodes (registry.trust, k3s, microk8s, pi-prep; every "
           f"registry of files/registry's lists): {', '.join(mirrored)}")
+    hint = trust_hint(opts, listed)
+    if hint:
+        print(hint)
 
 
 @task(name="patch-cluster",

@@ -9,26 +9,18 @@ metallb.check` explains how to look at them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
 from runbooks.common.bgp import PlanError, site_plan
-from runbooks.common.bgp_state import bird_sessions, frr_sessions, route_targets
+from runbooks.common.bgp_state import BGP_ROUTES, BGP_SESSIONS, node_states
+from runbooks.core.readonly import Check
 
 ROLES = ("router",)
-SESSIONS = {"frr": "vtysh -c 'show bgp summary json'", "bird": "birdc show protocols"}
-ROUTES = {"frr": "ip -j route show proto bgp", "bird": "ip -j route show proto bird"}
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = "inv router; inv metallb.check"
+FIX = "inv router; inv metallb.check"
 
 
 def _router(host: Any, inventory: Any) -> tuple[Any, Any] | None:
@@ -41,7 +33,7 @@ def _router(host: Any, inventory: Any) -> tuple[Any, Any] | None:
         router = site.router(host.name)
     except (PlanError, KeyError):
         return None
-    return (site, router) if router.kind in SESSIONS else None
+    return (site, router) if router.kind in BGP_SESSIONS else None
 
 
 def facts(host: Any, inventory: Any) -> dict[str, str]:
@@ -49,7 +41,8 @@ def facts(host: Any, inventory: Any) -> dict[str, str]:
     if found is None:
         return {}
     kind = found[1].kind
-    return {"router/sessions": SESSIONS[kind], "router/routes": ROUTES[kind]}
+    return {"router/sessions": BGP_SESSIONS[kind].command,
+            "router/routes": BGP_ROUTES[kind].command}
 
 
 def _inside(target: str, networks: list[Any]) -> bool:
@@ -66,21 +59,12 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     if router_site is None or "router/sessions" not in found:
         return
     site, router = router_site
-    out = found["router/sessions"].out
-    if router.kind == "frr":
-        try:
-            by_address = frr_sessions(json.loads(out or "{}"))
-        except ValueError:
-            by_address = {}
-        states = {n.name: by_address.get(str(n.address), "missing") for n in site.nodes}
-    else:
-        protocols = bird_sessions(out)
-        states = {n.name: protocols.get(n.name.replace("-", "_"), "missing")
-                  for n in site.nodes}
+    states = node_states(router.kind, BGP_SESSIONS[router.kind].read(found, "router/sessions"),
+                         [(n.name, str(n.address)) for n in site.nodes])
     for name, state in states.items():
-        yield Check(f"BGP session with {name}", state == "Established", state)
-    networks = [net for pool in site.metallb.pools for net in pool.networks()]
-    routes = sorted(t for t in route_targets(found["router/routes"].out)
+        yield Check(f"BGP session with {name}", state == "Established", state, FIX)
+    networks = list(site.metallb.networks())
+    routes = sorted(t for t in BGP_ROUTES[router.kind].read(found, "router/routes")
                     if _inside(t, networks))
     yield Check("routes to LoadBalancer IPs", bool(routes),
-                ", ".join(routes) if routes else "none learned from the cluster")
+                ", ".join(routes) if routes else "none learned from the cluster", FIX)

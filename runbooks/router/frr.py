@@ -12,27 +12,20 @@ from __future__ import annotations
 
 from runbooks.common.bgp import Router, SitePlan
 from runbooks.core.templates import render
+from runbooks.router.values import session_values
 
 CONFIG = "/etc/frr/frr.conf"
 DAEMONS = "/etc/frr/daemons"
 # vtysh -C parses a file with every daemon's grammar and exits non-zero on an unknown command
 VALIDATE = "vtysh -C -f {}"
 PACKAGES = ("frr", "frr-pythontools")  # frr-pythontools: frr-reload.py, used by reload
-MAX_PATHS = 8
 
 
 def render_frr_conf(plan: SitePlan, router: Router, header: str,
                     password: str | None) -> str:
     """frr.conf for `router`: one neighbor per cluster node, pools as the only accepted routes."""
-    metallb = plan.metallb
-    if metallb.asn is None:
-        raise ValueError("the metallb section has no cluster ASN")
-    pools = sorted({str(net) for pool in metallb.pools for net in pool.networks()})
-    return render(
-        "router/frr.conf.j2", header=header, hostname=router.name, asn=router.asn,
-        router_id=router.address, remote_as=metallb.asn, password=password,
-        hold_time=metallb.hold_time, nodes=list(plan.nodes), pools=pools,
-        max_paths=MAX_PATHS, ibgp=metallb.ibgp)
+    return render("router/frr.conf.j2", hostname=router.name, ibgp=plan.metallb.ibgp,
+                  **session_values(plan, router, header, password))
 
 
 def daemons_with_bgpd(current: str | None) -> str | None:

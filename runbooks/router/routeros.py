@@ -69,12 +69,13 @@ def wanted(site: SitePlan, router: Router, password: str | None) -> Wanted:
     if router.kind not in KINDS:
         raise ValueError(f"{router.name} is {router.kind}, not RouterOS")
     metallb = site.metallb
-    if metallb.asn is None:
-        raise ValueError("the metallb section has no cluster ASN")
-    nets = sorted({net for pool in metallb.pools for net in pool.networks()},
-                  key=lambda n: (int(n.network_address), n.prefixlen))
-    ibgp = router.asn == metallb.asn
+    remote_as = metallb.cluster_asn()  # ValueError when the section has none
+    nets = sorted(metallb.networks(), key=lambda n: (int(n.network_address), n.prefixlen))
+    ibgp = router.asn == remote_as
     peers: dict[str, dict[str, str]] = {}
+    # both dialects name the session password and hold time alike
+    session_options = {**({"tcp-md5-key": password} if password else {}),
+                       **({"hold-time": f"{metallb.hold_time}s"} if metallb.hold_time else {})}
     if router.kind == "routeros6":
         instance = {"as": str(router.asn), "router-id": str(router.address)}
         filters = [{"chain": IN_CHAIN, "prefix": str(net),
@@ -83,14 +84,10 @@ def wanted(site: SitePlan, router: Router, password: str | None) -> Wanted:
         filters += [{"chain": IN_CHAIN, "action": "discard"},
                     {"chain": OUT_CHAIN, "action": "discard"}]
         for node in site.nodes:
-            peer = {"instance": "default", "remote-address": str(node.address),
-                    "remote-as": str(metallb.asn), "in-filter": IN_CHAIN,
-                    "out-filter": OUT_CHAIN}
-            if password:
-                peer["tcp-md5-key"] = password
-            if metallb.hold_time:
-                peer["hold-time"] = f"{metallb.hold_time}s"
-            peers[PEER_PREFIX + node.name] = peer
+            peers[PEER_PREFIX + node.name] = {
+                "instance": "default", "remote-address": str(node.address),
+                "remote-as": str(remote_as), "in-filter": IN_CHAIN, "out-filter": OUT_CHAIN,
+                **session_options}
     else:
         instance = {"as": str(router.asn), "router-id": str(router.address)}
         filters = [{"chain": IN_CHAIN,
@@ -99,15 +96,11 @@ def wanted(site: SitePlan, router: Router, password: str | None) -> Wanted:
         filters += [{"chain": IN_CHAIN, "rule": "reject"},
                     {"chain": OUT_CHAIN, "rule": "reject"}]
         for node in site.nodes:
-            peer = {"templates": "default", "as": str(router.asn),
-                    "remote.address": str(node.address), "remote.as": str(metallb.asn),
-                    "local.role": "ibgp" if ibgp else "ebgp", "input.filter": IN_CHAIN,
-                    "output.filter-chain": OUT_CHAIN}
-            if password:
-                peer["tcp-md5-key"] = password
-            if metallb.hold_time:
-                peer["hold-time"] = f"{metallb.hold_time}s"
-            peers[PEER_PREFIX + node.name] = peer
+            peers[PEER_PREFIX + node.name] = {
+                "templates": "default", "as": str(router.asn),
+                "remote.address": str(node.address), "remote.as": str(remote_as),
+                "local.role": "ibgp" if ibgp else "ebgp", "input.filter": IN_CHAIN,
+                "output.filter-chain": OUT_CHAIN, **session_options}
     for rule in filters:
         rule["comment"] = COMMENT
     return Wanted(instance, filters, peers)

@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Interface
 from typing import Any
 
-from runbooks.common.nat import FIREWALLD_RUNTIME_RULES
-from runbooks.core.facts import FactResult
+from runbooks.common.facts import UDP_LISTENERS
+from runbooks.common.kernel import IP_FORWARD
+from runbooks.common.nat import FIREWALLD_RUNTIME_RULES, NFT_RULESET
+from runbooks.core.facts import Fact, FactResult
+from runbooks.core.readonly import Check
 from runbooks.core.steps.system import unit_active
 from runbooks.xen_dom0.render import DNSMASQ_BASE
 from runbooks.xen_dom0.settings import XenSettings
-from runbooks.xen_dom0.steps import link_command, parse_link, parse_xl_info
+from runbooks.xen_dom0.steps import XL_INFO, link_command, parse_link
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,14 @@ def parse_leases(bridge: str, text: str) -> list[Lease]:
     return leases
 
 
+def lease_file(bridge: str) -> Fact[str | None]:
+    """The lease file of the dnsmasq instance serving `bridge` (None: there is none)."""
+    return Fact(f"leases/{bridge}", f"cat {DNSMASQ_BASE}/{bridge}/leases",
+                lambda result: result.out if result.ok else None)
+
+
 def lease_facts(settings: XenSettings) -> dict[str, str]:
-    return {f"leases/{b.name}": f"cat {DNSMASQ_BASE}/{b.name}/leases"
-            for b in settings.private}
+    return {f"leases/{b.name}": lease_file(b.name).command for b in settings.private}
 
 
 def format_leases(leases: list[Lease]) -> str:
@@ -59,17 +67,10 @@ def format_leases(leases: list[Lease]) -> str:
                      for r in rows)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-
-
 def health_facts(settings: XenSettings) -> dict[str, str]:
     """Every command `evaluate` needs (one round trip)."""
-    facts = {"xl": "xl info 2>&1", "forward": "cat /proc/sys/net/ipv4/ip_forward",
-             "udp": "ss -H -lun", "nft": "nft list ruleset 2>/dev/null",
+    facts = {"xl": XL_INFO.command, "forward": IP_FORWARD.command,
+             "udp": UDP_LISTENERS.command, "nft": NFT_RULESET.command,
              "firewalld": FIREWALLD_RUNTIME_RULES.command,
              **lease_facts(settings)}
     bridges = [b.name for b in settings.private]
@@ -85,9 +86,8 @@ def health_facts(settings: XenSettings) -> dict[str, str]:
 def evaluate(settings: XenSettings, facts: Mapping[str, FactResult]) -> list[Check]:
     """The checks of one dom0, in the order they are printed."""
     checks = []
-    xl = facts["xl"]
-    if xl.ok:
-        info = parse_xl_info(xl.out)
+    info = XL_INFO.read(facts, "xl")
+    if info is not None:
         checks.append(Check("hypervisor", True, f"Xen {info.get('xen_version', '?')}, "
                             f"command line: {info.get('xen_commandline', '')}"))
     else:
@@ -107,27 +107,29 @@ def evaluate(settings: XenSettings, facts: Mapping[str, FactResult]) -> list[Che
         detail = (f"up with {shown}" if ok else "missing" if not link.exists else
                   f"{'up' if link.up else 'down'}, {shown} (want {address or 'a DHCP address'})")
         checks.append(Check(f"bridge {name}", ok, detail))
-    listening = facts["udp"].out
+    listening = UDP_LISTENERS.read(facts, "udp")
     for bridge in settings.private:
         active = unit_active(f"dnsmasq@{bridge.name}.service").read(
             facts, f"unit/{bridge.name}") == "active"
-        dhcp = ":67 " in listening or ":67\t" in listening
-        dns = f"{bridge.address.ip}:53" in listening
+        dhcp = any(s.port == 67 for s in listening)
+        dns = any(s.port == 53 and s.address == str(bridge.address.ip) for s in listening)
         ok = active and dhcp and dns
         checks.append(Check(f"dnsmasq@{bridge.name}", ok,
                             "running, DHCP and DNS listening" if ok else
                             f"{'running' if active else 'NOT running'}, DHCP "
                             f"{'listening' if dhcp else 'NOT listening'}, DNS on "
                             f"{bridge.address.ip} {'listening' if dns else 'NOT listening'}"))
-        leases = parse_leases(bridge.name, facts[f"leases/{bridge.name}"].out)
+        leases = parse_leases(bridge.name,
+                              lease_file(bridge.name).read(facts, f"leases/{bridge.name}") or "")
         reserved = ", ".join(f"{r.name} {r.mac}->{r.ip}" for r in bridge.reservations)
         checks.append(Check(f"leases {bridge.name}", True,
                             f"{len(leases)} lease(s); reservations: {reserved or 'none'}"))
     if settings.private and (settings.masquerade or settings.forwards):
-        on = facts["forward"].out.strip() == "1"
+        on = IP_FORWARD.read(facts, "forward") == "1"
         checks.append(Check("forwarding", on, "net.ipv4.ip_forward = 1" if on else
                             "net.ipv4.ip_forward is off: guests cannot leave the host"))
-    rules = facts["nft"].out + facts["firewalld"].out
+    rules = "\n".join([*NFT_RULESET.read(facts, "nft"),
+                       *FIREWALLD_RUNTIME_RULES.read(facts, "firewalld")])
     if settings.masquerade and settings.private:
         ok = "masquerade" in rules or "MASQUERADE" in rules
         checks.append(Check("masquerade", ok, "present" if ok else "missing: run inv xen-dom0"))

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps import Action, Change, File, LineInFile, Step, StepFailed
 
 TOOLSTACK_READERS = "/usr/lib/xen-common/bin/xen-toolstack /etc/init.d/xen"
@@ -102,6 +102,11 @@ def parse_xl_info(out: str) -> dict[str, str]:
     return info
 
 
+# `xl info` as {key: value}; None when Xen is not running (the command fails)
+XL_INFO = Fact("xl_info", "xl info 2>&1",
+               lambda result: parse_xl_info(result.out) if result.ok else None)
+
+
 class XenBooted(Step):
     """Ensure the host runs Xen with the wanted command line; otherwise a reboot is due
     (notifies the reboot handler, which runs after update-grub)."""
@@ -114,14 +119,14 @@ class XenBooted(Step):
         self.name = "Ensure the host runs Xen with GRUB_CMDLINE_XEN_DEFAULT"
 
     def facts(self) -> Mapping[str, str]:
-        return {"info": "xl info 2>&1"}
+        return {"info": XL_INFO.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        result = facts["info"]
-        if not result.ok:
+        info = XL_INFO.read(facts, "info")
+        if info is None:
             return [Change("reboot into Xen (`xl info` does not answer: Xen is not running)",
                            reboot=True)]
-        running = parse_xl_info(result.out).get("xen_commandline", "").split()
+        running = info.get("xen_commandline", "").split()
         missing = [word for word in self.cmdline.split() if word not in running]
         if missing:
             return [Change(f"reboot: Xen runs without {' '.join(missing)}", reboot=True)]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from invoke import Collection, Context, Exit
+from invoke import Collection, Context
 
 from runbooks.common.reboot_options import REBOOT_OPTIONS
 from runbooks.core.cli import load_inventory_or_exit, runbook_task, task
@@ -16,7 +15,6 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
     from runbooks.xen_dom0.settings import XenSettings
 
-INVENTORY_HELP = "Inventory file (default from invoke.yaml, else hosts/lab.yaml)."
 HOST_HELP = "dom0 hosts to read: names or roles, comma separated (default: role xen-dom0)."
 
 converge = runbook_task(
@@ -36,38 +34,14 @@ converge = runbook_task(
 )
 
 
-def _read(inv: Inventory, host_spec: str | None,
-          commands: Callable[[Host, XenSettings], Mapping[str, str]],
-          ) -> list[tuple[Host, XenSettings, dict[str, FactResult] | str]]:
-    """(host, settings, facts or an error text) for every selected dom0; changes nothing."""
-    from runbooks.core.facts import gather
-    from runbooks.core.runner import select_hosts
-    from runbooks.core.session import Connector, HostUnreachable, SessionError
-    from runbooks.xen_dom0.plan import RUNBOOK
+def _settings(inv: Inventory, host: Host) -> XenSettings:
     from runbooks.xen_dom0.settings import read_settings
 
-    try:
-        hosts = select_hosts(inv, RUNBOOK, host_spec)
-        connector = Connector(inv)
-    except Exception as exc:  # noqa: BLE001 - a bad --host or the lab not running
-        raise Exit(f"{inv.path}: {exc}", code=2) from None
-    if not hosts:
-        raise Exit(f"{inv.path}: no host has role xen-dom0", code=2)
-    out: list[tuple[Host, XenSettings, Any]] = []
-    try:
-        for host in hosts:
-            settings = read_settings(inv.site, host.name, dict(host.vars))
-            try:
-                out.append((host, settings,
-                            gather(connector.session(host), commands(host, settings))))
-            except (HostUnreachable, SessionError) as exc:
-                out.append((host, settings, f"unreachable: {exc}"))
-    finally:
-        connector.close_all()
-    return out
+    return read_settings(inv.site, host.name, dict(host.vars))
 
 
-@task(help={"inventory": INVENTORY_HELP, "host": HOST_HELP,
+@task(shared=("inventory",), help={
+            "host": HOST_HELP,
             "json": "Print the leases as JSON (a list of objects) for scripts."})
 def leases(c: Context, inventory: str | None = None, host: str | None = None,
            json_: bool = False) -> None:
@@ -75,36 +49,30 @@ def leases(c: Context, inventory: str | None = None, host: str | None = None,
 
     Read from each dnsmasq instance's lease file (/var/lib/dnsmasq/<bridge>/leases).
     """
-    from runbooks.xen_dom0.health import format_leases, lease_facts, parse_leases
+    from runbooks.core.readonly import Reading, read_hosts, report, unreadable
+    from runbooks.xen_dom0.health import format_leases, lease_facts, lease_file, parse_leases
+    from runbooks.xen_dom0.plan import RUNBOOK
+
+    def judge(target: Host, facts: Mapping[str, FactResult]) -> Reading:
+        found, notes = [], []
+        for bridge in _settings(inv, target).private:
+            text = lease_file(bridge.name).read(facts, f"leases/{bridge.name}")
+            if text is None:
+                notes.append(f"{target.name}: no lease file for {bridge.name}: run "
+                             "`inv xen-dom0`")
+                continue
+            found += parse_leases(bridge.name, text)
+        return Reading(not notes, [lease.as_json() for lease in found],
+                       f"{target.name}: {len(found)} lease(s)\n{format_leases(found)}",
+                       tuple(notes))
 
     inv = load_inventory_or_exit(c, inventory)
-    failed = False
-    out: dict[str, list[dict[str, object]]] = {}
-    for target, settings, facts in _read(inv, host, lambda _h, s: lease_facts(s)):
-        if isinstance(facts, str):
-            print(f"{target.name}: {facts}")
-            failed = True
-            continue
-        found = []
-        for bridge in settings.private:
-            fact = facts[f"leases/{bridge.name}"]
-            if not fact.ok:
-                print(f"{target.name}: no lease file for {bridge.name}: run `inv xen-dom0`")
-                failed = True
-                continue
-            found += parse_leases(bridge.name, fact.out)
-        out[target.name] = [lease.as_json() for lease in found]
-        if not json_:
-            print(f"{target.name}: {len(found)} lease(s)")
-            print(format_leases(found))
-    if json_:
-        print(json.dumps(out if len(out) != 1 else next(iter(out.values())), indent=2))
-    if failed:
-        raise Exit(code=1)
+    report(read_hosts(inv, RUNBOOK, host, lambda target: lease_facts(_settings(inv, target))),
+           judge, unreadable, json_=json_, unwrap_single=True)
 
 
-@task(help={"inventory": INVENTORY_HELP, "host": HOST_HELP,
-            "json": "Print the checks as JSON for scripts."})
+@task(shared=("inventory",), help={"host": HOST_HELP,
+                                   "json": "Print the checks as JSON for scripts."})
 def check(c: Context, inventory: str | None = None, host: str | None = None,
           json_: bool = False) -> None:
     """Read-only health of each dom0; exits 1 when anything is unhealthy.
@@ -113,27 +81,15 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     running and listening (DHCP, DNS on the bridge), leases and reservations (with the MACs
     to give the guests), forwarding, masquerade and every port forward present.
     """
+    from runbooks.core.readonly import health_report, read_hosts
     from runbooks.xen_dom0.health import evaluate, format_checks, health_facts
+    from runbooks.xen_dom0.plan import RUNBOOK
 
     inv = load_inventory_or_exit(c, inventory)
-    healthy = True
-    report: dict[str, object] = {}
-    for target, settings, facts in _read(inv, host, lambda _h, s: health_facts(s)):
-        if isinstance(facts, str):
-            print(f"{target.name}: UNHEALTHY: {facts}")
-            report[target.name] = {"healthy": False, "error": facts}
-            healthy = False
-            continue
-        checks = evaluate(settings, facts)
-        ok = all(item.ok for item in checks)
-        healthy &= ok
-        report[target.name] = {"healthy": ok, "checks": [vars(item) for item in checks]}
-        if not json_:
-            print(format_checks(target.name, checks))
-    if json_:
-        print(json.dumps(report, indent=2))
-    if not healthy:
-        raise Exit(code=1)
+    health_report(read_hosts(inv, RUNBOOK, host,
+                             lambda target: health_facts(_settings(inv, target))),
+                  lambda target, facts: evaluate(_settings(inv, target), facts), format_checks,
+                  json_=json_)
 
 
 ns = Collection("xen-dom0")

@@ -131,8 +131,11 @@ MANIFEST = {"apiVersion": "v1", "kind": "List", "items": [
      "spec": {"group": "metallb.io", "scope": "Namespaced",
               "names": {"kind": "IPAddressPool", "plural": "ipaddresspools"},
               "versions": [{"name": "v1beta1", "served": True}]}},
+    # ready 10 s after it is applied: the refusal below must come before that even on a
+    # loaded machine (with the suite's 2 s, two kubectl start-ups under load outran it)
     {"apiVersion": "apps/v1", "kind": "Deployment",
-     "metadata": {"name": "controller", "namespace": "metallb-system"},
+     "metadata": {"name": "controller", "namespace": "metallb-system",
+                  "annotations": {"double.greenroom/ready-seconds": "10"}},
      "spec": {"template": {"metadata": {"labels": {"component": "controller"}}}}},
     {"apiVersion": "v1", "kind": "Service",
      "metadata": {"name": "metallb-webhook-service", "namespace": "metallb-system"},
@@ -165,7 +168,7 @@ def test_crs_need_their_crd_then_a_ready_webhook(cluster: Cluster) -> None:
     assert refused.returncode == 1
     assert 'failed calling webhook "ipaddresspoolvalidationwebhook.metallb.io"' in refused.stderr
     ready = cluster.kubectl("wait", "--for=condition=Available", "deployment/controller",
-                            "-n", "metallb-system", "--timeout=20s")
+                            "-n", "metallb-system", "--timeout=60s")
     assert ready.returncode == 0, ready.stderr
     assert cluster.kubectl("apply", "-f", "-", stdin=POOL).stdout == \
         "ipaddresspool.metallb.io/lab created\n"

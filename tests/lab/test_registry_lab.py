@@ -296,3 +296,26 @@ def test_trust_refuses_broken_daemon_json(board):
     assert host.status == "failed"
     assert trust.DOCKER_DAEMON_JSON in host.error and "not valid JSON" in host.error
     assert sh(lab, BOARD, f"cat {trust.DOCKER_DAEMON_JSON}").strip() == "{broken"
+
+
+def test_trust_images_mirrors_the_registries_of_a_users_list(board, pushed, tmp_path):
+    """registry.trust --images FILE: a user's own list naming a registry none of
+    files/registry's lists names (nvcr.io) gets its mirror entry, containerd then fetches
+    by that name from the local registry; a second run, and a run without --images (k3s,
+    pi-prep and registry.trust write the lists' entries only), change nothing and keep it."""
+    lab = board
+    listing = tmp_path / "mine.txt"
+    listing.write_text("nvcr.io/lab/hello:v1\n")
+    result, out = run(lab, TRUST, BOARD, runtimes="containerd", images=str(listing))
+    assert result.ok and result.changed >= 1, out
+    assert "mirror entries for: " in out and "nvcr.io" in out
+    hosts = tomllib.loads(sh(lab, BOARD, f"cat {containerd.CERTS_DIR}/nvcr.io/hosts.toml"))
+    assert hosts["server"] == URL and URL in hosts["host"]
+    fetched = lab.exec(BOARD, f"ctr content fetch --hosts-dir {containerd.CERTS_DIR} "
+                              "nvcr.io/lab/hello:v1", timeout=60)
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    for options in ({"images": str(listing)}, {}):
+        result, out = run(lab, TRUST, BOARD, runtimes="containerd", **options)
+        assert result.ok and result.changed == 0, out
+    assert sh(lab, BOARD, f"test -f {containerd.CERTS_DIR}/nvcr.io/hosts.toml && echo kept") \
+        .strip() == "kept"

@@ -156,6 +156,8 @@ def test_inv_noop_is_answered_before_the_collections_load(tmp_path, source, targ
     first = _inv("registry.load-images", *args)
     assert first.returncode == 0 and "copied 4, skipped 0" in first.stdout, first.stderr
     assert "other collections loaded: True" in first.stdout
+    assert (f"nodes have no mirror entry for {source.host} yet" in first.stdout
+            and f"inv registry.trust --images {images}" in first.stdout)
     fast = _inv("registry.load-images", *args)
     assert fast.returncode == 0, fast.stderr
     assert "other collections loaded: False" in fast.stdout

@@ -35,7 +35,7 @@ HEALTHY = {
     "link": FactResult(0, link()),
     "dhcpd": FactResult(0, "  508 dhcpd -user dhcpd -group dhcpd -4 -pf /run/dhcpd.pid "
                            "-cf /etc/dhcp/dhcpd.conf eth1.100\n"),
-    "udp67": FactResult(0, 'UNCONN 0 0 0.0.0.0:67 0.0.0.0:* users:(("dhcpd",pid=508,fd=8))\n'),
+    "udp": FactResult(0, 'UNCONN 0 0 0.0.0.0:67 0.0.0.0:* users:(("dhcpd",pid=508,fd=8))\n'),
     "packet": FactResult(0, 'p_raw 0 0 *:eth1.100 * users:(("dhcpd",pid=508,fd=6))\n'),
     "forward": FactResult(0, "1\n"),
     "firewalld": FactResult(127, ""),
@@ -70,7 +70,11 @@ def test_healthy():
     ("link", FactResult(0, link(addr="192.168.10.9")), "interface"),
     ("link", FactResult(0, link(up=False)), "interface"),
     ("dhcpd", FactResult(1, ""), "dhcpd running"),
-    ("udp67", FactResult(0, ""), "dhcpd listening"),
+    ("udp", FactResult(0, ""), "dhcpd listening"),
+    ("udp", FactResult(0, 'UNCONN 0 0 0.0.0.0:67 0.0.0.0:* users:(("dnsmasq",pid=9,fd=4))\n'),
+     "dhcpd listening"),
+    ("udp", FactResult(0, 'UNCONN 0 0 0.0.0.0:6767 0.0.0.0:* users:(("dhcpd",pid=5,fd=4))\n'),
+     "dhcpd listening"),
     ("packet", FactResult(0, 'p_raw 0 0 *:eth1 * users:(("dhcpd",pid=508,fd=6))\n'),
      "dhcpd listening"),
     ("forward", FactResult(0, "0\n"), "forwarding"),
@@ -78,6 +82,7 @@ def test_healthy():
     ("nft", FactResult(0, HEALTHY["nft"].out.replace('"eth1"', '"eth9"')), "masquerade"),
     ("leases", FactResult(0, leases(101)), "pool"),
 ], ids=["no-interface", "no-address", "other-address", "down", "no-dhcpd", "udp-not-bound",
+        "udp-67-bound-by-another-server", "dhcpd-on-another-port",
         "listening-elsewhere", "forwarding-off", "no-table", "masquerade-other-interface",
         "pool-exhausted"])
 def test_each_failure_is_reported(key, fact, failing):

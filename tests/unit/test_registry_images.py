@@ -85,7 +85,8 @@ def test_yaml_list_with_rewrite_and_as():
     ("images:\n  - {ref: a/b:1, color: red}\n", "unknown key"),
     ("images:\n  - 42\n", r"images\[0\] must be"),
     ("images: []\nfoo: 1\n", "unknown top-level"),
-    ("images:\n  - a/b:1\n  - {ref: c/d:1, as: 'a/b:1'}\n", "both map to a/b:1"),
+    ("images:\n  - a/b:1\n  - {ref: c/d:1, as: 'a/b:1'}\n",
+     r"docker.io/a/b:1 \(images\[0\]\) and docker.io/c/d:1 \(images\[1\]\) would both be a/b:1"),
     ("images: [\n", "not valid YAML"),
     ("# nothing\n", "empty"),
 ], ids=["not-list", "unknown-key", "not-string", "unknown-top", "clash", "bad-yaml", "empty"])
@@ -113,3 +114,59 @@ def test_loopback(host, want):
 def test_hostport_needs_port():
     with pytest.raises(ValueError, match="expected HOST:PORT"):
         check_hostport("registry", "--to")
+
+
+# -- a user's own list (--images FILE): two upstream images on one local name ----------------
+
+@pytest.mark.parametrize("name, text, first, second, local", [
+    pytest.param("mine.txt", "docker.io/foo/bar:1\nquay.io/foo/bar:1\n",
+                 "docker.io/foo/bar:1 (line 1)", "quay.io/foo/bar:1 (line 2)", "foo/bar:1",
+                 id="text-two-registries"),
+    pytest.param("mine.txt", "# mine\nnginx:1.25\n\nghcr.io/library/nginx:1.25\n",
+                 "docker.io/library/nginx:1.25 (line 2)", "ghcr.io/library/nginx:1.25 (line 4)",
+                 "library/nginx:1.25", id="text-docker-hub-short-name"),
+    pytest.param("mine.txt", "registry.k8s.io/sig/a/b/c:v1\ngcr.io/sig/a/b/c:v1\n",
+                 "registry.k8s.io/sig/a/b/c:v1 (line 1)", "gcr.io/sig/a/b/c:v1 (line 2)",
+                 "sig/a/b/c:v1", id="text-deep-names"),
+    pytest.param("mine.yaml", "rewrite: ['a=b']\nimages:\n  - quay.io/a/x:1\n  - ghcr.io/b/x:1\n",
+                 "quay.io/a/x:1 (images[0])", "ghcr.io/b/x:1 (images[1])", "b/x:1",
+                 id="yaml-by-a-rewrite-rule"),
+    pytest.param("mine.yaml", "images:\n  - quay.io/x/y:1\n  - {ref: ghcr.io/z/w:2, as: 'x/y:1'}\n",
+                 "quay.io/x/y:1 (images[0])", "ghcr.io/z/w:2 (images[1])", "x/y:1",
+                 id="yaml-by-as"),
+])
+def test_users_list_two_images_on_one_local_name_refused_both_named(
+        tmp_path, name, text, first, second, local):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ImageListError) as caught:
+        load_image_list(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert f"{first} and {second} would both be {local} in the local registry" in message
+
+
+@pytest.mark.parametrize("text, locals_", [
+    pytest.param("nginx:1.25\ndocker.io/library/nginx:1.25\n", ["library/nginx:1.25"],
+                 id="one-image-spelt-twice"),
+    pytest.param("docker.io/foo/bar:1\nquay.io/foo/bar:2\n", ["foo/bar:1", "foo/bar:2"],
+                 id="one-repository-other-tags"),
+])
+def test_users_list_accepted(tmp_path, text, locals_):
+    path = tmp_path / "mine.txt"
+    path.write_text(text)
+    assert [s.target for s in load_image_list(path).images] == locals_
+
+
+def test_load_images_refuses_a_clashing_user_list_before_any_request(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "mine.txt"
+    path.write_text("docker.io/foo/bar:1\nquay.io/foo/bar:1\n")
+    done = subprocess.run([sys.executable, "-m", "runbooks.registry", "load-images",
+                           "--images", str(path), "--to", "127.0.0.1:9"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "docker.io/foo/bar:1 (line 1) and quay.io/foo/bar:1 (line 2)" in done.stderr
+    assert done.stdout == "" and list(tmp_path.iterdir()) == [path]      # no lock written

@@ -69,3 +69,24 @@ def test_images_names_the_mirror_entries_the_nodes_get(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["node_mirror_entries"] == ["docker.io", "ghcr.io", "quay.io", "registry.k8s.io"]
     assert set(data["upstream_registries"]) <= set(data["node_mirror_entries"])
+
+
+def test_images_of_a_users_list_name_the_registries_only_trust_images_mirrors(tmp_path,
+                                                                              capsys):
+    import json
+
+    from invoke import Context
+
+    listing = tmp_path / "mine.txt"
+    listing.write_text("nvcr.io/nvidia/k8s-device-plugin:v0.14.1\n"
+                       "docker.io/library/nginx:1.25\ngcr.io/distroless/static:nonroot\n")
+    ns["images"](Context(), images=str(listing), json=True)
+    data = json.loads(capsys.readouterr().out)
+    assert data["upstream_registries"] == ["docker.io", "gcr.io", "nvcr.io"]
+    assert data["needs_trust_images"] == ["gcr.io", "nvcr.io"]
+    ns["images"](Context(), images=str(listing))
+    out = capsys.readouterr().out
+    assert ("nodes have no mirror entry for gcr.io, nvcr.io yet" in out
+            and f"inv registry.trust --images {listing}" in out)
+    ns["images"](Context(), inventory="hosts/lab.yaml")       # the project's lists: no hint
+    assert "registry.trust --images" not in capsys.readouterr().out

@@ -322,6 +322,59 @@ def test_hosts_toml_only_restarts_where_read_at_start():
     assert all(h.notify == () for h in hosts)  # containerd reads certs.d at every pull
 
 
+
+# -- registry.trust --images: a user's own list ----------------------------------------------
+
+USER_LIST = "nvcr.io/nvidia/k8s-device-plugin:v0.14.1\ndocker.io/library/nginx:1.25\n"
+
+
+@pytest.mark.parametrize("found, roles, folder", [
+    pytest.param({"containerd"}, ("pi",), containerd.CERTS_DIR, id="containerd"),
+    pytest.param({"microk8s"}, ("microk8s",), trust.MICROK8S_CERTS_DIR, id="microk8s"),
+])
+def test_trust_images_adds_a_mirror_entry_per_upstream_of_the_users_list(
+        tmp_path, found, roles, folder):
+    listing = tmp_path / "mine.txt"
+    listing.write_text(USER_LIST)
+    ctx = FakeCtx(found, roles, {"images": str(listing)})
+    paths = [s.path for s in converge.trust_plan(ctx).steps]
+    assert [p for p in paths if p.startswith(folder)] == \
+        [f"{folder}/{name}/hosts.toml" for name in (EP, *sorted({*UPSTREAMS, "nvcr.io"}))]
+    assert any("mirror entries for: " in line and "nvcr.io" in line for line in ctx.logs)
+
+
+def test_trust_images_k3s_registries_name_the_users_registries(tmp_path):
+    listing = tmp_path / "mine.yaml"
+    listing.write_text("images:\n  - ref: nvcr.io/nvidia/k8s-device-plugin:v0.14.1\n"
+                       "  - gcr.io/distroless/static:nonroot\n")
+    (step,) = converge.trust_plan(FakeCtx(set(), ("k3s-agent",), {"images": str(listing)})).steps
+    mirrors = yaml.safe_load(step.transform(None))["mirrors"]
+    assert sorted(mirrors) == sorted({EP, *UPSTREAMS, "nvcr.io", "gcr.io"})
+    assert all(m["endpoint"] == [URL] for m in mirrors.values())
+
+
+@pytest.mark.parametrize("text, words", [
+    pytest.param("docker.io/foo/bar:1\nquay.io/foo/bar:1\n",
+                 ["docker.io/foo/bar:1", "quay.io/foo/bar:1", "foo/bar:1"], id="one-local-name"),
+    pytest.param("nvcr.io/Bad:1\n", ["nvcr.io/Bad:1", "lower-case"], id="bad-reference"),
+    pytest.param(None, ["cannot read image list"], id="missing-file"),
+])
+def test_trust_images_bad_list_refused_before_any_step(tmp_path, text, words):
+    listing = tmp_path / "mine.txt"
+    if text is not None:
+        listing.write_text(text)
+    with pytest.raises(StepFailed) as caught:
+        converge.trust_plan(FakeCtx({"containerd"}, options={"images": str(listing)}))
+    assert str(listing) in str(caught.value) and "--images" in str(caught.value)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_trust_without_images_writes_the_lists_entries_only():
+    paths = [s.path for s in converge.trust_plan(FakeCtx({"containerd"})).steps]
+    assert paths[1:] == certs(containerd.CERTS_DIR)
+
+
 # -- registry.check --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("v2, catalog, healthy, repos", [
