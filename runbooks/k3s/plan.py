@@ -12,18 +12,18 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.artifacts import Artifact, registry_base
 from runbooks.common.kube_cluster import AGENT, SERVER, Cluster, vlan_ip
+from runbooks.common.kubeconfig_step import KubeconfigMerged
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
-from runbooks.k3s.distribute import blob_url, registry_base
+from runbooks.k3s.distribute import blob_url
 from runbooks.k3s.release import Lock, binary_name, cached_loader, images_name, release_lock
 from runbooks.k3s.steps import (
-    Artifact,
-    KubeconfigMerged,
     NodesReady,
     SecretFile,
     Started,
@@ -230,7 +230,8 @@ def ready_plan(ctx: HostContext) -> Plan:
         path = kubeconfig_path(None)
     if path is not None:
         plan.add(KubeconfigMerged(ctx, ctx.inventory.site,
-                                  f"https://{cluster.api_address}:6443", path, cfg.KUBECONFIG))
+                                  f"https://{cluster.api_address}:6443", path,
+                                  read=f"cat {cfg.KUBECONFIG}", what="k3s"))
     return plan
 
 

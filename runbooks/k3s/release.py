@@ -11,18 +11,16 @@ is ever executed here, let alone piped into a shell.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from runbooks.common import artifacts
+from runbooks.common.artifacts import matches, sha256_file
 
 BINARY = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 
@@ -49,8 +47,8 @@ def assets(arches: tuple[str, ...], fmt: str) -> list[tuple[str, str]]:
 
 
 def cache_dir(version: str) -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "greenroom" / "k3s" / version
+    """~/.cache/greenroom/k3s/<version> (runbooks.common.artifacts)."""
+    return artifacts.cache_dir("k3s", version)
 
 
 def lock_path(inventory_path: Path) -> Path:
@@ -70,47 +68,6 @@ def parse_sums(text: str) -> dict[str, str]:
         if len(parts) == 2 and len(parts[0]) == 64:
             out[parts[1].lstrip("*")] = parts[0].lower()
     return out
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as data:
-        for chunk in iter(lambda: data.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-STAMPS = ".verified.json"
-
-
-def matches(path: Path, digest: str) -> bool:
-    """True when the cached file `path` has sha256 `digest`. The file is hashed once; its
-    size and mtime are then kept beside it (STAMPS), so a run that only checks a converged
-    cluster does not read hundreds of megabytes again. Whatever travels is checked again
-    where it lands (the node, the gateway's registry), so the stamp never skips a check that
-    guards a host."""
-    try:
-        st = path.stat()
-    except OSError:
-        return False
-    stamps_file = path.parent / STAMPS
-    try:
-        stamps = json.loads(stamps_file.read_text())
-    except (OSError, ValueError):
-        stamps = {}
-    mark = [st.st_size, st.st_mtime_ns, digest]
-    if stamps.get(path.name) == mark:
-        return True
-    if sha256_file(path) != digest:
-        return False
-    stamps[path.name] = mark
-    tmp = stamps_file.with_name(f".{STAMPS}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(stamps, sort_keys=True) + "\n")
-        tmp.replace(stamps_file)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a read-only cache is still a cache
-    return True
 
 
 @dataclass
@@ -145,19 +102,11 @@ class Lock:
 
 
 def download(url: str, target: Path, timeout: float = 60) -> None:
-    """Fetch `url` into `target` (atomically)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    """Fetch `url` into `target` (atomically; runbooks.common.artifacts.download)."""
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-        os.replace(tmp, target)
-    except (urllib.error.URLError, OSError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise ReleaseError(f"cannot download {url}: {reason}; check cluster.source (a mirror "
-                           "of the release downloads) and the connection") from None
+        artifacts.download(url, target, timeout)
+    except artifacts.DownloadError as exc:
+        raise ReleaseError(str(exc)) from None
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Steps of the k3s runbook that the engine's generic ones do not cover.
 
-- `Artifact`: a release file on the node with the pinned sha256 (checked on the node, before
-  the file replaces anything), pushed over the host's SSH session (so through `via` jumps).
 - `Started`: the unit enabled and started without blocking (a k3s agent that cannot join
   stays "activating" for ever; the readiness wait reports it, with its log lines).
 - `NodesReady`: on the first server, every node of the inventory Ready, waited for with a
   timeout; a node that does not get there is named with its last log lines.
-- `KubeconfigMerged`: the cluster's kubeconfig, renamed to the site, merged on the operator's
-  machine (runbooks.common.kubeconfig).
+
+The release files on the node (`Artifact`) and the kubeconfig merge (`KubeconfigMerged`) are
+the common layer's (runbooks.common.artifacts, runbooks.common.kubeconfig_step), shared with
+the microk8s runbook.
 """
 
 from __future__ import annotations
@@ -17,17 +17,8 @@ import json
 import shlex
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbooks.common.kubeconfig import (
-    KubeconfigError,
-    merge_kubeconfig,
-    names_in,
-    read_kubeconfig,
-    site_kubeconfig,
-    write_kubeconfig,
-)
 from runbooks.common.kubectl import node_status
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
@@ -42,75 +33,6 @@ if TYPE_CHECKING:
 # A change already made while planning (a wait, a local file): an action that does nothing,
 # so the engine does not take it for a precondition left to the user.
 DONE = (Action(":"),)
-
-
-def upload_command(path: str, digest: str, mode: str) -> str:
-    """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it."""
-    q = shlex.quote
-    folder = path.rsplit("/", 1)[0] or "/"
-    return ("set -e\n"
-            f"mkdir -p {q(folder)}\n"
-            f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
-            "trap 'rm -f \"$tmp\"' EXIT\n"
-            'cat > "$tmp"\n'
-            f'if ! echo "{digest}  $tmp" | sha256sum -c --status -; then echo "sha256 of '
-            f'{path} on the node is $(sha256sum "$tmp" | cut -c1-64), expected {digest}; '
-            'nothing was replaced" >&2; exit 4; fi\n'
-            f'chmod {q(mode)} "$tmp"\n'
-            f'mv -f "$tmp" {q(path)}\n'
-            "trap - EXIT\n")
-
-
-def download_command(path: str, url: str, digest: str, mode: str) -> str:
-    """Remote sh: `url` (the gateway's registry, on the LAN) -> a temp file beside `path`,
-    sha256 checked on the node, then renamed over it."""
-    fetch = f"curl -sSf --connect-timeout 5 -o \"$tmp\" {shlex.quote(url)}\n"
-    return upload_command(path, digest, mode).replace('cat > "$tmp"\n', fetch, 1)
-
-
-FROM_GATEWAY = "greenroom: the gateway has it"
-
-
-class Artifact(Step):
-    """Ensure `path` on the node has sha256 `digest`: else downloaded from `mirror` (the
-    gateway's registry) when the node reaches it there, else `local` pushed over SSH."""
-
-    def __init__(self, path: str, local: Callable[[], Path], digest: str, mode: str = "755",
-                 label: str = "", notify: tuple[str, ...] = (),
-                 mirror: str | None = None) -> None:
-        self.path, self.local, self.digest, self.mode = path, local, digest, mode
-        self.name = f"Ensure {path} is {label or 'the pinned file'} (sha256 {digest[:12]})"
-        self.notify, self.mirror = notify, mirror
-
-    def facts(self) -> Mapping[str, str]:
-        command = f"sha256sum {shlex.quote(self.path)}"
-        if self.mirror is None:
-            return {"sum": command}
-        # only a node without the file asks the gateway (a converged node pays nothing)
-        return {"sum": f"{command} 2>/dev/null | grep -q '^{self.digest} ' && echo "
-                       f"'{self.digest}' || {{ {command} 2>/dev/null; command -v curl "
-                       f">/dev/null && curl -sfI --connect-timeout 3 -m 15 -o /dev/null "
-                       f"{shlex.quote(self.mirror)} && "
-                       f"echo '{FROM_GATEWAY}'; true; }}"}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["sum"]
-        lines = fact.out.splitlines() if fact.ok else []
-        current = lines[0].split()[0] if lines and lines[0].split() \
-            and lines[0] != FROM_GATEWAY else None
-        if current == self.digest:
-            return []
-        verb = "replace" if current else "install"
-        if self.mirror is not None and FROM_GATEWAY in lines:
-            where = self.mirror.split("/v2/", 1)[0]
-            return [Change(f"{verb} {self.path} from the gateway's registry {where} (sha256 "
-                           f"{self.digest[:12]}, checked on the node)",
-                           (Action(download_command(self.path, self.mirror, self.digest,
-                                                    self.mode)),))]
-        data = self.local().read_bytes()  # only when it must travel
-        return [Change(f"{verb} {self.path} ({len(data)} bytes, sha256 {self.digest[:12]})",
-                       (Action(upload_command(self.path, self.digest, self.mode),
-                               data),))]  # type: ignore[arg-type]  # bytes travel as is
 
 
 class Started(Step):
@@ -227,42 +149,6 @@ class NodesReady(Step):
             return f"  (cannot read them: {exc})"
         text = secrets.mask(done.stdout.strip() or done.stderr.strip() or "(no log lines)")
         return "\n".join(f"  {line}" for line in text.splitlines())
-
-
-class KubeconfigMerged(Step):
-    """Ensure the operator's kubeconfig has the cluster as context `name` (merged locally)."""
-
-    verify = False
-
-    def __init__(self, ctx: HostContext, name: str, server: str, path: Path,
-                 source: str) -> None:
-        self.ctx, self.site, self.server, self.path, self.source = ctx, name, server, path, source
-        self.name = f"Ensure context {name} in {path} (server {server})"
-
-    def facts(self) -> Mapping[str, str]:
-        return {"k3s": f"cat {shlex.quote(self.source)}"}
-
-    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["k3s"]
-        if not fact.ok:
-            if self.ctx.check:
-                return [Change(f"would merge context {self.site} into {self.path} once the "
-                               "server has written its kubeconfig")]
-            raise StepFailed(f"{self.source} is missing on the server: is k3s running?")
-        try:
-            site = site_kubeconfig(fact.out, self.site, self.server)
-            current = read_kubeconfig(self.path)
-            merged = merge_kubeconfig(current, site)
-        except KubeconfigError as exc:
-            raise StepFailed(f"{self.path}: {exc}") from None
-        if merged is current:
-            return []
-        had = names_in(current)["contexts"] if current is not None else []
-        verb = "update" if self.site in had else "add"
-        if not self.ctx.check:
-            write_kubeconfig(self.path, merged)
-        return [Change(f"{verb} cluster, user and context {self.site} in {self.path} "
-                       "(other contexts kept)", () if self.ctx.check else DONE)]
 
 
 class SecretFile(Step):

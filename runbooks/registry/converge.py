@@ -105,8 +105,8 @@ def parse_start_time(text: str) -> float | None:
 def wait_healthy(url: str, seconds: int, log_command: str) -> str:
     """Shell that polls `url`/v2/ for up to `seconds`, else prints the log and fails."""
     tries = seconds * 5
-    return (f"for i in $(seq {tries}); do curl -fsS -m 2 -o /dev/null {shlex.quote(url)}/v2/ "
-            "&& exit 0; sleep 0.2; done\n"
+    return (f"for i in $(seq {tries}); do curl -fsS --connect-timeout 1 -m 2 -o /dev/null "
+            f"{shlex.quote(url)}/v2/ && exit 0; sleep 0.2; done\n"
             f"echo 'no answer from {url}/v2/ after {seconds} s; last log lines:' >&2\n"
             f"{log_command} >&2 || true\nexit 1\n")
 
@@ -156,20 +156,63 @@ class RegistryRestarted(Step):
         return [Change(f"restart {self.unit} ({reason})", (Action(restart),))]
 
 
+def address_missing(address: str) -> str:
+    """Shell that succeeds when `address` is on none of the host's interfaces (and `ip` is
+    there to tell): nothing can listen on it yet, so there is nothing to wait for."""
+    return (f"command -v ip >/dev/null 2>&1 && ! ip -o addr show | grep -qF "
+            f"{shlex.quote(' ' + address + '/')}")
+
+
+# curl's exit codes that a registry starting up gives: connection refused (7), an empty
+# reply (52), a reset connection (56). Others (a timeout: 28, no route, an HTTP error) do not
+# get better by waiting a few seconds, so the probe answers at once.
+STARTING_CODES = "7|52|56"
+
+
+def health_probe(url: str, address: str, running: str, tries: int = 12,
+                 pause: float = 0.25) -> str:
+    """Shell that asks `url`/v2/ once, exit 0 when it answers, else prints why and exits 1.
+
+    It answers at once when `address` is not on the host and when the connection fails in a
+    way waiting does not fix (a connect timeout of 1 s: no route, nobody on that address);
+    it tries again (`tries` in all, `pause` s apart: ~3 s) only while the connection is
+    refused or reset and `running` (a shell test) says the service is running or starting.
+    """
+    q = shlex.quote
+    curl = f"curl -fsS --connect-timeout 1 -m 5 -o /dev/null {q(url + '/v2/')} 2>&1"
+    return (f"if {address_missing(address)}; then echo {q(address + ' is not on this host')}; "
+            f"exit 1; fi; i=0; while :; do out=$({curl}) && exit 0; rc=$?; i=$((i+1)); "
+            f"case $rc in {STARTING_CODES}) if [ $i -lt {tries} ] && {{ {running}; }} "
+            f">/dev/null 2>&1; then sleep {pause}; continue; fi;; esac; "
+            'echo "${out:-curl exit $rc}"; exit 1; done')
+
+
+def unit_running(unit: str) -> str:
+    """Shell test: systemd's `unit` is active, starting or restarting."""
+    return (f"systemctl show -p ActiveState --value {shlex.quote(unit)} "
+            "| grep -qxE 'active|activating|reloading'")
+
+
+def container_running(name: str) -> str:
+    """Shell test: the container `name` is running or restarting."""
+    return (f"docker inspect -f '{{{{.State.Status}}}}' {shlex.quote(name)} "
+            "| grep -qxE 'running|restarting'")
+
+
 class RegistryHealthy(Step):
     """Ensure the registry answers `GET /v2/`, asked from the registry host itself: a
     precondition (the steps before it start the registry), reported in check mode and
-    failing a real run, with the last log lines, when it does not answer."""
+    failing a real run, with the last log lines, when it does not answer. The probe waits
+    (up to ~3 s) only for a registry that is starting: see `health_probe`."""
 
-    def __init__(self, url: str, log_command: str) -> None:
-        self.url, self.log_command = url, log_command
+    def __init__(self, url: str, log_command: str, address: str = "",
+                 running: str = "true") -> None:
+        self.url, self.log_command, self.running = url, log_command, running
+        self.address = address or url.split("://", 1)[-1].rsplit(":", 1)[0]
         self.name = f"Ensure {url}/v2/ answers"
 
     def facts(self) -> Mapping[str, str]:
-        curl = f"curl -fsS -m 5 -o /dev/null {shlex.quote(self.url)}/v2/ 2>&1"
-        # a few tries over ~3 s: a registry restarted a moment ago may not listen yet
-        return {"health": f'for i in 1 2 3 4 5 6; do out=$({curl}) && exit 0; sleep 0.5; '
-                          'done; echo "$out"; exit 1',
+        return {"health": health_probe(self.url, self.address, self.running),
                 "log": f"{self.log_command} 2>&1 | tail -n 20"}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
@@ -273,7 +316,8 @@ def up_plan(ctx: HostContext) -> Plan:
         ctx.log("runtime docker: a registry:2 container (needs a Docker engine on the host)")
         spec = ContainerSpec(address=address, port=port)
         return plan.add(RegistryContainer(spec),
-                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}"))
+                        RegistryHealthy(url, f"docker logs --tail 20 {spec.name}",
+                                       address, container_running(spec.name)))
     config = render("registry/config.yml.j2", address=address, port=port,
                     rootdirectory=STORAGE)
     drop_in = render("registry/docker-registry.override.conf.j2")
@@ -288,7 +332,8 @@ def up_plan(ctx: HostContext) -> Plan:
                         f"|| systemctl show -p NeedDaemonReload --value {UNIT} | grep -qx yes"),
         Service(UNIT, enabled=True, running=True),
         RegistryRestarted(UNIT, {CONFIG: config, DROP_IN: drop_in}, url),
-        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager"),
+        RegistryHealthy(url, f"journalctl -u {UNIT} -n 20 --no-pager", address,
+                        unit_running(UNIT)),
     )
     return plan
 

@@ -213,8 +213,8 @@ def test_a_binary_file_travels_as_bytes_over_ssh(site):
     such an action never joins a text batch."""
     import hashlib
 
+    from runbooks.common.artifacts import Artifact
     from runbooks.core.steps import Plan
-    from runbooks.k3s.steps import Artifact
 
     data = bytes(range(256)) * 64
     local = site.root / "k3s-arm64"

@@ -17,9 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.common import artifacts
+from runbooks.common.artifacts import FROM_GATEWAY, Artifact, download_command
 from runbooks.core.facts import FactResult
 from runbooks.k3s import distribute
-from runbooks.k3s.steps import FROM_GATEWAY, Artifact, download_command
+
+REPO = distribute.REPOSITORY
 
 pytestmark = pytest.mark.skipif(shutil.which("docker-registry") is None or
                                 shutil.which("curl") is None,
@@ -50,11 +53,11 @@ def served(url: str) -> bytes:
 
 
 def push(base: str, data: bytes, digest: str) -> subprocess.CompletedProcess[bytes]:
-    return sh(distribute.push_blob_command(base, digest), data)
+    return sh(artifacts.push_blob_command(base, REPO, digest), data)
 
 
 def test_blob_pushed_once_then_served_by_digest(registry: str) -> None:
-    step = distribute.BlobPushed(registry, lambda: DATA, DIGEST, "k3s-arm64 v1")
+    step = artifacts.BlobPushed(registry, REPO, lambda: DATA, DIGEST, "k3s-arm64 v1")
     probe = sh(step.facts()["blob"])
     changes = step.plan({"blob": FactResult(probe.returncode, "")})
     assert len(changes) == 1 and changes[0].summary.startswith(f"push {len(DATA)} bytes")
@@ -73,10 +76,12 @@ def test_registry_refuses_bytes_that_are_not_the_pinned_digest(registry: str) ->
 
 
 def test_manifest_lists_the_files_and_is_tagged_once(registry: str) -> None:
-    assert push(registry, distribute.EMPTY, distribute.EMPTY_DIGEST).returncode == 0
+    assert push(registry, artifacts.EMPTY, artifacts.EMPTY_DIGEST).returncode == 0
     assert push(registry, DATA, DIGEST).returncode == 0
-    body = distribute.manifest({"k3s-arm64": (DIGEST, len(DATA))}, "v1.34.3+k3s1")
-    step = distribute.ManifestTagged(registry, distribute.tag("v1.34.3+k3s1", "arm64"), body)
+    body = artifacts.manifest({"k3s-arm64": (DIGEST, len(DATA))}, "v1.34.3+k3s1",
+                              distribute.FILE_TYPE)
+    step = artifacts.ManifestTagged(registry, REPO, distribute.tag("v1.34.3+k3s1", "arm64"),
+                                    body)
     assert step.reference == "v1.34.3-k3s1-arm64"
 
     def plan() -> list:
@@ -147,11 +152,11 @@ def test_a_registry_that_does_not_answer_is_no_failure(tmp_path: Path, where: st
     address = "127.0.0.1" if where == "nothing-listens" else "192.0.2.1"
     base = f"http://{address}:{free_port()}"
     said: list[str] = []
-    blob = distribute.BlobPushed(base, lambda: DATA, DIGEST, "k3s-arm64 v1", log=said.append)
+    blob = artifacts.BlobPushed(base, REPO, lambda: DATA, DIGEST, "k3s-arm64 v1", log=said.append)
     fact = sh(blob.facts()["blob"])
     assert blob.plan({"blob": FactResult(fact.returncode, fact.stdout.decode())}) == []
     assert said and "does not answer" in said[0]
-    assert distribute.DOWN in fact.stdout.decode()
-    tagged = distribute.ManifestTagged(base, "v1-arm64", b"{}")
+    assert artifacts.DOWN in fact.stdout.decode()
+    tagged = artifacts.ManifestTagged(base, REPO, "v1-arm64", b"{}")
     fact = sh(tagged.facts()["manifest"])
     assert tagged.plan({"manifest": FactResult(fact.returncode, fact.stdout.decode())}) == []

@@ -396,6 +396,8 @@ def test_a_new_version_rolls_out_servers_first_one_node_at_a_time(lab, site, cap
     newer.write_text(inventory.read_text().replace("version: v1.34.3+k3s1",
                                                    "version: v1.34.4+k3s1", 1))
     shutil.copy(lock_path(inventory), lock_path(newer))
+    fetch(Context(), inventory=str(newer))  # as an operator does: pin and cache it first
+    assert Lock.read(lock_path(newer)).digest("v1.34.4+k3s1", "k3s-arm64")
     before = main_pids(lab)
     order = "rp0 -> rp1 -> lp0"
     checked = run(newer, tmp / "v2-check.json", check=True)

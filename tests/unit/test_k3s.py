@@ -290,8 +290,10 @@ def test_a_cached_file_is_hashed_once_until_it_changes(tmp_path: Path,
     assert release.matches(path, digest) is True
     assert release.matches(path, "0" * 64) is False        # another pin: hashed, refused
     hashed: list[Path] = []
-    real = release.sha256_file
-    monkeypatch.setattr(release, "sha256_file", lambda p: hashed.append(p) or real(p))
+    from runbooks.common import artifacts
+
+    real = artifacts.sha256_file
+    monkeypatch.setattr(artifacts, "sha256_file", lambda p: hashed.append(p) or real(p))
     assert release.matches(path, digest) is True and hashed == []   # the stamp answers
     path.write_bytes(b"binarY\n")                          # same size, new mtime
     os.utime(path, ns=(1, 1))

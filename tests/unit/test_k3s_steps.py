@@ -12,16 +12,14 @@ from typing import Any
 
 import pytest
 
+from runbooks.common.artifacts import Artifact, upload_command
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import StepFailed
 from runbooks.k3s import steps as k3s_steps
 from runbooks.k3s.steps import (
-    Artifact,
-    KubeconfigMerged,
     NodesReady,
     Started,
     restart_unless_started,
-    upload_command,
 )
 
 
@@ -163,29 +161,6 @@ def test_check_mode_only_says_it_would_wait() -> None:
     changes = step.plan({"nodes": FactResult(1, "")})
     assert changes[0].summary == "would wait up to 9 s for Ready: rp0 (API not answering)"
     assert session.commands == []
-
-
-K3S_YAML = """\
-apiVersion: v1
-clusters: [{name: default, cluster: {server: 'https://127.0.0.1:6443',
-  certificate-authority-data: Q0E=}}]
-users: [{name: default, user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}}]
-contexts: [{name: default, context: {cluster: default, user: default}}]
-current-context: default
-"""
-
-
-def test_kubeconfig_step_merges_once_and_check_mode_writes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "config"
-    dry = KubeconfigMerged(FakeCtx(FakeSession(), check=True), "lab",  # type: ignore
-                           "https://192.168.10.25:6443", path, "/etc/rancher/k3s/k3s.yaml")
-    assert dry.plan({"k3s": FactResult(0, K3S_YAML)})[0].summary.startswith("add cluster")
-    assert not path.exists()
-    real = KubeconfigMerged(FakeCtx(FakeSession()), "lab",  # type: ignore
-                            "https://192.168.10.25:6443", path, "/etc/rancher/k3s/k3s.yaml")
-    assert real.plan({"k3s": FactResult(0, K3S_YAML)})
-    assert "server: https://192.168.10.25:6443" in path.read_text()
-    assert real.plan({"k3s": FactResult(0, K3S_YAML)}) == []
 
 
 def test_nodes_ready_stops_waiting_for_a_node_whose_run_failed(
