@@ -19,6 +19,11 @@ $KUBECONFIG points at a scratch file (k3s merges the lab's context into it).
 Also: the floors, one SSH round trip per host (a Fabric connection and `true`) as one
 process, the hosts one after another (the issue's "sum of one Fabric round trip per host")
 and all at once; and demo.reset --from-scratch. The lab is taken down at the end.
+
+`--only check` times demo.check and demo.reset alone (no peers, floors or --from-scratch);
+`--compare-at DIR` also times demo.check from another checkout DIR (e.g. one made with `git
+worktree add --detach DIR <commit>`) on the same converged lab, the two taking turns: a
+before/after in one run (demo.check changes nothing, so both read the same lab).
 """
 
 from __future__ import annotations
@@ -62,9 +67,9 @@ c.close_all()
 """
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str], cwd: Path = REPO) -> float:
     start = time.monotonic()
-    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - start
     if done.returncode != 0:
         sys.stderr.write(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout[-3000:]}"
@@ -84,6 +89,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--only", choices=("all", "check"), default="all",
+                        help="check: demo.check and demo.reset alone (no peers, floors, "
+                             "--from-scratch)")
+    parser.add_argument("--compare-at", default=None, metavar="DIR",
+                        help="another checkout whose demo.check is timed too, taking turns")
     args = parser.parse_args()
     env = dict(os.environ)  # (the runs go into the site's timing history like any other)
     # k3s merges the lab's context into $KUBECONFIG: a scratch one, never this machine's
@@ -97,24 +107,38 @@ def main() -> None:
                    capture_output=True)
     try:
         timed([*INVOKE, "demo.reset", *INV], env)  # converge once
-        rows = [
-            ("demo.check", median(lambda: timed([*INVOKE, "demo.check", *INV], env),
-                                  args.runs)),
-            (f"check peer ({len(check_peer)} tasks)", median(
-                lambda: sequence(check_peer, env), args.runs)),
-            ("demo.reset", median(lambda: timed([*INVOKE, "demo.reset", *INV], env),
-                                  args.runs)),
-            (f"reset peer ({len(reset_peer)} tasks)", median(
-                lambda: sequence(reset_peer, env), args.runs)),
-            ("floor: 1 SSH round trip per host, one after another (sum)", median(
-                lambda: timed([sys.executable, "-c", FLOOR.format(repo=str(REPO), workers=1)],
-                              env), args.runs)),
-            ("floor: 1 SSH round trip per host, all at once", median(
-                lambda: timed([sys.executable, "-c", FLOOR.format(repo=str(REPO), workers=10)],
-                              env), args.runs)),
-            ("demo.reset --from-scratch", timed([*INVOKE, "demo.reset", "--from-scratch",
-                                                 *INV], env)),
-        ]
+        rows = []
+        if args.compare_at:
+            other = Path(args.compare_at).resolve()
+            other_env = dict(env, PYTHONPATH=str(other))
+            ours, theirs = [], []
+            for _ in range(args.runs):  # taking turns: the load hits both alike
+                ours.append(timed([*INVOKE, "demo.check", *INV], env))
+                theirs.append(timed([*INVOKE, "demo.check", *INV], other_env, cwd=other))
+            rows += [("demo.check", statistics.median(ours)),
+                     (f"demo.check at {other.name}", statistics.median(theirs))]
+        else:
+            rows.append(("demo.check", median(
+                lambda: timed([*INVOKE, "demo.check", *INV], env), args.runs)))
+        if args.only == "all":
+            rows.append((f"check peer ({len(check_peer)} tasks)", median(
+                lambda: sequence(check_peer, env), args.runs)))
+        rows.append(("demo.reset", median(lambda: timed([*INVOKE, "demo.reset", *INV], env),
+                                          args.runs)))
+        if args.only == "all":
+            rows += [
+                (f"reset peer ({len(reset_peer)} tasks)", median(
+                    lambda: sequence(reset_peer, env), args.runs)),
+                ("floor: 1 SSH round trip per host, one after another (sum)", median(
+                    lambda: timed([sys.executable, "-c",
+                                   FLOOR.format(repo=str(REPO), workers=1)], env), args.runs)),
+                ("floor: 1 SSH round trip per host, all at once", median(
+                    lambda: timed([sys.executable, "-c",
+                                   FLOOR.format(repo=str(REPO), workers=10)], env),
+                    args.runs)),
+                ("demo.reset --from-scratch", timed([*INVOKE, "demo.reset", "--from-scratch",
+                                                     *INV], env)),
+            ]
     finally:
         subprocess.run([*INVOKE, "lab.down", *INV], cwd=REPO, env=env, capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -125,9 +149,10 @@ def main() -> None:
         ref = base["demo.check"] if "check" in name and "reset" not in name else base[
             "demo.reset"]
         lines.append(f"| {name} | {seconds:.2f} | {seconds / ref:.2f}x |")
-    floor = base["floor: 1 SSH round trip per host, one after another (sum)"]
-    lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
-                  f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
+    floor = base.get("floor: 1 SSH round trip per host, one after another (sum)")
+    if floor:
+        lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
+                      f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -5,7 +5,8 @@ own start-up (`inv k3s --help`: imports, no connection), to show where the rest 
 
 Run as root from the repository root, inside the lab lock:
     flock /tmp/greenroom-lab.lock python3 bench/k3s/bench_k3s.py [--runs 5]
-Brings the lab up (hosts/lab.yaml), converges k3s once (not timed), then alternates no-op
+Compiles greenroom's modules to bytecode first (as bench/fleet does), brings the lab up
+(hosts/lab.yaml), converges k3s once (not timed), then alternates no-op
 `inv k3s` runs and floor runs; prints medians and the ratio; takes the lab down at the end.
 """
 
@@ -49,6 +50,10 @@ def main() -> None:
     from runbooks.lab.access import lab_access, plug_in
 
     plug_in()  # as tasks.py does: inventories may describe the lab (its `lab:` keys)
+    # greenroom's modules compiled once, as pip does for installed packages (the floor's
+    # Fabric has its .pyc; `inv` never writes them): no timed run compiles source
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "runbooks"),
+                    str(REPO / "tasks.py"), str(REPO / "bench")], check=True)
     tmp = tempfile.mkdtemp(prefix="bench-k3s-")
     env = dict(os.environ, KUBECONFIG=f"{tmp}/kubeconfig", PYTHONPATH=str(REPO))
     inventory = load_inventory(REPO / "hosts/lab.yaml")

@@ -11,8 +11,8 @@ host's session, so they work through `via` jumps too. Manifests travel on stdin 
     kube.get("nodes")                                 # -> parsed JSON (List or object)
     kube.wait("node", condition="Ready", all_=True, timeout=120)
 
-`Manifests` is the step form: it reads the objects (one fact each, all in the batch round
-trip) and applies only when one is missing or differs from what is wanted, so a converged
+`Manifests` is the step form: it reads the objects (one kubectl per namespace, in the batch
+round trip) and applies only when one is missing or differs from what is wanted, so a converged
 cluster gets no apply at all.
 """
 
@@ -186,8 +186,33 @@ def node_status(node: Mapping[str, Any]) -> dict[str, Any]:
             "ip": addresses.get("InternalIP"), "roles": roles}
 
 
+def api_group(doc: Mapping[str, Any]) -> str:
+    """The API group of an object (`apps` of `apps/v1`; "" for the core group)."""
+    return str(doc.get("apiVersion", "")).rpartition("/")[0]
+
+
+def items_of(fact: FactResult) -> list[dict[str, Any]] | None:
+    """The objects a `kubectl get ... -o json` fact read (a List or one object; none when
+    it printed nothing), or None when it failed or printed something else."""
+    body = live_object(fact)
+    if body is None:
+        return [] if fact.ok and not fact.out.strip() else None
+    if not isinstance(body, dict):
+        return None
+    if body.get("kind") == "List" or ("items" in body and "kind" not in body):
+        return [i for i in body.get("items") or [] if isinstance(i, dict)]
+    return [body]
+
+
 class Manifests(Step):
-    """Ensure objects exist as the manifests say (applied only when one differs)."""
+    """Ensure objects exist as the manifests say (applied only when one differs).
+
+    The objects are read with one `kubectl get KIND/NAME ... --ignore-not-found -o json` per
+    namespace (cluster-scoped objects ride along with the first), not one call per object:
+    each kubectl is a process start and an API round trip, and a manifest has dozens of
+    objects. A read that fails (the API down, a kind not served yet) counts every object it
+    names as missing, as a failed read of one object did before.
+    """
 
     def __init__(self, name: str, docs: Sequence[Mapping[str, Any]],
                  prefix: str = "k3s kubectl", retry_for: float = 60) -> None:
@@ -196,15 +221,51 @@ class Manifests(Step):
         self.prefix = prefix
         self.retry_for = retry_for
 
+    def groups(self) -> dict[str, list[int]]:
+        """Namespace ("" when none is namespaced) -> indexes of the docs read in its call."""
+        spaces: dict[str, list[int]] = {}
+        cluster_wide = []
+        for index, doc in enumerate(self.docs):
+            if NAMESPACED.get(str(doc.get("kind", "")), True):
+                namespace = str((doc.get("metadata") or {}).get("namespace") or "default")
+                spaces.setdefault(namespace, []).append(index)
+            else:
+                cluster_wide.append(index)
+        if cluster_wide:
+            first = next(iter(spaces), "")
+            spaces[first] = sorted(spaces.get(first, []) + cluster_wide)
+        return spaces
+
     def facts(self) -> Mapping[str, str]:
         kube = Kubectl(_NoSession(), self.prefix)
-        return {str(i): kube.command(["get", *object_ref(doc), "-o", "json"])
-                for i, doc in enumerate(self.docs)}
+        out = {}
+        for namespace, indexes in self.groups().items():
+            refs = []
+            for index in indexes:
+                kind_group, name = object_ref(self.docs[index])[:2]
+                refs.append(f"{kind_group}/{name}")
+            args = ["get", *refs] + (["-n", namespace] if namespace else [])
+            out[f"objects {namespace or '-'}"] = kube.command(
+                [*args, "--ignore-not-found", "-o", "json"])
+        return out
+
+    def live(self, facts: Mapping[str, FactResult]) -> list[Any]:
+        """Each doc's object as the cluster has it (None: missing or unreadable), in order."""
+        current: list[Any] = [None] * len(self.docs)
+        for namespace, indexes in self.groups().items():
+            items = items_of(facts[f"objects {namespace or '-'}"]) or []
+            for index in indexes:
+                doc = self.docs[index]
+                name = (doc.get("metadata") or {}).get("name")
+                current[index] = next(
+                    (item for item in items
+                     if item.get("kind") == doc.get("kind") and api_group(item) == api_group(doc)
+                     and (item.get("metadata") or {}).get("name") == name), None)
+        return current
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         stale = []
-        for index, doc in enumerate(self.docs):
-            current = live_object(facts[str(index)])
+        for doc, current in zip(self.docs, self.live(facts), strict=True):
             wanted = {k: v for k, v in doc.items() if k != "status"}
             if current is None or not contains(current, wanted):
                 meta = doc.get("metadata") or {}

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runbooks.common.bgp import metallb_of, routers_of
-from runbooks.common.kubectl import Manifests, live_object, load_manifests, object_ref
+from runbooks.common.kubectl import Manifests, load_manifests, object_ref
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
@@ -72,8 +72,7 @@ class CustomResources(Manifests):
         if not changes:
             return []
         diffs = []
-        for index, doc in enumerate(self.docs):
-            current = live_object(facts[str(index)])
+        for doc, current in zip(self.docs, self.live(facts), strict=True):
             wanted = {k: v for k, v in doc.items() if k != "status"}
             before = None if current is None else yaml.safe_dump(
                 _hide_secrets(_pruned(current, wanted)), sort_keys=False)

@@ -100,7 +100,39 @@ def test_contains(current: dict, wanted: dict, expected: bool) -> None:
 def test_manifest_facts_read_every_object(tmp_path: Path) -> None:
     step = Manifests("x", MANIFEST["items"], prefix="k3s kubectl")
     facts = step.facts()
-    assert len(facts) == 5
-    assert facts["2"] == "k3s kubectl get deployment.apps controller -n metallb-system -o json"
-    assert facts["0"] == "k3s kubectl get namespace metallb-system -o json"
+    # one kubectl for the namespace, the cluster-scoped objects riding along
+    assert list(facts) == ["objects metallb-system"]
+    command = facts["objects metallb-system"]
+    assert command.startswith("k3s kubectl get namespace/metallb-system ")
+    assert "deployment.apps/controller" in command
+    assert command.endswith(" -n metallb-system --ignore-not-found -o json")
     assert json.loads(json.dumps(MANIFEST))  # the List travels as JSON
+
+
+def test_manifests_step_reads_each_object_from_one_call(cluster: Cluster) -> None:  # noqa: F811
+    """Half the objects there, one of them changed, one missing: each judged on its own."""
+    kubectl, session = kube(cluster)
+    docs = MANIFEST["items"]
+    kubectl.apply(docs[:2])
+    step = Manifests("x", docs, prefix=kubectl.prefix)
+    facts = gather(session, step.facts())
+    assert len(facts) == 1
+    live = step.live(facts)
+    assert [obj is not None for obj in live] == [True, True] + [False] * (len(docs) - 2)
+    assert live[0]["metadata"]["name"] == "metallb-system"
+    (change,) = step.plan(facts)
+    assert "Namespace/" not in change.summary and "(missing)" in change.summary
+
+
+@pytest.mark.parametrize("out, rc, expect", [
+    pytest.param('{"kind": "List", "items": [{"kind": "A"}]}', 0, [{"kind": "A"}], id="list"),
+    pytest.param('{"kind": "A"}', 0, [{"kind": "A"}], id="one-object"),
+    pytest.param("", 0, [], id="nothing-found"),
+    pytest.param("error: the server doesn't have a resource type", 1, None, id="failed"),
+    pytest.param("not json", 0, None, id="garbage"),
+])
+def test_items_of(out: str, rc: int, expect: object) -> None:
+    from runbooks.common.kubectl import items_of
+    from runbooks.core.facts import FactResult
+
+    assert items_of(FactResult(rc, out)) == expect

@@ -54,7 +54,9 @@ def test_cr_diff_in_check_mode_hides_secret_values() -> None:
     current_pool = json.loads(json.dumps(POOL))
     current_pool["spec"]["addresses"] = ["192.168.30.0/28"]
     current_pool["metadata"]["uid"] = "1234"  # added by the API: not a difference
-    changes = step.plan({"0": MISSING, "1": _ok(current_pool)})
+    # one kubectl reads both (one namespace); the Secret is not there yet
+    changes = step.plan({"objects metallb-system": _ok({"kind": "List",
+                                                        "items": [current_pool]})})
     assert len(changes) == 1
     diff = changes[0].diff
     assert "-  - 192.168.30.0/28" in diff and "+  - 192.168.20.0/28" in diff
@@ -66,7 +68,7 @@ def test_cr_diff_in_check_mode_hides_secret_values() -> None:
 def test_cr_converged_means_no_change() -> None:
     step = CustomResources("CRs", [POOL], prefix="k3s kubectl", retry_for=10)
     current = dict(POOL, status={}, metadata=dict(POOL["metadata"], uid="1"))
-    assert step.plan({"0": _ok(current)}) == []
+    assert step.plan({"objects metallb-system": _ok(current)}) == []
 
 
 def test_microk8s_addon_enabled_is_refused_with_the_reason() -> None:
