@@ -324,6 +324,11 @@ def up_plan(ctx: HostContext) -> Plan:
     plan.add(
         Packages([UNIT, "curl"]),
         Directory(STORAGE, mode="755", owner=UNIT, group=UNIT),
+        # the package owns only the top directory: a tree restored (or seeded) as root, or
+        # from a machine where the user had another uid, reads fine but refuses every push
+        # (HTTP 500, no upload location)
+        Command(f"Ensure {UNIT} owns everything in {STORAGE}",
+                f"chown -R {UNIT}:{UNIT} {STORAGE}", only_if=not_owned_by(STORAGE, UNIT)),
         File(CONFIG, config, mode="644"),
         File(DROP_IN, drop_in, mode="644"),
         Command(f"Ensure systemd has read {UNIT}'s drop-in", "systemctl daemon-reload",
@@ -336,6 +341,14 @@ def up_plan(ctx: HostContext) -> Plan:
                         unit_running(UNIT)),
     )
     return plan
+
+
+def not_owned_by(path: str, user: str) -> str:
+    """A shell test: exits 0 when anything under `path` is not owned by `user` and its
+    group (exits non-zero when all is, and when the user or the path does not exist)."""
+    q = shlex.quote
+    return (f"find {q(path)} \\( ! -user {q(user)} -o ! -group {q(user)} \\) -print -quit "
+            "2>/dev/null | grep -q .")
 
 
 # -- registry.trust --------------------------------------------------------------------------

@@ -262,6 +262,7 @@ def test_a_stopped_speaker_shows_in_the_probe_and_the_runbook_restarts_it(lab, s
 
 def test_bird_as_the_router_learns_the_same_routes(lab, site):
     """The second router kind, live: edge made afresh with kind bird (Debian's bird2)."""
+    from runbooks.common.bgp_state import bird_sessions
     from runbooks.router.plan import RUNBOOK as ROUTER
 
     tmp, inventory = site
@@ -278,6 +279,13 @@ def test_bird_as_the_router_learns_the_same_routes(lab, site):
     assert lab.exec("edge", "command -v vtysh").returncode != 0  # no FRR on this router
     assert wait_until(lambda: LB_IP in lab.exec("edge", "ip route show proto bird").stdout,
                       timeout=60), sh(lab, "edge", "birdc show protocols")
+    # one route is there as soon as one node's session is up; the speakers whose FRR peer
+    # went away retry after their error wait (up to 30 s): every session, then the check
+    def all_established() -> bool:
+        states = bird_sessions(lab.exec("edge", "birdc show protocols").stdout)
+        return sorted(states) == sorted(NODES) and set(states.values()) == {"Established"}
+
+    assert wait_until(all_established, timeout=90), sh(lab, "edge", "birdc show protocols")
     checked = inv_task("metallb.check", inventory=birdy)
     text = checked.stdout + checked.stderr
     assert checked.returncode == 0, text
