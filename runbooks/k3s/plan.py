@@ -237,7 +237,7 @@ def ready_plan(ctx: HostContext) -> Plan:
 
 def together_plan(ctx: HostContext) -> Plan:
     """`inv k3s`'s second phase: the other nodes converge while the first server waits for
-    every node Ready (one round instead of two; a node whose run fails ends the wait)."""
+    every node Ready (one round instead of two; a node whose own run fails is not waited for)."""
     if ctx.host.name == cluster_of(ctx.inventory).first_server:
         return ready_plan(ctx)
     return node_plan(ctx)

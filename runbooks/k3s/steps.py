@@ -91,12 +91,13 @@ class NodesReady(Step):
         self.failed = failed if failed is not None else {}  # node -> error, filled live
         self.name = f"Ensure nodes Ready: {', '.join(self.nodes)}"
 
-    def _given_up(self, pending: Mapping[str, str]) -> None:
-        """Stop waiting for a node whose own run failed meanwhile (it is reported there)."""
-        gone = [n for n in pending if n in self.failed]
-        if gone:
-            raise StepFailed("not Ready: " + ", ".join(
-                f"{n} (its run failed: {self.failed[n].splitlines()[0][:200]})" for n in gone))
+    def _give_up_on_failed(self, pending: dict[str, str], skipped: dict[str, str]) -> None:
+        """Stop waiting for a node whose own run failed meanwhile: that node is reported on
+        its own row, and this host goes on waiting for the others (a failing host never
+        stops the others)."""
+        for name in [n for n in pending if n in self.failed]:
+            del pending[name]
+            skipped[name] = self.failed[name].splitlines()[0][:200]
 
     def facts(self) -> Mapping[str, str]:
         return {"nodes": f"{self.kubectl} get nodes -o json"}
@@ -121,15 +122,22 @@ class NodesReady(Step):
                            + ", ".join(f"{n} ({w})" for n, w in pending.items()))]
         started = time.monotonic()
         command = f"{self.kubectl} get nodes -o json"
+        skipped: dict[str, str] = {}
+        self._give_up_on_failed(pending, skipped)
         while pending and time.monotonic() - started < self.timeout:
-            self._given_up(pending)
             time.sleep(1.0)
             done = self.ctx.session.run(command)
             if done.ok:
-                pending = self._pending(done.stdout)
+                pending = {n: why for n, why in self._pending(done.stdout).items()
+                           if n not in skipped}
+            self._give_up_on_failed(pending, skipped)
         if pending:
             raise StepFailed(self._timeout_message(pending))
         waited = time.monotonic() - started
+        if skipped:
+            return [Change(f"waited {waited:.0f} s until every node was Ready but "
+                           + ", ".join(f"{n} (its own run failed: {why})"
+                                       for n, why in skipped.items()), DONE)]
         return [Change(f"waited {waited:.0f} s until every node was Ready", DONE)]
 
     def _timeout_message(self, pending: Mapping[str, str]) -> str:
