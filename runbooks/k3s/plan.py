@@ -149,6 +149,33 @@ def wait_node(ctx: HostContext, first: Host, version: str, timeout: float) -> No
                      f"{cfg.unit_name(ctx.host)}` on it")
 
 
+class ReadyOnVersion(Step):
+    """Ensure this node is Ready on the pinned version (an upgrade's first server, before the
+    rollout goes on to the next node)."""
+
+    verify = False
+
+    def __init__(self, ctx: HostContext, version: str, timeout: float) -> None:
+        self.ctx, self.version, self.timeout = ctx, version, timeout
+        self.name = f"Ensure {ctx.host.name} is Ready on {version} before the next node"
+
+    def facts(self) -> Mapping[str, str]:
+        return {}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if not self.ctx.check:
+            wait_node(self.ctx, self.ctx.host, self.version, self.timeout)
+        return []
+
+
+def first_ready_plan(ctx: HostContext) -> Plan:
+    """An upgrade's second phase, on the first server: Ready on the new version."""
+    plan = Plan()
+    plan.add(ReadyOnVersion(ctx, cluster_of(ctx.inventory).version,
+                            float(ctx.options.get("timeout", 180))))
+    return plan
+
+
 def token_from(ctx: HostContext, first: Host) -> str | None:
     """The first server's join token, read over its own session (waiting while it starts);
     None in check mode when it has none yet."""
@@ -263,6 +290,7 @@ def whole_plan(ctx: HostContext) -> Plan:
 
 NODES = Runbook("k3s", (SERVER, AGENT), node_plan)
 READY = Runbook("k3s.ready", (SERVER,), ready_plan)
+FIRST_READY = Runbook("k3s.upgrade", (SERVER,), first_ready_plan)
 TOGETHER = Runbook("k3s", (SERVER, AGENT), together_plan)
 WHOLE = Runbook("k3s", (SERVER, AGENT), whole_plan)
 RUNBOOK = NODES  # demo.rehearse: one pass (agents read the token over the server's session)

@@ -107,7 +107,7 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
     from runbooks.common.kubeconfig import kubeconfig_path
     from runbooks.core.runner import select_hosts, write_report
     from runbooks.k3s.distribute import RUNBOOK as GATEWAY
-    from runbooks.k3s.plan import NODES, READY, TOGETHER, WHOLE, rollout_order
+    from runbooks.k3s.plan import FIRST_READY, NODES, READY, TOGETHER, WHOLE, rollout_order
     from runbooks.k3s.run import converged_already, run_phases
 
     inv = load_inventory_or_exit(c, inventory)
@@ -136,7 +136,10 @@ def converge(c: Context, inventory: str | None = None, host: str | None = None,
         print(f"upgrade to {cluster.version}: one node at a time, each Ready before the next:"
               f" {' -> '.join(order)}")
         options["upgrade"] = True
-        return [*[(NODES, [inv.hosts[n]], 1) for n in order[1:]], (READY, [first], 0)]
+        # the first server restarted in the first phase: Ready on the new version before
+        # the next node stops (its own restart only waited for the unit to start)
+        return [(FIRST_READY, [first], 0), *[(NODES, [inv.hosts[n]], 1) for n in order[1:]],
+                (READY, [first], 0)]
 
     registry = getattr(inv, "registry", None)
     gateway = [inv.hosts[registry.host]] if registry and registry.host in inv.hosts else []

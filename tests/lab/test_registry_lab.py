@@ -270,10 +270,19 @@ def test_trust_other_runtimes_files_written_restart_skipped(board):
     lab = board
     sh(lab, BOARD, "mkdir -p /etc/docker && echo '{\"log-driver\": \"journald\"}' > "
                    f"{trust.DOCKER_DAEMON_JSON}")
+    # the files start absent whatever the tests before left (tests/lab/test_k3s.py writes
+    # registries.yaml through this same step); whether a runtime's unit is installed depends
+    # on them too: an installed one is restarted, a missing one skipped, saying so
+    sh(lab, BOARD, f"rm -rf {trust.K3S_REGISTRIES} {trust.MICROK8S_CERTS_DIR}")
+    installed = {runtime: [u for u in trust.RESTART_UNITS[runtime]
+                           if lab.exec(BOARD, f"systemctl cat {u}").returncode == 0]
+                 for runtime in ("k3s", "microk8s", "docker")}
     result, out = run(lab, TRUST, BOARD, runtimes="k3s,microk8s,docker")
     assert result.ok, out
-    for runtime in ("k3s", "microk8s", "docker"):
-        assert f"restart of {runtime} skipped" in out
+    for runtime, units in installed.items():
+        assert f"handler: restart {runtime}" in out, out
+        assert (f"restart of {runtime} skipped" in out) is (not units), (runtime, units, out)
+    assert not installed["microk8s"] and not installed["docker"]  # never on a lab board
     daemon = json.loads(sh(lab, BOARD, f"cat {trust.DOCKER_DAEMON_JSON}"))
     assert daemon == {"log-driver": "journald", "insecure-registries": [EP],
                       "registry-mirrors": [URL]}  # Docker mirrors Docker Hub only
