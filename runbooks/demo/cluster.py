@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from runbooks.core.readonly import Check
 from runbooks.demo.workloads import CLUSTER_ROLES, cluster_host
 
 ROLES = CLUSTER_ROLES
 NAMESPACE = "kube-system"
 KUBECTL = {"k3s-server": "k3s kubectl", "microk8s": "microk8s kubectl"}
 KEY = "demo.cluster/system"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 def kubectl_of(host: Any) -> str:
