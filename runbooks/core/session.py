@@ -229,7 +229,13 @@ def _open_channel(transport: paramiko.Transport, timeout: float = 10.0) -> param
     """A new session channel. The host counts our channels that are still closing (it frees
     one only when our CLOSE reaches it), so even below MAX_CHANNELS it may refuse with
     "open failed" (too many sessions): the command has not started, and we open again once
-    one of those closes are through (within `timeout`)."""
+    one of those closes are through (within `timeout`).
+
+    Opens on one connection go one at a time: paramiko keeps a single "last error" per
+    connection, which the refused open reads back to raise its ChannelException; with two
+    refusals at once, one open took both and the other found none and raised a bare
+    SSHException("Unable to open channel."), which is no refusal and was never retried (16
+    commands at once on a loaded machine failed that way)."""
     import time
 
     import paramiko
@@ -237,12 +243,27 @@ def _open_channel(transport: paramiko.Transport, timeout: float = 10.0) -> param
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return transport.open_session(timeout=timeout)
+            with _opening_lock(transport):
+                return transport.open_session(timeout=timeout)
         except paramiko.ChannelException as exc:
             if exc.code != paramiko.common.OPEN_FAILED_CONNECT_FAILED or \
                     time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+OPENING_LOCK_ATTRIBUTE = "greenroom_opening_lock"
+_OPENING_LOCKS_GUARD = threading.Lock()
+
+
+def _opening_lock(transport: paramiko.Transport) -> threading.Lock:
+    """The lock that lets one channel open at a time on `transport` (made on first use)."""
+    with _OPENING_LOCKS_GUARD:
+        lock = getattr(transport, OPENING_LOCK_ATTRIBUTE, None)
+        if lock is None:
+            lock = threading.Lock()
+            setattr(transport, OPENING_LOCK_ATTRIBUTE, lock)
+        return cast(threading.Lock, lock)
 
 
 def _send_stdin(channel: paramiko.Channel, data: bytes) -> None:
