@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from runbooks.core.facts import Fact, FactResult
 
 
+def succeeded(result: FactResult) -> bool:
+    """The parser of a yes/no fact: the command's exit status (`test -e PATH`, `command -v X`)."""
+    return result.ok
+
+
 def parse_containerd_version(text: str) -> tuple[int, int] | None:
     """`containerd --version` or an apt version ("1.6.20~ds1-1") -> (major, minor)."""
     for token in text.split():

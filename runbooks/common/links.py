@@ -36,6 +36,7 @@ class LinkInfo:
     up: bool = False  # administratively up (flag UP)
     operstate: str = "DOWN"
     addresses: tuple[IPv4Interface, ...] = ()
+    master: str | None = None  # the bridge (or bond) this interface is a port of
 
 
 def parse_link(name: str, result: FactResult) -> LinkInfo:
@@ -60,7 +61,7 @@ def parse_link(name: str, result: FactResult) -> LinkInfo:
     return LinkInfo(
         name=name, exists=True, kind=kind, vlan_id=vlan_id, parent=entry.get("link"),
         up="UP" in entry.get("flags", ()), operstate=str(entry.get("operstate", "UNKNOWN")),
-        addresses=addresses,
+        addresses=addresses, master=entry.get("master"),
     )
 
 

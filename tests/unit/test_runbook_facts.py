@@ -1,0 +1,119 @@
+"""Named facts of one runbook each (the gateway's neighbour probe, metallb's HTTP fetch from a
+client): their pure parsers as tables, and the HTTP fetch's command run by a real shell
+against a server on loopback."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from runbooks.core.facts import FactResult, prepare
+from runbooks.dell_gateway.prune import neighbours_fact
+from runbooks.metallb.health import HttpAnswer, http_answer, parse_http_answer
+
+IPS = [IPv4Address("192.168.10.26"), IPv4Address("192.168.10.27")]
+NEIGHBOURS = neighbours_fact("eth1.100", IPS)
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    pytest.param(FactResult(0, "192.168.10.26 lladdr 02:00:00:00:00:26 REACHABLE\n"
+                               "192.168.10.27 FAILED\n"),
+                 {IPS[0]: ("02:00:00:00:00:26", "REACHABLE"), IPS[1]: (None, "FAILED")},
+                 id="one-answers-one-failed"),
+    pytest.param(FactResult(0, ""), {}, id="empty-table"),
+    pytest.param(FactResult(0, "fe80::1 lladdr 02:00:00:00:00:01 STALE\n"), {},
+                 id="not-ipv4-skipped"),
+    # a table printed although the command failed: what it shows is still read
+    pytest.param(FactResult(1, "192.168.10.26 lladdr 02:00:00:00:00:26 DELAY\n"),
+                 {IPS[0]: ("02:00:00:00:00:26", "DELAY")}, id="failed-with-table"),
+    pytest.param(FactResult(1, ""), None, id="unreadable"),
+])
+def test_neighbour_probe_parser(result, wanted):
+    assert NEIGHBOURS.parse(result) == wanted
+
+
+def test_neighbour_probe_pings_every_lease_then_lists_the_interface():
+    command = NEIGHBOURS.command
+    assert [f"-I eth1.100 {ip}" in command for ip in IPS] == [True, True]
+    assert command.endswith("wait; ip -4 neigh show dev eth1.100")
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    pytest.param(FactResult(0, "200"), HttpAnswer(True, "200"), id="answered"),
+    pytest.param(FactResult(22, "503curl: (22) The requested URL returned error: 503\n"),
+                 HttpAnswer(False, "503curl: (22) The requested URL returned error: 503"),
+                 id="server-error"),
+    pytest.param(FactResult(28, ""), HttpAnswer(False, "no reply"), id="silent-timeout"),
+    pytest.param(FactResult(7, "x" * 300), HttpAnswer(False, "x" * 120), id="long-error-tail"),
+])
+def test_http_answer_parser(result, wanted):
+    assert parse_http_answer(result) == wanted
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        self.send_response(200 if self.path == "/" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """An HTTP server on loopback answering 200 at /; yields "127.0.0.1:PORT"."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Ok)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_fact(command: str, path: str | None = None) -> FactResult:
+    """Run a fact's command the way a batch does (sh), optionally with only PATH."""
+    env = dict(os.environ, PATH=path) if path is not None else None
+    done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
+                          env=env, timeout=30)
+    return FactResult(done.returncode, done.stdout)
+
+
+@pytest.fixture
+def python_only(tmp_path: Path) -> str:
+    """A PATH with python3 and nothing else (a host without curl)."""
+    (tmp_path / "python3").symlink_to(sys.executable)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("tool", ["curl", "python"])
+def test_http_answer_on_a_real_shell(web, tool, python_only):
+    path = python_only if tool == "python" else None
+    assert http_answer(web).parse(run_fact(http_answer(web).command, path)) == HttpAnswer(
+        True, "200")
+    closed = f"127.0.0.1:{free_port()}"
+    answer = http_answer(closed).parse(run_fact(http_answer(closed).command, path))
+    assert not answer.ok and answer.detail != "no reply"  # says why: connection refused
+
+
+def test_http_answers_of_one_address_asked_twice_fetch_once():
+    fact = http_answer("192.168.10.240")
+    script, parse = prepare({"client": fact.command, "path": fact.command})
+    assert script.count("http://192.168.10.240/") == 2  # curl's and python's, once each
+    marker = script.split('printf "\\n')[1].split(" %s")[0]
+    results = parse(f"200\n{marker} 0\n")
+    assert fact.read(results, "client") == fact.read(results, "path") == HttpAnswer(True, "200")
