@@ -1,6 +1,7 @@
 """Named facts of one runbook each (the gateway's neighbour probe, metallb's HTTP fetch from a
-client): their pure parsers as tables, and the HTTP fetch's command run by a real shell
-against a server on loopback."""
+client and its microk8s addon probe, microk8s's status, snap, nodes and join marker): their
+pure parsers as tables, and the HTTP fetch's command run by a real shell against a server on
+loopback."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ import pytest
 from runbooks.core.facts import FactResult, prepare
 from runbooks.dell_gateway.prune import neighbours_fact
 from runbooks.metallb.health import HttpAnswer, http_answer, parse_http_answer
+from runbooks.metallb.plan import MICROK8S_METALLB_ADDON
+from runbooks.microk8s.plan import (
+    ADDONS,
+    CLUSTERED_HERE,
+    HIGH_AVAILABILITY,
+    NODES,
+    SNAP_NOTES,
+    ready_fact,
+)
 
 IPS = [IPv4Address("192.168.10.26"), IPv4Address("192.168.10.27")]
 NEIGHBOURS = neighbours_fact("eth1.100", IPS)
@@ -117,3 +127,49 @@ def test_http_answers_of_one_address_asked_twice_fetch_once():
     marker = script.split('printf "\\n')[1].split(" %s")[0]
     results = parse(f"200\n{marker} 0\n")
     assert fact.read(results, "client") == fact.read(results, "path") == HttpAnswer(True, "200")
+
+
+ADDONS_SHORT = "core/dns: enabled\ncore/ingress: disabled\ncommunity/argocd: disabled\n"
+
+
+@pytest.mark.parametrize(("fact", "result", "wanted"), [
+    pytest.param(ADDONS, FactResult(0, ADDONS_SHORT),
+                 {"dns": True, "ingress": False, "argocd": False}, id="addons"),
+    pytest.param(ADDONS, FactResult(0, "microk8s is not running\n"), {}, id="addons-not-running"),
+    pytest.param(ADDONS, FactResult(1, ADDONS_SHORT), {}, id="addons-failed"),
+    pytest.param(SNAP_NOTES, FactResult(0, "held\n"), "held", id="snap-held"),
+    pytest.param(SNAP_NOTES, FactResult(0, "-\n"), "-", id="snap-not-held"),
+    pytest.param(SNAP_NOTES, FactResult(0, "\n"), None, id="no-snap"),  # awk prints nothing
+    pytest.param(SNAP_NOTES, FactResult(127, ""), None, id="no-snapd"),
+    pytest.param(NODES, FactResult(0, "mk0   Ready    <none>   3d   v1.29.4\n"
+                                      "mk1   NotReady <none>   3d   v1.29.4\n"),
+                 {"mk0": "Ready", "mk1": "NotReady"}, id="nodes"),
+    pytest.param(NODES, FactResult(1, "mk0 Ready\n"), {}, id="nodes-failed"),
+    pytest.param(HIGH_AVAILABILITY, FactResult(0, "microk8s is running\nhigh-availability: yes\n"),
+                 "yes", id="ha-yes"),
+    pytest.param(HIGH_AVAILABILITY, FactResult(0, "microk8s is running\n"), None, id="ha-unsaid"),
+    pytest.param(HIGH_AVAILABILITY, FactResult(1, "high-availability: yes\n"), None,
+                 id="ha-failed"),
+    pytest.param(CLUSTERED_HERE, FactResult(0, ""), True, id="clustered"),
+    pytest.param(CLUSTERED_HERE, FactResult(1, ""), False, id="not-clustered"),
+    pytest.param(ready_fact(30), FactResult(0, ""), True, id="ready"),
+    pytest.param(ready_fact(30), FactResult(1, ""), False, id="not-ready"),
+    pytest.param(MICROK8S_METALLB_ADDON, FactResult(0, "enabled\n"), True, id="metallb-addon-on"),
+    pytest.param(MICROK8S_METALLB_ADDON, FactResult(0, "disabled\n"), False,
+                 id="metallb-addon-off"),
+    pytest.param(MICROK8S_METALLB_ADDON, FactResult(127, "enabled\n"), False,
+                 id="no-microk8s"),
+])
+def test_microk8s_fact_parsers(fact, result, wanted):
+    assert fact.parse(result) == wanted
+
+
+def test_the_addon_list_is_one_command_for_both_steps_that_read_it():
+    from runbooks.microk8s.plan import Addons, AddonsEnabled
+
+    cluster = type("C", (), {"addons": (), "nodes": (), "workers": ()})()
+    commands = {**{f"a.{k}": c for k, c in Addons(cluster).facts().items()},  # type: ignore
+                **{f"b.{k}": c for k, c in AddonsEnabled(cluster).facts().items()}}  # type: ignore
+    script, _ = prepare(commands)
+    assert script.count("microk8s status --format short") == 1
+    assert ready_fact(30).command.endswith("--wait-ready --timeout 30 >/dev/null")
