@@ -42,6 +42,17 @@ CONTAINERD_VERSION = Fact(
 CONTAINERD_INSTALLED = Fact("containerd_installed", "containerd --version", _containerd_version)
 
 
+def _architecture(result: FactResult) -> str | None:
+    words = result.out.split() if result.ok else []
+    return words[0] if words else None
+
+
+# The host's architecture as Debian names it (amd64, arm64, armhf; `uname -m`'s name where
+# there is no dpkg); None when neither answers
+ARCHITECTURE: Fact[str | None] = Fact(
+    "architecture", "dpkg --print-architecture || uname -m", _architecture)
+
+
 @dataclass(frozen=True)
 class Listener:
     """A listening UDP socket, as `ss -H -lunp` prints it."""

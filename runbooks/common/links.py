@@ -15,8 +15,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
+
+
+def parse_ipv4_addresses(result: FactResult) -> tuple[tuple[str, IPv4Interface], ...]:
+    """`ip -o -4 addr show` -> (interface, address) for every IPv4 address, in its order."""
+    if not result.ok:
+        return ()
+    found = []
+    for line in result.out.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[2] == "inet":
+            try:
+                found.append((words[1], IPv4Interface(words[3])))
+            except ValueError:
+                continue
+    return tuple(found)
+
+
+# Every IPv4 address on the host's interfaces (the registry's listen address, the interface
+# greenroom's own SSH session arrives on)
+IPV4_ADDRESSES: Fact[tuple[tuple[str, IPv4Interface], ...]] = Fact(
+    "ipv4_addresses", "ip -o -4 addr show", parse_ipv4_addresses)
 
 
 def link_command(name: str) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.links import IPV4_ADDRESSES
 from runbooks.common.registry import required_endpoint
 from runbooks.common.registry_trust import RUNTIMES, restart_if_installed, trust_steps
 from runbooks.core.facts import FactResult
@@ -60,16 +61,6 @@ DETECT = {
 
 # -- registry.up steps ------------------------------------------------------------------------
 
-def parse_ipv4_addresses(out: str) -> set[str]:
-    """`ip -4 -o addr show` output -> the IPv4 addresses on the host's interfaces."""
-    found = set()
-    for line in out.splitlines():
-        words = line.split()
-        if "inet" in words and words.index("inet") + 1 < len(words):
-            found.add(words[words.index("inet") + 1].split("/")[0])
-    return found
-
-
 class VlanAddress(Step):
     """Ensure the registry's listen address is on the host (dell-gateway puts it there): a
     precondition, reported in check mode and failing a real run while it is missing."""
@@ -79,10 +70,10 @@ class VlanAddress(Step):
         self.name = f"Ensure {address} is on an interface of {host}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"addrs": "ip -4 -o addr show"}
+        return {"addrs": IPV4_ADDRESSES.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if self.address in parse_ipv4_addresses(facts["addrs"].out):
+        if self.address in {str(a.ip) for _, a in IPV4_ADDRESSES.read(facts, "addrs")}:
             return []
         return [Change(f"{self.address} is not on any interface of {self.host} yet; the "
                        "registry listens on the VLAN address: run `inv dell-gateway` first "
