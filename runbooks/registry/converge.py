@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.facts import succeeded
 from runbooks.common.links import IPV4_ADDRESSES
 from runbooks.common.registry import required_endpoint
 from runbooks.common.registry_trust import RUNTIMES, restart_if_installed, trust_steps
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
     Action,
@@ -50,13 +51,15 @@ CONFIG = "/etc/docker/registry/config.yml"
 DROP_IN = f"/etc/systemd/system/{UNIT}.service.d/greenroom.conf"
 STORAGE = "/var/lib/docker-registry"
 NODE_ROLES = ("pi", "k3s-server", "k3s-agent", "microk8s")
-DETECT = {
+# Which container runtimes a node has (the registry's trust is written for each), by name
+RUNTIME_PRESENT: dict[str, Fact[bool]] = {name: Fact(f"runtime {name}", command, succeeded)
+                                          for name, command in {
     "containerd": "command -v containerd || [ -d /etc/containerd ]",
     "k3s": "[ -d /etc/rancher/k3s ] || command -v k3s",
     "microk8s": "[ -d /var/snap/microk8s ]",
     # /etc/docker alone is not enough: the docker-registry package creates it too.
     "docker": "[ -e /etc/docker/daemon.json ] || command -v dockerd || command -v docker",
-}
+}.items()}
 
 
 # -- registry.up steps ------------------------------------------------------------------------
@@ -354,8 +357,8 @@ def chosen_runtimes(ctx: HostContext, option: str | None) -> list[str]:
             raise StepFailed(f"--runtimes {text!r}: unknown {', '.join(unknown) or 'list'}; "
                              f"use auto or a comma list of {', '.join(RUNTIMES)}")
         return names
-    found = ctx.gather(DETECT)
-    names = [n for n in RUNTIMES if found[n].ok]
+    found = ctx.gather({name: fact.command for name, fact in RUNTIME_PRESENT.items()})
+    names = [n for n in RUNTIMES if RUNTIME_PRESENT[n].read(found, n)]
     if "k3s" not in names and any(r.startswith("k3s-") for r in ctx.host.roles):
         names.insert(1 if "containerd" in names else 0, "k3s")
     return names

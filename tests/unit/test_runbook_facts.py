@@ -173,3 +173,29 @@ def test_the_addon_list_is_one_command_for_both_steps_that_read_it():
     script, _ = prepare(commands)
     assert script.count("microk8s status --format short") == 1
     assert ready_fact(30).command.endswith("--wait-ready --timeout 30 >/dev/null")
+
+
+class _Gathers:
+    """A HostContext's gather answered from a table (each command asked for must be known)."""
+
+    def __init__(self, present: set[str], roles: tuple[str, ...]) -> None:
+        self.present, self.asked = present, {}
+        self.host = type("H", (), {"roles": roles})()
+
+    def gather(self, commands):
+        self.asked = dict(commands)
+        return {key: FactResult(0 if key in self.present else 1, "") for key in commands}
+
+
+@pytest.mark.parametrize(("present", "roles", "wanted"), [
+    pytest.param({"containerd", "docker"}, ("pi",), ["containerd", "docker"], id="two-found"),
+    pytest.param(set(), ("pi",), [], id="none"),
+    # a k3s node whose k3s is not installed yet: its trust is written before the install
+    pytest.param({"containerd"}, ("pi", "k3s-agent"), ["containerd", "k3s"], id="k3s-role"),
+])
+def test_runtimes_are_detected_by_their_named_facts(present, roles, wanted):
+    from runbooks.registry.converge import RUNTIME_PRESENT, chosen_runtimes
+
+    ctx = _Gathers(present, roles)
+    assert chosen_runtimes(ctx, None) == wanted  # type: ignore[arg-type]
+    assert ctx.asked == {name: fact.command for name, fact in RUNTIME_PRESENT.items()}
