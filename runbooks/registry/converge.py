@@ -260,6 +260,30 @@ def container_differences(info: Mapping[str, Any], spec: ContainerSpec) -> list[
     return diffs
 
 
+# the docker command is installed
+DOCKER_CLI: Fact[bool] = Fact("docker command", "command -v docker", succeeded)
+
+
+def parse_inspect(result: FactResult, name: str) -> dict[str, Any] | None:
+    """`docker inspect --type container NAME` -> its object; None: no such container.
+    StepFailed when docker answers something that is not an inspect object."""
+    if not result.ok:
+        return None
+    try:
+        info = json.loads(result.out)[0]
+    except (ValueError, IndexError, KeyError) as exc:
+        raise StepFailed(f"cannot read `docker inspect {name}`: {exc}") from None
+    if not isinstance(info, dict):
+        raise StepFailed(f"cannot read `docker inspect {name}`: not an object")
+    return info
+
+
+def container_fact(name: str) -> Fact[dict[str, Any] | None]:
+    """The container `name` as `docker inspect` shows it (None: there is none)."""
+    return Fact(f"container {name}", f"docker inspect --type container {shlex.quote(name)}",
+                lambda result: parse_inspect(result, name))
+
+
 class RegistryContainer(Step):
     """Ensure the registry:2 container runs as `spec` says (runtime docker)."""
 
@@ -268,21 +292,18 @@ class RegistryContainer(Step):
         self.name = f"Ensure container {spec.name} ({spec.image}) on {spec.address}:{spec.port}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"docker": "command -v docker",
-                "inspect": f"docker inspect --type container {shlex.quote(self.spec.name)}"}
+        return {"docker": DOCKER_CLI.command,
+                "inspect": container_fact(self.spec.name).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["docker"].ok:
+        if not DOCKER_CLI.read(facts, "docker"):
             raise StepFailed("registry.runtime is docker but there is no docker command on "
                              "this host: install Docker (apt-get install docker.io), or set "
                              "registry.runtime: package in the inventory")
         run = self.spec.run_command()
-        if not facts["inspect"].ok:
+        info = container_fact(self.spec.name).read(facts, "inspect")
+        if info is None:
             return [Change(f"create container {self.spec.name}", (Action(run),))]
-        try:
-            info = json.loads(facts["inspect"].out)[0]
-        except (ValueError, IndexError, KeyError) as exc:
-            raise StepFailed(f"cannot read `docker inspect {self.spec.name}`: {exc}") from None
         diffs = container_differences(info, self.spec)
         if diffs:
             recreate = f"docker rm -f {shlex.quote(self.spec.name)} && {run}"

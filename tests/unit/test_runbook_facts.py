@@ -199,3 +199,26 @@ def test_runtimes_are_detected_by_their_named_facts(present, roles, wanted):
     ctx = _Gathers(present, roles)
     assert chosen_runtimes(ctx, None) == wanted  # type: ignore[arg-type]
     assert ctx.asked == {name: fact.command for name, fact in RUNTIME_PRESENT.items()}
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    pytest.param(FactResult(0, '[{"Name": "/greenroom-registry", "State": {"Running": true}}]'),
+                 {"Name": "/greenroom-registry", "State": {"Running": True}}, id="found"),
+    pytest.param(FactResult(1, "Error: No such container: greenroom-registry\n"), None,
+                 id="absent"),
+])
+def test_container_fact(result, wanted):
+    from runbooks.registry.converge import container_fact
+
+    fact = container_fact("greenroom-registry")
+    assert fact.command == "docker inspect --type container greenroom-registry"
+    assert fact.parse(result) == wanted
+
+
+@pytest.mark.parametrize("out", ["not json", "[]", "[1]"], ids=["garbage", "empty", "no-object"])
+def test_container_fact_names_an_unreadable_answer(out):
+    from runbooks.core.steps import StepFailed
+    from runbooks.registry.converge import container_fact
+
+    with pytest.raises(StepFailed, match="cannot read `docker inspect greenroom-registry`"):
+        container_fact("greenroom-registry").parse(FactResult(0, out))
