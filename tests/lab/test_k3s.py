@@ -290,7 +290,18 @@ def test_boards_pull_the_release_from_the_gateway(lab, site):
     assert again["ok"] is True and changed_steps(again) == {}
 
 
-def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
+STAMPS = "/var/lib/greenroom/artifacts"
+BINARY_STAMP = f"{STAMPS}/%2Fusr%2Flocal%2Fbin%2Fk3s"
+# other bytes of the same size in the binary, its mtime put back: only the ctime tells
+TAMPER = ("cp -p /usr/local/bin/k3s /tmp/k3s.ref && printf X | dd of=/usr/local/bin/k3s bs=1 "
+          "seek=200 count=1 conv=notrunc 2>/dev/null && touch -r /tmp/k3s.ref "
+          "/usr/local/bin/k3s && rm /tmp/k3s.ref")
+
+
+def test_a_config_change_or_tampered_binary_restarts_only_the_nodes_they_touch(lab, site):
+    """rp0's config changes; lp0's binary is changed in place with its size and mtime put
+    back (its stamp still names them: the ctime gives it away, the file is hashed and
+    replaced); rp1 is untouched and keeps running."""
     tmp, inventory = site
     text = inventory.read_text()
     (tmp / "args").mkdir(exist_ok=True)
@@ -298,14 +309,24 @@ def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
     args = "cluster:\n  server_args: {kube-apiserver-arg: [audit-log-maxage=3]}\n"
     changed.write_text(text.replace("cluster:\n", args, 1))
     shutil.copy(lock_path(inventory), lock_path(changed))
+    digest = Lock.read(lock_path(inventory)).digest("v1.34.3+k3s1", "k3s-arm64")
+    size = sh(lab, "lp0", "stat -c %s /usr/local/bin/k3s")
+    assert sh(lab, "lp0", f"cat {BINARY_STAMP}").startswith(f"{digest} {size.strip()} ")
+    sh(lab, "lp0", TAMPER)
+    assert sh(lab, "lp0", "sha256sum /usr/local/bin/k3s").split()[0] != digest
     before = main_pids(lab)
     data = run(changed, tmp / "args.json")
     assert data["ok"] is True
-    assert set(changed_steps(data)) == {"rp0"}
+    steps = changed_steps(data)
+    assert set(steps) == {"rp0", "lp0"}
+    assert [s for s in steps["lp0"] if not s.startswith("handler")] == [
+        f"Ensure /usr/local/bin/k3s is k3s-arm64 v1.34.3+k3s1 (sha256 {digest[:12]})"]
+    assert sh(lab, "lp0", "sha256sum /usr/local/bin/k3s").split()[0] == digest
     after = main_pids(lab)
-    assert after["rp0"] != before["rp0"]
-    assert {n: after[n] for n in ("rp1", "lp0")} == {n: before[n] for n in ("rp1", "lp0")}
-    assert run(changed, tmp / "args2.json")["ok"] is True
+    assert after["rp0"] != before["rp0"] and after["lp0"] != before["lp0"]
+    assert after["rp1"] == before["rp1"]
+    again = run(changed, tmp / "args2.json")
+    assert again["ok"] is True and changed_steps(again) == {}
 
 
 def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, capsys):
@@ -365,6 +386,9 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
                              "find /var/lib/rancher/k3s -type f; true").split()
         assert left == ["/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"]
         assert lab.exec(name, "pgrep -f 'k3[s] (server|agent)'").returncode == 1
+        # the kept images keep their stamp; the binary's went with it
+        assert sh(lab, name, f"ls {STAMPS}").split() == [
+            "%2Fvar%2Flib%2Francher%2Fk3s%2Fagent%2Fimages%2Fk3s-airgap-images-arm64.tar.zst"]
     contexts = subprocess.run(["kubectl", "config", "get-contexts", "-o", "name",
                                "--kubeconfig", str(tmp / "kubeconfig")], capture_output=True,
                               text=True, check=True).stdout.split()
@@ -372,6 +396,8 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r2.json"))
     again = json.loads((tmp / "r2.json").read_text())
     assert set(changed_steps(again)) == set(NODES)  # only the kept images went now
+    for name in NODES:
+        assert sh(lab, name, f"ls {STAMPS}").split() == []
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster
