@@ -48,6 +48,7 @@ DATA_DIR = Path(os.environ.get("K3S_DOUBLE_ROOT", "/")) / "var/lib/rancher/k3s"
 ETC_DIR = Path(os.environ.get("K3S_DOUBLE_ROOT", "/")) / "etc/rancher"
 NODE_GRACE = 40.0  # seconds without heartbeat before a node is NotReady (kubelet: 40 s)
 HEARTBEAT = 5.0
+JOIN_RETRY = 0.5  # an agent not joined yet tries again this soon (a server starting)
 READY_DELAY = float(os.environ.get("K3S_DOUBLE_READY_SECONDS", "6"))
 
 
@@ -956,7 +957,7 @@ def run_agent(config: dict[str, Any], roles: list[str] | None = None) -> int:
             log("error", f"Failed to validate connection to cluster at {url}: {exc}")
         except (OSError, ssl.SSLError) as exc:
             log("info", f"Waiting to retrieve agent configuration; server is not ready: {exc}")
-        stop.wait(HEARTBEAT if joined else 2.0)
+        stop.wait(HEARTBEAT if joined else JOIN_RETRY)
     if joined:
         with contextlib.suppress(Exception):
             post_node(url, ca_pem, password, {**info, "up": False})
