@@ -15,6 +15,8 @@ import shlex
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from runbooks.common.facts import ARCHITECTURE
+from runbooks.common.links import IPV4_ADDRESSES, parse_ipv4_addresses
 from runbooks.common.nat import FIREWALLD_RUNNING, Nat, PortForward, nat_steps
 from runbooks.common.reboot import RebootRequested, reboot_handler
 from runbooks.core.facts import FactResult
@@ -43,10 +45,10 @@ if TYPE_CHECKING:
 ROLE = "xen-dom0"
 DIVERTED = "/etc/grub.d/20_linux_xen"
 FACTS = {
-    "xen.os": '. /etc/os-release; echo "$VERSION_CODENAME"; dpkg --print-architecture',
+    "xen.arch": ARCHITECTURE.command,
     "xen.dummy": "[ -d /sys/module/dummy ] || grep -qs '/dummy\\.ko' "
                  "/lib/modules/$(uname -r)/modules.builtin || modinfo dummy >/dev/null 2>&1",
-    "xen.addrs": "ip -o -4 addr show",
+    "xen.addrs": IPV4_ADDRESSES.command,
     "xen.firewalld": FIREWALLD_RUNNING.command,
 }
 ARCHES = ("amd64", "arm64")
@@ -58,17 +60,13 @@ def settings_of(ctx: HostContext) -> XenSettings:
 
 def ssh_interface(host: Host, addrs: FactResult) -> str | None:
     """The interface holding the address greenroom reaches the host at (None: unknown)."""
-    for line in addrs.out.splitlines():
-        words = line.split()
-        if len(words) >= 4 and words[3].split("/")[0] == host.address:
-            return words[1]
-    return None
+    return next((name for name, address in parse_ipv4_addresses(addrs)
+                 if str(address.ip) == host.address), None)
 
 
-def packages(os_fact: FactResult) -> list[str]:
-    """The hypervisor packages of the host's release and architecture."""
-    words = os_fact.out.split()
-    arch = words[-1] if words else ""
+def packages(arch_fact: FactResult) -> list[str]:
+    """The hypervisor packages of the host's architecture."""
+    arch = ARCHITECTURE.parse(arch_fact)
     if arch not in ARCHES:
         raise StepFailed(f"Xen packages exist for {', '.join(ARCHES)} only, this host is "
                          f"{arch or 'unknown'}; remove role xen-dom0 from it")
@@ -170,7 +168,7 @@ def xen_plan(ctx: HostContext) -> Plan:
             for b in settings.private}
     plan = Plan()
     plan.add(
-        Packages([*packages(facts["xen.os"]), "ifupdown", "bridge-utils", "dnsmasq"]),
+        Packages([*packages(facts["xen.arch"]), "ifupdown", "bridge-utils", "dnsmasq"]),
         Command(f"Ensure no old dpkg-divert of {DIVERTED}",
                 f"dpkg-divert --rename --remove {DIVERTED}",
                 only_if=f"dpkg-divert --list {DIVERTED} | grep -q .", notify=("update-grub",)),

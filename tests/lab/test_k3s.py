@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from runbooks.k3s.release import Lock, lock_path
 from runbooks.k3s.tasks import check, converge, fetch, reset
 from runbooks.lab import release
 from tests.lab.conftest import LAB_INVENTORY
+from tests.support.kubeconfig import kubectl_config, users_own_kubeconfig
 
 pytestmark = pytest.mark.lab
 
@@ -45,7 +45,7 @@ def site(lab, tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
     patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
-    (tmp / "kubeconfig").write_text(OTHER_KUBECONFIG)
+    users_own_kubeconfig(tmp / "kubeconfig")
     yield tmp, inventory
     patch.undo()
     for name in NODES:
@@ -71,16 +71,6 @@ def with_k3s(text: str) -> str:
         text = text.replace(f"address: {address}\n    roles: [pi]\n",
                             f"address: {address}\n    roles: [pi, {role}]\n")
     return text
-
-
-OTHER_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: work, cluster: {server: 'https://10.9.9.9:6443'}}]
-users: [{name: work, user: {token: keep-me}}]
-contexts: [{name: work, context: {cluster: work, user: work}}]
-current-context: work
-"""
 
 
 def sh(lab, host: str, command: str) -> str:
@@ -170,10 +160,7 @@ def test_converge_installs_a_ready_cluster_without_showing_the_token(lab, site, 
 
 def test_kubeconfig_is_merged_as_kubectl_reads_it(site):
     tmp, _ = site
-    view = subprocess.run(["kubectl", "config", "view", "--raw", "-o", "json", "--kubeconfig",
-                           str(tmp / "kubeconfig")], capture_output=True, text=True,
-                          check=True, env={"HOME": str(tmp), "PATH": "/usr/bin:/bin"})
-    data = json.loads(view.stdout)
+    data = json.loads(kubectl_config(tmp / "kubeconfig", "view", "--raw", "-o", "json"))
     clusters = {c["name"]: c["cluster"]["server"] for c in data["clusters"]}
     assert clusters == {"work": "https://10.9.9.9:6443", "lab": "https://192.168.10.25:6443"}
     users = {u["name"]: u["user"] for u in data["users"]}
@@ -389,9 +376,7 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
         # the kept images keep their stamp; the binary's went with it
         assert sh(lab, name, f"ls {STAMPS}").split() == [
             "%2Fvar%2Flib%2Francher%2Fk3s%2Fagent%2Fimages%2Fk3s-airgap-images-arm64.tar.zst"]
-    contexts = subprocess.run(["kubectl", "config", "get-contexts", "-o", "name",
-                               "--kubeconfig", str(tmp / "kubeconfig")], capture_output=True,
-                              text=True, check=True).stdout.split()
+    contexts = kubectl_config(tmp / "kubeconfig", "get-contexts", "-o", "name").split()
     assert contexts == ["work"]
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r2.json"))
     again = json.loads((tmp / "r2.json").read_text())

@@ -20,7 +20,7 @@ ADDRS = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
 
 
 def facts(**over: FactResult) -> dict[str, FactResult]:
-    base = {"xen.os": FactResult(0, "bookworm\namd64\n"), "xen.dummy": FactResult(1, ""),
+    base = {"xen.arch": FactResult(0, "amd64\n"), "xen.dummy": FactResult(1, ""),
             "xen.addrs": FactResult(0, ADDRS), "xen.firewalld": FactResult(1, "")}
     base.update(over)
     return base
@@ -106,7 +106,7 @@ def test_what_the_schema_cannot_see_is_refused_before_any_change(ctx: Ctx,
 
 
 def test_an_unsupported_architecture_is_refused(ctx: Ctx):
-    ctx.answers = facts(**{"xen.os": FactResult(0, "bookworm\narmhf\n")})
+    ctx.answers = facts(**{"xen.arch": FactResult(0, "armhf\n")})
     with pytest.raises(StepFailed, match="amd64, arm64 only"):
         xen_plan(ctx)  # type: ignore[arg-type]
 
