@@ -100,6 +100,8 @@ def main() -> None:
     parser.add_argument("--compare", metavar="DIR", default=None,
                         help="another greenroom checkout (e.g. main before a change): its "
                         "no-op runs alternate with this checkout's and the floors'")
+    parser.add_argument("--repeat", type=int, default=REPEAT,
+                        help=f"no-op runs per tool, the median counts (default {REPEAT})")
     args = parser.parse_args()
     sizes = tuple(int(n) for n in args.sizes.split(","))
     ansible_sizes = {int(n) for n in args.ansible_sizes.split(",") if n}
@@ -167,7 +169,7 @@ def main() -> None:
             if args.floor_levels:
                 # alternating levels, REPEAT rounds, so load drifts hit every level alike
                 samples: dict[int, list[float]] = {lv: [] for lv in range(FLOOR_LEVELS)}
-                for _ in range(REPEAT):
+                for _ in range(args.repeat):
                     for level in range(FLOOR_LEVELS):
                         samples[level].append(timed(floor(level), cwd=HERE))
                 for level, times in samples.items():
@@ -188,7 +190,7 @@ def main() -> None:
             for tool, argv in tools.items():
                 reset(subset)
                 first = timed(argv, env=env, cwd=HERE)
-                repeat = 1 if tool == "ansible-core" else REPEAT
+                repeat = 1 if tool == "ansible-core" else args.repeat
                 # greenroom's no-op alternates with the floors (same load for the ratio
                 # the goals are about); the floors change nothing on the boards
                 paired = floors if tool == "greenroom" else {}
