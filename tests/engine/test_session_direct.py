@@ -29,6 +29,18 @@ def fabric_built(monkeypatch) -> list[str]:
     return built
 
 
+def aliased(site, name: str, alias: str, settings: str):
+    """The inventory names host `name` by `alias`, which ~/.ssh/config resolves (HostName)
+    with `settings` added; returns the loaded inventory and a Connector for it."""
+    server = site.servers[name]
+    (site.home / ".ssh" / "config").write_text(
+        f"Host {alias}\n  HostName {server.address}\n{settings}")
+    site.inventory.write_text(site.inventory.read_text().replace(
+        f"{{address: {server.address},", f"{{address: {alias},"))
+    inv = load_inventory(site.inventory)
+    return inv, Connector(inv)
+
+
 def test_a_direct_host_gets_no_fabric_connection(site, fabric_built):
     inv = load_inventory(site.inventory)
     connector = Connector(inv)
@@ -47,12 +59,7 @@ def test_the_ssh_config_names_the_host_and_its_key(site, fabric_built):
     alpha = site.servers["alpha"]
     ssh = site.home / ".ssh"
     (ssh / "id_ed25519").rename(ssh / "board_key")  # found only through IdentityFile
-    (ssh / "config").write_text(f"Host board-alpha\n  HostName {alpha.address}\n"
-                                "  IdentityFile ~/.ssh/board_key\n")
-    site.inventory.write_text(site.inventory.read_text().replace(
-        f"{{address: {alpha.address},", "{address: board-alpha,"))
-    inv = load_inventory(site.inventory)
-    connector = Connector(inv)
+    inv, connector = aliased(site, "alpha", "board-alpha", "  IdentityFile ~/.ssh/board_key\n")
     try:
         session = connector.session(inv.hosts["alpha"])
         assert isinstance(session.connection, DirectConnection)
@@ -77,13 +84,8 @@ def test_an_unknown_host_key_is_still_refused(site):
 
 def test_proxyjump_still_goes_through_fabric(site, fabric_built):
     alpha, beta = site.servers["alpha"], site.servers["beta"]
-    (site.home / ".ssh" / "config").write_text(
-        f"Host jumped-beta\n  HostName {beta.address}\n"
-        f"  ProxyJump root@{alpha.address}:{alpha.port}\n")
-    site.inventory.write_text(site.inventory.read_text().replace(
-        f"{{address: {beta.address},", "{address: jumped-beta,"))
-    inv = load_inventory(site.inventory)
-    connector = Connector(inv)
+    inv, connector = aliased(site, "beta", "jumped-beta",
+                             f"  ProxyJump root@{alpha.address}:{alpha.port}\n")
     try:
         session = connector.session(inv.hosts["beta"])
         assert isinstance(session.connection, fabric.Connection)
