@@ -10,22 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from runbooks.common.bgp import metallb_of
+from runbooks.core.readonly import Check
 from runbooks.metallb.services import PREFIX, parse_services
 
 ROLES = ("k3s-server", "microk8s")
 NAMESPACE = "metallb-system"
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = "inv metallb"
+FIX = "inv metallb"
 
 
 def _cluster(inventory: Any) -> Any:
@@ -59,20 +54,20 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     available = any(c.get("type") == "Available" and c.get("status") == "True"
                     for c in conditions or [])
     yield Check("MetalLB controller Available", available,
-                "Available" if available else "not Available (or not installed)")
+                "Available" if available else "not Available (or not installed)", FIX)
     subsets = _json(found, "metallb/webhook").get("subsets") or []
     ready = any(s.get("addresses") for s in subsets)
     yield Check("MetalLB webhook endpoints", ready,
-                "ready" if ready else "none: the webhook refuses pools and peers")
+                "ready" if ready else "none: the webhook refuses pools and peers", FIX)
     have = {p["metadata"]["name"] for p in _json(found, "metallb/pools").get("items") or []}
     wanted = [p.name for p in metallb.pools] if metallb is not None else []
     missing = [name for name in wanted if name not in have]
     yield Check("MetalLB pools", not missing,
-                f"missing: {', '.join(missing)}" if missing else ", ".join(wanted))
+                f"missing: {', '.join(missing)}" if missing else ", ".join(wanted), FIX)
     assigned = parse_services(_json(found, "metallb/services"))
     for name, addresses in sorted(assigned.addresses.items()):
-        yield Check(f"LoadBalancer IP of {name}", True, ", ".join(addresses))
+        yield Check(f"LoadBalancer IP of {name}", True, ", ".join(addresses), FIX)
     for name in assigned.pending:
-        yield Check(f"LoadBalancer IP of {name}", False, "pending: no address assigned")
+        yield Check(f"LoadBalancer IP of {name}", False, "pending: no address assigned", FIX)
     if not assigned.addresses and not assigned.pending:
-        yield Check("LoadBalancer Services", False, "none in the cluster")
+        yield Check("LoadBalancer Services", False, "none in the cluster", FIX)
