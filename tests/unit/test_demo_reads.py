@@ -68,3 +68,18 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
     assert connector.sessions["rp1"].ran == [services]
     assert reads.answered("rp0") == {services: FactResult(0, f"out of {services}")}
     reads.close_all()  # everything else is the connector's
+
+
+def test_cluster_reads_are_spread_over_lanes_beside_the_rest():
+    from runbooks.demo.check import lanes
+
+    commands = {"clock": "date +%s", "disk": "df -P -k /",
+                "a": "k3s kubectl get nodes -o json", "b": "k3s kubectl get nodes -o json",
+                "c": "k3s kubectl get pods -A -o json", "d": "k3s kubectl get ns demo",
+                "e": "microk8s kubectl get services -A -o json"}
+    batches = lanes(commands, n=3)
+    assert batches[0] == {"clock": "date +%s", "disk": "df -P -k /"}
+    assert [sorted(b) for b in batches[1:]] == [["a", "b", "e"], ["c"], ["d"]]
+    merged = {k: c for b in batches for k, c in b.items()}
+    assert merged == commands
+    assert lanes({"clock": "date +%s"}) == [{"clock": "date +%s"}]
