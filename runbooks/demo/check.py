@@ -23,6 +23,7 @@ from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
 from runbooks.demo import clock
 from runbooks.demo import cluster as cluster_probe
+from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles
 from runbooks.demo.path import PATH
 from runbooks.demo.reads import SharedReads
@@ -307,6 +308,7 @@ def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log
     """demo.check on `hosts`, in parallel; one HostReport per host, in inventory order."""
     probes = [(entry.name, probe) for entry, probe in parts("check")]
     probes.append(("demo.cluster", cluster_probe))
+    probes.append(("demo.vip", vip_probe))
     runbooks = converge_parts()
     reads = SharedReads(connector)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:

@@ -14,7 +14,7 @@ from runbooks.core import converge
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan
-from runbooks.demo import cluster
+from runbooks.demo import cluster, vip
 from runbooks.demo.check import _dry_run, converge_parts
 from runbooks.demo.path import PATH, path_plan
 from runbooks.demo.verdict import HostReport
@@ -132,3 +132,34 @@ def test_a_read_only_run_with_nothing_to_read_says_nothing():
     _dry_run(SITE.hosts["laptop"], SITE, None, None, "answers",
              Runbook("demo.path", ("client",), lambda ctx: Plan()), report, lambda _t: None)
     assert report.verdicts == []
+
+
+def cluster_site(distribution="k3s", vip="192.168.10.25"):
+    return SimpleNamespace(hosts=SITE.hosts, sections={"cluster": SimpleNamespace(
+        distribution=distribution, vip=vip)})
+
+
+@pytest.mark.parametrize("site", [
+    pytest.param(SITE, id="no-cluster"),
+    pytest.param(cluster_site(vip=None), id="no-vip"),
+    pytest.param(cluster_site("microk8s"), id="microk8s-no-vip-holder"),
+])
+def test_vip_is_read_only_for_k3s_with_a_vip(site):
+    assert vip.facts(SITE.hosts["dell"], site) == {}
+    assert list(vip.evaluate(SITE.hosts["dell"], site, {})) == []
+
+
+@pytest.mark.parametrize("fact, ok, says", [
+    pytest.param(FactResult(0, "200"), True, "HTTP 200", id="answers"),
+    pytest.param(FactResult(7, "000"), False, "no answer (curl exit 7)", id="nobody-holds-it"),
+    pytest.param(FactResult(28, "000"), False, "no answer (curl exit 28)", id="timeout"),
+    pytest.param(FactResult(0, "503"), False, "HTTP 503", id="not-ready"),
+])
+def test_vip_answers(fact, ok, says):
+    site = cluster_site()
+    command = vip.facts(SITE.hosts["dell"], site)[vip.KEY]
+    assert "https://192.168.10.25:6443/ping" in command
+    [check] = vip.evaluate(SITE.hosts["dell"], site, {vip.KEY: fact})
+    assert (check.name, check.ok) == ("VIP answers", ok)
+    assert check.detail == f"https://192.168.10.25:6443/ping from dell: {says}"
+    assert bool(check.fix) is not ok and (ok or "192.168.10.25" in check.fix)
