@@ -72,6 +72,9 @@ def test_cluster_is_green_on_the_converged_lab(cluster, tmp_path):
     assert seen[(SERVER, "demo.cluster", "system pods")].endswith("kube-system workloads ready")
     # the audience's view: the LoadBalancer IP answers from the laptop, through the router
     assert "http://192.168.20.0/ answers" in seen[("laptop", "demo.path", "answers")]
+    # ... and its route there is the router's (BGP-learnt on edge), not on the VLAN's link
+    assert "route to 192.168.20.0 via edge (192.168.10.6)" in \
+        seen[("laptop", "demo.path", "answers")]
     assert seen[("dell", "demo.vip", "VIP answers")] == \
         f"https://{VIP}:6443/ping from dell: HTTP 200"
 

@@ -163,3 +163,25 @@ def test_vip_answers(fact, ok, says):
     assert (check.name, check.ok) == ("VIP answers", ok)
     assert check.detail == f"https://192.168.10.25:6443/ping from dell: {says}"
     assert bool(check.fix) is not ok and (ok or "192.168.10.25" in check.fix)
+
+
+@pytest.mark.parametrize("route, ok, says", [
+    pytest.param(FactResult(0, "192.168.20.0 via 192.168.10.6 dev eth0 src 192.168.10.7 "
+                               "uid 0 \n    cache \n"), True,
+                 "route to 192.168.20.0 via edge (192.168.10.6)", id="via-the-router"),
+    pytest.param(FactResult(0, "192.168.20.0 via 10.0.0.1 dev wlan0 src 10.0.0.5\n"), True,
+                 "route to 192.168.20.0 via 10.0.0.1", id="via-another-gateway"),
+    pytest.param(FactResult(0, "192.168.20.0 dev eth0 src 192.168.10.7 uid 0\n"), False,
+                 "no route to 192.168.20.0 through a router (192.168.20.0 dev eth0 src "
+                 "192.168.10.7 uid 0)", id="on-link"),
+    pytest.param(FactResult(2, "RTNETLINK answers: Network is unreachable\n"), False,
+                 "no route to 192.168.20.0 through a router (RTNETLINK answers: Network is "
+                 "unreachable)", id="unreachable"),
+])
+def test_the_path_goes_through_a_router(route, ok, says):
+    from runbooks.demo.path import RoutedHealth
+
+    step = RoutedHealth(SimpleNamespace(log=lambda _t: None), ["192.168.20.0"],
+                        {"192.168.10.6": "edge"})
+    assert step.facts() == {"192.168.20.0": "ip -4 route get 192.168.20.0"}
+    assert step.evaluate({"192.168.20.0": route}) == [(ok, says)]
