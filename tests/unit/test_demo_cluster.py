@@ -30,12 +30,13 @@ SITE = SimpleNamespace(hosts={h.name: h for h in (
 
 
 def deployment(name, replicas, ready):
-    return {"kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": replicas},
+    return {"kind": "Deployment", "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"replicas": replicas},
             "status": {"replicas": replicas, "readyReplicas": ready}}
 
 
 def daemonset(name, wanted, ready):
-    return {"kind": "DaemonSet", "metadata": {"name": name},
+    return {"kind": "DaemonSet", "metadata": {"name": name, "namespace": "kube-system"},
             "status": {"desiredNumberScheduled": wanted, "numberReady": ready}}
 
 
@@ -45,7 +46,7 @@ def listing(*items):
 
 def test_system_pods_are_read_on_the_cluster_host_only():
     assert cluster.facts(SITE.hosts["rp0"], SITE) == {
-        cluster.KEY: "k3s kubectl get deployments,daemonsets -n kube-system -o json"}
+        cluster.KEY: "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"}
     for name in ("rp1", "dell", "laptop"):
         assert cluster.facts(SITE.hosts[name], SITE) == {}
     micro = SimpleNamespace(hosts={"m0": host("m0", "microk8s")})
@@ -61,9 +62,14 @@ def test_system_pods_are_read_on_the_cluster_host_only():
     pytest.param(listing(deployment("coredns", 2, 1), daemonset("svclb", 3, 2)), False,
                  "deployment/coredns (1/2 ready), daemonset/svclb (2/3 ready)",
                  id="partly-ready"),
-    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment",
-                                                       "metadata": {"name": "new"}}),
+    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment", "metadata": {
+        "name": "new", "namespace": "kube-system"}}),
                  False, "deployment/new (0/1 ready)", id="no-status-yet"),
+    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment", "metadata": {
+        "name": "controller", "namespace": "metallb-system"}, "spec": {"replicas": 1}},
+                         {"kind": "Service", "metadata": {"name": "kube-dns",
+                                                          "namespace": "kube-system"}}),
+                 True, "1 of 1 kube-system workloads ready", id="other-kinds-and-namespaces"),
     pytest.param(listing(), False, "no workloads in kube-system", id="empty"),
     pytest.param(FactResult(1, "The connection to the server 127.0.0.1:6443 was refused"),
                  False, "cannot read kube-system's workloads: The connection", id="api-down"),
