@@ -1,5 +1,5 @@
 """Cut connections on hosts/lab.yaml: a few seeded cut points per runbook (dell-gateway,
-registry, pi-prep, router), each the real kill of the sshd processes serving
+registry, pi-prep, router, k3s), each the real kill of the sshd processes serving
 greenroom's session with the host, in the middle of a converging run.
 
 After each cut (tests/support/faulttrials.py): the recap names the host unreachable or
@@ -33,6 +33,9 @@ CUTS = [
     ("registry", r"apt-get install", 0.5),
     # a board among three, its containerd config on the way
     ("pi-prep", r'mv -f "\$tmp" /etc/containerd/config\.toml', 0.05),
+    # an agent's k3s binary on its way while the first server waits for every node Ready:
+    # the server and the other agent finish, the cut agent is named (was: the server failed)
+    ("k3s", r'(?m)mv -f "\$tmp" /usr/local/bin/k3s$', 0.05),
 ]
 
 
@@ -43,7 +46,7 @@ def subjects(tmp_path_factory):
 
 @pytest.mark.parametrize(("name", "at", "delay"), CUTS,
                          ids=["router-install", "router-restart", "dell-gateway", "registry",
-                              "pi-prep"])
+                              "pi-prep", "k3s"])
 def test_cut_mid_converge_leaves_the_host_whole(lab, subjects, name, at, delay):
     outcome = trial(lab, subjects[name], at, delay)
     assert not outcome.missed, f"the cut did not land ({outcome.status}):\n{outcome.text}"
