@@ -4,7 +4,8 @@
 three alignments (a Kubernetes Secret, a basic-auth header, a docker config). `hits(blobs,
 secrets)` names every (place, secret) where one occurs. `PsSampler` snapshots the process
 lists of this machine and of lab guests while a run goes on, so a secret that shows in any
-argv for a moment is caught. `changed_files(lab, host)` lists the files a guest changed
+argv for a moment is caught; `ArgvSampler` keeps only the command lines a test asks about
+(with their pids and hosts). `changed_files(lab, host)` lists the files a guest changed
 since it was reset (its overlay's upper layer), with their modes. `Exposure` names one
 known exposure that is not ours to fix (an upstream tool that takes a secret only in its
 argv); `set_aside` takes the command lines that are exactly that out of the ps snapshots,
@@ -17,7 +18,7 @@ import base64
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,12 @@ def hits(blobs: Mapping[str, bytes], secrets: Mapping[str, str]) -> list[str]:
     return found
 
 
-def proc_lines() -> set[bytes]:
-    """Every process's command line as `ps` shows it, read from this machine's /proc (the
-    guests' processes included: their pid namespaces are below this one), each prefixed by
-    the host name its root filesystem gives ('<host>\t<args>')."""
-    lines: set[bytes] = set()
+def processes(keep: Callable[[bytes], bool] = lambda args: True,
+              ) -> Iterator[tuple[int, bytes, bytes]]:
+    """(pid, host name, command line) of every process in this machine's /proc (the guests'
+    included: their pid namespaces are below this one) whose command line `keep` accepts;
+    the host name is what the process's root filesystem gives (b"?" when unreadable), read
+    only for the lines kept. Processes that end meanwhile are skipped."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -59,14 +61,50 @@ def proc_lines() -> set[bytes]:
             raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if not raw:
+        args = raw.rstrip(b"\0").replace(b"\0", b" ").strip()
+        if not args or not keep(args):
             continue
         try:
             where = Path(f"/proc/{pid}/root/etc/hostname").read_bytes().strip()
         except OSError:
             where = b"?"
-        lines.add(where + b"\t" + raw.rstrip(b"\0").replace(b"\0", b" "))
-    return lines
+        yield int(pid), where, args
+
+
+def proc_lines() -> set[bytes]:
+    """Every process's command line as `ps` shows it (`processes`), each prefixed by the
+    host name its root filesystem gives ('<host>\t<args>')."""
+    return {where + b"\t" + args for _pid, where, args in processes()}
+
+
+class ArgvSampler:
+    """Until stopped: every command line in this machine's /proc (`processes`) that `keep`
+    accepts, sampled every few milliseconds; `seen` maps (pid, line) to the host name."""
+
+    def __init__(self, keep: Callable[[bytes], bool] = lambda args: True,
+                 every: float = 0.005) -> None:
+        self.keep, self.every = keep, every
+        self.seen: dict[tuple[int, str], str] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for pid, where, args in processes(self.keep):
+                key = (pid, args.decode(errors="replace"))
+                if key not in self.seen:
+                    self.seen[key] = where.decode(errors="replace")
+            self.samples += 1
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> ArgvSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 class PsSampler:
