@@ -35,6 +35,6 @@ def test_never_under_a_test_root(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError(f"ran {args}")
 
-    monkeypatch.setattr(k3s.subprocess, "run", refuse)
+    monkeypatch.setattr("subprocess.run", refuse)
     k3s.hold_vip(True)
     k3s.hold_vip(False)

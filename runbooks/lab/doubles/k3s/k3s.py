@@ -829,6 +829,8 @@ def hold_vip(up: bool) -> None:
     """What kube-vip's static pod does on the leader (the cluster's first server here, while
     it runs): the control-plane VIP on its VLAN interface, in the guest's own network
     namespace; dropped when it stops. Never under K3S_DOUBLE_ROOT (a test on this machine)."""
+    import subprocess
+
     if os.environ.get("K3S_DOUBLE_ROOT") or not KUBE_VIP.exists():
         return
     found = kube_vip_settings(KUBE_VIP.read_text())
