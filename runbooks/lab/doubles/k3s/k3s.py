@@ -812,6 +812,38 @@ def ensure_system(store: Store, disabled: list[str]) -> None:
                          "template": {"metadata": {"labels": {"app": name}}}}})
 
 
+# -- kube-vip's effect (the lab runs no pods) -------------------------------------------------
+
+KUBE_VIP = DATA_DIR / "agent/pod-manifests/kube-vip.yaml"
+_ENV_ITEM = re.compile(r"\{\s*name:\s*([A-Za-z_]+),\s*value:\s*\"?([^\"}]*)\"?\s*\}")
+
+
+def kube_vip_settings(text: str) -> tuple[str, str] | None:
+    """(VIP, interface) from kube-vip's static pod manifest, None without both."""
+    env = {m.group(1): m.group(2).strip() for m in _ENV_ITEM.finditer(text)}
+    vip, interface = env.get("address"), env.get("vip_interface")
+    return (vip, interface) if vip and interface else None
+
+
+def hold_vip(up: bool) -> None:
+    """What kube-vip's static pod does on the leader (the cluster's first server here, while
+    it runs): the control-plane VIP on its VLAN interface, in the guest's own network
+    namespace; dropped when it stops. Never under K3S_DOUBLE_ROOT (a test on this machine)."""
+    import subprocess
+
+    if os.environ.get("K3S_DOUBLE_ROOT") or not KUBE_VIP.exists():
+        return
+    found = kube_vip_settings(KUBE_VIP.read_text())
+    if found is None:
+        return
+    vip, interface = found
+    done = subprocess.run(["ip", "addr", "replace" if up else "del", f"{vip}/32", "dev",
+                           interface], capture_output=True, text=True, check=False)
+    log("info" if done.returncode == 0 else "error",
+        f"kube-vip (double): {vip} {'held on' if up else 'released from'} {interface}"
+        + ("" if done.returncode == 0 else f": {done.stderr.strip()}"))
+
+
 def run_server(config: dict[str, Any]) -> int:
     import signal
     import threading
@@ -857,6 +889,7 @@ def run_server(config: dict[str, Any]) -> int:
                     f"for {written}")
     import_images()
     api = serve_api(config, password, ca_pem, tls, store)
+    hold_vip(True)
     roles = ["control-plane", "master"] + (["etcd"] if config.get("cluster-init") else [])
     register_node(store, name, ip, roles, machine_arch())
     kubeconfig = write_kubeconfig(config, ca_pem, password)
@@ -871,6 +904,7 @@ def run_server(config: dict[str, Any]) -> int:
     while not stop.wait(HEARTBEAT):
         register_node(store, name, ip, roles, machine_arch())
     register_node(store, name, ip, roles, machine_arch(), up=False)
+    hold_vip(False)
     api.shutdown()
     log("info", "Shutting down k3s server")
     return 0
