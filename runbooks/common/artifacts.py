@@ -32,9 +32,7 @@ import json
 import os
 import shlex
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,9 @@ def download(url: str, target: Path, timeout: float = 60) -> None:
     """Fetch `url` into `target` atomically (a temp file beside it, renamed when complete;
     nothing is left behind on failure). Streams: a snap of hundreds of MB never sits in
     memory. The caller checks the digest."""
+    import urllib.error  # here: only a fetch downloads (every `inv k3s` imports this module)
+    import urllib.request
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
@@ -164,11 +165,14 @@ def stamp_command(path: str, digest: str, folder: str = STAMP_DIR) -> str:
 
 def upload_command(path: str, digest: str, mode: str, stamps: str = STAMP_DIR) -> str:
     """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it and
-    its stamp recorded (in `stamps`)."""
+    its stamp recorded (in `stamps`). A temp file an earlier copy left (its connection cut:
+    the shell died before its trap) is removed first."""
     q = shlex.quote
     folder = path.rsplit("/", 1)[0] or "/"
     return ("set -e\n"
             f"mkdir -p {q(folder)}\n"
+            f'for f in {q(path)}.greenroom.??????; do if [ -e "$f" ]; then rm -f -- "$f"; fi; '
+            "done\n"
             f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
             "trap 'rm -f \"$tmp\"' EXIT\n"
             'cat > "$tmp"\n'

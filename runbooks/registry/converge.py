@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.facts import succeeded
 from runbooks.common.links import IPV4_ADDRESSES
+from runbooks.common.pins import parse_sums
 from runbooks.common.registry import required_endpoint
 from runbooks.common.registry_trust import RUNTIMES, restart_if_installed, trust_steps
 from runbooks.core.facts import Fact, FactResult
@@ -105,6 +106,38 @@ def wait_healthy(url: str, seconds: int, log_command: str) -> str:
             f"{log_command} >&2 || true\nexit 1\n")
 
 
+def started_fact(unit: str) -> Fact[float | None]:
+    """When systemd last started `unit`'s main process (epoch seconds; None: not running)."""
+    return Fact(f"{unit} started",
+                "systemctl show -p ExecMainStartTimestamp --value --timestamp=us+utc "
+                f"{shlex.quote(unit)}", lambda result: parse_start_time(result.out))
+
+
+def parse_mtimes(text: str) -> dict[str, float]:
+    """`stat -c '%.9Y %n' PATH...` -> {path: modification time}."""
+    found = {}
+    for line in text.splitlines():
+        stamp, _, path = line.partition(" ")
+        try:
+            found[path] = float(stamp)
+        except ValueError:
+            continue
+    return found
+
+
+def mtimes_fact(paths: Sequence[str]) -> Fact[dict[str, float]]:
+    """The files' modification times (the missing ones left out)."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return Fact("mtimes", f"stat -c '%.9Y %n' {quoted}",
+                lambda result: parse_mtimes(result.out))
+
+
+def sums_fact(paths: Sequence[str]) -> Fact[dict[str, str]]:
+    """The files' sha256 digests (the missing ones left out)."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return Fact("sha256", f"sha256sum {quoted}", lambda result: parse_sums(result.out))
+
+
 class RegistryRestarted(Step):
     """Ensure the running registry was started after its config files were last written.
 
@@ -117,30 +150,22 @@ class RegistryRestarted(Step):
         self.unit, self.files, self.url = unit, dict(files), url
         self.name = f"Ensure {unit} runs its current config"
 
+        self.started = started_fact(unit)
+        self.mtimes, self.sums = mtimes_fact(list(self.files)), sums_fact(list(self.files))
+
     def facts(self) -> Mapping[str, str]:
-        u = shlex.quote(self.unit)
-        paths = " ".join(shlex.quote(p) for p in self.files)
-        return {
-            "started": f"systemctl show -p ExecMainStartTimestamp --value --timestamp=us+utc {u}",
-            "mtimes": f"stat -c '%.9Y %n' {paths}",
-            "sums": f"sha256sum {paths}",
-        }
+        return {"started": self.started.command, "mtimes": self.mtimes.command,
+                "sums": self.sums.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         import hashlib
 
-        sums = {}
-        for line in facts["sums"].out.splitlines():
-            digest, _, path = line.partition("  ")
-            sums[path] = digest
+        sums = self.sums.read(facts, "sums")
         pending = [p for p, text in self.files.items()
                    if sums.get(p) != hashlib.sha256(text.encode()).hexdigest()]
-        started = parse_start_time(facts["started"].out)
-        newer = []
-        for line in facts["mtimes"].out.splitlines():
-            stamp, _, path = line.partition(" ")
-            if started is not None and float(stamp) > started:
-                newer.append(path)
+        started = self.started.read(facts, "started")
+        newer = [path for path, stamp in self.mtimes.read(facts, "mtimes").items()
+                 if started is not None and stamp > started]
         reason = (f"{', '.join(pending)} will change" if pending else
                   f"{', '.join(newer)} changed after it started" if newer else None)
         if reason is None or started is None:
@@ -193,6 +218,19 @@ def container_running(name: str) -> str:
             "| grep -qxE 'running|restarting'")
 
 
+def health_fact(url: str, address: str, running: str) -> Fact[str | None]:
+    """`health_probe` as a fact: None when `url`/v2/ answers, else why it does not."""
+    return Fact(f"{url}/v2/ answers", health_probe(url, address, running),
+                lambda result: None if result.ok else (result.out.strip()
+                                                       or f"curl exit {result.rc}"))
+
+
+def log_tail_fact(log_command: str) -> Fact[str]:
+    """The last 20 lines `log_command` prints (its errors included)."""
+    return Fact(f"log of {log_command}", f"{log_command} 2>&1 | tail -n 20",
+                lambda result: result.out.strip())
+
+
 class RegistryHealthy(Step):
     """Ensure the registry answers `GET /v2/`, asked from the registry host itself: a
     precondition (the steps before it start the registry), reported in check mode and
@@ -204,16 +242,17 @@ class RegistryHealthy(Step):
         self.url, self.log_command, self.running = url, log_command, running
         self.address = address or url.split("://", 1)[-1].rsplit(":", 1)[0]
         self.name = f"Ensure {url}/v2/ answers"
+        self.health = health_fact(url, self.address, running)
+        self.log_tail = log_tail_fact(log_command)
 
     def facts(self) -> Mapping[str, str]:
-        return {"health": health_probe(self.url, self.address, self.running),
-                "log": f"{self.log_command} 2>&1 | tail -n 20"}
+        return {"health": self.health.command, "log": self.log_tail.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if facts["health"].ok:
+        why = self.health.read(facts, "health")
+        if why is None:
             return []
-        why = facts["health"].out.strip() or f"curl exit {facts['health'].rc}"
-        log = facts["log"].out.strip()
+        log = self.log_tail.read(facts, "log")
         return [Change(f"the registry does not answer on {self.url}/v2/ yet ({why})",
                        diff=(f"last log lines:\n{log}\n" if log else "")
                        + "(a real run starts it first; if it still does not answer, fix the "
@@ -260,6 +299,30 @@ def container_differences(info: Mapping[str, Any], spec: ContainerSpec) -> list[
     return diffs
 
 
+# the docker command is installed
+DOCKER_CLI: Fact[bool] = Fact("docker command", "command -v docker", succeeded)
+
+
+def parse_inspect(result: FactResult, name: str) -> dict[str, Any] | None:
+    """`docker inspect --type container NAME` -> its object; None: no such container.
+    StepFailed when docker answers something that is not an inspect object."""
+    if not result.ok:
+        return None
+    try:
+        info = json.loads(result.out)[0]
+    except (ValueError, IndexError, KeyError) as exc:
+        raise StepFailed(f"cannot read `docker inspect {name}`: {exc}") from None
+    if not isinstance(info, dict):
+        raise StepFailed(f"cannot read `docker inspect {name}`: not an object")
+    return info
+
+
+def container_fact(name: str) -> Fact[dict[str, Any] | None]:
+    """The container `name` as `docker inspect` shows it (None: there is none)."""
+    return Fact(f"container {name}", f"docker inspect --type container {shlex.quote(name)}",
+                lambda result: parse_inspect(result, name))
+
+
 class RegistryContainer(Step):
     """Ensure the registry:2 container runs as `spec` says (runtime docker)."""
 
@@ -268,21 +331,18 @@ class RegistryContainer(Step):
         self.name = f"Ensure container {spec.name} ({spec.image}) on {spec.address}:{spec.port}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"docker": "command -v docker",
-                "inspect": f"docker inspect --type container {shlex.quote(self.spec.name)}"}
+        return {"docker": DOCKER_CLI.command,
+                "inspect": container_fact(self.spec.name).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["docker"].ok:
+        if not DOCKER_CLI.read(facts, "docker"):
             raise StepFailed("registry.runtime is docker but there is no docker command on "
                              "this host: install Docker (apt-get install docker.io), or set "
                              "registry.runtime: package in the inventory")
         run = self.spec.run_command()
-        if not facts["inspect"].ok:
+        info = container_fact(self.spec.name).read(facts, "inspect")
+        if info is None:
             return [Change(f"create container {self.spec.name}", (Action(run),))]
-        try:
-            info = json.loads(facts["inspect"].out)[0]
-        except (ValueError, IndexError, KeyError) as exc:
-            raise StepFailed(f"cannot read `docker inspect {self.spec.name}`: {exc}") from None
         diffs = container_differences(info, self.spec)
         if diffs:
             recreate = f"docker rm -f {shlex.quote(self.spec.name)} && {run}"

@@ -15,11 +15,11 @@ import shlex
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from runbooks.common.facts import ARCHITECTURE
+from runbooks.common.facts import ARCHITECTURE, succeeded
 from runbooks.common.links import IPV4_ADDRESSES, parse_ipv4_addresses
 from runbooks.common.nat import FIREWALLD_RUNNING, Nat, PortForward, nat_steps
 from runbooks.common.reboot import RebootRequested, reboot_handler
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
     Command,
@@ -44,10 +44,14 @@ if TYPE_CHECKING:
 
 ROLE = "xen-dom0"
 DIVERTED = "/etc/grub.d/20_linux_xen"
+# the dummy kernel module is loaded, built in, or there to load (the private bridges' ports)
+DUMMY_MODULE: Fact[bool] = Fact(
+    "dummy module available",
+    "[ -d /sys/module/dummy ] || grep -qs '/dummy\\.ko' "
+    "/lib/modules/$(uname -r)/modules.builtin || modinfo dummy >/dev/null 2>&1", succeeded)
 FACTS = {
     "xen.arch": ARCHITECTURE.command,
-    "xen.dummy": "[ -d /sys/module/dummy ] || grep -qs '/dummy\\.ko' "
-                 "/lib/modules/$(uname -r)/modules.builtin || modinfo dummy >/dev/null 2>&1",
+    "xen.dummy": DUMMY_MODULE.command,
     "xen.addrs": IPV4_ADDRESSES.command,
     "xen.firewalld": FIREWALLD_RUNNING.command,
 }
@@ -162,7 +166,7 @@ def xen_plan(ctx: HostContext) -> Plan:
     source = managed_from(inventory)
     facts = ctx.gather(FACTS)
     cross_check(host, settings)
-    has_dummy = facts["xen.dummy"].ok
+    has_dummy = DUMMY_MODULE.read(facts, "xen.dummy")
     ssh_if = ssh_interface(host, facts["xen.addrs"])
     macs = {b.name: stable_mac(inventory.site, host.name, b.name, "dummy")
             for b in settings.private}
@@ -198,7 +202,7 @@ def xen_plan(ctx: HostContext) -> Plan:
     for bridge in settings.private:
         plan.add(BridgeUp(bridge.name, bridge.address))
     plan.add(*dnsmasq_steps(settings, source))
-    plan.add(*nat_for(host, settings, facts["xen.firewalld"].ok, source))
+    plan.add(*nat_for(host, settings, FIREWALLD_RUNNING.read(facts, "xen.firewalld"), source))
     if settings.xen_default:
         plan.add(XenBooted(render.xen_cmdline(settings)))
     if ctx.options.get("reboot"):

@@ -199,3 +199,69 @@ def test_runtimes_are_detected_by_their_named_facts(present, roles, wanted):
     ctx = _Gathers(present, roles)
     assert chosen_runtimes(ctx, None) == wanted  # type: ignore[arg-type]
     assert ctx.asked == {name: fact.command for name, fact in RUNTIME_PRESENT.items()}
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    pytest.param(FactResult(0, '[{"Name": "/greenroom-registry", "State": {"Running": true}}]'),
+                 {"Name": "/greenroom-registry", "State": {"Running": True}}, id="found"),
+    pytest.param(FactResult(1, "Error: No such container: greenroom-registry\n"), None,
+                 id="absent"),
+])
+def test_container_fact(result, wanted):
+    from runbooks.registry.converge import container_fact
+
+    fact = container_fact("greenroom-registry")
+    assert fact.command == "docker inspect --type container greenroom-registry"
+    assert fact.parse(result) == wanted
+
+
+@pytest.mark.parametrize("out", ["not json", "[]", "[1]"], ids=["garbage", "empty", "no-object"])
+def test_container_fact_names_an_unreadable_answer(out):
+    from runbooks.core.steps import StepFailed
+    from runbooks.registry.converge import container_fact
+
+    with pytest.raises(StepFailed, match="cannot read `docker inspect greenroom-registry`"):
+        container_fact("greenroom-registry").parse(FactResult(0, out))
+
+
+def test_registry_file_facts_on_a_real_shell(tmp_path):
+    """The config files' mtimes and digests as the restart step reads them, from real stat and
+    sha256sum over two files, one of them missing."""
+    import hashlib
+
+    from runbooks.registry.converge import mtimes_fact, sums_fact
+
+    present, missing = tmp_path / "config.yml", tmp_path / "gone.conf"
+    present.write_text("version: 0.1\n")
+    paths = [str(present), str(missing)]
+    mtimes = mtimes_fact(paths).parse(run_fact(mtimes_fact(paths).command))
+    assert mtimes == {str(present): pytest.approx(present.stat().st_mtime, abs=1e-6)}
+    sums = sums_fact(paths).parse(run_fact(sums_fact(paths).command))
+    assert sums == {str(present): hashlib.sha256(b"version: 0.1\n").hexdigest()}
+
+
+@pytest.mark.parametrize(("text", "wanted"), [
+    ("1764400000.123456789 /etc/docker/registry/config.yml\n",
+     {"/etc/docker/registry/config.yml": 1764400000.123456789}),
+    ("", {}),
+    ("stat: cannot statx '/x': No such file or directory\n", {}),
+], ids=["one-file", "none", "error-line"])
+def test_parse_mtimes(text, wanted):
+    from runbooks.registry.converge import parse_mtimes
+
+    assert parse_mtimes(text) == wanted
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    pytest.param(FactResult(0, ""), None, id="answers"),
+    pytest.param(FactResult(1, "192.168.10.2 is not on this host\n"),
+                 "192.168.10.2 is not on this host", id="address-missing"),
+    pytest.param(FactResult(1, "curl: (22) The requested URL returned error: 503\n"),
+                 "curl: (22) The requested URL returned error: 503", id="http-error"),
+    pytest.param(FactResult(7, ""), "curl exit 7", id="silent-failure"),
+])
+def test_registry_health_fact(result, wanted):
+    from runbooks.registry.converge import health_fact
+
+    assert health_fact("http://192.168.10.2:5001", "192.168.10.2", "true").parse(
+        result) == wanted

@@ -138,3 +138,14 @@ def test_the_demo_probe_reads_the_checks_in_the_demos_round_trip(ctx: Ctx):
     checks = probe.evaluate(ctx.host, ctx.inventory, answers)
     bad = {c.name for c in checks if not c.ok}
     assert {"hypervisor", "bridge virbr1", "bridge xenbr0", "dnsmasq@virbr1"} <= bad
+
+
+@pytest.mark.parametrize(("dummy", "port"), [
+    pytest.param(FactResult(0, ""), True, id="dummy-module-available"),
+    pytest.param(FactResult(1, ""), False, id="no-dummy-module"),
+])
+def test_private_bridges_get_a_dummy_port_only_where_the_module_is(ctx: Ctx, dummy, port):
+    ctx.answers = facts(**{"xen.dummy": dummy})
+    stanzas = next(s for s in xen_plan(ctx).steps  # type: ignore[arg-type]
+                   if s.name == "Ensure /etc/network/interfaces.d/greenroom-xen")
+    assert ("bridge_ports virbr1-dummy" in stanzas.content) == port  # type: ignore[attr-defined]
