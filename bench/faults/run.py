@@ -5,6 +5,7 @@ Run it as root, under the lab lock, from the repository's root:
 
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py --trials 20
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s pi-prep,router
+    flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --to 10
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --from 11
 
 For each subject it first counts the commands an uncut converging run sends the target host
@@ -55,7 +56,7 @@ def lab_of(name: str) -> str:
 
 def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
              replay: dict[str, list[tuple[int, float]]] | None = None, first: int = 1,
-             ) -> dict[str, list[Outcome]]:
+             last: int = 0) -> dict[str, list[Outcome]]:
     folder = Path(tempfile.mkdtemp(prefix="greenroom-faults-"))
     os.environ["XDG_CACHE_HOME"] = os.environ.get("XDG_CACHE_HOME") or str(
         Path.home() / ".cache")
@@ -81,7 +82,7 @@ def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
                             for _ in range(trials[name])]
                 outcomes[name] = []
                 for number, (at, delay) in enumerate(cuts, 1):
-                    if number < first:
+                    if number < first or (last and number > last):
                         continue
                     outcome = trial(lab, subject, at, delay)
                     outcomes[name].append(outcome)
@@ -128,6 +129,9 @@ def main() -> int:
                         help="start at this trial number (the cuts before it are drawn but "
                              "not run): splits one seeded campaign over several lab holds, "
                              "e.g. -s k3s:20 --from 11")
+    parser.add_argument("--to", dest="last", type=int, default=0,
+                        help="stop after this trial number (0: run to the end), e.g. "
+                             "-s k3s:20 --to 10, then -s k3s:20 --from 11")
     args = parser.parse_args()
     replay: dict[str, list[tuple[int, float]]] = {}
     for spec in args.cut:
@@ -146,7 +150,7 @@ def main() -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     access.plug_in(provider)
     started = time.monotonic()
-    outcomes = campaign(names, counts, args.seed, results, replay, args.first)
+    outcomes = campaign(names, counts, args.seed, results, replay, args.first, args.last)
     print(f"\n{summary(outcomes)}\n\n{time.monotonic() - started:.0f} s; rows in {results}")
     return 1 if any(o.problems for done in outcomes.values() for o in done) else 0
 
