@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +55,39 @@ def lab_of(name: str) -> str:
     return {"microk8s": "microk8s", "xen-dom0": "xen"}.get(name, "lab")
 
 
+def code_version() -> str | None:
+    """The git objects of the runbooks and the fault harness, or None when either has
+    changes not committed (then nothing counted earlier is reused)."""
+    paths = ["runbooks", *(f"tests/support/{n}.py" for n in ("faultcut", "faulttrials",
+                                                              "faultsubjects"))]
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *paths],
+                           capture_output=True, text=True, check=False)
+    if dirty.returncode != 0 or dirty.stdout.strip():
+        return None
+    trees = subprocess.run(["git", "-C", str(ROOT), "rev-parse",
+                            *[f"HEAD:{p}" for p in paths]],
+                           capture_output=True, text=True, check=False)
+    return "-".join(trees.stdout.split()) if trees.returncode == 0 else None
+
+
+def counted(lab: LabHandle, subject: Subject, folder: Path) -> int:
+    """K, the commands an uncut converging run sends the target: counted once per version
+    of the runbooks and the harness (a whole uncut run), kept in
+    bench/results/faults-commands.json, so each slice of a split campaign draws the same cuts
+    without counting again."""
+    version = code_version()
+    cache = folder / "faults-commands.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    key = f"{subject.name}@{version}"
+    if version is not None and key in known:
+        return int(known[key])
+    commands = count_commands(lab, subject)
+    if version is not None:
+        known[key] = commands
+        cache.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+    return commands
+
+
 def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
              replay: dict[str, list[tuple[int, float]]] | None = None, first: int = 1,
              last: int = 0) -> dict[str, list[Outcome]]:
@@ -75,7 +109,7 @@ def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
                     cuts = replay[name]
                     commands = max(at for at, _ in cuts)
                 else:
-                    commands = count_commands(lab, subject)
+                    commands = counted(lab, subject, results.parent)
                     print(f"{name}: an uncut converging run sends {subject.target} "
                           f"{commands} commands", flush=True)
                     cuts = [(rng.randint(1, commands), rng.uniform(0.0, 0.25))
