@@ -268,7 +268,7 @@ def sudo_users(lab):
     lab.exec("dell", NO_SUDO_USER)
 
 
-def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, sudo_users, tmp_path, monkeypatch,
+def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monkeypatch,
                                                        capfd, registered):
     inventory = str(audit_inventory(tmp_path))
     state = tmp_path / "state"
@@ -282,6 +282,10 @@ def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, sudo_users, tmp_pat
     reports.mkdir()
     with PsSampler(lab, SUDO_HOSTS) as ps:
         call("router.converge", inventory=inventory, report=str(reports / "router.json"))
+        call("dell-gateway.converge", inventory=inventory,
+             report=str(reports / "dell-gateway.json"))
+        call("registry.up", inventory=inventory, report=str(reports / "registry.json"))
+        call("pi-prep.converge", inventory=inventory, report=str(reports / "pi-prep.json"))
         call("k3s.converge", inventory=inventory, report=str(reports / "k3s.json"))
         call("metallb.fetch", inventory=inventory)
         call("metallb.converge", inventory=inventory, report=str(reports / "metallb.json"))
@@ -299,8 +303,11 @@ def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, sudo_users, tmp_pat
         produced["environments in /proc"], [os.getpid()],
         ["GREENROOM_SUDO_PASSWORD", "GREENROOM_BGP_PASSWORD"])
     assert list(state.rglob("*.jsonl")), "no timing history was written"
-    # the runs did what they were run for (the secrets travelled where they should)
-    assert json.loads((reports / "k3s.json").read_text())["ok"] is True
+    # the runs did what they were run for (the secrets travelled where they should), each
+    # through sudo with the password
+    for name in ("router", "dell-gateway", "registry", "pi-prep", "k3s", "metallb"):
+        assert json.loads((reports / f"{name}.json").read_text())["ok"] is True, name
+    assert "ubuntu" in lab.exec("rp1", "getent group sudo; ls -l /etc/sudoers.d").stdout
     assert json.loads((reports / "metallb.json").read_text())["ok"] is True
     assert BGP_PASSWORD in lab.exec("edge", "cat /etc/frr/frr.conf").stdout
     assert BGP_PASSWORD in lab.exec("rp0", f"cat {CLUSTER_DATASTORE}").stdout, \
@@ -331,21 +338,35 @@ def mlab():
 
 
 def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, registered):
-    """Zero hits but JOIN_ARGV: the join's own command line on the joining node."""
+    """Zero hits but JOIN_ARGV: the join's own command line on the joining node. The nodes
+    are reached as a non-root user with a sudo password (`auditor`: the site removes the
+    image's ubuntu user), so the sudo password is searched for too."""
     nodes = (MK8S_SEED, *MK8S_JOINING)
     for name in nodes:
         mlab.reset(name)
+        done = mlab.exec(name, SUDO_USER.replace("ubuntu", "auditor"))
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+    text = (ROOT / "hosts" / "lab-microk8s.yaml").read_text()
+    inventory = tmp_path / "lab-microk8s.yaml"
+    inventory.write_text(text.replace("\ndefaults: {user: root,", "\ndefaults: {user: auditor,",
+                                      1))
+    assert "user: auditor" in inventory.read_text()
+    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
     keep_lab_state(monkeypatch)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     with PsSampler(mlab, nodes) as ps:
-        call("microk8s.converge", inventory=str(mlab.inventory.path),
+        call("microk8s.converge", inventory=str(inventory),
              report=str(tmp_path / "microk8s.json"))
     out, err = capfd.readouterr()
-    tokens = {f"join token {n}": v for n, v in enumerate(sorted(registered))}
+    tokens = {f"join token {n}": v for n, v in enumerate(sorted(registered))
+              if v != SUDO_PASSWORD}
     assert len(tokens) >= 2, "the two joining nodes were given no token"
+    tokens["sudo password"] = SUDO_PASSWORD
     assert json.loads((tmp_path / "microk8s.json").read_text())["ok"] is True
     produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs()}
+    produced["environments in /proc"] = set_aside_given(
+        produced["environments in /proc"], [os.getpid()], ["GREENROOM_SUDO_PASSWORD"])
     produced, exposed = set_aside(produced, [JOIN_ARGV])
     print(f"set aside ({len(exposed)} command lines):", *exposed, sep="\n  ")
     found = search_everything(mlab, nodes, produced, tokens) + machine_files(tmp_path, tokens)
