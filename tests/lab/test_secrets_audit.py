@@ -307,7 +307,9 @@ def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monk
     # through sudo with the password
     for name in ("router", "dell-gateway", "registry", "pi-prep", "k3s", "metallb"):
         assert json.loads((reports / f"{name}.json").read_text())["ok"] is True, name
-    assert "ubuntu" in lab.exec("rp1", "getent group sudo; ls -l /etc/sudoers.d").stdout
+    for name in SUDO_HOSTS:  # as ubuntu, through sudo
+        logged = lab.exec(name, "journalctl --no-pager -q _COMM=sudo").stdout
+        assert "ubuntu : " in logged and "COMMAND=" in logged, f"{name}: no sudo by ubuntu"
     assert json.loads((reports / "metallb.json").read_text())["ok"] is True
     assert BGP_PASSWORD in lab.exec("edge", "cat /etc/frr/frr.conf").stdout
     assert BGP_PASSWORD in lab.exec("rp0", f"cat {CLUSTER_DATASTORE}").stdout, \
