@@ -127,7 +127,9 @@ def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
                         f"  PROBLEMS: {outcome.problems}" if outcome.problems else "")
                     print(f"  {name} #{number:02d} cut at {at}/{commands} +{delay:.2f}s "
                           f"({outcome.cut_command[:50]!r}): {verdict} "
-                          f"[{outcome.seconds:.1f}s]", flush=True)
+                          f"[{outcome.seconds:.1f}s: " + ", ".join(
+                              f"{k} {v:.1f}" for k, v in outcome.phases.items()) + "]",
+                          flush=True)
                     if outcome.problems:
                         (results.parent / f"faults-{name}-{number}.txt").write_text(outcome.text)
         finally:
