@@ -44,6 +44,9 @@ def floor(hosts: list[list[str]], env: dict[str, str]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="after the timed runs, one more no-op under cProfile into FILE "
+                             "(read it with `python -m pstats FILE`)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from runbooks.core.inventory import load_inventory
@@ -75,6 +78,14 @@ def main() -> None:
             ours.append(inv("k3s", env=env))
             raw.append(floor(hosts, env_floor))
             start.append(inv("k3s", "--help", env=env))
+        report = Path(tmp) / "noop.json"
+        inv("k3s", "--report", str(report), env=env)
+        hosts_seconds = {h: r["seconds"] for h, r in json.loads(report.read_text())["hosts"]
+                         .items()}
+        if args.profile:
+            subprocess.run([sys.executable, "-m", "cProfile", "-o", args.profile, "-m",
+                            "invoke", "k3s"], cwd=REPO, check=True, env=env,
+                           stdout=subprocess.DEVNULL)
         mine, base = statistics.median(ours), statistics.median(raw)
         print(f"first converge (not compared): {first:.2f} s")
         print(f"inv k3s no-op, 3 nodes + gateway: median {mine:.2f} s "
@@ -83,6 +94,9 @@ def main() -> None:
               f"(min {min(raw):.2f}, max {max(raw):.2f})")
         print(f"inv start-up (k3s --help):        median {statistics.median(start):.2f} s")
         print(f"ratio: {mine / base:.2f}x the floor (goal: within 1.5x)")
+        print("each host's part of one no-op round (its facts, one batch): "
+              + ", ".join(f"{h} {s:.2f} s" for h, s in sorted(hosts_seconds.items())))
+        print(f"load average (1, 5, 15 min) at the end: {os.getloadavg()}")
     finally:
         subprocess.run([sys.executable, "-m", "invoke", "lab.down"], cwd=REPO, check=False,
                        env=env, stdout=subprocess.DEVNULL)

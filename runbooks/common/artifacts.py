@@ -14,7 +14,15 @@ local cache, the gateway's copy, the node's copy. Shared by the cluster runbooks
   it from the gateway's registry at LAN speed when it reaches it there (curl), else it is
   pushed from this machine over the node's SSH session (the direct-push fallback, decided
   per file from the node's own facts). Either way the sha256 is checked on the node before
-  the file replaces anything; a converged node costs one `sha256sum`.
+  the file replaces anything.
+- The node's stamps: after a verified install (or a verified hash of a file already there)
+  the node keeps a stamp per file under STAMP_DIR (/var/lib/greenroom/artifacts, never in
+  k3s's images directory: k3s imports every file there): the sha256 and the file's size,
+  mtime, inode, ctime and device, written atomically. A converged node compares one `stat`
+  with the stamp; only when anything differs (or the stamp is missing or unreadable) does it
+  read the file again (a 70 MB binary, an images tarball of hundreds of MB). Content changed
+  in place with its size and mtime put back (`touch -r`) still changes the ctime; a file
+  replaced by another has another inode.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 import shlex
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -104,12 +113,59 @@ def matches(path: Path, digest: str) -> bool:
     return True
 
 
+# -- the node's stamps ------------------------------------------------------------------------
+
+STAMP_DIR = "/var/lib/greenroom/artifacts"
+# what a stamp records of the file besides its sha256: size, mtime and ctime (ns), inode, device
+STAT = "stat -L -c '%s %.9Y %.9Z %i %d' --"
+STAMPED = "greenroom: stamped"
+
+
+def stamp_path(path: str, folder: str = STAMP_DIR) -> str:
+    """The stamp of the node's file `path`: one file per path, its name the path quoted
+    (/usr/local/bin/k3s -> %2Fusr%2Flocal%2Fbin%2Fk3s)."""
+    return f"{folder}/{urllib.parse.quote(path, safe='')}"
+
+
+def stamp_test(path: str, digest: str, folder: str = STAMP_DIR) -> str:
+    """sh: exit 0 when the stamp of `path` says sha256 `digest` for the file as `stat` sees it
+    now (nothing is read but the stamp and the inode; no subshell, one `stat` process)."""
+    q = shlex.quote
+    return (f"{{ read -r greenroom_stamp < {q(stamp_path(path, folder))}; }} 2>/dev/null && "
+            f"[ \"$greenroom_stamp\" = \"{digest} $({STAT} {q(path)} 2>/dev/null)\" ]")
+
+
+def stamp_write(path: str, digest: str, folder: str = STAMP_DIR) -> str:
+    """sh (after `path` was checked to hold `digest`): record the stamp atomically, the
+    file's stat taken now."""
+    q = shlex.quote
+    stamp = q(stamp_path(path, folder))
+    return (f"mkdir -p {q(folder)}\n"
+            f"st=$({STAT} {q(path)})\n"
+            f"stmp=$(mktemp {q(folder)}/.stamp.XXXXXX)\n"
+            f'printf "%s\\n" "{digest} $st" > "$stmp"\n'
+            f'mv -f "$stmp" {stamp}\n')
+
+
+def stamp_command(path: str, digest: str, folder: str = STAMP_DIR) -> str:
+    """Remote sh: hash `path`; when it holds `digest` and did not change meanwhile, record its
+    stamp; else exit 4 and write nothing."""
+    q = shlex.quote
+    return ("set -e\n"
+            f"before=$({STAT} {q(path)})\n"
+            f'if ! echo "{digest}  "{q(path)} | sha256sum -c --status -; then echo "sha256 of '
+            f'{path} is not {digest}: no stamp written" >&2; exit 4; fi\n'
+            f'if [ "$before" != "$({STAT} {q(path)})" ]; then echo "{path} changed while it '
+            'was hashed: no stamp written" >&2; exit 4; fi\n'
+            + stamp_write(path, digest, folder))
+
+
 # -- the node's copy --------------------------------------------------------------------------
 
-def upload_command(path: str, digest: str, mode: str) -> str:
-    """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it.
-    A temp file an earlier copy left (its connection cut: the shell died before its trap)
-    is removed first."""
+def upload_command(path: str, digest: str, mode: str, stamps: str = STAMP_DIR) -> str:
+    """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it and
+    its stamp recorded (in `stamps`). A temp file an earlier copy left (its connection cut:
+    the shell died before its trap) is removed first."""
     q = shlex.quote
     folder = path.rsplit("/", 1)[0] or "/"
     return ("set -e\n"
@@ -124,14 +180,16 @@ def upload_command(path: str, digest: str, mode: str) -> str:
             'nothing was replaced" >&2; exit 4; fi\n'
             f'chmod {q(mode)} "$tmp"\n'
             f'mv -f "$tmp" {q(path)}\n'
-            "trap - EXIT\n")
+            "trap - EXIT\n"
+            + stamp_write(path, digest, stamps))
 
 
-def download_command(path: str, url: str, digest: str, mode: str) -> str:
+def download_command(path: str, url: str, digest: str, mode: str,
+                     stamps: str = STAMP_DIR) -> str:
     """Remote sh: `url` (the gateway's registry, on the LAN) -> a temp file beside `path`,
-    sha256 checked on the node, then renamed over it."""
+    sha256 checked on the node, then renamed over it and its stamp recorded."""
     fetch = f"curl -sSf --connect-timeout 5 -o \"$tmp\" {shlex.quote(url)}\n"
-    return upload_command(path, digest, mode).replace('cat > "$tmp"\n', fetch, 1)
+    return upload_command(path, digest, mode, stamps).replace('cat > "$tmp"\n', fetch, 1)
 
 
 FROM_GATEWAY = "greenroom: the gateway has it"
@@ -140,25 +198,38 @@ FROM_GATEWAY = "greenroom: the gateway has it"
 class Artifact(Step):
     """Ensure `path` on the node has sha256 `digest`: else downloaded from `mirror` (the
     gateway's registry) when the node reaches it there, else `local()` pushed over SSH (called
-    only when the file must travel)."""
+    only when the file must travel). The file is hashed only when its stamp (in `stamps`)
+    does not match what `stat` says of it now; `Stamped` (see `steps`) records the stamp of a
+    file found right without one."""
 
     def __init__(self, path: str, local: Callable[[], Path], digest: str, mode: str = "755",
                  label: str = "", notify: tuple[str, ...] = (),
-                 mirror: str | None = None) -> None:
+                 mirror: str | None = None, stamps: str = STAMP_DIR) -> None:
         self.path, self.local, self.digest, self.mode = path, local, digest, mode
         self.name = f"Ensure {path} is {label or 'the pinned file'} (sha256 {digest[:12]})"
-        self.notify, self.mirror = notify, mirror
+        self.notify, self.mirror, self.stamps = notify, mirror, stamps
+
+    def steps(self) -> list[Step]:
+        """This step and the one that keeps its stamp (which restarts nothing)."""
+        return [self, Stamped(self)]
 
     def facts(self) -> Mapping[str, str]:
+        return {"sum": self.fact()}
+
+    def fact(self) -> str:
+        """sh: the digest and STAMPED when the stamp matches; else the file's `sha256sum`
+        (and with a mirror, FROM_GATEWAY when the file is not right and the gateway has it).
+        `Stamped` asks the very same command: the batch runs it once for both."""
         command = f"sha256sum {shlex.quote(self.path)}"
+        stamped = (f"{stamp_test(self.path, self.digest, self.stamps)} && "
+                   f"printf '%s\\n' '{self.digest}' '{STAMPED}'")
         if self.mirror is None:
-            return {"sum": command}
+            return f"{{ {stamped}; }} || {command}"
         # only a node without the file asks the gateway (a converged node pays nothing)
-        return {"sum": f"{command} 2>/dev/null | grep -q '^{self.digest} ' && echo "
-                       f"'{self.digest}' || {{ {command} 2>/dev/null; command -v curl "
-                       f">/dev/null && curl -sfI --connect-timeout 3 -m 15 -o /dev/null "
-                       f"{shlex.quote(self.mirror)} && "
-                       f"echo '{FROM_GATEWAY}'; true; }}"}
+        return (f"{{ {stamped}; }} || {{ {command} 2>/dev/null | grep -q '^{self.digest} ' && "
+                f"echo '{self.digest}'; }} || {{ {command} 2>/dev/null; command -v curl "
+                f">/dev/null && curl -sfI --connect-timeout 3 -m 15 -o /dev/null "
+                f"{shlex.quote(self.mirror)} && echo '{FROM_GATEWAY}'; true; }}")
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         fact = facts["sum"]
@@ -173,11 +244,35 @@ class Artifact(Step):
             return [Change(f"{verb} {self.path} from the gateway's registry {where} (sha256 "
                            f"{self.digest[:12]}, checked on the node)",
                            (Action(download_command(self.path, self.mirror, self.digest,
-                                                    self.mode)),))]
+                                                    self.mode, self.stamps)),))]
         data = self.local().read_bytes()  # only when it must travel
         return [Change(f"{verb} {self.path} ({len(data)} bytes, sha256 {self.digest[:12]})",
-                       (Action(upload_command(self.path, self.digest, self.mode),
+                       (Action(upload_command(self.path, self.digest, self.mode, self.stamps),
                                data),))]  # type: ignore[arg-type]  # bytes travel as is
+
+
+class Stamped(Step):
+    """Ensure the node keeps the stamp of an `Artifact`'s file: a file found right without a
+    matching stamp (installed before stamps, touched, stamp lost or garbled) is hashed once
+    more and stamped, so later runs only `stat` it. Notifies nothing: the file did not change."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        self.artifact = artifact
+        self.name = f"Ensure the verified sha256 of {artifact.path} is stamped"
+
+    def facts(self) -> Mapping[str, str]:
+        return {"sum": self.artifact.fact()}
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        lines = facts["sum"].out.splitlines() if facts["sum"].ok else []
+        if STAMPED in lines:
+            return []
+        words = lines[0].split() if lines else []
+        if not words or words[0] != self.artifact.digest:
+            return []  # the Artifact step installs the file, and its stamp with it
+        a = self.artifact
+        return [Change(f"stamp {a.path} (hashed: sha256 {a.digest[:12]})",
+                       (Action(stamp_command(a.path, a.digest, a.stamps)),))]
 
 
 # -- the gateway's copy -----------------------------------------------------------------------

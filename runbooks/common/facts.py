@@ -12,6 +12,11 @@ from dataclasses import dataclass
 from runbooks.core.facts import Fact, FactResult
 
 
+def succeeded(result: FactResult) -> bool:
+    """The parser of a yes/no fact: the command's exit status (`test -e PATH`, `command -v X`)."""
+    return result.ok
+
+
 def parse_containerd_version(text: str) -> tuple[int, int] | None:
     """`containerd --version` or an apt version ("1.6.20~ds1-1") -> (major, minor)."""
     for token in text.split():
@@ -35,6 +40,17 @@ CONTAINERD_VERSION = Fact(
 
 # The installed containerd only (None when there is none).
 CONTAINERD_INSTALLED = Fact("containerd_installed", "containerd --version", _containerd_version)
+
+
+def _architecture(result: FactResult) -> str | None:
+    words = result.out.split() if result.ok else []
+    return words[0] if words else None
+
+
+# The host's architecture as Debian names it (amd64, arm64, armhf; `uname -m`'s name where
+# there is no dpkg); None when neither answers
+ARCHITECTURE: Fact[str | None] = Fact(
+    "architecture", "dpkg --print-architecture || uname -m", _architecture)
 
 
 @dataclass(frozen=True)

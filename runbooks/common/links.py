@@ -15,8 +15,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
+
+
+def parse_ipv4_addresses(result: FactResult) -> tuple[tuple[str, IPv4Interface], ...]:
+    """`ip -o -4 addr show` -> (interface, address) for every IPv4 address, in its order."""
+    if not result.ok:
+        return ()
+    found = []
+    for line in result.out.splitlines():
+        words = line.split()
+        if len(words) >= 4 and words[2] == "inet":
+            try:
+                found.append((words[1], IPv4Interface(words[3])))
+            except ValueError:
+                continue
+    return tuple(found)
+
+
+# Every IPv4 address on the host's interfaces (the registry's listen address, the interface
+# greenroom's own SSH session arrives on)
+IPV4_ADDRESSES: Fact[tuple[tuple[str, IPv4Interface], ...]] = Fact(
+    "ipv4_addresses", "ip -o -4 addr show", parse_ipv4_addresses)
 
 
 def link_command(name: str) -> str:
@@ -36,6 +57,7 @@ class LinkInfo:
     up: bool = False  # administratively up (flag UP)
     operstate: str = "DOWN"
     addresses: tuple[IPv4Interface, ...] = ()
+    master: str | None = None  # the bridge (or bond) this interface is a port of
 
 
 def parse_link(name: str, result: FactResult) -> LinkInfo:
@@ -60,7 +82,7 @@ def parse_link(name: str, result: FactResult) -> LinkInfo:
     return LinkInfo(
         name=name, exists=True, kind=kind, vlan_id=vlan_id, parent=entry.get("link"),
         up="UP" in entry.get("flags", ()), operstate=str(entry.get("operstate", "UNKNOWN")),
-        addresses=addresses,
+        addresses=addresses, master=entry.get("master"),
     )
 
 

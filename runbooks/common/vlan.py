@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from runbooks.common.facts import succeeded
 from runbooks.common.kernel import KernelModule
 from runbooks.common.links import LinkState, link_command, parse_link
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.inventory_fields import shorter_vlan_name
 from runbooks.core.steps import (
     Action,
@@ -53,26 +54,52 @@ IFNAMSIZ = 15
 NETPLAN_FILE_MARK = "@@greenroom-netplan-file "
 
 
+def netplan_files(out: str) -> dict[str, str]:
+    """The netplan fact's output -> {path: text}."""
+    files: dict[str, str] = {}
+    current = None
+    for line in out.splitlines(keepends=True):
+        if line.startswith(NETPLAN_FILE_MARK):
+            current = line[len(NETPLAN_FILE_MARK):].strip()
+            files[current] = ""
+        elif current is not None:
+            files[current] += line
+    return files
+
+
+# What tells the backends apart, each a named fact (key = name, read in one round trip):
+# NetworkManager installed and running
+NETWORK_MANAGER: Fact[bool] = Fact(
+    "vlan.nm", "command -v nmcli >/dev/null && systemctl is-active --quiet NetworkManager",
+    succeeded)
+# netplan's configuration files, {path: text}; {} without netplan or without a file
+# (a last *.yaml that is no regular file does not fail the listing: `continue`)
+NETPLAN: Fact[dict[str, str]] = Fact(
+    "vlan.netplan",
+    "command -v netplan >/dev/null && for f in /etc/netplan/*.yaml; do "
+    f'[ -f "$f" ] || continue; echo "{NETPLAN_FILE_MARK}$f"; cat "$f"; done',
+    lambda result: netplan_files(result.out) if result.ok else {})
+# ifupdown installed, with its /etc/network/interfaces
+IFUPDOWN: Fact[bool] = Fact(
+    "vlan.ifupdown", "command -v ifup >/dev/null && [ -f /etc/network/interfaces ]", succeeded)
+# systemd is the init system (the iproute2 backend's boot-time unit needs it)
+SYSTEMD: Fact[bool] = Fact("vlan.systemd", "[ -d /run/systemd/system ]", succeeded)
+BACKEND_FACTS = (NETWORK_MANAGER, NETPLAN, IFUPDOWN, SYSTEMD)
+
+
 def vlan_facts(host: Host) -> dict[str, str]:
     """Fact commands that choose the backend for `host`'s VLAN interface (keys prefixed vlan.)."""
     name = host.vlan.name if host.vlan else ""
-    return {
-        "vlan.link": link_command(name),
-        "vlan.nm": "command -v nmcli >/dev/null && systemctl is-active --quiet NetworkManager",
-        "vlan.netplan": ("command -v netplan >/dev/null && for f in /etc/netplan/*.yaml; do "
-                         f'[ -f "$f" ] && echo "{NETPLAN_FILE_MARK}$f" && cat "$f"; done'),
-        "vlan.ifupdown": "command -v ifup >/dev/null && [ -f /etc/network/interfaces ]",
-        "vlan.systemd": "[ -d /run/systemd/system ]",
-    }
+    return {"vlan.link": link_command(name), **{f.name: f.command for f in BACKEND_FACTS}}
 
 
 def choose_backend(facts: Mapping[str, FactResult]) -> str:
     """The backend that manages the host's network: nmcli, netplan, ifupdown or iproute2."""
-    if facts["vlan.nm"].ok:
+    if NETWORK_MANAGER.read(facts):
         return "nmcli"
-    if facts["vlan.netplan"].ok and NETPLAN_FILE_MARK in facts["vlan.netplan"].out:
+    if NETPLAN.read(facts):
         return "netplan"
-    if facts["vlan.ifupdown"].ok:
+    if IFUPDOWN.read(facts):
         return "ifupdown"
     return "iproute2"
 
@@ -99,7 +126,7 @@ def vlan_steps(host: Host, inventory: Inventory, facts: Mapping[str, FactResult]
     backend = "iproute2" if provided else choose_backend(facts)
     if not provided and not vlan.parent:
         raise StepFailed(f"{where}.parent: missing; name the interface the VLAN rides on")
-    if backend == "iproute2" and not facts["vlan.systemd"].ok:
+    if backend == "iproute2" and not SYSTEMD.read(facts):
         raise StepFailed(
             f"{host.name} has no NetworkManager, netplan, ifupdown or systemd to make "
             f"{vlan.name} persistent; install ifupdown, or provide the interface yourself "
@@ -133,11 +160,27 @@ def iproute2_steps(name: str, parent: str, vlan_id: int, address: str, create: b
     return steps
 
 
+NM_FIELDS = ("connection.type", "connection.interface-name", "vlan.parent", "vlan.id",
+             "ipv4.method", "ipv4.addresses", "connection.autoconnect")
+
+
+def parse_nm_connection(result: FactResult) -> dict[str, str] | None:
+    """`nmcli -t -g FIELDS connection show NAME` -> {field: value}; None: no such profile."""
+    if not result.ok:
+        return None
+    values = (line.strip() for line in result.out.splitlines())
+    return dict(zip(NM_FIELDS, values, strict=False))
+
+
+def nm_connection(name: str) -> Fact[dict[str, str] | None]:
+    """A NetworkManager connection profile's settings that a VLAN profile sets."""
+    return Fact(f"nm connection {name}",
+                f"nmcli -t -g {','.join(NM_FIELDS)} connection show {shlex.quote(name)}",
+                parse_nm_connection)
+
+
 class NmConnection(Step):
     """Ensure a NetworkManager VLAN connection profile named like the interface."""
-
-    FIELDS = ("connection.type", "connection.interface-name", "vlan.parent", "vlan.id",
-              "ipv4.method", "ipv4.addresses", "connection.autoconnect")
 
     def __init__(self, name: str, parent: str, vlan_id: int, address: str) -> None:
         self.con, self.parent, self.vlan_id, self.address = name, parent, vlan_id, address
@@ -150,21 +193,18 @@ class NmConnection(Step):
                 "connection.autoconnect": "yes"}
 
     def facts(self) -> Mapping[str, str]:
-        return {"con": f"nmcli -t -g {','.join(self.FIELDS)} connection show "
-                       f"{shlex.quote(self.con)}"}
+        return {"con": nm_connection(self.con).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         q = shlex.quote
-        fact = facts["con"]
+        current = nm_connection(self.con).read(facts, "con")
         wanted = self.wanted()
-        if not fact.ok:
+        if current is None:
             settings = " ".join(f"{k} {q(v)}" for k, v in wanted.items()
                                 if k not in ("connection.type", "connection.interface-name"))
             return [Change(f"add NetworkManager connection {self.con}", (Action(
                 f"nmcli connection add type vlan con-name {q(self.con)} "
                 f"ifname {q(self.con)} {settings}"),))]
-        values = (line.strip() for line in fact.out.splitlines())
-        current = dict(zip(self.FIELDS, values, strict=False))
         if current.get("connection.type", "vlan") not in ("vlan", ""):
             raise StepFailed(
                 f"NetworkManager connection {self.con!r} exists with type "
@@ -189,19 +229,6 @@ def nmcli_steps(name: str, parent: str, vlan_id: int, address: str, create: bool
     ]
 
 
-def netplan_files(out: str) -> dict[str, str]:
-    """The netplan fact's output -> {path: text}."""
-    files: dict[str, str] = {}
-    current = None
-    for line in out.splitlines(keepends=True):
-        if line.startswith(NETPLAN_FILE_MARK):
-            current = line[len(NETPLAN_FILE_MARK):].strip()
-            files[current] = ""
-        elif current is not None:
-            files[current] += line
-    return files
-
-
 def netplan_defines(files: Mapping[str, str], interface: str) -> bool:
     """True when a netplan file declares `interface` (as an ethernet, bond, bridge, ...)."""
     for text in files.values():
@@ -221,7 +248,7 @@ def netplan_defines(files: Mapping[str, str], interface: str) -> bool:
 def netplan_steps(name: str, parent: str, vlan_id: int, address: str, create: bool,
                   facts: Mapping[str, FactResult]) -> list[Step]:
     """A `vlans:` entry in /etc/netplan/60-greenroom-<name>.yaml, applied with netplan."""
-    files = netplan_files(facts["vlan.netplan"].out)
+    files = NETPLAN.read(facts)
     path = f"/etc/netplan/60-greenroom-{name}.yaml"
     if not netplan_defines({p: t for p, t in files.items() if p != path}, parent):
         raise StepFailed(

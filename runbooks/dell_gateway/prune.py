@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.base import Action, Change, Step, StepFailed
 from runbooks.dell_gateway.dhcp import LEASE_DATABASE, LEASES, SERVICE
 from runbooks.dell_gateway.leases import TOKEN, Lease, active_leases, parse_leases
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 BAD_NEIGHBOUR_STATES = ("FAILED", "INCOMPLETE")
+Neighbours = dict[IPv4Address, tuple[str | None, str]]  # ip -> (MAC or None, state)
 
 
 def pool_leases(text: str, inventory: Inventory, now: datetime | None = None) -> list[Lease]:
@@ -42,9 +43,9 @@ def probe_command(interface: str, ips: Iterable[IPv4Address]) -> str:
     return f"{pings} wait; ip -4 neigh show dev {shlex.quote(interface)}"
 
 
-def parse_neighbours(text: str) -> dict[IPv4Address, tuple[str | None, str]]:
+def parse_neighbours(text: str) -> Neighbours:
     """`ip -4 neigh show dev IF` -> {ip: (mac or None, state)}."""
-    table: dict[IPv4Address, tuple[str | None, str]] = {}
+    table: Neighbours = {}
     for line in text.splitlines():
         fields = line.split()
         if not fields:
@@ -56,6 +57,18 @@ def parse_neighbours(text: str) -> dict[IPv4Address, tuple[str | None, str]]:
         mac = fields[fields.index("lladdr") + 1].lower() if "lladdr" in fields[:-1] else None
         table[ip] = (mac, fields[-1])
     return table
+
+
+def _neighbours(result: FactResult) -> Neighbours | None:
+    """The probe's table; None when it could not be read (failed and printed nothing)."""
+    if not result.ok and not result.out:
+        return None
+    return parse_neighbours(result.out)
+
+
+def neighbours_fact(interface: str, ips: Iterable[IPv4Address]) -> Fact[Neighbours | None]:
+    """The neighbour table of `interface` just after pinging `ips` (`probe_command`)."""
+    return Fact(f"neighbours {interface}", probe_command(interface, ips), _neighbours)
 
 
 def stale_leases(leases: list[Lease], neighbours: Mapping[IPv4Address, tuple[str | None, str]],
@@ -120,21 +133,22 @@ class PruneStaleLeases(Step):
         self.host, self.inventory = host, inventory
         self.interface = host.vlan.name if host.vlan else ""
         self.leases = pool_leases(leases_text, inventory)
+        self.neighbours = neighbours_fact(self.interface, [le.ip for le in self.leases])
 
     def facts(self) -> Mapping[str, str]:
         if not self.leases or not self.interface:
             return {}
-        return {"leases": LEASE_DATABASE.command,
-                "neighbours": probe_command(self.interface, [le.ip for le in self.leases])}
+        return {"leases": LEASE_DATABASE.command, "neighbours": self.neighbours.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         text = LEASE_DATABASE.read(facts, "leases") if "leases" in facts else None
         if text is None:
             return []
         current = pool_leases(text, self.inventory)
-        if not facts["neighbours"].ok and not facts["neighbours"].out:
+        table = self.neighbours.read(facts, "neighbours")
+        if table is None:
             raise StepFailed(f"cannot read the neighbour table of {self.interface}")
-        stale = stale_leases(current, parse_neighbours(facts["neighbours"].out))
+        stale = stale_leases(current, table)
         if not stale:
             return []
         pruned = without_leases(text, [le.ip for le in stale])

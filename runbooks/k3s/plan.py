@@ -85,9 +85,9 @@ def node_plan(ctx: HostContext) -> Plan:
         if digest is None:
             raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
                              "`inv k3s.fetch`")
-        plan.add(Artifact(path, cached_loader(cluster.version, name, lock), digest, mode,
-                          f"{name} {cluster.version}", notify=notify,
-                          mirror=blob_url(base, digest) if base else None))
+        plan.add(*Artifact(path, cached_loader(cluster.version, name, lock), digest, mode,
+                           f"{name} {cluster.version}", notify=notify,
+                           mirror=blob_url(base, digest) if base else None).steps())
     plan.add(Command("Ensure kubectl points at k3s", f"ln -sfn k3s {cfg.BINARY[:-3]}kubectl",
                      unless=f'[ "$(readlink {cfg.BINARY[:-3]}kubectl)" = k3s ]'))
     settings = cfg.node_config(host, cluster, inventory, vlan_ip(first))

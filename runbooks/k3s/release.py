@@ -11,7 +11,6 @@ is ever executed here, let alone piped into a shell.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from runbooks.common import artifacts
+from runbooks.common import artifacts, pins
 from runbooks.common.artifacts import matches, sha256_file
+from runbooks.common.pins import parse_sums
 
 BINARY = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 
@@ -60,16 +60,6 @@ def asset_url(source: str, version: str, name: str) -> str:
     return f"{source.rstrip('/')}/{quote(version, safe='')}/{name}"
 
 
-def parse_sums(text: str) -> dict[str, str]:
-    """`<sha256>  <name>` lines (sha256sum's format, `*name` for binary mode) -> {name: hex}."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 64:
-            out[parts[1].lstrip("*")] = parts[0].lower()
-    return out
-
-
 @dataclass
 class Lock:
     """{version: {asset: sha256}} pinned for one inventory."""
@@ -79,34 +69,21 @@ class Lock:
 
     @classmethod
     def read(cls, path: Path) -> Lock:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return cls(path, {})
-        except ValueError as exc:
-            raise ReleaseError(f"{path}: not valid JSON ({exc}); restore it from git") from None
-        versions = data.get("versions") if isinstance(data, dict) else None
-        if not isinstance(versions, dict):
-            raise ReleaseError(f"{path}: expected {{\"versions\": {{...}}}}; restore it from git")
+        versions = pins.read_lock(path, "versions", ReleaseError)
         return cls(path, {str(v): dict(a) for v, a in versions.items()})
 
     def digest(self, version: str, name: str) -> str | None:
         return self.versions.get(version, {}).get(name)
 
     def write(self) -> None:
-        body = {"comment": "k3s release files pinned by `inv k3s.fetch`; commit this file",
-                "versions": {v: dict(sorted(a.items())) for v, a in sorted(self.versions.items())}}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(body, indent=2) + "\n")
-        tmp.replace(self.path)
+        pins.write_lock(self.path, "k3s release files pinned by `inv k3s.fetch`; commit this "
+                        "file", "versions",
+                        {v: dict(sorted(a.items())) for v, a in sorted(self.versions.items())})
 
 
 def download(url: str, target: Path, timeout: float = 60) -> None:
-    """Fetch `url` into `target` (atomically; runbooks.common.artifacts.download)."""
-    try:
-        artifacts.download(url, target, timeout)
-    except artifacts.DownloadError as exc:
-        raise ReleaseError(str(exc)) from None
+    """Fetch `url` into `target` (atomically; runbooks.common.pins.download)."""
+    pins.download(url, target, ReleaseError, timeout=timeout)
 
 
 @dataclass
@@ -150,14 +127,8 @@ def fetch(version: str, arches: tuple[str, ...], fmt: str, source: str | None, l
                                f"{lock.path.name} pinned {pinned}; the release changed since "
                                "it was pinned: find out why before trusting it (to re-pin, "
                                f"remove {version} from {lock.path.name})")
-        part = folder / f".{name}.part"
-        download(asset_url(source, version, name), part)
-        got = sha256_file(part)
-        if got != expected:
-            part.unlink(missing_ok=True)
-            raise ReleaseError(f"{name}: downloaded sha256 {got} does not match {expected} "
-                               f"from {sums_name(arch)}; refusing it (nothing was kept)")
-        part.replace(target)
+        got = pins.download_verified(asset_url(source, version, name), target, expected,
+                                     ReleaseError, name, sums_name(arch))
         lock.versions.setdefault(version, {})[name] = got
         report.fetched.append(name)
         log(f"fetched {name} ({target.stat().st_size} bytes, sha256 {got[:12]}...)")

@@ -7,7 +7,8 @@ units stopped and disabled; k3s and container processes killed; the cluster's in
 its iptables rules (KUBE-*, CNI-*, flannel, in every table, v4 and v6, nft and legacy)
 without touching anyone else's (the gateway's NAT, Docker's chains); nftables tables of
 kube-proxy and flannel; its mounts (/run/k3s, /var/lib/kubelet, /var/lib/rancher/k3s); its
-files and directories; the binary, units and env files. `--keep-images` keeps
+files and directories; the binary, units and env files, and greenroom's stamps of the release
+files it removes. `--keep-images` keeps
 /var/lib/rancher/k3s/agent/images so a re-install imports them at once.
 """
 
@@ -17,6 +18,7 @@ import re
 import shlex
 from collections.abc import Callable, Mapping
 
+from runbooks.common.artifacts import STAMP_DIR, stamp_path
 from runbooks.common.kube_cluster import AGENT, SERVER
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
@@ -120,6 +122,16 @@ def data_fact(keep_images: bool) -> Fact[list[str]]:
     """What of the data dir would go (a few paths), nothing when it is clean."""
     return Fact(f"data dir{' (images kept)' if keep_images else ''}",
                 data_leftovers(keep_images), _lines(_words))
+
+
+def stamps_fact(keep_images: bool, folder: str = STAMP_DIR) -> Fact[list[str]]:
+    """The node's stamps (runbooks.common.artifacts) of the files the reset removes: the
+    binary's, and unless the images are kept those of the files under the data dir."""
+    globs = [shlex.quote(stamp_path(cfg.BINARY, folder))]
+    if not keep_images:
+        globs.append(shlex.quote(stamp_path(DATA_DIR + "/", folder)) + "*")
+    return Fact("stamps", f"ls -d -- {' '.join(globs)} 2>/dev/null",
+                lambda result: [p for p in result.out.split() if p.startswith(folder + "/")])
 
 
 def saved_rules(save: str) -> Fact[int]:
@@ -229,6 +241,9 @@ def reset_plan(keep_images: bool) -> Plan:
     plan.add(Removed("Ensure k3s's files, units and binary are gone", PRESENT,
                      lambda items: "rm -rf " + " ".join(q(i) for i in items)
                      + "; systemctl daemon-reload || true"))
+    plan.add(Removed("Ensure the stamps of the removed release files are gone",
+                     stamps_fact(keep_images),
+                     lambda items: "rm -f " + " ".join(q(i) for i in items)))
     plan.add(Removed("Ensure the kubectl link to k3s is gone", KUBECTL_LINK,
                      lambda _items: f"rm -f {KUBECTL}"))
     return plan

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from runbooks.common.bgp import PlanError, site_plan
 from runbooks.common.bgp_state import BGP_ROUTES, BGP_SESSIONS, node_states
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan, StepFailed
 from runbooks.metallb.services import Assigned, from_cluster
@@ -50,25 +51,50 @@ class RouterHealth(Health):
         return out
 
 
-class ClientHealth(Health):
-    """Every LoadBalancer IP answers HTTP from this host."""
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What one HTTP fetch from a host found: answered (2xx/3xx) and what it printed."""
 
-    def __init__(self, ctx: HostContext, addresses: Sequence[str]) -> None:
-        commands = {address: (f"curl -fsS -o /dev/null -m 5 -w '%{{http_code}}' "
-                              f"{shlex.quote(f'http://{address}/')} 2>&1 || "
-                              f"python3 -c {shlex.quote(_PY_FETCH.format(address))}")
-                    for address in addresses}
-        super().__init__(ctx, "Check the LoadBalancer IPs answer", commands)
-        self.addresses = list(addresses)
+    ok: bool
+    detail: str  # the status code, or the error's last words; "no reply" when none
 
-    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
-        return [(facts[a].ok, f"http://{a}/ answers" if facts[a].ok else
-                 f"http://{a}/ does not answer ({facts[a].out.strip()[-120:] or 'no reply'})")
-                for a in self.addresses]
+
+def parse_http_answer(result: FactResult) -> HttpAnswer:
+    """The fetch's exit status and the tail of what it printed."""
+    return HttpAnswer(result.ok, result.out.strip()[-120:] or "no reply")
 
 
 _PY_FETCH = ("import urllib.request as u; "
              "print(u.urlopen('http://{0}/', timeout=5).status)")
+
+
+def http_answer(address: str) -> Fact[HttpAnswer]:
+    """Fetch http://ADDRESS/ from the host: with curl, or Python where curl is missing (a
+    minimal Debian has python3 but not always curl); 5 s at the most."""
+    url = shlex.quote(f"http://{address}/")
+    return Fact(f"http {address}",
+                "if command -v curl >/dev/null; then "
+                f"curl -fsS -o /dev/null -m 5 -w '%{{http_code}}' {url} 2>&1; "
+                f"else python3 -c {shlex.quote(_PY_FETCH.format(address))} 2>&1; fi",
+                parse_http_answer)
+
+
+class ClientHealth(Health):
+    """Every LoadBalancer IP answers HTTP from this host."""
+
+    def __init__(self, ctx: HostContext, addresses: Sequence[str]) -> None:
+        self.fetches = {address: http_answer(address) for address in addresses}
+        super().__init__(ctx, "Check the LoadBalancer IPs answer",
+                         {address: fact.command for address, fact in self.fetches.items()})
+        self.addresses = list(addresses)
+
+    def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
+        out = []
+        for address, fact in self.fetches.items():
+            answer = fact.read(facts, address)
+            out.append((answer.ok, f"http://{address}/ answers" if answer.ok else
+                        f"http://{address}/ does not answer ({answer.detail})"))
+        return out
 
 
 class AssignedHealth(Health):

@@ -27,7 +27,7 @@ import yaml
 
 from runbooks.common.bgp import metallb_of, routers_of
 from runbooks.common.kubectl import Manifests, load_manifests, object_ref
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
 from runbooks.core.steps.files import unified_diff
@@ -124,6 +124,12 @@ class ControllerReady(Step):
         return [Change(f"wait for MetalLB ({what})", (Action(wait),))]
 
 
+# microk8s's own metallb addon is enabled on this node (False without microk8s)
+MICROK8S_METALLB_ADDON: Fact[bool] = Fact(
+    "microk8s metallb addon", "microk8s status -a metallb",
+    lambda result: result.ok and result.out.strip() == "enabled")
+
+
 class NoMicrok8sAddon(Step):
     """Refuse to run while microk8s's own `metallb` addon is enabled (two MetalLBs fight)."""
 
@@ -131,10 +137,10 @@ class NoMicrok8sAddon(Step):
     verify = False
 
     def facts(self) -> Mapping[str, str]:
-        return {"addon": "microk8s status -a metallb"}
+        return {"addon": MICROK8S_METALLB_ADDON.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if facts["addon"].ok and facts["addon"].out.strip() == "enabled":
+        if MICROK8S_METALLB_ADDON.read(facts, "addon"):
             raise StepFailed("microk8s's metallb addon is enabled: it installs its own MetalLB "
                              "and pool, which would fight this runbook's. Run `microk8s disable "
                              "metallb` on the node, then `inv metallb` again")

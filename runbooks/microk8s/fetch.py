@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 import re
 import shutil
@@ -28,8 +27,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbooks.common import artifacts
-from runbooks.common.artifacts import matches, sha256_file
+from runbooks.common import artifacts, pins
+from runbooks.common.artifacts import matches
 
 SNAP = re.compile(r"^microk8s_(\d+)\.snap$")
 
@@ -79,15 +78,7 @@ class Lock:
 
     @classmethod
     def read(cls, path: Path) -> Lock:
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return cls(path, {})
-        except ValueError as exc:
-            raise FetchError(f"{path}: not valid JSON ({exc}); restore it from git") from None
-        channels = data.get("channels") if isinstance(data, dict) else None
-        if not isinstance(channels, dict):
-            raise FetchError(f"{path}: expected {{\"channels\": {{...}}}}; restore it from git")
+        channels = pins.read_lock(path, "channels", FetchError)
         out = {}
         for channel, pin in channels.items():
             try:
@@ -98,12 +89,10 @@ class Lock:
         return cls(path, out)
 
     def write(self) -> None:
-        body = {"comment": "microk8s snaps pinned by `inv microk8s.fetch`; commit this file",
-                "channels": {c: {"revision": p.revision, "files": dict(sorted(p.files.items()))}
-                             for c, p in sorted(self.channels.items())}}
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(json.dumps(body, indent=2) + "\n")
-        tmp.replace(self.path)
+        pins.write_lock(self.path, "microk8s snaps pinned by `inv microk8s.fetch`; commit "
+                        "this file", "channels",
+                        {c: {"revision": p.revision, "files": dict(sorted(p.files.items()))}
+                         for c, p in sorted(self.channels.items())})
 
 
 @dataclass
@@ -171,24 +160,15 @@ def _snap_download(channel: str, into: Path, timeout: float) -> None:
                          f"{(done.stderr or done.stdout).strip()[-400:]}")
 
 
-def _get(url: str, target: Path, timeout: float) -> None:
-    try:
-        artifacts.download(url, target, timeout)
-    except artifacts.DownloadError as exc:
-        raise FetchError(f"{exc} (a mirror of `snap download` results)") from None
+MIRROR_HINT = " (a mirror of `snap download` results)"
 
 
 def _mirror_download(source: str, channel: str, revision: str | None, into: Path,
                      timeout: float) -> None:
     base = f"{source.rstrip('/')}/{channel}"
-    sums = {}
-    _get(f"{base}/SHA256SUMS", into / "SHA256SUMS", timeout)
-    listed = (into / "SHA256SUMS").read_text(errors="replace")
+    pins.download(f"{base}/SHA256SUMS", into / "SHA256SUMS", FetchError, MIRROR_HINT, timeout)
+    sums = pins.parse_sums((into / "SHA256SUMS").read_text(errors="replace"))
     (into / "SHA256SUMS").unlink()
-    for line in listed.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and len(parts[0]) == 64:
-            sums[parts[1].lstrip("*")] = parts[0].lower()
     offered = sorted((m.group(1) for m in map(SNAP.match, sums) if m), key=int)
     if not offered:
         raise FetchError(f"{base}/SHA256SUMS lists no microk8s_<revision>.snap")
@@ -198,10 +178,9 @@ def _mirror_download(source: str, channel: str, revision: str | None, into: Path
             raise FetchError(f"{base}/SHA256SUMS does not list {name} (the channel now "
                              f"offers revision {offered[-1]}); run `inv microk8s.fetch "
                              "--update` to pin it")
-        _get(f"{base}/{name}", into / name, timeout)
-        if sha256_file(into / name) != sums[name]:
-            raise FetchError(f"{base}/{name} does not match the mirror's SHA256SUMS; "
-                             "nothing was cached")
+        pins.download_verified(f"{base}/{name}", into / name, sums[name], FetchError,
+                               f"{base}/{name}", "the mirror's SHA256SUMS", MIRROR_HINT,
+                               timeout)
 
 
 def fetch(channel: str, source: str | None, lock: Lock, update: bool = False,
@@ -236,7 +215,7 @@ def fetch(channel: str, source: str | None, lock: Lock, update: bool = False,
                              "release notes), or copy the pinned files from a machine that "
                              "has them into ~/.cache/greenroom/microk8s/")
         verify_pair(tmp / snap_name, tmp / assert_name, revision)
-        digests = {n: sha256_file(tmp / n) for n in (snap_name, assert_name)}
+        digests = {n: artifacts.sha256_file(tmp / n) for n in (snap_name, assert_name)}
         if pin is not None and digests != pin.files:
             raise FetchError(f"the downloaded files do not match the sha256 {lock.path.name} "
                              f"pins for {channel} revision {revision}; nothing was cached")

@@ -84,9 +84,9 @@ def node_steps(ctx: HostContext, cluster: Microk8sCluster) -> tuple[Fetched, lis
     steps: list[Step] = []
     for name, local in sorted(pinned.files.items(), reverse=True):  # the snap first
         digest = pinned.digests[name]
-        steps.append(Artifact(f"{NODE_CACHE}/{name}", _loader(local), digest, mode="644",
-                              label=f"{name} ({cluster.channel})",
-                              mirror=blob_url(base, REPOSITORY, digest) if base else None))
+        steps += Artifact(f"{NODE_CACHE}/{name}", _loader(local), digest, mode="644",
+                          label=f"{name} ({cluster.channel})",
+                          mirror=blob_url(base, REPOSITORY, digest) if base else None).steps()
     return pinned, steps
 
 

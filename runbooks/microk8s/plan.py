@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.facts import succeeded
 from runbooks.common.kubeconfig import kubeconfig_path
 from runbooks.common.kubeconfig_step import KubeconfigMerged
 from runbooks.common.microk8s_cluster import ROLE, Microk8sCluster
 from runbooks.core import secrets
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Action, Change, Command, File, Plan, Step, StepFailed, Verify
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 
 DONE = (Action(":"),)  # a change made while planning (on the seed, or on this machine)
 CLUSTERED = "/var/snap/microk8s/current/var/lock/clustered.lock"
+# this node has joined a cluster (microk8s's own marker, removed by `microk8s leave`)
+CLUSTERED_HERE: Fact[bool] = Fact("microk8s clustered", f"test -e {CLUSTERED}", succeeded)
 JOIN_PORT = 25000
 JOIN_TIMEOUT = 900
 TOKENS = "/var/snap/microk8s/current/credentials/cluster-tokens.txt"
@@ -133,6 +136,13 @@ def node_plan(ctx: HostContext) -> Plan:
     return plan
 
 
+def ready_fact(timeout: int) -> Fact[bool]:
+    """microk8s is installed and ready within `timeout` seconds."""
+    return Fact(f"microk8s ready within {timeout} s",
+                "command -v microk8s >/dev/null && microk8s status --wait-ready "
+                f"--timeout {timeout} >/dev/null", succeeded)
+
+
 class Ready(Verify):
     """`microk8s status --wait-ready` within a timeout; on failure `microk8s inspect`'s lines."""
 
@@ -141,11 +151,10 @@ class Ready(Verify):
         self.name = f"microk8s ready (status --wait-ready, {timeout} s at most)"
 
     def facts(self) -> Mapping[str, str]:
-        return {"ready": "command -v microk8s >/dev/null && microk8s status --wait-ready "
-                         f"--timeout {self.timeout} >/dev/null"}
+        return {"ready": ready_fact(self.timeout).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if facts["ready"].ok or self.ctx.check:
+        if ready_fact(self.timeout).read(facts, "ready") or self.ctx.check:
             return []
         raise StepFailed(f"microk8s is not ready after {self.timeout} s; `microk8s inspect` "
                          f"says:\n{inspect_lines(self.ctx.session)}")
@@ -161,6 +170,12 @@ def parse_addons(text: str) -> dict[str, bool]:
     return out
 
 
+# {addon: enabled} of `microk8s status --format short`; {} when microk8s does not answer
+ADDONS: Fact[dict[str, bool]] = Fact(
+    "microk8s addons", "microk8s status --format short",
+    lambda result: parse_addons(result.out) if result.ok else {})
+
+
 class Addons(Step):
     """Every addon of the inventory enabled (`microk8s enable` only for those that are not)."""
 
@@ -170,12 +185,12 @@ class Addons(Step):
                                                  or "(none)")
 
     def facts(self) -> Mapping[str, str]:
-        return {"status": "microk8s status --format short"}
+        return {"status": ADDONS.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         if not self.cluster.addons:
             return []
-        known = parse_addons(facts["status"].out) if facts["status"].ok else {}
+        known = ADDONS.read(facts, "status")
         changes = []
         for addon in self.cluster.addons:
             if known.get(addon.name):
@@ -203,7 +218,7 @@ class Joined(Step):
                      f"{' as a worker' if worker else ''}")
 
     def facts(self) -> Mapping[str, str]:
-        return {"here": f"test -e {CLUSTERED}"}
+        return {"here": CLUSTERED_HERE.command}
 
     def _seed(self) -> Any:
         seed = self.ctx.inventory.hosts[self.cluster.seed]
@@ -219,7 +234,7 @@ class Joined(Step):
         return session
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        here = facts["here"].ok
+        here = CLUSTERED_HERE.read(facts, "here")
         seed = self._seed()
         deadline = time.monotonic() + (0 if self.ctx.check else SEED_WAIT)
         while True:  # the seed's own run may still be installing it
@@ -314,21 +329,46 @@ RUNBOOK = Runbook("microk8s", (ROLE,), node_plan)
 RESET = Runbook("microk8s.reset", (ROLE,), reset_plan)
 
 
+def parse_snap_notes(result: FactResult) -> str | None:
+    """The Notes column of `snap list microk8s`'s row ("held", "-", ...); None: no snap."""
+    notes = result.out.strip() if result.ok else ""
+    return notes or None
+
+
+# the microk8s snap's notes (None when it is not installed)
+SNAP_NOTES: Fact[str | None] = Fact(
+    "microk8s snap notes", "snap list microk8s | awk 'NR==2 {print $NF}'", parse_snap_notes)
+
+
 class Held(Verify):
     """The snap installed and held against refreshes."""
 
     name = "microk8s snap installed and held"
 
     def facts(self) -> Mapping[str, str]:
-        return {"notes": "snap list microk8s | awk 'NR==2 {print $NF}'"}
+        return {"notes": SNAP_NOTES.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["notes"].ok or not facts["notes"].out.strip():
+        notes = SNAP_NOTES.read(facts, "notes")
+        if notes is None:
             raise StepFailed("microk8s is not installed: run `inv microk8s`")
-        if "held" not in facts["notes"].out:
+        if "held" not in notes:
             raise StepFailed("the microk8s snap is not held: a snap refresh may restart it "
                              "mid-demo; run `inv microk8s` (it holds it)")
         return []
+
+
+def parse_node_list(result: FactResult) -> dict[str, str]:
+    """`kubectl get nodes --no-headers` -> {node: STATUS column}; {} when it fails."""
+    if not result.ok:
+        return {}
+    return {line.split()[0]: line.split()[1] for line in result.out.splitlines()
+            if len(line.split()) > 1}
+
+
+# {node: status} as the seed's kubectl lists them
+NODES: Fact[dict[str, str]] = Fact("microk8s nodes", "microk8s kubectl get nodes --no-headers",
+                                   parse_node_list)
 
 
 class NodesReady(Verify):
@@ -339,11 +379,10 @@ class NodesReady(Verify):
         self.name = f"nodes Ready: {', '.join(cluster.nodes)}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"nodes": "microk8s kubectl get nodes --no-headers"}
+        return {"nodes": NODES.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        status = {ln.split()[0]: ln.split()[1] for ln in facts["nodes"].out.splitlines()
-                  if len(ln.split()) > 1} if facts["nodes"].ok else {}
+        status = NODES.read(facts, "nodes")
         bad = [f"{n} ({status.get(n, 'missing')})" for n in self.cluster.nodes
                if status.get(n) != "Ready"]
         if bad:
@@ -359,6 +398,12 @@ def parse_ha(text: str) -> str | None:
         if sep and name.strip() == "high-availability":
             return value.strip()
     return None
+
+
+# `high-availability:` of `microk8s status` ("yes", "no"; None when it does not say)
+HIGH_AVAILABILITY: Fact[str | None] = Fact(
+    "microk8s high-availability", "microk8s status",
+    lambda result: parse_ha(result.out) if result.ok else None)
 
 
 def ha_expected(cluster: Microk8sCluster) -> bool:
@@ -378,10 +423,10 @@ class HighAvailability(Verify):
                      " expected)")
 
     def facts(self) -> Mapping[str, str]:
-        return {"status": "microk8s status"}
+        return {"status": HIGH_AVAILABILITY.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        said = parse_ha(facts["status"].out) if facts["status"].ok else None
+        said = HIGH_AVAILABILITY.read(facts, "status")
         self.log(f"high-availability: {said or 'unknown'}")
         if ha_expected(self.cluster) and said != "yes":
             raise StepFailed(f"high-availability is {said or 'unknown'} with "
@@ -399,10 +444,10 @@ class AddonsEnabled(Verify):
         self.name = "addons enabled: " + (", ".join(a.name for a in cluster.addons) or "(none)")
 
     def facts(self) -> Mapping[str, str]:
-        return {"status": "microk8s status --format short"}
+        return {"status": ADDONS.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        known = parse_addons(facts["status"].out) if facts["status"].ok else {}
+        known = ADDONS.read(facts, "status")
         off = [a.name for a in self.cluster.addons if not known.get(a.name)]
         if off:
             raise StepFailed(f"addons not enabled: {', '.join(off)}; run `inv microk8s`")

@@ -11,7 +11,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from runbooks.common.facts import CONTAINERD_INSTALLED
+from runbooks.common.facts import ARCHITECTURE, CONTAINERD_INSTALLED
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps.system import dpkg_status
 
@@ -40,7 +40,7 @@ FACT_COMMANDS: dict[str, str] = {
     "swap_packages": dpkg_status(SWAP_PACKAGES).command,
     "containerd": CONTAINERD_INSTALLED.command,
     "iptables": "iptables --version",
-    "arch": "dpkg --print-architecture || uname -m",
+    "arch": ARCHITECTURE.command,
 }
 
 
@@ -222,7 +222,7 @@ def parse_board_facts(facts: Mapping[str, FactResult]) -> BoardFacts:
         swap_packages=tuple(p for p in SWAP_PACKAGES if packages.installed(p)),
         containerd=CONTAINERD_INSTALLED.read(facts, "containerd"),
         iptables=parse_iptables_variant(iptables.out) if iptables.ok else "unknown",
-        arch=facts["arch"].out.strip() or "unknown",
+        arch=ARCHITECTURE.read(facts, "arch") or "unknown",
     )
 
 

@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.facts import succeeded
+from runbooks.common.links import IPV4_ADDRESSES
 from runbooks.common.registry import required_endpoint
 from runbooks.common.registry_trust import RUNTIMES, restart_if_installed, trust_steps
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
     Action,
@@ -49,26 +51,18 @@ CONFIG = "/etc/docker/registry/config.yml"
 DROP_IN = f"/etc/systemd/system/{UNIT}.service.d/greenroom.conf"
 STORAGE = "/var/lib/docker-registry"
 NODE_ROLES = ("pi", "k3s-server", "k3s-agent", "microk8s")
-DETECT = {
+# Which container runtimes a node has (the registry's trust is written for each), by name
+RUNTIME_PRESENT: dict[str, Fact[bool]] = {name: Fact(f"runtime {name}", command, succeeded)
+                                          for name, command in {
     "containerd": "command -v containerd || [ -d /etc/containerd ]",
     "k3s": "[ -d /etc/rancher/k3s ] || command -v k3s",
     "microk8s": "[ -d /var/snap/microk8s ]",
     # /etc/docker alone is not enough: the docker-registry package creates it too.
     "docker": "[ -e /etc/docker/daemon.json ] || command -v dockerd || command -v docker",
-}
+}.items()}
 
 
 # -- registry.up steps ------------------------------------------------------------------------
-
-def parse_ipv4_addresses(out: str) -> set[str]:
-    """`ip -4 -o addr show` output -> the IPv4 addresses on the host's interfaces."""
-    found = set()
-    for line in out.splitlines():
-        words = line.split()
-        if "inet" in words and words.index("inet") + 1 < len(words):
-            found.add(words[words.index("inet") + 1].split("/")[0])
-    return found
-
 
 class VlanAddress(Step):
     """Ensure the registry's listen address is on the host (dell-gateway puts it there): a
@@ -79,10 +73,10 @@ class VlanAddress(Step):
         self.name = f"Ensure {address} is on an interface of {host}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"addrs": "ip -4 -o addr show"}
+        return {"addrs": IPV4_ADDRESSES.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if self.address in parse_ipv4_addresses(facts["addrs"].out):
+        if self.address in {str(a.ip) for _, a in IPV4_ADDRESSES.read(facts, "addrs")}:
             return []
         return [Change(f"{self.address} is not on any interface of {self.host} yet; the "
                        "registry listens on the VLAN address: run `inv dell-gateway` first "
@@ -266,6 +260,30 @@ def container_differences(info: Mapping[str, Any], spec: ContainerSpec) -> list[
     return diffs
 
 
+# the docker command is installed
+DOCKER_CLI: Fact[bool] = Fact("docker command", "command -v docker", succeeded)
+
+
+def parse_inspect(result: FactResult, name: str) -> dict[str, Any] | None:
+    """`docker inspect --type container NAME` -> its object; None: no such container.
+    StepFailed when docker answers something that is not an inspect object."""
+    if not result.ok:
+        return None
+    try:
+        info = json.loads(result.out)[0]
+    except (ValueError, IndexError, KeyError) as exc:
+        raise StepFailed(f"cannot read `docker inspect {name}`: {exc}") from None
+    if not isinstance(info, dict):
+        raise StepFailed(f"cannot read `docker inspect {name}`: not an object")
+    return info
+
+
+def container_fact(name: str) -> Fact[dict[str, Any] | None]:
+    """The container `name` as `docker inspect` shows it (None: there is none)."""
+    return Fact(f"container {name}", f"docker inspect --type container {shlex.quote(name)}",
+                lambda result: parse_inspect(result, name))
+
+
 class RegistryContainer(Step):
     """Ensure the registry:2 container runs as `spec` says (runtime docker)."""
 
@@ -274,21 +292,18 @@ class RegistryContainer(Step):
         self.name = f"Ensure container {spec.name} ({spec.image}) on {spec.address}:{spec.port}"
 
     def facts(self) -> Mapping[str, str]:
-        return {"docker": "command -v docker",
-                "inspect": f"docker inspect --type container {shlex.quote(self.spec.name)}"}
+        return {"docker": DOCKER_CLI.command,
+                "inspect": container_fact(self.spec.name).command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["docker"].ok:
+        if not DOCKER_CLI.read(facts, "docker"):
             raise StepFailed("registry.runtime is docker but there is no docker command on "
                              "this host: install Docker (apt-get install docker.io), or set "
                              "registry.runtime: package in the inventory")
         run = self.spec.run_command()
-        if not facts["inspect"].ok:
+        info = container_fact(self.spec.name).read(facts, "inspect")
+        if info is None:
             return [Change(f"create container {self.spec.name}", (Action(run),))]
-        try:
-            info = json.loads(facts["inspect"].out)[0]
-        except (ValueError, IndexError, KeyError) as exc:
-            raise StepFailed(f"cannot read `docker inspect {self.spec.name}`: {exc}") from None
         diffs = container_differences(info, self.spec)
         if diffs:
             recreate = f"docker rm -f {shlex.quote(self.spec.name)} && {run}"
@@ -363,8 +378,8 @@ def chosen_runtimes(ctx: HostContext, option: str | None) -> list[str]:
             raise StepFailed(f"--runtimes {text!r}: unknown {', '.join(unknown) or 'list'}; "
                              f"use auto or a comma list of {', '.join(RUNTIMES)}")
         return names
-    found = ctx.gather(DETECT)
-    names = [n for n in RUNTIMES if found[n].ok]
+    found = ctx.gather({name: fact.command for name, fact in RUNTIME_PRESENT.items()})
+    names = [n for n in RUNTIMES if RUNTIME_PRESENT[n].read(found, n)]
     if "k3s" not in names and any(r.startswith("k3s-") for r in ctx.host.roles):
         names.insert(1 if "containerd" in names else 0, "k3s")
     return names

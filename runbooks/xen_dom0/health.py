@@ -11,13 +11,14 @@ from typing import Any
 
 from runbooks.common.facts import UDP_LISTENERS
 from runbooks.common.kernel import IP_FORWARD
+from runbooks.common.links import link_command, parse_link
 from runbooks.common.nat import FIREWALLD_RUNTIME_RULES, NFT_RULESET
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.readonly import Check
 from runbooks.core.steps.system import unit_active
 from runbooks.xen_dom0.render import DNSMASQ_BASE
 from runbooks.xen_dom0.settings import XenSettings
-from runbooks.xen_dom0.steps import XL_INFO, link_command, parse_link
+from runbooks.xen_dom0.steps import XL_INFO
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,9 @@ def evaluate(settings: XenSettings, facts: Mapping[str, FactResult]) -> list[Che
     if settings.public:
         wanted.insert(0, (settings.public.name, settings.public.address))
     for name, address in wanted:
-        link = parse_link(facts[f"link/{name}"])
+        link = parse_link(name, facts[f"link/{name}"])
         has = address in link.addresses if address else bool(link.addresses)
-        ok = link.exists and link.bridge and link.up and has
+        ok = link.exists and link.kind == "bridge" and link.up and has
         shown = ", ".join(str(a) for a in link.addresses) or "no address"
         detail = (f"up with {shown}" if ok else "missing" if not link.exists else
                   f"{'up' if link.up else 'down'}, {shown} (want {address or 'a DHCP address'})")

@@ -15,9 +15,11 @@ import shlex
 from ipaddress import IPv4Address
 from typing import TYPE_CHECKING
 
+from runbooks.common.facts import ARCHITECTURE, succeeded
+from runbooks.common.links import IPV4_ADDRESSES, parse_ipv4_addresses
 from runbooks.common.nat import FIREWALLD_RUNNING, Nat, PortForward, nat_steps
 from runbooks.common.reboot import RebootRequested, reboot_handler
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
     Command,
@@ -42,11 +44,15 @@ if TYPE_CHECKING:
 
 ROLE = "xen-dom0"
 DIVERTED = "/etc/grub.d/20_linux_xen"
+# the dummy kernel module is loaded, built in, or there to load (the private bridges' ports)
+DUMMY_MODULE: Fact[bool] = Fact(
+    "dummy module available",
+    "[ -d /sys/module/dummy ] || grep -qs '/dummy\\.ko' "
+    "/lib/modules/$(uname -r)/modules.builtin || modinfo dummy >/dev/null 2>&1", succeeded)
 FACTS = {
-    "xen.os": '. /etc/os-release; echo "$VERSION_CODENAME"; dpkg --print-architecture',
-    "xen.dummy": "[ -d /sys/module/dummy ] || grep -qs '/dummy\\.ko' "
-                 "/lib/modules/$(uname -r)/modules.builtin || modinfo dummy >/dev/null 2>&1",
-    "xen.addrs": "ip -o -4 addr show",
+    "xen.arch": ARCHITECTURE.command,
+    "xen.dummy": DUMMY_MODULE.command,
+    "xen.addrs": IPV4_ADDRESSES.command,
     "xen.firewalld": FIREWALLD_RUNNING.command,
 }
 ARCHES = ("amd64", "arm64")
@@ -58,17 +64,13 @@ def settings_of(ctx: HostContext) -> XenSettings:
 
 def ssh_interface(host: Host, addrs: FactResult) -> str | None:
     """The interface holding the address greenroom reaches the host at (None: unknown)."""
-    for line in addrs.out.splitlines():
-        words = line.split()
-        if len(words) >= 4 and words[3].split("/")[0] == host.address:
-            return words[1]
-    return None
+    return next((name for name, address in parse_ipv4_addresses(addrs)
+                 if str(address.ip) == host.address), None)
 
 
-def packages(os_fact: FactResult) -> list[str]:
-    """The hypervisor packages of the host's release and architecture."""
-    words = os_fact.out.split()
-    arch = words[-1] if words else ""
+def packages(arch_fact: FactResult) -> list[str]:
+    """The hypervisor packages of the host's architecture."""
+    arch = ARCHITECTURE.parse(arch_fact)
     if arch not in ARCHES:
         raise StepFailed(f"Xen packages exist for {', '.join(ARCHES)} only, this host is "
                          f"{arch or 'unknown'}; remove role xen-dom0 from it")
@@ -164,13 +166,13 @@ def xen_plan(ctx: HostContext) -> Plan:
     source = managed_from(inventory)
     facts = ctx.gather(FACTS)
     cross_check(host, settings)
-    has_dummy = facts["xen.dummy"].ok
+    has_dummy = DUMMY_MODULE.read(facts, "xen.dummy")
     ssh_if = ssh_interface(host, facts["xen.addrs"])
     macs = {b.name: stable_mac(inventory.site, host.name, b.name, "dummy")
             for b in settings.private}
     plan = Plan()
     plan.add(
-        Packages([*packages(facts["xen.os"]), "ifupdown", "bridge-utils", "dnsmasq"]),
+        Packages([*packages(facts["xen.arch"]), "ifupdown", "bridge-utils", "dnsmasq"]),
         Command(f"Ensure no old dpkg-divert of {DIVERTED}",
                 f"dpkg-divert --rename --remove {DIVERTED}",
                 only_if=f"dpkg-divert --list {DIVERTED} | grep -q .", notify=("update-grub",)),
@@ -200,7 +202,7 @@ def xen_plan(ctx: HostContext) -> Plan:
     for bridge in settings.private:
         plan.add(BridgeUp(bridge.name, bridge.address))
     plan.add(*dnsmasq_steps(settings, source))
-    plan.add(*nat_for(host, settings, facts["xen.firewalld"].ok, source))
+    plan.add(*nat_for(host, settings, FIREWALLD_RUNNING.read(facts, "xen.firewalld"), source))
     if settings.xen_default:
         plan.add(XenBooted(render.xen_cmdline(settings)))
     if ctx.options.get("reboot"):

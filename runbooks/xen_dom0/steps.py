@@ -3,50 +3,27 @@ setting where the release still reads it, and dnsmasq's instance template."""
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from runbooks.core.facts import Fact, FactResult
+from runbooks.common.facts import succeeded
+from runbooks.common.links import link_command, parse_link
+from runbooks.core.facts import Fact, FactResult, file_command, parse_file
 from runbooks.core.steps import Action, Change, File, LineInFile, Step, StepFailed
 
 TOOLSTACK_READERS = "/usr/lib/xen-common/bin/xen-toolstack /etc/init.d/xen"
 PACKAGE_TEMPLATE = "/lib/systemd/system/dnsmasq@.service"
 OWN_TEMPLATE = "/etc/systemd/system/dnsmasq@.service"
+MANAGED_MARK = "Managed by greenroom"  # in the header of files/xen_dom0/dnsmasq@.service.j2
 
-
-@dataclass(frozen=True)
-class LinkView:
-    exists: bool
-    bridge: bool = False
-    up: bool = False
-    addresses: tuple[IPv4Interface, ...] = ()
-    master: str | None = None
-
-
-def parse_link(result: FactResult) -> LinkView:
-    """`ip -d -j addr show dev NAME` -> what the bridge steps need."""
-    if not result.ok or not result.out.strip():
-        return LinkView(False)
-    try:
-        data = json.loads(result.out)
-    except ValueError:
-        return LinkView(False)
-    if not data:
-        return LinkView(False)
-    entry = data[0]
-    kind = (entry.get("linkinfo") or {}).get("info_kind")
-    addresses = tuple(IPv4Interface(f"{a['local']}/{a['prefixlen']}")
-                      for a in entry.get("addr_info", ())
-                      if a.get("family") == "inet" and "local" in a)
-    return LinkView(True, kind == "bridge", "UP" in entry.get("flags", ()), addresses,
-                    entry.get("master"))
-
-
-def link_command(name: str) -> str:
-    return f"ip -d -j addr show dev {shlex.quote(name)}"
+# The release still reads TOOLSTACK (its toolstack script or init script names it)
+TOOLSTACK_READ: Fact[bool] = Fact("toolstack read", f"grep -qs TOOLSTACK {TOOLSTACK_READERS}",
+                                  succeeded)
+# The dnsmasq package ships its own dnsmasq@.service (answered by the batch's one stat)
+PACKAGE_SHIPS_TEMPLATE: Fact[bool] = Fact(
+    "dnsmasq@ template shipped", file_command(PACKAGE_TEMPLATE),
+    lambda result: parse_file(result).content is not None)
 
 
 class BridgeUp(Step):
@@ -67,11 +44,12 @@ class BridgeUp(Step):
         return facts
 
     def converged(self, facts: Mapping[str, FactResult]) -> bool:
-        link = parse_link(facts["link"])
+        link = parse_link(self.bridge, facts["link"])
         has_address = (self.address in link.addresses if self.address
                        else bool(link.addresses))
-        port_ok = self.port is None or parse_link(facts["port"]).master == self.bridge
-        return link.exists and link.bridge and link.up and has_address and port_ok
+        port_ok = (self.port is None
+                   or parse_link(self.port, facts["port"]).master == self.bridge)
+        return link.exists and link.kind == "bridge" and link.up and has_address and port_ok
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         if self.converged(facts):
@@ -141,10 +119,10 @@ class Toolstack(Step):
         self._line = LineInFile("/etc/default/xen", "TOOLSTACK=xl", match="TOOLSTACK=")
 
     def facts(self) -> Mapping[str, str]:
-        return {"reads": f"grep -qs TOOLSTACK {TOOLSTACK_READERS}", **self._line.facts()}
+        return {TOOLSTACK_READ.name: TOOLSTACK_READ.command, **self._line.facts()}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        return self._line.plan(facts) if facts["reads"].ok else []
+        return self._line.plan(facts) if TOOLSTACK_READ.read(facts) else []
 
 
 class DnsmasqTemplate(Step):
@@ -157,13 +135,14 @@ class DnsmasqTemplate(Step):
         self.name = "Ensure a dnsmasq@.service template"
 
     def facts(self) -> Mapping[str, str]:
-        return {"package": f"test -e {PACKAGE_TEMPLATE}",
-                "ours": f"grep -qs 'Managed by greenroom' {OWN_TEMPLATE}", **self._file.facts()}
+        # our own template is the File step's file: its content says whether it is ours
+        return {PACKAGE_SHIPS_TEMPLATE.name: PACKAGE_SHIPS_TEMPLATE.command,
+                **self._file.facts()}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not facts["package"].ok:
+        if not PACKAGE_SHIPS_TEMPLATE.read(facts):
             return self._file.plan(facts)
-        if facts["ours"].ok:
+        if MANAGED_MARK in (parse_file(facts["file"]).content or ""):
             return [Change(f"remove {OWN_TEMPLATE}: the package ships {PACKAGE_TEMPLATE}",
                            (Action(f"rm -f {OWN_TEMPLATE} && systemctl daemon-reload"),))]
         return []

@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import subprocess
 import threading
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from runbooks.k3s.release import Lock, lock_path
 from runbooks.k3s.tasks import check, converge, fetch, reset
 from runbooks.lab import release
 from tests.lab.conftest import LAB_INVENTORY
+from tests.support.kubeconfig import kubectl_config, users_own_kubeconfig
 
 pytestmark = pytest.mark.lab
 
@@ -45,7 +45,7 @@ def site(lab, tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
     patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
-    (tmp / "kubeconfig").write_text(OTHER_KUBECONFIG)
+    users_own_kubeconfig(tmp / "kubeconfig")
     yield tmp, inventory
     patch.undo()
     for name in NODES:
@@ -71,16 +71,6 @@ def with_k3s(text: str) -> str:
         text = text.replace(f"address: {address}\n    roles: [pi]\n",
                             f"address: {address}\n    roles: [pi, {role}]\n")
     return text
-
-
-OTHER_KUBECONFIG = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: work, cluster: {server: 'https://10.9.9.9:6443'}}]
-users: [{name: work, user: {token: keep-me}}]
-contexts: [{name: work, context: {cluster: work, user: work}}]
-current-context: work
-"""
 
 
 def sh(lab, host: str, command: str) -> str:
@@ -170,10 +160,7 @@ def test_converge_installs_a_ready_cluster_without_showing_the_token(lab, site, 
 
 def test_kubeconfig_is_merged_as_kubectl_reads_it(site):
     tmp, _ = site
-    view = subprocess.run(["kubectl", "config", "view", "--raw", "-o", "json", "--kubeconfig",
-                           str(tmp / "kubeconfig")], capture_output=True, text=True,
-                          check=True, env={"HOME": str(tmp), "PATH": "/usr/bin:/bin"})
-    data = json.loads(view.stdout)
+    data = json.loads(kubectl_config(tmp / "kubeconfig", "view", "--raw", "-o", "json"))
     clusters = {c["name"]: c["cluster"]["server"] for c in data["clusters"]}
     assert clusters == {"work": "https://10.9.9.9:6443", "lab": "https://192.168.10.25:6443"}
     users = {u["name"]: u["user"] for u in data["users"]}
@@ -290,7 +277,18 @@ def test_boards_pull_the_release_from_the_gateway(lab, site):
     assert again["ok"] is True and changed_steps(again) == {}
 
 
-def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
+STAMPS = "/var/lib/greenroom/artifacts"
+BINARY_STAMP = f"{STAMPS}/%2Fusr%2Flocal%2Fbin%2Fk3s"
+# other bytes of the same size in the binary, its mtime put back: only the ctime tells
+TAMPER = ("cp -p /usr/local/bin/k3s /tmp/k3s.ref && printf X | dd of=/usr/local/bin/k3s bs=1 "
+          "seek=200 count=1 conv=notrunc 2>/dev/null && touch -r /tmp/k3s.ref "
+          "/usr/local/bin/k3s && rm /tmp/k3s.ref")
+
+
+def test_a_config_change_or_tampered_binary_restarts_only_the_nodes_they_touch(lab, site):
+    """rp0's config changes; lp0's binary is changed in place with its size and mtime put
+    back (its stamp still names them: the ctime gives it away, the file is hashed and
+    replaced); rp1 is untouched and keeps running."""
     tmp, inventory = site
     text = inventory.read_text()
     (tmp / "args").mkdir(exist_ok=True)
@@ -298,14 +296,24 @@ def test_a_config_change_restarts_only_the_nodes_it_touches(lab, site):
     args = "cluster:\n  server_args: {kube-apiserver-arg: [audit-log-maxage=3]}\n"
     changed.write_text(text.replace("cluster:\n", args, 1))
     shutil.copy(lock_path(inventory), lock_path(changed))
+    digest = Lock.read(lock_path(inventory)).digest("v1.34.3+k3s1", "k3s-arm64")
+    size = sh(lab, "lp0", "stat -c %s /usr/local/bin/k3s")
+    assert sh(lab, "lp0", f"cat {BINARY_STAMP}").startswith(f"{digest} {size.strip()} ")
+    sh(lab, "lp0", TAMPER)
+    assert sh(lab, "lp0", "sha256sum /usr/local/bin/k3s").split()[0] != digest
     before = main_pids(lab)
     data = run(changed, tmp / "args.json")
     assert data["ok"] is True
-    assert set(changed_steps(data)) == {"rp0"}
+    steps = changed_steps(data)
+    assert set(steps) == {"rp0", "lp0"}
+    assert [s for s in steps["lp0"] if not s.startswith("handler")] == [
+        f"Ensure /usr/local/bin/k3s is k3s-arm64 v1.34.3+k3s1 (sha256 {digest[:12]})"]
+    assert sh(lab, "lp0", "sha256sum /usr/local/bin/k3s").split()[0] == digest
     after = main_pids(lab)
-    assert after["rp0"] != before["rp0"]
-    assert {n: after[n] for n in ("rp1", "lp0")} == {n: before[n] for n in ("rp1", "lp0")}
-    assert run(changed, tmp / "args2.json")["ok"] is True
+    assert after["rp0"] != before["rp0"] and after["lp0"] != before["lp0"]
+    assert after["rp1"] == before["rp1"]
+    again = run(changed, tmp / "args2.json")
+    assert again["ok"] is True and changed_steps(again) == {}
 
 
 def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, capsys):
@@ -365,13 +373,16 @@ def test_reset_removes_debris_and_keeps_the_nat(lab, site, capsys):
                              "find /var/lib/rancher/k3s -type f; true").split()
         assert left == ["/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst"]
         assert lab.exec(name, "pgrep -f 'k3[s] (server|agent)'").returncode == 1
-    contexts = subprocess.run(["kubectl", "config", "get-contexts", "-o", "name",
-                               "--kubeconfig", str(tmp / "kubeconfig")], capture_output=True,
-                              text=True, check=True).stdout.split()
+        # the kept images keep their stamp; the binary's went with it
+        assert sh(lab, name, f"ls {STAMPS}").split() == [
+            "%2Fvar%2Flib%2Francher%2Fk3s%2Fagent%2Fimages%2Fk3s-airgap-images-arm64.tar.zst"]
+    contexts = kubectl_config(tmp / "kubeconfig", "get-contexts", "-o", "name").split()
     assert contexts == ["work"]
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r2.json"))
     again = json.loads((tmp / "r2.json").read_text())
     assert set(changed_steps(again)) == set(NODES)  # only the kept images went now
+    for name in NODES:
+        assert sh(lab, name, f"ls {STAMPS}").split() == []
     reset(Context(), inventory=str(inventory), parallel=10, report=str(tmp / "r3.json"))
     assert changed_steps(json.loads((tmp / "r3.json").read_text())) == {}
     assert run(inventory, tmp / "again.json")["ok"] is True  # a reset, then a working cluster

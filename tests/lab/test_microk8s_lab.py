@@ -20,6 +20,8 @@ import pytest
 
 from runbooks.microk8s import config as cfg
 from tests.lab.conftest import LabHandle, lab_skip_reason
+from tests.support.kubeconfig import kubectl_config, users_own_kubeconfig
+from tests.support.secretaudit import ArgvSampler
 
 pytestmark = pytest.mark.lab
 
@@ -30,16 +32,6 @@ STATE = "/var/snap/microk8s/current/var/greenroom-double/cluster.json"
 CALLS = "/var/log/greenroom-double-microk8s.calls"
 TOKENS = "/var/snap/microk8s/current/credentials/cluster-tokens.txt"
 AGENT = "snap.microk8s.daemon-cluster-agent"
-OTHER = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: work, cluster: {server: 'https://10.9.9.9:6443'}}]
-users: [{name: work, user: {token: keep-me}}]
-contexts: [{name: work, context: {cluster: work, user: work}}]
-current-context: work
-"""
-
-
 @pytest.fixture(scope="module")
 def mlab(tmp_path_factory):
     """hosts/lab-microk8s.yaml brought up for this module, taken down after it."""
@@ -56,7 +48,7 @@ def mlab(tmp_path_factory):
         for name in NODES:
             handle.reset(name)
         handle.kubeconfig = tmp_path_factory.mktemp("mk8s") / "kubeconfig"  # type: ignore
-        handle.kubeconfig.write_text(OTHER)  # type: ignore[attr-defined]
+        users_own_kubeconfig(handle.kubeconfig)  # type: ignore[attr-defined]
         yield handle
     finally:
         control.down(inventory, log=lambda _msg: None)
@@ -92,8 +84,7 @@ def assert_no_token_in(text: str, lab: LabHandle) -> None:
 
 
 def kubectl(lab, *args: str) -> str:  # noqa: ANN001
-    return subprocess.run(["kubectl", "config", *args, "--kubeconfig", str(lab.kubeconfig)],
-                          capture_output=True, text=True, check=True).stdout
+    return kubectl_config(lab.kubeconfig, *args)
 
 
 def test_converge_three_nodes(mlab) -> None:  # noqa: ANN001
@@ -190,47 +181,9 @@ def test_join_refuses_wrong_and_used_tokens(mlab) -> None:  # noqa: ANN001
     assert result.ok and result.changed > 0, out
 
 
-class ArgvSampler:
-    """Every process command line on this machine (the guests' included: their pid
-    namespaces are children of ours), sampled every few milliseconds while a run goes;
-    for the lines holding a 32-hex candidate, the host name of the process's root."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.seen: dict[tuple[int, str], str] = {}
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _loop(self) -> None:
-        import os
-
-        while not self._stop.is_set():
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                line = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-                if re.search(r"[0-9a-f]{32}", line) and (int(pid), line) not in self.seen:
-                    try:
-                        where = Path(f"/proc/{pid}/root/etc/hostname").read_text().strip()
-                    except OSError:
-                        where = "?"
-                    self.seen[(int(pid), line)] = where
-            self.samples += 1
-            self._stop.wait(0.005)
-
-    def __enter__(self) -> ArgvSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def holds_a_token(args: bytes) -> bool:
+    """A command line with a 32-hex candidate (a join token's first part)."""
+    return re.search(rb"[0-9a-f]{32}", args) is not None
 
 
 def test_join_token_is_in_no_argv_but_the_joins_own_and_is_spent_by_then(mlab) -> None:  # noqa: ANN001
@@ -238,7 +191,7 @@ def test_join_token_is_in_no_argv_but_the_joins_own_and_is_spent_by_then(mlab) -
     sh(mlab, "mk0", "microk8s remove-node mk1 --force")
     sh(mlab, "mk1", "microk8s leave")
     before = set(issued_tokens(mlab))
-    with ArgvSampler() as sampler:
+    with ArgvSampler(holds_a_token) as sampler:
         result, out = run(mlab)
     assert result.ok, out
     new = set(issued_tokens(mlab)) - before

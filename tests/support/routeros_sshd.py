@@ -78,20 +78,26 @@ class RouterOSServer:
             threading.Thread(target=self._connection, args=(client,), daemon=True).start()
 
     def _connection(self, client: socket.socket) -> None:
+        """Serve one client until it goes away. A client may leave at any moment (a refused
+        host key, a reset mid key exchange, a channel closed before its answer): the key
+        exchange then re-raises what the transport's reader met (EOFError, an SSHException, or
+        an OSError such as ConnectionResetError): this connection is over, and only this one."""
         transport = paramiko.Transport(client)
         transport.add_server_key(self.host_key)
         interface = _Interface(self)
         try:
             transport.start_server(server=interface)
-        except (paramiko.SSHException, EOFError):
-            return
-        while transport.is_active():
-            channel = transport.accept(1)
-            if channel is None:
-                continue
-            command = interface.command(channel)
-            if command is not None:
-                self.answer(channel, command)
+            while transport.is_active():
+                channel = transport.accept(1)
+                if channel is None:
+                    continue
+                command = interface.command(channel)
+                if command is not None:
+                    self.answer(channel, command)
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # the client went away
+        finally:
+            transport.close()
 
     def answer(self, channel: Any, command: str) -> None:
         with self.lock:
@@ -99,8 +105,11 @@ class RouterOSServer:
                 out = self.double.run(command)
             except RouterOSError as exc:
                 out = f"{exc}\n"
-        channel.sendall(out.encode())
-        channel.send_exit_status(0)
+        try:
+            channel.sendall(out.encode())
+            channel.send_exit_status(0)
+        except (paramiko.SSHException, OSError):
+            pass  # the client closed this channel first; its other channels go on
         channel.close()
 
 

@@ -5,7 +5,8 @@ three alignments (a Kubernetes Secret, a basic-auth header, a docker config). `h
 secrets)` names every (place, secret) where one occurs. `PsSampler` snapshots the process
 lists of this machine and of lab guests while a run goes on, so a secret that shows in any
 argv for a moment is caught, and the environments of those processes (a secret handed to a
-child in its environment). `changed_files(lab, host)` lists the files a guest changed
+child in its environment); `ArgvSampler` keeps only the command lines a test asks about
+(with their pids and hosts). `changed_files(lab, host)` lists the files a guest changed
 since it was reset (its overlay's upper layer), with their modes. `Exposure` names one
 known exposure that is not ours to fix (an upstream tool that takes a secret only in its
 argv); `set_aside` takes the command lines that are exactly that out of the ps snapshots,
@@ -18,7 +19,7 @@ import base64
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,11 +49,12 @@ def hits(blobs: Mapping[str, bytes], secrets: Mapping[str, str]) -> list[str]:
     return found
 
 
-def proc_lines() -> set[bytes]:
-    """Every process's command line as `ps` shows it, read from this machine's /proc (the
-    guests' processes included: their pid namespaces are below this one), each prefixed by
-    the host name its root filesystem gives ('<host>\t<args>')."""
-    lines: set[bytes] = set()
+def processes(keep: Callable[[bytes], bool] = lambda args: True,
+              ) -> Iterator[tuple[int, bytes, bytes]]:
+    """(pid, host name, command line) of every process in this machine's /proc (the guests'
+    included: their pid namespaces are below this one) whose command line `keep` accepts;
+    the host name is what the process's root filesystem gives (b"?" when unreadable), read
+    only for the lines kept. Processes that end meanwhile are skipped."""
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -60,11 +62,50 @@ def proc_lines() -> set[bytes]:
             raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if not raw:
+        args = raw.rstrip(b"\0").replace(b"\0", b" ").strip()
+        if not args or not keep(args):
             continue
-        where = _where(pid)
-        lines.add(where + b"\t" + raw.rstrip(b"\0").replace(b"\0", b" "))
-    return lines
+        try:
+            where = Path(f"/proc/{pid}/root/etc/hostname").read_bytes().strip()
+        except OSError:
+            where = b"?"
+        yield int(pid), where, args
+
+
+def proc_lines() -> set[bytes]:
+    """Every process's command line as `ps` shows it (`processes`), each prefixed by the
+    host name its root filesystem gives ('<host>\t<args>')."""
+    return {where + b"\t" + args for _pid, where, args in processes()}
+
+
+class ArgvSampler:
+    """Until stopped: every command line in this machine's /proc (`processes`) that `keep`
+    accepts, sampled every few milliseconds; `seen` maps (pid, line) to the host name."""
+
+    def __init__(self, keep: Callable[[bytes], bool] = lambda args: True,
+                 every: float = 0.005) -> None:
+        self.keep, self.every = keep, every
+        self.seen: dict[tuple[int, str], str] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for pid, where, args in processes(self.keep):
+                key = (pid, args.decode(errors="replace"))
+                if key not in self.seen:
+                    self.seen[key] = where.decode(errors="replace")
+            self.samples += 1
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> ArgvSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _where(pid: str) -> bytes:
@@ -75,7 +116,8 @@ def _where(pid: str) -> bytes:
 
 
 def proc_environments(known: dict[str, bytes]) -> set[bytes]:
-    """Every process's environment, one variable a line ('<host>\t<pid>\t<NAME=value>'),
+    """Every process's environment, one variable a line
+    ('<host>\t<pid>\t<process name>\t<NAME=value>'),
     read from this machine's /proc (guests' processes included). `known` maps pid to the
     start time and command line its environment was last read with: a process is read
     again only after it exec'd (the environment in /proc is the one it was started with)."""
@@ -94,9 +136,25 @@ def proc_environments(known: dict[str, bytes]) -> set[bytes]:
             continue
         known[pid] = key
         where = _where(pid)
-        lines.update(where + b"\t" + pid.encode() + b"\t" + var
+        name = key.partition(b" ")[2].split(b"\0")[0].rsplit(b"/", 1)[-1] or b"?"
+        lines.update(b"\t".join((where, pid.encode(), name, var))
                      for var in raw.split(b"\0") if var)
     return lines
+
+
+def environment_hits(blob: bytes, secrets: Mapping[str, str]) -> list[str]:
+    """Where in an environments blob each secret is: '<host> <process> (pid): <NAME> holds
+    <secret name>' (the value never shown)."""
+    found = []
+    for line in blob.split(b"\n"):
+        fields = line.split(b"\t", 3)
+        if len(fields) < 4:
+            continue
+        host, pid, name, var = (f.decode(errors="replace") for f in fields)
+        for secret, value in secrets.items():
+            if any(n in fields[3] for n in needles(value)):
+                found.append(f"{host} {name} ({pid}): {var.partition('=')[0]} holds {secret}")
+    return found
 
 
 def set_aside_given(blob: bytes, pids: Iterable[int], names: Iterable[str]) -> bytes:
@@ -108,8 +166,8 @@ def set_aside_given(blob: bytes, pids: Iterable[int], names: Iterable[str]) -> b
     given = tuple(f"{n}=".encode() for n in names)
     kept = []
     for line in blob.split(b"\n"):
-        _host, _, rest = line.partition(b"\t")
-        pid, _, var = rest.partition(b"\t")
+        fields = line.split(b"\t", 3)
+        pid, var = (fields[1], fields[3]) if len(fields) == 4 else (b"", b"")
         if not (pid in own and var.startswith(given)):
             kept.append(line)
     return b"\n".join(kept)

@@ -3,11 +3,14 @@ however many steps and health checks ask for it."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Interface
+
 import pytest
 
 from runbooks.common.bgp_state import BGP_ROUTES, BGP_SESSIONS, node_states
-from runbooks.common.facts import UDP_LISTENERS, Listener, parse_udp_listeners
+from runbooks.common.facts import ARCHITECTURE, UDP_LISTENERS, Listener, parse_udp_listeners
 from runbooks.common.kernel import IP_FORWARD
+from runbooks.common.links import IPV4_ADDRESSES
 from runbooks.common.nat import NFT_RULESET
 from runbooks.core.facts import FactResult, prepare
 
@@ -72,3 +75,32 @@ def test_a_fact_asked_by_several_checks_runs_once_per_batch():
     assert script.count(UDP_LISTENERS.command) == 1
     # the sysctl is no process of its own: the batch's one stat and one grep read it
     assert script.count("/proc/sys/net/ipv4/ip_forward") == 2
+
+
+ADDRS = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+         "3: eth1.100    inet 192.168.10.2/25 brd 192.168.10.127 scope global eth1.100\\   "
+         "valid_lft forever preferred_lft forever\n"
+         "3: eth1.100    inet 192.168.10.9/32 scope global eth1.100\n")
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    (FactResult(0, ADDRS), (("lo", IPv4Interface("127.0.0.1/8")),
+                            ("eth1.100", IPv4Interface("192.168.10.2/25")),
+                            ("eth1.100", IPv4Interface("192.168.10.9/32")))),
+    (FactResult(0, ""), ()),
+    (FactResult(0, "2: eth0    inet6 fe80::1/64 scope link\nnonsense\n"), ()),
+    (FactResult(0, "2: eth0    inet 300.1.1.1/24 scope global eth0\n"), ()),
+    (FactResult(1, ADDRS), ()),
+], ids=["two-interfaces-three-addresses", "none", "not-ipv4", "not-an-address", "failed"])
+def test_ipv4_addresses_parse_ip_o_4_addr(result, wanted):
+    assert IPV4_ADDRESSES.parse(result) == wanted
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    (FactResult(0, "arm64\n"), "arm64"),
+    (FactResult(0, "x86_64\n"), "x86_64"),  # no dpkg: uname -m's name
+    (FactResult(0, ""), None),
+    (FactResult(127, ""), None),
+], ids=["dpkg", "uname-fallback", "silent", "failed"])
+def test_architecture(result, wanted):
+    assert ARCHITECTURE.parse(result) == wanted

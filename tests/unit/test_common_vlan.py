@@ -12,12 +12,19 @@ import pytest
 
 from runbooks.common.links import LinkState, parse_link
 from runbooks.common.vlan import (
+    BACKEND_FACTS,
+    IFUPDOWN,
+    NETPLAN,
     NETPLAN_FILE_MARK,
+    NETWORK_MANAGER,
+    SYSTEMD,
     NmConnection,
     choose_backend,
     ensure_interfaces_d,
     netplan_defines,
     netplan_files,
+    nm_connection,
+    vlan_facts,
     vlan_steps,
 )
 from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult
@@ -190,6 +197,21 @@ def test_nmcli_connection(fact, expected):
     assert [a.command for c in step.plan({"con": fact}) for a in c.actions] == expected
 
 
+@pytest.mark.parametrize(("result", "wanted"), [
+    (FactResult(0, NM_GOOD), {"connection.type": "vlan", "connection.interface-name": "eth1.100",
+                              "vlan.parent": "eth1", "vlan.id": "100", "ipv4.method": "manual",
+                              "ipv4.addresses": "192.168.10.2/25",
+                              "connection.autoconnect": "yes"}),
+    (FactResult(0, "vlan\neth1.100\n"), {"connection.type": "vlan",
+                                          "connection.interface-name": "eth1.100"}),
+    (FactResult(10, "Error: eth1.100 - no such connection profile."), None),
+], ids=["all-fields", "fewer-lines", "no-profile"])
+def test_nm_connection_parser(result, wanted):
+    fact = nm_connection("eth1.100")
+    assert fact.command.endswith(" connection show eth1.100")
+    assert fact.parse(result) == wanted
+
+
 def test_nmcli_refuses_a_profile_of_another_type():
     with pytest.raises(StepFailed, match="type 802-3-ethernet, not vlan"):
         NmConnection("eth1.100", "eth1", 100, "192.168.10.2/25").plan(
@@ -218,6 +240,51 @@ def test_netplan_files_and_defines():
     files = netplan_files(NETPLAN_ETH1 + f"{NETPLAN_FILE_MARK}/etc/netplan/x.yaml\n: bad: [\n")
     assert list(files) == ["/etc/netplan/50-cloud-init.yaml", "/etc/netplan/x.yaml"]
     assert netplan_defines(files, "eth1") and not netplan_defines(files, "eth2")
+
+
+TWO_FILES = (f"{NETPLAN_FILE_MARK}/etc/netplan/01-a.yaml\nnetwork:\n  version: 2\n"
+             f"{NETPLAN_FILE_MARK}/etc/netplan/02-b.yaml\n")
+
+
+@pytest.mark.parametrize(("fact", "result", "wanted"), [
+    (NETWORK_MANAGER, OK, True),
+    (NETWORK_MANAGER, FAIL, False),
+    (IFUPDOWN, OK, True),
+    (IFUPDOWN, FactResult(1, "/usr/sbin/ifup\n"), False),  # ifup without interfaces
+    (SYSTEMD, OK, True),
+    (SYSTEMD, FAIL, False),
+    (NETPLAN, FactResult(0, TWO_FILES),
+     {"/etc/netplan/01-a.yaml": "network:\n  version: 2\n", "/etc/netplan/02-b.yaml": ""}),
+    (NETPLAN, FactResult(0, ""), {}),                 # netplan installed, no file
+    (NETPLAN, FactResult(1, ""), {}),                 # no netplan
+    (NETPLAN, FactResult(1, TWO_FILES), {}),          # cat failed: nothing trusted
+    (NETPLAN, FactResult(0, "stray line\n"), {}),     # text before any file mark
+], ids=["nm-running", "nm-absent", "ifupdown", "ifup-without-interfaces", "systemd",
+        "no-systemd", "netplan-two-files", "netplan-no-file", "no-netplan",
+        "netplan-listing-failed", "netplan-stray-text"])
+def test_backend_fact_parsers(fact, result, wanted):
+    assert fact.parse(result) == wanted
+
+
+def test_netplan_listing_on_a_real_shell(tmp_path):
+    """The listing's loop, run by sh over a folder whose last *.yaml is a directory: the
+    files before it are listed and the command succeeds."""
+    import subprocess
+
+    (tmp_path / "01-a.yaml").write_text("network: {version: 2}\n")
+    (tmp_path / "99-z.yaml").mkdir()
+    script = NETPLAN.command.replace("command -v netplan >/dev/null && ", "").replace(
+        "/etc/netplan", str(tmp_path))
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert NETPLAN.parse(FactResult(done.returncode, done.stdout)) == {
+        f"{tmp_path}/01-a.yaml": "network: {version: 2}\n"}
+
+
+def test_backend_facts_are_gathered_under_their_names():
+    commands = vlan_facts(DELL)
+    assert commands["vlan.link"] == "ip -d -j addr show dev eth1.100"
+    assert {f.name: f.command for f in BACKEND_FACTS}.items() <= commands.items()
+    assert len(commands) == 1 + len(BACKEND_FACTS)
 
 
 @pytest.mark.parametrize(("content", "wanted"), [

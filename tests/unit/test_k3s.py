@@ -369,3 +369,30 @@ def test_reset_paths_fact_lists_what_stat_found() -> None:
     changes = reset_changes({PRESENT.command: (1, "/etc/rancher/k3s\n/usr/local/bin/k3s\n")})
     assert changes["Ensure k3s's files, units and binary are gone"] == [
         "remove /etc/rancher/k3s, /usr/local/bin/k3s"]
+
+
+@pytest.mark.parametrize("keep_images, gone", [
+    (False, ["binary", "images"]),
+    (True, ["binary"]),
+], ids=["all-release-stamps", "keep-images-keeps-their-stamp"])
+def test_reset_removes_the_stamps_of_what_it_removes(tmp_path: Path, keep_images: bool,
+                                                    gone: list[str]) -> None:
+    import subprocess
+
+    from runbooks.common.artifacts import stamp_path
+    from runbooks.k3s.reset import stamps_fact
+
+    folder = str(tmp_path)
+    paths = {"binary": "/usr/local/bin/k3s",
+             "images": "/var/lib/rancher/k3s/agent/images/k3s-airgap-images-arm64.tar.zst",
+             "snap": "/var/cache/greenroom/microk8s/microk8s_7.snap",
+             "lookalike": "/var/lib/rancher/k3s-other/x"}
+    for path in paths.values():
+        Path(stamp_path(path, folder)).write_text("stamp\n")
+    fact = stamps_fact(keep_images, folder)
+    done = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True,
+                          check=False)
+    from runbooks.core.facts import FactResult
+
+    assert sorted(fact.read({"stamps": FactResult(done.returncode, done.stdout)})) == sorted(
+        stamp_path(paths[name], folder) for name in gone)

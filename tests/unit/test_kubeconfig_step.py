@@ -14,6 +14,7 @@ import yaml
 from runbooks.common.kubeconfig_step import KubeconfigMerged
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import StepFailed
+from tests.support.kubeconfig import OTHER_KUBECONFIG, users_own_kubeconfig
 
 K3S_YAML = """\
 apiVersion: v1
@@ -38,16 +39,6 @@ users:
 - name: admin
   user: {client-certificate-data: Q0VSVA==, client-key-data: S0VZ}
 """
-OTHER = """\
-apiVersion: v1
-kind: Config
-clusters: [{name: work, cluster: {server: 'https://10.9.9.9:6443'}}]
-users: [{name: work, user: {token: keep-me}}]
-contexts: [{name: work, context: {cluster: work, user: work}}]
-current-context: work
-"""
-
-
 @dataclass
 class Host:
     name: str = "seed"
@@ -71,14 +62,14 @@ def step(path: Path, check: bool = False, what: str = "k3s") -> KubeconfigMerged
 def test_check_mode_writes_nothing_then_merges_once(tmp_path: Path, what: str,
                                                     source: str) -> None:
     path = tmp_path / "config"
-    path.write_text(OTHER)
+    users_own_kubeconfig(path)
     assert step(path, what=what).facts() == {
         "kubeconfig": "cat /etc/rancher/k3s/k3s.yaml" if what == "k3s" else "microk8s config"}
     dry = step(path, check=True, what=what).plan({"kubeconfig": FactResult(0, source)})
     assert [c.summary for c in dry] == [
         f"add cluster, user and context lab in {path} (other contexts kept)"]
     assert dry[0].actions == ()
-    assert path.read_text() == OTHER
+    assert path.read_text() == OTHER_KUBECONFIG
     real = step(path, what=what)
     assert real.plan({"kubeconfig": FactResult(0, source)})
     data = yaml.safe_load(path.read_text())

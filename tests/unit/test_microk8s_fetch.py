@@ -89,7 +89,7 @@ def _break(mirror: dict[str, bytes], case: str) -> None:
 
 
 @pytest.mark.parametrize(("case", "pin_first", "message"), [
-    ("sums", False, "does not match the mirror's SHA256SUMS"),
+    ("sums", False, "from the mirror's SHA256SUMS; refusing it"),
     ("assertion", False, "does not match the SHA3-384 its assertion states"),
     ("moved", True, "run `inv microk8s.fetch --update` to pin it"),
 ], ids=["tampered-download", "snap-not-the-asserted-one", "channel-moved-on"])

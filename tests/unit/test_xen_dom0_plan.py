@@ -20,7 +20,7 @@ ADDRS = ("1: lo    inet 127.0.0.1/8 scope host lo\n"
 
 
 def facts(**over: FactResult) -> dict[str, FactResult]:
-    base = {"xen.os": FactResult(0, "bookworm\namd64\n"), "xen.dummy": FactResult(1, ""),
+    base = {"xen.arch": FactResult(0, "amd64\n"), "xen.dummy": FactResult(1, ""),
             "xen.addrs": FactResult(0, ADDRS), "xen.firewalld": FactResult(1, "")}
     base.update(over)
     return base
@@ -106,7 +106,7 @@ def test_what_the_schema_cannot_see_is_refused_before_any_change(ctx: Ctx,
 
 
 def test_an_unsupported_architecture_is_refused(ctx: Ctx):
-    ctx.answers = facts(**{"xen.os": FactResult(0, "bookworm\narmhf\n")})
+    ctx.answers = facts(**{"xen.arch": FactResult(0, "armhf\n")})
     with pytest.raises(StepFailed, match="amd64, arm64 only"):
         xen_plan(ctx)  # type: ignore[arg-type]
 
@@ -138,3 +138,14 @@ def test_the_demo_probe_reads_the_checks_in_the_demos_round_trip(ctx: Ctx):
     checks = probe.evaluate(ctx.host, ctx.inventory, answers)
     bad = {c.name for c in checks if not c.ok}
     assert {"hypervisor", "bridge virbr1", "bridge xenbr0", "dnsmasq@virbr1"} <= bad
+
+
+@pytest.mark.parametrize(("dummy", "port"), [
+    pytest.param(FactResult(0, ""), True, id="dummy-module-available"),
+    pytest.param(FactResult(1, ""), False, id="no-dummy-module"),
+])
+def test_private_bridges_get_a_dummy_port_only_where_the_module_is(ctx: Ctx, dummy, port):
+    ctx.answers = facts(**{"xen.dummy": dummy})
+    stanzas = next(s for s in xen_plan(ctx).steps  # type: ignore[arg-type]
+                   if s.name == "Ensure /etc/network/interfaces.d/greenroom-xen")
+    assert ("bridge_ports virbr1-dummy" in stanzas.content) == port  # type: ignore[attr-defined]

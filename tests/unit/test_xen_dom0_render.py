@@ -8,11 +8,18 @@ from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
 
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult, file_command
 from runbooks.xen_dom0 import render
 from runbooks.xen_dom0.health import evaluate, parse_leases
 from runbooks.xen_dom0.settings import XenSettings, read_settings, stable_mac
-from runbooks.xen_dom0.steps import BridgeUp, DnsmasqTemplate, XenBooted
+from runbooks.xen_dom0.steps import (
+    PACKAGE_SHIPS_TEMPLATE,
+    TOOLSTACK_READ,
+    BridgeUp,
+    DnsmasqTemplate,
+    Toolstack,
+    XenBooted,
+)
 
 VARS = {
     "dom0": {"memory": "4G", "vcpus": 2, "pin": True},
@@ -220,12 +227,43 @@ def test_a_reboot_only_when_xen_does_not_run_as_wanted(info: FactResult, reboot:
     assert all(c.reboot and not c.actions for c in changes)
 
 
-def test_dnsmasq_template_is_ours_only_where_the_package_has_none():
-    step = DnsmasqTemplate("[Unit]\n")
-    missing = FactResult(1, "")
-    assert step.plan({"package": ok(), "ours": failed(), "file": missing}) == []
-    removal = step.plan({"package": ok(), "ours": ok(), "file": missing})
-    assert "rm -f /etc/systemd/system/dnsmasq@.service" in removal[0].actions[0].command
+def a_file(content: str) -> FactResult:
+    """A file fact's result: the file exists with `content`."""
+    return ok(f"644 root root\n{FILE_STAT_SEPARATOR}\n{content}")
+
+
+OURS = "# Managed by greenroom (xen-dom0) from seed: this release's dnsmasq ships no template.\n"
+MISSING = failed()
+
+
+@pytest.mark.parametrize(("package", "own", "wanted"), [
+    pytest.param(MISSING, MISSING, "write", id="no-template-at-all"),
+    pytest.param(MISSING, a_file(OURS), "nothing", id="ours-only"),
+    pytest.param(a_file("[Unit]\n"), MISSING, "nothing", id="package-only"),
+    pytest.param(a_file("[Unit]\n"), a_file(OURS), "remove", id="package-and-ours"),
+    pytest.param(a_file("[Unit]\n"), a_file("[Unit]\n# a user's own\n"), "nothing",
+                 id="package-and-a-users-own"),
+])
+def test_dnsmasq_template_is_ours_only_where_the_package_has_none(package, own, wanted):
+    step = DnsmasqTemplate(OURS)
+    facts = step.facts()
+    assert facts["file"] == file_command("/etc/systemd/system/dnsmasq@.service")
+    assert PACKAGE_SHIPS_TEMPLATE.command == file_command("/lib/systemd/system/dnsmasq@.service")
+    changes = step.plan({PACKAGE_SHIPS_TEMPLATE.name: package, "file": own})
+    commands = [a.command for c in changes for a in c.actions]
+    removes = any("rm -f /etc/systemd/system/dnsmasq@.service" in c for c in commands)
+    assert ("nothing" if not changes else "remove" if removes else "write") == wanted
+
+
+@pytest.mark.parametrize(("reads", "line", "changes"), [
+    pytest.param(ok(), MISSING, 1, id="read-and-missing"),
+    pytest.param(ok(), a_file("TOOLSTACK=xl\n"), 0, id="read-and-set"),
+    pytest.param(failed(), MISSING, 0, id="not-read-by-this-release"),
+])
+def test_toolstack_only_where_the_release_reads_it(reads, line, changes):
+    step = Toolstack()
+    assert step.facts()[TOOLSTACK_READ.name].startswith("grep -qs TOOLSTACK ")
+    assert len(step.plan({TOOLSTACK_READ.name: reads, "file": line})) == changes
 
 
 def test_leases_parse_dnsmasqs_lease_file():

@@ -1,0 +1,48 @@
+"""tests/support's process listing (secretaudit.processes, proc_lines, ArgvSampler), which the
+secrets audit and the microk8s join-token test read every process's argv with."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.secretaudit import ArgvSampler, proc_lines, processes
+
+MARK = b"31.4159265"  # a sleep no other process on this machine runs
+
+
+def this_host() -> bytes:
+    """This machine's host name as processes() reads it: its root's /etc/hostname."""
+    try:
+        return Path("/etc/hostname").read_bytes().strip()
+    except OSError:
+        return b"?"
+
+
+def test_processes_lists_a_running_command_with_its_pid_and_host():
+    child = subprocess.Popen(["sleep", MARK.decode()])
+    try:
+        found = list(processes(lambda args: MARK in args))
+        assert found == [(child.pid, this_host(), b"sleep " + MARK)]
+        assert b"\t".join([this_host(), b"sleep " + MARK]) in proc_lines()
+    finally:
+        child.kill()
+        child.wait()
+    assert list(processes(lambda args: MARK in args)) == []
+
+
+def test_argv_sampler_keeps_only_the_lines_asked_for_until_stopped():
+    with ArgvSampler(lambda args: MARK in args, every=0.001) as sampler:
+        child = subprocess.Popen(["sleep", MARK.decode()])
+        try:
+            deadline = time.monotonic() + 10
+            while not sampler.seen and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            child.kill()
+            child.wait()
+    assert sampler.seen == {(child.pid, f"sleep {MARK.decode()}"): this_host().decode()}
+    samples = sampler.samples
+    time.sleep(0.05)
+    assert sampler.samples == samples  # stopped with the block
