@@ -451,7 +451,8 @@ def test_three_servers_run_embedded_etcd_behind_the_vip(lab, site):
     for name in ("rp1", "lp0"):
         assert "server: https://192.168.10.3:6443" in configs[name]
         assert "cluster-init" not in configs[name]
-        assert "K3S_TOKEN=" in sh(lab, name, "cat /etc/systemd/system/k3s.service.env")
+        assert "K3S_TOKEN_FILE=" in sh(lab, name, "cat /etc/systemd/system/k3s.service.env")
+        assert sh(lab, name, "stat -c %a /etc/rancher/k3s/join-token").strip() == "600"
     for name in NODES:
         assert sh(lab, name, "systemctl is-active k3s").strip() == "active"
         assert "192.168.10.25" in sh(lab, name, "cat /var/lib/rancher/k3s/agent/"

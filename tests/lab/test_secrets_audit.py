@@ -51,6 +51,7 @@ from tests.support.secretaudit import (
     Exposure,
     PsSampler,
     changed_files,
+    environment_hits,
     hits,
     journal,
     needles,
@@ -103,7 +104,9 @@ def test_environments_of_other_processes_are_searched():
             ["sleep", "0.5"], env={"PATH": os.environ["PATH"], "GIVEN": secret}) as child:
         child.wait()
     blob = ps.blobs()["environments in /proc"]
-    assert f"\t{child.pid}\tGIVEN={secret}".encode() in blob
+    assert f"\t{child.pid}\tsleep\tGIVEN={secret}".encode() in blob
+    assert environment_hits(blob, {"secret": secret}) == [
+        f"{os.uname().nodename} sleep ({child.pid}): GIVEN holds secret"]
     assert hits({"env": set_aside_given(blob, [os.getpid()], ["GIVEN"])},
                 {"secret": secret}) == ["env: secret"]
     assert hits({"env": set_aside_given(blob, [child.pid], ["GIVEN"])},
@@ -314,11 +317,11 @@ def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monk
     assert BGP_PASSWORD in lab.exec("edge", "cat /etc/frr/frr.conf").stdout
     assert BGP_PASSWORD in lab.exec("rp0", f"cat {CLUSTER_DATASTORE}").stdout, \
         "MetalLB's Secret did not reach the cluster"
-    env = lab.exec("rp1", "cat /etc/systemd/system/k3s-agent.service.env").stdout
-    assert token in env or token.rpartition(":")[2] in env
+    joined = lab.exec("rp1", "cat /etc/rancher/k3s/join-token").stdout
+    assert token in joined or token.rpartition(":")[2] in joined
     # and every file the runs wrote on this machine: reports, timing history, cache, kubeconfig
     found = search_everything(lab, SUDO_HOSTS, produced, known) + machine_files(
-        tmp_path, known)
+        tmp_path, known) + environment_hits(produced["environments in /proc"], known)
     assert found == [], "\n".join(found)
 
 
