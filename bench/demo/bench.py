@@ -94,6 +94,9 @@ def main() -> None:
                              "--from-scratch)")
     parser.add_argument("--compare-at", default=None, metavar="DIR",
                         help="another checkout whose demo.check is timed too, taking turns")
+    parser.add_argument("--profile", default=None, metavar="DIR",
+                        help="also run demo.check and demo.reset once each under cProfile, "
+                             "with --report, writing DIR/{check,reset}.{prof,json}")
     args = parser.parse_args()
     env = dict(os.environ)  # (the runs go into the site's timing history like any other)
     # k3s merges the lab's context into $KUBECONFIG: a scratch one, never this machine's
@@ -107,6 +110,13 @@ def main() -> None:
                    capture_output=True)
     try:
         timed([*INVOKE, "demo.reset", *INV], env)  # converge once
+        if args.profile:
+            out = Path(args.profile).resolve()
+            out.mkdir(parents=True, exist_ok=True)
+            for name in ("check", "reset"):
+                timed([sys.executable, "-m", "cProfile", "-o", str(out / f"{name}.prof"),
+                       *INVOKE, f"demo.{name}", *INV, "--report", str(out / f"{name}.json")],
+                      env)
         rows = []
         if args.compare_at:
             other = Path(args.compare_at).resolve()

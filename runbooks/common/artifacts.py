@@ -32,9 +32,7 @@ import json
 import os
 import shlex
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,9 @@ def download(url: str, target: Path, timeout: float = 60) -> None:
     """Fetch `url` into `target` atomically (a temp file beside it, renamed when complete;
     nothing is left behind on failure). Streams: a snap of hundreds of MB never sits in
     memory. The caller checks the digest."""
+    import urllib.error  # here: only a fetch downloads (every `inv k3s` imports this module)
+    import urllib.request
+
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:

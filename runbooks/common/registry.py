@@ -114,7 +114,8 @@ def mirrored_upstreams(base: Any = None) -> tuple[str, ...]:
             data = {"images": [ln for ln in lines if ln]}  # plain text: one per line
         else:
             try:
-                data = yaml.safe_load(text)
+                # libyaml's parser where PyYAML has it (every node's plan reads the lists)
+                data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             except yaml.YAMLError as exc:
                 raise StepFailed(f"{file}: not valid YAML ({exc}); fix it, then run "
                                  "again") from None

@@ -48,6 +48,16 @@ def _facts_of(index: int, facts: Mapping[str, FactResult]) -> dict[str, FactResu
     return {k[len(prefix):]: v for k, v in facts.items() if k.startswith(prefix)}
 
 
+def first_reads(plan: Plan) -> dict[str, str]:
+    """The fact commands a Converger of `plan` reads in its first round, by key: a caller
+    may gather them beforehand (with other reads of the host, in one batch) and hand the
+    results to `Converger(..., facts=...)`. In check mode that round is the whole run."""
+    commands = _step_facts(list(enumerate(plan.steps)))
+    if plan.handlers:
+        commands[marks.FACT_KEY] = marks.LIST_COMMAND
+    return commands
+
+
 @dataclass
 class _Pending:
     """A step planned with changes, waiting to be applied with the next batch."""
@@ -78,10 +88,14 @@ class Converger:
     step would change something, its failure is reported as what would be verified.
     """
 
-    def __init__(self, ctx: HostContext, plan: Plan, emit: Callable[[str, str], None]) -> None:
+    def __init__(self, ctx: HostContext, plan: Plan, emit: Callable[[str, str], None],
+                 facts: Mapping[str, FactResult] | None = None) -> None:
         self.ctx = ctx
         self.plan = plan
         self.emit = emit  # emit(kind, text): kind in step|diff|error|info
+        # the first round's facts, read beforehand by the caller (`first_reads`): e.g. one
+        # batch for several plans of a host; keys missing from it are read as usual
+        self.facts = facts
         self.notified: list[str] = []
         self.marked: set[str] = set()  # handlers with a marker on the host (core.pending)
 
@@ -101,10 +115,12 @@ class Converger:
 
     def _converge(self, result: HostResult) -> None:
         steps = list(enumerate(self.plan.steps))
-        commands = _step_facts(steps)
-        if self.plan.handlers:
-            commands[marks.FACT_KEY] = marks.LIST_COMMAND
-        facts = gather(self.ctx.session, commands)
+        commands = first_reads(self.plan)
+        known = self.facts or {}
+        facts = {key: known[key] for key in commands if key in known}
+        rest = {k: c for k, c in commands.items() if k not in known}
+        if rest:
+            facts.update(gather(self.ctx.session, rest))
         if self.plan.handlers:
             self._owed(facts[marks.FACT_KEY].out)
         pending: list[_Pending] = []

@@ -1,27 +1,32 @@
 """demo.check's engine: every host read in parallel, read-only, into one HostReport each.
 
-Per host: one connection; one round trip for every probe (demo's own clock and disk checks,
-plus each runbook's `check` part); then each `converge` and `reset` runbook's plan in check
-mode (any change it would make is drift or leftover state). Nothing is changed.
+Per host: one connection; each `converge` and `reset` runbook's plan (any change it would
+make in check mode is drift or leftover state); then ONE round trip with every probe's
+facts (demo's own clock and disk checks, each runbook's `check` part) and every plan's
+facts; each part is judged from that batch. The cluster's reads that several parts share
+run once per check (runbooks/demo/reads.py). Nothing is changed.
 """
 
 from __future__ import annotations
 
-import functools
+import re
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.demo_section import section_of
-from runbooks.core.converge import Converger, HostContext
+from runbooks.core.converge import Converger, HostContext, first_reads
 from runbooks.core.facts import FactResult, gather
 from runbooks.core.session import HostUnreachable, SessionError
-from runbooks.core.steps.base import StepFailed
+from runbooks.core.steps.base import Plan, StepFailed
 from runbooks.demo import clock
 from runbooks.demo import cluster as cluster_probe
+from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles
 from runbooks.demo.path import PATH
+from runbooks.demo.reads import SharedReads
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 
@@ -64,9 +69,31 @@ def converge_parts(from_scratch: bool = False) -> list[tuple[str, Any]]:
     return found
 
 
+@dataclass
+class _Part:
+    """One runbook's check-mode run on one host: planned first, judged from the host's one
+    batch of facts."""
+
+    kind: str
+    runbook: Any
+    ctx: HostContext
+    lines: list[str]
+    said: list[str]
+    log: Log
+    plan: Plan | None = None
+    failed: str | None = None  # the plan itself failed (StepFailed): its verdict
+    seconds: float = 0.0
+
+
 def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
-               probes: list[tuple[str, Any]], runbooks: list[tuple[str, Any]]) -> HostReport:
-    """Everything demo.check reads on one host; never raises for the host's failures."""
+               probes: list[tuple[str, Any]], runbooks: list[tuple[str, Any]],
+               reads: SharedReads | None = None) -> HostReport:
+    """Everything demo.check reads on one host; never raises for the host's failures.
+
+    One connection; every part planned (in parallel: a plan may read the cluster, through
+    `reads`); then ONE batch per host with every probe's facts and every plan's first-round
+    facts (a command asked by several parts runs once; one the cluster reads already
+    answered is not run again); then each part judged from it, without another round trip."""
     report = HostReport(host.name)
     started = time.monotonic()
     try:
@@ -80,30 +107,41 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     report.timings["connect"] = time.monotonic() - started
     report.verdicts.append(Verdict(host.name, "demo", "reachable", True,
                                    f"SSH in {report.timings['connect']:.2f} s"))
-    # the probes' round trip and every runbook's check-mode run share the one connection,
-    # each on its own channel at the same time: their round trips overlap
-    parts_: list[HostReport] = [HostReport(host.name, True)]
-    jobs: list[Callable[[HostReport], None]] = [
-        lambda part: _probe(host, inventory, session, probes, part)]
-    for kind, runbook in runbooks:
-        if applies(runbook.roles, host):
-            parts_.append(HostReport(host.name, True))
-            jobs.append(functools.partial(_dry_run_into, host, inventory, session,
-                                          connector, kind, runbook, log))
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        futures = [pool.submit(job, part) for job, part in zip(jobs, parts_, strict=True)]
-        lost = []
-        for future in futures:
-            try:
-                future.result()
-            except HostUnreachable as exc:
-                lost.append(str(exc))
-    for part in parts_:
-        report.verdicts.extend(part.verdicts)
-        report.timings.update(part.timings)
-        if part.clock_offset is not None:
-            report.clock_offset = part.clock_offset
-        report.disk_free = report.disk_free or part.disk_free
+    shared: Any = reads or connector
+    mine = [(name, probe) for name, probe in probes if applies(probe_roles(probe), host)]
+    parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log)
+              for kind, runbook in runbooks if applies(runbook.roles, host)]
+    try:
+        planning = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, len(parts_))) as pool:
+            list(pool.map(_plan_part, parts_))
+        report.timings["plans"] = time.monotonic() - planning
+        commands: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
+        for _name, probe in mine:
+            commands.update(probe.facts(host, inventory))
+        for n, part in enumerate(parts_):
+            if part.plan is not None:
+                commands.update({f"{n}|{key}": command
+                                 for key, command in first_reads(part.plan).items()})
+        reading = time.monotonic()
+        known = reads.answered(host.name) if reads is not None else {}
+        facts, when = _read(session, {k: c for k, c in commands.items() if c not in known})
+        facts.update({k: known[c] for k, c in commands.items() if c in known})
+        report.timings["facts"] = time.monotonic() - reading
+    except HostUnreachable as exc:
+        report.reachable = False
+        report.verdicts.append(Verdict(host.name, "demo", "reachable", False,
+                                       f"lost during the check: {exc}"))
+        return report
+    _probe(host, inventory, mine, facts, when, report)
+    lost = []
+    for n, part in enumerate(parts_):
+        prefix = f"{n}|"
+        given = {k[len(prefix):]: v for k, v in facts.items() if k.startswith(prefix)}
+        try:
+            _judge(part, given, report)
+        except HostUnreachable as exc:
+            lost.append(str(exc))
     if lost:
         report.reachable = False
         report.verdicts.append(Verdict(host.name, "demo", "reachable", False,
@@ -111,17 +149,54 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     return report
 
 
-def _probe(host: Host, inventory: Inventory, session: Any, probes: list[tuple[str, Any]],
-           report: HostReport) -> None:
-    started = time.monotonic()
-    mine = [(name, probe) for name, probe in probes if applies(probe_roles(probe), host)]
-    commands: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
-    for _name, probe in mine:
-        commands.update(probe.facts(host, inventory))
-    before = time.time()
-    facts = gather(session, commands)
-    after = time.time()
-    offset, clock_checks = clock.probe_judge(host, inventory, facts, (before + after) / 2)
+# Cluster reads (a kubectl process each, the API's round trip; in the lab a Python start of
+# the k3s double) are the slow commands of a batch: they go in up to this many batches of
+# their own, read at the same time on the host's one connection beside the rest.
+CLUSTER_LANES = 3
+_CLUSTER_READ = re.compile(r"\bkubectl\b")
+
+
+def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES) -> list[dict[str, str]]:
+    """`commands` as batches read at the same time: everything but the cluster reads in the
+    first (with the clock), the cluster reads spread over up to `n` more; a command asked
+    under several keys stays in one batch (it runs once)."""
+    first: dict[str, str] = {}
+    slow: dict[str, dict[str, str]] = {}
+    for key, command in commands.items():
+        if _CLUSTER_READ.search(command):
+            slow.setdefault(command, {})[key] = command
+        else:
+            first[key] = command
+    out = [first] + [{} for _ in range(min(n, len(slow)))]
+    for i, group in enumerate(slow.values()):
+        out[1 + i % n].update(group)
+    return out
+
+
+def _read(session: Any, commands: Mapping[str, str]) -> tuple[dict[str, FactResult], float]:
+    """Every fact of the host, in `lanes` at the same time; (facts, the moment the first
+    lane was read: the clock's reference)."""
+
+    def read(batch: dict[str, str]) -> tuple[dict[str, FactResult], float]:
+        before = time.time()
+        found = gather(session, batch)
+        return found, (before + time.time()) / 2
+
+    batches = lanes(commands)
+    if len(batches) == 1:
+        return read(batches[0])
+    with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+        done = list(pool.map(read, batches))
+    facts: dict[str, FactResult] = {}
+    for found, _moment in done:
+        facts.update(found)
+    return facts, done[0][1]
+
+
+def _probe(host: Host, inventory: Inventory, mine: list[tuple[str, Any]],
+           facts: Mapping[str, FactResult], when: float, report: HostReport) -> None:
+    """demo's own checks (clock, disk) and every probe's, judged from the host's batch."""
+    offset, clock_checks = clock.probe_judge(host, inventory, facts, when)
     report.clock_offset = offset
     for check in clock_checks:
         report.verdicts.append(Verdict.of(host.name, "demo", check))
@@ -133,7 +208,6 @@ def _probe(host: Host, inventory: Inventory, session: Any, probes: list[tuple[st
         except Exception as exc:  # noqa: BLE001 - one probe's bug must not hide the others
             report.verdicts.append(Verdict(host.name, name, "check", False,
                                            f"the check failed: {type(exc).__name__}: {exc}"))
-    report.timings["checks"] = time.monotonic() - started
 
 
 def _disk(host: Host, inventory: Inventory, result: FactResult,
@@ -150,21 +224,9 @@ def _disk(host: Host, inventory: Inventory, result: FactResult,
                    "" if ok else "free space on / (old images, logs, /var/cache/apt)")
 
 
-def _dry_run_into(host: Host, inventory: Inventory, session: Any, connector: Connector,
-                  kind: str, runbook: Any, log: Log, part: HostReport) -> None:
-    _dry_run(host, inventory, session, connector, kind, runbook, part, log)
-
-
-def _dry_run(host: Host, inventory: Inventory, session: Any, connector: Connector,
-             kind: str, runbook: Any, report: HostReport, log: Log) -> None:
-    started = time.monotonic()
+def _new_part(host: Host, inventory: Inventory, session: Any, connector: Any, kind: str,
+              runbook: Any, log: Log) -> _Part:
     lines: list[str] = []
-
-    def emit(what: str, text: str) -> None:
-        if what in ("step", "change", "error"):
-            lines.append(text)
-        log(f"{host.name}  {runbook.name}: {text}")
-
     said: list[str] = []  # a Health step's "ok   <what>" lines: a read-only run's evidence
 
     def note(text: str) -> None:
@@ -172,17 +234,51 @@ def _dry_run(host: Host, inventory: Inventory, session: Any, connector: Connecto
         log(f"{host.name}  {runbook.name}: {text}")
 
     ctx = HostContext(host, inventory, session, connector, True, {}, log=note)
+    return _Part(kind, runbook, ctx, lines, said, log)
+
+
+def _plan_part(part: _Part) -> None:
+    started = time.monotonic()
     try:
-        plan = runbook.plan(ctx)
-        result = Converger(ctx, plan, emit).run()
+        part.plan = part.runbook.plan(part.ctx)
+    except StepFailed as exc:
+        part.failed = str(exc)
+    finally:
+        part.seconds += time.monotonic() - started
+
+
+def _dry_run(host: Host, inventory: Inventory, session: Any, connector: Connector,
+             kind: str, runbook: Any, report: HostReport, log: Log) -> None:
+    """One part alone: planned, then run in check mode reading its own facts."""
+    part = _new_part(host, inventory, session, connector, kind, runbook, log)
+    _plan_part(part)
+    _judge(part, None, report)
+
+
+def _judge(part: _Part, facts: Mapping[str, FactResult] | None, report: HostReport) -> None:
+    """The part's check-mode run (from `facts` read beforehand) as a verdict."""
+    host, runbook, kind, lines = part.ctx.host, part.runbook, part.kind, part.lines
+
+    def emit(what: str, text: str) -> None:
+        if what in ("step", "change", "error"):
+            lines.append(text)
+        part.log(f"{host.name}  {runbook.name}: {text}")
+
+    started = time.monotonic()
+    try:
+        if part.failed is not None:
+            raise StepFailed(part.failed)
+        assert part.plan is not None
+        result = Converger(part.ctx, part.plan, emit, facts=facts).run()
     except StepFailed as exc:
         report.verdicts.append(Verdict(host.name, runbook.name, kind, False, str(exc),
                                        "inv demo.reset"))
         return
     finally:
-        report.timings[f"{kind} {runbook.name}"] = time.monotonic() - started
+        report.timings[f"{kind} {runbook.name}"] = part.seconds + time.monotonic() - started
     if result.status == "unreachable":
         raise HostUnreachable(result.error or "connection lost")
+    said = part.said
     changed = [s for s in result.steps if s.status != "ok"]
     if kind in READ_ONLY:
         if not result.steps:
@@ -212,9 +308,12 @@ def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log
     """demo.check on `hosts`, in parallel; one HostReport per host, in inventory order."""
     probes = [(entry.name, probe) for entry, probe in parts("check")]
     probes.append(("demo.cluster", cluster_probe))
+    probes.append(("demo.vip", vip_probe))
     runbooks = converge_parts()
+    reads = SharedReads(connector)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = [pool.submit(check_host, host, inventory, connector, log, probes, runbooks)
+        futures = [pool.submit(check_host, host, inventory, connector, log, probes, runbooks,
+                               reads)
                    for host in hosts]
         return [future.result() for future in futures]
 

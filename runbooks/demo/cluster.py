@@ -9,10 +9,11 @@ are the runbooks' own probes (k3s, microk8s, metallb, router).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from runbooks.common import cluster_reads
+from runbooks.common.kubectl import items_of
 from runbooks.core.readonly import Check
 from runbooks.demo.workloads import CLUSTER_ROLES, cluster_host
 
@@ -31,7 +32,7 @@ def facts(host: Any, inventory: Any) -> dict[str, str]:
     first = cluster_host(inventory)
     if first is None or first.name != host.name:
         return {}
-    return {KEY: f"{kubectl_of(host)} get deployments,daemonsets -n {NAMESPACE} -o json"}
+    return {KEY: cluster_reads.command(kubectl_of(host))}  # shared with other probes
 
 
 def not_ready(item: Mapping[str, Any]) -> str | None:
@@ -54,10 +55,10 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     fix = (f"`{kubectl_of(host)} get pods -n {NAMESPACE}` on {host.name} says why; "
            "inv demo.reset (or --from-scratch)")
     result = found[KEY]
-    try:
-        items = json.loads(result.out).get("items") or [] if result.ok else None
-    except ValueError:
-        items = None
+    read = items_of(result)
+    items = None if read is None else [
+        *cluster_reads.pick(read, "Deployment", NAMESPACE),
+        *cluster_reads.pick(read, "DaemonSet", NAMESPACE)]
     if items is None:
         yield Check("system pods", False, "cannot read kube-system's workloads: "
                     f"{(result.out or '').strip()[-160:] or 'no output'}", fix)

@@ -5,23 +5,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from runbooks.common.kube_cluster import AGENT, SERVER
 from runbooks.common.kubectl import node_status
+from runbooks.core.readonly import Check
 from runbooks.core.steps.system import unit_active
 from runbooks.k3s import config as cfg
 
 ROLES = (SERVER, AGENT)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = "inv k3s"
+FIX = "inv k3s"
 
 
 def facts(host: Any, inventory: Any) -> dict[str, str]:
@@ -39,9 +34,9 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     words = version.out.split() if version.ok else []
     running = words[2] if len(words) > 2 else "none"
     pinned = cluster.version if cluster is not None else "?"
-    yield Check("k3s version", running == pinned, f"{running} (pinned {pinned})")
+    yield Check("k3s version", running == pinned, f"{running} (pinned {pinned})", FIX)
     state = unit_active(cfg.unit_name(host)).read(found, "k3s/active")
-    yield Check(f"{cfg.unit_name(host)} active", state == "active", state)
+    yield Check(f"{cfg.unit_name(host)} active", state == "active", state, FIX)
     if "k3s/nodes" in found and cluster is not None:
         try:
             items = json.loads(found["k3s/nodes"].out).get("items", [])
@@ -51,4 +46,4 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
         missing = [n for n in cluster.nodes if n not in ready]
         yield Check("nodes Ready", not missing,
                     f"not Ready: {', '.join(missing)}" if missing else
-                    f"{len(cluster.nodes)} of {len(cluster.nodes)}")
+                    f"{len(cluster.nodes)} of {len(cluster.nodes)}", FIX)

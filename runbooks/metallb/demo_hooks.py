@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from runbooks.common import cluster_reads
 from runbooks.common.bgp import metallb_of
+from runbooks.common.kubectl import items_of
+from runbooks.core.readonly import Check
 from runbooks.metallb.services import PREFIX, parse_services
 
 ROLES = ("k3s-server", "microk8s")
 NAMESPACE = "metallb-system"
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = "inv metallb"
+FIX = "inv metallb"
 
 
 def _cluster(inventory: Any) -> Any:
@@ -37,11 +34,10 @@ def facts(host: Any, inventory: Any) -> dict[str, str]:
     if cluster is None or metallb_of(inventory) is None or host.name != cluster.first_server:
         return {}
     kubectl = PREFIX.get(cluster.distribution, "k3s kubectl")
-    return {"metallb/controller": f"{kubectl} get deployment controller -n {NAMESPACE} -o json",
-            "metallb/webhook": f"{kubectl} get endpoints metallb-webhook-service -n "
-                               f"{NAMESPACE} -o json",
-            "metallb/pools": f"{kubectl} get ipaddresspools -n {NAMESPACE} -o json",
-            "metallb/services": f"{kubectl} get services -A -o json"}
+    # the controller, the webhook's endpoints and the Services: in the cluster read other
+    # probes share (one kubectl for all of them); the pools are MetalLB's own kind
+    return {"metallb/cluster": cluster_reads.command(kubectl),
+            "metallb/pools": f"{kubectl} get ipaddresspools -n {NAMESPACE} -o json"}
 
 
 def _json(found: Mapping[str, Any], key: str) -> Any:
@@ -51,28 +47,34 @@ def _json(found: Mapping[str, Any], key: str) -> Any:
         return {}
 
 
+def _one(items: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(iter(cluster_reads.pick(items, kind, NAMESPACE, name)), {})
+
+
 def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
-    if "metallb/controller" not in found:
+    if "metallb/cluster" not in found:
         return
     metallb = metallb_of(inventory)
-    conditions = (_json(found, "metallb/controller").get("status") or {}).get("conditions")
+    items = items_of(found["metallb/cluster"]) or []
+    conditions = (_one(items, "Deployment", "controller").get("status") or {}).get(
+        "conditions")
     available = any(c.get("type") == "Available" and c.get("status") == "True"
                     for c in conditions or [])
     yield Check("MetalLB controller Available", available,
-                "Available" if available else "not Available (or not installed)")
-    subsets = _json(found, "metallb/webhook").get("subsets") or []
+                "Available" if available else "not Available (or not installed)", FIX)
+    subsets = _one(items, "Endpoints", "metallb-webhook-service").get("subsets") or []
     ready = any(s.get("addresses") for s in subsets)
     yield Check("MetalLB webhook endpoints", ready,
-                "ready" if ready else "none: the webhook refuses pools and peers")
+                "ready" if ready else "none: the webhook refuses pools and peers", FIX)
     have = {p["metadata"]["name"] for p in _json(found, "metallb/pools").get("items") or []}
     wanted = [p.name for p in metallb.pools] if metallb is not None else []
     missing = [name for name in wanted if name not in have]
     yield Check("MetalLB pools", not missing,
-                f"missing: {', '.join(missing)}" if missing else ", ".join(wanted))
-    assigned = parse_services(_json(found, "metallb/services"))
+                f"missing: {', '.join(missing)}" if missing else ", ".join(wanted), FIX)
+    assigned = parse_services({"items": cluster_reads.pick(items, "Service")})
     for name, addresses in sorted(assigned.addresses.items()):
-        yield Check(f"LoadBalancer IP of {name}", True, ", ".join(addresses))
+        yield Check(f"LoadBalancer IP of {name}", True, ", ".join(addresses), FIX)
     for name in assigned.pending:
-        yield Check(f"LoadBalancer IP of {name}", False, "pending: no address assigned")
+        yield Check(f"LoadBalancer IP of {name}", False, "pending: no address assigned", FIX)
     if not assigned.addresses and not assigned.pending:
-        yield Check("LoadBalancer Services", False, "none in the cluster")
+        yield Check("LoadBalancer Services", False, "none in the cluster", FIX)

@@ -18,7 +18,6 @@ MetalLB there.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runbooks.common.bgp import metallb_of, routers_of
-from runbooks.common.kubectl import Manifests, load_manifests, object_ref
+from runbooks.common.kubectl import Manifests, load_manifests, object_fact, object_ref
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
@@ -90,24 +89,19 @@ class ControllerReady(Step):
 
     def __init__(self, prefix: str, timeout: int = WAIT_SECONDS) -> None:
         self.prefix, self.timeout = prefix, timeout
+        self.deploy = object_fact(prefix, "deployment", CONTROLLER, NAMESPACE)
+        self.endpoints = object_fact(prefix, "endpoints", WEBHOOK_SERVICE, NAMESPACE)
 
     def facts(self) -> Mapping[str, str]:
-        return {"deploy": f"{self.prefix} get deployment {CONTROLLER} -n {NAMESPACE} -o json",
-                "endpoints": f"{self.prefix} get endpoints {WEBHOOK_SERVICE} -n {NAMESPACE} "
-                             "-o json"}
+        return {"deploy": self.deploy.command, "endpoints": self.endpoints.command}
 
-    @staticmethod
-    def ready(facts: Mapping[str, FactResult]) -> tuple[bool, bool]:
+    def ready(self, facts: Mapping[str, FactResult]) -> tuple[bool, bool]:
         """(controller Available, webhook has endpoints)."""
-        available = endpoints = False
-        try:
-            deploy = json.loads(facts["deploy"].out) if facts["deploy"].ok else {}
-            available = any(c.get("type") == "Available" and c.get("status") == "True"
-                            for c in (deploy.get("status") or {}).get("conditions") or [])
-            eps = json.loads(facts["endpoints"].out) if facts["endpoints"].ok else {}
-            endpoints = any(s.get("addresses") for s in eps.get("subsets") or [])
-        except ValueError:
-            pass
+        deploy = self.deploy.read(facts, "deploy") or {}
+        eps = self.endpoints.read(facts, "endpoints") or {}
+        available = any(c.get("type") == "Available" and c.get("status") == "True"
+                        for c in (deploy.get("status") or {}).get("conditions") or [])
+        endpoints = any(s.get("addresses") for s in eps.get("subsets") or [])
         return available, endpoints
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:

@@ -7,20 +7,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from runbooks.common.microk8s_cluster import ROLE, Microk8sCluster
+from runbooks.core.readonly import Check
 
 ROLES = (ROLE,)
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = "inv microk8s"
+FIX = "inv microk8s"
 
 
 def _cluster(inventory: Any) -> Microk8sCluster | None:
@@ -45,12 +40,12 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     cluster = _cluster(inventory)
     snap = found["microk8s/snap"].out.split() if found["microk8s/snap"].ok else []
     yield Check("microk8s snap held", len(snap) == 2 and "held" in snap[1],
-                f"revision {snap[0]}, {snap[1]}" if len(snap) == 2 else "not installed")
+                f"revision {snap[0]}, {snap[1]}" if len(snap) == 2 else "not installed", FIX)
     status = found["microk8s/status"]
     running = status.ok and "microk8s is running" in status.out
     yield Check("microk8s running", running, "running" if running else
                 (status.out.strip().splitlines() or ["not running"])[0] +
-                " (`microk8s inspect` on the node says why)")
+                " (`microk8s inspect` on the node says why)", FIX)
     if cluster is None or "microk8s/nodes" not in found:
         return
     nodes = found["microk8s/nodes"]
@@ -58,15 +53,15 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
              if len(ln.split()) > 1} if nodes.ok else {}
     bad = [f"{n} ({state.get(n, 'missing')})" for n in cluster.nodes if state.get(n) != "Ready"]
     yield Check("nodes Ready", not bad, f"not Ready: {', '.join(bad)}" if bad else
-                f"{len(cluster.nodes)} of {len(cluster.nodes)}")
+                f"{len(cluster.nodes)} of {len(cluster.nodes)}", FIX)
     if running and ha_expected(cluster):
         said = parse_ha(status.out)
-        yield Check("high availability", said == "yes", f"high-availability: {said}")
+        yield Check("high availability", said == "yes", f"high-availability: {said}", FIX)
     if running:  # else the addons are unknown, not disabled
         enabled = parse_addons(status.out)
         off = [a.name for a in cluster.addons if not enabled.get(a.name)]
         yield Check("addons enabled", not off, f"not enabled: {', '.join(off)}" if off else
-                    ", ".join(a.name for a in cluster.addons) or "(none asked)")
+                    ", ".join(a.name for a in cluster.addons) or "(none asked)", FIX)
     if "microk8s/ingress" in found:
         kind = ""
         if found["microk8s/ingress"].ok:
@@ -75,4 +70,4 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
             except (ValueError, KeyError, TypeError):
                 kind = "unreadable"
         yield Check("ingress Service", kind == "LoadBalancer",
-                    f"ingress/ingress type {kind}" if kind else "ingress/ingress missing")
+                    f"ingress/ingress type {kind}" if kind else "ingress/ingress missing", FIX)

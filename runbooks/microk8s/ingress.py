@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from runbooks.common.kubectl import object_fact
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
 
@@ -106,6 +107,10 @@ def _ours(live: Mapping[str, Any]) -> dict[str, Any]:
                 "app.kubernetes.io/managed-by")}
 
 
+# the ingress Service as the cluster has it (None: not there yet)
+LIVE = object_fact("microk8s kubectl", "service", NAME, NAMESPACE)
+
+
 class IngressService(Step):
     """On the seed node: the ingress LoadBalancer Service applied when it differs."""
 
@@ -119,16 +124,10 @@ class IngressService(Step):
                              + "\n  ".join(errors))
 
     def facts(self) -> Mapping[str, str]:
-        return {"live": f"microk8s kubectl get service {NAME} -n {NAMESPACE} -o json"}
+        return {"live": LIVE.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["live"]
-        live: Any = None
-        if fact.ok:
-            try:
-                live = json.loads(fact.out)
-            except ValueError:
-                live = None
+        live = LIVE.read(facts, "live")
         if live is not None and _ours(live) == _ours(self.manifest):
             return []
         verb = "update" if live is not None else "create"

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.facts import succeeded
 from runbooks.common.links import IPV4_ADDRESSES
+from runbooks.common.pins import parse_sums
 from runbooks.common.registry import required_endpoint
 from runbooks.common.registry_trust import RUNTIMES, restart_if_installed, trust_steps
 from runbooks.core.facts import Fact, FactResult
@@ -105,6 +106,38 @@ def wait_healthy(url: str, seconds: int, log_command: str) -> str:
             f"{log_command} >&2 || true\nexit 1\n")
 
 
+def started_fact(unit: str) -> Fact[float | None]:
+    """When systemd last started `unit`'s main process (epoch seconds; None: not running)."""
+    return Fact(f"{unit} started",
+                "systemctl show -p ExecMainStartTimestamp --value --timestamp=us+utc "
+                f"{shlex.quote(unit)}", lambda result: parse_start_time(result.out))
+
+
+def parse_mtimes(text: str) -> dict[str, float]:
+    """`stat -c '%.9Y %n' PATH...` -> {path: modification time}."""
+    found = {}
+    for line in text.splitlines():
+        stamp, _, path = line.partition(" ")
+        try:
+            found[path] = float(stamp)
+        except ValueError:
+            continue
+    return found
+
+
+def mtimes_fact(paths: Sequence[str]) -> Fact[dict[str, float]]:
+    """The files' modification times (the missing ones left out)."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return Fact("mtimes", f"stat -c '%.9Y %n' {quoted}",
+                lambda result: parse_mtimes(result.out))
+
+
+def sums_fact(paths: Sequence[str]) -> Fact[dict[str, str]]:
+    """The files' sha256 digests (the missing ones left out)."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return Fact("sha256", f"sha256sum {quoted}", lambda result: parse_sums(result.out))
+
+
 class RegistryRestarted(Step):
     """Ensure the running registry was started after its config files were last written.
 
@@ -117,30 +150,22 @@ class RegistryRestarted(Step):
         self.unit, self.files, self.url = unit, dict(files), url
         self.name = f"Ensure {unit} runs its current config"
 
+        self.started = started_fact(unit)
+        self.mtimes, self.sums = mtimes_fact(list(self.files)), sums_fact(list(self.files))
+
     def facts(self) -> Mapping[str, str]:
-        u = shlex.quote(self.unit)
-        paths = " ".join(shlex.quote(p) for p in self.files)
-        return {
-            "started": f"systemctl show -p ExecMainStartTimestamp --value --timestamp=us+utc {u}",
-            "mtimes": f"stat -c '%.9Y %n' {paths}",
-            "sums": f"sha256sum {paths}",
-        }
+        return {"started": self.started.command, "mtimes": self.mtimes.command,
+                "sums": self.sums.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         import hashlib
 
-        sums = {}
-        for line in facts["sums"].out.splitlines():
-            digest, _, path = line.partition("  ")
-            sums[path] = digest
+        sums = self.sums.read(facts, "sums")
         pending = [p for p, text in self.files.items()
                    if sums.get(p) != hashlib.sha256(text.encode()).hexdigest()]
-        started = parse_start_time(facts["started"].out)
-        newer = []
-        for line in facts["mtimes"].out.splitlines():
-            stamp, _, path = line.partition(" ")
-            if started is not None and float(stamp) > started:
-                newer.append(path)
+        started = self.started.read(facts, "started")
+        newer = [path for path, stamp in self.mtimes.read(facts, "mtimes").items()
+                 if started is not None and stamp > started]
         reason = (f"{', '.join(pending)} will change" if pending else
                   f"{', '.join(newer)} changed after it started" if newer else None)
         if reason is None or started is None:

@@ -17,20 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runbooks.core.facts import FactResult
+from runbooks.core.readonly import Check
 from runbooks.registry.manifests import ACCEPT
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 FIX = "inv demo.reset (or inv registry.load-images online)"
-
-
-@dataclass(frozen=True)
-class ImageCheck:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
 
 
 @dataclass(frozen=True)
@@ -109,7 +102,7 @@ class _Check:
         return {"registry.heads": head_command(self._want(inventory))}
 
     def evaluate(self, host: Host, inventory: Inventory,
-                 facts: Mapping[str, FactResult]) -> list[ImageCheck]:
+                 facts: Mapping[str, FactResult]) -> list[Check]:
         if "registry.heads" not in facts:
             return []
         want = self._want(inventory)
@@ -118,7 +111,7 @@ class _Check:
         said = "nothing"
         if not answers and facts["registry.heads"].out.strip():
             said = f"nothing ({facts['registry.heads'].out.strip().splitlines()[-1]})"
-        checks = [ImageCheck("registry", health == 200,
+        checks = [Check("registry", health == 200,
                              f"http://{want.endpoint}/v2/ answered {health or said}",
                              "" if health == 200 else "inv demo.reset (runs registry.up)")]
         if health != 200:
@@ -136,7 +129,7 @@ class _Check:
             elif digest != locked:
                 bad.append(f"{repo}:{tag} is {digest}, locked {locked}")
         total = len(want.images)
-        checks.append(ImageCheck(
+        checks.append(Check(
             "images", not bad,
             f"{total - len(bad)} of {total} listed images with the locked digest"
             + (f"; {'; '.join(bad[:4])}" + (f" (+{len(bad) - 4} more)" if len(bad) > 4 else "")

@@ -114,7 +114,7 @@ def verify(c, inventory=None, images=None, to=None, platform=None, all_platforms
         raise Exit(f"registry.verify: {exc}", code=2) from None
     bad = [ch for ch in checks if not ch.ok]
     for ch in checks:
-        print(f"{'ok  ' if ch.ok else 'BAD '} {ch.spec.target}: {ch.message}")
+        print(f"{'ok  ' if ch.ok else 'BAD '} {ch.name}: {ch.detail}")
     print(f"{len(checks) - len(bad)} of {len(checks)} images verified")
     if bad:
         raise Exit(f"{len(bad)} image(s) not as expected; run registry.load-images", code=1)

@@ -6,22 +6,14 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
+
+from runbooks.core.readonly import Check
 
 from .images import ImageSpec
 from .manifests import INDEX_TYPES, Platform, image_blobs, index_children, platform_text
 from .plan import resolve, selection_key
 from .run import Options, setup
-
-
-@dataclass
-class Check:
-    """One image's verdict."""
-
-    spec: ImageSpec
-    ok: bool
-    message: str
 
 
 def _platforms_of_target(client: Any, repo: str, body: bytes, mt: str) -> list[str]:
@@ -62,25 +54,30 @@ def check_image(spec: ImageSpec, target: Any, source: Any, lock: dict,
                                platforms).pushed_digest
             origin = "upstream"
         if target.head_manifest(spec.target_repo, spec.target_tag) is None:
-            return Check(spec, False, f"missing: no {spec.target} in the registry; "
+            return _verdict(spec, False, f"missing: no {spec.target} in the registry; "
                                       "run registry.load-images")
         body, mt, digest = target.get_manifest(spec.target_repo, spec.target_tag)
         if digest != expected:
-            return Check(spec, False, f"digest {digest} differs from {origin} {expected}; "
+            return _verdict(spec, False, f"digest {digest} differs from {origin} {expected}; "
                                       "run registry.load-images")
         have = _platforms_of_target(target, spec.target_repo, body, mt)
         if platforms is not None:
             unmatched = [str(p) for p in platforms
                          if not any(p.matches(_entry(h)) for h in have)]
             if unmatched or len(have) != len(platforms):
-                return Check(spec, False, f"platforms {', '.join(have)}, expected {key}")
+                return _verdict(spec, False, f"platforms {', '.join(have)}, expected {key}")
         if blobs:
             missing = _missing_blobs(target, spec.target_repo, body, mt)
             if missing:
-                return Check(spec, False, f"{len(missing)} blob(s) missing, e.g. {missing[0]}")
-        return Check(spec, True, f"{digest} ({', '.join(have)}) matches {origin}")
+                return _verdict(spec, False, f"{len(missing)} blob(s) missing, e.g. {missing[0]}")
+        return _verdict(spec, True, f"{digest} ({', '.join(have)}) matches {origin}")
     except Exception as exc:  # noqa: BLE001 - one image's failure must not stop others
-        return Check(spec, False, f"cannot verify: {exc}")
+        return _verdict(spec, False, f"cannot verify: {exc}")
+
+
+def _verdict(spec: ImageSpec, ok: bool, detail: str) -> Check:
+    """One image's verdict: named by its target in the registry."""
+    return Check(str(spec.target), ok, detail, "" if ok else "inv registry.load-images")
 
 
 def _entry(text: str) -> dict:

@@ -10,7 +10,9 @@ each, on the host where it is seen (the router for the session, the laptop behin
 the LoadBalancer IP, rp0 for the node and the namespace); demo.reset fixes each and says GO
 (BGP sessions Established again, every node Ready, the page answering); a second demo.reset
 changes nothing; `--check` before it lists the changes and makes none. On the converged lab
-every cluster check is green, the system pods too.
+every cluster check is green, the system pods too, and the VIP (hosts/lab.yaml's
+network.vip, held on rp0's VLAN interface by the k3s double's kube-vip emulation) answers
+the API from the gateway; with the VIP dropped from rp0, demo.check is NO-GO naming it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ NAMESPACE = "podinfo"  # hosts/lab.yaml: demo.workloads.namespaces
 KUBECTL = "k3s kubectl"
 NODES = ("rp0", "rp1", "lp0")
 WEB = "greenroom-double-web"  # runbooks/lab/doubles/bgp_speaker.py: the Service's pods
+VIP = "192.168.10.25"  # hosts/lab.yaml: network.vip
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +72,29 @@ def test_cluster_is_green_on_the_converged_lab(cluster, tmp_path):
     assert seen[(SERVER, "demo.cluster", "system pods")].endswith("kube-system workloads ready")
     # the audience's view: the LoadBalancer IP answers from the laptop, through the router
     assert "http://192.168.20.0/ answers" in seen[("laptop", "demo.path", "answers")]
+    # ... and its route there is the router's (BGP-learnt on edge), not on the VLAN's link
+    assert "route to 192.168.20.0 via edge (192.168.10.6)" in \
+        seen[("laptop", "demo.path", "answers")]
+    assert seen[("dell", "demo.vip", "VIP answers")] == \
+        f"https://{VIP}:6443/ping from dell: HTTP 200"
+
+
+def test_a_dropped_vip_is_no_go_naming_it(cluster, tmp_path):
+    lab = cluster
+    held = sh(lab, SERVER, f"ip -o -4 addr show to {VIP}/32").split()
+    assert held, f"{VIP} is not on {SERVER} (the k3s double's kube-vip emulation)"
+    interface = held[1]
+    sh(lab, SERVER, f"ip addr del {VIP}/32 dev {interface}")
+    try:
+        code, found = call(check, tmp_path, "vip")
+        assert code == 1 and found["ok"] is False
+        assert failing(found) == {("dell", "demo.vip", "VIP answers")}, failing(found)
+        detail = checks(found)[("dell", "demo.vip", "VIP answers")]
+        assert detail.startswith(f"https://{VIP}:6443/ping from dell: no answer"), detail
+    finally:
+        sh(lab, SERVER, f"ip addr replace {VIP}/32 dev {interface}")
+    code, back = call(check, tmp_path, "vip-back")
+    assert code == 0 and failing(back) == set(), failing(back)
 
 
 def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):

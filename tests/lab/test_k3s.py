@@ -326,13 +326,13 @@ def test_an_agent_with_a_wrong_token_is_named_with_its_log_lines(lab, site, caps
     token = sh(lab, "rp0", "cat /var/lib/rancher/k3s/server/token").strip()
     wrong = token.rpartition(":")[0] + ":wrong-password-42"
     options = {"lock": Lock.read(lock_path(inv.path)), "shared": {"token": wrong},
-               "timeout": 8, "kubeconfig_path": None}
+               "timeout": 5, "kubeconfig_path": None}
     sh(lab, "rp0", "true")
     phases = [(NODES_RUNBOOK, [inv.hosts["lp0"]], 0), (READY, [inv.hosts["rp0"]], 0)]
     result = run_phases(phases, inv, name="k3s", check=False, parallel=4, options=options)
     assert not result.ok
     error = result.hosts["rp0"].error or ""
-    assert "not Ready after 8 s: lp0" in error
+    assert "not Ready after 5 s: lp0" in error
     assert "401 Unauthorized" in error and "wrong-password-42" not in error
     healed = run(inventory, tmp / "healed.json")
     assert healed["ok"] is True and set(changed_steps(healed)) <= {"lp0", "rp0"}

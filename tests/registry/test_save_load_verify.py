@@ -39,7 +39,7 @@ def test_save_load_round_trip(tmp_path, source, target, creds_env):
         repo, tag = name.rsplit(":", 1)
         assert head(target.host, repo, tag) == source.digests[name]["linux/arm64"]
     checks = verify(Options(images=str(images), to=target.host))
-    assert [c.ok for c in checks] == [True] * 4, [c.message for c in checks]
+    assert [c.ok for c in checks] == [True] * 4, [c.detail for c in checks]
 
 
 def test_load_detects_a_corrupt_layout_blob(tmp_path, source, target, creds_env):
@@ -71,12 +71,12 @@ def test_verify_reports_missing_and_mismatched(tmp_path, source, target, creds_e
                             auth=("puller", "s3cret-Pa55")).content
         b.blob("kube/proxy", blob)
     b.manifest("kube/proxy", "v1", doc, doc["mediaType"])
-    checks = {c.spec.target: c for c in verify(Options(images=str(images), to=target.host,
-                                                       backoff=0.01), blobs=True)}
-    assert checks["kube/apiserver:v1"].ok, checks["kube/apiserver:v1"].message
-    assert not checks["kube/proxy:v1"].ok and "differs from lock" in checks["kube/proxy:v1"].message
+    checks = {c.name: c for c in verify(Options(images=str(images), to=target.host,
+                                                backoff=0.01), blobs=True)}
+    assert checks["kube/apiserver:v1"].ok, checks["kube/apiserver:v1"].detail
+    assert not checks["kube/proxy:v1"].ok and "differs from lock" in checks["kube/proxy:v1"].detail
     assert not checks["coredns/coredns:v1.8.0"].ok
-    assert "missing" in checks["coredns/coredns:v1.8.0"].message
+    assert "missing" in checks["coredns/coredns:v1.8.0"].detail
 
 
 def _cli(*args, env=None):

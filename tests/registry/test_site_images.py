@@ -100,5 +100,5 @@ def test_save_and_load_carry_one_runbooks_images(tmp_path, source, target, creds
     summary = load(Options(to=target.host), str(layout), out=io.StringIO())
     assert (summary.copied, summary.failed) == (2, [])
     checks = verify(Options(**chosen, to=target.host))
-    assert [c.ok for c in checks] == [True, True], [c.message for c in checks]
+    assert [c.ok for c in checks] == [True, True], [c.detail for c in checks]
     assert head(target.host, "kube/proxy", "v1") is None

@@ -104,3 +104,17 @@ def test_ipv4_addresses_parse_ip_o_4_addr(result, wanted):
 ], ids=["dpkg", "uname-fallback", "silent", "failed"])
 def test_architecture(result, wanted):
     assert ARCHITECTURE.parse(result) == wanted
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    (FactResult(0, '{"kind": "Service", "metadata": {"name": "ingress"}}'),
+     {"kind": "Service", "metadata": {"name": "ingress"}}),
+    (FactResult(1, 'Error from server (NotFound): services "ingress" not found\n'), None),
+    (FactResult(0, "not json"), None),
+], ids=["found", "not-found", "unreadable"])
+def test_kubectl_object_fact(result, wanted):
+    from runbooks.common.kubectl import object_fact
+
+    fact = object_fact("microk8s kubectl", "service", "ingress", "ingress")
+    assert fact.command == "microk8s kubectl get service ingress -n ingress -o json"
+    assert fact.parse(result) == wanted

@@ -14,7 +14,7 @@ from runbooks.core import converge
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan
-from runbooks.demo import cluster
+from runbooks.demo import cluster, vip
 from runbooks.demo.check import _dry_run, converge_parts
 from runbooks.demo.path import PATH, path_plan
 from runbooks.demo.verdict import HostReport
@@ -30,12 +30,13 @@ SITE = SimpleNamespace(hosts={h.name: h for h in (
 
 
 def deployment(name, replicas, ready):
-    return {"kind": "Deployment", "metadata": {"name": name}, "spec": {"replicas": replicas},
+    return {"kind": "Deployment", "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"replicas": replicas},
             "status": {"replicas": replicas, "readyReplicas": ready}}
 
 
 def daemonset(name, wanted, ready):
-    return {"kind": "DaemonSet", "metadata": {"name": name},
+    return {"kind": "DaemonSet", "metadata": {"name": name, "namespace": "kube-system"},
             "status": {"desiredNumberScheduled": wanted, "numberReady": ready}}
 
 
@@ -45,7 +46,7 @@ def listing(*items):
 
 def test_system_pods_are_read_on_the_cluster_host_only():
     assert cluster.facts(SITE.hosts["rp0"], SITE) == {
-        cluster.KEY: "k3s kubectl get deployments,daemonsets -n kube-system -o json"}
+        cluster.KEY: "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"}
     for name in ("rp1", "dell", "laptop"):
         assert cluster.facts(SITE.hosts[name], SITE) == {}
     micro = SimpleNamespace(hosts={"m0": host("m0", "microk8s")})
@@ -61,9 +62,14 @@ def test_system_pods_are_read_on_the_cluster_host_only():
     pytest.param(listing(deployment("coredns", 2, 1), daemonset("svclb", 3, 2)), False,
                  "deployment/coredns (1/2 ready), daemonset/svclb (2/3 ready)",
                  id="partly-ready"),
-    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment",
-                                                       "metadata": {"name": "new"}}),
+    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment", "metadata": {
+        "name": "new", "namespace": "kube-system"}}),
                  False, "deployment/new (0/1 ready)", id="no-status-yet"),
+    pytest.param(listing(deployment("coredns", 1, 1), {"kind": "Deployment", "metadata": {
+        "name": "controller", "namespace": "metallb-system"}, "spec": {"replicas": 1}},
+                         {"kind": "Service", "metadata": {"name": "kube-dns",
+                                                          "namespace": "kube-system"}}),
+                 True, "1 of 1 kube-system workloads ready", id="other-kinds-and-namespaces"),
     pytest.param(listing(), False, "no workloads in kube-system", id="empty"),
     pytest.param(FactResult(1, "The connection to the server 127.0.0.1:6443 was refused"),
                  False, "cannot read kube-system's workloads: The connection", id="api-down"),
@@ -132,3 +138,56 @@ def test_a_read_only_run_with_nothing_to_read_says_nothing():
     _dry_run(SITE.hosts["laptop"], SITE, None, None, "answers",
              Runbook("demo.path", ("client",), lambda ctx: Plan()), report, lambda _t: None)
     assert report.verdicts == []
+
+
+def cluster_site(distribution="k3s", vip="192.168.10.25"):
+    return SimpleNamespace(hosts=SITE.hosts, sections={"cluster": SimpleNamespace(
+        distribution=distribution, vip=vip)})
+
+
+@pytest.mark.parametrize("site", [
+    pytest.param(SITE, id="no-cluster"),
+    pytest.param(cluster_site(vip=None), id="no-vip"),
+    pytest.param(cluster_site("microk8s"), id="microk8s-no-vip-holder"),
+])
+def test_vip_is_read_only_for_k3s_with_a_vip(site):
+    assert vip.facts(SITE.hosts["dell"], site) == {}
+    assert list(vip.evaluate(SITE.hosts["dell"], site, {})) == []
+
+
+@pytest.mark.parametrize("fact, ok, says", [
+    pytest.param(FactResult(0, "200"), True, "HTTP 200", id="answers"),
+    pytest.param(FactResult(7, "000"), False, "no answer (curl exit 7)", id="nobody-holds-it"),
+    pytest.param(FactResult(28, "000"), False, "no answer (curl exit 28)", id="timeout"),
+    pytest.param(FactResult(0, "503"), False, "HTTP 503", id="not-ready"),
+])
+def test_vip_answers(fact, ok, says):
+    site = cluster_site()
+    command = vip.facts(SITE.hosts["dell"], site)[vip.KEY]
+    assert "https://192.168.10.25:6443/ping" in command
+    [check] = vip.evaluate(SITE.hosts["dell"], site, {vip.KEY: fact})
+    assert (check.name, check.ok) == ("VIP answers", ok)
+    assert check.detail == f"https://192.168.10.25:6443/ping from dell: {says}"
+    assert bool(check.fix) is not ok and (ok or "192.168.10.25" in check.fix)
+
+
+@pytest.mark.parametrize("route, ok, says", [
+    pytest.param(FactResult(0, "192.168.20.0 via 192.168.10.6 dev eth0 src 192.168.10.7 "
+                               "uid 0 \n    cache \n"), True,
+                 "route to 192.168.20.0 via edge (192.168.10.6)", id="via-the-router"),
+    pytest.param(FactResult(0, "192.168.20.0 via 10.0.0.1 dev wlan0 src 10.0.0.5\n"), True,
+                 "route to 192.168.20.0 via 10.0.0.1", id="via-another-gateway"),
+    pytest.param(FactResult(0, "192.168.20.0 dev eth0 src 192.168.10.7 uid 0\n"), False,
+                 "no route to 192.168.20.0 through a router (192.168.20.0 dev eth0 src "
+                 "192.168.10.7 uid 0)", id="on-link"),
+    pytest.param(FactResult(2, "RTNETLINK answers: Network is unreachable\n"), False,
+                 "no route to 192.168.20.0 through a router (RTNETLINK answers: Network is "
+                 "unreachable)", id="unreachable"),
+])
+def test_the_path_goes_through_a_router(route, ok, says):
+    from runbooks.demo.path import RoutedHealth
+
+    step = RoutedHealth(SimpleNamespace(log=lambda _t: None), ["192.168.20.0"],
+                        {"192.168.10.6": "edge"})
+    assert step.facts() == {"192.168.20.0": "ip -4 route get 192.168.20.0"}
+    assert step.evaluate({"192.168.20.0": route}) == [(ok, says)]

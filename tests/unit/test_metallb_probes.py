@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from runbooks.core.facts import FactResult
+from runbooks.demo import cluster as demo_cluster
 from runbooks.lab.doubles import bgp_speaker
 from runbooks.metallb import demo_hooks as metallb_probe
 from runbooks.metallb.services import parse_services
@@ -22,7 +23,8 @@ def ok(value: object) -> FactResult:
 
 
 def svc(name: str, kind: str = "LoadBalancer", ips: tuple[str, ...] = ()) -> dict:
-    return {"metadata": {"name": name, "namespace": "demo"}, "spec": {"type": kind},
+    return {"kind": "Service", "metadata": {"name": name, "namespace": "demo"},
+            "spec": {"type": kind},
             "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
 
 
@@ -80,13 +82,23 @@ def test_metallb_probe_reads_the_first_server_only() -> None:
     inventory, _ = load_site(CLUSTER_SITE)
     assert metallb_probe.facts(inventory.hosts["rp1"], inventory) == {}
     facts = metallb_probe.facts(inventory.hosts["rp0"], inventory)
-    assert facts["metallb/services"] == "k3s kubectl get services -A -o json"
+    # the controller, webhook and Services come from the cluster read demo.cluster shares
+    assert facts == {
+        "metallb/cluster": "k3s kubectl get deployments,daemonsets,endpoints,services -A "
+                           "-o json",
+        "metallb/pools": "k3s kubectl get ipaddresspools -n metallb-system -o json"}
+    assert facts["metallb/cluster"] in demo_cluster.facts(inventory.hosts["rp0"],
+                                                          inventory).values()
+    controller = {"kind": "Deployment", "metadata": {"name": "controller",
+                                                     "namespace": "metallb-system"},
+                  "status": {"conditions": [{"type": "Available", "status": "True"}]}}
+    webhook = {"kind": "Endpoints", "metadata": {"name": "metallb-webhook-service",
+                                                 "namespace": "metallb-system"},
+               "subsets": []}
     found = {
-        "metallb/controller": ok({"status": {"conditions": [{"type": "Available",
-                                                              "status": "True"}]}}),
-        "metallb/webhook": ok({"subsets": []}),
+        "metallb/cluster": ok({"kind": "List", "items": [
+            controller, webhook, svc("hello", ips=("192.168.20.0",)), svc("late")]}),
         "metallb/pools": ok({"items": [{"metadata": {"name": "default"}}]}),
-        "metallb/services": ok({"items": [svc("hello", ips=("192.168.20.0",)), svc("late")]}),
     }
     checks = {c.name: (c.ok, c.detail) for c in metallb_probe.evaluate(
         inventory.hosts["rp0"], inventory, found)}
@@ -136,8 +148,8 @@ def test_on_microk8s_the_seed_is_where_metallb_reads_the_cluster() -> None:
     inventory, _ = load_site(MK8S_SITE)
     assert inventory.sections["cluster"].first_server == "rp0"
     assert metallb_probe.facts(inventory.hosts["rp1"], inventory) == {}
-    assert metallb_probe.facts(inventory.hosts["rp0"], inventory)["metallb/services"] == \
-        "microk8s kubectl get services -A -o json"
+    assert metallb_probe.facts(inventory.hosts["rp0"], inventory)["metallb/cluster"] == \
+        "microk8s kubectl get deployments,daemonsets,endpoints,services -A -o json"
     asked: list[tuple[str, str]] = []
 
     class Session:

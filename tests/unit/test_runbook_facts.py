@@ -222,3 +222,31 @@ def test_container_fact_names_an_unreadable_answer(out):
 
     with pytest.raises(StepFailed, match="cannot read `docker inspect greenroom-registry`"):
         container_fact("greenroom-registry").parse(FactResult(0, out))
+
+
+def test_registry_file_facts_on_a_real_shell(tmp_path):
+    """The config files' mtimes and digests as the restart step reads them, from real stat and
+    sha256sum over two files, one of them missing."""
+    import hashlib
+
+    from runbooks.registry.converge import mtimes_fact, sums_fact
+
+    present, missing = tmp_path / "config.yml", tmp_path / "gone.conf"
+    present.write_text("version: 0.1\n")
+    paths = [str(present), str(missing)]
+    mtimes = mtimes_fact(paths).parse(run_fact(mtimes_fact(paths).command))
+    assert mtimes == {str(present): pytest.approx(present.stat().st_mtime, abs=1e-6)}
+    sums = sums_fact(paths).parse(run_fact(sums_fact(paths).command))
+    assert sums == {str(present): hashlib.sha256(b"version: 0.1\n").hexdigest()}
+
+
+@pytest.mark.parametrize(("text", "wanted"), [
+    ("1764400000.123456789 /etc/docker/registry/config.yml\n",
+     {"/etc/docker/registry/config.yml": 1764400000.123456789}),
+    ("", {}),
+    ("stat: cannot statx '/x': No such file or directory\n", {}),
+], ids=["one-file", "none", "error-line"])
+def test_parse_mtimes(text, wanted):
+    from runbooks.registry.converge import parse_mtimes
+
+    assert parse_mtimes(text) == wanted

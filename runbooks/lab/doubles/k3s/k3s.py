@@ -24,23 +24,22 @@ import base64
 import contextlib
 import fcntl
 import hashlib
-import http.server
 import json
 import os
 import re
 import secrets
-import signal
-import socket
-import ssl
-import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import http.server
+
+# http.server, ssl, socket, subprocess, threading, signal and urllib are imported where the
+# server or the agent uses them: `k3s kubectl ...` (a fact of every converged run) starts
+# without them
 
 VERSION = "v1.34.3+k3s1"  # the lab's release site rewrites this line for each version
 COMMIT = "d0ub1e00"
@@ -49,6 +48,7 @@ DATA_DIR = Path(os.environ.get("K3S_DOUBLE_ROOT", "/")) / "var/lib/rancher/k3s"
 ETC_DIR = Path(os.environ.get("K3S_DOUBLE_ROOT", "/")) / "etc/rancher"
 NODE_GRACE = 40.0  # seconds without heartbeat before a node is NotReady (kubelet: 40 s)
 HEARTBEAT = 5.0
+JOIN_RETRY = 0.5  # an agent not joined yet tries again this soon (a server starting)
 READY_DELAY = float(os.environ.get("K3S_DOUBLE_READY_SECONDS", "6"))
 
 
@@ -62,6 +62,8 @@ def log(level: str, msg: str) -> None:
 
 def sd_notify(state: str) -> None:
     """Tell systemd we are ready (Type=notify units), like k3s does."""
+    import socket
+
     target = os.environ.get("NOTIFY_SOCKET")
     if not target:
         return
@@ -296,10 +298,14 @@ def load_config(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def node_name(config: dict[str, Any]) -> str:
+    import socket
+
     return str(config.get("node-name") or socket.gethostname())
 
 
 def node_ip(config: dict[str, Any]) -> str:
+    import subprocess
+
     ips = config.get("node-ip") or []
     if ips:
         return str(ips[0])
@@ -648,6 +654,8 @@ SYSTEM = [  # (kind, name, component that --disable removes)
 
 def ensure_certificates(tls: Path, names: list[str]) -> None:
     """A self-signed CA + serving certificate, made once with openssl (k3s's is its own)."""
+    import subprocess
+
     cert, key = tls / "serving-kube-apiserver.crt", tls / "serving-kube-apiserver.key"
     if cert.exists() and key.exists():
         return
@@ -706,62 +714,72 @@ def machine_arch() -> str:
                                                                         os.uname().machine)
 
 
-class ApiHandler(http.server.BaseHTTPRequestHandler):
-    """The part of the supervisor/API port an agent talks to when it joins."""
+def api_handler() -> type[http.server.BaseHTTPRequestHandler]:
+    """The request handler class (http.server is imported only when a server runs)."""
+    import http.server
 
-    password = ""
-    ca_pem = b""
-    store: Store
+    class ApiHandler(http.server.BaseHTTPRequestHandler):
+        """The part of the supervisor/API port an agent talks to when it joins."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+        password = ""
+        ca_pem = b""
+        store: Store
 
-    def _send(self, code: int, body: bytes, kind: str = "text/plain") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
 
-    def _authorised(self) -> bool:
-        header = self.headers.get("Authorization", "")
-        if header.startswith("Basic "):
-            try:
-                _, _, given = base64.b64decode(header[6:]).decode().partition(":")
-            except ValueError:
-                return False
-            return secrets.compare_digest(given, self.password)
-        return False
+        def _send(self, code: int, body: bytes, kind: str = "text/plain") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802
-        if self.path == "/cacerts":
-            return self._send(200, self.ca_pem)
-        if self.path == "/ping":
-            return self._send(200, b"pong")
-        if not self._authorised():
-            return self._send(401, b"Unauthorized\n")
-        return self._send(404, b"not found\n")
+        def _authorised(self) -> bool:
+            header = self.headers.get("Authorization", "")
+            if header.startswith("Basic "):
+                try:
+                    _, _, given = base64.b64decode(header[6:]).decode().partition(":")
+                except ValueError:
+                    return False
+                return secrets.compare_digest(given, self.password)
+            return False
 
-    def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length", "0") or 0)
-        body = self.rfile.read(length)
-        if not self._authorised():
-            log("error", f"Unauthorized join attempt from {self.client_address[0]}: "
-                         "the node presented a wrong token")
-            return self._send(401, b"Unauthorized\n")
-        if self.path != "/v1-k3s/node":
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/cacerts":
+                return self._send(200, self.ca_pem)
+            if self.path == "/ping":
+                return self._send(200, b"pong")
+            if not self._authorised():
+                return self._send(401, b"Unauthorized\n")
             return self._send(404, b"not found\n")
-        info = json.loads(body or b"{}")
-        register_node(self.store, info["name"], info["ip"], info.get("roles", []),
-                      info.get("arch", "amd64"), up=info.get("up", True),
-                      version=info.get("version", VERSION))
-        return self._send(200, b'{"ok": true}', "application/json")
+
+        def do_POST(self) -> None:  # noqa: N802
+            length = int(self.headers.get("Content-Length", "0") or 0)
+            body = self.rfile.read(length)
+            if not self._authorised():
+                log("error", f"Unauthorized join attempt from {self.client_address[0]}: "
+                             "the node presented a wrong token")
+                return self._send(401, b"Unauthorized\n")
+            if self.path != "/v1-k3s/node":
+                return self._send(404, b"not found\n")
+            info = json.loads(body or b"{}")
+            register_node(self.store, info["name"], info["ip"], info.get("roles", []),
+                          info.get("arch", "amd64"), up=info.get("up", True),
+                          version=info.get("version", VERSION))
+            return self._send(200, b'{"ok": true}', "application/json")
+
+    return ApiHandler
 
 
 def serve_api(config: dict[str, Any], password: str, ca_pem: bytes, tls: Path,
               store: Store) -> http.server.ThreadingHTTPServer:
-    handler = type("Handler", (ApiHandler,), {"password": password, "ca_pem": ca_pem,
-                                              "store": store})
+    import http.server
+    import ssl
+    import threading
+
+    handler = type("Handler", (api_handler(),), {"password": password, "ca_pem": ca_pem,
+                                                  "store": store})
     address = str(config.get("bind-address") or "0.0.0.0")
     server = http.server.ThreadingHTTPServer((address, int(config.get("https-listen-port",
                                                                       6443))), handler)
@@ -794,7 +812,42 @@ def ensure_system(store: Store, disabled: list[str]) -> None:
                          "template": {"metadata": {"labels": {"app": name}}}}})
 
 
+# -- kube-vip's effect (the lab runs no pods) -------------------------------------------------
+
+KUBE_VIP = DATA_DIR / "agent/pod-manifests/kube-vip.yaml"
+_ENV_ITEM = re.compile(r"\{\s*name:\s*([A-Za-z_]+),\s*value:\s*\"?([^\"}]*)\"?\s*\}")
+
+
+def kube_vip_settings(text: str) -> tuple[str, str] | None:
+    """(VIP, interface) from kube-vip's static pod manifest, None without both."""
+    env = {m.group(1): m.group(2).strip() for m in _ENV_ITEM.finditer(text)}
+    vip, interface = env.get("address"), env.get("vip_interface")
+    return (vip, interface) if vip and interface else None
+
+
+def hold_vip(up: bool) -> None:
+    """What kube-vip's static pod does on the leader (the cluster's first server here, while
+    it runs): the control-plane VIP on its VLAN interface, in the guest's own network
+    namespace; dropped when it stops. Never under K3S_DOUBLE_ROOT (a test on this machine)."""
+    import subprocess
+
+    if os.environ.get("K3S_DOUBLE_ROOT") or not KUBE_VIP.exists():
+        return
+    found = kube_vip_settings(KUBE_VIP.read_text())
+    if found is None:
+        return
+    vip, interface = found
+    done = subprocess.run(["ip", "addr", "replace" if up else "del", f"{vip}/32", "dev",
+                           interface], capture_output=True, text=True, check=False)
+    log("info" if done.returncode == 0 else "error",
+        f"kube-vip (double): {vip} {'held on' if up else 'released from'} {interface}"
+        + ("" if done.returncode == 0 else f": {done.stderr.strip()}"))
+
+
 def run_server(config: dict[str, Any]) -> int:
+    import signal
+    import threading
+
     server_dir = DATA_DIR / "server"
     tls = server_dir / "tls"
     name, ip = node_name(config), node_ip(config)
@@ -836,6 +889,7 @@ def run_server(config: dict[str, Any]) -> int:
                     f"for {written}")
     import_images()
     api = serve_api(config, password, ca_pem, tls, store)
+    hold_vip(True)
     roles = ["control-plane", "master"] + (["etcd"] if config.get("cluster-init") else [])
     register_node(store, name, ip, roles, machine_arch())
     kubeconfig = write_kubeconfig(config, ca_pem, password)
@@ -850,6 +904,7 @@ def run_server(config: dict[str, Any]) -> int:
     while not stop.wait(HEARTBEAT):
         register_node(store, name, ip, roles, machine_arch())
     register_node(store, name, ip, roles, machine_arch(), up=False)
+    hold_vip(False)
     api.shutdown()
     log("info", "Shutting down k3s server")
     return 0
@@ -862,6 +917,9 @@ class JoinError(Exception):
 
 
 def fetch_cacerts(url: str) -> bytes:
+    import ssl
+    import urllib.request
+
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE  # like k3s: trust comes from the hash in the token
@@ -870,6 +928,10 @@ def fetch_cacerts(url: str) -> bytes:
 
 
 def post_node(url: str, ca_pem: bytes, password: str, info: dict[str, Any]) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
     context = ssl.create_default_context(cadata=ca_pem.decode())
     context.check_hostname = False
     request = urllib.request.Request(
@@ -884,6 +946,10 @@ def post_node(url: str, ca_pem: bytes, password: str, info: dict[str, Any]) -> N
 
 
 def run_agent(config: dict[str, Any], roles: list[str] | None = None) -> int:
+    import signal
+    import ssl
+    import threading
+
     url = str(config.get("server") or "").rstrip("/")
     token = str(config.get("token") or "")
     if not url:
@@ -925,7 +991,7 @@ def run_agent(config: dict[str, Any], roles: list[str] | None = None) -> int:
             log("error", f"Failed to validate connection to cluster at {url}: {exc}")
         except (OSError, ssl.SSLError) as exc:
             log("info", f"Waiting to retrieve agent configuration; server is not ready: {exc}")
-        stop.wait(HEARTBEAT if joined else 2.0)
+        stop.wait(HEARTBEAT if joined else JOIN_RETRY)
     if joined:
         with contextlib.suppress(Exception):
             post_node(url, ca_pem, password, {**info, "up": False})

@@ -1,0 +1,76 @@
+"""demo.check's shared cluster reads: a `kubectl get` that several parts run on the same host
+(the speaker double's plan on every node, the audience path's, metallb's probe: each reads the
+cluster's Services on its first server) runs once per demo.check, and its answer is handed to
+every part that asks, including the host's own fact batch.
+
+demo.check only reads, and all its parts read the cluster within the same second or two, so
+one answer per command is what each of them would have got. Only plain `kubectl get`
+commands (no shell syntax, no stdin) are shared; anything else runs as asked.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from runbooks.core.facts import FactResult
+
+READ = re.compile(r"(?:k3s |microk8s )?kubectl get [^;&|<>`$()\n\\]*")
+
+
+def shareable(command: str) -> bool:
+    """A read-only `kubectl get` with nothing else in the command."""
+    return READ.fullmatch(command.strip()) is not None
+
+
+class SharedReads:
+    """A connector whose sessions run each shareable command once for the whole check."""
+
+    def __init__(self, connector: Any) -> None:
+        self._connector = connector
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, str], threading.Lock] = {}
+        self._done: dict[tuple[str, str], Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connector, name)
+
+    def session(self, host: Any) -> _Shared:
+        return _Shared(self, host.name, self._connector.session(host))
+
+    def run(self, host: str, session: Any, command: str) -> Any:
+        key = (host, command)
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+            gate = self._pending.setdefault(key, threading.Lock())
+        with gate:  # a second asker waits for the first one's answer
+            with self._lock:
+                if key in self._done:
+                    return self._done[key]
+            done = session.run(command)
+            with self._lock:
+                self._done[key] = done
+            return done
+
+    def answered(self, host: str) -> dict[str, FactResult]:
+        """The commands already answered on `host`, as facts (by command)."""
+        with self._lock:
+            return {command: FactResult(done.rc, done.stdout)
+                    for (name, command), done in self._done.items() if name == host}
+
+
+class _Shared:
+    """One host's session: shareable commands through SharedReads, the rest as they are."""
+
+    def __init__(self, reads: SharedReads, host: str, session: Any) -> None:
+        self._reads, self._host, self._session = reads, host, session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def run(self, command: str, stdin: str | bytes | None = None) -> Any:
+        if stdin is None and shareable(command):
+            return self._reads.run(self._host, self._session, command)
+        return self._session.run(command, stdin)
