@@ -106,6 +106,7 @@ def main() -> None:
         cluster = any(line.startswith("cluster:") for line in inventory)
     check_peer = CHECK_PEER + (CLUSTER_CHECK_PEER if cluster else [])
     reset_peer = RESET_PEER + (CLUSTER_RESET_PEER if cluster else [])
+    load = os.getloadavg()
     subprocess.run([*INVOKE, "lab.up", *INV], cwd=REPO, env=env, check=True,
                    capture_output=True)
     try:
@@ -163,6 +164,10 @@ def main() -> None:
     if floor:
         lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
                       f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
+    lines += ["", f"commit {commit or '?'}; load average (1 min) {load[0]:.1f} at the start, "
+                  f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"]
     table = "\n".join(lines)
     print(table)
     if args.out:
