@@ -24,6 +24,9 @@ and all at once; and demo.reset --from-scratch. The lab is taken down at the end
 `--compare-at DIR` also times demo.check from another checkout DIR (e.g. one made with `git
 worktree add --detach DIR <commit>`) on the same converged lab, the two taking turns: a
 before/after in one run (demo.check changes nothing, so both read the same lab).
+`--profile DIR` also runs demo.check and demo.reset once each under cProfile with `--report`
+(DIR/check.prof, DIR/check.json, DIR/reset.prof, DIR/reset.json). The table ends with the
+commit and the load average at the start and the end.
 """
 
 from __future__ import annotations
