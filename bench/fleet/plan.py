@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-
-import jinja2
+from typing import Any
 
 from runbooks.common.kernel import Sysctl
 from runbooks.core.runner import Runbook
@@ -22,7 +21,11 @@ SYSCTL = "net.bridge.bridge-nf-call-iptables = 1\nnet.bridge.bridge-nf-call-ip6t
 
 
 @lru_cache(maxsize=1)
-def _template() -> jinja2.Template:
+def _template() -> Any:
+    # imported at the first render, as greenroom's own templates module does
+    # (runbooks/core/templates.py): after the first connection, not before any
+    import jinja2
+
     return jinja2.Template((HERE / "containerd.toml.j2").read_text(), keep_trailing_newline=True)
 
 

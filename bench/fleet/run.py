@@ -97,6 +97,11 @@ def main() -> None:
                         help="time greenroom alone (before/after comparisons of our own code)")
     parser.add_argument("--floor-levels", action="store_true",
                         help="time only the floors, every level of tuned_floor.py")
+    parser.add_argument("--compare", metavar="DIR", default=None,
+                        help="another greenroom checkout (e.g. main before a change): its "
+                        "no-op runs alternate with this checkout's and the floors'")
+    parser.add_argument("--repeat", type=int, default=REPEAT,
+                        help=f"no-op runs per tool, the median counts (default {REPEAT})")
     args = parser.parse_args()
     sizes = tuple(int(n) for n in args.sizes.split(","))
     ansible_sizes = {int(n) for n in args.ansible_sizes.split(",") if n}
@@ -110,6 +115,8 @@ def main() -> None:
     inv_path = INVENTORY
     inv_cmd = [sys.executable, "-m", "invoke"]
     compile_bytecode()
+    if args.compare:
+        compile_bytecode(Path(args.compare).resolve())
     started = time.perf_counter()
     subprocess.run([*inv_cmd, "lab.up", "--inventory", str(inv_path)], cwd=REPO, check=True)
     lab_up = time.perf_counter() - started
@@ -162,7 +169,7 @@ def main() -> None:
             if args.floor_levels:
                 # alternating levels, REPEAT rounds, so load drifts hit every level alike
                 samples: dict[int, list[float]] = {lv: [] for lv in range(FLOOR_LEVELS)}
-                for _ in range(REPEAT):
+                for _ in range(args.repeat):
                     for level in range(FLOOR_LEVELS):
                         samples[level].append(timed(floor(level), cwd=HERE))
                 for level, times in samples.items():
@@ -176,10 +183,16 @@ def main() -> None:
             elif size not in ansible_sizes:
                 del tools["ansible-core"]
             floors = {"fabric floor": floor(0), "tuned floor": floor(FLOOR_LEVELS - 1)}
+            if args.compare:
+                before = Path(args.compare).resolve() / "bench" / "fleet" / "greenroom_run.py"
+                floors["greenroom compared"] = [sys.executable, str(before),
+                                                *tools["greenroom"][2:]]
             for tool, argv in tools.items():
                 reset(subset)
                 first = timed(argv, env=env, cwd=HERE)
-                repeat = 1 if tool == "ansible-core" else REPEAT
+                # the peers' no-op (seconds each at 100 hosts) at most 3 times
+                repeat = 1 if tool == "ansible-core" else \
+                    args.repeat if tool == "greenroom" else min(args.repeat, REPEAT)
                 # greenroom's no-op alternates with the floors (same load for the ratio
                 # the goals are about); the floors change nothing on the boards
                 paired = floors if tool == "greenroom" else {}
@@ -205,21 +218,34 @@ def main() -> None:
         print(floor_report(results))
     elif not args.only_greenroom:
         report(results, lab_up)
+    else:
+        print(noop_report(results))
 
 
 def _list(times: list[float]) -> str:
     return ", ".join(f"{t:.2f}" for t in times)
 
 
-def compile_bytecode() -> None:
+def compile_bytecode(repo: Path = REPO) -> None:
     """Compile greenroom's modules (and this bench's) to bytecode once, before any timing.
 
     pip compiles every package it installs, so the floors' and peers' libraries start from
     cached bytecode; greenroom runs from this checkout, and with PYTHONDONTWRITEBYTECODE set
     (as in our CI shells) every timed greenroom process would compile its own modules again
     (about 70 ms of CPU each, measured): a cost users of an installed greenroom never pay."""
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "runbooks"), str(HERE)],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(repo / "runbooks"),
+                    str(repo / "bench" / "fleet")], check=True)
+
+
+def noop_report(results: dict[int, dict[str, dict[str, float]]]) -> str:
+    """No-op medians (s) and their ratio to the untuned floor, per size (--only-greenroom)."""
+    lines = ["| hosts | " + " | ".join(next(iter(results.values()))) + " |",
+             "|---|" + "---|" * len(next(iter(results.values())))]
+    for size, row in results.items():
+        floor = row["fabric floor"]["noop"]
+        lines.append(f"| {size} | " + " | ".join(
+            f"{t['noop']:.2f} ({t['noop'] / floor:.2f}x)" for t in row.values()) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def inventory_hosts(path: Path) -> list[str]:

@@ -65,11 +65,14 @@ class Runs(Protocol):
     def run(self, command: str, stdin: str | bytes | None = None) -> object: ...
 
 
-def batch_script(commands: Mapping[str, str], marker: str) -> str:
-    """One POSIX sh script that runs every command and frames each output with `marker`."""
+def batch_script(commands: Mapping[str, str], marker: str,
+                 own: frozenset[str] = frozenset()) -> str:
+    """One POSIX sh script that runs every command and frames each output with `marker`.
+    Commands under the keys in `own` (the engine's own, known not to disturb the script's
+    shell) never get a subshell."""
     parts = ["exec 2>/dev/null </dev/null"]
-    for command in commands.values():
-        if _NEEDS_SUBSHELL.search(command):
+    for key, command in commands.items():
+        if key not in own and _NEEDS_SUBSHELL.search(command):
             parts.append(f"( {command}\n)")
         else:
             parts.append(f"{{ {command}\n}}")
@@ -78,16 +81,24 @@ def batch_script(commands: Mapping[str, str], marker: str) -> str:
 
 
 def split_batch(output: str, keys: list[str], marker: str) -> dict[str, FactResult]:
-    """Cut a batch script's output back into one FactResult per key."""
-    pattern = re.compile("\n" + re.escape(marker) + r" (\d+)\n")
+    """Cut a batch script's output back into one FactResult per key: each ends at the next
+    "\\n<marker> <status>\\n". (Searched as text: a regular expression of the batch's random
+    marker was compiled anew for every host, 0.35 ms of CPU each.)"""
+    tag = "\n" + marker + " "
     results: dict[str, FactResult] = {}
     position = 0
     for key in keys:
-        match = pattern.search(output, position)
-        if match is None:
+        start = output.find(tag, position)
+        while start >= 0:
+            end = output.find("\n", start + len(tag))
+            status = output[start + len(tag):end] if end >= 0 else ""
+            if status.isascii() and status.isdigit():
+                break
+            start = output.find(tag, start + 1)
+        if start < 0:
             raise ValueError(f"fact output ended early: no result for {key!r}")
-        results[key] = FactResult(int(match.group(1)), output[position : match.start()])
-        position = match.end()
+        results[key] = FactResult(int(status), output[position:start])
+        position = end + 1
     return results
 
 
@@ -142,7 +153,7 @@ def prepare(
                 results[key] = results[first[command]]
         return results
 
-    return batch_script(shell, marker), parse
+    return batch_script(shell, marker, own=frozenset({_STAT, _GREP})), parse
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -177,13 +188,16 @@ def dirs_from(stat_out: str) -> dict[str, FactResult]:
     return found
 
 
+# In the C locale: `stat`'s %F is translated ("reguläre Datei" where the host's session
+# has a German LANG or LANGUAGE), and every file would read as missing; it also spares both
+# tools loading the host's locale (about 0.5 ms of CPU per host).
 def stat_command(paths: list[str]) -> str:
-    return "stat -L -c '%s %a %U %G %F|%n' -- " + " ".join(shlex.quote(p) for p in paths)
+    return "LC_ALL=C stat -L -c '%s %a %U %G %F|%n' -- " + " ".join(shlex.quote(p) for p in paths)
 
 
 def grep_command(paths: list[str]) -> str:
     # -H -n: every line prefixed with its file and number, so one process reads every file
-    return "grep -a -s -H -n '' -- " + " ".join(shlex.quote(p) for p in paths)
+    return "LC_ALL=C grep -a -s -H -n '' -- " + " ".join(shlex.quote(p) for p in paths)
 
 
 def files_from(paths: list[str], stat_out: str, grep_out: str) -> dict[str, FactResult]:

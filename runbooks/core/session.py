@@ -1,8 +1,10 @@
 """SSH sessions to inventory hosts: opened once per host, reused for every command.
 
-Fabric opens the connection (so `~/.ssh/config`, keys, agents and `via` gateways work as
-users expect); commands then run on raw paramiko channels of that connection, which costs one
-round trip each and nothing more. Host keys are checked against known_hosts: an unknown key
+A host reached directly is opened by paramiko with the values Fabric would use
+(`session_direct`: `~/.ssh/config`'s HostName, User, Port and IdentityFile, keys, agents);
+one behind a gateway (`via`, ProxyJump, ProxyCommand), or any host when a Fabric config file
+exists, by Fabric. Commands then run on raw paramiko channels of that connection, which costs
+one round trip each and nothing more. Host keys are checked against known_hosts: an unknown key
 is refused with its fingerprint unless the user opted into trust on first use, and a changed
 key is always refused. When the login user is not root, privileged commands go through sudo;
 a sudo password travels only on the command's standard input, never in argv or output.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from runbooks.core import secrets
 from runbooks.core.access import access_for
+from runbooks.core.session_direct import DirectConnection, SshSettings
 from runbooks.core.session_hostkeys import indexed_host_keys
 
 if TYPE_CHECKING:
@@ -92,10 +95,19 @@ def _host_key_policy(accept_new: bool, known_hosts: Path, lock: threading.Lock) 
     return Policy()
 
 
+class Connected(Protocol):
+    """What a session needs of its connection (a Fabric `Connection` or a
+    `DirectConnection`)."""
+
+    transport: Any  # a paramiko Transport once open (Fabric's attribute is untyped)
+
+    def close(self) -> None: ...
+
+
 class Session:
     """One open connection to one host; `run` executes a shell command there."""
 
-    def __init__(self, host: Host, connection: fabric.Connection) -> None:
+    def __init__(self, host: Host, connection: Connected) -> None:
         self.host = host
         self.connection = connection
         # sshd serves at most MaxSessions channels at once per connection (10 unless
@@ -328,7 +340,7 @@ def _handle_channel_close(channel: paramiko.Channel, message: paramiko.Message) 
             gate.release()
 
 
-def _open(conn: fabric.Connection) -> None:
+def _open(conn: fabric.Connection | DirectConnection) -> None:
     """Open `conn` (once) on a socket tuned for SSH's small packets from the first one on.
 
     - TCP_NODELAY: without it every small packet we send waits for the host's delayed ACK
@@ -344,6 +356,15 @@ def _open(conn: fabric.Connection) -> None:
     ProxyCommand) is Fabric's to open: it travels in a channel of the gateway's
     connection, which has both."""
     if conn.is_connected:
+        return
+    if isinstance(conn, DirectConnection):
+        sock = _tuned_socket(socket.create_connection((conn.host, conn.port),
+                                                      timeout=conn.connect_timeout))
+        try:
+            conn.open(sock)
+        except BaseException:
+            sock.close()
+            raise
         return
     if conn.gateway is not None or "sock" in conn.connect_kwargs:
         conn.open()
@@ -412,6 +433,10 @@ class Connector:
         self._password_lock = threading.Lock()
         self._shared: dict[str, str] = {}
         self._connections: dict[str, fabric.Connection] = {}
+        self._direct: dict[str, DirectConnection] = {}
+        self._ssh_settings: SshSettings | None = None
+        # hosts others reach through (`via`): their sessions share the gateway's connection
+        self._gateways = {h.via for h in inventory.hosts.values() if h.via}
         self._sessions: dict[str, Session] = {}
         self._opening: dict[str, threading.RLock] = {}  # one per host: opened by one thread
         self._host_keys: paramiko.HostKeys | None = None
@@ -449,6 +474,44 @@ class Connector:
                 return {"key_filename": self._key_filename}
             return {"pkey": self._pkey}
 
+    def _settings(self) -> SshSettings:
+        with self._lock:
+            if self._ssh_settings is None:
+                self._ssh_settings = SshSettings()
+            return self._ssh_settings
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        """connect_kwargs of every connection: the plug-in's key, if any, and nothing else."""
+        if not self._key_filename:
+            return {}
+        return {**self._key_kwargs(), "look_for_keys": False, "allow_agent": False}
+
+    def _check_host_keys(self, client: paramiko.SSHClient) -> None:
+        client.set_missing_host_key_policy(
+            _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)
+        )
+        # known_hosts is parsed once per run and shared read-only by every client
+        # (paramiko checks both its "system" and its own host keys), its lookups indexed.
+        client._system_host_keys = self._shared_host_keys()  # type: ignore[attr-defined]  # noqa: SLF001
+
+    def _direct_connection(self, host: Host) -> DirectConnection | None:
+        """A (not yet opened) direct connection for `host`, or None when `host` needs Fabric
+        (a gateway on either side, ProxyJump/ProxyCommand, a Fabric config file)."""
+        with self._lock:
+            existing = self._direct.get(host.name)
+        if existing is not None:
+            return existing
+        if host.via or host.name in self._gateways:
+            return None
+        ssh = self._settings().direct(host.address)
+        if ssh is None:
+            return None
+        conn = DirectConnection.build(host.address, host.user, host.port,
+                                      self.connect_timeout, self._client_kwargs(), ssh)
+        self._check_host_keys(conn.client)
+        with self._lock:
+            return self._direct.setdefault(host.name, conn)
+
     def _connection(self, host: Host) -> fabric.Connection:
         """The (not yet opened) Fabric connection for `host`, gateways included."""
         from fabric import Connection
@@ -462,9 +525,7 @@ class Connector:
             gateway = self._connection(self.inventory.hosts[host.via])
             with self._host_lock(host.via):  # opened once, whichever dependent comes first
                 _open(gateway)
-        connect_kwargs: dict[str, Any] = {}
-        if self._key_filename:
-            connect_kwargs.update(self._key_kwargs(), look_for_keys=False, allow_agent=False)
+        connect_kwargs = self._client_kwargs()
         # built one at a time (CPU work under the GIL anyway): Invoke's config machinery
         # is not safe to run from many threads at once
         with self._build_lock:
@@ -477,13 +538,7 @@ class Connector:
                 connect_timeout=self.connect_timeout,
                 connect_kwargs=connect_kwargs,
             )
-        client = conn.client
-        client.set_missing_host_key_policy(
-            _host_key_policy(self.accept_new, self.known_hosts, self._known_hosts_lock)
-        )
-        # known_hosts is parsed once per run and shared read-only by every client
-        # (paramiko checks both its "system" and its own host keys), its lookups indexed.
-        client._system_host_keys = self._shared_host_keys()  # noqa: SLF001
+        self._check_host_keys(conn.client)
         with self._lock:
             return self._connections.setdefault(host.name, conn)
 
@@ -508,7 +563,8 @@ class Connector:
                 existing = self._sessions.get(host.name)
             if existing is not None:
                 return existing
-            conn = self.connection(host)
+            direct = self._direct_connection(host)
+            conn = self.connection(host) if direct is None else self._opened(host, direct)
             session = Session(host, conn)
             session.setup_privilege(self._password_lock, self._shared)
             with self._lock:
@@ -518,10 +574,15 @@ class Connector:
     def connection(self, host: Host) -> fabric.Connection:
         """The open Fabric connection to `host`, host key checked, without the POSIX
         session's setup: for devices whose SSH speaks their own CLI (RouterOS)."""
+        return self._opened(host, None)
+
+    def _opened(self, host: Host, conn: Any) -> Any:
+        """`conn` (None: the host's Fabric connection) opened, errors named for users."""
         import paramiko
 
         try:
-            conn = self._connection(host)
+            if conn is None:
+                conn = self._connection(host)
             with self._host_lock(host.name):
                 _open(conn)
         except HostUnreachable:
@@ -546,7 +607,8 @@ class Connector:
         with self._lock:
             session = self._sessions.pop(host.name, None)
             conn = self._connections.pop(host.name, None)
-        for closable in (session, conn):
+            direct = self._direct.pop(host.name, None)
+        for closable in (session, conn, direct):
             if closable is not None:
                 try:
                     closable.close()
@@ -555,8 +617,9 @@ class Connector:
 
     def close_all(self) -> None:
         with self._lock:
-            conns = list(self._connections.values())
+            conns: list[Connected] = [*self._connections.values(), *self._direct.values()]
             self._connections.clear()
+            self._direct.clear()
             self._sessions.clear()
         for conn in reversed(conns):
             try:
