@@ -5,6 +5,7 @@ Run it as root, under the lab lock, from the repository's root:
 
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py --trials 20
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s pi-prep,router
+    flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --to 10
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --from 11
 
 For each subject it first counts the commands an uncut converging run sends the target host
@@ -20,6 +21,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -53,9 +55,42 @@ def lab_of(name: str) -> str:
     return {"microk8s": "microk8s", "xen-dom0": "xen"}.get(name, "lab")
 
 
+def code_version() -> str | None:
+    """The git objects of the runbooks and the fault harness, or None when either has
+    changes not committed (then nothing counted earlier is reused)."""
+    paths = ["runbooks", *(f"tests/support/{n}.py" for n in ("faultcut", "faulttrials",
+                                                              "faultsubjects"))]
+    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *paths],
+                           capture_output=True, text=True, check=False)
+    if dirty.returncode != 0 or dirty.stdout.strip():
+        return None
+    trees = subprocess.run(["git", "-C", str(ROOT), "rev-parse",
+                            *[f"HEAD:{p}" for p in paths]],
+                           capture_output=True, text=True, check=False)
+    return "-".join(trees.stdout.split()) if trees.returncode == 0 else None
+
+
+def counted(lab: LabHandle, subject: Subject, folder: Path) -> int:
+    """K, the commands an uncut converging run sends the target: counted once per version
+    of the runbooks and the harness (a whole uncut run), kept in
+    bench/results/faults-commands.json, so each slice of a split campaign draws the same cuts
+    without counting again."""
+    version = code_version()
+    cache = folder / "faults-commands.json"
+    known = json.loads(cache.read_text()) if cache.exists() else {}
+    key = f"{subject.name}@{version}"
+    if version is not None and key in known:
+        return int(known[key])
+    commands = count_commands(lab, subject)
+    if version is not None:
+        known[key] = commands
+        cache.write_text(json.dumps(known, indent=1, sort_keys=True) + "\n")
+    return commands
+
+
 def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
              replay: dict[str, list[tuple[int, float]]] | None = None, first: int = 1,
-             ) -> dict[str, list[Outcome]]:
+             last: int = 0) -> dict[str, list[Outcome]]:
     folder = Path(tempfile.mkdtemp(prefix="greenroom-faults-"))
     os.environ["XDG_CACHE_HOME"] = os.environ.get("XDG_CACHE_HOME") or str(
         Path.home() / ".cache")
@@ -74,14 +109,14 @@ def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
                     cuts = replay[name]
                     commands = max(at for at, _ in cuts)
                 else:
-                    commands = count_commands(lab, subject)
+                    commands = counted(lab, subject, results.parent)
                     print(f"{name}: an uncut converging run sends {subject.target} "
                           f"{commands} commands", flush=True)
                     cuts = [(rng.randint(1, commands), rng.uniform(0.0, 0.25))
                             for _ in range(trials[name])]
                 outcomes[name] = []
                 for number, (at, delay) in enumerate(cuts, 1):
-                    if number < first:
+                    if number < first or (last and number > last):
                         continue
                     outcome = trial(lab, subject, at, delay)
                     outcomes[name].append(outcome)
@@ -92,7 +127,9 @@ def campaign(names: list[str], trials: dict[str, int], seed: int, results: Path,
                         f"  PROBLEMS: {outcome.problems}" if outcome.problems else "")
                     print(f"  {name} #{number:02d} cut at {at}/{commands} +{delay:.2f}s "
                           f"({outcome.cut_command[:50]!r}): {verdict} "
-                          f"[{outcome.seconds:.1f}s]", flush=True)
+                          f"[{outcome.seconds:.1f}s: " + ", ".join(
+                              f"{k} {v:.1f}" for k, v in outcome.phases.items()) + "]",
+                          flush=True)
                     if outcome.problems:
                         (results.parent / f"faults-{name}-{number}.txt").write_text(outcome.text)
         finally:
@@ -128,6 +165,9 @@ def main() -> int:
                         help="start at this trial number (the cuts before it are drawn but "
                              "not run): splits one seeded campaign over several lab holds, "
                              "e.g. -s k3s:20 --from 11")
+    parser.add_argument("--to", dest="last", type=int, default=0,
+                        help="stop after this trial number (0: run to the end), e.g. "
+                             "-s k3s:20 --to 10, then -s k3s:20 --from 11")
     args = parser.parse_args()
     replay: dict[str, list[tuple[int, float]]] = {}
     for spec in args.cut:
@@ -146,7 +186,7 @@ def main() -> int:
     results.parent.mkdir(parents=True, exist_ok=True)
     access.plug_in(provider)
     started = time.monotonic()
-    outcomes = campaign(names, counts, args.seed, results, replay, args.first)
+    outcomes = campaign(names, counts, args.seed, results, replay, args.first, args.last)
     print(f"\n{summary(outcomes)}\n\n{time.monotonic() - started:.0f} s; rows in {results}")
     return 1 if any(o.problems for done in outcomes.values() for o in done) else 0
 

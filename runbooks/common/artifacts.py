@@ -165,11 +165,14 @@ def stamp_command(path: str, digest: str, folder: str = STAMP_DIR) -> str:
 
 def upload_command(path: str, digest: str, mode: str, stamps: str = STAMP_DIR) -> str:
     """Remote sh: stdin -> a temp file beside `path`, sha256 checked, then renamed over it and
-    its stamp recorded (in `stamps`)."""
+    its stamp recorded (in `stamps`). A temp file an earlier copy left (its connection cut:
+    the shell died before its trap) is removed first."""
     q = shlex.quote
     folder = path.rsplit("/", 1)[0] or "/"
     return ("set -e\n"
             f"mkdir -p {q(folder)}\n"
+            f'for f in {q(path)}.greenroom.??????; do if [ -e "$f" ]; then rm -f -- "$f"; fi; '
+            "done\n"
             f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
             "trap 'rm -f \"$tmp\"' EXIT\n"
             'cat > "$tmp"\n'

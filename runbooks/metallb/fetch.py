@@ -12,13 +12,14 @@ Nothing downloaded is executed; `inv metallb` applies it with kubectl.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from runbooks.common import pins
 
 FILES = {"native": "metallb-native.yaml", "frr": "metallb-frr.yaml"}
 
@@ -46,24 +47,15 @@ def lock_path(inventory_path: Path) -> Path:
 
 
 def read_lock(path: Path) -> dict[str, dict[str, str]]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise FetchError(f"{path}: not valid JSON ({exc}); restore it from git") from None
-    versions = data.get("versions") if isinstance(data, dict) else None
-    if not isinstance(versions, dict):
-        raise FetchError(f"{path}: expected {{\"versions\": {{...}}}}; restore it from git")
+    """The lock's pinned {version: {file: sha256}} ({} before the first fetch)."""
+    versions = pins.read_lock(path, "versions", FetchError)
     return {str(v): dict(files) for v, files in versions.items()}
 
 
 def write_lock(path: Path, versions: dict[str, dict[str, str]]) -> None:
-    body = {"comment": "MetalLB manifests pinned by `inv metallb.fetch`; commit this file",
-            "versions": {v: dict(sorted(f.items())) for v, f in sorted(versions.items())}}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, indent=2) + "\n")
-    tmp.replace(path)
+    pins.write_lock(path, "MetalLB manifests pinned by `inv metallb.fetch`; commit this file",
+                    "versions",
+                    {v: dict(sorted(f.items())) for v, f in sorted(versions.items())})
 
 
 def sha256_of(data: bytes) -> str:

@@ -187,7 +187,8 @@ def k3s(folder: Path, target: str = "rp1") -> Subject:
             lab, name, unit, "/etc/rancher/k3s/config.yaml", "/etc/rancher/k3s/registries.yaml",
             f"/etc/systemd/system/{unit}.service.env")]
 
-    return Subject("k3s", target, BOARDS, prepare, run, healthy=healthy)
+    # the gateway is in the run too (the release is pushed to its registry first)
+    return Subject("k3s", target, (GATEWAY, *BOARDS), prepare, run, healthy=healthy)
 
 
 def lab_subjects(folder: Path) -> dict[str, Subject]:

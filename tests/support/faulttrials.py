@@ -63,6 +63,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     files_checked: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per part of the trial
     text: str = ""
 
     @property
@@ -74,7 +75,8 @@ class Outcome:
         return {"subject": self.subject, "at": self.at, "delay": round(self.delay, 3),
                 "commands": self.commands, "cut_command": self.cut_command,
                 "status": self.status, "missed": self.missed, "problems": self.problems,
-                "files_checked": self.files_checked, "seconds": round(self.seconds, 1)}
+                "files_checked": self.files_checked, "seconds": round(self.seconds, 1),
+                "phases": {k: round(v, 1) for k, v in self.phases.items()}}
 
 
 def recap_names(text: str, host: str) -> bool:
@@ -107,11 +109,20 @@ def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
     """Prepare (unless done), cut the target at command `at` after `delay` s, judge."""
     started = time.monotonic()
     outcome = Outcome(subject.name, at, delay)
+    clock = [started]
+
+    def lap(name: str) -> None:
+        now = time.monotonic()
+        outcome.phases[name] = now - clock[0]
+        clock[0] = now
+
     if not prepared:
         subject.prepare(lab)
+    lap("prepare")
     injector = Injector(lab, subject.target, at, delay)
     with injected(injector):
         report, text = converge_run(subject, lab)
+    lap("cut run")
     outcome.text = text
     outcome.commands = injector.count
     outcome.cut_command = injector.cut.command
@@ -136,10 +147,13 @@ def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
         problems.append(f"{subject.target} does not answer SSH after the cut")
         outcome.seconds = time.monotonic() - started
         return outcome
+    lap("ssh back")
     outcome.files_checked = len({w.path for w in injector.writes})
     problems += half_written(lab, subject.target, injector.writes)
     problems += [f"after the cut: {p}" for p in subject.intact(lab)]
+    lap("judge")
     again, text2 = converge_run(subject, lab)
+    lap("next run")
     if not again.get("ok"):
         bad = {n: h.get("error") for n, h in again.get("hosts", {}).items()
                if h.get("status") in BAD}
@@ -150,9 +164,11 @@ def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
                    for n, h in third.get("hosts", {}).items() if h.get("changed")}
         if not third.get("ok") or changed:
             problems.append(f"the second run after recovery changed {json.dumps(changed)}")
+        lap("second run")
     problems += [f"left behind: {p}" for p in leftovers(lab, subject.target, injector.writes)]
     problems += [f"after recovery: {p}" for p in subject.intact(lab)]
     problems += [f"after recovery: {p}" for p in subject.healthy(lab)]
+    lap("judge after")
     outcome.seconds = time.monotonic() - started
     return outcome
 

@@ -79,6 +79,27 @@ def test_artifact_on_the_node(tmp_path: Path, mirror: str | None, out: str,
         assert action.command == upload_command("/x/microk8s_1.snap", DIGEST, "644")
 
 
+@pytest.mark.parametrize("command", ["upload", "download"])
+def test_a_copy_removes_the_temp_file_a_cut_copy_left(tmp_path: Path, command: str) -> None:
+    """The fault campaign's k3s trials #03 and #05: an agent cut while its k3s binary was on
+    its way kept `/usr/local/bin/k3s.greenroom.XXXXXX` (part of the binary) for ever; the
+    next copy of the same file removes it (and nothing else)."""
+    target = tmp_path / "d" / "f.snap"
+    target.parent.mkdir()
+    (target.parent / "f.snap.greenroom.a1B2c3").write_bytes(b"half of a binary")
+    (target.parent / "g.snap.greenroom.a1B2c3").write_bytes(b"another file's")
+    source = tmp_path / "source"
+    source.write_bytes(b"snap bytes")
+    script = upload_command(str(target), DIGEST, "644") if command == "upload" else \
+        artifacts.download_command(str(target), f"file://{source}", DIGEST, "644")
+    done = subprocess.run(["sh", "-c", script], input=b"snap bytes", capture_output=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == b"snap bytes"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["f.snap",
+                                                               "g.snap.greenroom.a1B2c3"]
+
+
 @pytest.mark.parametrize(("content", "ok"), [(b"snap bytes", True), (b"other bytes", False)],
                          ids=["right-sha256", "wrong-sha256-nothing-replaced"])
 def test_upload_command_checks_the_sha256_before_replacing(tmp_path: Path, content: bytes,
