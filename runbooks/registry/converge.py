@@ -218,6 +218,19 @@ def container_running(name: str) -> str:
             "| grep -qxE 'running|restarting'")
 
 
+def health_fact(url: str, address: str, running: str) -> Fact[str | None]:
+    """`health_probe` as a fact: None when `url`/v2/ answers, else why it does not."""
+    return Fact(f"{url}/v2/ answers", health_probe(url, address, running),
+                lambda result: None if result.ok else (result.out.strip()
+                                                       or f"curl exit {result.rc}"))
+
+
+def log_tail_fact(log_command: str) -> Fact[str]:
+    """The last 20 lines `log_command` prints (its errors included)."""
+    return Fact(f"log of {log_command}", f"{log_command} 2>&1 | tail -n 20",
+                lambda result: result.out.strip())
+
+
 class RegistryHealthy(Step):
     """Ensure the registry answers `GET /v2/`, asked from the registry host itself: a
     precondition (the steps before it start the registry), reported in check mode and
@@ -229,16 +242,17 @@ class RegistryHealthy(Step):
         self.url, self.log_command, self.running = url, log_command, running
         self.address = address or url.split("://", 1)[-1].rsplit(":", 1)[0]
         self.name = f"Ensure {url}/v2/ answers"
+        self.health = health_fact(url, self.address, running)
+        self.log_tail = log_tail_fact(log_command)
 
     def facts(self) -> Mapping[str, str]:
-        return {"health": health_probe(self.url, self.address, self.running),
-                "log": f"{self.log_command} 2>&1 | tail -n 20"}
+        return {"health": self.health.command, "log": self.log_tail.command}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if facts["health"].ok:
+        why = self.health.read(facts, "health")
+        if why is None:
             return []
-        why = facts["health"].out.strip() or f"curl exit {facts['health'].rc}"
-        log = facts["log"].out.strip()
+        log = self.log_tail.read(facts, "log")
         return [Change(f"the registry does not answer on {self.url}/v2/ yet ({why})",
                        diff=(f"last log lines:\n{log}\n" if log else "")
                        + "(a real run starts it first; if it still does not answer, fix the "

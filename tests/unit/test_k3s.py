@@ -164,9 +164,11 @@ def test_default_registry_endpoint_flag_by_version(version: str, has: bool) -> N
     assert cfg.has_default_endpoint_flag(version) is has
 
 
-def test_env_file_holds_the_token_and_unit_reads_it() -> None:
+def test_env_file_names_the_token_file_and_unit_reads_it() -> None:
     hosts = hosts_of(THREE)
-    assert "K3S_TOKEN=K10abc::server:pw\n" in cfg.env_file("K10abc::server:pw", Inv())  # type: ignore
+    env = cfg.env_file("K10abc::server:pw", Inv())  # type: ignore
+    assert "K3S_TOKEN_FILE=/etc/rancher/k3s/join-token\n" in env
+    assert "K10abc" not in env and "K3S_TOKEN=" not in env  # not in k3s's environment
     unit = cfg.unit_file(hosts["rp1"], Inv())  # type: ignore
     assert "EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env" in unit
     assert "ExecStart=/usr/local/bin/k3s agent\n" in unit and "K3S_TOKEN" not in unit

@@ -250,3 +250,18 @@ def test_parse_mtimes(text, wanted):
     from runbooks.registry.converge import parse_mtimes
 
     assert parse_mtimes(text) == wanted
+
+
+@pytest.mark.parametrize(("result", "wanted"), [
+    pytest.param(FactResult(0, ""), None, id="answers"),
+    pytest.param(FactResult(1, "192.168.10.2 is not on this host\n"),
+                 "192.168.10.2 is not on this host", id="address-missing"),
+    pytest.param(FactResult(1, "curl: (22) The requested URL returned error: 503\n"),
+                 "curl: (22) The requested URL returned error: 503", id="http-error"),
+    pytest.param(FactResult(7, ""), "curl exit 7", id="silent-failure"),
+])
+def test_registry_health_fact(result, wanted):
+    from runbooks.registry.converge import health_fact
+
+    assert health_fact("http://192.168.10.2:5001", "192.168.10.2", "true").parse(
+        result) == wanted
