@@ -391,10 +391,12 @@ def test_reset_removes_the_stamps_of_what_it_removes(tmp_path: Path, keep_images
              "lookalike": "/var/lib/rancher/k3s-other/x"}
     for path in paths.values():
         Path(stamp_path(path, folder)).write_text("stamp\n")
+    left = stamp_path(paths["binary"], folder) + ".tmp.Ab12Cd"  # a cut write's temp file
+    Path(left).write_text("half\n")
     fact = stamps_fact(keep_images, folder)
     done = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True,
                           check=False)
     from runbooks.core.facts import FactResult
 
     assert sorted(fact.read({"stamps": FactResult(done.returncode, done.stdout)})) == sorted(
-        stamp_path(paths[name], folder) for name in gone)
+        [left, *(stamp_path(paths[name], folder) for name in gone)])
