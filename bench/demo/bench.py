@@ -24,6 +24,9 @@ and all at once; and demo.reset --from-scratch. The lab is taken down at the end
 `--compare-at DIR` also times demo.check from another checkout DIR (e.g. one made with `git
 worktree add --detach DIR <commit>`) on the same converged lab, the two taking turns: a
 before/after in one run (demo.check changes nothing, so both read the same lab).
+`--profile DIR` also runs demo.check and demo.reset once each under cProfile with `--report`
+(DIR/check.prof, DIR/check.json, DIR/reset.prof, DIR/reset.json). The table ends with the
+commit and the load average at the start and the end.
 """
 
 from __future__ import annotations
@@ -106,6 +109,7 @@ def main() -> None:
         cluster = any(line.startswith("cluster:") for line in inventory)
     check_peer = CHECK_PEER + (CLUSTER_CHECK_PEER if cluster else [])
     reset_peer = RESET_PEER + (CLUSTER_RESET_PEER if cluster else [])
+    load = os.getloadavg()
     subprocess.run([*INVOKE, "lab.up", *INV], cwd=REPO, env=env, check=True,
                    capture_output=True)
     try:
@@ -163,6 +167,10 @@ def main() -> None:
     if floor:
         lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
                       f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                            capture_output=True, text=True).stdout.strip()
+    lines += ["", f"commit {commit or '?'}; load average (1 min) {load[0]:.1f} at the start, "
+                  f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"]
     table = "\n".join(lines)
     print(table)
     if args.out:

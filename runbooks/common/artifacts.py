@@ -138,12 +138,14 @@ def stamp_test(path: str, digest: str, folder: str = STAMP_DIR) -> str:
 
 def stamp_write(path: str, digest: str, folder: str = STAMP_DIR) -> str:
     """sh (after `path` was checked to hold `digest`): record the stamp atomically, the
-    file's stat taken now."""
+    file's stat taken now (a temp file beside the stamp, renamed over it; one an earlier
+    write left, its connection cut, is removed first)."""
     q = shlex.quote
     stamp = q(stamp_path(path, folder))
     return (f"mkdir -p {q(folder)}\n"
+            f'for f in {stamp}.tmp.??????; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done\n'
             f"st=$({STAT} {q(path)})\n"
-            f"stmp=$(mktemp {q(folder)}/.stamp.XXXXXX)\n"
+            f"stmp=$(mktemp {stamp}.tmp.XXXXXX)\n"
             f'printf "%s\\n" "{digest} $st" > "$stmp"\n'
             f'mv -f "$stmp" {stamp}\n')
 

@@ -29,6 +29,10 @@ MANIFESTS_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"
 KUBE_VIP = f"{MANIFESTS_DIR}/kube-vip.yaml"
 TOKEN = "/var/lib/rancher/k3s/server/token"
 KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+# the join token of every node but the first server (0600): the unit's environment names the
+# file (K3S_TOKEN_FILE), so the token is not in the environment of k3s and every process it
+# starts (the secrets audit found it there when the env file held K3S_TOKEN itself)
+JOIN_TOKEN = "/etc/rancher/k3s/join-token"
 UNIT_DIR = "/etc/systemd/system"
 KUBE_VIP_IMAGE = "kube-vip/kube-vip:v0.8.9"
 HEADER = "# Written by greenroom (k3s) for {}; changes here are replaced on the next run.\n"
@@ -98,10 +102,11 @@ def unit_file(host: Host, inventory: Inventory) -> str:
 
 
 def env_file(token: str | None, inventory: Inventory) -> str:
-    """The unit's environment: the join token for every node but the first server."""
+    """The unit's environment: for every node but the first server, where its join token is
+    (JOIN_TOKEN; the token itself stays out of the processes' environment)."""
     lines = [HEADER.format(managed_from(inventory)).rstrip("\n")]
     if token:
-        lines.append(f"K3S_TOKEN={token}")
+        lines.append(f"K3S_TOKEN_FILE={JOIN_TOKEN}")
     return "\n".join(lines) + "\n"
 
 

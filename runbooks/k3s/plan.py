@@ -102,6 +102,8 @@ def node_plan(ctx: HostContext) -> Plan:
         plan.add(File(cfg.KUBE_VIP, vip, mode="600"))
     plan.add(File(f"{cfg.UNIT_DIR}/{unit}.service", cfg.unit_file(host, inventory),
                   notify=notify))
+    if token is not None:
+        plan.add(SecretFile(cfg.JOIN_TOKEN, token + "\n", notify=notify))
     plan.add(SecretFile(cfg.env_path(host), cfg.env_file(token, inventory), notify=notify))
     started = Started(unit)
     plan.add(started)

@@ -127,7 +127,8 @@ def data_fact(keep_images: bool) -> Fact[list[str]]:
 def stamps_fact(keep_images: bool, folder: str = STAMP_DIR) -> Fact[list[str]]:
     """The node's stamps (runbooks.common.artifacts) of the files the reset removes: the
     binary's, and unless the images are kept those of the files under the data dir."""
-    globs = [shlex.quote(stamp_path(cfg.BINARY, folder))]
+    binary = shlex.quote(stamp_path(cfg.BINARY, folder))
+    globs = [binary, binary + ".tmp.??????"]  # and a temp file a cut write left
     if not keep_images:
         globs.append(shlex.quote(stamp_path(DATA_DIR + "/", folder)) + "*")
     return Fact("stamps", f"ls -d -- {' '.join(globs)} 2>/dev/null",

@@ -4,6 +4,7 @@ password becomes a hash."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,20 @@ def test_the_password_is_hashed_and_never_shown(monkeypatch, capsys):
                            capture_output=True, check=True)
     assert check.stdout.strip() == hashed
     assert "horse" not in capsys.readouterr().out
+
+
+def test_openssl_is_not_handed_the_password_in_its_environment(monkeypatch):
+    """The secrets audit's finding: openssl inherited GREENROOM_FLASH_PASSWORD."""
+    monkeypatch.setenv(PASSWORD_ENV, "correct horse battery")
+    seen: list[dict[str, str]] = []
+    real = subprocess.run
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003
+        seen.append(dict(kwargs.get("env") or os.environ))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    assert password_hash().startswith("$6$")
+    assert len(seen) == 1 and PASSWORD_ENV not in seen[0]
+    assert "correct horse battery" not in "".join(seen[0].values())
+    assert seen[0].get("PATH") == os.environ.get("PATH")

@@ -143,7 +143,12 @@ def test_converge_installs_a_ready_cluster_without_showing_the_token(lab, site, 
         hosts = sh(lab, name, "cat /var/lib/rancher/k3s/agent/etc/containerd/certs.d/"
                               "quay.io/hosts.toml")
         assert '[host."http://192.168.10.2:5001"]' in hosts
-    assert secret in sh(lab, "rp1", "cat /etc/systemd/system/k3s-agent.service.env")
+    # the agent's unit names its join token's file; the token is there (0600), not in the
+    # unit's environment (where k3s and every process it starts would carry it)
+    env = sh(lab, "rp1", "cat /etc/systemd/system/k3s-agent.service.env")
+    assert "K3S_TOKEN_FILE=/etc/rancher/k3s/join-token\n" in env and secret not in env
+    assert secret in sh(lab, "rp1", "cat /etc/rancher/k3s/join-token")
+    assert sh(lab, "rp1", "stat -c %a /etc/rancher/k3s/join-token").strip() == "600"
     assert "K3S_TOKEN" not in sh(lab, "rp1", "cat /etc/rancher/k3s/config.yaml")
     assert secret not in sh(lab, "rp1", "ps -eo args")
     config = sh(lab, "rp0", "cat /etc/rancher/k3s/config.yaml")
@@ -451,7 +456,8 @@ def test_three_servers_run_embedded_etcd_behind_the_vip(lab, site):
     for name in ("rp1", "lp0"):
         assert "server: https://192.168.10.3:6443" in configs[name]
         assert "cluster-init" not in configs[name]
-        assert "K3S_TOKEN=" in sh(lab, name, "cat /etc/systemd/system/k3s.service.env")
+        assert "K3S_TOKEN_FILE=" in sh(lab, name, "cat /etc/systemd/system/k3s.service.env")
+        assert sh(lab, name, "stat -c %a /etc/rancher/k3s/join-token").strip() == "600"
     for name in NODES:
         assert sh(lab, name, "systemctl is-active k3s").strip() == "active"
         assert "192.168.10.25" in sh(lab, name, "cat /var/lib/rancher/k3s/agent/"

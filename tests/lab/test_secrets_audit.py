@@ -5,11 +5,17 @@ snapshots of this machine and of the guests taken all through the runs, the gues
 journals and /var/log, and every file the guests changed (their overlay's upper layer),
 where a secret may only sit in a file of mode 0600.
 
-Secrets: a sudo password (the router is reached as a non-root user), MetalLB's BGP password
+Secrets: a sudo password (every host of the site is reached as a non-root user with sudo:
+the router, the k3s nodes that metallb.converge and demo.check also use, the gateway whose
+registry k3s pushes to), MetalLB's BGP password
 (written into the router's FRR config), the k3s token (made by the server, handed to the
 agents), the microk8s join tokens (single-use, issued by the seed; hosts/lab-microk8s.yaml)
-and registry credentials (registry.load-images from a loopback registry that wants them).
-Every value greenroom registers as a secret during the runs is searched for too.
+registry credentials (registry.load-images from a loopback registry that wants them) and
+the password `pi-prep.flash --password` hashes onto a card (GREENROOM_FLASH_PASSWORD; a loop
+device, no lab). Every value greenroom registers as a secret during the runs is searched for
+too, and so are the environments of every process on this machine and in the guests while
+the runs go on (a secret handed to a child in its environment), except the variables the
+operator gave the secrets in, in the operator's own process.
 
 The first tests are the negative controls: the search finds a secret that leaks, in any
 of its forms, so a clean audit means something.
@@ -29,6 +35,7 @@ import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,10 +51,12 @@ from tests.support.secretaudit import (
     Exposure,
     PsSampler,
     changed_files,
+    environment_hits,
     hits,
     journal,
     needles,
     set_aside,
+    set_aside_given,
 )
 
 pytestmark = pytest.mark.lab
@@ -85,6 +94,25 @@ def test_search_finds_a_leaked_secret_in_any_form(form):
 def test_search_ignores_what_only_looks_alike():
     assert hits({"out": b"Leaky-secret-004 and ********"}, {"token": "Leaky-secret-0042"}) == []
     assert all(len(n) >= 8 for n in needles("Leaky-secret-0042"))
+
+
+def test_environments_of_other_processes_are_searched():
+    """Negative control: a child handed a secret in its environment is found, though the
+    same variable in the operator's own process is set aside."""
+    secret = "Leaky-environ-0042"
+    with PsSampler(None, ()) as ps, subprocess.Popen(
+            ["sleep", "0.5"], env={"PATH": os.environ["PATH"], "GIVEN": secret}) as child:
+        child.wait()
+    blob = ps.blobs()["environments in /proc"]
+    assert f"\t{child.pid}\tsleep\tGIVEN={secret}".encode() in blob
+    assert environment_hits(blob, {"secret": secret}) == [
+        f"{os.uname().nodename} sleep ({child.pid}): GIVEN holds secret"]
+    assert hits({"env": set_aside_given(blob, [os.getpid()], ["GIVEN"])},
+                {"secret": secret}) == ["env: secret"]
+    assert hits({"env": set_aside_given(blob, [child.pid], ["GIVEN"])},
+                {"secret": secret}) == []
+    assert hits({"env": set_aside_given(blob, [child.pid], ["OTHER"])},
+                {"secret": secret}) == ["env: secret"]
 
 
 TOKEN = "0123456789abcdef" * 2 + "/" + "fedcba98"
@@ -160,7 +188,7 @@ def registered(monkeypatch):
 
 
 SUDO_USER = (
-    "id ubuntu >/dev/null 2>&1 || useradd -m -s /bin/sh ubuntu && "
+    "{ id ubuntu >/dev/null 2>&1 || useradd -m -s /bin/sh ubuntu; } && "
     f"echo 'ubuntu:{SUDO_PASSWORD}' | chpasswd && "
     "echo 'ubuntu ALL=(ALL) ALL' > /etc/sudoers.d/ubuntu && chmod 440 /etc/sudoers.d/ubuntu && "
     "mkdir -p /home/ubuntu/.ssh && cp /root/.ssh/authorized_keys /home/ubuntu/.ssh/ && "
@@ -168,14 +196,18 @@ SUDO_USER = (
 )
 
 
+NO_SUDO_USER = "userdel -r ubuntu 2>/dev/null; rm -f /etc/sudoers.d/ubuntu"
+SUDO_HOSTS = ("dell", "edge", *BOARDS)  # every host the audited runs reach
+
+
 def audit_inventory(folder: Path) -> Path:
-    """The k3s lab site, the router reached as `ubuntu` with sudo, a BGP password."""
+    """The k3s lab site, every host reached as `ubuntu` with sudo, a BGP password."""
     path = k3s_inventory(folder)
     text = path.read_text()
     text = text.replace("  peers: [edge]\n",
                         "  peers: [edge]\n  password: {env: GREENROOM_BGP_PASSWORD}\n", 1)
-    text = text.replace("    roles: [router]\n", "    roles: [router]\n    user: ubuntu\n", 1)
-    assert "GREENROOM_BGP_PASSWORD" in text and "user: ubuntu" in text
+    text = text.replace("\ndefaults: {user: root,", "\ndefaults: {user: ubuntu,", 1)
+    assert "GREENROOM_BGP_PASSWORD" in text and "defaults: {user: ubuntu," in text
     path.write_text(text)
     return path
 
@@ -226,11 +258,21 @@ def machine_files(folder: Path, known: dict[str, str]) -> list[str]:
     return found
 
 
-def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, tmp_path, monkeypatch, capfd,
-                                                       registered):
+@pytest.fixture
+def sudo_users(lab):
+    """`ubuntu` with a sudo password on every audited host; gone again from the gateway
+    after the test (the boards and the router are reset by the next test that uses them)."""
     for name in (*BOARDS, "edge"):
         lab.reset(name)
-    assert lab.exec("edge", SUDO_USER).returncode == 0
+    for name in SUDO_HOSTS:
+        done = lab.exec(name, SUDO_USER)
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+    yield
+    lab.exec("dell", NO_SUDO_USER)
+
+
+def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monkeypatch,
+                                                       capfd, registered):
     inventory = str(audit_inventory(tmp_path))
     state = tmp_path / "state"
     monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
@@ -241,8 +283,12 @@ def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, tmp_path, monkeypat
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     reports = tmp_path / "reports"
     reports.mkdir()
-    with PsSampler(lab, ("edge", *BOARDS)) as ps:
+    with PsSampler(lab, SUDO_HOSTS) as ps:
         call("router.converge", inventory=inventory, report=str(reports / "router.json"))
+        call("dell-gateway.converge", inventory=inventory,
+             report=str(reports / "dell-gateway.json"))
+        call("registry.up", inventory=inventory, report=str(reports / "registry.json"))
+        call("pi-prep.converge", inventory=inventory, report=str(reports / "pi-prep.json"))
         call("k3s.converge", inventory=inventory, report=str(reports / "k3s.json"))
         call("metallb.fetch", inventory=inventory)
         call("metallb.converge", inventory=inventory, report=str(reports / "metallb.json"))
@@ -256,18 +302,26 @@ def test_router_k3s_metallb_and_demo_check_leak_nothing(lab, tmp_path, monkeypat
              "k3s token": token, "k3s token's password": token.rpartition(":")[2]}
     known |= {f"registered secret {n}": v for n, v in enumerate(sorted(registered))}
     produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs()}
+    produced["environments in /proc"] = set_aside_given(
+        produced["environments in /proc"], [os.getpid()],
+        ["GREENROOM_SUDO_PASSWORD", "GREENROOM_BGP_PASSWORD"])
     assert list(state.rglob("*.jsonl")), "no timing history was written"
-    # the runs did what they were run for (the secrets travelled where they should)
-    assert json.loads((reports / "k3s.json").read_text())["ok"] is True
+    # the runs did what they were run for (the secrets travelled where they should), each
+    # through sudo with the password
+    for name in ("router", "dell-gateway", "registry", "pi-prep", "k3s", "metallb"):
+        assert json.loads((reports / f"{name}.json").read_text())["ok"] is True, name
+    for name in SUDO_HOSTS:  # as ubuntu, through sudo
+        logged = lab.exec(name, "journalctl --no-pager -q _COMM=sudo").stdout
+        assert "ubuntu : " in logged and "COMMAND=" in logged, f"{name}: no sudo by ubuntu"
     assert json.loads((reports / "metallb.json").read_text())["ok"] is True
     assert BGP_PASSWORD in lab.exec("edge", "cat /etc/frr/frr.conf").stdout
     assert BGP_PASSWORD in lab.exec("rp0", f"cat {CLUSTER_DATASTORE}").stdout, \
         "MetalLB's Secret did not reach the cluster"
-    env = lab.exec("rp1", "cat /etc/systemd/system/k3s-agent.service.env").stdout
-    assert token in env or token.rpartition(":")[2] in env
+    joined = lab.exec("rp1", "cat /etc/rancher/k3s/join-token").stdout
+    assert token in joined or token.rpartition(":")[2] in joined
     # and every file the runs wrote on this machine: reports, timing history, cache, kubeconfig
-    found = search_everything(lab, ("edge", *BOARDS), produced, known) + machine_files(
-        tmp_path, known)
+    found = search_everything(lab, SUDO_HOSTS, produced, known) + machine_files(
+        tmp_path, known) + environment_hits(produced["environments in /proc"], known)
     assert found == [], "\n".join(found)
 
 
@@ -289,21 +343,35 @@ def mlab():
 
 
 def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, registered):
-    """Zero hits but JOIN_ARGV: the join's own command line on the joining node."""
+    """Zero hits but JOIN_ARGV: the join's own command line on the joining node. The nodes
+    are reached as a non-root user with a sudo password (`auditor`: the site removes the
+    image's ubuntu user), so the sudo password is searched for too."""
     nodes = (MK8S_SEED, *MK8S_JOINING)
     for name in nodes:
         mlab.reset(name)
+        done = mlab.exec(name, SUDO_USER.replace("ubuntu", "auditor"))
+        assert done.returncode == 0, f"{name}: {done.stderr}"
+    text = (ROOT / "hosts" / "lab-microk8s.yaml").read_text()
+    inventory = tmp_path / "lab-microk8s.yaml"
+    inventory.write_text(text.replace("\ndefaults: {user: root,", "\ndefaults: {user: auditor,",
+                                      1))
+    assert "user: auditor" in inventory.read_text()
+    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
     keep_lab_state(monkeypatch)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
     with PsSampler(mlab, nodes) as ps:
-        call("microk8s.converge", inventory=str(mlab.inventory.path),
+        call("microk8s.converge", inventory=str(inventory),
              report=str(tmp_path / "microk8s.json"))
     out, err = capfd.readouterr()
-    tokens = {f"join token {n}": v for n, v in enumerate(sorted(registered))}
+    tokens = {f"join token {n}": v for n, v in enumerate(sorted(registered))
+              if v != SUDO_PASSWORD}
     assert len(tokens) >= 2, "the two joining nodes were given no token"
+    tokens["sudo password"] = SUDO_PASSWORD
     assert json.loads((tmp_path / "microk8s.json").read_text())["ok"] is True
     produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs()}
+    produced["environments in /proc"] = set_aside_given(
+        produced["environments in /proc"], [os.getpid()], ["GREENROOM_SUDO_PASSWORD"])
     produced, exposed = set_aside(produced, [JOIN_ARGV])
     print(f"set aside ({len(exposed)} command lines):", *exposed, sep="\n  ")
     found = search_everything(mlab, nodes, produced, tokens) + machine_files(tmp_path, tokens)
@@ -331,19 +399,77 @@ def test_registry_credentials_leak_nothing(tmp_path):
                        XDG_STATE_HOME=str(tmp_path / "state"),
                        XDG_CACHE_HOME=str(tmp_path / "cache"))
         environ[env] = f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"  # in the environment only
-        with PsSampler(None, ()) as ps:
-            done = subprocess.run(
+        with PsSampler(None, ()) as ps, subprocess.Popen(
                 [sys.executable, "-m", "invoke", "registry.load-images", "--images",
                  str(images), "--to", target.host, "--jobs", "2"],
-                cwd=ROOT, env=environ, capture_output=True, text=True, timeout=120)
-        out, err = done.stdout, done.stderr
+                cwd=ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                text=True) as operator:
+            out, err = operator.communicate(timeout=120)
     finally:
         source.stop()
         target.stop()
     # it pulled, from a source that answers 401 to anyone without the credentials
     assert "copied 1, skipped 0, failed 0" in out, out + err
-    produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs(),
+    blobs = ps.blobs()
+    # the operator gave the credentials in this one variable of this one process
+    blobs["environments in /proc"] = set_aside_given(blobs["environments in /proc"],
+                                                     [operator.pid], [env])
+    produced = {"stdout": out.encode(), "stderr": err.encode(), **blobs,
                 **read_tree(tmp_path / "target"), **{
                     k: v for k, v in read_tree(tmp_path).items()
                     if "/source/" not in k and "/target/" not in k}}
     assert hits(produced, {"registry password": REGISTRY_PASSWORD}) == []
+
+
+FLASH_PASSWORD = "Audit-flash-71d03e9b"
+
+
+def test_flash_password_leaks_nothing(tmp_path, monkeypatch, capfd):
+    """`pi-prep.flash --password` (its task body, in this process) onto a loop device with
+    GREENROOM_FLASH_PASSWORD set: only its crypt hash reaches the card, and the password is
+    nowhere else: not in the output, any command line or any other process's environment
+    (openssl, which hashes it, reads it on stdin), nor anywhere on the card."""
+    from contextlib import ExitStack
+
+    from runbooks.pi_prep.flash import run as flash_run
+    from runbooks.pi_prep.flash.cli import PASSWORD_ENV, run_flash
+    from tests.flash.conftest import PUBLIC_KEY, TOOLS
+    from tests.flash.imagekit import MiB, build_image, fat_read, loop_device
+
+    missing = [tool for tool in (*TOOLS, "openssl") if shutil.which(tool) is None]
+    if os.geteuid() != 0 or missing:
+        pytest.skip("loop devices need root" if os.geteuid() != 0 else
+                    f"missing tools: {', '.join(missing)}")
+    image = build_image(tmp_path / "ubuntu.img", "ubuntu", size=48 * MiB)
+    key = tmp_path / "id_ed25519.pub"
+    key.write_text(PUBLIC_KEY + "\n")
+    card = tmp_path / "card.bin"
+    with open(card, "wb") as f:
+        f.truncate(64 * MiB)
+    monkeypatch.setenv(PASSWORD_ENV, FLASH_PASSWORD)
+    original = flash_run.flash
+    with ExitStack() as stack:
+        device = stack.enter_context(loop_device(card))
+        # the tests' own allow list for this one loop device (no task option reaches it)
+        monkeypatch.setattr(flash_run, "flash", lambda *a, **k: original(
+            *a, **{**k, "allowed_loops": {device}}))
+        with PsSampler(None, ()) as ps:
+            run_flash(Context(), host="rp0", image=str(image), device=device,
+                      inventory=str(ROOT / "hosts" / "demo.yaml"), key=str(key),
+                      password=True, yes=True, check=False, max_size="256GB",
+                      no_prepare=False)
+        user_data = fat_read(device, "user-data") or ""
+    out, err = capfd.readouterr()
+    # the password travelled where it should: its hash on the card
+    [user] = __import__("yaml").safe_load(user_data)["users"]
+    salt = user["passwd"].split("$")[2]
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+                           input=FLASH_PASSWORD + "\n", text=True, capture_output=True)
+    assert again.stdout.strip() == user["passwd"]
+    blobs = ps.blobs()
+    blobs["environments in /proc"] = set_aside_given(blobs["environments in /proc"],
+                                                     [os.getpid()], [PASSWORD_ENV])
+    produced = {"stdout": out.encode(), "stderr": err.encode(), **blobs,
+                "the card": card.read_bytes(),
+                **{k: v for k, v in read_tree(tmp_path).items() if not k.endswith(".bin")}}
+    assert hits(produced, {"flash password": FLASH_PASSWORD}) == []

@@ -4,7 +4,8 @@
 three alignments (a Kubernetes Secret, a basic-auth header, a docker config). `hits(blobs,
 secrets)` names every (place, secret) where one occurs. `PsSampler` snapshots the process
 lists of this machine and of lab guests while a run goes on, so a secret that shows in any
-argv for a moment is caught; `ArgvSampler` keeps only the command lines a test asks about
+argv for a moment is caught, and the environments of those processes (a secret handed to a
+child in its environment); `ArgvSampler` keeps only the command lines a test asks about
 (with their pids and hosts). `changed_files(lab, host)` lists the files a guest changed
 since it was reset (its overlay's upper layer), with their modes. `Exposure` names one
 known exposure that is not ours to fix (an upstream tool that takes a secret only in its
@@ -107,13 +108,83 @@ class ArgvSampler:
         self._thread.join()
 
 
+def _where(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/root/etc/hostname").read_bytes().strip()
+    except OSError:
+        return b"?"
+
+
+def proc_environments(known: dict[str, bytes]) -> set[bytes]:
+    """Every process's environment, one variable a line
+    ('<host>\t<pid>\t<process name>\t<NAME=value>'),
+    read from this machine's /proc (guests' processes included). `known` maps pid to the
+    start time and command line its environment was last read with: a process is read
+    again only after it exec'd (the environment in /proc is the one it was started with)."""
+    lines: set[bytes] = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            # the start time tells a reused pid apart; the command line, an exec
+            started = Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[19]
+            key = started + b" " + Path(f"/proc/{pid}/cmdline").read_bytes()
+            if known.get(pid) == key:
+                continue
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, IndexError):
+            continue
+        known[pid] = key
+        where = _where(pid)
+        name = key.partition(b" ")[2].split(b"\0")[0].rsplit(b"/", 1)[-1] or b"?"
+        lines.update(b"\t".join((where, pid.encode(), name, var))
+                     for var in raw.split(b"\0") if var)
+    return lines
+
+
+def environment_hits(blob: bytes, secrets: Mapping[str, str]) -> list[str]:
+    """Where in an environments blob each secret is: '<host> <process> (pid): <NAME> holds
+    <secret name>' (the value never shown)."""
+    found = []
+    for line in blob.split(b"\n"):
+        fields = line.split(b"\t", 3)
+        if len(fields) < 4:
+            continue
+        host, pid, name, var = (f.decode(errors="replace") for f in fields)
+        for secret, value in secrets.items():
+            if any(n in fields[3] for n in needles(value)):
+                found.append(f"{host} {name} ({pid}): {var.partition('=')[0]} holds {secret}")
+    return found
+
+
+def set_aside_given(blob: bytes, pids: Iterable[int], names: Iterable[str]) -> bytes:
+    """An environments blob without the variables the operator gave greenroom its secrets
+    in (`names`), in the operator's own processes (`pids`: the process the operator
+    started); the same variable in any other process (a child it was passed on to, a
+    guest) stays and is searched."""
+    own = {str(p).encode() for p in pids}
+    given = tuple(f"{n}=".encode() for n in names)
+    kept = []
+    for line in blob.split(b"\n"):
+        fields = line.split(b"\t", 3)
+        pid, var = (fields[1], fields[3]) if len(fields) == 4 else (b"", b"")
+        if not (pid in own and var.startswith(given)):
+            kept.append(line)
+    return b"\n".join(kept)
+
+
 class PsSampler:
     """Until stopped: every command line in this machine's /proc (the guests' processes
-    included, with their host names) every 10 ms, what is new kept; and `ps` run inside
-    each of `guests` every `every` seconds."""
+    included, with their host names) every 10 ms, what is new kept, with every new
+    process's environment (unless `environments` is false); and `ps` run inside each of
+    `guests` every `every` seconds."""
 
-    def __init__(self, lab: Any, guests: Iterable[str], every: float = 0.05) -> None:
+    def __init__(self, lab: Any, guests: Iterable[str], every: float = 0.05,
+                 environments: bool = True) -> None:
         self.lab = lab
+        self.environments = environments
+        self.environ: set[bytes] = set()
+        self._environ_seen: dict[str, bytes] = {}
         self.guests = list(guests)
         self.every = every
         self.snapshots = 0
@@ -129,6 +200,8 @@ class PsSampler:
     def _scan(self) -> None:
         while not self._stop.is_set():
             self.seen |= proc_lines()
+            if self.environments:
+                self.environ |= proc_environments(self._environ_seen)
             self.scans += 1
             self._stop.wait(0.01)
 
@@ -156,6 +229,8 @@ class PsSampler:
     def blobs(self) -> dict[str, bytes]:
         found = {k: bytes(v) for k, v in self.data.items()}
         found["command lines in /proc"] = b"\n".join(sorted(self.seen)) + b"\n"
+        if self.environments:
+            found["environments in /proc"] = b"\n".join(sorted(self.environ)) + b"\n"
         return found
 
 

@@ -233,3 +233,18 @@ def test_the_stamped_step_shares_the_artifact_fact() -> None:
     assert stamped.facts() == step.facts()  # the batch runs the command once for both
     assert stamp_path("/usr/local/bin/k3s") == \
         "/var/lib/greenroom/artifacts/%2Fusr%2Flocal%2Fbin%2Fk3s"
+
+
+def test_a_stamp_temp_file_a_cut_write_left_is_removed(node: Node) -> None:
+    """A write cut between its temp file and the rename left the temp file: the next stamp
+    write of that file removes it (another file's temp file is not touched)."""
+    left = Path(f"{node.stamp()}.tmp.Ab12Cd")
+    other = Path(f"{stamp_path('/other/file', str(node.stamps))}.tmp.Ef34Gh")
+    left.write_text("half\n")
+    other.write_text("other\n")
+    stamp_missing(node)
+    result, changes = node.converge()
+    assert changes == [c.format(path=node.path) for c in STAMP_ONLY]
+    assert not left.exists() and other.exists()
+    assert sorted(p.name for p in node.stamps.iterdir()) == sorted([node.stamp().name,
+                                                                   other.name])

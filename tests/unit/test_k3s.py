@@ -164,9 +164,11 @@ def test_default_registry_endpoint_flag_by_version(version: str, has: bool) -> N
     assert cfg.has_default_endpoint_flag(version) is has
 
 
-def test_env_file_holds_the_token_and_unit_reads_it() -> None:
+def test_env_file_names_the_token_file_and_unit_reads_it() -> None:
     hosts = hosts_of(THREE)
-    assert "K3S_TOKEN=K10abc::server:pw\n" in cfg.env_file("K10abc::server:pw", Inv())  # type: ignore
+    env = cfg.env_file("K10abc::server:pw", Inv())  # type: ignore
+    assert "K3S_TOKEN_FILE=/etc/rancher/k3s/join-token\n" in env
+    assert "K10abc" not in env and "K3S_TOKEN=" not in env  # not in k3s's environment
     unit = cfg.unit_file(hosts["rp1"], Inv())  # type: ignore
     assert "EnvironmentFile=-/etc/systemd/system/k3s-agent.service.env" in unit
     assert "ExecStart=/usr/local/bin/k3s agent\n" in unit and "K3S_TOKEN" not in unit
@@ -389,10 +391,12 @@ def test_reset_removes_the_stamps_of_what_it_removes(tmp_path: Path, keep_images
              "lookalike": "/var/lib/rancher/k3s-other/x"}
     for path in paths.values():
         Path(stamp_path(path, folder)).write_text("stamp\n")
+    left = stamp_path(paths["binary"], folder) + ".tmp.Ab12Cd"  # a cut write's temp file
+    Path(left).write_text("half\n")
     fact = stamps_fact(keep_images, folder)
     done = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True,
                           check=False)
     from runbooks.core.facts import FactResult
 
     assert sorted(fact.read({"stamps": FactResult(done.returncode, done.stdout)})) == sorted(
-        stamp_path(paths[name], folder) for name in gone)
+        [left, *(stamp_path(paths[name], folder) for name in gone)])

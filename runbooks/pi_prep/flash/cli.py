@@ -75,8 +75,10 @@ def password_hash() -> str:
     if openssl is None:
         raise Exit("openssl is not installed (it hashes the password); install Debian's "
                    "openssl package", code=2)
+    # openssl gets the password on stdin only: not in its environment either
+    env = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
     out = subprocess.run([openssl, "passwd", "-6", "-stdin"], input=secret + "\n",
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise Exit("openssl could not hash the password", code=1)
     return out.stdout.strip()
