@@ -197,6 +197,23 @@ def node_status(node: Mapping[str, Any]) -> dict[str, Any]:
             "ip": addresses.get("InternalIP"), "roles": roles}
 
 
+def parse_nodes(result: FactResult) -> dict[str, dict[str, Any]] | None:
+    """`kubectl get nodes -o json` -> {node: its `node_status`}; None when the API did not
+    answer (or answered something that is not a list of nodes)."""
+    if not result.ok:
+        return None
+    try:
+        items = json.loads(result.out).get("items", [])
+    except (ValueError, AttributeError):
+        return None
+    return {s["name"]: s for s in map(node_status, items)}
+
+
+def nodes_fact(kubectl: str) -> Fact[dict[str, dict[str, Any]] | None]:
+    """Every Node of the cluster, by name, as `kubectl` (e.g. `k3s kubectl`) lists them."""
+    return Fact(f"nodes ({kubectl})", f"{kubectl} get nodes -o json", parse_nodes)
+
+
 def api_group(doc: Mapping[str, Any]) -> str:
     """The API group of an object (`apps` of `apps/v1`; "" for the core group)."""
     return str(doc.get("apiVersion", "")).rpartition("/")[0]

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.kube_cluster import AGENT, SERVER
-from runbooks.common.kubectl import node_status
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan
@@ -41,7 +40,7 @@ def _json(text: str) -> Any:
 
 class NodeHealth(Health):
     def __init__(self, ctx: HostContext, version: str, unit: str, endpoint: str | None) -> None:
-        commands = {"version": f"{cfg.BINARY} --version",
+        commands = {"version": cfg.VERSION.command,
                     "active": unit_active(unit).command}
         if endpoint:
             commands["mirror"] = f"cat {shlex.quote(f'{CERTS}/{endpoint}/hosts.toml')}"
@@ -49,8 +48,7 @@ class NodeHealth(Health):
         self.version, self.unit, self.endpoint = version, unit, endpoint
 
     def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
-        words = facts["version"].out.split()
-        running = words[2] if facts["version"].ok and len(words) > 2 else "no k3s binary"
+        running = cfg.VERSION.read(facts, "version") or "no k3s binary"
         out = [(running == self.version, f"version {running} (pinned {self.version})"),
                (unit_active(self.unit).read(facts, "active") == "active",
                 f"{self.unit} {facts['active'].out.strip() or 'unknown'}")]
@@ -66,7 +64,7 @@ class ClusterHealth(Health):
                  ) -> None:
         kubectl = "k3s kubectl"
         super().__init__(ctx, "Check the cluster", {
-            "nodes": f"{kubectl} get nodes -o json",
+            "nodes": cfg.NODES.command,
             "pods": f"{kubectl} get pods -A -o json",
             "system": f"{kubectl} get deployments,daemonsets -n kube-system -o name"})
         self.nodes, self.disabled = nodes, disabled
@@ -74,8 +72,7 @@ class ClusterHealth(Health):
     def evaluate(self, facts: Mapping[str, FactResult]) -> list[tuple[bool, str]]:
         if not facts["nodes"].ok:
             return [(False, f"the API does not answer: {facts['nodes'].out.strip()[-200:]}")]
-        seen = {s["name"]: s for s in (node_status(n) for n in
-                                       _json(facts["nodes"].out).get("items", []))}
+        seen = cfg.NODES.read(facts, "nodes") or {}
         out = [(bool(seen.get(n, {}).get("ready")),
                 f"node {n} " + ("Ready" if seen.get(n, {}).get("ready") else
                                 "NotReady" if n in seen else "not registered"))

@@ -17,12 +17,26 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runbooks.common.kube_cluster import SERVER, Cluster, vlan_ip
+from runbooks.common.kubectl import nodes_fact
+from runbooks.core.facts import Fact, FactResult
 from runbooks.core.templates import managed_from, render
 
 if TYPE_CHECKING:
     from runbooks.core.inventory import Host, Inventory
 
 BINARY = "/usr/local/bin/k3s"
+
+
+def parse_version(result: FactResult) -> str | None:
+    """`k3s --version` ("k3s version v1.34.1+k3s1 (abcdef12)") -> "v1.34.1+k3s1"; None when
+    there is no k3s binary (or it says something else)."""
+    words = result.out.split()
+    return words[2] if result.ok and len(words) > 2 else None
+
+
+# the k3s release a node runs, and the cluster's nodes as the first server's API lists them
+VERSION: Fact[str | None] = Fact("k3s version", f"{BINARY} --version", parse_version)
+NODES = nodes_fact("k3s kubectl")
 CONFIG = "/etc/rancher/k3s/config.yaml"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 MANIFESTS_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"

@@ -3,12 +3,10 @@ checks (version, unit, and on the first server every node Ready)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from runbooks.common.kube_cluster import AGENT, SERVER
-from runbooks.common.kubectl import node_status
 from runbooks.core.readonly import Check
 from runbooks.core.steps.system import unit_active
 from runbooks.k3s import config as cfg
@@ -20,29 +18,24 @@ FIX = "inv k3s"
 
 
 def facts(host: Any, inventory: Any) -> dict[str, str]:
-    out = {"k3s/version": f"{cfg.BINARY} --version",
+    out = {"k3s/version": cfg.VERSION.command,
            "k3s/active": unit_active(cfg.unit_name(host)).command}
     cluster = getattr(inventory, "sections", {}).get("cluster")
     if cluster is not None and host.name == cluster.first_server:
-        out["k3s/nodes"] = "k3s kubectl get nodes -o json"
+        out["k3s/nodes"] = cfg.NODES.command
     return out
 
 
 def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
     cluster = getattr(inventory, "sections", {}).get("cluster")
-    version = found["k3s/version"]
-    words = version.out.split() if version.ok else []
-    running = words[2] if len(words) > 2 else "none"
+    running = cfg.VERSION.read(found, "k3s/version") or "none"
     pinned = cluster.version if cluster is not None else "?"
     yield Check("k3s version", running == pinned, f"{running} (pinned {pinned})", FIX)
     state = unit_active(cfg.unit_name(host)).read(found, "k3s/active")
     yield Check(f"{cfg.unit_name(host)} active", state == "active", state, FIX)
     if "k3s/nodes" in found and cluster is not None:
-        try:
-            items = json.loads(found["k3s/nodes"].out).get("items", [])
-        except ValueError:
-            items = []
-        ready = {s["name"] for s in map(node_status, items) if s["ready"]}
+        nodes = cfg.NODES.read(found, "k3s/nodes") or {}
+        ready = {name for name, status in nodes.items() if status["ready"]}
         missing = [n for n in cluster.nodes if n not in ready]
         yield Check("nodes Ready", not missing,
                     f"not Ready: {', '.join(missing)}" if missing else

@@ -13,13 +13,12 @@ the microk8s runbook.
 from __future__ import annotations
 
 import hashlib
-import json
 import shlex
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from runbooks.common.kubectl import node_status
+from runbooks.common.kubectl import nodes_fact
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
@@ -100,35 +99,32 @@ class NodesReady(Step):
             skipped[name] = self.failed[name].splitlines()[0][:200]
 
     def facts(self) -> Mapping[str, str]:
-        return {"nodes": f"{self.kubectl} get nodes -o json"}
+        return {"nodes": nodes_fact(self.kubectl).command}
 
-    def _pending(self, out: str) -> dict[str, str]:
-        try:
-            items = json.loads(out).get("items", [])
-        except ValueError:
-            items = []
-        seen = {s["name"]: s for s in (node_status(n) for n in items)}
+    def _pending(self, result: FactResult) -> dict[str, str]:
+        seen = nodes_fact(self.kubectl).parse(result)
+        if seen is None:
+            return {n: "API not answering" for n in self.nodes}
         return {n: ("NotReady" if n in seen else "not registered")
                 for n in self.nodes if not seen.get(n, {}).get("ready")}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        fact = facts["nodes"]
-        pending = self._pending(fact.out) if fact.ok else {n: "API not answering"
-                                                          for n in self.nodes}
+        pending = self._pending(facts["nodes"])
         if not pending:
             return []
         if self.ctx.check:
             return [Change(f"would wait up to {self.timeout:.0f} s for Ready: "
                            + ", ".join(f"{n} ({w})" for n, w in pending.items()))]
         started = time.monotonic()
-        command = f"{self.kubectl} get nodes -o json"
+        command = nodes_fact(self.kubectl).command
         skipped: dict[str, str] = {}
         self._give_up_on_failed(pending, skipped)
         while pending and time.monotonic() - started < self.timeout:
             time.sleep(1.0)
             done = self.ctx.session.run(command)
             if done.ok:
-                pending = {n: why for n, why in self._pending(done.stdout).items()
+                pending = {n: why for n, why in
+                           self._pending(FactResult(0, done.stdout)).items()
                            if n not in skipped}
             self._give_up_on_failed(pending, skipped)
         if pending:

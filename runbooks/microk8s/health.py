@@ -5,7 +5,6 @@ ingress Service there when the inventory asks for it)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -24,18 +23,21 @@ def _cluster(inventory: Any) -> Microk8sCluster | None:
 
 
 def facts(host: Any, inventory: Any) -> dict[str, str]:
+    from runbooks.microk8s.ingress import LIVE
+    from runbooks.microk8s.plan import ADDONS, NODES
+
     out = {"microk8s/snap": "snap list microk8s 2>/dev/null | awk 'NR==2 {print $3, $NF}'",
-           "microk8s/status": "microk8s status --format short"}
+           "microk8s/status": ADDONS.command}
     cluster = _cluster(inventory)
     if cluster is not None and host.name == cluster.seed:
-        out["microk8s/nodes"] = "microk8s kubectl get nodes --no-headers"
+        out["microk8s/nodes"] = NODES.command
         if cluster.ingress_service:
-            out["microk8s/ingress"] = "microk8s kubectl get service ingress -n ingress -o json"
+            out["microk8s/ingress"] = LIVE.command
     return out
 
 
 def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Check]:
-    from runbooks.microk8s.plan import ha_expected, parse_addons, parse_ha
+    from runbooks.microk8s.plan import NODES, ha_expected, parse_addons, parse_ha
 
     cluster = _cluster(inventory)
     snap = found["microk8s/snap"].out.split() if found["microk8s/snap"].ok else []
@@ -48,9 +50,7 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
                 " (`microk8s inspect` on the node says why)", FIX)
     if cluster is None or "microk8s/nodes" not in found:
         return
-    nodes = found["microk8s/nodes"]
-    state = {ln.split()[0]: ln.split()[1] for ln in nodes.out.splitlines()
-             if len(ln.split()) > 1} if nodes.ok else {}
+    state = NODES.read(found, "microk8s/nodes")
     bad = [f"{n} ({state.get(n, 'missing')})" for n in cluster.nodes if state.get(n) != "Ready"]
     yield Check("nodes Ready", not bad, f"not Ready: {', '.join(bad)}" if bad else
                 f"{len(cluster.nodes)} of {len(cluster.nodes)}", FIX)
@@ -63,11 +63,11 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
         yield Check("addons enabled", not off, f"not enabled: {', '.join(off)}" if off else
                     ", ".join(a.name for a in cluster.addons) or "(none asked)", FIX)
     if "microk8s/ingress" in found:
-        kind = ""
-        if found["microk8s/ingress"].ok:
-            try:
-                kind = str(json.loads(found["microk8s/ingress"].out)["spec"]["type"])
-            except (ValueError, KeyError, TypeError):
-                kind = "unreadable"
+        from runbooks.microk8s.ingress import LIVE
+
+        service = LIVE.read(found, "microk8s/ingress")  # None: not there
+        spec = service.get("spec") if isinstance(service, dict) else None
+        kind = "" if service is None else str(
+            spec.get("type") or "unreadable" if isinstance(spec, dict) else "unreadable")
         yield Check("ingress Service", kind == "LoadBalancer",
                     f"ingress/ingress type {kind}" if kind else "ingress/ingress missing", FIX)
