@@ -27,12 +27,12 @@ from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps import (
     Action,
     Change,
-    Command,
     File,
     Packages,
     Service,
     Step,
     StepFailed,
+    daemon_reloaded,
 )
 from runbooks.core.templates import render
 
@@ -252,9 +252,7 @@ def nat_steps(nat: Nat, *, firewalld: bool, source: str, runbook: str,
         Packages(["nftables"]),
         File(nat.ruleset, ruleset, mode="644", validate="nft -c -f {}"),
         File(unit_path, unit),
-        Command(f"Ensure systemd has read {nat.unit}", "systemctl daemon-reload",
-                only_if=f"systemctl show -p NeedDaemonReload {nat.unit} | grep -qx "
-                        "NeedDaemonReload=yes"),
+        daemon_reloaded(nat.unit),
         NftTable(nat),
         Service(nat.unit, enabled=True, running=True),
     ]

@@ -38,12 +38,12 @@ from runbooks.core.inventory_fields import shorter_vlan_name
 from runbooks.core.steps import (
     Action,
     Change,
-    Command,
     Edit,
     File,
     Service,
     Step,
     StepFailed,
+    daemon_reloaded,
 )
 from runbooks.core.templates import render
 
@@ -145,15 +145,12 @@ def iproute2_steps(name: str, parent: str, vlan_id: int, address: str, create: b
     content = render("common/greenroom-vlan.service.j2", runbook="vlan", ifname=name,
                      parent=parent, vlan_id=vlan_id, address=address, create=create,
                      wait_for=parent if create else name)
-    unit_q = shlex.quote(unit)
     steps: list[Step] = []
     if create:
         steps.append(KernelModule("8021q"))
     steps += [
         File(f"/etc/systemd/system/{unit}", content),
-        Command(f"Ensure systemd has read {unit}", "systemctl daemon-reload",
-                only_if=f"systemctl show -p NeedDaemonReload {unit_q} | grep -qx "
-                        "NeedDaemonReload=yes"),
+        daemon_reloaded(unit),
         LinkState(name, parent, vlan_id, _iface(address), create=create),
         Service(unit, enabled=True, running=True),
     ]

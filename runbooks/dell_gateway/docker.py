@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Mapping
 
 from runbooks.core.facts import Fact, FactResult
-from runbooks.core.steps import Action, Change, Command, File, Service, Step
+from runbooks.core.steps import Action, Change, File, Service, Step, daemon_reloaded
 
 CHAIN = "DOCKER-USER"
 UNIT = "greenroom-docker-forward.service"
@@ -77,8 +77,6 @@ def docker_steps(vlan_if: str, upstream: str, chain: list[str] | None) -> list[S
     return [
         DockerUserRules(rules),
         File(f"/etc/systemd/system/{UNIT}", unit_text(rules)),
-        Command(f"Ensure systemd has read {UNIT}", "systemctl daemon-reload",
-                only_if=f"systemctl show -p NeedDaemonReload {UNIT} | grep -qx "
-                        "NeedDaemonReload=yes"),
+        daemon_reloaded(UNIT),
         Service(UNIT, enabled=True, running=None),
     ]

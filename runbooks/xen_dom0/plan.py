@@ -36,7 +36,7 @@ from runbooks.core.steps import (
 from runbooks.core.templates import managed_from
 from runbooks.xen_dom0 import render
 from runbooks.xen_dom0.settings import XenSettings, read_settings, stable_mac
-from runbooks.xen_dom0.steps import BridgeUp, DnsmasqTemplate, Toolstack, XenBooted, parse_xl_info
+from runbooks.xen_dom0.steps import XL_INFO, BridgeUp, DnsmasqTemplate, Toolstack, XenBooted
 
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
@@ -147,11 +147,12 @@ def xen_checked(settings: XenSettings):  # noqa: ANN201
     def verify(ctx: HostContext) -> None:
         if not settings.xen_default:
             return
-        done = ctx.run("xl info 2>&1")
-        if not done.ok:
+        done = ctx.run(XL_INFO.command)
+        info = XL_INFO.parse(FactResult(0 if done.ok else 1, str(done.stdout)))
+        if info is None:
             raise StepFailed("after the reboot `xl info` does not answer, so the host did not "
                              "boot into Xen; look at GRUB's menu from the console")
-        running = parse_xl_info(str(done.stdout)).get("xen_commandline", "")
+        running = info.get("xen_commandline", "")
         wanted = render.xen_cmdline(settings)
         if any(word not in running.split() for word in wanted.split()):
             raise StepFailed(f"after the reboot Xen runs with {running!r}, not {wanted!r}; "

@@ -22,11 +22,11 @@ from runbooks.core.steps.files import (
     ensure_tokens,
     unified_diff,
 )
-from runbooks.core.steps.system import Packages, Service
+from runbooks.core.steps.system import Packages, Service, daemon_reloaded
 
 __all__ = [
     "Action", "Change", "Command", "Composite", "Directory", "Edit", "File",
     "Handler", "Health", "Verify",
     "LineInFile", "Packages", "Plan", "Service", "Step", "StepFailed", "Tokens",
-    "ensure_line", "ensure_tokens", "unified_diff",
+    "daemon_reloaded", "ensure_line", "ensure_tokens", "unified_diff",
 ]

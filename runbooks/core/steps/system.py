@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from runbooks.core.facts import Fact, FactResult
-from runbooks.core.steps.base import Action, Change, Step
+from runbooks.core.steps.base import Action, Change, Command, Step
 
 APT_ENV = "DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a"
 # An apt left running by a run whose connection was lost (or unattended-upgrades) holds
@@ -65,6 +65,14 @@ def unit_enabled(unit: str) -> Fact[str]:
     masked, ...; "unknown" when systemctl printed nothing, e.g. no such unit)."""
     return Fact(f"enabled {unit}", f"systemctl is-enabled {shlex.quote(unit)}",
                 lambda result: result.out.strip() or "unknown")
+
+
+def daemon_reloaded(unit: str) -> Command:
+    """Ensure systemd has read UNIT's file: `systemctl daemon-reload` only when systemd says
+    the file changed on disk since it last read it (`NeedDaemonReload=yes`)."""
+    return Command(f"Ensure systemd has read {unit}", "systemctl daemon-reload",
+                   only_if=f"systemctl show -p NeedDaemonReload {shlex.quote(unit)} | grep -qx "
+                           "NeedDaemonReload=yes")
 
 
 class Packages(Step):
