@@ -149,3 +149,42 @@ def test_private_bridges_get_a_dummy_port_only_where_the_module_is(ctx: Ctx, dum
     stanzas = next(s for s in xen_plan(ctx).steps  # type: ignore[arg-type]
                    if s.name == "Ensure /etc/network/interfaces.d/greenroom-xen")
     assert ("bridge_ports virbr1-dummy" in stanzas.content) == port  # type: ignore[attr-defined]
+
+
+class _Done:
+    def __init__(self, ok: bool, stdout: str) -> None:
+        self.ok, self.stdout = ok, stdout
+
+
+class _Ctx:
+    """Answers the one command the post-reboot check runs."""
+
+    def __init__(self, ok: bool, stdout: str) -> None:
+        self.done, self.asked = _Done(ok, stdout), []
+
+    def run(self, command: str) -> _Done:
+        self.asked.append(command)
+        return self.done
+
+
+@pytest.mark.parametrize(("ok", "stdout", "error"), [
+    (True, "host : xen0\nxen_commandline : {wanted} console=vga\n", None),
+    (False, "xl: command not found\n", "does not answer"),
+    (True, "host : xen0\nxen_commandline : dom0_mem=2G,max:2G\n", "not 'dom0_mem=4G"),
+], ids=["xen-with-our-cmdline", "xen-not-running", "other-cmdline"])
+def test_post_reboot_check_reads_xl_info(ok: bool, stdout: str, error: str | None) -> None:
+    from runbooks.core.steps import StepFailed
+    from runbooks.xen_dom0 import render
+    from runbooks.xen_dom0.plan import xen_checked
+    from runbooks.xen_dom0.settings import read_settings
+    from runbooks.xen_dom0.steps import XL_INFO
+
+    settings = read_settings("lab", "xen0", {"dom0": {"memory": "4G", "vcpus": 2}})
+    assert settings.xen_default
+    ctx = _Ctx(ok, stdout.format(wanted=render.xen_cmdline(settings)))
+    if error is None:
+        xen_checked(settings)(ctx)
+    else:
+        with pytest.raises(StepFailed, match=error):
+            xen_checked(settings)(ctx)
+    assert ctx.asked == [XL_INFO.command]
