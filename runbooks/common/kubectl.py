@@ -28,6 +28,14 @@ from typing import Any, Protocol
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
 
+# how kubectl runs on a node of each distribution: its own, of the cluster's version
+ON_NODE = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
+
+
+def kubectl_on_node(distribution: str) -> str:
+    """The kubectl command on a node of `distribution` (k3s's when it is not known)."""
+    return ON_NODE.get(distribution, ON_NODE["k3s"])
+
 WEBHOOK_REFUSAL = ("failed calling webhook", "connection refused", "no endpoints available")
 NAMESPACED = {"Namespace": False, "Node": False, "CustomResourceDefinition": False,
               "ClusterRole": False, "ClusterRoleBinding": False, "PriorityClass": False,
@@ -118,7 +126,7 @@ def contains(current: Any, wanted: Any) -> bool:
 class Kubectl:
     """kubectl commands on one server; `prefix` is how the distribution invokes kubectl."""
 
-    def __init__(self, session: Runs, prefix: str = "k3s kubectl") -> None:
+    def __init__(self, session: Runs, prefix: str = ON_NODE["k3s"]) -> None:
         self.session = session
         self.prefix = prefix
 
@@ -243,7 +251,7 @@ class Manifests(Step):
     """
 
     def __init__(self, name: str, docs: Sequence[Mapping[str, Any]],
-                 prefix: str = "k3s kubectl", retry_for: float = 60) -> None:
+                 prefix: str = ON_NODE["k3s"], retry_for: float = 60) -> None:
         self.name = name
         self.docs = [dict(d) for d in docs]
         self.prefix = prefix

@@ -13,13 +13,13 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from runbooks.common import cluster_reads
-from runbooks.common.kubectl import items_of
+from runbooks.common.kubectl import ON_NODE, items_of
 from runbooks.core.readonly import Check
 from runbooks.demo.workloads import CLUSTER_ROLES, cluster_host
 
 ROLES = CLUSTER_ROLES
 NAMESPACE = "kube-system"
-KUBECTL = {"k3s-server": "k3s kubectl", "microk8s": "microk8s kubectl"}
+KUBECTL = {"k3s-server": ON_NODE["k3s"], "microk8s": ON_NODE["microk8s"]}
 KEY = "demo.cluster/system"
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.kube_cluster import AGENT, SERVER
+from runbooks.common.kubectl import ON_NODE
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Health, Plan
@@ -62,7 +63,7 @@ class NodeHealth(Health):
 class ClusterHealth(Health):
     def __init__(self, ctx: HostContext, nodes: tuple[str, ...], disabled: tuple[str, ...],
                  ) -> None:
-        kubectl = "k3s kubectl"
+        kubectl = ON_NODE["k3s"]
         super().__init__(ctx, "Check the cluster", {
             "nodes": cfg.NODES.command,
             "pods": f"{kubectl} get pods -A -o json",

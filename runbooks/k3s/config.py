@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runbooks.common.kube_cluster import SERVER, Cluster, vlan_ip
-from runbooks.common.kubectl import nodes_fact
+from runbooks.common.kubectl import ON_NODE, nodes_fact
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.templates import managed_from, render
 
@@ -36,7 +36,7 @@ def parse_version(result: FactResult) -> str | None:
 
 # the k3s release a node runs, and the cluster's nodes as the first server's API lists them
 VERSION: Fact[str | None] = Fact("k3s version", f"{BINARY} --version", parse_version)
-NODES = nodes_fact("k3s kubectl")
+NODES = nodes_fact(ON_NODE["k3s"])
 CONFIG = "/etc/rancher/k3s/config.yaml"
 IMAGES_DIR = "/var/lib/rancher/k3s/agent/images"
 MANIFESTS_DIR = "/var/lib/rancher/k3s/agent/pod-manifests"

@@ -14,9 +14,9 @@ from typing import Any
 
 from runbooks.common import cluster_reads
 from runbooks.common.bgp import metallb_of
-from runbooks.common.kubectl import items_of
+from runbooks.common.kubectl import items_of, kubectl_on_node
 from runbooks.core.readonly import Check
-from runbooks.metallb.services import PREFIX, parse_services
+from runbooks.metallb.services import parse_services
 
 ROLES = ("k3s-server", "microk8s")
 NAMESPACE = "metallb-system"
@@ -33,7 +33,7 @@ def facts(host: Any, inventory: Any) -> dict[str, str]:
     cluster = _cluster(inventory)
     if cluster is None or metallb_of(inventory) is None or host.name != cluster.first_server:
         return {}
-    kubectl = PREFIX.get(cluster.distribution, "k3s kubectl")
+    kubectl = kubectl_on_node(cluster.distribution)
     # the controller, the webhook's endpoints and the Services: in the cluster read other
     # probes share (one kubectl for all of them); the pools are MetalLB's own kind
     return {"metallb/cluster": cluster_reads.command(kubectl),

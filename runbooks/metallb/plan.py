@@ -25,13 +25,18 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from runbooks.common.bgp import metallb_of, routers_of
-from runbooks.common.kubectl import Manifests, load_manifests, object_fact, object_ref
+from runbooks.common.kubectl import (
+    Manifests,
+    kubectl_on_node,
+    load_manifests,
+    object_fact,
+    object_ref,
+)
 from runbooks.core.facts import Fact, FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import Action, Change, Plan, Step, StepFailed
 from runbooks.core.steps.files import unified_diff
 from runbooks.metallb import crs, demo, fetch, schema
-from runbooks.metallb.services import PREFIX
 
 if TYPE_CHECKING:
     from runbooks.core.converge import HostContext
@@ -179,7 +184,7 @@ def plan(ctx: HostContext) -> Plan:
                          "sections (see README, metallb)")
     if ctx.host.name != cluster.first_server:
         return Plan()
-    prefix = PREFIX.get(cluster.distribution, "k3s kubectl")
+    prefix = kubectl_on_node(cluster.distribution)
     routers = {r.name: r for r in routers_of(inventory)}
     password = metallb.password()
     if metallb.password_env and password is None:

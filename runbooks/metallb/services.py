@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.kubectl import kubectl_on_node
 from runbooks.core.steps import StepFailed
 
 if TYPE_CHECKING:
@@ -18,7 +19,6 @@ if TYPE_CHECKING:
     from runbooks.core.inventory import Inventory
     from runbooks.core.session import Connector
 
-PREFIX = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
 
 
 @dataclass
@@ -63,7 +63,7 @@ def read(inventory: Inventory, connector: Connector) -> Assigned:
         raise StepFailed(f"{inventory.path} has no `cluster:` section to read the "
                          "LoadBalancer IPs from: pass them with --address")
     server = inventory.hosts[cluster.first_server]
-    prefix = PREFIX.get(cluster.distribution, "k3s kubectl")
+    prefix = kubectl_on_node(cluster.distribution)
     try:
         done = connector.session(server).run(f"{prefix} get services -A -o json")
     except Exception as exc:  # noqa: BLE001 - any session error: say which host, what next

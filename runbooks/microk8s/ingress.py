@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from runbooks.common.kubectl import object_fact
+from runbooks.common.kubectl import ON_NODE, object_fact
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
 
@@ -108,7 +108,7 @@ def _ours(live: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # the ingress Service as the cluster has it (None: not there yet)
-LIVE = object_fact("microk8s kubectl", "service", NAME, NAMESPACE)
+LIVE = object_fact(ON_NODE["microk8s"], "service", NAME, NAMESPACE)
 
 
 class IngressService(Step):
