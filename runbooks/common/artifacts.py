@@ -136,6 +136,12 @@ def stamp_test(path: str, digest: str, folder: str = STAMP_DIR) -> str:
             f"[ \"$greenroom_stamp\" = \"{digest} $({STAT} {q(path)} 2>/dev/null)\" ]")
 
 
+def leftovers_removed(prefix: str) -> str:
+    """sh: remove the temp files (`mktemp PREFIX.XXXXXX`) an earlier copy left when its
+    connection was cut before its trap ran (`rm -f` passes over a pattern that matches none)."""
+    return f"rm -f -- {prefix}??????\n"
+
+
 def stamp_write(path: str, digest: str, folder: str = STAMP_DIR) -> str:
     """sh (after `path` was checked to hold `digest`): record the stamp atomically, the
     file's stat taken now (a temp file beside the stamp, renamed over it; one an earlier
@@ -143,7 +149,7 @@ def stamp_write(path: str, digest: str, folder: str = STAMP_DIR) -> str:
     q = shlex.quote
     stamp = q(stamp_path(path, folder))
     return (f"mkdir -p {q(folder)}\n"
-            f'for f in {stamp}.tmp.??????; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done\n'
+            + leftovers_removed(f"{stamp}.tmp.") +
             f"st=$({STAT} {q(path)})\n"
             f"stmp=$(mktemp {stamp}.tmp.XXXXXX)\n"
             f'printf "%s\\n" "{digest} $st" > "$stmp"\n'
@@ -173,8 +179,7 @@ def upload_command(path: str, digest: str, mode: str, stamps: str = STAMP_DIR) -
     folder = path.rsplit("/", 1)[0] or "/"
     return ("set -e\n"
             f"mkdir -p {q(folder)}\n"
-            f'for f in {q(path)}.greenroom.??????; do if [ -e "$f" ]; then rm -f -- "$f"; fi; '
-            "done\n"
+            + leftovers_removed(f"{q(path)}.greenroom.") +
             f"tmp=$(mktemp {q(path)}.greenroom.XXXXXX)\n"
             "trap 'rm -f \"$tmp\"' EXIT\n"
             'cat > "$tmp"\n'
