@@ -89,6 +89,7 @@ class Router:
     kind: str
     asn: int
     address: IPv4Address
+    subnets: tuple[IPv4Network, ...] = ()  # its own LANs (`lans:`): routed via it
 
 
 @dataclass(frozen=True)
@@ -332,7 +333,9 @@ def _peers(c: Any, value: Any, path: Path_, hosts: dict[str, Any], asn: int | No
 
 
 def routers_of(inventory: Any) -> tuple[Router, ...]:
-    """Every host with role router whose vars say kind and asn (validated before)."""
+    """Every host with role router whose vars say kind and asn (validated before), with its
+    LANs from the `lans:` section."""
+    lans = (getattr(inventory, "sections", None) or {}).get("lans") or {}
     found = []
     for name, host in inventory.hosts.items():
         if "router" not in host.roles:
@@ -341,7 +344,9 @@ def routers_of(inventory: Any) -> tuple[Router, ...]:
         address = host_address(host)
         if address is None or "kind" not in variables or "asn" not in variables:
             continue
-        found.append(Router(name, str(variables["kind"]), int(variables["asn"]), address))
+        subnets = tuple(lans.get(name, ()))
+        found.append(Router(name, str(variables["kind"]), int(variables["asn"]), address,
+                            subnets))
     return tuple(found)
 
 

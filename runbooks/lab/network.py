@@ -2,8 +2,9 @@
 
 Everything here is created by the lab: the management bridge in the machine's namespace
 (the only lab address there), one network namespace per guest, a "switch" namespace with one
-bridge per VLAN and an "upstream" namespace. Existing interfaces are never touched and
-nothing is forwarded or NATed in the machine's namespace.
+bridge per VLAN and one per LAN segment (the router's own LAN), and an "upstream" namespace.
+Existing interfaces are never touched and nothing is forwarded or NATed in the machine's
+namespace.
 """
 
 from __future__ import annotations
@@ -131,6 +132,11 @@ def ensure_fabric(plan: LabPlan) -> None:
         ip_batch([f"link add {plan.vlan_bridge} type bridge",
                   f"link set {plan.vlan_bridge} type bridge forward_delay 0",
                   f"link set {plan.vlan_bridge} up"], netns=plan.switch_ns)
+    for bridge in plan.lan_bridges.values():  # LAN segments: beside the VLAN, not on it
+        if not link_exists(bridge, plan.switch_ns):
+            ip_batch([f"link add {bridge} type bridge",
+                      f"link set {bridge} type bridge forward_delay 0",
+                      f"link set {bridge} up"], netns=plan.switch_ns)
     if not link_exists("br0", plan.upstream_ns):
         netns_create(plan.upstream_ns)
         ip_batch(["link add br0 type bridge", "link set br0 type bridge forward_delay 0",
@@ -168,6 +174,12 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
         inner += [f"link set {guest.upstream_if} address {guest.mac(guest.upstream_if)}",
                   f"addr add {guest.upstream_address} dev {guest.upstream_if}",
                   f"link set {guest.upstream_if} up"]
+    for ifname, address, port, bridge in guest.lans:
+        drop_link(port, plan.switch_ns)
+        switch += [f"link add {port} type veth peer name {ifname} netns {ns}",
+                   f"link set {port} master {bridge} up"]
+        inner += [f"link set {ifname} address {guest.mac(ifname)}",
+                  f"addr add {address} dev {ifname}", f"link set {ifname} up"]
     for n, parent in enumerate(guest.dummy_ifs):
         # no dummy driver in this kernel: a veth whose peer idles (up, unbridged) in the switch
         port = f"d{guest.index}x{n}"
@@ -181,7 +193,7 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
     ip_batch(inner, netns=ns)
     if guest.default_route is not None:
         # onlink: the gateway may not have its VLAN address yet; the route still exists
-        dev = guest.upstream_if if guest.upstream_if else guest.vlan_if
+        dev = guest.default_dev or guest.upstream_if or guest.vlan_if
         ip_batch([f"route add default via {guest.default_route} dev {dev} onlink"], netns=ns)
     if not guest.accept_redirects:
         # the guest's own namespace: net.* sysctls are per network namespace

@@ -17,6 +17,11 @@ Addressing rules (documented in runbooks/lab/README.md):
   pointed it at a node once).
 - a VLAN parent that is not the upstream interface exists as a veth whose peer idles,
   unbridged, in the switch namespace (this kernel has no dummy driver).
+- LAN segments (a host's ``lab: {lan: {IFNAME: ADDRESS/PREFIX}}``): one bridge ``lan<n>`` per
+  subnet in the switch namespace, beside the VLAN's; each entry a veth of that name on it.
+  The router's LAN is the audience's network: a host on a LAN and on neither the VLAN nor
+  upstream (a client there) routes by default via the address that the host with role
+  ``router`` has on the same LAN, and ignores ICMP redirects.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class GuestPlan:
     seed: tuple[str, ...] = ()
     model: str | None = None
     accept_redirects: bool = True
+    # (interface, address, switch-side port, bridge) on LAN segments
+    lans: list[tuple[str, IPv4Interface, str, str]] = field(default_factory=list)
+    default_dev: str | None = None  # the default route's interface (else upstream or VLAN)
 
     def mac(self, link: str) -> str:
         """Deterministic locally administered MAC for one of this guest's links."""
@@ -88,6 +96,7 @@ class LabPlan:
     upstream_gateway: IPv4Interface
     proxy_port: int
     guests: list[GuestPlan]
+    lan_bridges: dict[IPv4Network, str] = field(default_factory=dict)  # subnet -> bridge
 
     def guest(self, name: str) -> GuestPlan:
         """The guest called ``name`` (KeyError naming the known guests otherwise)."""
@@ -137,6 +146,8 @@ def make_plan(inventory: Any) -> LabPlan:
     up_next = 1
     router_address: IPv4Address | None = None
     client_guests: list[GuestPlan] = []
+    lan_bridges: dict[IPv4Network, str] = {}
+    lan_routers: dict[IPv4Network, IPv4Address] = {}
     hosts = _get(inventory, "hosts", {}) or {}
     for index, (name, host) in enumerate(hosts.items()):
         hlab = host_lab(host)
@@ -180,14 +191,30 @@ def make_plan(inventory: Any) -> LabPlan:
                 guest.default_route = IPv4Address(str(net_gateway))
             if parent and str(parent) != guest.upstream_if:
                 guest.dummy_ifs.append(str(parent))
+        _plan_lans(path, name, guest, getattr(hlab, "lan", ()) or (), lan_bridges,
+                   (mgmt, upstream, _get(network, "subnet")))
         guests.append(guest)
-        if "router" in roles and guest.vlan_address is not None and router_address is None:
-            router_address = guest.vlan_address.ip
+        if "router" in roles:
+            if guest.vlan_address is not None and router_address is None:
+                router_address = guest.vlan_address.ip
+            for _if, address, _port, _br in guest.lans:
+                lan_routers.setdefault(address.network, address.ip)
         if "client" in roles:
             client_guests.append(guest)
     for guest in client_guests:
-        if router_address is not None and guest.upstream_if is None:
+        if guest.upstream_if is not None:
+            continue
+        if guest.vlan_if is not None and router_address is not None:
             guest.default_route = router_address
+            guest.accept_redirects = False
+        elif guest.vlan_if is None and guest.lans:
+            ifname, address, _port, _br = guest.lans[0]
+            gateway = lan_routers.get(address.network)
+            if gateway is None:
+                raise PlanError(f"{path}: hosts.{guest.name}.lab.lan.{ifname}: no host with "
+                                f"role router is on {address.network}; give the router an "
+                                f"address there (its lab: {{lan: ...}})")
+            guest.default_route, guest.default_dev = gateway, ifname
             guest.accept_redirects = False
     clients = _get(lab, "clients", ("microvm",))
     for cname in clients or ():
@@ -202,5 +229,23 @@ def make_plan(inventory: Any) -> LabPlan:
         switch_ns=f"gr{ident}_switch", upstream_ns=f"gr{ident}_upstream",
         vlan_bridge=f"br{vlan_id}",
         upstream_gateway=IPv4Interface(f"{up_hosts[0]}/{upstream.prefixlen}"),
-        proxy_port=PROXY_PORT, guests=guests,
+        proxy_port=PROXY_PORT, guests=guests, lan_bridges=lan_bridges,
     )
+
+
+def _plan_lans(path: str, name: str, guest: GuestPlan,
+               lans: tuple[tuple[str, IPv4Interface], ...],
+               bridges: dict[IPv4Network, str], taken: tuple[Any, ...]) -> None:
+    """The guest's LAN interfaces: a bridge per subnet (made on first use), a port each."""
+    own = {guest.vlan_if, guest.upstream_if, *guest.dummy_ifs} - {None}
+    for n, (ifname, address) in enumerate(lans):
+        where = f"{path}: hosts.{name}.lab.lan.{ifname}"
+        if ifname in own:
+            raise PlanError(f"{where}: {ifname} is already this host's VLAN, parent or "
+                            "upstream interface; pick another name")
+        for other in taken:
+            if other is not None and address.network.overlaps(ip_network(str(other))):
+                raise PlanError(f"{where}: {address.network} overlaps {other} (the VLAN or a "
+                                "lab network); give the LAN a subnet of its own")
+        bridge = bridges.setdefault(address.network, f"lan{len(bridges)}")
+        guest.lans.append((ifname, address, f"l{guest.index}x{n}", bridge))

@@ -11,13 +11,19 @@ validates these keys with the rest of the file (file, line, key, did-you-mean). 
       clients: [microvm]               # DHCP client guests (no SSH, not hosts)
     hosts:
       rp0: {..., lab: {kind: systemd, boot: firmware, seed: [dphys-swapfile]}}
+      edge: {..., lab: {lan: {eth1: 192.168.30.1/24}}}      # the router's own LAN ...
+      audience: {..., lab: {kind: chroot, lan: {eth0: 192.168.30.10/24}}}   # ... a client on it
+
+`lan:` puts a guest on a segment of its own (one per subnet, beside the VLAN): interface
+name -> address with prefix. On a real site that segment is the router's LAN (the audience's
+network), which greenroom does not make; in the lab the lab does.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
 from typing import Any, ClassVar
 
 from runbooks.core.inventory_fields import Collector
@@ -36,7 +42,7 @@ from runbooks.core.inventory_schema import (
 LAB_KINDS: tuple[str, ...] = ("systemd", "chroot")
 LAB_BOOTS: tuple[str, ...] = ("firmware", "legacy", "grub")
 LAB_KEYS = {"management": True, "upstream": True, "clients": False}
-HOST_LAB_KEYS = {"kind": False, "boot": False, "seed": False}
+HOST_LAB_KEYS = {"kind": False, "boot": False, "seed": False, "lan": False}
 LAB_MGMT_IF = "mgmt0"  # every guest's management interface
 _SEED_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -60,6 +66,7 @@ class HostLab:
     kind: str = "systemd"
     boot: str | None = None
     seed: tuple[str, ...] = ()
+    lan: tuple[tuple[str, IPv4Interface], ...] = ()  # (interface, address) on LAN segments
 
 
 def declare() -> None:
@@ -146,9 +153,36 @@ def read_host_lab(c: Collector, value: Any, path: Path_, ctx: HostKeyContext) ->
         if not _SEED_NAME.match(seed):
             c.add(item_path, f"seed name {seed!r} must be lower-case letters, digits, '.', "
                              "'_' or '-' (like dphys-swapfile)")
+    lan = _read_lan(c, lab.get("lan"), (*path, "lan"))
     if kind is None:
         return None
-    return HostLab(kind, boot, tuple(seed for _, seed in seeds or []))
+    return HostLab(kind, boot, tuple(seed for _, seed in seeds or []), lan)
+
+
+def _read_lan(c: Collector, value: Any, path: Path_) -> tuple[tuple[str, IPv4Interface], ...]:
+    """`lan: {eth1: 192.168.30.1/24}`: the guest's interfaces on LAN segments of the lab."""
+    if value is None:
+        return ()
+    if not isinstance(value, dict) or not value:
+        c.add(path, "must map interface names to addresses, like lan: {eth1: 192.168.30.1/24}")
+        return ()
+    found: list[tuple[str, IPv4Interface]] = []
+    for name, address in value.items():
+        item = (*path, str(name))
+        ifname = c.ifname(str(name), item)
+        if ifname == LAB_MGMT_IF:
+            c.add(item, f"'{LAB_MGMT_IF}' is the lab's own management interface in every "
+                        "guest; pick another interface name")
+            continue
+        iface = c.interface_address(address, item)
+        if ifname and iface is not None:
+            if iface.network.prefixlen >= 31 or iface.ip in (iface.network.network_address,
+                                                              iface.network.broadcast_address):
+                c.add(item, f"{iface} is not a host address of a LAN; write it like "
+                            "192.168.30.10/24")
+                continue
+            found.append((ifname, iface))
+    return tuple(found)
 
 
 def _check_clients(c: Collector, clients: tuple[str, ...], raw_hosts: Any) -> None:

@@ -102,7 +102,8 @@ def test_converged_lab_resets_to_nothing_and_says_go(converged, tmp_path, capsys
     code, checked = call(check, tmp_path, "check")
     assert code == 0 and failing(checked) == set()
     hosts = {h["host"] for h in checked["hosts"]}
-    assert hosts == {"dell", "rp0", "rp1", "lp0", "edge", "laptop"}  # the router and client too
+    # the router and both clients too (the laptop on the VLAN, the audience on edge's LAN)
+    assert hosts == {"dell", "rp0", "rp1", "lp0", "edge", "laptop", "audience"}
     out = capsys.readouterr().out
     assert "GO: every check on every host is green" in out
     # every step's time is shown next to its usual time, from the recorded history

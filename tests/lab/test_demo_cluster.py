@@ -13,6 +13,13 @@ changes nothing; `--check` before it lists the changes and makes none. On the co
 every cluster check is green, the system pods too, and the VIP (hosts/lab.yaml's
 network.vip, held on rp0's VLAN interface by the k3s double's kube-vip emulation) answers
 the API from the gateway; with the VIP dropped from rp0, demo.check is NO-GO naming it.
+
+The audience's seat (runbooks/demo/path.py): the client `audience` on edge's own LAN
+(hosts/lab.yaml `lans:`), not on the VLAN, is answered through edge both ways: green when
+converged (the nodes have no route of their own to its LAN: their answers go to dell, which
+routes the LAN via edge); with dell's route to the LAN removed, NO-GO naming the path check
+("no way back") and dell's drift; with every speaker stopped as well (edge withdraws the
+LoadBalancer IPs), the page does not answer; demo.reset puts both back and says GO.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ KUBECTL = "k3s kubectl"
 NODES = ("rp0", "rp1", "lp0")
 WEB = "greenroom-double-web"  # runbooks/lab/doubles/bgp_speaker.py: the Service's pods
 VIP = "192.168.10.25"  # hosts/lab.yaml: network.vip
+AUDIENCE, LAN, SEAT = "audience", "192.168.30.0/24", "192.168.30.10"  # hosts/lab.yaml
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +151,54 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
 
     code, again = call(reset, tmp_path, "again")
     assert code == 0 and again["ok"] is True and changed(again) == set()
+
+
+def test_the_audience_behind_the_router_is_answered_through_it(cluster, tmp_path):
+    lab = cluster
+    code, data = call(check, tmp_path, "audience")
+    assert code == 0 and failing(data) == set(), failing(data)
+    seen = checks(data)[(AUDIENCE, "demo.path", "answers")]
+    assert "http://192.168.20.0/ answers" in seen
+    assert "route to 192.168.20.0 via edge (192.168.30.1)" in seen  # edge's LAN address
+    assert f"answers come back through edge: {SEAT} is on {LAN}, not the VLAN" in seen
+    # what makes it so, on the real hosts: the audience has no address on the VLAN; no node
+    # has a route of its own to the LAN (its answers take the default route, dell); dell
+    # routes the LAN via edge (dell-gateway, from `lans:`), at boot too
+    assert "192.168.10." not in sh(lab, AUDIENCE, "ip -4 -o addr show")
+    for node in NODES:
+        assert LAN not in sh(lab, node, "ip -4 route show"), node
+    assert "via 192.168.10.6 dev eth1.100" in sh(lab, "dell", f"ip -4 route show {LAN}")
+    assert f"ip route replace {LAN} via 192.168.10.6" in \
+        sh(lab, "dell", "cat /etc/systemd/system/greenroom-routes.service")
+    # the page itself, fetched the way the audience would
+    page = sh(lab, AUDIENCE, "curl -fsS -m 5 http://192.168.20.0/")
+    assert page.strip()
+
+
+def test_no_way_back_or_no_announcement_is_no_go_naming_the_path(cluster, tmp_path):
+    lab = cluster
+    sh(lab, "dell", f"ip route del {LAN}")
+    for node in NODES:  # forget what dell's ICMP redirects taught the nodes about the LAN
+        sh(lab, node, "ip route flush cache")
+    code, found = call(check, tmp_path, "no-way-back")
+    assert code == 1 and found["ok"] is False
+    bad = failing(found)
+    assert (AUDIENCE, "demo.path", "answers") in bad, bad
+    assert {h for h, _s, _n in bad} == {AUDIENCE, "dell"}, bad  # dell's missing route: drift
+    detail = checks(found)[(AUDIENCE, "demo.path", "answers")]
+    assert f"no way back from the VLAN to {SEAT}: edge (192.168.10.6) answers it" in detail
+    assert f"a route to {LAN} via edge" in detail
+    assert ("laptop", "demo.path", "answers") not in bad  # on the VLAN: answered directly
+
+    for node in NODES:  # the router stops learning the LoadBalancer IPs
+        sh(lab, node, "systemctl stop bird")
+    code, found = call(check, tmp_path, "no-announcement")
+    assert code == 1
+    detail = checks(found)[(AUDIENCE, "demo.path", "answers")]
+    assert "http://192.168.20.0/ does not answer" in detail, detail
+
+    code, fixed = call(reset, tmp_path, "fix-path")
+    assert code == 0 and fixed["ok"] is True, failing(fixed)
+    assert "via 192.168.10.6" in sh(lab, "dell", f"ip -4 route show {LAN}")
+    seen = checks(fixed)[(AUDIENCE, "demo.path", "answers")]
+    assert "http://192.168.20.0/ answers" in seen and "come back through edge" in seen

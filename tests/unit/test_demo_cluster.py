@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from ipaddress import IPv4Address, IPv4Network
 from types import SimpleNamespace
 
 import pytest
 
+from runbooks.common.bgp import Router
 from runbooks.core import converge
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
@@ -177,6 +179,8 @@ def test_vip_answers(fact, ok, says):
                  "route to 192.168.20.0 via edge (192.168.10.6)", id="via-the-router"),
     pytest.param(FactResult(0, "192.168.20.0 via 10.0.0.1 dev wlan0 src 10.0.0.5\n"), True,
                  "route to 192.168.20.0 via 10.0.0.1", id="via-another-gateway"),
+    pytest.param(FactResult(0, "192.168.20.0 via 192.168.30.1 dev eth0 src 192.168.30.10\n"),
+                 True, "route to 192.168.20.0 via edge (192.168.30.1)", id="via-the-routers-lan"),
     pytest.param(FactResult(0, "192.168.20.0 dev eth0 src 192.168.10.7 uid 0\n"), False,
                  "no route to 192.168.20.0 through a router (192.168.20.0 dev eth0 src "
                  "192.168.10.7 uid 0)", id="on-link"),
@@ -187,7 +191,49 @@ def test_vip_answers(fact, ok, says):
 def test_the_path_goes_through_a_router(route, ok, says):
     from runbooks.demo.path import RoutedHealth
 
-    step = RoutedHealth(SimpleNamespace(log=lambda _t: None), ["192.168.20.0"],
-                        {"192.168.10.6": "edge"})
+    step = RoutedHealth(SimpleNamespace(log=lambda _t: None), ["192.168.20.0"], [EDGE])
     assert step.facts() == {"192.168.20.0": "ip -4 route get 192.168.20.0"}
     assert step.evaluate({"192.168.20.0": route}) == [(ok, says)]
+
+
+EDGE = Router("edge", "frr", 64512, IPv4Address("192.168.10.6"),
+              (IPv4Network("192.168.30.0/24"),))
+ON_LAN = FactResult(0, "192.168.20.0 via 192.168.30.1 dev eth0 src 192.168.30.10 uid 0\n")
+UP, DOWN = FactResult(0, "1 packets transmitted, 1 received"), FactResult(1, "0 received")
+NO_WAY = ("no way back from the VLAN to 192.168.30.10: edge (192.168.10.6) answers it, the "
+          "VLAN's gateway (192.168.10.2) does not; it needs a route to 192.168.30.0/24 via "
+          "edge (`inv dell-gateway` adds it from lans.edge of the inventory)")
+
+
+@pytest.mark.parametrize("route, router, gateway, ok, says", [
+    pytest.param(FactResult(0, "192.168.20.0 via 192.168.10.6 dev eth0 src 192.168.10.7\n"),
+                 DOWN, DOWN, True, "answers come straight back on the VLAN (192.168.10.7 is on "
+                 "192.168.10.0/25; a client on a LAN behind the router proves the way back "
+                 "too)", id="client-on-the-vlan"),
+    pytest.param(ON_LAN, UP, UP, True, "answers come back through edge: 192.168.30.10 is on "
+                 "192.168.30.0/24, not the VLAN, and the VLAN's gateway (192.168.10.2) answers "
+                 "it", id="on-the-routers-lan"),
+    pytest.param(ON_LAN, UP, DOWN, False, NO_WAY, id="gateway-has-no-route-back"),
+    pytest.param(ON_LAN, DOWN, DOWN, False, "no way back from the VLAN to 192.168.30.10: edge "
+                 "(192.168.10.6) and the VLAN's gateway (192.168.10.2) do not answer it; it "
+                 "needs a route to 192.168.30.0/24 via edge (`inv dell-gateway` adds it from "
+                 "lans.edge of the inventory)", id="router-silent-too"),
+])
+def test_the_answers_come_back_through_the_router(route, router, gateway, ok, says):
+    from runbooks.demo.path import ReturnHealth
+
+    step = ReturnHealth(SimpleNamespace(log=lambda _t: None), "192.168.20.0",
+                        IPv4Network("192.168.10.0/25"), IPv4Address("192.168.10.2"), [EDGE])
+    assert step.facts() == {"route": "ip -4 route get 192.168.20.0",
+                            "ping 192.168.10.6": "ping -c 1 -W 2 -n -q 192.168.10.6",
+                            "ping gateway": "ping -c 1 -W 2 -n -q 192.168.10.2"}
+    facts = {"route": route, "ping 192.168.10.6": router, "ping gateway": gateway}
+    assert step.evaluate(facts) == [(ok, says)]
+
+
+def test_no_route_leaves_the_way_back_to_the_route_check():
+    from runbooks.demo.path import ReturnHealth
+
+    step = ReturnHealth(SimpleNamespace(log=lambda _t: None), "192.168.20.0",
+                        IPv4Network("192.168.10.0/25"), None, [])
+    assert step.evaluate({"route": FactResult(2, "RTNETLINK answers: unreachable")}) == []

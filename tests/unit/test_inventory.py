@@ -437,13 +437,13 @@ def test_lab_inventory_loads():
     assert lab_of(inv).management == IPv4Network("10.231.0.0/24")
     assert lab_of(inv).upstream == IPv4Network("10.231.1.0/24")
     assert lab_of(inv).clients == ("microvm",)
-    assert list(inv.hosts) == ["dell", "rp0", "rp1", "lp0", "edge", "laptop"]
+    assert list(inv.hosts) == ["dell", "rp0", "rp1", "lp0", "edge", "laptop", "audience"]
     boots = {name: host_lab(host).boot for name, host in inv.hosts.items()}
     assert boots == {"dell": None, "rp0": "firmware", "rp1": "legacy", "lp0": "grub",
-                     "edge": None, "laptop": None}
+                     "edge": None, "laptop": None, "audience": None}
     kinds = {name: host_lab(host).kind for name, host in inv.hosts.items()}
     assert kinds == {"dell": "systemd", "rp0": "systemd", "rp1": "systemd", "lp0": "systemd",
-                     "edge": "systemd", "laptop": "chroot"}
+                     "edge": "systemd", "laptop": "chroot", "audience": "chroot"}
     assert host_lab(inv.hosts["edge"]).seed == ("frr-caps",)
     assert all(IPv4Address(h.address) in lab_of(inv).management for h in inv.hosts.values())
     dell = inv.hosts["dell"]
