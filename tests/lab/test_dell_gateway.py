@@ -194,12 +194,16 @@ def test_check_task_is_read_only_and_reports_unhealthy(converged):
 
 
 def test_persisted_config_restores_address_and_nat(converged):
-    """What a reboot would redo: the units bring back the address and greenroom's table."""
+    """What a reboot would redo: the units bring back the address, greenroom's table and
+    the route to edge's LAN (hosts/lab.yaml `lans:`), which went with the address."""
     lab = converged
     sh(lab, GATEWAY, "ip addr flush dev eth1.100 && nft delete table inet greenroom")
-    sh(lab, GATEWAY, "systemctl restart greenroom-vlan-eth1.100 greenroom-nftables")
+    assert "192.168.30.0/24" not in sh(lab, GATEWAY, "ip -4 route show")
+    sh(lab, GATEWAY, "systemctl restart greenroom-vlan-eth1.100 greenroom-nftables "
+                     "greenroom-routes")
     assert "inet 192.168.10.2/25" in sh(lab, GATEWAY, "ip -4 addr show dev eth1.100")
     assert "masquerade" in sh(lab, GATEWAY, "nft list table inet greenroom")
+    assert "192.168.30.0/24 via 192.168.10.6 dev eth1.100" in sh(lab, GATEWAY, "ip -4 route")
     result, out = run(lab)
     assert result.changed == 0, out
 
