@@ -130,7 +130,9 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     # the sessions of the nodes that still speak stay green: only the drifted ones are named
     assert ("edge", "router", "BGP session with rp0") not in bad
     assert "http://192.168.20.0/ does not answer" in seen[("laptop", "demo.path", "answers")]
-    assert {h for h, _s, _n in bad} <= {*NODES, "edge", "laptop"}, bad
+    # the audience on edge's LAN sees the same page gone
+    assert "http://192.168.20.0/ does not answer" in seen[(AUDIENCE, "demo.path", "answers")]
+    assert {h for h, _s, _n in bad} <= {*NODES, "edge", "laptop", AUDIENCE}, bad
 
     # --check shows what the reset would do, and does none of it
     code, shown = call(reset, tmp_path, "shown", check=True)
