@@ -11,6 +11,7 @@ problem before opening any connection (a socket connect anywhere fails the test)
 from __future__ import annotations
 
 import inspect
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,8 @@ CASES = [
     case("microk8s-remove-default-user-not-bool", "microk8s", "  remove_default_user: true",
          "  remove_default_user: maybe", "cluster.remove_default_user",
          "remove_default_user: maybe", "must be true or false"),
+    case("microk8s-addon-name", "microk8s", "{name: ingress}]", "{name: Ingress}]",
+         "cluster.addons[2].name", "{name: Ingress}", "is not an addon name"),
     case("microk8s-addon-args-not-a-list", "microk8s", "{name: ingress}]",
          "{name: ingress, args: 3}]", "cluster.addons[2].args", "args: 3",
          "must be a list of strings"),
@@ -441,3 +444,48 @@ def test_every_task_refuses_before_any_connection(site, old, new, key, needle, f
         assert refused.value.code == 2, f"{name}: exit {refused.value.code}"
         assert where in str(refused.value.message), f"{name}: {refused.value.message}"
     assert no_connections == []
+
+
+def _schema_keys(fields: Any, prefix: str) -> list[str]:
+    """Every key of a Table's fields, nested Tables and list items included (dotted)."""
+    from runbooks.core.inventory_schema import Table
+
+    keys = []
+    for name, schema in fields.items():
+        keys.append(prefix + name)
+        inner = schema if isinstance(schema, Table) else getattr(schema, "items", None)
+        if isinstance(inner, Table):
+            keys += _schema_keys(inner.fields, f"{prefix}{name}.")
+    return keys
+
+
+def declared_keys() -> list[str]:
+    """Every key the sections of the cluster layer and the demo declare, read from their
+    schemas (hosts' vars as vars.KEY, list indexes dropped)."""
+    from runbooks.common import bgp, demo_section, kube_cluster, microk8s_cluster
+    from runbooks.core.inventory_schema import vars_schema
+
+    keys = [f"cluster.{k}" for k in {*kube_cluster.CLUSTER_KEYS, *microk8s_cluster.KEYS}]
+    keys += ["cluster.addons.name", "cluster.addons.args", "cluster.ingress_service.address"]
+    keys += [f"metallb.{k}" for k in bgp.SECTION_KEYS]
+    keys += [f"metallb.password.{k}" for k in bgp.PASSWORD_KEYS]
+    keys += [f"demo.{k}" for k in demo_section.KEYS]
+    keys += ["demo.workloads.namespaces", "demo.workloads.manifests"]
+    keys += [f"demo.reset.{k}" for k in demo_section.STEP_KEYS]
+    for role in ("router", "xen-dom0", "k3s-server", "microk8s"):
+        keys += _schema_keys(vars_schema([role]), "vars.")
+    return sorted(set(keys))
+
+
+def _covered(key: str) -> str:
+    key = re.sub(r"\[\d+\]", "", key)
+    return re.sub(r"^hosts\.[^.]+\.vars\.", "vars.", key)
+
+
+def test_every_declared_key_has_a_bad_input_row():
+    """The table above covers every key of these sections (a new key needs its row)."""
+    rows = {_covered(c.values[3]) for c in CASES}
+    missing = [k for k in declared_keys()
+               if not any(r == k or r.startswith(k + ".") for r in rows)]
+    assert missing == []
+    assert len(declared_keys()) > 60
