@@ -88,6 +88,8 @@ def test_modprobe_of_builtin_modules_succeeds(lab, module):
 def test_vlan_interfaces_are_named_and_addressed_as_the_inventory_says(lab):
     lab.reset("dell")  # a fresh gateway: runbook tests may have configured this one
     for name, host in lab.inventory.hosts.items():
+        if host.vlan is None:  # the audience: on edge's LAN only (the next test)
+            continue
         out = lab.exec(name, f"ip -o -4 addr show dev {host.vlan.name}")
         assert out.returncode == 0, f"{name}: {out.stderr}"
         if "gateway" in host.roles and host.vlan.managed:
@@ -95,6 +97,23 @@ def test_vlan_interfaces_are_named_and_addressed_as_the_inventory_says(lab):
         else:
             assert f"inet {host.vlan.address}" in out.stdout
         assert lab.exec(name, f"ip link show dev {host.vlan.parent}").returncode == 0
+
+
+def test_lan_hosts_sit_on_their_own_segment_behind_the_router(lab):
+    """hosts/lab.yaml's audience: on edge's LAN (lab.lan), not on the VLAN, its default route
+    edge's LAN address; edge reaches it there."""
+    def out(host, cmd):
+        done = lab.exec(host, cmd)
+        assert done.returncode == 0, f"{host}: {cmd}: {done.stderr}"
+        return done.stdout
+
+    assert "default via 192.168.30.1 dev eth0" in out("audience", "ip -4 route show")
+    assert "192.168.10." not in out("audience", "ip -4 -o addr show")
+    assert "inet 192.168.30.10/24" in out("audience", "ip -4 -o addr show dev eth0")
+    assert "inet 192.168.30.1/24" in out("edge", "ip -4 -o addr show dev eth1")
+    assert lab.exec("edge", "ping -c 1 -W 2 192.168.30.10").returncode == 0
+    # a segment of its own: a board on the VLAN has no link to it (only a route via a gateway)
+    assert " via " in out("rp0", "ip -4 route get 192.168.30.10")
 
 
 def test_boards_reach_each_other_over_the_vlan(lab):
