@@ -168,9 +168,11 @@ def path_plan(ctx: HostContext) -> Plan:
         return Plan()
     routers = routers_of(ctx.inventory)
     network = ctx.inventory.network
-    return Plan(steps=[RoutedHealth(ctx, addresses, routers), client_health(ctx, addresses),
+    # the way out, the way back, then the answer (a missing way back is named as such)
+    return Plan(steps=[RoutedHealth(ctx, addresses, routers),
                        ReturnHealth(ctx, addresses[0], network.subnet, network.gateway,
-                                    routers)])
+                                    routers),
+                       client_health(ctx, addresses)])
 
 
 PATH = Runbook("demo.path", ROLES, path_plan)
