@@ -28,8 +28,11 @@ COMMAND = "exec sh -s"
 
 
 def batchable(action: Action) -> bool:
-    """Whether the batch can carry this action's stdin exactly: a here-document always ends
-    with a newline and cannot hold a NUL byte (others run on their own, as before)."""
+    """Whether the batch can carry this action exactly: its `whole` form, or its stdin as a
+    here-document, which always ends with a newline and cannot hold a NUL byte (others run
+    on their own, as before)."""
+    if action.whole is not None:  # needs no stdin in a batch
+        return True
     stdin = action.stdin
     if isinstance(stdin, bytes):  # a binary file (k3s release, microk8s snap): on its own
         return False
@@ -48,7 +51,9 @@ class Batch:
         heredoc = "@@greenroom-in-" + _random.token_hex(8)
         parts = ["{"]
         for action in self.actions:
-            if action.stdin is None:
+            if action.whole is not None:
+                parts.append(f"( {action.whole}\n) </dev/null 2>&1")
+            elif action.stdin is None:
                 parts.append(f"( {action.command}\n) </dev/null 2>&1")
             else:
                 parts.append(f"( {action.command}\n) 2>&1 <<'{heredoc}'\n"

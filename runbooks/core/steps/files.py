@@ -44,8 +44,14 @@ def write_command(
     owner: str,
     group: str,
     validate: str | None,
+    whole: bool = False,
 ) -> str:
     """The remote script that writes `content` (read from stdin) to `path` atomically.
+
+    `whole=True`: the script for a batch (`Action.whole`), parsed whole by the shell before
+    any of it runs, so the content travels in the script itself (`printf`, a shell builtin)
+    and cannot arrive cut: no `cat` of stdin, no SHA-256 check (two processes per file; the
+    check is for stdin, which a lost connection may end early).
 
     A converging fleet pays for every process this script starts on every host, so it
     starts few: the directories are made only when missing, stale temporary files removed
@@ -56,7 +62,6 @@ def write_command(
     replaced file into the backups, the validator, chmod/chown when needed)."""
     directory, base = posixpath.split(path)
     q = shlex.quote
-    digest = hashlib.sha256(content.encode()).hexdigest()
     validator = ""
     if validate:
         check = validate.replace("{}", '"$tmp"')
@@ -77,6 +82,13 @@ def write_command(
     else:
         set_owner = f'chown {q(owner)}:{q(group)} "$tmp"\n'
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if whole:
+        fill = f'printf %s {q(content)} > "$tmp"\n'
+    else:
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        fill = ('cat > "$tmp"\n'
+                f'echo "{digest}  $tmp" | sha256sum -c - >/dev/null 2>&1 || '
+                '{ echo "content arrived incomplete; nothing was changed" >&2; exit 4; }\n')
     return (
         "set -e\n"
         f"[ -d {q(directory)} ] || mkdir -p {q(directory)}\n"
@@ -84,9 +96,7 @@ def write_command(
         f"tmp={temp}{secrets.token_hex(6)}\n"
         f'{create}set -C; : > "$tmp"; set +C; umask 022\n'
         "trap 'rm -f \"$tmp\"' EXIT\n"
-        'cat > "$tmp"\n'
-        f'echo "{digest}  $tmp" | sha256sum -c - >/dev/null 2>&1 || '
-        '{ echo "content arrived incomplete; nothing was changed" >&2; exit 4; }\n'
+        f"{fill}"
         f"{set_mode}{set_owner}"
         f"{validator}"
         f"if [ -e {q(path)} ]; then [ -d {backup_dir} ] || mkdir -p {backup_dir}; "
@@ -152,10 +162,11 @@ class Edit(Step):
         if wanted != state.content:
             diff = SECRET_DIFF if self.secret else unified_diff(self.path, state.content, wanted)
             verb = "create" if state.content is None else "update"
-            command = write_command(self.path, wanted, mode, self.owner, self.group,
-                                    self.validate)
-            changes.append(Change(f"{verb} {self.path}", (Action(command, wanted),), diff,
-                                  reboot=self.reboot))
+            args = (self.path, wanted, mode, self.owner, self.group, self.validate)
+            # a shell string cannot hold a NUL byte: such content travels on stdin only
+            whole = None if "\0" in wanted else write_command(*args, whole=True)
+            action = Action(write_command(*args), wanted, whole)
+            changes.append(Change(f"{verb} {self.path}", (action,), diff, reboot=self.reboot))
         else:
             changes.extend(self._metadata_changes(state, mode))
         return changes
