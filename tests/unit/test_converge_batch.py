@@ -383,7 +383,7 @@ def test_a_batched_file_write_carries_its_content_in_the_script(tmp_path, conten
     target = tmp_path / "t.conf"
     target.write_text("old\n")
     [change] = File(str(target), content, mode="640").plan(
-        {"file": FactResult(0, f"644 root root\n@@greenroom-content\nold\n")})
+        {"file": FactResult(0, "644 root root\n@@greenroom-content\nold\n")})
     [action] = change.actions
     assert action.whole is not None and batchable(action)
     script = Batch([action]).script()
