@@ -289,9 +289,13 @@ class Directory(Step):
         p = q(self.path)
         fact = facts["dir"]
         if not fact.ok:
+            # one process where three were: the mode from mkdir itself, and root's new
+            # directory is root's already unless its parent says otherwise (as in write_command)
+            chown = f"chown {q(self.owner)}:{q(self.group)} {p}"
+            if (self.owner, self.group) == ("root", "root"):
+                chown = f"{{ [ -O {p} ] && [ -G {p} ] || {chown}; }}"
             return [Change(f"create directory {self.path}", (Action(
-                f"mkdir -p {p} && chmod {q(self.mode)} {p} && "
-                f"chown {q(self.owner)}:{q(self.group)} {p}"),))]
+                f"mkdir -p -m {q(self.mode)} {p} && {chown}"),))]
         mode, owner, group = (fact.out.split() + ["", "", ""])[:3]
         changes = []
         if mode.lstrip("0") != self.mode.lstrip("0"):
