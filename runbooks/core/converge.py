@@ -261,7 +261,8 @@ class Converger:
                 self.marked.update(names)
                 first = f"{marks.mark_command(names)} || exit 97\n"
                 action = Action(first + action.command, action.stdin,
-                                None if action.whole is None else first + action.whole)
+                                None if action.whole is None else first + action.whole,
+                                action.staged)
             out.append(action)
         return out
 

@@ -413,3 +413,69 @@ def test_the_handler_marker_goes_before_the_batched_form_too():
     first = action.command.split("|| exit 97\n")[0]
     assert first and action.whole is not None and action.whole.startswith(first + "|| exit 97\n")
     assert "printf %s" in action.whole and "sha256sum" in action.command
+
+
+def _write(path, content, **kw) -> Action:
+    [change] = File(str(path), content, **kw).plan({"file": FactResult(1, "")})
+    return change.actions[0]
+
+
+def _programs(tmp_path, script: str) -> list[str]:
+    """The programs a batch script starts (strace), on the local sh."""
+    import shutil
+
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), "sh", "-s"],
+                   input=script, text=True, capture_output=True, check=True)
+    return [line.split('"')[1].rsplit("/", 1)[-1] for line in trace.read_text().splitlines()
+            if "execve(" in line][1:]
+
+
+def test_staged_writes_next_to_each_other_share_one_sync(tmp_path):
+    """Writes next to each other leave their content in temporary files and the last puts
+    them all in place after one `sync`; a command between them sees the earlier files in
+    place (it ends the run of staged writes)."""
+    a, b, c = (tmp_path / n for n in ("a.conf", "b.conf", "c.conf"))
+    b.write_text("old b\n")
+    actions = [_write(a, "A\n"), _write(b, "B\n"), Action(f"cat {a} {b} > {tmp_path}/seen"),
+               _write(c, "C\n", mode="600")]
+    assert all(x.staged for x in (actions[0], actions[1], actions[3]))
+    programs = _programs(tmp_path, Batch(actions).script())
+    assert programs.count("sync") == 2 and programs.count("mv") == 3
+    assert (tmp_path / "seen").read_text() == "A\nB\n"
+    assert (a.read_text(), b.read_text(), c.read_text()) == ("A\n", "B\n", "C\n")
+    assert oct(c.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir() if ".greenroom." in p.name) == []
+
+
+@pytest.mark.parametrize("failing", [1, 2], ids=["middle-of-the-run", "last-of-the-run"])
+def test_a_failed_write_still_puts_the_staged_ones_before_it_in_place(tmp_path, failing):
+    """As if each write had been sent on its own: those before the failure are in place,
+    the failed one's target keeps its old content, the later ones never ran."""
+    paths = [tmp_path / f"{n}.conf" for n in range(3)]
+    for path in paths:
+        path.write_text("old\n")
+    actions = [_write(p, f"new {n}\n", validate="false {}" if n == failing else None)
+               for n, p in enumerate(paths)]
+    shell = LocalShell()
+    applied = run_batch(shell, actions[: failing + 1] if failing == 2 else actions,
+                        {"x": "echo never"})
+    assert applied.rcs == [0] * failing + [3] and applied.facts is None
+    assert [p.read_text() for p in paths] == [f"new {n}\n" for n in range(failing)] + \
+        ["old\n"] * (3 - failing)
+    assert [p.name for p in tmp_path.iterdir() if ".greenroom." in p.name] == []
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.95], ids=["early", "middle", "before-the-brace"])
+def test_a_script_of_staged_writes_cut_on_its_way_runs_nothing(tmp_path, cut):
+    targets = [tmp_path / "one.conf", tmp_path / "two.conf"]
+    for target in targets:
+        target.write_text("old\n")
+    script = Batch([_write(t, "new\n") for t in targets]).script()
+    done = subprocess.run(["sh", "-s"], input=script[: int(len(script) * cut)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert [t.read_text() for t in targets] == ["old\n", "old\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.conf", "two.conf"]

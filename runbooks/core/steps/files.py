@@ -44,14 +44,8 @@ def write_command(
     owner: str,
     group: str,
     validate: str | None,
-    whole: bool = False,
 ) -> str:
     """The remote script that writes `content` (read from stdin) to `path` atomically.
-
-    `whole=True`: the script for a batch (`Action.whole`), parsed whole by the shell before
-    any of it runs, so the content travels in the script itself (`printf`, a shell builtin)
-    and cannot arrive cut: no `cat` of stdin, no SHA-256 check (two processes per file; the
-    check is for stdin, which a lost connection may end early).
 
     A converging fleet pays for every process this script starts on every host, so it
     starts few: the directories are made only when missing, stale temporary files removed
@@ -59,7 +53,48 @@ def write_command(
     random, `set -C` refusing one that exists) with the wanted mode through the umask when
     the mode allows it (no execute or special bits), and chown runs only when the file is
     not already owned as wanted. What remains: cat, sha256sum, sync, mv (and cp of the
-    replaced file into the backups, the validator, chmod/chown when needed)."""
+    replaced file into the backups, the validator, chmod/chown when needed). In a batch,
+    `staged_write` starts fewer."""
+    script, _ = _write_script(path, content, mode, owner, group, validate, from_stdin=True)
+    return (f'{script}sync "$tmp" 2>/dev/null || true\n'
+            f'mv -f "$tmp" {shlex.quote(path)}\ntrap - EXIT\n')
+
+
+def staged_write(
+    path: str,
+    content: str,
+    mode: str,
+    owner: str,
+    group: str,
+    validate: str | None,
+) -> tuple[str, str]:
+    """`write_command` for a batch (`Action.whole` and `Action.staged`): the script, and
+    the temporary file it leaves behind, validated, for the batch to sync and rename over
+    `path` (runbooks.core.apply: one `sync` for the staged writes next to each other).
+
+    The batch's script is parsed whole by the shell before any of it runs, so the content
+    travels in the script itself (`printf`, a shell builtin) and cannot arrive cut: no `cat`
+    of stdin and no SHA-256 check, which are for stdin that a lost connection may end early.
+    `content` must not hold a NUL byte (a shell string cannot)."""
+    if "\0" in content:
+        raise ValueError(f"{path}: content with a NUL byte travels on stdin only")
+    script, tmp = _write_script(path, content, mode, owner, group, validate, from_stdin=False)
+    return script + "trap - EXIT\n", tmp
+
+
+def _write_script(
+    path: str,
+    content: str,
+    mode: str,
+    owner: str,
+    group: str,
+    validate: str | None,
+    *,
+    from_stdin: bool,
+) -> tuple[str, str]:
+    """Everything up to the sync and rename: the temporary file filled (from stdin, checked
+    by its SHA-256, or from the script), its mode and owner set, validated, the replaced
+    file backed up; and the temporary file's path."""
     directory, base = posixpath.split(path)
     q = shlex.quote
     validator = ""
@@ -71,6 +106,7 @@ def write_command(
         )
     backup_dir = q(BACKUP_DIR + directory)
     temp = f"{q(directory)}/.{q(base)}.greenroom."
+    tmp = f"{directory}/.{base}.greenroom.{secrets.token_hex(6)}"
     bits = int(mode, 8)
     if bits & ~0o666:  # execute or special bits: the umask cannot give them
         create, set_mode = "umask 077\n", f'chmod {q(mode)} "$tmp"\n'
@@ -82,18 +118,18 @@ def write_command(
     else:
         set_owner = f'chown {q(owner)}:{q(group)} "$tmp"\n'
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    if whole:
-        fill = f'printf %s {q(content)} > "$tmp"\n'
-    else:
+    if from_stdin:
         digest = hashlib.sha256(content.encode()).hexdigest()
         fill = ('cat > "$tmp"\n'
                 f'echo "{digest}  $tmp" | sha256sum -c - >/dev/null 2>&1 || '
                 '{ echo "content arrived incomplete; nothing was changed" >&2; exit 4; }\n')
+    else:
+        fill = f'printf %s {q(content)} > "$tmp"\n'
     return (
         "set -e\n"
         f"[ -d {q(directory)} ] || mkdir -p {q(directory)}\n"
         f'for f in {temp}*; do if [ -e "$f" ]; then rm -f -- "$f"; fi; done\n'
-        f"tmp={temp}{secrets.token_hex(6)}\n"
+        f"tmp={q(tmp)}\n"
         f'{create}set -C; : > "$tmp"; set +C; umask 022\n'
         "trap 'rm -f \"$tmp\"' EXIT\n"
         f"{fill}"
@@ -101,10 +137,7 @@ def write_command(
         f"{validator}"
         f"if [ -e {q(path)} ]; then [ -d {backup_dir} ] || mkdir -p {backup_dir}; "
         f"cp -p {q(path)} {backup_dir}/{q(base)}.{stamp}; fi\n"
-        'sync "$tmp" 2>/dev/null || true\n'
-        f'mv -f "$tmp" {q(path)}\n'
-        "trap - EXIT\n"
-    )
+    ), tmp
 
 
 class Edit(Step):
@@ -163,9 +196,10 @@ class Edit(Step):
             diff = SECRET_DIFF if self.secret else unified_diff(self.path, state.content, wanted)
             verb = "create" if state.content is None else "update"
             args = (self.path, wanted, mode, self.owner, self.group, self.validate)
-            # a shell string cannot hold a NUL byte: such content travels on stdin only
-            whole = None if "\0" in wanted else write_command(*args, whole=True)
-            action = Action(write_command(*args), wanted, whole)
+            action = Action(write_command(*args), wanted)
+            if "\0" not in wanted:  # a shell string cannot hold one: on stdin only
+                script, tmp = staged_write(*args)
+                action = Action(action.command, wanted, script, (tmp, self.path))
             changes.append(Change(f"{verb} {self.path}", (action,), diff, reboot=self.reboot))
         else:
             changes.extend(self._metadata_changes(state, mode))
