@@ -99,7 +99,8 @@ def main() -> None:
                         help="time only the floors, every level of tuned_floor.py")
     parser.add_argument("--compare", metavar="DIR", default=None,
                         help="another greenroom checkout (e.g. main before a change): its "
-                        "no-op runs alternate with this checkout's and the floors'")
+                        "first run is timed just before this checkout's, its no-op runs "
+                        "alternate with this checkout's and the floors'")
     parser.add_argument("--repeat", type=int, default=REPEAT,
                         help=f"no-op runs per tool, the median counts (default {REPEAT})")
     args = parser.parse_args()
@@ -188,6 +189,13 @@ def main() -> None:
                 floors["greenroom compared"] = [sys.executable, str(before),
                                                 *tools["greenroom"][2:]]
             for tool, argv in tools.items():
+                if tool == "greenroom" and args.compare:
+                    # the compared checkout's first run too, from the same reset state, just
+                    # before this checkout's (its converged boards are reset again below)
+                    reset(subset)
+                    compared_first = timed(floors["greenroom compared"], env=env, cwd=HERE)
+                    print(f"{size} hosts greenroom compared first {compared_first:6.2f}s",
+                          flush=True)
                 reset(subset)
                 first = timed(argv, env=env, cwd=HERE)
                 # the peers' no-op (seconds each at 100 hosts) at most 3 times
@@ -206,6 +214,8 @@ def main() -> None:
                       f"{row[tool]['noop']:6.2f}s ({_list(noops[tool])})", flush=True)
                 for name in paired:
                     row[name] = {"noop": statistics.median(noops[name])}
+                    if name == "greenroom compared":
+                        row[name]["first"] = compared_first
                     print(f"{size} hosts {name:13} no-op {row[name]['noop']:6.2f}s "
                           f"({_list(noops[name])})", flush=True)
             results[size] = row
