@@ -12,11 +12,21 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 
+from runbooks.common.kubectl import ON_NODE
 from runbooks.core.facts import FactResult
 
-READ = re.compile(r"(?:k3s |microk8s )?kubectl get [^;&|<>`$()\n\\]*")
+
+def read_pattern(on_node: Mapping[str, str]) -> re.Pattern[str]:
+    """A plain `kubectl get`, by a plain kubectl or by the one each distribution runs on its
+    nodes (`on_node`: common.kubectl.ON_NODE), with no shell syntax after it."""
+    kubectls = sorted({*on_node.values(), "kubectl"}, key=len, reverse=True)
+    return re.compile(rf"(?:{'|'.join(map(re.escape, kubectls))}) get [^;&|<>`$()\n\\]*")
+
+
+READ = read_pattern(ON_NODE)
 
 
 def shareable(command: str) -> bool:

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbooks.common.kubectl import ON_NODE
 from runbooks.core.facts import FactResult
-from runbooks.demo.reads import SharedReads, shareable
+from runbooks.demo.reads import SharedReads, read_pattern, shareable
 
 
 @pytest.mark.parametrize("command, shared", [
@@ -27,6 +28,17 @@ from runbooks.demo.reads import SharedReads, shareable
 ], ids=lambda v: str(v)[:40])
 def test_only_plain_kubectl_gets_are_shared(command, shared):
     assert shareable(command) is shared
+
+
+def test_every_distributions_kubectl_is_shared_as_common_kubectl_names_it():
+    for kubectl in ON_NODE.values():
+        assert shareable(f"{kubectl} get nodes -o json"), kubectl
+    # a distribution added to ON_NODE is recognised without touching demo
+    pattern = read_pattern({"k0s": "k0s kubectl"})
+    assert pattern.fullmatch("k0s kubectl get nodes -o json")
+    assert pattern.fullmatch("kubectl get nodes")
+    assert not pattern.fullmatch("k3s kubectl get nodes")
+    assert not pattern.fullmatch("k0s kubectl get nodes; reboot")
 
 
 class Session:
