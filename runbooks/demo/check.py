@@ -26,7 +26,7 @@ from runbooks.demo import cluster as cluster_probe
 from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles
 from runbooks.demo.path import PATH
-from runbooks.demo.planning import Hints, Planner, Unknown, same_answers
+from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
 from runbooks.demo.reads import SharedReads
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
@@ -84,6 +84,7 @@ class _Part:
     plan: Plan | None = None
     failed: str | None = None  # the plan itself failed (StepFailed): its verdict
     unknown: bool = False  # planned ahead, it asked a planning read without a hint
+    ahead: Ahead | None = None  # its cluster reads while planned ahead
     seconds: float = 0.0
 
 
@@ -116,11 +117,15 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     mine = [(name, probe) for name, probe in probes if applies(probe_roles(probe), host)]
     ahead = hints.of(host.name) if hints is not None else {}
     chosen = [(kind, runbook) for kind, runbook in runbooks if applies(runbook.roles, host)]
-    parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log, ahead, False)
+    parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log, ahead, False,
+                        Ahead(reads, hints, inventory) if reads and hints else None)
               for kind, runbook in chosen]
     try:
         planning = time.monotonic()
         _plan_all(parts_)
+        for part in parts_:
+            if part.ahead is not None:
+                part.ahead.open = False
         report.timings["plans"] = time.monotonic() - planning
         commands: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
         for _name, probe in mine:
@@ -131,13 +136,22 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                 commands.update({f"{n}|{key}": command
                                  for key, command in first_reads(part.plan).items()})
         reading = time.monotonic()
-        known = reads.answered(host.name) if reads is not None else {}
-        facts, when = _read(session, {k: c for k, c in commands.items() if c not in known})
-        facts.update({k: known[c] for k, c in commands.items() if c in known})
+        claimed = reads.claimed(host.name) if reads is not None else set()
+        facts, when = _read(session, {k: c for k, c in commands.items() if c not in claimed})
+        assert reads is not None or not claimed
+        facts.update({k: reads.fact(host, c) for k, c in commands.items()  # type: ignore[union-attr]
+                      if c in claimed})
         report.timings["facts"] = time.monotonic() - reading
         answers = {k[len(PLANNING):]: v for k, v in facts.items() if k.startswith(PLANNING)}
         again = [n for n, part in enumerate(parts_)
-                 if part.unknown or not same_answers(part.ctx.asked, answers)]
+                 if part.unknown or not same_answers(part.ctx.asked, answers)
+                 or (part.ahead is not None and part.ahead.differs())]
+        if hints is not None:
+            hints.remember(host.name, {c: answers.get(c) or r for part in parts_
+                                       for c, r in part.ctx.asked.items() if r is not None})
+            for part in parts_:
+                for name, found in (part.ahead.answers() if part.ahead else {}).items():
+                    hints.remember(name, found)
         if again:
             replanning = time.monotonic()
             for n in again:
@@ -159,9 +173,10 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
             if rest:
                 facts.update(_read(session, rest)[0])
             report.timings["plans again"] = time.monotonic() - replanning
-        if hints is not None:
-            hints.remember(host.name, {c: answers.get(c) or r for part in parts_
-                                       for c, r in part.ctx.asked.items() if r is not None})
+            if hints is not None:
+                hints.remember(host.name, {c: r for n in again
+                                           for c, r in parts_[n].ctx.asked.items()
+                                           if r is not None})
     except HostUnreachable as exc:
         report.reachable = False
         report.verdicts.append(Verdict(host.name, "demo", "reachable", False,
@@ -271,7 +286,7 @@ def _disk(host: Host, inventory: Inventory, result: FactResult,
 
 def _new_part(host: Host, inventory: Inventory, session: Any, connector: Any, kind: str,
               runbook: Any, log: Log, known: Mapping[str, FactResult] | None = None,
-              live: bool = True) -> _Part:
+              live: bool = True, ahead: Ahead | None = None) -> _Part:
     lines: list[str] = []
     said: list[str] = []  # a Health step's "ok   <what>" lines: a read-only run's evidence
 
@@ -279,9 +294,11 @@ def _new_part(host: Host, inventory: Inventory, session: Any, connector: Any, ki
         said.append(text)
         log(f"{host.name}  {runbook.name}: {text}")
 
+    if ahead is not None:
+        session, connector = ahead.session(host), ahead
     ctx = Planner(host, inventory, session, connector, True, {}, log=note, known=known or {},
                   live=live)
-    return _Part(kind, runbook, ctx, lines, said, log)
+    return _Part(kind, runbook, ctx, lines, said, log, ahead=ahead)
 
 
 def _plan_part(part: _Part) -> None:
@@ -292,6 +309,10 @@ def _plan_part(part: _Part) -> None:
         part.unknown = True
     except StepFailed as exc:
         part.failed = str(exc)
+    except Exception:
+        if part.ctx.live:
+            raise
+        part.unknown = True  # planned ahead from hints that did not fit: planned again
     finally:
         part.seconds += time.monotonic() - started
 

@@ -42,6 +42,7 @@ class SharedReads:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], threading.Lock] = {}
         self._done: dict[tuple[str, str], Any] = {}
+        self._started: set[tuple[str, str]] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connector, name)
@@ -63,6 +64,32 @@ class SharedReads:
             with self._lock:
                 self._done[key] = done
             return done
+
+    def start(self, host: Any, command: str) -> None:
+        """Read `command` on `host` now, in the background, once (see `fact`)."""
+        key = (host.name, command)
+        with self._lock:
+            if key in self._done or key in self._started:
+                return
+            self._started.add(key)
+
+        def read() -> None:
+            try:
+                self.run(host.name, self._connector.session(host), command)
+            except Exception:  # noqa: BLE001 - `fact` reads it again and raises
+                return
+
+        threading.Thread(target=read, name=f"read {host.name}", daemon=True).start()
+
+    def claimed(self, host: str) -> set[str]:
+        """The commands on `host` already read or being read (`fact` answers them)."""
+        with self._lock:
+            return {c for (name, c) in (*self._done, *self._started) if name == host}
+
+    def fact(self, host: Any, command: str) -> FactResult:
+        """`command`'s answer on `host`: waits for a read under way, reads it if none."""
+        done = self.run(host.name, self._connector.session(host), command)
+        return FactResult(done.rc, done.stdout)
 
     def answered(self, host: str) -> dict[str, FactResult]:
         """The commands already answered on `host`, as facts (by command)."""

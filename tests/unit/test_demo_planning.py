@@ -93,6 +93,7 @@ def checked(board, *runbooks) -> tuple[HostReport, Session]:  # noqa: ANN001
     report = check.check_host(board.host, board.inventory, Connector(session),
                               lambda _text: None, [], [("drift", rb) for rb in runbooks],
                               None, board.hints)
+    board.hints.save()  # as check_all does once every host is read
     return report, session
 
 
@@ -104,7 +105,6 @@ def test_a_plan_that_reads_first_costs_one_round_trip_once_the_hints_are_known(b
     first, session = checked(board, board_runbook(board.root))
     assert len(session.trips) == 2  # no hints yet: the batch, then the plan's step facts
     assert verdict(first, "board").ok
-    board.hints.save()
     board.hints = Hints(board.hints.path)  # the next process reads them back
     second, session = checked(board, board_runbook(board.root), plain_runbook(board.root))
     assert len(session.trips) == 1, session.trips
@@ -158,3 +158,70 @@ def test_hints_that_cannot_be_read_are_no_hints(tmp_path):
         assert Hints(path).of("h") == {}, text
     path.write_text('{"version": 1, "hosts": {"h": {"c": [0, "x"]}}}')
     assert Hints(path).of("h") == {"c": FactResult(0, "x")}
+
+
+class Server:
+    """The cluster's first server: answers `k3s kubectl get services` with its services."""
+
+    def __init__(self, services: str) -> None:
+        self.services, self.ran = services, []
+
+    def run(self, command: str, stdin: str | None = None) -> SimpleNamespace:
+        self.ran.append(command)
+        return SimpleNamespace(ok=True, rc=0, stdout=self.services, stderr="")
+
+
+SERVICES = "k3s kubectl get services -A -o json"
+
+
+def speaker_runbook(root, server) -> Runbook:  # noqa: ANN001
+    """Like the speaker double: its plan reads the cluster on the server, then wants a file
+    named after what it read."""
+    def plan(ctx) -> Plan:  # noqa: ANN001
+        services = ctx.connector.session(server).run(SERVICES).stdout.strip()
+        return Plan().add(Marker(f"{root}/ok-{services}"))
+
+    return Runbook("speaker", ("pi",), plan)
+
+
+def test_a_plans_cluster_read_is_answered_ahead_and_read_beside_the_batch(board):
+    from runbooks.demo.reads import SharedReads
+
+    rp0 = SimpleNamespace(name="rp0", roles=("k3s-server",))
+    rp1 = SimpleNamespace(name="rp1", roles=("pi",))
+    board.inventory.hosts.update({"rp0": rp0, "rp1": rp1})
+    (board.root / "ok-web").write_text("")
+    server = Server("web")
+
+    def run_check() -> tuple[HostReport, Session]:
+        session = Session(board.root)
+        connector = SimpleNamespace(session=lambda h: server if h.name == "rp0" else session)
+        report = check.check_host(rp1, board.inventory, connector, lambda _t: None, [],
+                                  [("drift", speaker_runbook(board.root, rp0))],
+                                  SharedReads(connector), board.hints)
+        board.hints.save()
+        return report, session
+
+    report, session = run_check()  # no hints: read while planning, as before
+    assert verdict(report, "speaker").ok and server.ran == [SERVICES]
+    report, session = run_check()  # hinted: the plan does not wait; still read for real
+    assert verdict(report, "speaker").ok and server.ran == [SERVICES] * 2
+    assert len(session.trips) == 1
+    server.services = "db"  # the cluster changed: the plan is the real answer's
+    report, session = run_check()
+    found = verdict(report, "speaker")
+    assert not found.ok and f"create {board.root}/ok-db" in found.detail
+    assert server.ran == [SERVICES] * 3 and len(session.trips) == 2
+
+
+def test_a_hint_keeps_no_secret_values():
+    from runbooks.demo.planning import redact
+
+    listing = ('{"kind": "List", "items": [{"kind": "Secret", "data": {"password": "c2VjcmV0"}}'
+               ', {"kind": "IPAddressPool", "spec": {"addresses": ["192.168.20.0/28"]}}]}')
+    kept = redact("k3s kubectl get ipaddresspools,secrets -n metallb-system -o json",
+                  FactResult(0, listing))
+    assert "c2VjcmV0" not in kept.out and '"password": ""' in kept.out
+    assert "192.168.20.0/28" in kept.out
+    plain = FactResult(0, '{"items": []}')
+    assert redact("k3s kubectl get services -A -o json", plain) is plain
