@@ -1,10 +1,13 @@
 """demo.check's engine: every host read in parallel, read-only, into one HostReport each.
 
 Per host: one connection; each `converge` and `reset` runbook's plan (any change it would
-make in check mode is drift or leftover state); then ONE round trip with every probe's
-facts (demo's own clock and disk checks, each runbook's `check` part) and every plan's
-facts; each part is judged from that batch. The cluster's reads that several parts share
-run once per check (runbooks/demo/reads.py). Nothing is changed.
+make in check mode is drift or leftover state), built ahead from the host's last answers
+to its planning reads (runbooks/demo/planning.py); then ONE round trip with every probe's
+facts (demo's own clock and disk checks, each runbook's `check` part), every plan's
+planning reads and every plan's facts; each part is judged from that batch (a plan whose
+planning reads answered otherwise is built again first, its missing facts read in a second
+round trip). The cluster's reads that several parts share run once per check
+(runbooks/demo/reads.py). Nothing is changed.
 """
 
 from __future__ import annotations
