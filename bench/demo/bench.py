@@ -154,31 +154,27 @@ def main() -> None:
                        *INVOKE, f"demo.{name}", *INV, "--report", str(out / f"{name}.json")],
                       env)
         rows = []
-        if args.compare_at:
-            other = Path(args.compare_at).resolve()
+        other = Path(args.compare_at).resolve() if args.compare_at else None
+
+        def demo(task: str) -> list[tuple[str, float]]:
+            """demo.TASK's median; with --compare-at the other checkout's too, taking turns
+            (the load hits both alike; on a converged lab both only read)."""
+            if other is None:
+                return [(f"demo.{task}", median(
+                    lambda: timed([*INVOKE, f"demo.{task}", *INV], env), args.runs))]
             other_env = dict(env, PYTHONPATH=str(other))
             ours, theirs = [], []
-            for _ in range(args.runs):  # taking turns: the load hits both alike
-                ours.append(timed([*INVOKE, "demo.check", *INV], env))
-                theirs.append(timed([*INVOKE, "demo.check", *INV], other_env, cwd=other))
-            rows += [("demo.check", statistics.median(ours)),
-                     (f"demo.check at {other.name}", statistics.median(theirs))]
-        else:
-            rows.append(("demo.check", median(
-                lambda: timed([*INVOKE, "demo.check", *INV], env), args.runs)))
+            for _ in range(args.runs):
+                ours.append(timed([*INVOKE, f"demo.{task}", *INV], env))
+                theirs.append(timed([*INVOKE, f"demo.{task}", *INV], other_env, cwd=other))
+            return [(f"demo.{task}", statistics.median(ours)),
+                    (f"demo.{task} at {other.name}", statistics.median(theirs))]
+
+        rows += demo("check")
         if args.only == "all":
             rows.append((f"check peer ({len(check_peer)} tasks)", median(
                 lambda: sequence(check_peer, env), args.runs)))
-        if args.compare_at:  # a converged lab: both resets only check, taking turns
-            ours, theirs = [], []
-            for _ in range(args.runs):
-                ours.append(timed([*INVOKE, "demo.reset", *INV], env))
-                theirs.append(timed([*INVOKE, "demo.reset", *INV], other_env, cwd=other))
-            rows += [("demo.reset", statistics.median(ours)),
-                     (f"demo.reset at {other.name}", statistics.median(theirs))]
-        else:
-            rows.append(("demo.reset", median(
-                lambda: timed([*INVOKE, "demo.reset", *INV], env), args.runs)))
+        rows += demo("reset")
         if args.only == "all":
             rows += [
                 (f"reset peer ({len(reset_peer)} tasks)", median(
