@@ -139,7 +139,8 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                 commands.update({f"{n}|{key}": command
                                  for key, command in first_reads(part.plan).items()})
         reading = time.monotonic()
-        claimed = reads.claimed(host.name) if reads is not None else set()
+        claimed = (reads.claimed(host.name, commands.values()) if reads is not None
+                   else set())
         facts, when = _read(session, {k: c for k, c in commands.items() if c not in claimed})
         assert reads is not None or not claimed
         facts.update({k: reads.fact(host, c) for k, c in commands.items()  # type: ignore[union-attr]
