@@ -7,6 +7,7 @@ Run it as root, under the lab lock, from the repository's root:
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s pi-prep,router
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --to 10
     flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s k3s:20 --from 11
+    flock /tmp/greenroom-lab.lock .venv/bin/python bench/faults/run.py -s metallb:20
 
 For each subject it first counts the commands an uncut converging run sends the target host
 (K), then runs the trials: cut at command randint(1, K) after uniform(0, 0.25) s, seeded
@@ -40,7 +41,8 @@ from tests.support.faulttrials import Outcome, Subject, count_commands, trial  #
 ROOT = Path(__file__).resolve().parents[2]
 LABS = {"lab": ROOT / "hosts" / "lab.yaml", "microk8s": ROOT / "hosts" / "lab-microk8s.yaml",
         "xen": ROOT / "hosts" / "lab-xen.yaml"}
-ORDER = ("router", "pi-prep", "dell-gateway", "registry", "k3s", "microk8s", "xen-dom0")
+ORDER = ("router", "pi-prep", "dell-gateway", "registry", "k3s", "metallb", "microk8s",
+         "xen-dom0")
 
 
 def subjects_for(lab_name: str, folder: Path) -> dict[str, Subject]:
@@ -144,8 +146,11 @@ def summary(outcomes: dict[str, list[Outcome]]) -> str:
         landed = [o for o in done if not o.missed]
         statuses = f"{sum(o.status == 'unreachable' for o in landed)}/" \
                    f"{sum(o.status == 'failed' for o in landed)}"
+        objects = sum(o.objects_checked for o in done)
+        checked = f"{sum(o.files_checked for o in done)}" + (
+            f" (+ {objects} objects)" if objects else "")
         rows.append(f"| {name} | {len(done)} | {len(landed)} ({statuses}) | "
-                    f"{len(done) - len(landed)} | {sum(o.files_checked for o in done)} | "
+                    f"{len(done) - len(landed)} | {checked} | "
                     f"{sum(bool(o.problems) for o in done)} | "
                     f"{sum(o.seconds for o in done) / max(1, len(done)):.1f} |")
     return "\n".join(rows)

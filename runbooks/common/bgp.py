@@ -259,7 +259,7 @@ def read_metallb(c: Any, value: Any, hosts: dict[str, Any], network: Any) -> Met
     pools = _pools(c, section.get("pools"), (*path, "pools"), mode, network, statics)
     asn = None
     peers: list[str] = []
-    ibgp = bool(section.get("ibgp", False))
+    ibgp = c.boolean(section.get("ibgp", False), (*path, "ibgp")) or False
     if mode == "bgp":
         if section.get("asn") is None:
             c.add((*path, "asn"), "mode bgp needs the cluster's AS number, e.g. asn: 64513")

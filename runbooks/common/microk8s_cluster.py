@@ -226,14 +226,16 @@ def _read_addons(c: Collector, value: Any, path: tuple[str | int, ...]) -> tuple
             c.add(item_path, "must be an addon name or {name: ..., args: [...]}")
             ok = False
             continue
+        # a problem with the name is reported on `name:` when the entry is a mapping
+        name_path = (*item_path, "name") if isinstance(item, dict) else item_path
         if not ADDON.fullmatch(name or ""):
-            c.add(item_path, f"{name!r} is not an addon name (lowercase, digits, -)")
+            c.add(name_path, f"{name!r} is not an addon name (lowercase, digits, -)")
             ok = False
         elif name in REFUSED_ADDONS:
-            c.add(item_path, f"addon {name!r} is not enabled here: {REFUSED_ADDONS[name]}")
+            c.add(name_path, f"addon {name!r} is not enabled here: {REFUSED_ADDONS[name]}")
             ok = False
         elif any(a.name == name for a in out):
-            c.add(item_path, f"addon {name!r} is listed twice")
+            c.add(name_path, f"addon {name!r} is listed twice")
             ok = False
         else:
             out.append(Addon(name, tuple(args)))

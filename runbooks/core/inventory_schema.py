@@ -300,14 +300,17 @@ def _field(c: Collector, value: Any, path: Path_, schema: Field) -> bool:
                   and schema.high is not None
                   else f"at least {low}" if schema.low is not None else f"at most {high}")
         message = f"{value} is out of range: {schema.what or 'it'} must be {bounds}"
-    elif schema.check is not None:
-        message = schema.check(value)
     if message:
         c.add(path, message)
         return False
-    if schema.items is not None and isinstance(value, list):
-        return all([validate(c, item, (*path, index), schema.items)
-                    for index, item in enumerate(value)])
+    # the items first: a check across them (`check`) may assume each has its own type
+    if schema.items is not None and isinstance(value, list) and not all(
+            [validate(c, item, (*path, index), schema.items) for index, item in enumerate(value)]):
+        return False
+    message = schema.check(value) if schema.check is not None else None
+    if message:
+        c.add(path, message)
+        return False
     return True
 
 

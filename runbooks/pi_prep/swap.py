@@ -65,19 +65,56 @@ def dphys_swapfile_steps() -> list[Step]:
     ]
 
 
-def swap_providers(facts: Mapping[str, FactResult]) -> list[str]:
-    """What still provides swap now or at the next boot, in words (empty: swap is off)."""
-    found = []
-    found += [f"active swap {e.describe()} (see /proc/swaps)"
-              for e in SWAPS.read(facts) or ()]
-    fstab = parse_file(facts["fstab"]).content
+SWAP_UNITS = ("dphys-swapfile", "zramswap")
+# one line per unit: "<unit> <is-enabled> <is-active>" ("none"/"unknown" when systemctl says
+# nothing, e.g. no such unit)
+UNITS_COMMAND = ("for u in " + " ".join(SWAP_UNITS) + "; do "
+                 "e=$(systemctl is-enabled $u.service 2>/dev/null); "
+                 "a=$(systemctl is-active $u.service 2>/dev/null); "
+                 "echo \"$u ${e:-none} ${a:-unknown}\"; done")
+ENABLED = ("enabled", "enabled-runtime")
+RUNNING = ("active", "activating", "reloading")
+
+
+def swap_facts(prefix: str = "") -> dict[str, str]:
+    """The facts the swap rule (`swap_providers`) reads, under keys starting with `prefix`
+    (demo.check's probe reads them among other runbooks' facts)."""
+    return {
+        prefix + SWAPS.name: SWAPS.command,
+        prefix + "fstab": file_command("/etc/fstab"),
+        prefix + "packages": dpkg_status(SWAP_PACKAGES).command,
+        prefix + "units": UNITS_COMMAND,
+    }
+
+
+def _units(out: str) -> dict[str, tuple[str, str]]:
+    found = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] in SWAP_UNITS:
+            found[fields[0]] = (fields[1], fields[2])
+    return found
+
+
+def swap_providers(facts: Mapping[str, FactResult], prefix: str = "") -> list[str]:
+    """The one rule for "swap is off and stays off" (pi-prep's VerifySwapOff and demo.check's
+    probe): what provides swap now or at the next boot, in words; empty when swap is off.
+
+    Active swap (/proc/swaps), an active swap line in /etc/fstab, an installed swap package
+    (dphys-swapfile, zram-*), a swap service enabled or running."""
+    found = [f"active swap {e.describe()} (see /proc/swaps)"
+             for e in SWAPS.read(facts, prefix + SWAPS.name) or ()]
+    fstab = parse_file(facts[prefix + "fstab"]).content
     found += [f"/etc/fstab line {line.strip()!r}" for line in swap_entries(fstab)]
-    states = dpkg_status(SWAP_PACKAGES).read(facts, "packages")
+    states = dpkg_status(SWAP_PACKAGES).read(facts, prefix + "packages")
     found += [f"package {p} (installed)" for p in SWAP_PACKAGES if states.installed(p)]
-    units = ("dphys-swapfile", "zramswap")
-    for unit, state in zip(units, facts["units"].out.split(), strict=False):
-        if state in ("enabled", "enabled-runtime"):
-            found.append(f"service {unit} (enabled)")
+    units = _units(facts[prefix + "units"].out)
+    for unit in SWAP_UNITS:
+        enabled, active = units.get(unit, ("none", "unknown"))
+        state = [word for word, on in (("enabled", enabled in ENABLED),
+                                       ("running", active in RUNNING)) if on]
+        if state:
+            found.append(f"service {unit} ({' and '.join(state)})")
     return found
 
 
@@ -87,13 +124,7 @@ class VerifySwapOff(Verify):
     name = "Verify swap is off and stays off"
 
     def facts(self) -> Mapping[str, str]:
-        return {
-            SWAPS.name: SWAPS.command,
-            "fstab": file_command("/etc/fstab"),
-            "packages": dpkg_status(SWAP_PACKAGES).command,
-            "units": "for u in dphys-swapfile zramswap; do "
-                     "s=$(systemctl is-enabled $u.service 2>/dev/null); echo ${s:-none}; done",
-        }
+        return swap_facts()
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         found = swap_providers(facts)

@@ -1,15 +1,19 @@
 """The runbooks under fault trial, each as a `Subject` (tests/support/faulttrials.py).
 
-`lab_subjects(lab, tmp)` gives the ones that run on hosts/lab.yaml (dell-gateway, registry,
-pi-prep, router, k3s), `microk8s_subject` the one on hosts/lab-microk8s.yaml and
-`xen_subject` the one on hosts/lab-xen.yaml. Each `prepare` puts its hosts back to the state
+`lab_subjects(tmp)` gives the ones that run on hosts/lab.yaml (dell-gateway, registry,
+pi-prep, router, k3s, metallb), `microk8s` the one on hosts/lab-microk8s.yaml and
+`xen_dom0` the one on hosts/lab-xen.yaml. Each `prepare` puts its hosts back to the state
 a converging run starts from; `run` returns the run's report as `--report` writes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
+import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -155,46 +159,165 @@ def k3s_inventory(folder: Path) -> Path:
     return path
 
 
+def k3s_converge(folder: Path) -> dict[str, Any]:
+    """`inv k3s` (all phases, as the task runs them) on k3s_inventory(folder): its report."""
+    from invoke import Context, Exit
+
+    from runbooks.k3s.tasks import converge
+
+    report = folder / "k3s-report.json"
+    report.unlink(missing_ok=True)
+    try:
+        converge(Context(), inventory=str(k3s_inventory(folder)), report=str(report),
+                 parallel=10, timeout=60, kubeconfig=str(folder / "kubeconfig"))
+    except Exit as exc:
+        if not report.exists():
+            raise AssertionError(f"inv k3s wrote no report: {exc}") from exc
+    data: dict[str, Any] = json.loads(report.read_text())
+    return data
+
+
+K3S_UNITS = {"rp0": "k3s", "rp1": "k3s-agent", "lp0": "k3s-agent"}
+
+
 def k3s(folder: Path, target: str = "rp1") -> Subject:
     """inv k3s (all phases, as the task runs them) on fresh boards."""
-    inventory = k3s_inventory(folder)
-    kubeconfig = folder / "kubeconfig"
 
     def prepare(lab: Any) -> None:
         for name in BOARDS:
             lab.reset(name)
-        kubeconfig.unlink(missing_ok=True)
-
-    def run(lab: Any, out: io.StringIO) -> dict[str, Any]:
-        from invoke import Context, Exit
-
-        from runbooks.k3s.tasks import converge
-
-        report = folder / "k3s-report.json"
-        report.unlink(missing_ok=True)
-        try:
-            converge(Context(), inventory=str(inventory), report=str(report), parallel=10,
-                     timeout=60, kubeconfig=str(kubeconfig))
-        except Exit as exc:
-            if not report.exists():
-                raise AssertionError(f"inv k3s wrote no report: {exc}") from exc
-        data: dict[str, Any] = json.loads(report.read_text())
-        return data
+        (folder / "kubeconfig").unlink(missing_ok=True)
 
     def healthy(lab: Any) -> list[str]:
-        units = {"rp0": "k3s", "rp1": "k3s-agent", "lp0": "k3s-agent"}
-        return [p for name, unit in units.items() for p in started_after(
+        return [p for name, unit in K3S_UNITS.items() for p in started_after(
             lab, name, unit, "/etc/rancher/k3s/config.yaml", "/etc/rancher/k3s/registries.yaml",
             f"/etc/systemd/system/{unit}.service.env")]
 
     # the gateway is in the run too (the release is pushed to its registry first)
-    return Subject("k3s", target, (GATEWAY, *BOARDS), prepare, run, healthy=healthy)
+    return Subject("k3s", target, (GATEWAY, *BOARDS), prepare,
+                   lambda lab, _out: k3s_converge(folder), healthy=healthy)
+
+
+# the k3s double's object store on the first server (runbooks/lab/doubles/k3s)
+K3S_STORE = "/var/lib/rancher/k3s/server/db/state.json"
+# what the API server sets on an object itself, not what a client applied
+SERVER_SET = ("creationTimestamp", "uid", "generation", "resourceVersion")
+# the store put back to `baseline` (a JSON store on stdin) under the double's own lock,
+# keeping the Nodes as the running server has them now; written atomically
+RESTORE_STORE = f"""
+import fcntl, json, sys
+from pathlib import Path
+path = Path("{K3S_STORE}")
+baseline = json.load(sys.stdin)
+with open(path.with_suffix(".lock"), "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    now = json.loads(path.read_text())
+    nodes = {{k: v for k, v in now["objects"].items() if k.startswith("Node/")}}
+    kept = {{k: v for k, v in baseline["objects"].items() if not k.startswith("Node/")}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({{**baseline, "objects": {{**kept, **nodes}}}}))
+    tmp.replace(path)
+"""
+
+
+def cluster_objects(lab: Any, server: str = "rp0") -> dict[str, str]:
+    """Every object the cluster keeps but the Nodes (their heartbeats), as a digest of what
+    a client gave it (no status, none of the metadata the server sets), read in the guest
+    without SSH; the double's own bookkeeping (served CRD versions, webhook refusals) too."""
+    done = lab.exec(server, f"cat {K3S_STORE}")
+    if done.returncode != 0:
+        raise AssertionError(f"{server}: no k3s object store: {done.stderr}")
+    store = json.loads(done.stdout)
+    out = {}
+    for key, obj in store.get("objects", {}).items():
+        if key.startswith("Node/"):
+            continue
+        given = {k: v for k, v in obj.items() if k != "status"}
+        given["metadata"] = {k: v for k, v in obj.get("metadata", {}).items()
+                             if k not in SERVER_SET}
+        out[key] = hashlib.sha256(json.dumps(given, sort_keys=True).encode()).hexdigest()
+    for key, value in store.items():
+        if key != "objects":
+            out[f"store:{key}"] = hashlib.sha256(
+                json.dumps(value, sort_keys=True).encode()).hexdigest()
+    return out
+
+
+LB_SERVICE = ("greenroom-demo", "hello")
+
+
+def metallb_in(store: dict[str, Any]) -> bool:
+    """Whether `inv metallb` left anything in the k3s double's store (its CRDs, its
+    namespace's or the demo's objects, the webhook's refusal count)."""
+    spaces = {"metallb-system", LB_SERVICE[0]}
+    return ("x-double-webhook-refusals" in store
+            or any(c.get("group") == "metallb.io" for c in store.get("crds", {}).values())
+            or any(key.split("/")[1] in spaces or key.split("/")[-1] in spaces
+                   for key in store.get("objects", {})))
+
+
+def metallb(folder: Path, target: str = "rp0") -> Subject:
+    """inv metallb on the k3s cluster's first server: k3s converged first (once, again only
+    when a board lost it), then the cluster put back to what k3s left, without MetalLB's
+    objects, the demo Service or the webhook's refusals (as the fresh cluster `inv metallb`
+    first meets)."""
+    from runbooks.core.inventory import load_inventory
+    from runbooks.metallb.plan import RUNBOOK
+
+    inventory = k3s_inventory(folder)
+    shutil.copy(ROOT / "hosts" / "lab.metallb.lock", inventory.with_name(
+        inventory.stem + ".metallb.lock"))
+    baseline: dict[str, str] = {}
+
+    def k3s_running(lab: Any) -> bool:
+        return all(lab.exec(name, f"systemctl is-active -q {unit}").returncode == 0
+                   for name, unit in K3S_UNITS.items())
+
+    def prepare(lab: Any) -> None:
+        if not baseline and k3s_running(lab):
+            # k3s converged already (a k3s trial before this one): its cluster, if MetalLB
+            # never came, is the one to start from
+            store = lab.exec(target, f"cat {K3S_STORE}").stdout
+            if store and not metallb_in(json.loads(store)):
+                baseline["store"] = store
+        if not baseline or not k3s_running(lab):
+            baseline.clear()
+            for name in BOARDS:
+                lab.reset(name)
+            (folder / "kubeconfig").unlink(missing_ok=True)
+            with contextlib.redirect_stdout(io.StringIO()):
+                report = k3s_converge(folder)
+            if not report.get("ok"):
+                raise AssertionError(f"inv k3s before inv metallb: {json.dumps(report)[-3000:]}")
+            baseline["store"] = lab.exec(target, f"cat {K3S_STORE}").stdout
+            return
+        done = lab.exec(target, f"python3 -c {shlex.quote(RESTORE_STORE)}",
+                        stdin=baseline["store"])
+        if done.returncode != 0:
+            raise AssertionError(f"{target}: putting the cluster back: {done.stderr}")
+
+    def run(lab: Any, out: io.StringIO) -> dict[str, Any]:
+        from runbooks.core.runner import run_runbook
+
+        inv = load_inventory(str(inventory))
+        return run_runbook(RUNBOOK, inv, [inv.hosts[target]], out=out).as_report()
+
+    def healthy(lab: Any) -> list[str]:
+        namespace, name = LB_SERVICE
+        done = lab.exec(target, f"k3s kubectl get service {name} -n {namespace} -o json")
+        ingress = (json.loads(done.stdout).get("status", {}).get("loadBalancer", {})
+                   .get("ingress") if done.returncode == 0 else None)
+        return [] if ingress else [
+            f"{target}: Service {namespace}/{name} has no LoadBalancer IP ({done.stderr.strip()})"]
+
+    return Subject("metallb", target, (target,), prepare, run, healthy=healthy,
+                   state=lambda lab: cluster_objects(lab, target))
 
 
 def lab_subjects(folder: Path) -> dict[str, Subject]:
     """Every subject that runs on hosts/lab.yaml, by name."""
     return {s.name: s for s in (dell_gateway(), registry(), pi_prep(), router(),
-                                k3s(folder / "k3s"))}
+                                k3s(folder / "k3s"), metallb(folder / "k3s"))}
 
 
 MK8S_NODES = ("mk0", "mk1", "mk2")

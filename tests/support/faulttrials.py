@@ -12,6 +12,8 @@ whose `problems` list is empty when every promise held:
 - every file greenroom was writing holds its old or its new content (sha256), and no
   temporary file of greenroom's is left after the next run;
 - the subject's own data (lease database, registry storage) is intact;
+- every object of the subject's `state` (a cluster's objects) is after the cut as it was
+  before the run or as it is after recovery, never a mix;
 - the next run converges, and a second one changes nothing;
 - what runs serves what the files say (`healthy`: a service started after its config was
   last written, so a restart the cut prevented was not forgotten).
@@ -30,7 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.faultcut import Injector, half_written, injected, leftovers, wait_ssh
+from tests.support.faultcut import (
+    ABSENT,
+    Injector,
+    half_written,
+    injected,
+    leftovers,
+    wait_ssh,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD = ("unreachable", "failed")
@@ -47,6 +56,9 @@ class Subject:
     run: Callable[[Any, io.StringIO], dict[str, Any]]
     intact: Callable[[Any], list[str]] = lambda _lab: []
     healthy: Callable[[Any], list[str]] = lambda _lab: []
+    # named pieces of state the run changes through a program, not files (a cluster's
+    # objects), each as a digest: read before the run, after the cut and after recovery
+    state: Callable[[Any], dict[str, str]] | None = None
 
 
 @dataclass
@@ -62,6 +74,7 @@ class Outcome:
     fired: bool = False
     problems: list[str] = field(default_factory=list)
     files_checked: int = 0
+    objects_checked: int = 0
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per part of the trial
     text: str = ""
@@ -75,7 +88,8 @@ class Outcome:
         return {"subject": self.subject, "at": self.at, "delay": round(self.delay, 3),
                 "commands": self.commands, "cut_command": self.cut_command,
                 "status": self.status, "missed": self.missed, "problems": self.problems,
-                "files_checked": self.files_checked, "seconds": round(self.seconds, 1),
+                "files_checked": self.files_checked,
+                "objects_checked": self.objects_checked, "seconds": round(self.seconds, 1),
                 "phases": {k: round(v, 1) for k, v in self.phases.items()}}
 
 
@@ -118,6 +132,7 @@ def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
 
     if not prepared:
         subject.prepare(lab)
+    before = subject.state(lab) if subject.state else {}
     lap("prepare")
     injector = Injector(lab, subject.target, at, delay)
     with injected(injector):
@@ -151,6 +166,7 @@ def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
     outcome.files_checked = len({w.path for w in injector.writes})
     problems += half_written(lab, subject.target, injector.writes)
     problems += [f"after the cut: {p}" for p in subject.intact(lab)]
+    cut_state = subject.state(lab) if subject.state else {}
     lap("judge")
     again, text2 = converge_run(subject, lab)
     lap("next run")
@@ -165,12 +181,25 @@ def trial(lab: Any, subject: Subject, at: int | str, delay: float, *,
         if not third.get("ok") or changed:
             problems.append(f"the second run after recovery changed {json.dumps(changed)}")
         lap("second run")
+        if subject.state:
+            outcome.objects_checked = len(set(before) | set(cut_state))
+            problems += torn(before, cut_state, subject.state(lab))
     problems += [f"left behind: {p}" for p in leftovers(lab, subject.target, injector.writes)]
     problems += [f"after recovery: {p}" for p in subject.intact(lab)]
     problems += [f"after recovery: {p}" for p in subject.healthy(lab)]
     lap("judge after")
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def torn(before: dict[str, str], cut: dict[str, str], after: dict[str, str]) -> list[str]:
+    """The objects whose digest after the cut is neither the one before the run nor the one
+    after recovery (a missing object counts as "absent" on each side)."""
+    return [f"{key}: after the cut neither as before the run ({before.get(key, ABSENT)[:12]}) "
+            f"nor as after recovery ({after.get(key, ABSENT)[:12]}) but "
+            f"{cut.get(key, ABSENT)[:12]}"
+            for key in sorted(set(before) | set(cut) | set(after))
+            if cut.get(key, ABSENT) not in (before.get(key, ABSENT), after.get(key, ABSENT))]
 
 
 # -- what must survive ----------------------------------------------------------------------

@@ -11,6 +11,7 @@ problem before opening any connection (a socket connect anywhere fails the test)
 from __future__ import annotations
 
 import inspect
+import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,8 @@ CASES = [
     case("k3s-agents-without-server", "lab", "10.231.0.3\n    roles: [pi, k3s-server]\n",
          "10.231.0.3\n    roles: [pi]\n", "hosts.rp1.roles", "roles: [pi, k3s-agent]",
          "k3s agents need a server to join"),
+    case("cluster-distribution-unknown", "lab", "  distribution: k3s", "  distribution: k8s",
+         "cluster.distribution", "distribution: k8s", "use one of:"),
     # cluster: (microk8s)
     case("microk8s-channel", "microk8s", "  channel: 1.32/stable", "  channel: latest",
          "cluster.channel", "channel: latest", "not a snap channel"),
@@ -135,6 +138,26 @@ CASES = [
     case("microk8s-source-not-a-url", "microk8s", "  admin_user: ada",
          "  admin_user: ada\n  source: /srv/snaps", "cluster.source", "source: /srv/snaps",
          "not an http(s) URL"),
+    case("microk8s-distribution-misspelt", "microk8s", "  distribution: microk8s",
+         "  distribution: mikrok8s", "cluster.distribution", "distribution: mikrok8s",
+         "did you mean"),
+    case("microk8s-apiserver-args-flag", "microk8s", '  apiserver_args: {--audit-log-maxage: "3"}',
+         '  apiserver_args: {audit-log-maxage: "3"}', "cluster.apiserver_args.audit-log-maxage",
+         "apiserver_args: {audit", "is not a flag"),
+    case("microk8s-offline-not-bool", "microk8s", "  admin_user: ada",
+         "  admin_user: ada\n  offline: sometimes", "cluster.offline", "offline: sometimes",
+         "must be true or false"),
+    case("microk8s-remove-default-user-not-bool", "microk8s", "  remove_default_user: true",
+         "  remove_default_user: maybe", "cluster.remove_default_user",
+         "remove_default_user: maybe", "must be true or false"),
+    case("microk8s-addon-name", "microk8s", "{name: ingress}]", "{name: Ingress}]",
+         "cluster.addons[2].name", "{name: Ingress}", "is not an addon name"),
+    case("microk8s-addon-args-not-a-list", "microk8s", "{name: ingress}]",
+         "{name: ingress, args: 3}]", "cluster.addons[2].args", "args: 3",
+         "must be a list of strings"),
+    case("microk8s-ingress-address", "microk8s", "{address: 192.168.30.240}",
+         "{address: nowhere}", "cluster.ingress_service.address", "{address: nowhere}",
+         "is not an IP address"),
     # metallb:
     case("metallb-version", "lab", "  version: v0.14.9", "  version: latest",
          "metallb.version", "version: latest", "not a MetalLB release"),
@@ -166,6 +189,19 @@ CASES = [
     case("metallb-source-not-a-url", "lab", "  source: http://127.0.0.1:18231/metallb ",
          "  source: 127.0.0.1:18231/metallb ", "metallb.source", "source: 127.0.0.1:18231/m",
          "not an http(s) URL"),
+    case("metallb-ibgp-not-bool", "lab", "  peers: [edge]", "  peers: [edge]\n  ibgp: sometimes",
+         "metallb.ibgp", "ibgp: sometimes", "must be true or false"),
+    case("metallb-backend", "lab", "  peers: [edge]", "  peers: [edge]\n  backend: bird",
+         "metallb.backend", "backend: bird", "use one of: native, frr"),
+    case("metallb-password-in-the-file", "lab", "  peers: [edge]",
+         "  peers: [edge]\n  password: {value: hunter2}", "metallb.password.value",
+         "password: {value: hunter2}", "unknown key 'value'"),
+    case("metallb-password-not-a-mapping", "lab", "  peers: [edge]",
+         "  peers: [edge]\n  password: GREENROOM_BGP_PASSWORD", "metallb.password",
+         "password: GREENROOM_BGP_PASSWORD", "must be a mapping"),
+    case("metallb-pools-not-a-mapping", "lab", "  pools: {default: [192.168.20.0/28]}",
+         "  pools: [192.168.20.0/28]", "metallb.pools", "pools: [192.168.20.0/28]",
+         "must map pool names to address lists"),
     # the router's vars
     case("router-kind", "lab", "    vars: {kind: frr, asn: 64512}",
          "    vars: {kind: cisco, asn: 64512}", "hosts.edge.vars.kind", "kind: cisco",
@@ -202,6 +238,72 @@ CASES = [
     case("xen-masquerade-not-bool", "lab", "      masquerade: true",
          "      masquerade: yes please", "hosts.xen0.vars.masquerade", "yes please",
          "must be true or false"),
+    case("xen-dom0-max-memory", "lab", "      dom0: {memory: 1024M,",
+         "      dom0: {memory: 1024M, max_memory: 1.5G,", "hosts.xen0.vars.dom0.max_memory",
+         "max_memory: 1.5G", "such as 4G"),
+    case("xen-dom0-pin-not-bool", "lab", "pin: true}", "pin: often}",
+         "hosts.xen0.vars.dom0.pin", "pin: often", "must be true or false"),
+    case("xen-dom0-not-a-mapping", "lab", "      dom0: {memory: 1024M, vcpus: 1, pin: true}",
+         "      dom0: 1024M", "hosts.xen0.vars.dom0", "dom0: 1024M", "must be a mapping"),
+    case("xen-default-not-bool", "lab", "      xen_default: true", "      xen_default: grub",
+         "hosts.xen0.vars.xen_default", "xen_default: grub", "must be true or false"),
+    case("xen-public-bridge-name", "lab", "{name: xenbr0, nic: eth1,",
+         "{name: xen-public-bridge0, nic: eth1,", "hosts.xen0.vars.public_bridge.name",
+         "xen-public-bridge0", "at most 15"),
+    case("xen-public-bridge-nic-missing", "lab", "{name: xenbr0, nic: eth1, ",
+         "{name: xenbr0, ", "hosts.xen0.vars.public_bridge.nic", "public_bridge:",
+         "missing required key 'nic'"),
+    case("xen-public-bridge-nic-name", "lab", "nic: eth1,", "nic: eth1/0,",
+         "hosts.xen0.vars.public_bridge.nic", "nic: eth1/0", "is not an interface name"),
+    case("xen-public-bridge-gateway", "lab", "gateway: 10.231.1.1}", "gateway: 10.231.1.256}",
+         "hosts.xen0.vars.public_bridge.gateway", "gateway: 10.231.1.256",
+         "is not an IPv4 address"),
+    case("xen-private-bridge-name", "lab", "        - name: virbr1\n",
+         "        - name: vir br1\n", "hosts.xen0.vars.private_bridges[0].name",
+         "name: vir br1", "is not an interface name"),
+    case("xen-private-bridge-address", "lab", "          address: 192.168.100.1/24",
+         "          address: 192.168.100.0/24",
+         "hosts.xen0.vars.private_bridges[0].address", "address: 192.168.100.0/24",
+         "network's own or broadcast address"),
+    case("xen-private-bridges-not-a-list", "lab", "      private_bridges:\n",
+         "      private_bridges: virbr1\n      old_private_bridges:\n",
+         "hosts.xen0.vars.private_bridges", "private_bridges: virbr1", "must be a list"),
+    case("xen-dhcp-range-not-a-list", "lab", "dhcp_range: [192.168.100.100, 192.168.100.199]",
+         "dhcp_range: 192.168.100.100-192.168.100.199",
+         "hosts.xen0.vars.private_bridges[0].dhcp_range", "dhcp_range: 192.168.100.100-",
+         "must be a list"),
+    case("xen-lease", "lab", "          reservations:\n",
+         "          lease: forever\n          reservations:\n",
+         "hosts.xen0.vars.private_bridges[0].lease", "lease: forever", "12h"),
+    case("xen-dnsmasq-options-not-a-list", "lab", "          reservations:\n",
+         "          dnsmasq_options: dhcp-authoritative\n          reservations:\n",
+         "hosts.xen0.vars.private_bridges[0].dnsmasq_options",
+         "dnsmasq_options: dhcp-authoritative", "must be a list"),
+    case("xen-reservations-not-a-list", "lab",
+         "          reservations:\n            - {name: domu1, ip: 192.168.100.10}\n",
+         "          reservations: {name: domu1, ip: 192.168.100.10}\n",
+         "hosts.xen0.vars.private_bridges[0].reservations", "reservations: {name: domu1",
+         "must be a list"),
+    case("xen-reservation-name", "lab", "{name: domu1, ip:", "{name: domu_1, ip:",
+         "hosts.xen0.vars.private_bridges[0].reservations[0].name", "domu_1", "domu_1"),
+    case("xen-reservation-ip", "lab", "ip: 192.168.100.10}", "ip: 192.168.100}",
+         "hosts.xen0.vars.private_bridges[0].reservations[0].ip", "ip: 192.168.100}",
+         "is not an IPv4 address"),
+    case("xen-reservation-mac", "lab", "ip: 192.168.100.10}",
+         "ip: 192.168.100.10, mac: \"52:54:00:12:34:56\"}",
+         "hosts.xen0.vars.private_bridges[0].reservations[0].mac", "52:54:00:12:34:56",
+         "not a MAC in Xen's range"),
+    case("xen-port-forward-to", "lab", "to: 192.168.100.10,", "to: domu1,",
+         "hosts.xen0.vars.port_forwards[0].to", "to: domu1", "is not an IPv4 address"),
+    case("xen-port-forward-to-port", "lab", "to_port: 80}", "to_port: 0}",
+         "hosts.xen0.vars.port_forwards[0].to_port", "to_port: 0", "between 1 and 65535"),
+    case("xen-port-forward-protocol", "lab", "to_port: 80}", "to_port: 80, protocol: sctp}",
+         "hosts.xen0.vars.port_forwards[0].protocol", "protocol: sctp",
+         "use one of: tcp, udp"),
+    case("xen-port-forwards-not-a-list", "lab",
+         "      port_forwards:\n        - {port: 8080, to: 192.168.100.10, to_port: 80}\n",
+         "      port_forwards: {port: 8080, to: 192.168.100.10}\n",
+         "hosts.xen0.vars.port_forwards", "port_forwards: {port", "must be a list"),
     # demo:
     case("demo-images-not-a-path", "lab", "  images: files/demo/lab-images.yaml",
          "  images: [a]", "demo.images", "images: [a]", "non-empty string"),
@@ -227,6 +329,34 @@ CASES = [
          "demo.reset[0]", "- name: Remove the last run", "give exactly one guard"),
     case("demo-reset-misspelt-run", "lab", "      run: rm -rf", "      rn: rm -rf",
          "demo.reset[0].rn", "rn: rm -rf", "unknown key"),
+    case("demo-images-from-not-a-path", "lab", "  images_from: files/demo/lab-images\n",
+         "  images_from: 42\n", "demo.images_from", "images_from: 42", "non-empty string"),
+    case("demo-kubectl-not-a-command", "lab", "  kubectl: k3s kubectl",
+         "  kubectl: [k3s, kubectl]", "demo.kubectl", "kubectl: [k3s, kubectl]",
+         "non-empty string"),
+    case("demo-manifests-not-a-list", "lab", "{namespaces: [podinfo]}",
+         "{namespaces: [podinfo], manifests: podinfo.yaml}", "demo.workloads.manifests",
+         "manifests: podinfo.yaml", "a list of names"),
+    case("demo-workloads-not-a-mapping", "lab", "  workloads: {namespaces: [podinfo]}",
+         "  workloads: [podinfo]", "demo.workloads", "workloads: [podinfo]",
+         "expected {namespaces"),
+    case("demo-reset-not-a-list", "lab", "  reset:\n    - name: Remove the last run's MicroVM "
+         "state\n      hosts: pi\n      run: rm -rf /var/lib/greenroom-demo/microvms\n"
+         "      only_if: test -e /var/lib/greenroom-demo/microvms\n",
+         "  reset: rm -rf /var/lib/greenroom-demo/microvms\n", "demo.reset",
+         "reset: rm -rf", "expected a list of steps"),
+    case("demo-reset-name-not-text", "lab", "    - name: Remove the last run's MicroVM state",
+         "    - name: [Remove]", "demo.reset[0].name", "name: [Remove]",
+         "required: a non-empty string"),
+    case("demo-reset-run-not-text", "lab",
+         "      run: rm -rf /var/lib/greenroom-demo/microvms", "      run: {rm: x}",
+         "demo.reset[0].run", "run: {rm: x}", "required: a non-empty string"),
+    case("demo-reset-only-if-not-text", "lab",
+         "      only_if: test -e /var/lib/greenroom-demo/microvms", "      only_if: [test]",
+         "demo.reset[0].only_if", "only_if: [test]", "a shell test as a string"),
+    case("demo-reset-unless-not-text", "lab",
+         "      only_if: test -e /var/lib/greenroom-demo/microvms", "      unless: 5",
+         "demo.reset[0].unless", "unless: 5", "a shell test as a string"),
 ]
 
 
@@ -314,3 +444,48 @@ def test_every_task_refuses_before_any_connection(site, old, new, key, needle, f
         assert refused.value.code == 2, f"{name}: exit {refused.value.code}"
         assert where in str(refused.value.message), f"{name}: {refused.value.message}"
     assert no_connections == []
+
+
+def _schema_keys(fields: Any, prefix: str) -> list[str]:
+    """Every key of a Table's fields, nested Tables and list items included (dotted)."""
+    from runbooks.core.inventory_schema import Table
+
+    keys = []
+    for name, schema in fields.items():
+        keys.append(prefix + name)
+        inner = schema if isinstance(schema, Table) else getattr(schema, "items", None)
+        if isinstance(inner, Table):
+            keys += _schema_keys(inner.fields, f"{prefix}{name}.")
+    return keys
+
+
+def declared_keys() -> list[str]:
+    """Every key the sections of the cluster layer and the demo declare, read from their
+    schemas (hosts' vars as vars.KEY, list indexes dropped)."""
+    from runbooks.common import bgp, demo_section, kube_cluster, microk8s_cluster
+    from runbooks.core.inventory_schema import vars_schema
+
+    keys = [f"cluster.{k}" for k in {*kube_cluster.CLUSTER_KEYS, *microk8s_cluster.KEYS}]
+    keys += ["cluster.addons.name", "cluster.addons.args", "cluster.ingress_service.address"]
+    keys += [f"metallb.{k}" for k in bgp.SECTION_KEYS]
+    keys += [f"metallb.password.{k}" for k in bgp.PASSWORD_KEYS]
+    keys += [f"demo.{k}" for k in demo_section.KEYS]
+    keys += ["demo.workloads.namespaces", "demo.workloads.manifests"]
+    keys += [f"demo.reset.{k}" for k in demo_section.STEP_KEYS]
+    for role in ("router", "xen-dom0", "k3s-server", "microk8s"):
+        keys += _schema_keys(vars_schema([role]), "vars.")
+    return sorted(set(keys))
+
+
+def _covered(key: str) -> str:
+    key = re.sub(r"\[\d+\]", "", key)
+    return re.sub(r"^hosts\.[^.]+\.vars\.", "vars.", key)
+
+
+def test_every_declared_key_has_a_bad_input_row():
+    """The table above covers every key of these sections (a new key needs its row)."""
+    rows = {_covered(c.values[3]) for c in CASES}
+    missing = [k for k in declared_keys()
+               if not any(r == k or r.startswith(k + ".") for r in rows)]
+    assert missing == []
+    assert len(declared_keys()) > 60

@@ -19,7 +19,9 @@ from runbooks.demo.check import parse_df
 from runbooks.demo.clock import ClockCommands, ClockStep, judge, parse_offset, parse_tracking
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.pi_prep.demo_hooks import CHECK as PI_CHECK
+from runbooks.pi_prep.demo_hooks import SWAP as PI_SWAP
 from runbooks.registry.demo_hooks import Expected, parse_heads
+from tests.support.swapfacts import swap_rule_facts
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = parse_inventory((REPO / "hosts" / "lab.yaml").read_text(), "hosts/lab.yaml")
@@ -202,22 +204,17 @@ CGROUPS = "#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t0\t80\t1\n"
 SWAPS = "Filename\tType\tSize\tUsed\tPriority\n"
 
 
-@pytest.mark.parametrize("cgroups, swaps, dphys, fstab, expected", [
-    pytest.param(CGROUPS, SWAPS, "inactive", "", {"memory cgroup": True, "swap off": True},
-                 id="ready"),
-    pytest.param(CGROUPS.replace("80\t1", "80\t0"), SWAPS, "inactive", "",
+@pytest.mark.parametrize("cgroups, swaps, expected", [
+    pytest.param(CGROUPS, SWAPS, {"memory cgroup": True, "swap off": True}, id="ready"),
+    pytest.param(CGROUPS.replace("80\t1", "80\t0"), SWAPS,
                  {"memory cgroup": False, "swap off": True}, id="memory-cgroup-off"),
-    pytest.param(CGROUPS, SWAPS + "/var/swap file 102396 0 -2\n", "inactive", "",
+    pytest.param(CGROUPS, SWAPS + "/var/swap file 102396 0 -2\n",
                  {"memory cgroup": True, "swap off": False}, id="swap-active"),
-    pytest.param(CGROUPS, SWAPS, "active", "/swapfile none swap sw 0 0\n",
-                 {"memory cgroup": True, "swap off": False}, id="swap-configured"),
-    pytest.param(CGROUPS, SWAPS, "inactive", "#/swapfile none swap sw 0 0\n",
-                 {"memory cgroup": True, "swap off": True}, id="swap-commented"),
 ])
-def test_board_prerequisites(cgroups, swaps, dphys, fstab, expected):
+def test_board_prerequisites(cgroups, swaps, expected):
+    """The swap rule's every drift: tests/unit/test_pi_prep_swap_rule.py."""
     facts = {"pi.cgroups": FactResult(0, cgroups), "pi.controllers": FactResult(1, ""),
-             "pi.swaps": FactResult(0, swaps), "pi.dphys": FactResult(3, dphys),
-             "pi.fstab": FactResult(0, fstab)}
+             **swap_rule_facts(swaps=swaps, prefix=PI_SWAP)}
     checks = PI_CHECK.evaluate(LAB.hosts["rp0"], LAB, facts)
     assert {c.name: c.ok for c in checks} == expected
 

@@ -18,6 +18,7 @@ from runbooks.pi_prep.plan import build_plan
 from runbooks.pi_prep.reboot import RebootPending, reboot_handler, verify_after_reboot
 from runbooks.pi_prep.settings import load_settings
 from runbooks.pi_prep.swap import Purged, SwapOff, VerifySwapOff
+from tests.support.swapfacts import NO_UNITS, swap_rule_facts
 
 LAB = Path(__file__).resolve().parents[2] / "hosts" / "lab.yaml"
 SWAPS_HEADER = "Filename\tType\tSize\tUsed\tPriority\n"
@@ -220,10 +221,8 @@ def test_swapoff_acts_only_on_listed_areas(swaps, commands):
 
 
 def _verify_facts(swaps=SWAPS_HEADER, fstab="proc /proc proc defaults 0 0\n",
-                  packages="", units="none\nnone\n"):
-    return {"swaps": FactResult(0, swaps),
-            "fstab": FactResult(0, f"644 root root\n@@greenroom-content\n{fstab}"),
-            "packages": FactResult(0, packages), "units": FactResult(0, units)}
+                  packages="", units=NO_UNITS):
+    return swap_rule_facts(swaps=swaps, fstab=fstab, packages=packages, units=units)
 
 
 def test_verify_swap_off_passes_when_nothing_provides_swap():
@@ -234,7 +233,8 @@ def test_verify_swap_off_passes_when_nothing_provides_swap():
     (_verify_facts(swaps=SWAPS_HEADER + "/swapfile file 2048 0 -2\n"), "active swap /swapfile"),
     (_verify_facts(fstab="/swapfile none swap sw 0 0\n"), "/etc/fstab line"),
     (_verify_facts(packages="zram-tools ii \n"), "package zram-tools"),
-    (_verify_facts(units="enabled\nnone\n"), "service dphys-swapfile"),
+    (_verify_facts(units="dphys-swapfile enabled inactive\nzramswap none inactive\n"),
+     "service dphys-swapfile"),
 ], ids=["active", "fstab", "zram-package", "dphys-unit-enabled"])
 def test_verify_swap_off_names_what_still_provides_swap(facts, named):
     with pytest.raises(StepFailed, match=named):

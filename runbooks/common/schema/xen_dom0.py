@@ -46,6 +46,14 @@ def _interface(value: Any) -> str | None:
     return None
 
 
+def _mac(value: Any) -> str | None:
+    mac = str(value).lower()
+    if _MAC.fullmatch(mac) and mac.startswith(XEN_OUI):
+        return None
+    return (f"{value!r} is not a MAC in Xen's range {XEN_OUI}xx:xx:xx (leave it out to get "
+            "one generated)")
+
+
 def _public_address(value: Any) -> str | None:
     return None if value == "dhcp" else _interface(value)
 
@@ -98,11 +106,6 @@ def _bridge_problems(bridge: dict[str, Any], index: int) -> list[str]:
         elif low is not None and high is not None and low <= ip <= high:
             problems.append(f"{name}: reservation {rname}: {ip} is inside the dynamic range "
                             f"{low}-{high}; pick an address outside it")
-        mac = r.get("mac")
-        if mac is not None and not (_MAC.fullmatch(str(mac).lower())
-                                    and str(mac).lower().startswith(XEN_OUI)):
-            problems.append(f"{name}: reservation {rname}: mac {mac!r} is not a MAC in Xen's "
-                            f"range {XEN_OUI}xx:xx:xx (leave it out to get one generated)")
     return problems
 
 
@@ -153,7 +156,7 @@ RESERVATION = Table({
     "name": Field(str, "a host name for the guest", required=True,
                   pattern=r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"),
     "ip": Field(str, "an IPv4 address", required=True, check=_ipv4),
-    "mac": Field(str, "a MAC in Xen's 00:16:3e range"),
+    "mac": Field(str, "a MAC in Xen's 00:16:3e range", check=_mac),
 }, what="{name: k8s-master, ip: 192.168.100.10, mac: 00:16:3e:ee:ee:01}")
 PRIVATE_BRIDGE = Table({
     "name": Field(str, "an interface name", required=True, check=_ifname),
