@@ -23,7 +23,7 @@ both into the host's one batch:
 Nothing is decided from a hint: every verdict comes from facts read in this check. A wrong
 or missing hint costs a round trip, never a wrong answer. The hints are data (what the
 host answered), never commands: every command run is built by the runbooks' own code. A
-Kubernetes Secret's values are not kept (`redact`): a plan that read one is always planned
+Kubernetes Secret is kept by its name only (`redact`): a plan that read one is always planned
 again from the real answer.
 """
 
@@ -92,12 +92,15 @@ def redact(command: str, result: FactResult) -> FactResult:
         data = json.loads(result.out)
     except ValueError:
         return FactResult(result.rc, "")
-    items = data.get("items", []) if isinstance(data, dict) else []
-    for item in items if isinstance(items, list) else []:
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list):
+        return FactResult(result.rc, "")
+    for n, item in enumerate(items):
         if isinstance(item, dict) and item.get("kind") == "Secret":
-            for key in ("data", "stringData"):
-                if isinstance(item.get(key), dict):
-                    item[key] = {name: "" for name in item[key]}
+            # its name only: values, and the annotations kubectl apply leaves (a copy of them)
+            meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+            items[n] = {"kind": "Secret", "metadata": {
+                k: meta[k] for k in ("name", "namespace") if k in meta}}
     return FactResult(result.rc, json.dumps(data))
 
 
