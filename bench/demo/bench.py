@@ -29,6 +29,7 @@ lab).
 checkout's modules compiled first (`compileall`): this machine sets PYTHONDONTWRITEBYTECODE,
 so every process compiles the runbooks it imports from source, where a user's checkout
 keeps its bytecode after the first run.
+`--rounds` counts one converged demo.reset's round trips per host (bench/demo/rounds.py).
 `--profile DIR` also runs demo.check and demo.reset once each under cProfile with `--report`
 (DIR/check.prof, DIR/check.json, DIR/reset.prof, DIR/reset.json). The table ends with the
 commit and the load average at the start and the end.
@@ -126,6 +127,9 @@ def main() -> None:
                              "--from-scratch)")
     parser.add_argument("--compare-at", default=None, metavar="DIR",
                         help="another checkout whose demo.check is timed too, taking turns")
+    parser.add_argument("--rounds", action="store_true",
+                        help="also count demo.reset's round trips per host once on the "
+                             "converged lab (bench/demo/rounds.py) and print them")
     parser.add_argument("--bytecode", action="store_true",
                         help="also time demo.reset, demo.check and the floor with this "
                              "checkout's modules compiled first")
@@ -146,6 +150,12 @@ def main() -> None:
                    capture_output=True)
     try:
         timed([*INVOKE, "demo.reset", *INV], env)  # converge once
+        counted = ""
+        if args.rounds:
+            counted = subprocess.run(
+                [sys.executable, str(REPO / "bench" / "demo" / "rounds.py"), "--", "demo.reset",
+                 *INV], cwd=REPO, env=env, capture_output=True, text=True).stdout
+            counted = counted[counted.rfind("\ndemo.reset"):].strip()
         if args.profile:
             out = Path(args.profile).resolve()
             out.mkdir(parents=True, exist_ok=True)
@@ -215,6 +225,9 @@ def main() -> None:
                             capture_output=True, text=True).stdout.strip()
     lines += ["", f"commit {commit or '?'}; load average (1 min) {load[0]:.1f} at the start, "
                   f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"]
+    if counted:
+        lines += ["", "Round trips per host of one demo.reset on the converged lab "
+                      "(bench/demo/rounds.py):", "", counted]
     table = "\n".join(lines)
     print(table)
     if args.out:
