@@ -98,7 +98,8 @@ def redact(command: str, result: FactResult) -> FactResult:
     for n, item in enumerate(items):
         if isinstance(item, dict) and item.get("kind") == "Secret":
             # its name only: values, and the annotations kubectl apply leaves (a copy of them)
-            meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+            found = item.get("metadata")
+            meta: dict[str, Any] = found if isinstance(found, dict) else {}
             items[n] = {"kind": "Secret", "metadata": {
                 k: meta[k] for k in ("name", "namespace") if k in meta}}
     return FactResult(result.rc, json.dumps(data))
