@@ -38,6 +38,8 @@ from runbooks.core.runner import Runbook, run_runbook
 from runbooks.common.kernel import Sysctl
 from runbooks.core.steps import Directory, File, LineInFile, Plan, Tokens
 import plan as bench
+from runbooks.core.steps import files
+files.BACKUP_DIR = os.path.join(work, "backups")  # never this machine's /var/backups
 key, known = os.path.join(work, "home/.ssh/id_ed25519"), os.path.join(work, "home/.ssh/known_hosts")
 plug_in(lambda inv: Access(key_filename=key, known_hosts=known))
 live = open("/proc/sys/net/ipv4/ip_forward").read().strip()

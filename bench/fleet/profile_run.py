@@ -143,16 +143,18 @@ def main() -> None:
         time.sleep(1.0)  # let py-spy attach
     for label in ["first run"] + [f"no-op run {i + 1}" for i in range(args.noop_runs)]:
         meter.clear()
-        pids = last_pid()
+        pids, busy = last_pid(), machine_busy()
         wall, cpu = time.perf_counter(), time.process_time()
         result = run_runbook(RUNBOOK, inventory, hosts, out=io.StringIO())
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        busy = machine_busy() - busy
         if not result.ok:
             raise SystemExit(f"{label} failed: {result.as_report()}")
         print(meter.summary(f"{label} ({result.changed} steps changed on {len(hosts)} hosts)",
                             wall, cpu), flush=True)
         print(f"  processes started on the machine meanwhile (others' included): "
-              f"{last_pid() - pids}", flush=True)
+              f"{last_pid() - pids}; machine CPU meanwhile {busy:.2f}s "
+              f"(the hosts' sshd and processes, this client, others' work)", flush=True)
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its output on ^C, not on SIGTERM
             spy.wait()
@@ -178,6 +180,13 @@ def serialize_fabric_connections() -> None:
 def last_pid() -> int:
     """The most recently assigned PID, machine-wide (/proc/loadavg's last field)."""
     return int(Path("/proc/loadavg").read_text().split()[-1])
+
+
+def machine_busy() -> float:
+    """CPU seconds every core of this machine spent busy so far (/proc/stat: all but idle
+    and iowait): with the lab's boards on this machine, their processes' CPU too."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def summarise(path: Path, top: int = 25) -> str:

@@ -99,7 +99,8 @@ def main() -> None:
                         help="time only the floors, every level of tuned_floor.py")
     parser.add_argument("--compare", metavar="DIR", default=None,
                         help="another greenroom checkout (e.g. main before a change): its "
-                        "no-op runs alternate with this checkout's and the floors'")
+                        "first run is timed just before this checkout's, its no-op runs "
+                        "alternate with this checkout's and the floors'")
     parser.add_argument("--repeat", type=int, default=REPEAT,
                         help=f"no-op runs per tool, the median counts (default {REPEAT})")
     args = parser.parse_args()
@@ -108,8 +109,11 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("the fleet benchmark uses the virtual lab: run it as root")
     peers = () if args.only_greenroom or args.floor_levels else ("pyinfra", "ansible-playbook")
-    for tool in peers:
-        if shutil.which(tool) is None:
+    # the peers as installed beside this interpreter (a venv not on PATH), else on PATH
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = {tool: shutil.which(tool, path=search) for tool in peers}
+    for tool, where in found.items():
+        if where is None:
             raise SystemExit(f"{tool} is not installed: `nox -s bench` installs the peers")
     work = Path(tempfile.mkdtemp(prefix="greenroom-fleet-"))
     inv_path = INVENTORY
@@ -154,10 +158,10 @@ def main() -> None:
             tools = {
                 "greenroom": [sys.executable, str(HERE / "greenroom_run.py"), "-i",
                               str(inv_path), "-H", names, "--parallel", str(size)],
-                "pyinfra": ["pyinfra", str(pyinv), str(HERE / "deploy.py"), "-y",
-                            "--parallel", str(size)],
-                "ansible-core": ["ansible-playbook", "-i", str(ansinv), "-f", str(size),
-                                 str(HERE / "playbook.yml")],
+                "pyinfra": [found.get("pyinfra") or "pyinfra", str(pyinv),
+                            str(HERE / "deploy.py"), "-y", "--parallel", str(size)],
+                "ansible-core": [found.get("ansible-playbook") or "ansible-playbook", "-i",
+                                 str(ansinv), "-f", str(size), str(HERE / "playbook.yml")],
             }
             pairs = json.dumps([[h.address, access.key_filename] for h in subset])
 
@@ -188,6 +192,13 @@ def main() -> None:
                 floors["greenroom compared"] = [sys.executable, str(before),
                                                 *tools["greenroom"][2:]]
             for tool, argv in tools.items():
+                if tool == "greenroom" and args.compare:
+                    # the compared checkout's first run too, from the same reset state, just
+                    # before this checkout's (its converged boards are reset again below)
+                    reset(subset)
+                    compared_first = timed(floors["greenroom compared"], env=env, cwd=HERE)
+                    print(f"{size} hosts greenroom compared first {compared_first:6.2f}s",
+                          flush=True)
                 reset(subset)
                 first = timed(argv, env=env, cwd=HERE)
                 # the peers' no-op (seconds each at 100 hosts) at most 3 times
@@ -206,6 +217,8 @@ def main() -> None:
                       f"{row[tool]['noop']:6.2f}s ({_list(noops[tool])})", flush=True)
                 for name in paired:
                     row[name] = {"noop": statistics.median(noops[name])}
+                    if name == "greenroom compared":
+                        row[name]["first"] = compared_first
                     print(f"{size} hosts {name:13} no-op {row[name]['noop']:6.2f}s "
                           f"({_list(noops[name])})", flush=True)
             results[size] = row

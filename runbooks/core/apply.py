@@ -8,6 +8,12 @@ script is one `{ ... }` group: a shell runs nothing of it before it has read its
 brace, so a connection cut while the script is on its way runs no part of it. The script
 travels on stdin, never in argv, so file contents (and secrets) stay out of the host's
 process list, and its size is not bounded by the kernel's argument limit.
+
+File writes next to each other are staged (`Action.staged`): each leaves its new content,
+validated, in a temporary file beside its target, and the last of them syncs all those
+files at once and renames each over its target, so a fleet's converging run starts one
+`sync` per batch instead of one per file. A write that fails still has the ones staged
+before it put in place first.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ COMMAND = "exec sh -s"
 
 
 def batchable(action: Action) -> bool:
-    """Whether the batch can carry this action's stdin exactly: a here-document always ends
-    with a newline and cannot hold a NUL byte (others run on their own, as before)."""
+    """Whether the batch can carry this action exactly: its `whole` form, or its stdin as a
+    here-document, which always ends with a newline and cannot hold a NUL byte (others run
+    on their own, as before)."""
+    if action.whole is not None:  # needs no stdin in a batch
+        return True
     stdin = action.stdin
     if isinstance(stdin, bytes):  # a binary file (k3s release, microk8s snap): on its own
         return False
@@ -47,14 +56,28 @@ class Batch:
     def script(self) -> str:
         heredoc = "@@greenroom-in-" + _random.token_hex(8)
         parts = ["{"]
-        for action in self.actions:
-            if action.stdin is None:
+        staged: list[tuple[str, str]] = []  # staged writes not renamed into place yet
+        for i, action in enumerate(self.actions):
+            last = True
+            if _stages(action):
+                assert action.staged is not None
+                later = self.actions[i + 1] if i + 1 < len(self.actions) else None
+                # the last of the staged writes next to each other puts them all in place
+                last = later is None or not _stages(later)
+                done = commit([*staged, action.staged]) if last else ""
+                parts.append(f"( {action.whole}\n{done}) </dev/null 2>&1")
+            elif action.whole is not None:
+                parts.append(f"( {action.whole}\n) </dev/null 2>&1")
+            elif action.stdin is None:
                 parts.append(f"( {action.command}\n) </dev/null 2>&1")
             else:
                 parts.append(f"( {action.command}\n) 2>&1 <<'{heredoc}'\n"
                              f"{action.stdin}{heredoc}")
+            # a failure still puts in place the writes staged before it, as if each had
+            # been sent on its own (the failed one's script removed its temporary file)
             parts.append(f'r=$?; printf "\\n%s %s\\n" {shlex.quote(self.marker)} "$r"; '
-                         '[ "$r" -eq 0 ] || exit "$r"')
+                         f'[ "$r" -eq 0 ] || {{ {commit(staged, after_failure=True)}exit "$r"; }}')
+            staged = [*staged, action.staged] if action.staged and not last else []
         if self.tail:
             parts.append(f"( {self.tail}\n)")
         parts.append("}")
@@ -76,6 +99,25 @@ class Batch:
             if rcs[-1] != 0:
                 break
         return rcs, outputs, output[position:]
+
+
+def _stages(action: Action) -> bool:
+    return action.whole is not None and action.staged is not None
+
+
+def commit(staged: Sequence[tuple[str, str]], after_failure: bool = False) -> str:
+    """Shell lines that put staged writes in place: one `sync` of their temporary files
+    (their data on disk before a rename makes it visible), then each renamed over its
+    target. `after_failure`: one line, for those still there, its errors ignored (the
+    batch stops with the failure it reports)."""
+    if not staged:
+        return ""
+    q = shlex.quote
+    sync = f"sync {' '.join(q(tmp) for tmp, _ in staged)} 2>/dev/null || true"
+    if after_failure:
+        return f"{sync}; " + "".join(f"[ ! -e {q(tmp)} ] || mv -f {q(tmp)} {q(path)} || :; "
+                                     for tmp, path in staged)
+    return f"{sync}\n" + "".join(f"mv -f {q(tmp)} {q(path)}\n" for tmp, path in staged)
 
 
 class _Result(Protocol):

@@ -259,8 +259,10 @@ class Converger:
             seen.add(n)
             if names:
                 self.marked.update(names)
-                action = Action(f"{marks.mark_command(names)} || exit 97\n{action.command}",
-                                action.stdin)
+                first = f"{marks.mark_command(names)} || exit 97\n"
+                action = Action(first + action.command, action.stdin,
+                                None if action.whole is None else first + action.whole,
+                                action.staged)
             out.append(action)
         return out
 

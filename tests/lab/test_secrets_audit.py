@@ -5,9 +5,14 @@ snapshots of this machine and of the guests taken all through the runs, the gues
 journals and /var/log, and every file the guests changed (their overlay's upper layer),
 where a secret may only sit in a file of mode 0600.
 
+Runs: on the k3s site router, dell-gateway, registry.up, pi-prep, k3s, metallb and demo.check
+(each with --report; the demo's timing history); on hosts/lab-xen.yaml
+xen-dom0.converge (with its reboot into Xen), demo.reset, demo.check, xen-dom0.check and
+xen-dom0.leases; microk8s on hosts/lab-microk8s.yaml; registry.load-images; pi-prep.flash.
+
 Secrets: a sudo password (every host of the site is reached as a non-root user with sudo:
 the router, the k3s nodes that metallb.converge and demo.check also use, the gateway whose
-registry k3s pushes to), MetalLB's BGP password
+registry k3s pushes to, the xen dom0), MetalLB's BGP password
 (written into the router's FRR config), the k3s token (made by the server, handed to the
 agents), the microk8s join tokens (single-use, issued by the seed; hosts/lab-microk8s.yaml)
 registry credentials (registry.load-images from a loopback registry that wants them) and
@@ -18,7 +23,9 @@ the runs go on (a secret handed to a child in its environment), except the varia
 operator gave the secrets in, in the operator's own process.
 
 The first tests are the negative controls: the search finds a secret that leaks, in any
-of its forms, so a clean audit means something.
+of its forms, so a clean audit means something; the xen-dom0 part has its own, on its dom0
+(a value planted in the journal, a 0644 file, a guest's ps and environment is found; in a
+0600 file it is not).
 
 One known exposure is not greenroom's to fix and is set aside by name (JOIN_ARGV): the real
 `microk8s join` takes its token only as an argument, so the token is in that one process's
@@ -375,6 +382,117 @@ def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, r
     produced, exposed = set_aside(produced, [JOIN_ARGV])
     print(f"set aside ({len(exposed)} command lines):", *exposed, sep="\n  ")
     found = search_everything(mlab, nodes, produced, tokens) + machine_files(tmp_path, tokens)
+    assert found == [], "\n".join(found)
+
+
+XEN_INVENTORY = ROOT / "hosts" / "lab-xen.yaml"
+DOM0 = "xen0"
+
+
+@pytest.fixture(scope="module")
+def xlab():
+    """hosts/lab-xen.yaml brought up for the xen-dom0 audit, taken down after it."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from runbooks.core.inventory import load_inventory
+    from runbooks.lab import control
+
+    inventory = load_inventory(str(XEN_INVENTORY))
+    control.up(inventory, log=lambda _msg: None)
+    try:
+        yield LabHandle(inventory)
+    finally:
+        control.down(inventory, log=lambda _msg: None)
+
+
+def xen_audit_inventory(folder: Path) -> Path:
+    """hosts/lab-xen.yaml with its dom0 reached as `ubuntu` with sudo."""
+    path = folder / "lab-xen.yaml"
+    path.write_text(XEN_INVENTORY.read_text().replace("\ndefaults: {user: root,",
+                                                      "\ndefaults: {user: ubuntu,", 1))
+    assert "defaults: {user: ubuntu," in path.read_text()
+    return path
+
+
+XEN_LEAK = "Leaky-xen-7c41d2e9"
+
+
+def test_the_xen_search_finds_what_leaks_on_the_dom0(xlab, tmp_path):
+    """Negative control of the xen-dom0 audit, on its own lab's dom0 (a systemd guest that
+    reboots): a value leaked into the journal, into a changed file of mode 0644, into a
+    process's command line or environment in the guest is found; the same value in a file
+    of mode 0600 is not (the one place a secret may sit)."""
+    xlab.reset(DOM0)
+    leak = XEN_LEAK
+    with PsSampler(xlab, (DOM0,)) as ps:
+        plant = xlab.exec(DOM0, f"logger -t greenroom-audit 'token={leak}' && "
+                                f"install -m 644 /dev/null /etc/default/leaky.cfg && "
+                                f"echo 'K={leak}' > /etc/default/leaky.cfg && "
+                                f"install -m 600 /dev/null /etc/default/kept.cfg && "
+                                f"echo 'K={leak}' > /etc/default/kept.cfg && "
+                                f"sh -c 'sleep 1' {leak} && env LEAKED={leak} sleep 1")
+        assert plant.returncode == 0, plant.stderr
+    produced = ps.blobs()
+    found = search_everything(xlab, (DOM0,), {k: v for k, v in produced.items()
+                                              if k != "environments in /proc"},
+                              {"leak": leak})
+    assert f"journal of {DOM0}: leak" in found
+    assert f"{DOM0}:/etc/default/leaky.cfg: leak (mode 644, not 0600)" in found
+    assert not [f for f in found if "kept.cfg" in f]
+    # the guest's own ps and this machine's /proc scan each saw the leaked command line
+    # (as ps shows it, not as the planting command wrote it, quotes and all)
+    assert f"sh -c sleep 1 {leak}".encode() in produced[f"ps in {DOM0}"]
+    assert f"{DOM0}\tsh -c sleep 1 {leak}".encode() in produced["command lines in /proc"]
+    assert f"ps in {DOM0}: leak" in found and "command lines in /proc: leak" in found
+    assert [h for h in environment_hits(produced["environments in /proc"], {"leak": leak})
+            if h.startswith(f"{DOM0} sleep ") and "LEAKED holds leak" in h]
+
+
+def test_xen_dom0_leaks_nothing(xlab, tmp_path, monkeypatch, capfd, registered):
+    """xen-dom0.converge (packages, GRUB, bridges, dnsmasq, NAT, its reboot into Xen), then
+    demo.reset and demo.check on the xen site (their --report files and the demo's timing
+    history), xen-dom0.check and xen-dom0.leases, the dom0 reached as `ubuntu` with a sudo
+    password. xen-dom0 handles no credential of its own (its vars hold none; read
+    runbooks/common/schema/xen_dom0.py): the sudo password and every value registered as a
+    secret during the runs are searched for."""
+    xlab.reset(DOM0)
+    done = xlab.exec(DOM0, SUDO_USER)
+    assert done.returncode == 0, f"{DOM0}: {done.stderr}"
+    inventory = str(xen_audit_inventory(tmp_path))
+    state = tmp_path / "state"
+    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
+    keep_lab_state(monkeypatch)
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    boot = xlab.exec(DOM0, "cat /proc/sys/kernel/random/boot_id").stdout
+    with PsSampler(xlab, (DOM0,)) as ps:
+        call("xen-dom0.converge", inventory=inventory, report=str(reports / "xen-dom0.json"))
+        call("demo.reset", (0, 1), inventory=inventory, report=str(reports / "reset.json"))
+        call("demo.check", (0, 1), inventory=inventory, report=str(reports / "check.json"))
+        call("xen-dom0.check", (0, 1), inventory=inventory)
+        call("xen-dom0.leases", inventory=inventory)
+    out, err = capfd.readouterr()
+    assert ps.snapshots > 10
+    # the runs did what they were run for, through sudo as ubuntu, with the reboot
+    assert json.loads((reports / "xen-dom0.json").read_text())["ok"] is True
+    assert all(json.loads((reports / f"{name}.json").read_text())
+               for name in ("reset", "check"))
+    assert xlab.exec(DOM0, "cat /proc/sys/kernel/random/boot_id").stdout != boot
+    assert "dom0_mem=1024M" in xlab.exec(DOM0, "xl info").stdout
+    logged = xlab.exec(DOM0, "journalctl --no-pager -q _COMM=sudo").stdout
+    assert "ubuntu : " in logged and "COMMAND=" in logged, f"{DOM0}: no sudo by ubuntu"
+    assert len(list(state.rglob("*.jsonl"))) == 1, "no timing history was written"
+    known = {"sudo password": SUDO_PASSWORD}
+    known |= {f"registered secret {n}": v for n, v in enumerate(sorted(registered))}
+    produced = {"stdout": out.encode(), "stderr": err.encode(), **ps.blobs()}
+    produced["environments in /proc"] = set_aside_given(
+        produced["environments in /proc"], [os.getpid()], ["GREENROOM_SUDO_PASSWORD"])
+    found = search_everything(xlab, (DOM0,), produced, known) + machine_files(
+        tmp_path, known) + environment_hits(produced["environments in /proc"], known)
     assert found == [], "\n".join(found)
 
 

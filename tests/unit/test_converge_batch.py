@@ -367,3 +367,115 @@ def test_binary_stdin_is_never_batched() -> None:
 
     assert batchable(Action("cat > /tmp/x", b"\x7fELF\n")) is False  # type: ignore[arg-type]
     assert batchable(Action("cat > /tmp/x", "text\n")) is True
+
+
+@pytest.mark.parametrize("content", [
+    "plain\n",
+    "no final newline",
+    "x = 'quoted' \"double\" $HOME `id` \\n %s %% \\\\\n\n\ttab\n",
+    "",
+    "é ünïcode ✓\n",
+], ids=["plain", "no-final-newline", "shell-and-printf-specials", "empty", "unicode"])
+def test_a_batched_file_write_carries_its_content_in_the_script(tmp_path, content):
+    """In a batch the content travels in the script (parsed whole before anything runs), so
+    the write starts neither `cat` nor `sha256sum` (two processes per file on every host)
+    and the file gets exactly the content, even without a final newline (then batchable)."""
+    target = tmp_path / "t.conf"
+    target.write_text("old\n")
+    [change] = File(str(target), content, mode="640").plan(
+        {"file": FactResult(0, "644 root root\n@@greenroom-content\nold\n")})
+    [action] = change.actions
+    assert action.whole is not None and batchable(action)
+    script = Batch([action]).script()
+    assert "sha256sum" not in script and 'cat > "$tmp"' not in script
+    assert "sha256sum" in action.command  # alone, on stdin that may end early: checked
+    shell = LocalShell()
+    applied = run_batch(shell, [action], {"t": file_command(str(target))})
+    assert shell.calls == 1 and applied.rcs == [0]
+    assert target.read_bytes() == content.encode()
+    assert applied.facts is not None and parse_file(applied.facts["t"]).mode == "640"
+
+
+def test_content_with_a_nul_byte_is_written_from_stdin_only(tmp_path):
+    [change] = File(str(tmp_path / "n"), "a\0b\n").plan({"file": FactResult(1, "")})
+    assert change.actions[0].whole is None and not batchable(change.actions[0])
+
+
+def test_the_handler_marker_goes_before_the_batched_form_too():
+    """A step that notifies a handler leaves its marker first (core.pending), in the form the
+    batch sends too: without it a cut after the write would lose the handler."""
+    step = File("/etc/x.conf", "new\n", notify=["restart x"])
+    [change] = step.plan({"file": FactResult(1, "")})
+    conv = converge.Converger.__new__(converge.Converger)
+    conv.marked = set()
+    [action] = conv._marked_first_actions([SimpleNamespace(step=step)],  # type: ignore[list-item]
+                                          [(0, change.actions[0])])
+    first = action.command.split("|| exit 97\n")[0]
+    assert first and action.whole is not None and action.whole.startswith(first + "|| exit 97\n")
+    assert "printf %s" in action.whole and "sha256sum" in action.command
+
+
+def _write(path, content, **kw) -> Action:
+    [change] = File(str(path), content, **kw).plan({"file": FactResult(1, "")})
+    return change.actions[0]
+
+
+def _programs(tmp_path, script: str) -> list[str]:
+    """The programs a batch script starts (strace), on the local sh."""
+    import shutil
+
+    if not shutil.which("strace"):
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), "sh", "-s"],
+                   input=script, text=True, capture_output=True, check=True)
+    return [line.split('"')[1].rsplit("/", 1)[-1] for line in trace.read_text().splitlines()
+            if "execve(" in line][1:]
+
+
+def test_staged_writes_next_to_each_other_share_one_sync(tmp_path):
+    """Writes next to each other leave their content in temporary files and the last puts
+    them all in place after one `sync`; a command between them sees the earlier files in
+    place (it ends the run of staged writes)."""
+    a, b, c = (tmp_path / n for n in ("a.conf", "b.conf", "c.conf"))
+    b.write_text("old b\n")
+    actions = [_write(a, "A\n"), _write(b, "B\n"), Action(f"cat {a} {b} > {tmp_path}/seen"),
+               _write(c, "C\n", mode="600")]
+    assert all(x.staged for x in (actions[0], actions[1], actions[3]))
+    programs = _programs(tmp_path, Batch(actions).script())
+    assert programs.count("sync") == 2 and programs.count("mv") == 3
+    assert (tmp_path / "seen").read_text() == "A\nB\n"
+    assert (a.read_text(), b.read_text(), c.read_text()) == ("A\n", "B\n", "C\n")
+    assert oct(c.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir() if ".greenroom." in p.name) == []
+
+
+@pytest.mark.parametrize("failing", [1, 2], ids=["middle-of-the-run", "last-of-the-run"])
+def test_a_failed_write_still_puts_the_staged_ones_before_it_in_place(tmp_path, failing):
+    """As if each write had been sent on its own: those before the failure are in place,
+    the failed one's target keeps its old content, the later ones never ran."""
+    paths = [tmp_path / f"{n}.conf" for n in range(3)]
+    for path in paths:
+        path.write_text("old\n")
+    actions = [_write(p, f"new {n}\n", validate="false {}" if n == failing else None)
+               for n, p in enumerate(paths)]
+    shell = LocalShell()
+    applied = run_batch(shell, actions[: failing + 1] if failing == 2 else actions,
+                        {"x": "echo never"})
+    assert applied.rcs == [0] * failing + [3] and applied.facts is None
+    assert [p.read_text() for p in paths] == [f"new {n}\n" for n in range(failing)] + \
+        ["old\n"] * (3 - failing)
+    assert [p.name for p in tmp_path.iterdir() if ".greenroom." in p.name] == []
+
+
+@pytest.mark.parametrize("cut", [0.3, 0.6, 0.95], ids=["early", "middle", "before-the-brace"])
+def test_a_script_of_staged_writes_cut_on_its_way_runs_nothing(tmp_path, cut):
+    targets = [tmp_path / "one.conf", tmp_path / "two.conf"]
+    for target in targets:
+        target.write_text("old\n")
+    script = Batch([_write(t, "new\n") for t in targets]).script()
+    done = subprocess.run(["sh", "-s"], input=script[: int(len(script) * cut)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    assert [t.read_text() for t in targets] == ["old\n", "old\n"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.conf", "two.conf"]

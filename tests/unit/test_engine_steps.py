@@ -354,3 +354,32 @@ def test_directories_are_read_by_the_batch_stat(tmp_path):
                      group=results["d"].out.split()[2])
     assert step.plan({"dir": results["d"]}) == []
     assert results["file"].ok  # the file of the same batch still read in full
+
+
+@pytest.mark.parametrize("mode,owner,programs", [
+    ("750", "root", ["mkdir"]),
+    ("2775", "root", ["mkdir"]),
+    ("755", "nobody", ["mkdir", "chown"]),
+], ids=["root-one-process", "setgid-mode", "other-owner-chowns"])
+def test_a_new_directory_costs_one_process_when_root_owns_it(tmp_path, mode, owner, programs):
+    """`mkdir -m` sets the mode (and, unlike chmod after it, in the same process); chown
+    runs only when the directory is not already owned as wanted."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("strace"):
+        pytest.skip("needs root (chown) and strace")
+    target = tmp_path / "a" / "b"
+    [change] = Directory(str(target), mode=mode, owner=owner, group=owner if owner == "root"
+                         else "nogroup").plan({"dir": FactResult(1, "")})
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), "sh", "-c",
+                    change.actions[0].command], check=True)
+    started = [line.split('"')[1].rsplit("/", 1)[-1] for line in trace.read_text().splitlines()
+               if "execve(" in line][1:]  # the first is sh itself
+    assert started == programs
+    st = target.stat()
+    assert oct(st.st_mode & 0o7777)[2:] == mode.lstrip("0")
+    import pwd
+    assert pwd.getpwuid(st.st_uid).pw_name == owner

@@ -21,10 +21,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Action:
-    """One remote shell command (with optional stdin) that applies part of a change."""
+    """One remote shell command (with optional stdin) that applies part of a change.
+
+    `whole`: the same change as a command that needs no stdin, for a batch (runbooks.core.apply),
+    whose script, here-documents included, the shell parses whole before running any of it:
+    a file write then carries its content in the script and skips what only a stream that
+    may end early needs (a `cat` of stdin and its SHA-256 check), two processes per file.
+    `staged`: (temporary file, target) when `whole` leaves the new content, validated, in
+    the temporary file: the batch syncs it and renames it over the target, with one `sync`
+    for all the staged writes next to each other (`steps.files.staged_write`)."""
 
     command: str
     stdin: str | None = None
+    whole: str | None = None
+    staged: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
