@@ -109,8 +109,11 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("the fleet benchmark uses the virtual lab: run it as root")
     peers = () if args.only_greenroom or args.floor_levels else ("pyinfra", "ansible-playbook")
-    for tool in peers:
-        if shutil.which(tool) is None:
+    # the peers as installed beside this interpreter (a venv not on PATH), else on PATH
+    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    found = {tool: shutil.which(tool, path=search) for tool in peers}
+    for tool, where in found.items():
+        if where is None:
             raise SystemExit(f"{tool} is not installed: `nox -s bench` installs the peers")
     work = Path(tempfile.mkdtemp(prefix="greenroom-fleet-"))
     inv_path = INVENTORY
@@ -155,10 +158,10 @@ def main() -> None:
             tools = {
                 "greenroom": [sys.executable, str(HERE / "greenroom_run.py"), "-i",
                               str(inv_path), "-H", names, "--parallel", str(size)],
-                "pyinfra": ["pyinfra", str(pyinv), str(HERE / "deploy.py"), "-y",
-                            "--parallel", str(size)],
-                "ansible-core": ["ansible-playbook", "-i", str(ansinv), "-f", str(size),
-                                 str(HERE / "playbook.yml")],
+                "pyinfra": [found.get("pyinfra") or "pyinfra", str(pyinv),
+                            str(HERE / "deploy.py"), "-y", "--parallel", str(size)],
+                "ansible-core": [found.get("ansible-playbook") or "ansible-playbook", "-i",
+                                 str(ansinv), "-f", str(size), str(HERE / "playbook.yml")],
             }
             pairs = json.dumps([[h.address, access.key_filename] for h in subset])
 

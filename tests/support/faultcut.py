@@ -32,6 +32,8 @@ from runbooks.core import session as session_mod
 
 DIGEST = re.compile(r'echo "([0-9a-f]{64})  \$tmp" \| sha256sum -c')
 TARGET = re.compile(r'^mv -f "\$tmp" (.+)$', re.M)
+# a batch's staged write (core.steps.files.staged_write) names itself in a comment
+STAGED = re.compile(r"^# greenroom writes (.+) sha256 ([0-9a-f]{64})$", re.M)
 PID = re.compile(r"pid=(\d+)")
 ABSENT = "absent"
 
@@ -112,8 +114,9 @@ class Injector:
             self.count += 1
             number = self.count
         # one command may carry several writes (consecutive steps applied in one go)
-        for wanted, target in zip(DIGEST.findall(command), TARGET.findall(command),
-                                  strict=False):
+        pairs = [*zip(DIGEST.findall(command), TARGET.findall(command), strict=False),
+                 *((wanted, target) for target, wanted in STAGED.findall(command))]
+        for wanted, target in pairs:
             path = shlex.split(target)[0]
             self.writes.append(Write(path, guest_sha256(self.lab, self.host, path), wanted))
         at = self.cut.at

@@ -124,7 +124,11 @@ def _write_script(
                 f'echo "{digest}  $tmp" | sha256sum -c - >/dev/null 2>&1 || '
                 '{ echo "content arrived incomplete; nothing was changed" >&2; exit 4; }\n')
     else:
-        fill = f'printf %s {q(content)} > "$tmp"\n'
+        # the comment names the write for readers of the script (the fault campaign's
+        # harness, tests/support/faultcut.py): what it puts where, at no cost on the host
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        fill = (f"# greenroom writes {q(path)} sha256 {digest}\n"
+                f'printf %s {q(content)} > "$tmp"\n')
     return (
         "set -e\n"
         f"[ -d {q(directory)} ] || mkdir -p {q(directory)}\n"
