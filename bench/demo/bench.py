@@ -21,9 +21,15 @@ process, the hosts one after another (the issue's "sum of one Fabric round trip 
 and all at once; and demo.reset --from-scratch. The lab is taken down at the end.
 
 `--only check` times demo.check and demo.reset alone (no peers, floors or --from-scratch);
-`--compare-at DIR` also times demo.check from another checkout DIR (e.g. one made with `git
-worktree add --detach DIR <commit>`) on the same converged lab, the two taking turns: a
-before/after in one run (demo.check changes nothing, so both read the same lab).
+`--compare-at DIR` also times demo.check and demo.reset from another checkout DIR (e.g. one
+made with `git worktree add --detach DIR <commit>`) on the same converged lab, the two taking
+turns: a before/after in one run (on a converged lab both only read, so both read the same
+lab).
+`--bytecode` then also times demo.reset, demo.check and the floor (sum) again with this
+checkout's modules compiled first (`compileall`): this machine sets PYTHONDONTWRITEBYTECODE,
+so every process compiles the runbooks it imports from source, where a user's checkout
+keeps its bytecode after the first run.
+`--rounds` counts one converged demo.reset's round trips per host (bench/demo/rounds.py).
 `--profile DIR` also runs demo.check and demo.reset once each under cProfile with `--report`
 (DIR/check.prof, DIR/check.json, DIR/reset.prof, DIR/reset.json). The table ends with the
 commit and the load average at the start and the end.
@@ -88,6 +94,30 @@ def median(fn, runs: int) -> float:  # noqa: ANN001
     return statistics.median(fn() for _ in range(runs))
 
 
+def bytecode_rows(env: dict[str, str], runs: int) -> list[tuple[str, float]]:
+    """demo.reset, demo.check and the floor (sum) with the checkout's modules compiled (as
+    after a first run on a machine that keeps bytecode); the compiled files are removed
+    after."""
+    compiled = [str(REPO / "runbooks"), str(REPO / "tasks.py")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *compiled], cwd=REPO,
+                   check=True, env={k: v for k, v in env.items()
+                                    if k != "PYTHONDONTWRITEBYTECODE"})
+    try:
+        return [
+            ("demo.reset, bytecode compiled", median(
+                lambda: timed([*INVOKE, "demo.reset", *INV], env), runs)),
+            ("demo.check, bytecode compiled", median(
+                lambda: timed([*INVOKE, "demo.check", *INV], env), runs)),
+            ("floor: 1 SSH round trip per host, one after another (sum), bytecode compiled",
+             median(lambda: timed([sys.executable, "-c",
+                                   FLOOR.format(repo=str(REPO), workers=1)], env), runs)),
+        ]
+    finally:
+        for cache in REPO.glob("runbooks/**/__pycache__"):
+            shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(REPO / "__pycache__", ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -97,6 +127,12 @@ def main() -> None:
                              "--from-scratch)")
     parser.add_argument("--compare-at", default=None, metavar="DIR",
                         help="another checkout whose demo.check is timed too, taking turns")
+    parser.add_argument("--rounds", action="store_true",
+                        help="also count demo.reset's round trips per host once on the "
+                             "converged lab (bench/demo/rounds.py) and print them")
+    parser.add_argument("--bytecode", action="store_true",
+                        help="also time demo.reset, demo.check and the floor with this "
+                             "checkout's modules compiled first")
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="also run demo.check and demo.reset once each under cProfile, "
                              "with --report, writing DIR/{check,reset}.{prof,json}")
@@ -114,6 +150,12 @@ def main() -> None:
                    capture_output=True)
     try:
         timed([*INVOKE, "demo.reset", *INV], env)  # converge once
+        counted = ""
+        if args.rounds:
+            counted = subprocess.run(
+                [sys.executable, str(REPO / "bench" / "demo" / "rounds.py"), "--", "demo.reset",
+                 *INV], cwd=REPO, env=env, capture_output=True, text=True).stdout
+            counted = counted[counted.rfind("\ndemo.reset"):].strip()
         if args.profile:
             out = Path(args.profile).resolve()
             out.mkdir(parents=True, exist_ok=True)
@@ -122,23 +164,27 @@ def main() -> None:
                        *INVOKE, f"demo.{name}", *INV, "--report", str(out / f"{name}.json")],
                       env)
         rows = []
-        if args.compare_at:
-            other = Path(args.compare_at).resolve()
+        other = Path(args.compare_at).resolve() if args.compare_at else None
+
+        def demo(task: str) -> list[tuple[str, float]]:
+            """demo.TASK's median; with --compare-at the other checkout's too, taking turns
+            (the load hits both alike; on a converged lab both only read)."""
+            if other is None:
+                return [(f"demo.{task}", median(
+                    lambda: timed([*INVOKE, f"demo.{task}", *INV], env), args.runs))]
             other_env = dict(env, PYTHONPATH=str(other))
             ours, theirs = [], []
-            for _ in range(args.runs):  # taking turns: the load hits both alike
-                ours.append(timed([*INVOKE, "demo.check", *INV], env))
-                theirs.append(timed([*INVOKE, "demo.check", *INV], other_env, cwd=other))
-            rows += [("demo.check", statistics.median(ours)),
-                     (f"demo.check at {other.name}", statistics.median(theirs))]
-        else:
-            rows.append(("demo.check", median(
-                lambda: timed([*INVOKE, "demo.check", *INV], env), args.runs)))
+            for _ in range(args.runs):
+                ours.append(timed([*INVOKE, f"demo.{task}", *INV], env))
+                theirs.append(timed([*INVOKE, f"demo.{task}", *INV], other_env, cwd=other))
+            return [(f"demo.{task}", statistics.median(ours)),
+                    (f"demo.{task} at {other.name}", statistics.median(theirs))]
+
+        rows += demo("check")
         if args.only == "all":
             rows.append((f"check peer ({len(check_peer)} tasks)", median(
                 lambda: sequence(check_peer, env), args.runs)))
-        rows.append(("demo.reset", median(lambda: timed([*INVOKE, "demo.reset", *INV], env),
-                                          args.runs)))
+        rows += demo("reset")
         if args.only == "all":
             rows += [
                 (f"reset peer ({len(reset_peer)} tasks)", median(
@@ -153,6 +199,8 @@ def main() -> None:
                 ("demo.reset --from-scratch", timed([*INVOKE, "demo.reset", "--from-scratch",
                                                      *INV], env)),
             ]
+        if args.bytecode:
+            rows += bytecode_rows(env, args.runs)
     finally:
         subprocess.run([*INVOKE, "lab.down", *INV], cwd=REPO, env=env, capture_output=True)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -167,10 +215,19 @@ def main() -> None:
     if floor:
         lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
                       f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
+    compiled = base.get("floor: 1 SSH round trip per host, one after another (sum), "
+                        "bytecode compiled")
+    if compiled:
+        lines.append(f"bytecode compiled: demo.reset / floor (sum): "
+                     f"{base['demo.reset, bytecode compiled'] / compiled:.2f}x; demo.check / "
+                     f"floor (sum): {base['demo.check, bytecode compiled'] / compiled:.2f}x")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
                             capture_output=True, text=True).stdout.strip()
     lines += ["", f"commit {commit or '?'}; load average (1 min) {load[0]:.1f} at the start, "
                   f"{os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"]
+    if counted:
+        lines += ["", "Round trips per host of one demo.reset on the converged lab "
+                      "(bench/demo/rounds.py):", "", counted]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -1,10 +1,13 @@
 """demo.check's engine: every host read in parallel, read-only, into one HostReport each.
 
 Per host: one connection; each `converge` and `reset` runbook's plan (any change it would
-make in check mode is drift or leftover state); then ONE round trip with every probe's
-facts (demo's own clock and disk checks, each runbook's `check` part) and every plan's
-facts; each part is judged from that batch. The cluster's reads that several parts share
-run once per check (runbooks/demo/reads.py). Nothing is changed.
+make in check mode is drift or leftover state), built ahead from the host's last answers
+to its planning reads (runbooks/demo/planning.py); then ONE round trip with every probe's
+facts (demo's own clock and disk checks, each runbook's `check` part), every plan's
+planning reads and every plan's facts; each part is judged from that batch (a plan whose
+planning reads answered otherwise is built again first, its missing facts read in a second
+round trip). The cluster's reads that several parts share run once per check
+(runbooks/demo/reads.py). Nothing is changed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.demo_section import section_of
-from runbooks.core.converge import Converger, HostContext, first_reads
+from runbooks.core.converge import Converger, first_reads
 from runbooks.core.facts import FactResult, gather
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
@@ -26,6 +29,7 @@ from runbooks.demo import cluster as cluster_probe
 from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles
 from runbooks.demo.path import PATH
+from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
 from runbooks.demo.reads import SharedReads
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
@@ -76,24 +80,29 @@ class _Part:
 
     kind: str
     runbook: Any
-    ctx: HostContext
+    ctx: Planner
     lines: list[str]
     said: list[str]
     log: Log
     plan: Plan | None = None
     failed: str | None = None  # the plan itself failed (StepFailed): its verdict
+    unknown: bool = False  # planned ahead, it asked a planning read without a hint
+    ahead: Ahead | None = None  # its cluster reads while planned ahead
     seconds: float = 0.0
 
 
 def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                probes: list[tuple[str, Any]], runbooks: list[tuple[str, Any]],
-               reads: SharedReads | None = None) -> HostReport:
+               reads: SharedReads | None = None, hints: Hints | None = None) -> HostReport:
     """Everything demo.check reads on one host; never raises for the host's failures.
 
-    One connection; every part planned (in parallel: a plan may read the cluster, through
-    `reads`); then ONE batch per host with every probe's facts and every plan's first-round
-    facts (a command asked by several parts runs once; one the cluster reads already
-    answered is not run again); then each part judged from it, without another round trip."""
+    One connection; every part planned ahead from the site's last planning answers
+    (runbooks/demo/planning.py; in parallel: a plan may read the cluster, through `reads`);
+    then ONE batch per host with every probe's facts, every plan's planning reads and every
+    plan's first-round step facts (a command asked by several parts runs once; one the
+    cluster reads already answered is not run again); a part whose planning reads answered
+    otherwise than its hints is planned again from the batch, its missing step facts read
+    in one more round trip; then each part is judged, without another round trip."""
     report = HostReport(host.name)
     started = time.monotonic()
     try:
@@ -109,25 +118,69 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                                    f"SSH in {report.timings['connect']:.2f} s"))
     shared: Any = reads or connector
     mine = [(name, probe) for name, probe in probes if applies(probe_roles(probe), host)]
-    parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log)
-              for kind, runbook in runbooks if applies(runbook.roles, host)]
+    ahead = hints.of(host.name) if hints is not None else {}
+    chosen = [(kind, runbook) for kind, runbook in runbooks if applies(runbook.roles, host)]
+    parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log, ahead, False,
+                        Ahead(reads, hints, inventory) if reads and hints else None)
+              for kind, runbook in chosen]
     try:
         planning = time.monotonic()
-        with ThreadPoolExecutor(max_workers=max(1, len(parts_))) as pool:
-            list(pool.map(_plan_part, parts_))
+        _plan_all(parts_)
+        for part in parts_:
+            if part.ahead is not None:
+                part.ahead.open = False
         report.timings["plans"] = time.monotonic() - planning
         commands: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
         for _name, probe in mine:
             commands.update(probe.facts(host, inventory))
         for n, part in enumerate(parts_):
+            commands.update({f"{PLANNING}{c}": c for c in part.ctx.asked})
             if part.plan is not None:
                 commands.update({f"{n}|{key}": command
                                  for key, command in first_reads(part.plan).items()})
         reading = time.monotonic()
-        known = reads.answered(host.name) if reads is not None else {}
-        facts, when = _read(session, {k: c for k, c in commands.items() if c not in known})
-        facts.update({k: known[c] for k, c in commands.items() if c in known})
+        claimed = (reads.claimed(host.name, commands.values()) if reads is not None
+                   else set())
+        facts, when = _read(session, {k: c for k, c in commands.items() if c not in claimed})
+        assert reads is not None or not claimed
+        facts.update({k: reads.fact(host, c) for k, c in commands.items()  # type: ignore[union-attr]
+                      if c in claimed})
         report.timings["facts"] = time.monotonic() - reading
+        answers = {k[len(PLANNING):]: v for k, v in facts.items() if k.startswith(PLANNING)}
+        again = [n for n, part in enumerate(parts_)
+                 if part.unknown or not same_answers(part.ctx.asked, answers)
+                 or (part.ahead is not None and part.ahead.differs())]
+        if hints is not None:
+            hints.remember(host.name, {c: answers.get(c) or r for part in parts_
+                                       for c, r in part.ctx.asked.items() if r is not None})
+            for part in parts_:
+                for name, found in (part.ahead.answers() if part.ahead else {}).items():
+                    hints.remember(name, found)
+        if again:
+            replanning = time.monotonic()
+            for n in again:
+                kind, runbook = chosen[n]
+                parts_[n] = _new_part(host, inventory, session, shared, kind, runbook, log,
+                                      answers, True)
+            _plan_all([parts_[n] for n in again])
+            by_command = {commands[k]: v for k, v in facts.items() if k in commands}
+            rest: dict[str, str] = {}
+            for n in again:
+                plan = parts_[n].plan
+                if plan is None:
+                    continue
+                for key, command in first_reads(plan).items():
+                    if command in by_command:
+                        facts[f"{n}|{key}"] = by_command[command]
+                    else:
+                        rest[f"{n}|{key}"] = command
+            if rest:
+                facts.update(_read(session, rest)[0])
+            report.timings["plans again"] = time.monotonic() - replanning
+            if hints is not None:
+                hints.remember(host.name, {c: r for n in again
+                                           for c, r in parts_[n].ctx.asked.items()
+                                           if r is not None})
     except HostUnreachable as exc:
         report.reachable = False
         report.verdicts.append(Verdict(host.name, "demo", "reachable", False,
@@ -147,6 +200,17 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
         report.verdicts.append(Verdict(host.name, "demo", "reachable", False,
                                        f"lost during the check: {lost[0]}"))
     return report
+
+
+PLANNING = "plan|"  # the batch's keys of the plans' planning reads: PLANNING + command
+
+
+def _plan_all(parts_: list[_Part]) -> None:
+    if len(parts_) == 1:
+        _plan_part(parts_[0])
+        return
+    with ThreadPoolExecutor(max_workers=max(1, len(parts_))) as pool:
+        list(pool.map(_plan_part, parts_))
 
 
 # Cluster reads (a kubectl process each, the API's round trip; in the lab a Python start of
@@ -225,7 +289,8 @@ def _disk(host: Host, inventory: Inventory, result: FactResult,
 
 
 def _new_part(host: Host, inventory: Inventory, session: Any, connector: Any, kind: str,
-              runbook: Any, log: Log) -> _Part:
+              runbook: Any, log: Log, known: Mapping[str, FactResult] | None = None,
+              live: bool = True, ahead: Ahead | None = None) -> _Part:
     lines: list[str] = []
     said: list[str] = []  # a Health step's "ok   <what>" lines: a read-only run's evidence
 
@@ -233,16 +298,25 @@ def _new_part(host: Host, inventory: Inventory, session: Any, connector: Any, ki
         said.append(text)
         log(f"{host.name}  {runbook.name}: {text}")
 
-    ctx = HostContext(host, inventory, session, connector, True, {}, log=note)
-    return _Part(kind, runbook, ctx, lines, said, log)
+    if ahead is not None:
+        session, connector = ahead.session(host), ahead
+    ctx = Planner(host, inventory, session, connector, True, {}, log=note, known=known or {},
+                  live=live)
+    return _Part(kind, runbook, ctx, lines, said, log, ahead=ahead)
 
 
 def _plan_part(part: _Part) -> None:
     started = time.monotonic()
     try:
         part.plan = part.runbook.plan(part.ctx)
+    except Unknown:
+        part.unknown = True
     except StepFailed as exc:
         part.failed = str(exc)
+    except Exception:
+        if part.ctx.live:
+            raise
+        part.unknown = True  # planned ahead from hints that did not fit: planned again
     finally:
         part.seconds += time.monotonic() - started
 
@@ -311,11 +385,14 @@ def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log
     probes.append(("demo.vip", vip_probe))
     runbooks = converge_parts()
     reads = SharedReads(connector)
+    hints = Hints.of_site(inventory.site)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
         futures = [pool.submit(check_host, host, inventory, connector, log, probes, runbooks,
-                               reads)
+                               reads, hints)
                    for host in hosts]
-        return [future.result() for future in futures]
+        found = [future.result() for future in futures]
+    hints.save()
+    return found
 
 
 def verdict_lines(reports: list[HostReport]) -> Mapping[str, list[Verdict]]:

@@ -6,22 +6,88 @@ every part that asks, including the host's own fact batch.
 demo.check only reads, and all its parts read the cluster within the same second or two, so
 one answer per command is what each of them would have got. Only plain `kubectl get`
 commands (no shell syntax, no stdin) are shared; anything else runs as asked.
+
+A listing (`kubectl get KINDS -A|-n NS -o json`) whose kinds a wider listing of the same
+scope on the same host also reads is cut from that one (its items of those kinds) instead of
+starting a kubectl of its own: from a read already made or under way, or from the cluster
+read demo's probes make on the first server anyway (runbooks/common/cluster_reads.py). In
+the lab every kubectl is a Python start of the k3s double; on a site, an API round trip.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from runbooks.common import cluster_reads
+from runbooks.common.kubectl import ON_NODE
 from runbooks.core.facts import FactResult
+from runbooks.core.session import CommandResult
 
-READ = re.compile(r"(?:k3s |microk8s )?kubectl get [^;&|<>`$()\n\\]*")
+
+def read_pattern(on_node: Mapping[str, str]) -> re.Pattern[str]:
+    """A plain `kubectl get`, by a plain kubectl or by the one each distribution runs on its
+    nodes (`on_node`: common.kubectl.ON_NODE), with no shell syntax after it."""
+    kubectls = sorted({*on_node.values(), "kubectl"}, key=len, reverse=True)
+    return re.compile(rf"(?:{'|'.join(map(re.escape, kubectls))}) get [^;&|<>`$()\n\\]*")
+
+
+READ = read_pattern(ON_NODE)
 
 
 def shareable(command: str) -> bool:
     """A read-only `kubectl get` with nothing else in the command."""
     return READ.fullmatch(command.strip()) is not None
+
+
+# a listing's resource names, as its items' `kind` (what a wider listing is cut to)
+KINDS = {"services": "Service", "deployments": "Deployment", "daemonsets": "DaemonSet",
+         "endpoints": "Endpoints", "secrets": "Secret", "nodes": "Node", "pods": "Pod",
+         "namespaces": "Namespace", "ipaddresspools": "IPAddressPool", "bgppeers": "BGPPeer",
+         "bgpadvertisements": "BGPAdvertisement", "l2advertisements": "L2Advertisement"}
+_LISTING = re.compile(r"(?P<kubectl>.+?) get (?P<kinds>[a-z0-9]+(?:,[a-z0-9]+)*) "
+                      r"(?P<scope>-A|-n [a-z0-9-]+) -o json")
+# read anyway by demo's probes on the cluster's first server
+WIDE = tuple(cluster_reads.command(kubectl) for kubectl in ON_NODE.values())
+
+
+def listing(command: str) -> tuple[str, frozenset[str], str] | None:
+    """(kubectl, kinds, scope) of a plain JSON listing of known kinds, else None."""
+    found = _LISTING.fullmatch(command.strip())
+    if found is None or not shareable(command):
+        return None
+    kinds = frozenset(found["kinds"].split(","))
+    if not kinds <= KINDS.keys():
+        return None
+    return found["kubectl"], kinds, found["scope"]
+
+
+def covers(wide: str, narrow: str) -> bool:
+    """`wide` lists every kind `narrow` does (and more), with the same kubectl and scope."""
+    w, n = listing(wide), listing(narrow)
+    return (w is not None and n is not None and w[0] == n[0] and w[2] == n[2]
+            and n[1] < w[1])
+
+
+def cut(done: Any, narrow: str) -> CommandResult | None:
+    """`narrow`'s answer from a wider listing's: its items of `narrow`'s kinds (None when
+    the wider read failed or is not a List: `narrow` is then read on its own)."""
+    found = listing(narrow)
+    if found is None or done.rc != 0:
+        return None
+    try:
+        body = json.loads(done.stdout)
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        return None
+    kinds = {KINDS[k] for k in found[1]}
+    items = [i for i in body["items"] if isinstance(i, dict) and i.get("kind") in kinds]
+    return CommandResult(0, json.dumps({"apiVersion": "v1", "kind": "List", "items": items,
+                                        "metadata": {}}, indent=4) + "\n", "")
 
 
 class SharedReads:
@@ -32,6 +98,7 @@ class SharedReads:
         self._lock = threading.Lock()
         self._pending: dict[tuple[str, str], threading.Lock] = {}
         self._done: dict[tuple[str, str], Any] = {}
+        self._started: set[tuple[str, str]] = set()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._connector, name)
@@ -39,8 +106,26 @@ class SharedReads:
     def session(self, host: Any) -> _Shared:
         return _Shared(self, host.name, self._connector.session(host))
 
+    def _wider(self, host: str, command: str) -> str | None:
+        """A read on `host` made, under way or made anyway that covers `command`."""
+        if listing(command) is None:
+            return None
+        with self._lock:
+            mine = [c for (name, c) in (*self._done, *self._started) if name == host]
+        return next((w for w in (*mine, *WIDE) if covers(w, command)), None)
+
     def run(self, host: str, session: Any, command: str) -> Any:
         key = (host, command)
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+        wide = self._wider(host, command)
+        if wide is not None:
+            done = cut(self.run(host, session, wide), command)
+            if done is not None:
+                with self._lock:
+                    self._done.setdefault(key, done)
+                    return self._done[key]
         with self._lock:
             if key in self._done:
                 return self._done[key]
@@ -53,6 +138,37 @@ class SharedReads:
             with self._lock:
                 self._done[key] = done
             return done
+
+    def start(self, host: Any, command: str) -> None:
+        """Read `command` on `host` now, in the background, once (see `fact`)."""
+        key = (host.name, command)
+        wide = self._wider(host.name, command)
+        with self._lock:
+            if key in self._done or key in self._started:
+                return
+            self._started.add(key)
+            if wide is not None:  # claimed now: a batch about to start leaves it out too
+                self._started.add((host.name, wide))
+
+        def read() -> None:
+            try:
+                self.run(host.name, self._connector.session(host), command)
+            except Exception:  # noqa: BLE001 - `fact` reads it again and raises
+                return
+
+        threading.Thread(target=read, name=f"read {host.name}", daemon=True).start()
+
+    def claimed(self, host: str, commands: Iterable[str] = ()) -> set[str]:
+        """The commands on `host` already read or being read, and those of `commands` that
+        one of them covers (`fact` answers all of them)."""
+        with self._lock:
+            mine = {c for (name, c) in (*self._done, *self._started) if name == host}
+        return mine | {c for c in commands if any(covers(w, c) for w in mine)}
+
+    def fact(self, host: Any, command: str) -> FactResult:
+        """`command`'s answer on `host`: waits for a read under way, reads it if none."""
+        done = self.run(host.name, self._connector.session(host), command)
+        return FactResult(done.rc, done.stdout)
 
     def answered(self, host: str) -> dict[str, FactResult]:
         """The commands already answered on `host`, as facts (by command)."""

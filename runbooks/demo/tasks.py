@@ -31,12 +31,16 @@ def _hosts(inv: Any, spec: str | None) -> list[Any]:
         raise Exit(str(exc), code=2) from None
 
 
-def _connector(inv: Any, accept: bool) -> Any:
-    """One connector for the whole run (the lab not running: one line, exit 2)."""
+def _connector(inv: Any, accept: bool, hosts: list[Any], workers: int) -> Any:
+    """One connector for the whole run (the lab not running: one line, exit 2), its hosts'
+    connections already opening while demo's modules load (runbooks/demo/early.py)."""
     from runbooks.core.session import Connector
+    from runbooks.demo.early import Early
 
     with usage_errors_exit():
-        return Connector(inv, accept_new_host_keys=accept, connect_timeout=CONNECT_TIMEOUT)
+        connector = Connector(inv, accept_new_host_keys=accept,
+                              connect_timeout=CONNECT_TIMEOUT)
+    return Early(connector, hosts, workers)
 
 
 def _title(command: str, inv: Any, hosts: list[Any]) -> str:
@@ -56,17 +60,17 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     cgroup and swap, the cluster's when present); each runbook converged (no drift) and
     nothing left over for demo.reset. Changes nothing.
     """
-    from runbooks.demo import history, run
-
     inv = load_inventory_or_exit(c, inventory)
     hosts = _hosts(inv, host)
     started = time.monotonic()
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
+    connector = _connector(inv, accept_new_host_keys, hosts, workers)
+    from runbooks.demo import history, run
+
     output = run.Output(run.default_out(), verbose)
     usual = history.usual_times(history.read_runs(inv.site))
     outcome = run.Outcome("demo.check", inv.site)
-    with usage_errors_exit():
-        workers = parallel_of(c, parallel)
-    connector = _connector(inv, accept_new_host_keys)
     try:
         run.check_phase(inv, hosts, connector, workers, output, outcome)
     finally:
@@ -79,20 +83,20 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
 def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
              from_scratch: bool, parallel: int, report: str | None, verbose: bool,
              accept_new_host_keys: bool, command: str = "demo.reset") -> None:
-    from runbooks.demo import history, run
-
     inv = load_inventory_or_exit(c, inventory)
     hosts = _hosts(inv, host)
     started = time.monotonic()
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
+    connector = _connector(inv, accept_new_host_keys, hosts, workers)
+    from runbooks.demo import history, run
+
     output = run.Output(run.default_out(), verbose)
     usual = history.usual_times(history.read_runs(inv.site))
     outcome = run.Outcome(command + (" --from-scratch" if from_scratch else ""), inv.site,
                           check_mode=check)
-    with usage_errors_exit():
-        workers = parallel_of(c, parallel)
     mode = " (check mode: nothing will be changed)" if check else ""
     output.line(f"{command} on {inv.site}: {len(hosts)} host(s){mode}")
-    connector = _connector(inv, accept_new_host_keys)
     try:
         if from_scratch or not run.already_green(inv, hosts, connector, workers, output,
                                                  outcome, usual):

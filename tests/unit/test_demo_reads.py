@@ -3,6 +3,7 @@ that a shared one runs once per host however many parts ask, at the same time or
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,8 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from runbooks.common.kubectl import ON_NODE
 from runbooks.core.facts import FactResult
-from runbooks.demo.reads import SharedReads, shareable
+from runbooks.demo.reads import KINDS, SharedReads, covers, listing, read_pattern, shareable
 
 
 @pytest.mark.parametrize("command, shared", [
@@ -27,6 +29,17 @@ from runbooks.demo.reads import SharedReads, shareable
 ], ids=lambda v: str(v)[:40])
 def test_only_plain_kubectl_gets_are_shared(command, shared):
     assert shareable(command) is shared
+
+
+def test_every_distributions_kubectl_is_shared_as_common_kubectl_names_it():
+    for kubectl in ON_NODE.values():
+        assert shareable(f"{kubectl} get nodes -o json"), kubectl
+    # a distribution added to ON_NODE is recognised without touching demo
+    pattern = read_pattern({"k0s": "k0s kubectl"})
+    assert pattern.fullmatch("k0s kubectl get nodes -o json")
+    assert pattern.fullmatch("kubectl get nodes")
+    assert not pattern.fullmatch("k3s kubectl get nodes")
+    assert not pattern.fullmatch("k0s kubectl get nodes; reboot")
 
 
 class Session:
@@ -56,7 +69,7 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
     connector = Connector()
     reads = SharedReads(connector)
     rp0, rp1 = SimpleNamespace(name="rp0"), SimpleNamespace(name="rp1")
-    services = "k3s kubectl get services -A -o json"
+    services = "k3s kubectl get services/web -n demo -o json"  # no wider read covers it
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda _n: reads.session(rp0).run(services).stdout, range(6)))
     assert answers == [f"out of {services}"] * 6
@@ -68,6 +81,61 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
     assert connector.sessions["rp1"].ran == [services]
     assert reads.answered("rp0") == {services: FactResult(0, f"out of {services}")}
     reads.close_all()  # everything else is the connector's
+
+
+CLUSTER = "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"
+METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o json"
+
+
+@pytest.mark.parametrize("wide, narrow, covered", [
+    (CLUSTER, "k3s kubectl get services -A -o json", True),
+    (CLUSTER, "k3s kubectl get services,endpoints -A -o json", True),
+    (CLUSTER, CLUSTER, False),
+    (CLUSTER, "k3s kubectl get services -n demo -o json", False),  # another scope
+    (CLUSTER, "microk8s kubectl get services -A -o json", False),  # another kubectl
+    (CLUSTER, "k3s kubectl get nodes -A -o json", False),
+    (CLUSTER, "k3s kubectl get services -A", False),  # not JSON
+    (CLUSTER, "k3s kubectl get services/web -A -o json", False),  # one object
+    (METALLB, "k3s kubectl get ipaddresspools -n metallb-system -o json", True),
+    (METALLB, "k3s kubectl get ipaddresspools -A -o json", False),
+], ids=lambda v: str(v)[:48])
+def test_which_listing_a_wider_one_covers(wide, narrow, covered):
+    assert covers(wide, narrow) is covered
+
+
+class Cluster(Session):
+    """A first server whose listings answer JSON with the objects of the kinds asked."""
+
+    OBJECTS = [{"kind": "Service", "metadata": {"name": "web"}},
+               {"kind": "Deployment", "metadata": {"name": "coredns"}},
+               {"kind": "IPAddressPool", "metadata": {"name": "default"}},
+               {"kind": "Secret", "metadata": {"name": "memberlist"}}]
+
+    def run(self, command, stdin=None):
+        with self.lock:
+            self.ran.append(command)
+        kinds = {KINDS[k] for k in listing(command)[1]}
+        items = [o for o in self.OBJECTS if o["kind"] in kinds]
+        return SimpleNamespace(ok=True, rc=0, stdout=json.dumps({"items": items}), stderr="")
+
+
+def test_a_listing_is_cut_from_a_wider_read_made_anyway_or_under_way():
+    rp0 = SimpleNamespace(name="rp0")
+    connector = SimpleNamespace(session=lambda h: server)
+    server = Cluster()
+    reads = SharedReads(connector)
+    # the Services: from the cluster read demo's probes make on the server anyway
+    found = json.loads(reads.session(rp0).run("k3s kubectl get services -A -o json").stdout)
+    assert [i["metadata"]["name"] for i in found["items"]] == ["web"]
+    assert server.ran == [CLUSTER]
+    # a read under way covers the batch's narrower one: it is claimed, answered from it
+    reads.start(rp0, METALLB)
+    pools = "k3s kubectl get ipaddresspools -n metallb-system -o json"
+    assert reads.claimed("rp0", [pools, "k3s kubectl get nodes -o json"]) == {
+        CLUSTER, "k3s kubectl get services -A -o json", METALLB, pools}
+    found = json.loads(reads.fact(rp0, pools).out)
+    assert [i["kind"] for i in found["items"]] == ["IPAddressPool"]
+    assert server.ran == [CLUSTER, METALLB]
 
 
 def test_cluster_reads_are_spread_over_lanes_beside_the_rest():
