@@ -1,11 +1,13 @@
 """Cut connections on hosts/lab.yaml: a few seeded cut points per runbook (dell-gateway,
-registry, pi-prep, router, k3s), each the real kill of the sshd processes serving
-greenroom's session with the host, in the middle of a converging run.
+registry, pi-prep, router, k3s, metallb; microk8s's and xen-dom0's are in their own labs'
+modules, test_microk8s_lab.py and test_xen_dom0_lab.py), each the real kill of the sshd
+processes serving greenroom's session with the host, in the middle of a converging run.
 
 After each cut (tests/support/faulttrials.py): the recap names the host unreachable or
 failed, the other hosts finish, every file greenroom was writing holds its old or its new
-content, the lease database and the registry's storage are intact, and the next run
-converges with a second run at zero changes. The 20-trials-per-runbook campaign is
+content, the lease database and the registry's storage are intact, every cluster object
+is as before the run or as after recovery, and the next run converges with a second run at
+zero changes. The 20-trials-per-runbook campaign is
 bench/faults/run.py (results in bench/README.md).
 """
 
@@ -36,6 +38,11 @@ CUTS = [
     # an agent's k3s binary on its way while the first server waits for every node Ready:
     # the server and the other agent finish, the cut agent is named (was: the server failed)
     ("k3s", r'(?m)mv -f "\$tmp" /usr/local/bin/k3s$', 0.05),
+    # inv metallb on the cluster k3s left (the trial above): MetalLB's manifest on its way
+    # to `kubectl apply`, then the pools, peer and advertisement while the webhook still
+    # refuses them (the apply's backoff loop): every object as before or as after recovery
+    ("metallb", r'"kind": "CustomResourceDefinition"', 0.05),
+    ("metallb", r'"kind": "BGPAdvertisement", "metadata": \{"name": "greenroom"', 1.5),
 ]
 
 
@@ -46,7 +53,7 @@ def subjects(tmp_path_factory):
 
 @pytest.mark.parametrize(("name", "at", "delay"), CUTS,
                          ids=["router-install", "router-restart", "dell-gateway", "registry",
-                              "pi-prep", "k3s"])
+                              "pi-prep", "k3s", "metallb-manifest", "metallb-crs"])
 def test_cut_mid_converge_leaves_the_host_whole(lab, subjects, name, at, delay):
     outcome = trial(lab, subjects[name], at, delay)
     assert not outcome.missed, f"the cut did not land ({outcome.status}):\n{outcome.text}"

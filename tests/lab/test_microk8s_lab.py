@@ -354,3 +354,16 @@ def test_offline_install_from_the_pinned_cache(mlab, tmp_path, monkeypatch) -> N
     assert run_runbook(RELEASE, inventory, gateway, out=io.StringIO()).changed == 0
     again, out = converge()
     assert again.ok and again.changed == 0, out
+
+
+def test_a_cut_in_the_middle_of_a_join_leaves_the_nodes_whole(mlab, tmp_path) -> None:  # noqa: ANN001
+    """The fault campaign's seeded cut for microk8s (tests/support/faulttrials.py): mk1's
+    SSH session killed while `microk8s join` runs with its single-use token, mk0 and mk2
+    going on. The recap names mk1, the others finish, every file written on mk1 is whole,
+    the next run joins it (the seed's half-join removed) and a second changes nothing."""
+    from tests.support import faultsubjects
+    from tests.support.faulttrials import trial
+
+    outcome = trial(mlab, faultsubjects.microk8s(tmp_path), r"microk8s join", 0.05)
+    assert not outcome.missed, f"the cut did not land ({outcome.status}):\n{outcome.text}"
+    assert outcome.problems == [], f"{outcome.problems}\n{outcome.text}"

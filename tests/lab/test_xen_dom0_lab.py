@@ -216,3 +216,17 @@ def test_a_config_dnsmasq_refuses_never_replaces_the_old_one(xlab, tmp_path):
     assert sh(xlab, DOM0, "systemctl is-active dnsmasq@virbr1").strip() == "active"
     result, out = run(xlab)
     assert result.ok and result.changed == 0, out
+
+
+def test_a_cut_after_the_grub_drop_in_owes_update_grub_and_the_reboot(xlab):
+    """The fault campaign's seeded cut for xen-dom0 (tests/support/faulttrials.py): the dom0's
+    SSH session killed just after Xen's GRUB drop-in was written, before update-grub and
+    the reboot ran. The recap names xen0, every file written is its old or new content, the
+    next run runs the owed update-grub and reboot into Xen, a second changes nothing."""
+    from tests.support import faultsubjects
+    from tests.support.faulttrials import trial
+
+    outcome = trial(xlab, faultsubjects.xen_dom0(), r'mv -f "\$tmp" /etc/default/grub\.d/xen\.cfg',
+                    0.05)
+    assert not outcome.missed, f"the cut did not land ({outcome.status}):\n{outcome.text}"
+    assert outcome.problems == [], f"{outcome.problems}\n{outcome.text}"
