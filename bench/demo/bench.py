@@ -20,7 +20,8 @@ Also: the floors, one SSH round trip per host (a Fabric connection and `true`) a
 process, the hosts one after another (the issue's "sum of one Fabric round trip per host")
 and all at once; and demo.reset --from-scratch. The lab is taken down at the end.
 
-`--only check` times demo.check and demo.reset alone (no peers, floors or --from-scratch);
+`--only check` times demo.check, demo.reset and the floor (sum) alone (no peers, no
+--from-scratch);
 `--compare-at DIR` also times demo.check and demo.reset from another checkout DIR (e.g. one
 made with `git worktree add --detach DIR <commit>`) on the same converged lab, the two taking
 turns: a before/after in one run (on a converged lab both only read, so both read the same
@@ -123,8 +124,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the table to this file")
     parser.add_argument("--only", choices=("all", "check"), default="all",
-                        help="check: demo.check and demo.reset alone (no peers, floors, "
-                             "--from-scratch)")
+                        help="check: demo.check, demo.reset and the floor (sum) alone (no "
+                             "peers, no --from-scratch)")
     parser.add_argument("--compare-at", default=None, metavar="DIR",
                         help="another checkout whose demo.check is timed too, taking turns")
     parser.add_argument("--rounds", action="store_true",
@@ -199,6 +200,10 @@ def main() -> None:
                 ("demo.reset --from-scratch", timed([*INVOKE, "demo.reset", "--from-scratch",
                                                      *INV], env)),
             ]
+        else:  # the floor the goal is set against, beside the demo commands
+            rows.append(("floor: 1 SSH round trip per host, one after another (sum)", median(
+                lambda: timed([sys.executable, "-c",
+                               FLOOR.format(repo=str(REPO), workers=1)], env), args.runs)))
         if args.bytecode:
             rows += bytecode_rows(env, args.runs)
     finally:

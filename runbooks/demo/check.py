@@ -2,12 +2,12 @@
 
 Per host: one connection; each `converge` and `reset` runbook's plan (any change it would
 make in check mode is drift or leftover state), built ahead from the host's last answers
-to its planning reads (runbooks/demo/planning.py); then ONE round trip with every probe's
-facts (demo's own clock and disk checks, each runbook's `check` part), every plan's
-planning reads and every plan's facts; each part is judged from that batch (a plan whose
-planning reads answered otherwise is built again first, its missing facts read in a second
-round trip). The cluster's reads that several parts share run once per check
-(runbooks/demo/reads.py). Nothing is changed.
+to its planning reads (runbooks/demo/planning.py), while every probe's facts (demo's own
+clock and disk checks, each runbook's `check` part) are read; then ONE batch with every
+plan's planning reads and facts, at the same time as the probes' (one round trip's wait);
+each part is judged from them (a plan whose planning reads answered otherwise is built
+again first, its missing facts read in a second round trip). The cluster's reads that
+several parts share run once per check (runbooks/demo/reads.py). Nothing is changed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles
 from runbooks.demo.path import PATH
 from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
-from runbooks.demo.reads import SharedReads
+from runbooks.demo.reads import SharedReads, shareable
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 
@@ -96,13 +96,14 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                reads: SharedReads | None = None, hints: Hints | None = None) -> HostReport:
     """Everything demo.check reads on one host; never raises for the host's failures.
 
-    One connection; every part planned ahead from the site's last planning answers
-    (runbooks/demo/planning.py; in parallel: a plan may read the cluster, through `reads`);
-    then ONE batch per host with every probe's facts, every plan's planning reads and every
-    plan's first-round step facts (a command asked by several parts runs once; one the
-    cluster reads already answered is not run again); a part whose planning reads answered
-    otherwise than its hints is planned again from the batch, its missing step facts read
-    in one more round trip; then each part is judged, without another round trip."""
+    One connection; the probes' facts read at once (they need no plan); meanwhile every
+    part planned ahead from the site's last planning answers (runbooks/demo/planning.py; in
+    parallel: a plan may read the cluster, through `reads`); then ONE batch per host with
+    every plan's planning reads and first-round step facts (a command asked by several
+    parts or by a probe runs once; a cluster read shared or cut from a wider one is not run
+    again); a part whose planning reads answered otherwise than its hints is planned again
+    from the batch, its missing step facts read in one more round trip; then each part is
+    judged, without another round trip."""
     report = HostReport(host.name)
     started = time.monotonic()
     try:
@@ -123,6 +124,19 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log, ahead, False,
                         Ahead(reads, hints, inventory) if reads and hints else None)
               for kind, runbook in chosen]
+    probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
+    for _name, probe in mine:
+        probing.update(probe.facts(host, inventory))
+    # the probes need no plan: their facts are read while the parts are planned (the host
+    # is idle meanwhile), their plain cluster reads shared with every part that asks
+    if reads is not None:
+        for command in probing.values():
+            if shareable(command):
+                reads.start(host, command)
+    claimed = reads.claimed(host.name, probing.values()) if reads is not None else set()
+    pool = ThreadPoolExecutor(max_workers=1)
+    probed = pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed})
+    pool.shutdown(wait=False)
     try:
         planning = time.monotonic()
         _plan_all(parts_)
@@ -130,21 +144,28 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
             if part.ahead is not None:
                 part.ahead.open = False
         report.timings["plans"] = time.monotonic() - planning
-        commands: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
-        for _name, probe in mine:
-            commands.update(probe.facts(host, inventory))
+        commands: dict[str, str] = {}
         for n, part in enumerate(parts_):
             commands.update({f"{PLANNING}{c}": c for c in part.ctx.asked})
             if part.plan is not None:
                 commands.update({f"{n}|{key}": command
                                  for key, command in first_reads(part.plan).items()})
         reading = time.monotonic()
-        claimed = (reads.claimed(host.name, commands.values()) if reads is not None
-                   else set())
-        facts, when = _read(session, {k: c for k, c in commands.items() if c not in claimed})
+        probes_asked = set(probing.values())
+        claimed = (reads.claimed(host.name, [*probing.values(), *commands.values()])
+                   if reads is not None else set())
+        facts, _moment = _read(session, {k: c for k, c in commands.items()
+                                         if c not in claimed and c not in probes_asked})
+        found, when = probed.result()
+        by_probe = {probing[k]: v for k, v in found.items()}
+        facts.update(found)
+        commands.update(probing)
         assert reads is not None or not claimed
-        facts.update({k: reads.fact(host, c) for k, c in commands.items()  # type: ignore[union-attr]
-                      if c in claimed})
+        for key, command in commands.items():
+            if command in claimed:
+                facts[key] = reads.fact(host, command)  # type: ignore[union-attr]
+            elif key not in facts and command in by_probe:
+                facts[key] = by_probe[command]
         report.timings["facts"] = time.monotonic() - reading
         answers = {k[len(PLANNING):]: v for k, v in facts.items() if k.startswith(PLANNING)}
         again = [n for n, part in enumerate(parts_)

@@ -21,6 +21,10 @@ from tests.support.faulttrials import trial
 
 pytestmark = pytest.mark.lab
 
+# the command that writes a file: a write of its own (its content on stdin, `mv -f "$tmp"
+# PATH`) or a batch's staged write (named in a comment, runbooks.core.steps.files)
+WRITES = r'(?:mv -f "\$tmp"|# greenroom writes) '
+
 # (runbook, where the cut falls: the first command whose text matches, seconds after it was
 # sent): each in the middle of an install, a write or before a restart, found by the campaign
 CUTS = [
@@ -28,13 +32,13 @@ CUTS = [
     # (campaign trial router #20 failed with "Could not get lock" before that wait)
     ("router", r"apt-get install", 0.19),
     # just after frr.conf was sent, before FRR restarted: the restart is owed, not lost
-    ("router", r'mv -f "\$tmp" /etc/frr/frr\.conf', 0.2),
+    ("router", WRITES + r"/etc/frr/frr\.conf", 0.2),
     # the drifted gateway: dhcpd's files rewritten, dhcpd not yet restarted; live leases
-    ("dell-gateway", r'mv -f "\$tmp" /etc/default/isc-dhcp-server', 0.1),
+    ("dell-gateway", WRITES + r"/etc/default/isc-dhcp-server", 0.1),
     # registry.up installing the package over storage that holds an image
     ("registry", r"apt-get install", 0.5),
     # a board among three, its containerd config on the way
-    ("pi-prep", r'mv -f "\$tmp" /etc/containerd/config\.toml', 0.05),
+    ("pi-prep", WRITES + r"/etc/containerd/config\.toml", 0.05),
     # an agent's k3s binary on its way while the first server waits for every node Ready:
     # the server and the other agent finish, the cut agent is named (was: the server failed)
     ("k3s", r'(?m)mv -f "\$tmp" /usr/local/bin/k3s$', 0.05),

@@ -5,8 +5,8 @@ snapshots of this machine and of the guests taken all through the runs, the gues
 journals and /var/log, and every file the guests changed (their overlay's upper layer),
 where a secret may only sit in a file of mode 0600.
 
-Runs: on the k3s site router, dell-gateway, registry.up, pi-prep, k3s, metallb and demo.check
-(each with --report; the demo's timing history); on hosts/lab-xen.yaml
+Runs: on the k3s site router, dell-gateway, registry.up, pi-prep, k3s, metallb, demo.check
+and demo.reset (each with --report; the demo's timing history); on hosts/lab-xen.yaml
 xen-dom0.converge (with its reboot into Xen), demo.reset, demo.check, xen-dom0.check and
 xen-dom0.leases; microk8s on hosts/lab-microk8s.yaml; registry.load-images; pi-prep.flash.
 
@@ -301,6 +301,8 @@ def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monk
         call("metallb.converge", inventory=inventory, report=str(reports / "metallb.json"))
         # NO-GO (the gateway is not converged here): run for its screen and timing history
         call("demo.check", (0, 1), inventory=inventory, report=str(reports / "demo.json"))
+        # and the reset before a talk: every runbook converged again, the site's reset steps
+        call("demo.reset", (0, 1), inventory=inventory, report=str(reports / "reset.json"))
     out, err = capfd.readouterr()
     assert ps.snapshots > 10
     token = lab.exec("rp0", "cat /var/lib/rancher/k3s/server/token").stdout.strip()
@@ -324,6 +326,11 @@ def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monk
     assert BGP_PASSWORD in lab.exec("edge", "cat /etc/frr/frr.conf").stdout
     assert BGP_PASSWORD in lab.exec("rp0", f"cat {CLUSTER_DATASTORE}").stdout, \
         "MetalLB's Secret did not reach the cluster"
+    # demo.reset ran the lab's speaker double too: its bird.conf holds the password, 0600
+    for name in BOARDS:
+        conf = lab.exec(name, "stat -c '%a %U' /etc/bird/bird.conf && "
+                              "systemctl is-active bird && cat /etc/bird/bird.conf").stdout
+        assert conf.startswith("600 bird\nactive\n") and BGP_PASSWORD in conf, name
     joined = lab.exec("rp1", "cat /etc/rancher/k3s/join-token").stdout
     assert token in joined or token.rpartition(":")[2] in joined
     # and every file the runs wrote on this machine: reports, timing history, cache, kubeconfig

@@ -51,13 +51,15 @@ def plain_runbook(root) -> Runbook:  # noqa: ANN001
 
 
 class Session:
-    """Runs every command with sh in the host's directory; one entry per round trip."""
+    """Runs every command with sh in the host's directory; one entry per round trip for
+    the plans (`trips`), the probes' batch (read while the plans are built: demo's disk
+    check here) kept apart in `probes`."""
 
     def __init__(self, root) -> None:  # noqa: ANN001
-        self.root, self.trips = root, []
+        self.root, self.trips, self.probes = root, [], []
 
     def run(self, command: str, stdin: str | None = None) -> SimpleNamespace:
-        self.trips.append(command)
+        (self.probes if check.DISK in command else self.trips).append(command)
         done = subprocess.run(["sh", "-c", command], cwd=self.root, capture_output=True,
                               text=True, check=False)
         return SimpleNamespace(ok=done.returncode == 0, rc=done.returncode,
@@ -128,6 +130,7 @@ def test_a_host_that_answers_otherwise_is_judged_from_its_answer_not_the_hint(bo
 def test_a_plan_without_planning_reads_is_one_round_trip_without_hints(board):
     report, session = checked(board, plain_runbook(board.root))
     assert len(session.trips) == 1 and verdict(report, "plain").ok
+    assert len(session.probes) == 1  # beside it, started before the plans were built
 
 
 def test_ahead_a_read_without_a_hint_stops_the_plan_and_is_recorded():

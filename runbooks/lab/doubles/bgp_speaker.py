@@ -283,10 +283,11 @@ def plan(ctx: Any) -> Plan:
         raise StepFailed(f"speaker double: {exc}") from None
     peers = len(_kind(objects, "BGPPeer"))
     restart = f"systemctl restart {UNIT} && {wait_established(peers)}"
+    secret = "password" in config  # MetalLB's BGP password: only bird (its owner) reads it
     return Plan(steps=[
         Packages([PACKAGE]),
-        File(CONFIG, config, mode="640", owner="bird", group="bird", validate="bird -p -c {}",
-             secret="password" in config, notify=[RESTART_BIRD]),
+        File(CONFIG, config, mode="600" if secret else "640", owner="bird", group="bird",
+             validate="bird -p -c {}", secret=secret, notify=[RESTART_BIRD]),
         Service(UNIT, enabled=True, running=True, notify=[RESTART_BIRD]),
         BoundOnLo(assigned, advertised_networks(objects)),
         File(PAGE, f"greenroom demo, served by {node.name}\n"),
