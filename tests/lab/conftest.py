@@ -32,6 +32,7 @@ import os
 import platform
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,25 @@ def lab() -> Iterator[LabHandle]:
         yield LabHandle(inventory, machine_ip_forward=forward)
     finally:
         _leave(inventory, mine)
+
+
+@contextmanager
+def lab_up(path: Path) -> Iterator[LabHandle]:
+    """Another site's lab (hosts/lab-xen.yaml, hosts/lab-microk8s.yaml ...) up for one test
+    module, taken down after it: `with lab_up(INVENTORY) as handle: yield handle` in a
+    module-scoped fixture. Skips, with the reason, where the lab cannot run."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from runbooks.core.inventory import load_inventory
+    from runbooks.lab import control
+
+    inventory = load_inventory(str(path))
+    control.up(inventory, log=lambda _msg: None)
+    try:
+        yield LabHandle(inventory)
+    finally:
+        control.down(inventory, log=lambda _msg: None)
 
 
 def _sessions_dir(inventory: Any) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from invoke import Context, Exit
 
-from tests.lab.conftest import LabHandle, lab_skip_reason
+from tests.lab.conftest import LabHandle, lab_up
 
 pytestmark = pytest.mark.lab
 
@@ -36,37 +36,30 @@ POOL = [f"192.168.30.{n}" for n in range(240, 251)]
 def mk8s(tmp_path_factory):
     """hosts/lab-microk8s.yaml up, microk8s converged; a copy of the inventory and its lock
     in a temp dir, a private cache and kubeconfig. Taken down after the module."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from runbooks.core.inventory import load_inventory
     from runbooks.core.runner import run_runbook
-    from runbooks.lab import control
     from runbooks.microk8s import plan
 
     tmp = tmp_path_factory.mktemp("metallb-mk8s")
-    inventory = load_inventory(str(INVENTORY))
-    control.up(inventory, log=lambda _msg: None)
     patch = pytest.MonkeyPatch()
-    try:
-        handle = LabHandle(inventory)
-        for name in NODES:
-            handle.reset(name)
-        copy = tmp / "lab-microk8s.yaml"
-        shutil.copy(INVENTORY, copy)
-        shutil.copy(INVENTORY.with_name("lab-microk8s.metallb.lock"),
-                    tmp / "lab-microk8s.metallb.lock")
-        patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
-        patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
-        out = io.StringIO()
-        result = run_runbook(plan.RUNBOOK, inventory, [inventory.hosts[n] for n in NODES],
-                             parallel=3, out=out,
-                             options={"timeout": 30, "kubeconfig_path": tmp / "kubeconfig"})
-        assert result.ok, out.getvalue()[-3000:]
-        yield handle, copy, tmp
-    finally:
-        patch.undo()
-        control.down(inventory, log=lambda _msg: None)
+    with lab_up(INVENTORY) as handle:
+        try:
+            inventory = handle.inventory
+            for name in NODES:
+                handle.reset(name)
+            copy = tmp / "lab-microk8s.yaml"
+            shutil.copy(INVENTORY, copy)
+            shutil.copy(INVENTORY.with_name("lab-microk8s.metallb.lock"),
+                        tmp / "lab-microk8s.metallb.lock")
+            patch.setenv("XDG_CACHE_HOME", str(tmp / "cache"))
+            patch.setenv("KUBECONFIG", str(tmp / "kubeconfig"))
+            out = io.StringIO()
+            result = run_runbook(plan.RUNBOOK, inventory, [inventory.hosts[n] for n in NODES],
+                                 parallel=3, out=out,
+                                 options={"timeout": 30, "kubeconfig_path": tmp / "kubeconfig"})
+            assert result.ok, out.getvalue()[-3000:]
+            yield handle, copy, tmp
+        finally:
+            patch.undo()
 
 
 def sh(lab: LabHandle, host: str, command: str) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from runbooks.microk8s import config as cfg
-from tests.lab.conftest import LabHandle, lab_skip_reason
+from tests.lab.conftest import LabHandle, lab_up
 from tests.support.kubeconfig import kubectl_config, users_own_kubeconfig
 from tests.support.secretaudit import ArgvSampler
 
@@ -35,23 +35,12 @@ AGENT = "snap.microk8s.daemon-cluster-agent"
 @pytest.fixture(scope="module")
 def mlab(tmp_path_factory):
     """hosts/lab-microk8s.yaml brought up for this module, taken down after it."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from runbooks.core.inventory import load_inventory
-    from runbooks.lab import control
-
-    inventory = load_inventory(str(INVENTORY))
-    control.up(inventory, log=lambda _msg: None)
-    try:
-        handle = LabHandle(inventory)
+    with lab_up(INVENTORY) as handle:
         for name in NODES:
             handle.reset(name)
         handle.kubeconfig = tmp_path_factory.mktemp("mk8s") / "kubeconfig"  # type: ignore
         users_own_kubeconfig(handle.kubeconfig)  # type: ignore[attr-defined]
         yield handle
-    finally:
-        control.down(inventory, log=lambda _msg: None)
 
 
 def run(lab, runbook: str = "RUNBOOK", check: bool = False):  # noqa: ANN001, ANN201

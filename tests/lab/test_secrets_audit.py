@@ -52,7 +52,7 @@ import pytest
 from invoke import Context, Exit
 
 from runbooks.core import secrets as secrets_mod
-from tests.lab.conftest import LabHandle, lab_skip_reason
+from tests.lab.conftest import LabHandle, lab_skip_reason, lab_up
 from tests.support.faultsubjects import k3s_inventory
 from tests.support.secretaudit import (
     Exposure,
@@ -250,6 +250,20 @@ def keep_lab_state(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GREENROOM_LAB_STATE", str(state_root()))
 
 
+def audited_run_dirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[Path, Path]:
+    """Everything the audited runs write on this machine goes under tmp_path, to be searched:
+    the timing history (state), the cache and the kubeconfig; the sudo password is given as
+    the operator gives it. Returns (state, reports)."""
+    state, reports = tmp_path / "state", tmp_path / "reports"
+    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
+    keep_lab_state(monkeypatch)
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    reports.mkdir()
+    return state, reports
+
+
 def read_tree(folder: Path) -> dict[str, bytes]:
     return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -281,15 +295,8 @@ def sudo_users(lab):
 def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monkeypatch,
                                                        capfd, registered):
     inventory = str(audit_inventory(tmp_path))
-    state = tmp_path / "state"
-    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
+    state, reports = audited_run_dirs(monkeypatch, tmp_path)
     monkeypatch.setenv("GREENROOM_BGP_PASSWORD", BGP_PASSWORD)
-    keep_lab_state(monkeypatch)
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    reports = tmp_path / "reports"
-    reports.mkdir()
     with PsSampler(lab, SUDO_HOSTS) as ps:
         call("router.converge", inventory=inventory, report=str(reports / "router.json"))
         call("dell-gateway.converge", inventory=inventory,
@@ -342,18 +349,8 @@ def test_every_runbook_on_the_site_leaks_nothing(lab, sudo_users, tmp_path, monk
 @pytest.fixture(scope="module")
 def mlab():
     """hosts/lab-microk8s.yaml brought up for the join-token audit, taken down after it."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from runbooks.core.inventory import load_inventory
-    from runbooks.lab import control
-
-    inventory = load_inventory(str(ROOT / "hosts" / "lab-microk8s.yaml"))
-    control.up(inventory, log=lambda _msg: None)
-    try:
-        yield LabHandle(inventory)
-    finally:
-        control.down(inventory, log=lambda _msg: None)
+    with lab_up(ROOT / "hosts" / "lab-microk8s.yaml") as handle:
+        yield handle
 
 
 def test_microk8s_join_tokens_leak_nothing(mlab, tmp_path, monkeypatch, capfd, registered):
@@ -399,18 +396,8 @@ DOM0 = "xen0"
 @pytest.fixture(scope="module")
 def xlab():
     """hosts/lab-xen.yaml brought up for the xen-dom0 audit, taken down after it."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from runbooks.core.inventory import load_inventory
-    from runbooks.lab import control
-
-    inventory = load_inventory(str(XEN_INVENTORY))
-    control.up(inventory, log=lambda _msg: None)
-    try:
-        yield LabHandle(inventory)
-    finally:
-        control.down(inventory, log=lambda _msg: None)
+    with lab_up(XEN_INVENTORY) as handle:
+        yield handle
 
 
 def xen_audit_inventory(folder: Path) -> Path:
@@ -467,14 +454,7 @@ def test_xen_dom0_leaks_nothing(xlab, tmp_path, monkeypatch, capfd, registered):
     done = xlab.exec(DOM0, SUDO_USER)
     assert done.returncode == 0, f"{DOM0}: {done.stderr}"
     inventory = str(xen_audit_inventory(tmp_path))
-    state = tmp_path / "state"
-    monkeypatch.setenv("GREENROOM_SUDO_PASSWORD", SUDO_PASSWORD)
-    keep_lab_state(monkeypatch)
-    monkeypatch.setenv("XDG_STATE_HOME", str(state))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    reports = tmp_path / "reports"
-    reports.mkdir()
+    state, reports = audited_run_dirs(monkeypatch, tmp_path)
     boot = xlab.exec(DOM0, "cat /proc/sys/kernel/random/boot_id").stdout
     with PsSampler(xlab, (DOM0,)) as ps:
         call("xen-dom0.converge", inventory=inventory, report=str(reports / "xen-dom0.json"))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.conftest import LabHandle, lab_skip_reason
+from tests.lab.conftest import LabHandle, lab_up
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.lab
@@ -32,18 +32,8 @@ UPSTREAM_ADDRESS = "10.232.1.2"   # xenbr0's address (the lab's first upstream a
 @pytest.fixture(scope="module")
 def xlab():
     """hosts/lab-xen.yaml brought up for this module, taken down after it."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from runbooks.core.inventory import load_inventory
-    from runbooks.lab import control
-
-    inventory = load_inventory(str(INVENTORY))
-    control.up(inventory, log=lambda _msg: None)
-    try:
-        yield LabHandle(inventory)
-    finally:
-        control.down(inventory, log=lambda _msg: None)
+    with lab_up(INVENTORY) as handle:
+        yield handle
 
 
 def run(lab: LabHandle, inventory=None, check: bool = False):  # noqa: ANN001, ANN201
