@@ -148,6 +148,16 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
     """Give one guest a fresh namespace with all its links (replaces an old one)."""
     ns = guest.netns
     netns_create(ns)
+    if not guest.accept_redirects:
+        # the guest's own namespace (net.* sysctls are per network namespace), before its
+        # links exist: each new link takes `default`, and a host that does not forward takes
+        # a redirect when either `all` or its link's own setting says so
+        proc = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                               "net.ipv4.conf.all.accept_redirects=0",
+                               "net.ipv4.conf.default.accept_redirects=0"],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise NetworkError(f"turning off ICMP redirects in {ns}: {proc.stderr.strip()}")
     root: list[str] = []
     inner: list[str] = []
     switch: list[str] = []
@@ -195,14 +205,6 @@ def wire_guest(plan: LabPlan, guest: GuestPlan) -> None:
         # onlink: the gateway may not have its VLAN address yet; the route still exists
         dev = guest.default_dev or guest.upstream_if or guest.vlan_if
         ip_batch([f"route add default via {guest.default_route} dev {dev} onlink"], netns=ns)
-    if not guest.accept_redirects:
-        # the guest's own namespace: net.* sysctls are per network namespace
-        proc = subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
-                               "net.ipv4.conf.all.accept_redirects=0",
-                               "net.ipv4.conf.default.accept_redirects=0"],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise NetworkError(f"turning off ICMP redirects in {ns}: {proc.stderr.strip()}")
 
 
 def unwire_guest(plan: LabPlan, guest: GuestPlan) -> None:

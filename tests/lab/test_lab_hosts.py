@@ -112,6 +112,10 @@ def test_lan_hosts_sit_on_their_own_segment_behind_the_router(lab):
     assert "inet 192.168.30.10/24" in out("audience", "ip -4 -o addr show dev eth0")
     assert "inet 192.168.30.1/24" in out("edge", "ip -4 -o addr show dev eth1")
     assert lab.exec("edge", "ping -c 1 -W 2 192.168.30.10").returncode == 0
+    # clients ignore ICMP redirects on every link, not only on those made later
+    for client, link in (("audience", "eth0"), ("laptop", "eth0.100")):
+        setting = out(client, f"cat /proc/sys/net/ipv4/conf/{link}/accept_redirects")
+        assert setting.strip() == "0", (client, link)
     # a segment of its own: a board on the VLAN has no link to it (only a route via a gateway)
     assert " via " in out("rp0", "ip -4 route get 192.168.30.10")
 
