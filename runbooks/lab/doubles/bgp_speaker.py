@@ -25,6 +25,7 @@ from ipaddress import IPv4Address, ip_network, summarize_address_range
 from typing import Any
 
 from runbooks.common.bgp import PlanError, site_plan
+from runbooks.common.kubectl import kubectl_on_node
 from runbooks.core.facts import FactResult
 from runbooks.core.runner import Runbook
 from runbooks.core.steps import (
@@ -193,14 +194,13 @@ OBJECTS = "ipaddresspools,bgppeers,bgpadvertisements,secrets"
 RESTART_BIRD = "restart bird (speaker double)"
 RESTART_WEB = "restart web double"
 PAGE = f"{WEB_ROOT}/index.html"
-KUBECTL = {"k3s": "k3s kubectl", "microk8s": "microk8s kubectl"}
 
 
 def cluster_state(ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
     """(MetalLB's objects, the assigned LoadBalancer IPs), read on the first server."""
     cluster = ctx.inventory.sections["cluster"]
     server = ctx.inventory.hosts[cluster.first_server]
-    kubectl = KUBECTL.get(cluster.distribution, "k3s kubectl")
+    kubectl = kubectl_on_node(cluster.distribution)
     session = ctx.connector.session(server)
     found = {}
     for key, command in (("objects", f"{kubectl} get {OBJECTS} -n metallb-system -o json"),
