@@ -151,3 +151,53 @@ def test_cluster_reads_are_spread_over_lanes_beside_the_rest():
     merged = {k: c for b in batches for k, c in b.items()}
     assert merged == commands
     assert lanes({"clock": "date +%s"}) == [{"clock": "date +%s"}]
+
+
+def test_a_long_batch_is_cut_into_lanes_read_at_the_same_time():
+    """The gateway's ~50 plan facts ran one after another in one shell: its critical path."""
+    from runbooks.demo.check import PER_LANE, SHELL_LANES, lanes
+
+    commands = {"clock": "date +%s"}
+    commands.update({f"unit{n}": f"systemctl is-active unit{n}" for n in range(47)})
+    commands["again"] = "systemctl is-active unit46"  # asked twice: one lane, runs once
+    commands.update({f"file{n}": f"@greenroom-file:/etc/f{n}" for n in range(6)})
+    commands["k"] = "k3s kubectl get nodes -o json"
+    batches = lanes(commands)
+    shell = [b for b in batches if not any("kubectl" in c for c in b.values())]
+    assert len(shell) == SHELL_LANES
+    assert "clock" in shell[0]  # the clock's reference moment is the first lane's
+    assert all(f"file{n}" in shell[0] for n in range(6))  # one stat and one grep
+    assert [k for b in batches for k in b if b.get(k) == "systemctl is-active unit46"] == [
+        "unit46", "again"]
+    assert next(b for b in batches if "again" in b) is next(b for b in batches if "unit46" in b)
+    assert all(len([c for c in b.values() if not c.startswith("@")]) >= PER_LANE
+               for b in shell)
+    assert {k: c for b in batches for k, c in b.items()} == commands
+    assert batches[-1] == {"k": "k3s kubectl get nodes -o json"}
+    # a short batch stays one lane
+    few = {f"u{n}": f"systemctl is-active u{n}" for n in range(PER_LANE * 2 - 1)}
+    assert lanes(few) == [few]
+
+
+def test_reading_a_long_batch_opens_one_channel_per_lane():
+    import subprocess
+
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.check import SHELL_LANES, _read
+
+    class Session:  # each run a channel of the host's one connection; here a local sh
+        def __init__(self):
+            self.scripts = []
+
+        def run(self, script, stdin=None):
+            self.scripts.append(script)
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    session = Session()
+    commands = {f"u{n}": f"echo unit{n}" for n in range(50)}
+    facts, _moment = _read(session, commands)
+    assert len(session.scripts) == SHELL_LANES
+    assert {k: (f.rc, f.out) for k, f in facts.items()} == {
+        f"u{n}": (0, f"unit{n}\n") for n in range(50)}
+    assert sum(s.count("echo unit") for s in session.scripts) == 50
