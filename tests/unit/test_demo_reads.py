@@ -83,7 +83,7 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
     reads.close_all()  # everything else is the connector's
 
 
-CLUSTER = "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"
+CLUSTER = "k3s kubectl get nodes,deployments,daemonsets,endpoints,services -A -o json"
 METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o json"
 
 
@@ -93,7 +93,15 @@ METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o 
     (CLUSTER, CLUSTER, False),
     (CLUSTER, "k3s kubectl get services -n demo -o json", False),  # another scope
     (CLUSTER, "microk8s kubectl get services -A -o json", False),  # another kubectl
-    (CLUSTER, "k3s kubectl get nodes -A -o json", False),
+    (CLUSTER, "k3s kubectl get pods -A -o json", False),  # a kind it does not list
+    (CLUSTER, "k3s kubectl get nodes -o json", True),  # no namespace: -A lists them all
+    (CLUSTER, "k3s kubectl get services -o json", False),  # the default namespace's only
+    (CLUSTER, "k3s kubectl get deployment controller -n metallb-system -o json", True),
+    (CLUSTER, "k3s kubectl get endpoints hook -n metallb-system -o json", True),
+    (CLUSTER, "k3s kubectl get secret bgp -n metallb-system -o json", False),
+    (CLUSTER, "microk8s kubectl get deployment controller -n metallb-system -o json", False),
+    (CLUSTER, "k3s kubectl get deployment controller -n metallb-system", False),  # not JSON
+    (METALLB, "k3s kubectl get deployment controller -n metallb-system -o json", False),
     (CLUSTER, "k3s kubectl get services -A", False),  # not JSON
     (CLUSTER, "k3s kubectl get services/web -A -o json", False),  # one object
     (METALLB, "k3s kubectl get ipaddresspools -n metallb-system -o json", True),
@@ -101,6 +109,26 @@ METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o 
 ], ids=lambda v: str(v)[:48])
 def test_which_listing_a_wider_one_covers(wide, narrow, covered):
     assert covers(wide, narrow) is covered
+
+
+def test_a_named_object_and_the_nodes_are_cut_from_the_wide_read():
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.reads import cut
+
+    items = [{"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "controller", "namespace": "metallb-system"}},
+             {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "controller", "namespace": "other"}},
+             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "rp0"}}]
+    done = CommandResult(0, json.dumps({"kind": "List", "items": items}), "")
+    one = cut(done, "k3s kubectl get deployment controller -n metallb-system -o json")
+    assert one is not None and json.loads(one.stdout) == items[0]
+    nodes = cut(done, "k3s kubectl get nodes -o json")
+    assert nodes is not None and json.loads(nodes.stdout)["items"] == [items[2]]
+    # not there: read on its own, so it answers as the cluster does (NotFound, rc 1)
+    assert cut(done, "k3s kubectl get deployment speaker -n metallb-system -o json") is None
+    assert cut(CommandResult(1, "", "refused"),
+               "k3s kubectl get deployment controller -n metallb-system -o json") is None
 
 
 class Cluster(Session):
@@ -131,8 +159,9 @@ def test_a_listing_is_cut_from_a_wider_read_made_anyway_or_under_way():
     # a read under way covers the batch's narrower one: it is claimed, answered from it
     reads.start(rp0, METALLB)
     pools = "k3s kubectl get ipaddresspools -n metallb-system -o json"
-    assert reads.claimed("rp0", [pools, "k3s kubectl get nodes -o json"]) == {
-        CLUSTER, "k3s kubectl get services -A -o json", METALLB, pools}
+    nodes, pods = "k3s kubectl get nodes -o json", "k3s kubectl get pods -A -o json"
+    assert reads.claimed("rp0", [pools, nodes, pods]) == {
+        CLUSTER, "k3s kubectl get services -A -o json", METALLB, pools, nodes}
     found = json.loads(reads.fact(rp0, pools).out)
     assert [i["kind"] for i in found["items"]] == ["IPAddressPool"]
     assert server.ran == [CLUSTER, METALLB]
