@@ -2,22 +2,23 @@
 probes.
 
 demo.check's probes on the cluster's first server each need a few of these objects (the
-nodes, the system pods, MetalLB's controller and webhook, the LoadBalancer Services). Each asks for
-`command(kubectl)` under its own fact key; a fact batch runs one command once however many
-keys ask for it (runbooks/core/facts.py), so the cluster is read once (one kubectl, one
-API round trip) instead of once per object. `pick` takes each probe's objects from it.
+nodes, the namespaces, the system pods, MetalLB's controller and webhook, the LoadBalancer
+Services). Each asks for `command(kubectl)` under its own fact key; a fact batch runs one
+command once however many keys ask for it (runbooks/core/facts.py), so the cluster is read
+once (one kubectl, one API round trip) instead of once per object. `pick` takes each
+probe's objects from it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-KINDS = "nodes,deployments,daemonsets,endpoints,services"
+KINDS = "nodes,namespaces,deployments,daemonsets,endpoints,services"
 
 
 def command(kubectl: str) -> str:
-    """The shared read: every Node, Deployment, DaemonSet, Endpoints and Service of the
-    cluster (nodes have no namespace: -A lists them all)."""
+    """The shared read: every Node, Namespace, Deployment, DaemonSet, Endpoints and Service
+    of the cluster (nodes and namespaces have no namespace: -A lists them all)."""
     return f"{kubectl} get {KINDS} -A -o json"
 
 

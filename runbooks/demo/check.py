@@ -30,7 +30,7 @@ from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles
 from runbooks.demo.path import PATH
 from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
-from runbooks.demo.reads import SharedReads, covers, shareable
+from runbooks.demo.reads import SharedReads, shareable
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 
@@ -130,10 +130,9 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     # the probes need no plan: their facts are read while the parts are planned (the host
     # is idle meanwhile), their plain cluster reads shared with every part that asks
     if reads is not None:
-        plain = [c for c in probing.values() if shareable(c)]
-        # a wider read first: one it covers is then cut from it, not a kubectl of its own
-        for command in sorted(plain, key=lambda c: any(covers(w, c) for w in plain)):
-            reads.start(host, command)
+        for command in probing.values():
+            if shareable(command):
+                reads.start(host, command)
     claimed = reads.claimed(host.name, probing.values()) if reads is not None else set()
     pool = ThreadPoolExecutor(max_workers=1)
     probed = pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed})

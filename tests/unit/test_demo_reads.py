@@ -83,7 +83,7 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
     reads.close_all()  # everything else is the connector's
 
 
-CLUSTER = "k3s kubectl get nodes,deployments,daemonsets,endpoints,services -A -o json"
+CLUSTER = "k3s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,services -A -o json"
 METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o json"
 
 
@@ -230,3 +230,69 @@ def test_reading_a_long_batch_opens_one_channel_per_lane():
     assert {k: (f.rc, f.out) for k, f in facts.items()} == {
         f"u{n}": (0, f"unit{n}\n") for n in range(50)}
     assert sum(s.count("echo unit") for s in session.scripts) == 50
+
+
+def test_the_first_servers_check_starts_one_kubectl_for_nodes_namespaces_and_named_objects(
+        tmp_path, monkeypatch):
+    """k3s's nodes, MetalLB's controller, demo's leftover namespace: all cut from the one
+    cluster read (a kubectl process each before: in the lab a Python start of the double,
+    on a Pi 0.3-0.5 s each)."""
+    import subprocess
+
+    from runbooks.core.runner import Runbook
+    from runbooks.core.session import CommandResult
+    from runbooks.core.steps import Plan
+    from runbooks.core.steps.base import Command
+    from runbooks.demo import check
+    from runbooks.demo.planning import Hints
+    from runbooks.demo.workloads import NamespaceGone
+
+    controller = "k3s kubectl get deployment controller -n metallb-system -o json"
+    nodes = "k3s kubectl get nodes -o json"
+
+    class Rp0:
+        def __init__(self):
+            self.kubectl, self.batches = [], []
+
+        def run(self, command, stdin=None):
+            if command.startswith("k3s kubectl"):
+                self.kubectl.append(command)
+                items = [{"kind": "Node", "metadata": {"name": "rp0"}},
+                         {"kind": "Namespace", "metadata": {"name": "default"}},
+                         {"kind": "Deployment", "metadata": {
+                             "name": "controller", "namespace": "metallb-system"}}]
+                return CommandResult(0, json.dumps({"kind": "List", "items": items}), "")
+            self.batches.append(command)
+            done = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True,
+                                  text=True, check=False)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    class Probe:
+        roles = ("k3s-server",)
+        seen: dict = {}
+
+        def facts(self, host, inventory):
+            return {"k3s/nodes": nodes, "cluster": CLUSTER}  # the narrower one first
+
+        def evaluate(self, host, inventory, found):
+            Probe.seen = dict(found)
+            return []
+
+    def plan(ctx):
+        return Plan().add(NamespaceGone("k3s kubectl", "podinfo"),
+                          Command("Controller there", "true", unless=controller))
+
+    monkeypatch.setattr(check.clock, "probe_facts", lambda inventory: {})
+    monkeypatch.setattr(check.clock, "probe_judge", lambda *args: (None, []))
+    rp0 = Rp0()
+    host = SimpleNamespace(name="rp0", roles=("k3s-server",))
+    inventory = SimpleNamespace(hosts={"rp0": host}, sections={}, site="unit")
+    connector = SimpleNamespace(session=lambda h: rp0)
+    report = check.check_host(host, inventory, connector, lambda _t: None,
+                              [("k3s", Probe())],
+                              [("leftover", Runbook("cluster", ("k3s-server",), plan))],
+                              SharedReads(connector), Hints(tmp_path / "hints.json"))
+    assert rp0.kubectl == [CLUSTER]
+    assert not any("kubectl" in b for b in rp0.batches)
+    assert [i["kind"] for i in json.loads(Probe.seen["k3s/nodes"].out)["items"]] == ["Node"]
+    assert next(v for v in report.verdicts if v.source == "cluster").ok  # nothing left over
