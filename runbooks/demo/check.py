@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +27,7 @@ from runbooks.core.steps.base import Plan, StepFailed
 from runbooks.demo import clock
 from runbooks.demo import cluster as cluster_probe
 from runbooks.demo import vip as vip_probe
-from runbooks.demo.order import parts, probe_roles
+from runbooks.demo.order import parts, probe_roles, roles_of
 from runbooks.demo.path import PATH
 from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
 from runbooks.demo.reads import SharedReads, shareable
@@ -63,11 +63,12 @@ def applies(roles: tuple[str, ...], host: Host) -> bool:
 READ_ONLY = ("answers",)
 
 
-def converge_parts(from_scratch: bool = False) -> list[tuple[str, Any]]:
+def converge_parts(roles: Iterable[str] | None = None) -> list[tuple[str, Any]]:
     """(kind, Runbook) that demo.check runs in check mode, in ORDER: converges, then resets
-    (the runbooks' and the demo section's), then the audience's view (demo.path)."""
-    found = [("drift", rb) for _e, rb in parts("converge")]
-    found += [("leftover", rb) for _e, rb in parts("reset")]
+    (the runbooks' and the demo section's), then the audience's view (demo.path); with
+    `roles`, only the runbooks of those roles are imported (order.parts)."""
+    found = [("drift", rb) for _e, rb in parts("converge", roles=roles)]
+    found += [("leftover", rb) for _e, rb in parts("reset", roles=roles)]
     found.append(("leftover", WORKLOADS))
     found.append(("answers", PATH))
     return found
@@ -430,10 +431,11 @@ def _judge(part: _Part, facts: Mapping[str, FactResult] | None, report: HostRepo
 def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log: Log,
               parallel: int = 10) -> list[HostReport]:
     """demo.check on `hosts`, in parallel; one HostReport per host, in inventory order."""
-    probes = [(entry.name, probe) for entry, probe in parts("check")]
+    roles = roles_of(hosts)  # a runbook none of them has is never imported
+    probes = [(entry.name, probe) for entry, probe in parts("check", roles=roles)]
     probes.append(("demo.cluster", cluster_probe))
     probes.append(("demo.vip", vip_probe))
-    runbooks = converge_parts()
+    runbooks = converge_parts(roles)
     reads = SharedReads(connector)
     hints = Hints.of_site(inventory.site)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
