@@ -57,3 +57,14 @@ def test_goals_come_from_paired_rounds_with_their_spread(run):
 
 def test_small_sizes_take_twice_the_no_op_runs(run):
     assert [run.noop_repeat(5, n) for n in (10, 20, 50, 100)] == [10, 10, 5, 5]
+
+
+@pytest.mark.parametrize("size", [10, 20, 50, 100])
+def test_greenroom_reads_an_inventory_of_the_boards_it_manages(run, size):
+    import yaml
+
+    whole = yaml.safe_load(run.INVENTORY.read_text())
+    cut = yaml.safe_load(run.inventory_of(size))
+    assert list(cut["hosts"]) == list(whole["hosts"])[:size]
+    assert {k: v for k, v in cut.items() if k != "hosts"} == \
+        {k: v for k, v in whole.items() if k != "hosts"}
