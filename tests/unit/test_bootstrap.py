@@ -257,6 +257,8 @@ def test_the_projects_bytecode_is_compiled_once_and_again_only_where_a_source_ch
     untouched = cache.stat().st_mtime_ns
     source = checkout / "tasks.py"
     source.write_text('"""tasks, changed"""\nVALUE = 1\n')
+    later = source.stat().st_mtime + 2  # an edit a while later (compileall compares seconds)
+    os.utime(source, (later, later))
     assert not _imports_from_cache(checkout, "tasks")  # stale: Python would not use it
     noxfile.compile_bytecode(run, here=checkout)
     assert _imports_from_cache(checkout, "tasks")
