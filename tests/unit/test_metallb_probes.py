@@ -84,8 +84,8 @@ def test_metallb_probe_reads_the_first_server_only() -> None:
     facts = metallb_probe.facts(inventory.hosts["rp0"], inventory)
     # the controller, webhook and Services come from the cluster read demo.cluster shares
     assert facts == {
-        "metallb/cluster": "k3s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,services -A "
-                           "-o json",
+        "metallb/cluster": "k3s kubectl get nodes,namespaces,deployments,daemonsets,"
+                           "endpoints,services -A -o json",
         "metallb/pools": "k3s kubectl get ipaddresspools -n metallb-system -o json"}
     assert facts["metallb/cluster"] in demo_cluster.facts(inventory.hosts["rp0"],
                                                           inventory).values()
