@@ -24,7 +24,7 @@ from runbooks.core.converge import Converger, first_reads
 from runbooks.core.facts import DIR_FACT, FILE_FACT, FactResult, gather
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
-from runbooks.demo import clock
+from runbooks.demo import clock, merged
 from runbooks.demo import cluster as cluster_probe
 from runbooks.demo import vip as vip_probe
 from runbooks.demo.order import parts, probe_roles, roles_of
@@ -289,8 +289,19 @@ def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES, shell: int = SHEL
 
 
 def _read(session: Any, commands: Mapping[str, str]) -> tuple[dict[str, FactResult], float]:
-    """Every fact of the host, in `lanes` at the same time; (facts, the moment the first
-    lane was read: the clock's reference)."""
+    """Every fact of the host, in `lanes` at the same time, named gets of one namespace
+    merged into one kubectl (runbooks/demo/merged.py); (facts, the moment the first lane
+    was read: the clock's reference)."""
+    asked, stands = merged.merge(commands)
+    facts, moment = _read_lanes(session, asked)
+    if stands:
+        facts = merged.split(commands, asked, stands, facts,
+                             lambda again: gather(session, again))
+    return facts, moment
+
+
+def _read_lanes(session: Any,
+                commands: Mapping[str, str]) -> tuple[dict[str, FactResult], float]:
 
     def read(batch: dict[str, str]) -> tuple[dict[str, FactResult], float]:
         before = time.time()
