@@ -92,3 +92,80 @@ def test_only_plain_gets_of_several_objects_are_merged(command):
 
 def _no_reread(missing):
     raise AssertionError(f"read again: {missing}")
+
+
+UNITS = {"a": "systemctl is-active chrony", "b": "systemctl is-active isc-dhcp-server",
+         "c": "systemctl is-active greenroom-vlan-eth1.100.service",
+         "d": "systemctl is-active chrony",  # asked twice
+         "e": "systemctl is-enabled chrony", "f": "systemctl is-enabled isc-dhcp-server",
+         "q": "systemctl is-active --quiet NetworkManager"}  # not a plain query: alone
+
+
+def test_unit_queries_of_one_verb_are_one_systemctl():
+    asked, stands = merged.merge(UNITS)
+    assert stands == {
+        "systemctl is-active chrony isc-dhcp-server greenroom-vlan-eth1.100.service": [
+            UNITS["a"], UNITS["b"], UNITS["c"]],
+        "systemctl is-enabled chrony isc-dhcp-server": [UNITS["e"], UNITS["f"]]}
+    assert asked["q"] == UNITS["q"]
+    assert len(set(asked.values())) == 3
+
+
+def test_each_unit_gets_its_line_and_the_status_systemctl_gives_it_alone():
+    asked, stands = merged.merge(UNITS)
+    facts = {k: FactResult(3, "active\nfailed\nreloading\n") if "is-active" in c
+             else FactResult(1, "static\ndisabled\n") for k, c in asked.items()}
+    facts["q"] = FactResult(0, "")
+    out = merged.split(UNITS, asked, stands, facts, _no_reread)
+    assert out == {"a": FactResult(0, "active\n"), "b": FactResult(3, "failed\n"),
+                   "c": FactResult(0, "reloading\n"), "d": FactResult(0, "active\n"),
+                   "e": FactResult(0, "static\n"), "f": FactResult(1, "disabled\n"),
+                   "q": FactResult(0, "")}
+
+
+def test_a_short_unit_answer_leaves_each_asker_to_its_own():
+    """is-enabled stops at a unit it cannot find: fewer lines than units."""
+    commands = {"e": "systemctl is-enabled chrony", "f": "systemctl is-enabled nope"}
+    asked, stands = merged.merge(commands)
+    again = []
+
+    def reread(missing):
+        again.append(dict(missing))
+        return {"e": FactResult(0, "enabled\n"), "f": FactResult(1, "")}
+
+    out = merged.split(commands, asked, stands, {k: FactResult(1, "enabled\n") for k in asked},
+                       reread)
+    assert again == [commands]
+    assert out == {"e": FactResult(0, "enabled\n"), "f": FactResult(1, "")}
+
+
+def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
+    """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
+    import os
+    import subprocess
+
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.check import _read
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "systemctl"
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift\n'
+                    'for u in "$@"; do case $u in *dhcp*) echo failed;; *) echo active;; '
+                    'esac; done\n')
+    stub.chmod(0o755)
+
+    class Session:
+        def run(self, script, stdin=None):
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                                  env=env, check=False)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    units = ["chrony", "isc-dhcp-server", "docker-registry", "greenroom-nftables.service"]
+    facts, _moment = _read(Session(), {u: f"systemctl is-active {u}" for u in units})
+    assert (tmp_path / "starts").read_text().splitlines() == [
+        "is-active " + " ".join(units)]
+    assert {u: (f.rc, f.out) for u, f in facts.items()} == {
+        "chrony": (0, "active\n"), "isc-dhcp-server": (3, "failed\n"),
+        "docker-registry": (0, "active\n"), "greenroom-nftables.service": (0, "active\n")}
