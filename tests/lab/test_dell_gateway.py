@@ -257,7 +257,8 @@ def test_a_lan_the_inventory_drops_is_unrouted_live_and_at_boot(converged):
     # no LAN left: the route and the unit go (a backup of the unit kept)
     none = lans_variant(lab, "")
     result, out = run(lab, check=True, inv=none)
-    assert f"--- {UNIT_PATH}\n+++ /dev/null" in out, out
+    assert f"--- {UNIT_PATH}" in out and "+++ /dev/null" in out, out
+    assert "-ExecStart=/sbin/ip route replace 192.168.30.0/24 via 192.168.10.6" in out
     result, out = run(lab, inv=none)
     assert result.ok, out
     assert routes_of(lab) == []
