@@ -4,6 +4,7 @@ interpreter; it refuses early, installing nothing, where the lab cannot run."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -222,3 +223,43 @@ def test_an_entry_is_satisfied_by_any_of_its_alternatives():
     absent = "greenroom-no-such-package"
     assert noxfile.missing_packages(["coreutils", f"{absent}|coreutils", absent,
                                      f"{absent}|{absent}-2"]) == [absent, absent]
+
+
+def _run_in(folder: Path):
+    """A stand-in for nox's ``session.run``: the command, with this interpreter for "python"."""
+    def run(program: str, *args: str) -> None:
+        assert program == "python"
+        subprocess.run([sys.executable, *args], cwd=folder, check=True,
+                       env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    return run
+
+
+def _imports_from_cache(folder: Path, module: str) -> bool:
+    """Whether an import of ``module`` would load its cached bytecode: the cache is there
+    and stamped with its source's mtime and size, as Python checks before using it."""
+    source = folder / (module.replace(".", "/") + ".py")
+    cache = Path(importlib.util.cache_from_source(str(source)))
+    if not cache.exists():
+        return False
+    header, stat = cache.read_bytes()[:16], source.stat()
+    return (header[:4] == importlib.util.MAGIC_NUMBER
+            and int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF)
+
+
+def test_the_projects_bytecode_is_compiled_once_and_again_only_where_a_source_changed(checkout):
+    (checkout / "tasks.py").write_text('"""tasks"""\n')
+    run = _run_in(checkout)
+    noxfile.compile_bytecode(run, here=checkout)
+    assert _imports_from_cache(checkout, "tasks")
+    assert _imports_from_cache(checkout, "runbooks.core.session")
+    cache = Path(importlib.util.cache_from_source(str(checkout / "runbooks/core/session.py")))
+    untouched = cache.stat().st_mtime_ns
+    source = checkout / "tasks.py"
+    source.write_text('"""tasks, changed"""\nVALUE = 1\n')
+    later = source.stat().st_mtime + 2  # an edit a while later (compileall compares seconds)
+    os.utime(source, (later, later))
+    assert not _imports_from_cache(checkout, "tasks")  # stale: Python would not use it
+    noxfile.compile_bytecode(run, here=checkout)
+    assert _imports_from_cache(checkout, "tasks")
+    assert cache.stat().st_mtime_ns == untouched  # unchanged sources are not compiled again
