@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,6 +37,8 @@ REPEAT = 3
 SUBNET = "10.233.0"
 INVENTORY = HERE / "fleet-100.yaml"
 FLOOR_LEVELS = 8  # tuned_floor.py levels 0..7
+SMALL = 20  # at this size and below the no-op runs are short and noisy: twice --repeat
+SETTLE = 0.3  # s after a run before reading the boards' CPU (their sshd ends its session)
 
 RESET = r"""
 set -e
@@ -51,32 +54,75 @@ sysctl -q -w net.ipv4.ip_forward=0
 """
 
 
-def inventory_text(count: int) -> str:
-    lines = [
-        "site: fleet",
-        "defaults: {user: root, port: 22}",
-        "network:",
-        "  vlan: {id: 100}",
-        "  subnet: 192.168.10.0/25",
-        "  gateway: 192.168.10.2",
-        "  dhcp: {range: [192.168.10.26, 192.168.10.126], dns: [192.168.10.2]}",
-        f"lab: {{management: {SUBNET}.0/24, upstream: 10.233.1.0/24, clients: []}}",
-        "hosts:",
-    ]
-    for i in range(1, count + 1):
-        lines.append(f"  b{i:02d}: {{address: {SUBNET}.{10 + i}, roles: [pi], "
-                     "board: raspberrypi, lab: {kind: chroot, boot: firmware}}")
+def inventory_of(count: int, path: Path = INVENTORY) -> str:
+    """`fleet-100.yaml` cut to its first `count` boards: greenroom's inventory at one size.
+
+    Each tool reads an inventory of the boards it manages, as a site of that size has
+    (pyinfra's and ansible-core's are written per size too); until session 6 greenroom read
+    all 100 boards at every size and selected N with `-H` (validating 100 hosts: about 10 ms
+    of CPU more at 10 boards)."""
+    lines, kept = [], 0
+    for line in path.read_text().splitlines():
+        if line.startswith("  b"):
+            kept += 1
+            if kept > count:
+                continue
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO) -> float:
-    started = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{argv[:3]} failed ({done.returncode}):\n{done.stdout[-3000:]}\n"
-                         f"{done.stderr[-3000:]}")
-    return elapsed
+class Sample(dict):
+    """One timed process: `wall` (s), `cpu` (the process's own user + system CPU, s, its
+    children's included) and `hosts` (the CPU the run cost on the boards, s: every process
+    in the boards' network namespaces, the sshd that served it and what it started)."""
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO,
+          hosts_cpu: Callable[[], float] | None = None) -> Sample:
+    """Run one tool's whole process; its wall time, its own CPU (wait4) and the boards'."""
+    on_hosts = hosts_cpu() if hosts_cpu else 0.0
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            out.seek(0)
+            err.seek(0)
+            raise SystemExit(f"{argv[:3]} failed ({proc.returncode}):\n"
+                             f"{out.read()[-3000:].decode(errors='replace')}\n"
+                             f"{err.read()[-3000:].decode(errors='replace')}")
+    if hosts_cpu:
+        time.sleep(SETTLE)  # the sshd that served the last session ends and is waited for
+        on_hosts = hosts_cpu() - on_hosts
+    return Sample(wall=elapsed, cpu=usage.ru_utime + usage.ru_stime, hosts=on_hosts)
+
+
+def netns_cpu(netns: list[str]) -> Callable[[], float]:
+    """A function giving the CPU time (s) used so far by the processes in these network
+    namespaces and by their children they waited for (utime + stime + cutime + cstime of
+    /proc/PID/stat): on a lab board that is its sshd and all it started. Sessions that
+    ended were waited for by the board's sshd, so their time is in its cutime/cstime."""
+    inodes = {os.stat(f"/run/netns/{name}").st_ino for name in netns}
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def total() -> float:
+        ticks = 0
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{entry.name}/ns/net").st_ino not in inodes:
+                    continue
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            ticks += sum(int(n) for n in fields[11:15])  # utime stime cutime cstime
+        return ticks / tick
+
+    return total
 
 
 def main() -> None:
@@ -138,7 +184,7 @@ def main() -> None:
                     if not done.ok:
                         raise SystemExit(f"reset failed: {done.stderr}")
 
-        results: dict[int, dict[str, dict[str, float]]] = {}
+        results: Results = {}
         env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False",
                    ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
                    ANSIBLE_SSH_ARGS=f"-o UserKnownHostsFile={access.known_hosts} "
@@ -147,7 +193,8 @@ def main() -> None:
                    ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_NOCOWS="1")
         for size in sizes:
             subset = hosts[:size]
-            names = ",".join(h.name for h in subset)
+            grinv = work / f"greenroom_{size}.yaml"
+            grinv.write_text(inventory_of(size))
             pyinv = work / f"pyinfra_{size}.py"
             pyinv.write_text("hosts = " + repr([
                 (h.address, {"ssh_user": "root", "ssh_key": access.key_filename,
@@ -157,7 +204,7 @@ def main() -> None:
                                         for h in subset) + "\n")
             tools = {
                 "greenroom": [sys.executable, str(HERE / "greenroom_run.py"), "-i",
-                              str(inv_path), "-H", names, "--parallel", str(size)],
+                              str(grinv), "--parallel", str(size)],
                 "pyinfra": [found.get("pyinfra") or "pyinfra", str(pyinv),
                             str(HERE / "deploy.py"), "-y", "--parallel", str(size)],
                 "ansible-core": [found.get("ansible-playbook") or "ansible-playbook", "-i",
@@ -169,17 +216,16 @@ def main() -> None:
                 return [sys.executable, str(HERE / "tuned_floor.py"), str(level), pairs,
                         access.known_hosts]
 
-            row: dict[str, dict[str, float]] = {}
+            hosts_cpu = netns_cpu([str(read_netns(inventory.site, h.name)) for h in subset])
+            row: dict[str, Row] = {}
             if args.floor_levels:
                 # alternating levels, REPEAT rounds, so load drifts hit every level alike
-                samples: dict[int, list[float]] = {lv: [] for lv in range(FLOOR_LEVELS)}
                 for _ in range(args.repeat):
                     for level in range(FLOOR_LEVELS):
-                        samples[level].append(timed(floor(level), cwd=HERE))
-                for level, times in samples.items():
-                    row[f"floor level {level}"] = {"noop": statistics.median(times)}
-                    print(f"{size} hosts floor level {level}  {statistics.median(times):6.2f}s "
-                          f"({', '.join(f'{t:.2f}' for t in times)})", flush=True)
+                        row.setdefault(f"floor level {level}", Row()).noops.append(
+                            timed(floor(level), cwd=HERE, hosts_cpu=hosts_cpu))
+                for name, got in row.items():
+                    print(f"{size} hosts {name}  {got.line()}", flush=True)
                 results[size] = row
                 continue
             if args.only_greenroom:
@@ -196,31 +242,26 @@ def main() -> None:
                     # the compared checkout's first run too, from the same reset state, just
                     # before this checkout's (its converged boards are reset again below)
                     reset(subset)
-                    compared_first = timed(floors["greenroom compared"], env=env, cwd=HERE)
-                    print(f"{size} hosts greenroom compared first {compared_first:6.2f}s",
-                          flush=True)
+                    row["greenroom compared"] = Row(first=timed(
+                        floors["greenroom compared"], env=env, cwd=HERE, hosts_cpu=hosts_cpu))
                 reset(subset)
-                first = timed(argv, env=env, cwd=HERE)
-                # the peers' no-op (seconds each at 100 hosts) at most 3 times
+                row.setdefault(tool, Row()).first = timed(argv, env=env, cwd=HERE,
+                                                          hosts_cpu=hosts_cpu)
+                # greenroom's no-op alternates with the floors' (and the compared
+                # checkout's): the ratios the goals are about see the same load, round by
+                # round; the floors change nothing on the boards. The peers' no-op (seconds
+                # each at 100 hosts) at most 3 times, ansible-core's once.
                 repeat = 1 if tool == "ansible-core" else \
-                    args.repeat if tool == "greenroom" else min(args.repeat, REPEAT)
-                # greenroom's no-op alternates with the floors (same load for the ratio
-                # the goals are about); the floors change nothing on the boards
-                paired = floors if tool == "greenroom" else {}
-                noops: dict[str, list[float]] = {name: [] for name in (tool, *paired)}
+                    noop_repeat(args.repeat, size) if tool == "greenroom" else \
+                    min(args.repeat, REPEAT)
+                paired = {tool: argv, **(floors if tool == "greenroom" else {})}
                 for _ in range(repeat):
-                    noops[tool].append(timed(argv, env=env, cwd=HERE))
-                    for name, floor_argv in paired.items():
-                        noops[name].append(timed(floor_argv, cwd=HERE))
-                row[tool] = {"first": first, "noop": statistics.median(noops[tool])}
-                print(f"{size} hosts {tool:13} first {first:6.2f}s  no-op "
-                      f"{row[tool]['noop']:6.2f}s ({_list(noops[tool])})", flush=True)
+                    for name, each in paired.items():
+                        row.setdefault(name, Row()).noops.append(timed(
+                            each, env=env if name == tool else None, cwd=HERE,
+                            hosts_cpu=hosts_cpu))
                 for name in paired:
-                    row[name] = {"noop": statistics.median(noops[name])}
-                    if name == "greenroom compared":
-                        row[name]["first"] = compared_first
-                    print(f"{size} hosts {name:13} no-op {row[name]['noop']:6.2f}s "
-                          f"({_list(noops[name])})", flush=True)
+                    print(f"{size} hosts {name:18} {row[name].line()}", flush=True)
             results[size] = row
         connector.close_all()
     finally:
@@ -230,13 +271,65 @@ def main() -> None:
     if args.floor_levels:
         print(floor_report(results))
     elif not args.only_greenroom:
-        report(results, lab_up)
+        report(results, lab_up, " ".join(sys.argv[1:]))
     else:
         print(noop_report(results))
 
 
-def _list(times: list[float]) -> str:
-    return ", ".join(f"{t:.2f}" for t in times)
+def noop_repeat(repeat: int, size: int) -> int:
+    """greenroom's (and the floors') no-op runs at one size: twice --repeat at SMALL hosts
+    and below, where one run is well under a second and the load moves it most."""
+    return repeat * 2 if size <= SMALL else repeat
+
+
+def read_netns(site: str, host: str) -> str:
+    """The network namespace of one lab board, from the lab's state file."""
+    from runbooks.lab.access import read_state
+
+    state = read_state(site) or {}
+    return state["guests"][host]["netns"]
+
+
+class Row:
+    """One tool at one size: its first run and its no-op runs (Samples)."""
+
+    def __init__(self, first: Sample | None = None) -> None:
+        self.first = first
+        self.noops: list[Sample] = []
+
+    def median(self, key: str = "wall") -> float:
+        return statistics.median(s[key] for s in self.noops)
+
+    def spread(self, key: str = "wall") -> str:
+        values = [s[key] for s in self.noops]
+        return f"{min(values):.2f}-{max(values):.2f}" if len(values) > 1 else ""
+
+    def line(self) -> str:
+        """The samples as printed while the benchmark runs and kept in results.md."""
+        first = (f"first {self.first['wall']:6.2f}s (cpu {self.first['cpu']:.2f}, "
+                 f"hosts {self.first['hosts']:.2f})  " if self.first else "")
+        if not self.noops:
+            return first
+        return (first + f"no-op {self.median():6.2f}s ({_list(self.noops, 'wall')}); "
+                f"cpu ({_list(self.noops, 'cpu')}); hosts ({_list(self.noops, 'hosts')})")
+
+
+def _list(samples: list[Sample], key: str) -> str:
+    return ", ".join(f"{s[key]:.2f}" for s in samples)
+
+
+def paired(row: dict[str, Row], a: str, b: str, key: str = "wall") -> list[float]:
+    """a/b for each round of no-op runs the two took side by side (same load)."""
+    return [x[key] / y[key] for x, y in zip(row[a].noops, row[b].noops, strict=False)
+            if y[key] > 0]
+
+
+def ratio_text(ratios: list[float]) -> str:
+    """Median of paired ratios and their spread, like `1.04x (0.97-1.12)`."""
+    if not ratios:
+        return "-"
+    low, high = min(ratios), max(ratios)
+    return f"{statistics.median(ratios):.2f}x ({low:.2f}-{high:.2f})"
 
 
 def compile_bytecode(repo: Path = REPO) -> None:
@@ -250,14 +343,17 @@ def compile_bytecode(repo: Path = REPO) -> None:
                     str(repo / "bench" / "fleet")], check=True)
 
 
-def noop_report(results: dict[int, dict[str, dict[str, float]]]) -> str:
-    """No-op medians (s) and their ratio to the untuned floor, per size (--only-greenroom)."""
-    lines = ["| hosts | " + " | ".join(next(iter(results.values()))) + " |",
-             "|---|" + "---|" * len(next(iter(results.values())))]
+Results = dict[int, dict[str, Row]]
+
+
+def noop_report(results: Results) -> str:
+    """No-op medians (s) and their paired ratio to the untuned floor, per size."""
+    names = list(next(iter(results.values())))
+    lines = ["| hosts | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for size, row in results.items():
-        floor = row["fabric floor"]["noop"]
         lines.append(f"| {size} | " + " | ".join(
-            f"{t['noop']:.2f} ({t['noop'] / floor:.2f}x)" for t in row.values()) + " |")
+            f"{row[n].median():.2f} ({ratio_text(paired(row, n, 'fabric floor'))})"
+            for n in names) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,49 +362,90 @@ def inventory_hosts(path: Path) -> list[str]:
             if line.startswith("  b")]
 
 
-def floor_report(results: dict[int, dict[str, dict[str, float]]]) -> str:
+def floor_report(results: Results) -> str:
     sizes = list(results)
     lines = ["| level | " + " | ".join(f"{n} hosts (s)" for n in sizes) + " | vs level 0 |",
              "|---|" + "---|" * len(sizes) + "---|"]
     for level in range(FLOOR_LEVELS):
         name = f"floor level {level}"
-        cells = [f"{results[n][name]['noop']:.2f}" for n in sizes]
-        ratio = " / ".join(f"{results[n][name]['noop'] / results[n]['floor level 0']['noop']:.2f}x"
-                           for n in sizes)
+        cells = [f"{results[n][name].median():.2f}" for n in sizes]
+        ratio = " / ".join(ratio_text(paired(results[n], name, "floor level 0")) for n in sizes)
         lines.append(f"| {level} | " + " | ".join(cells) + f" | {ratio} |")
     return "\n".join(lines) + "\n"
 
 
-def report(results: dict[int, dict[str, dict[str, float]]], lab_up: float) -> None:
-    lines = ["| hosts | tool | first run (s) | no-op run (s) | no-op vs greenroom |",
-             "|---|---|---|---|---|"]
+def table(results: Results) -> list[str]:
+    """Per size and tool: first run, no-op median and spread, and the no-op's CPU."""
+    lines = ["| hosts | tool | first run (s) | no-op (s), median | no-op spread (s) | "
+             "client CPU per no-op (s) | boards' CPU per no-op (s) | no-op vs greenroom |",
+             "|---|---|---|---|---|---|---|---|"]
     for size, row in results.items():
-        ours = row["greenroom"]["noop"]
-        for tool, t in row.items():
-            first = f"{t['first']:.2f}" if "first" in t else "-"
-            lines.append(f"| {size} | {tool} | {first} | {t['noop']:.2f} | "
-                         f"{t['noop'] / ours:.2f}x |")
+        ours = row["greenroom"].median()
+        for tool, got in row.items():
+            first = f"{got.first['wall']:.2f}" if got.first else "-"
+            lines.append(f"| {size} | {tool} | {first} | {got.median():.2f} | {got.spread()} | "
+                         f"{got.median('cpu'):.2f} | {got.median('hosts'):.2f} | "
+                         f"{got.median() / ours:.2f}x |")
+    return lines
+
+
+def goals(results: Results) -> list[str]:
+    """The issue's goals, met or not, from this run: no-op ratios to the untuned floor are
+    the medians of the paired rounds (greenroom and the floor run side by side), with their
+    spread; the others are ratios of medians (the peers run on their own)."""
     sizes = list(results)
-    small = results[sizes[0]]
-    lines += ["", f"- lab.up with the {len(inventory_hosts(INVENTORY))} boards: {lab_up:.1f}s"]
-    for size, row in results.items():
-        g, f, t = (row["greenroom"]["noop"], row["fabric floor"]["noop"],
-                   row["tuned floor"]["noop"])
-        first = row["pyinfra"]["first"] / row["greenroom"]["first"]
-        lines.append(
-            f"- {size} hosts: no-op {g / f:.2f}x the untuned floor (goal <= 1.2x, and <= 1.0x), "
-            f"{g / t:.2f}x the tuned floor; no-op {row['pyinfra']['noop'] / g:.1f}x faster "
-            f"than pyinfra; first run {first:.1f}x faster than pyinfra (goal >= 2x)"
-            + (f"; no-op {row['ansible-core']['noop'] / g:.0f}x faster than ansible-core"
-               if "ansible-core" in row else ""))
-    large = results[sizes[-1]]
-    lines.append(
-        f"- growth {sizes[0]}->{sizes[-1]} hosts (no-op): greenroom "
-        f"{large['greenroom']['noop'] / small['greenroom']['noop']:.2f}x, untuned floor "
-        f"{large['fabric floor']['noop'] / small['fabric floor']['noop']:.2f}x, tuned floor "
-        f"{large['tuned floor']['noop'] / small['tuned floor']['noop']:.2f}x "
-        "(goal: no faster than the floor)")
-    text = "\n".join(lines) + "\n"
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    def floor_goal(limit: float) -> list[str]:
+        cells = []
+        for size in sizes:
+            ratios = paired(results[size], "greenroom", "fabric floor")
+            cells.append(f"{ratio_text(ratios)}, {verdict(statistics.median(ratios) <= limit)}")
+        return cells
+
+    first = []
+    for size in sizes:
+        row = results[size]
+        x = row["pyinfra"].first["wall"] / row["greenroom"].first["wall"]  # type: ignore[index]
+        first.append(f"{x:.1f}x, {verdict(x >= 2)}")
+    def cpu_ratio(size: int, key: str) -> float:
+        row = results[size]
+        return row["greenroom"].median(key) / max(row["fabric floor"].median(key), 1e-9)
+
+    cpu = [f"{cpu_ratio(n, 'cpu'):.2f}x / {cpu_ratio(n, 'hosts'):.2f}x" for n in sizes]
+    lines = ["| goal | " + " | ".join(f"{n} hosts" for n in sizes) + " |",
+             "|---|" + "---|" * len(sizes),
+             "| no-op <= 1.0x the untuned floor (paired) | " + " | ".join(floor_goal(1.0)) + " |",
+             "| no-op <= 1.2x the untuned floor (paired) | " + " | ".join(floor_goal(1.2)) + " |",
+             "| first run >= 2x pyinfra | " + " | ".join(first) + " |",
+             "| (client / boards' CPU per no-op vs the untuned floor) | " + " | ".join(cpu) + " |"]
+    if 100 in results:
+        row = results[100]
+        x = row["pyinfra"].median() / row["greenroom"].median()
+        lines.append("| no-op >= 5x pyinfra at 100 | " + " | ".join(
+            f"{x:.1f}x, {verdict(x >= 5)}" if n == 100 else "" for n in sizes) + " |")
+    if len(sizes) > 1:
+        small, large = results[sizes[0]], results[sizes[-1]]
+        ours = large["greenroom"].median() / small["greenroom"].median()
+        floor = large["fabric floor"].median() / small["fabric floor"].median()
+        lines.append(f"| no-op growth {sizes[0]} -> {sizes[-1]} no faster than the floor | "
+                     + " | ".join("" for _ in sizes[:-1])
+                     + f" | greenroom {ours:.2f}x, untuned floor {floor:.2f}x, "
+                     f"{verdict(ours <= floor)} |")
+    return lines
+
+
+def report(results: Results, lab_up: float, command: str) -> None:
+    samples = [f"{size} hosts {tool:18} {got.line()}"
+               for size, row in results.items() for tool, got in row.items()]
+    text = "\n".join([
+        f"`python bench/fleet/run.py {command}`, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}"
+        f" UTC (end), load average at the end {os.getloadavg()[0]:.1f}; lab.up with the "
+        f"{len(inventory_hosts(INVENTORY))} boards: {lab_up:.1f}s. Samples (s; cpu = the "
+        "tool's own process, hosts = the boards' sshd and what it started):", "", "```",
+        *samples, "```", "", *table(results), "", *goals(results)]) + "\n"
     (HERE / "results.md").write_text(text)
     print(text)
 

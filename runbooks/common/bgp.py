@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network, ip_address, ip_network, summarize_address_range
 from typing import Any
 
+from runbooks.common.section_names import ASN_MAX, RESERVED_ASNS
 from runbooks.core import secrets
 
 MODES = ("bgp", "l2")
-ROUTER_KINDS = ("frr", "bird", "routeros6", "routeros7")
 # hosts whose VLAN address is a cluster node (a BGP speaker in MetalLB's BGP mode)
 NODE_ROLES = ("k3s-server", "k3s-agent", "microk8s", "pi")
-ASN_MAX = 4294967295
-# 0, AS_TRANS and the last of each range are reserved (RFC 7607, 6793, 7300)
-RESERVED_ASNS = (0, 23456, 65535, ASN_MAX)
 SECTION_KEYS = {"version": True, "mode": True, "asn": False, "pools": True, "peers": False,
                 "ibgp": False, "password": False, "hold_time": False, "source": False,
                 "backend": False}

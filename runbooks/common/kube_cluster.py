@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.section_names import K3S_AGENT, K3S_SERVER
+
 if TYPE_CHECKING:
     from runbooks.core.inventory_fields import Collector
     from runbooks.core.inventory_model import Host, Network
@@ -37,7 +39,7 @@ IMAGE_FORMATS = ("tar.zst", "tar.gz", "tar")
 ARCHES = ("amd64", "arm64", "arm")
 ARCH_ALIASES = {"armhf": "arm", "aarch64": "arm64", "x86_64": "amd64", "armv7l": "arm"}
 BOARD_ARCH = {"raspberrypi": "arm64", "lepotato": "arm64", "x86": "amd64"}
-SERVER, AGENT = "k3s-server", "k3s-agent"
+SERVER, AGENT = K3S_SERVER, K3S_AGENT
 CLUSTER_KEYS = {"distribution": False, "version": True, "disable": False, "server_args": False,
                 "source": False, "images": False}
 K3S_VERSION = re.compile(r"v1\.\d+\.\d+\+k3s\d+")

@@ -27,11 +27,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runbooks.common.section_names import MICROK8S
+
 if TYPE_CHECKING:
     from runbooks.core.inventory_fields import Collector
     from runbooks.core.inventory_model import Host, Network
 
-ROLE = "microk8s"
+ROLE = MICROK8S
 KEYS = {"distribution": True, "channel": True, "addons": False, "kubelet_args": False,
         "apiserver_args": False, "offline": False, "source": False,
         "ingress_service": False, "admin_user": False, "remove_default_user": False}

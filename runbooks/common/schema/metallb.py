@@ -6,16 +6,21 @@ range, the gateway, the VIP, every host's address and each other; ASNs; eBGP/iBG
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runbooks.common.bgp import ASN_MAX, RESERVED_ASNS, ROUTER_KINDS, MetalLB, read_metallb
+from runbooks.common.section_names import ASN_MAX, RESERVED_ASNS, ROUTER_KINDS
 from runbooks.core.inventory_schema import Field, SectionContext, register_section, register_vars
+
+if TYPE_CHECKING:
+    from runbooks.common.bgp import MetalLB
 
 
 @register_section("metallb")
 def _read_metallb(c: Any, value: Any, ctx: SectionContext) -> MetalLB | None:
     if value is None:
-        return None  # optional: a site without MetalLB
+        return None  # optional: a site without MetalLB (its reader is not imported)
+    from runbooks.common.bgp import read_metallb
+
     return read_metallb(c, value, dict(ctx.hosts), ctx.network)
 
 
