@@ -168,3 +168,28 @@ def test_a_task_called_from_python_reads_the_same_defaults():
     assert inventory_path(Context(), None) == wanted["inventory"]
     assert parallel_of(Context(), 0) == wanted["parallel"]
     assert parallel_of(Context(), 3) == 3
+
+
+def test_a_run_hides_its_long_lived_objects_from_the_garbage_collector(tmp_path):
+    # the start-up's objects live until exit: frozen, no collection walks them again (the
+    # one at exit included); the host here refuses the connection, the run ends with 1
+    closed = socket.socket()
+    closed.bind(("127.0.0.5", 0))
+    port = closed.getsockname()[1]  # bound, never listening: connections are refused
+    path = tmp_path / "site.yaml"
+    path.write_text(INVENTORY.format(port=port, vlan=100, address="127.0.0.5"))
+    code = textwrap.dedent(f"""
+        import gc, sys
+        sys.path.insert(0, {str(REPO / "tests" / "unit")!r})
+        from test_cli import program
+        try:
+            program().run(["inv", "probe", "-i", {str(path)!r}], exit=True)
+        except SystemExit as exc:
+            print(exc.code, gc.get_freeze_count())
+    """)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, check=False)
+    closed.close()
+    exit_code, frozen = done.stdout.split()[-2:]
+    assert exit_code == "1", done.stdout + done.stderr
+    assert int(frozen) > 10_000, "the start-up's objects were not frozen"
