@@ -15,7 +15,9 @@ times (median). Peers:
 - with a `cluster:` section, the check peer adds k3s.check, metallb.check and k3s, metallb,
   router with --check; the reset peer adds k3s, metallb, router, k3s.check, metallb.check
   (the lab's speaker double has no task of its own: demo.reset converges it too).
-$KUBECONFIG points at a scratch file (k3s merges the lab's context into it).
+$KUBECONFIG points at a scratch file (k3s merges the lab's context into it), and
+$XDG_STATE_HOME at a scratch directory (the runs' timing history and plan hints, and the
+lab's state, never the user's ~/.local/state/greenroom); both are removed at the end.
 Also: the floors, one SSH round trip per host (a Fabric connection and `true`) as one
 process, the hosts one after another (the issue's "sum of one Fabric round trip per host")
 and all at once; and demo.reset --from-scratch. The lab is taken down at the end.
@@ -138,10 +140,13 @@ def main() -> None:
                         help="also run demo.check and demo.reset once each under cProfile, "
                              "with --report, writing DIR/{check,reset}.{prof,json}")
     args = parser.parse_args()
-    env = dict(os.environ)  # (the runs go into the site's timing history like any other)
-    # k3s merges the lab's context into $KUBECONFIG: a scratch one, never this machine's
+    env = dict(os.environ)
+    # k3s merges the lab's context into $KUBECONFIG: a scratch one, never this machine's;
+    # and a scratch state directory ($XDG_STATE_HOME): the runs' timing history and plan
+    # hints (and the lab's own state) go there, never into the user's ~/.local/state
     scratch = Path(tempfile.mkdtemp(prefix="bench-demo-"))
     env["KUBECONFIG"] = str(scratch / "kubeconfig")
+    env["XDG_STATE_HOME"] = str(scratch / "state")
     with (REPO / INV[1]).open() as inventory:
         cluster = any(line.startswith("cluster:") for line in inventory)
     check_peer = CHECK_PEER + (CLUSTER_CHECK_PEER if cluster else [])

@@ -16,7 +16,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from runbooks.core import access  # noqa: E402
 from runbooks.core.context import HostContext  # noqa: E402
 from runbooks.core.converge import _step_facts  # noqa: E402
 from runbooks.core.facts import gather  # noqa: E402
@@ -25,14 +24,14 @@ from runbooks.core.session import Connector  # noqa: E402
 from runbooks.demo import clock  # noqa: E402
 from runbooks.demo.check import applies, converge_parts  # noqa: E402
 from runbooks.demo.order import parts, probe_roles  # noqa: E402
-from runbooks.lab.access import provider  # noqa: E402
+from runbooks.lab.access import plug_in  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", type=int, default=45, help="rows to print")
     args = parser.parse_args()
-    access.plug_in(provider)
+    plug_in()  # the lab's inventory keys and access, as tasks.py plugs them in
     inv = load_inventory(str(REPO / "hosts" / "lab.yaml"))
     connector = Connector(inv)
     rows: list[tuple[float, str, str, str]] = []

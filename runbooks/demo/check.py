@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.demo_section import section_of
 from runbooks.core.converge import Converger, first_reads
-from runbooks.core.facts import FactResult, gather
+from runbooks.core.facts import DIR_FACT, FILE_FACT, FactResult, gather
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
-from runbooks.demo import clock
+from runbooks.demo import clock, merged
 from runbooks.demo import cluster as cluster_probe
 from runbooks.demo import vip as vip_probe
-from runbooks.demo.order import parts, probe_roles
+from runbooks.demo.order import parts, probe_roles, roles_of
 from runbooks.demo.path import PATH
 from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
 from runbooks.demo.reads import SharedReads, shareable
@@ -63,11 +63,12 @@ def applies(roles: tuple[str, ...], host: Host) -> bool:
 READ_ONLY = ("answers",)
 
 
-def converge_parts(from_scratch: bool = False) -> list[tuple[str, Any]]:
+def converge_parts(roles: Iterable[str] | None = None) -> list[tuple[str, Any]]:
     """(kind, Runbook) that demo.check runs in check mode, in ORDER: converges, then resets
-    (the runbooks' and the demo section's), then the audience's view (demo.path)."""
-    found = [("drift", rb) for _e, rb in parts("converge")]
-    found += [("leftover", rb) for _e, rb in parts("reset")]
+    (the runbooks' and the demo section's), then the audience's view (demo.path); with
+    `roles`, only the runbooks of those roles are imported (order.parts)."""
+    found = [("drift", rb) for _e, rb in parts("converge", roles=roles)]
+    found += [("leftover", rb) for _e, rb in parts("reset", roles=roles)]
     found.append(("leftover", WORKLOADS))
     found.append(("answers", PATH))
     return found
@@ -179,24 +180,9 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                     hints.remember(name, found)
         if again:
             replanning = time.monotonic()
-            for n in again:
-                kind, runbook = chosen[n]
-                parts_[n] = _new_part(host, inventory, session, shared, kind, runbook, log,
-                                      answers, True)
-            _plan_all([parts_[n] for n in again])
-            by_command = {commands[k]: v for k, v in facts.items() if k in commands}
-            rest: dict[str, str] = {}
-            for n in again:
-                plan = parts_[n].plan
-                if plan is None:
-                    continue
-                for key, command in first_reads(plan).items():
-                    if command in by_command:
-                        facts[f"{n}|{key}"] = by_command[command]
-                    else:
-                        rest[f"{n}|{key}"] = command
-            if rest:
-                facts.update(_read(session, rest)[0])
+            _plan_again(again, parts_, lambda n: _new_part(
+                host, inventory, session, shared, *chosen[n], log, answers, True),
+                session, commands, facts)
             report.timings["plans again"] = time.monotonic() - replanning
             if hints is not None:
                 hints.remember(host.name, {c: r for n in again
@@ -226,6 +212,32 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
 PLANNING = "plan|"  # the batch's keys of the plans' planning reads: PLANNING + command
 
 
+def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int], _Part],
+                session: Any, commands: Mapping[str, str],
+                facts: dict[str, FactResult]) -> None:
+    """The parts `again` (their planning reads answered otherwise than their hints, or
+    were not hinted) planned anew from the batch's answers (`new_part(n)`, live: a planning
+    read the batch lacks is read then); each new plan's first-round step facts taken from
+    the batch (`commands` by key, answered in `facts`) where it read the same command, the
+    rest read in ONE more round trip, into `facts` under the part's keys."""
+    for n in again:
+        parts_[n] = new_part(n)
+    _plan_all([parts_[n] for n in again])
+    by_command = {commands[k]: v for k, v in facts.items() if k in commands}
+    rest: dict[str, str] = {}
+    for n in again:
+        plan = parts_[n].plan
+        if plan is None:
+            continue
+        for key, command in first_reads(plan).items():
+            if command in by_command:
+                facts[f"{n}|{key}"] = by_command[command]
+            else:
+                rest[f"{n}|{key}"] = command
+    if rest:
+        facts.update(_read(session, rest)[0])
+
+
 def _plan_all(parts_: list[_Part]) -> None:
     if len(parts_) == 1:
         _plan_part(parts_[0])
@@ -239,28 +251,57 @@ def _plan_all(parts_: list[_Part]) -> None:
 # their own, read at the same time on the host's one connection beside the rest.
 CLUSTER_LANES = 3
 _CLUSTER_READ = re.compile(r"\bkubectl\b")
+# A batch runs its commands one after another: a long one (the gateway's plans: about fifty
+# commands) is the host's critical path. The rest is cut into up to SHELL_LANES batches of
+# at least PER_LANE commands each, read at the same time (a channel each: both cores of a
+# host work). Files and directories are read by one stat and one grep in the first.
+SHELL_LANES = 3
+PER_LANE = 12
+_FILE_FACTS = (FILE_FACT, DIR_FACT)
 
 
-def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES) -> list[dict[str, str]]:
+def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES, shell: int = SHELL_LANES,
+          per_lane: int = PER_LANE) -> list[dict[str, str]]:
     """`commands` as batches read at the same time: everything but the cluster reads in the
-    first (with the clock), the cluster reads spread over up to `n` more; a command asked
-    under several keys stays in one batch (it runs once)."""
-    first: dict[str, str] = {}
+    first `shell` batches (in order: the first keys, the clock's, and every file fact in the
+    first; a new batch only for each `per_lane` commands more), the cluster reads spread
+    over up to `n` more; a command asked under several keys stays in one batch (it runs
+    once)."""
+    rest: dict[str, dict[str, str]] = {}
     slow: dict[str, dict[str, str]] = {}
     for key, command in commands.items():
-        if _CLUSTER_READ.search(command):
-            slow.setdefault(command, {})[key] = command
-        else:
-            first[key] = command
-    out = [first] + [{} for _ in range(min(n, len(slow)))]
+        (slow if _CLUSTER_READ.search(command) else rest).setdefault(command, {})[key] = command
+    files = [g for c, g in rest.items() if c.startswith(_FILE_FACTS)]
+    run = [g for c, g in rest.items() if not c.startswith(_FILE_FACTS)]
+    count = max(1, min(shell, len(run) // max(1, per_lane)))
+    size = -(-len(run) // count) if run else 0
+    first: dict[str, str] = {}
+    out = [first] + [{} for _ in range(count - 1)]
+    for i, group in enumerate(run):
+        out[i // size].update(group)
+    for group in files:
+        first.update(group)
+    out = [batch for batch in out if batch] or [first]
+    cluster: list[dict[str, str]] = [{} for _ in range(min(n, len(slow)))]
     for i, group in enumerate(slow.values()):
-        out[1 + i % n].update(group)
-    return out
+        cluster[i % n].update(group)
+    return out + cluster
 
 
 def _read(session: Any, commands: Mapping[str, str]) -> tuple[dict[str, FactResult], float]:
-    """Every fact of the host, in `lanes` at the same time; (facts, the moment the first
-    lane was read: the clock's reference)."""
+    """Every fact of the host, in `lanes` at the same time, named gets of one namespace
+    merged into one kubectl (runbooks/demo/merged.py); (facts, the moment the first lane
+    was read: the clock's reference)."""
+    asked, stands = merged.merge(commands)
+    facts, moment = _read_lanes(session, asked)
+    if stands:
+        facts = merged.split(commands, asked, stands, facts,
+                             lambda again: gather(session, again))
+    return facts, moment
+
+
+def _read_lanes(session: Any,
+                commands: Mapping[str, str]) -> tuple[dict[str, FactResult], float]:
 
     def read(batch: dict[str, str]) -> tuple[dict[str, FactResult], float]:
         before = time.time()
@@ -401,10 +442,11 @@ def _judge(part: _Part, facts: Mapping[str, FactResult] | None, report: HostRepo
 def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log: Log,
               parallel: int = 10) -> list[HostReport]:
     """demo.check on `hosts`, in parallel; one HostReport per host, in inventory order."""
-    probes = [(entry.name, probe) for entry, probe in parts("check")]
+    roles = roles_of(hosts)  # a runbook none of them has is never imported
+    probes = [(entry.name, probe) for entry, probe in parts("check", roles=roles)]
     probes.append(("demo.cluster", cluster_probe))
     probes.append(("demo.vip", vip_probe))
-    runbooks = converge_parts()
+    runbooks = converge_parts(roles)
     reads = SharedReads(connector)
     hints = Hints.of_site(inventory.site)
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:

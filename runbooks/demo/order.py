@@ -25,6 +25,9 @@ this checkout yet is skipped. Every part but `name` is optional:
 - `scratch`: a Runbook run only by `demo.reset --from-scratch`, before the converge: it
   removes what the converge then reinstalls (a k3s or microk8s reset keeping cached images).
   Scratch runbooks run in reverse ORDER (agents before servers), converges in ORDER.
+- `roles`: every role any of its parts reads (the union of their roles), so demo imports
+  the entry's modules only for an inventory with a host in one of them (a lab without
+  Xen or microk8s never loads theirs); empty: always imported.
 
 Example (a cluster runbook):
 
@@ -35,6 +38,7 @@ Example (a cluster runbook):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -49,6 +53,7 @@ class Entry:
     check: str | None = None
     reset: str | None = None
     scratch: str | None = None
+    roles: tuple[str, ...] = ()
 
 
 # The order a lab is built in: the gateway gives the VLAN, DHCP, NAT and the time; the
@@ -57,27 +62,32 @@ class Entry:
 ORDER: tuple[Entry, ...] = (
     Entry("dell-gateway", converge="runbooks.dell_gateway.plan:RUNBOOK",
           check="runbooks.dell_gateway.demo_hooks:CHECK",
-          reset="runbooks.dell_gateway.demo_hooks:PRUNE_LEASES"),
+          reset="runbooks.dell_gateway.demo_hooks:PRUNE_LEASES", roles=("gateway",)),
     Entry("xen-dom0", converge="runbooks.xen_dom0.plan:RUNBOOK",
-          check="runbooks.xen_dom0.demo_hooks:CHECK"),
+          check="runbooks.xen_dom0.demo_hooks:CHECK", roles=("xen-dom0",)),
     Entry("registry.up", converge="runbooks.registry.converge:UP",
-          check="runbooks.registry.demo_hooks:CHECK"),
+          check="runbooks.registry.demo_hooks:CHECK", roles=("registry",)),
     Entry("pi-prep", converge="runbooks.pi_prep.plan:RUNBOOK",
-          check="runbooks.pi_prep.demo_hooks:CHECK"),
-    Entry("registry.trust", converge="runbooks.registry.converge:TRUST"),  # after containerd
-    Entry("k3s.release", converge="runbooks.k3s.distribute:RUNBOOK"),  # into the registry
+          check="runbooks.pi_prep.demo_hooks:CHECK", roles=("pi",)),
+    Entry("registry.trust", converge="runbooks.registry.converge:TRUST",  # after containerd
+          roles=("pi", "k3s-server", "k3s-agent", "microk8s")),
+    Entry("k3s.release", converge="runbooks.k3s.distribute:RUNBOOK",  # into the registry
+          roles=("registry",)),
     Entry("k3s", converge="runbooks.k3s.plan:RUNBOOK", check="runbooks.k3s.health",
-          scratch="runbooks.k3s.reset:UNINSTALL"),
-    Entry("microk8s.release", converge="runbooks.microk8s.offline:RELEASE"),  # on the gateway
+          scratch="runbooks.k3s.reset:UNINSTALL", roles=("k3s-server", "k3s-agent")),
+    Entry("microk8s.release", converge="runbooks.microk8s.offline:RELEASE",  # on the gateway
+          roles=("registry",)),
     Entry("microk8s", converge="runbooks.microk8s.plan:RUNBOOK",
-          check="runbooks.microk8s.health", scratch="runbooks.microk8s.plan:RESET"),
+          check="runbooks.microk8s.health", scratch="runbooks.microk8s.plan:RESET",
+          roles=("microk8s",)),
     Entry("metallb", converge="runbooks.metallb.plan:RUNBOOK",   # LoadBalancer IPs over BGP
-          check="runbooks.metallb.demo_hooks"),
+          check="runbooks.metallb.demo_hooks", roles=("k3s-server", "microk8s")),
     Entry("router", converge="runbooks.router.plan:RUNBOOK",     # ... learned by the router
-          check="runbooks.router.demo_hooks"),
+          check="runbooks.router.demo_hooks", roles=("router",)),
     # On a lab inventory only (it plans nothing elsewhere): the lab's double of MetalLB's
     # speaker, configured from what the cluster holds, so the router has sessions and routes.
-    Entry("metallb-speaker", converge="runbooks.lab.doubles.bgp_speaker:RUNBOOK"),
+    Entry("metallb-speaker", converge="runbooks.lab.doubles.bgp_speaker:RUNBOOK",
+          roles=("k3s-server", "k3s-agent")),
 )
 
 
@@ -105,19 +115,30 @@ def load(reference: str) -> Any:
         raise Missing(reference) from None
 
 
-def parts(kind: str, entries: tuple[Entry, ...] = ORDER) -> list[tuple[Entry, Any]]:
+def parts(kind: str, entries: tuple[Entry, ...] = ORDER,
+          roles: Iterable[str] | None = None) -> list[tuple[Entry, Any]]:
     """(entry, loaded object) for one kind of part (converge, check, reset, scratch), in
-    ORDER, skipping entries without it or whose module is not in this checkout."""
+    ORDER, skipping entries without it or whose module is not in this checkout; with
+    `roles` (the hosts' roles), also the entries whose `roles` none of them has (their
+    modules are not imported)."""
+    wanted = None if roles is None else set(roles)
     found = []
     for entry in entries:
         reference = getattr(entry, kind)
         if reference is None:
+            continue
+        if wanted is not None and entry.roles and not wanted & set(entry.roles):
             continue
         try:
             found.append((entry, load(reference)))
         except Missing:
             continue
     return found
+
+
+def roles_of(hosts: Iterable[Any]) -> set[str]:
+    """Every role of `hosts` (what `parts(..., roles=)` keeps entries for)."""
+    return {role for host in hosts for role in host.roles}
 
 
 def runbooks_in_order() -> list[Any]:

@@ -48,35 +48,63 @@ KINDS = {"services": "Service", "deployments": "Deployment", "daemonsets": "Daem
          "endpoints": "Endpoints", "secrets": "Secret", "nodes": "Node", "pods": "Pod",
          "namespaces": "Namespace", "ipaddresspools": "IPAddressPool", "bgppeers": "BGPPeer",
          "bgpadvertisements": "BGPAdvertisement", "l2advertisements": "L2Advertisement"}
+# kinds without a namespace: a listing of them alone (no -n, no -A) lists them all
+CLUSTER_SCOPED = frozenset({"nodes", "namespaces"})
+# a named get's kind word, as the listing's resource name that lists it
+NAMED_KINDS = {"deployment": "deployments", "deployments": "deployments",
+               "daemonset": "daemonsets", "daemonsets": "daemonsets",
+               "service": "services", "services": "services", "endpoints": "endpoints"}
 _LISTING = re.compile(r"(?P<kubectl>.+?) get (?P<kinds>[a-z0-9]+(?:,[a-z0-9]+)*) "
-                      r"(?P<scope>-A|-n [a-z0-9-]+) -o json")
+                      r"(?:(?P<scope>-A|-n [a-z0-9-]+) )?-o json")
+_NAMED = re.compile(r"(?P<kubectl>.+?) get (?P<kind>[a-z]+) (?P<name>[a-z0-9][a-z0-9.-]*) "
+                    r"-n (?P<namespace>[a-z0-9-]+) -o json")
 # read anyway by demo's probes on the cluster's first server
 WIDE = tuple(cluster_reads.command(kubectl) for kubectl in ON_NODE.values())
 
 
 def listing(command: str) -> tuple[str, frozenset[str], str] | None:
-    """(kubectl, kinds, scope) of a plain JSON listing of known kinds, else None."""
+    """(kubectl, kinds, scope) of a plain JSON listing of known kinds, else None; scope is
+    "-A", "-n NS", or "" for a listing of cluster-scoped kinds only."""
     found = _LISTING.fullmatch(command.strip())
     if found is None or not shareable(command):
         return None
     kinds = frozenset(found["kinds"].split(","))
-    if not kinds <= KINDS.keys():
+    if not kinds <= KINDS.keys() or (not found["scope"] and not kinds <= CLUSTER_SCOPED):
         return None
-    return found["kubectl"], kinds, found["scope"]
+    return found["kubectl"], kinds, found["scope"] or ""
+
+
+def named(command: str) -> tuple[str, str, str, str] | None:
+    """(kubectl, listing's resource name, namespace, name) of a plain JSON get of one named
+    object (`kubectl get deployment controller -n metallb-system -o json`), else None."""
+    found = _NAMED.fullmatch(command.strip())
+    if found is None or not shareable(command) or found["kind"] not in NAMED_KINDS:
+        return None
+    return (found["kubectl"], NAMED_KINDS[found["kind"]], found["namespace"], found["name"])
 
 
 def covers(wide: str, narrow: str) -> bool:
-    """`wide` lists every kind `narrow` does (and more), with the same kubectl and scope."""
-    w, n = listing(wide), listing(narrow)
-    return (w is not None and n is not None and w[0] == n[0] and w[2] == n[2]
-            and n[1] < w[1])
+    """`wide` lists every object `narrow` reads, and more, with the same kubectl: every kind
+    of a listing in the same scope (cluster-scoped kinds in any scope of all namespaces), or
+    a named object's kind in its namespace or in all."""
+    w = listing(wide)
+    if w is None:
+        return False
+    one = named(narrow)
+    if one is not None:
+        return w[0] == one[0] and one[1] in w[1] and w[2] in ("-A", f"-n {one[2]}")
+    n = listing(narrow)
+    if n is None or w[0] != n[0] or not n[1] < w[1]:
+        return False
+    return w[2] == n[2] or (n[2] == "" and w[2] == "-A")
 
 
 def cut(done: Any, narrow: str) -> CommandResult | None:
-    """`narrow`'s answer from a wider listing's: its items of `narrow`'s kinds (None when
-    the wider read failed or is not a List: `narrow` is then read on its own)."""
-    found = listing(narrow)
-    if found is None or done.rc != 0:
+    """`narrow`'s answer from a wider listing's: its items of `narrow`'s kinds, or the one
+    object it names (None when the wider read failed or is not a List, or the object is
+    not in it: `narrow` is then read on its own, and answers as the cluster does)."""
+    found, one = listing(narrow), named(narrow)
+    if (found is None and one is None) or done.rc != 0:
         return None
     try:
         body = json.loads(done.stdout)
@@ -84,6 +112,17 @@ def cut(done: Any, narrow: str) -> CommandResult | None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         return None
+    if one is not None:
+        _kubectl, plural, namespace, name = one
+        hit = [i for i in body["items"] if isinstance(i, dict)
+               and i.get("kind") == KINDS[plural]
+               and isinstance(i.get("metadata"), dict)
+               and i["metadata"].get("name") == name
+               and i["metadata"].get("namespace", "default") == namespace]
+        if len(hit) != 1:
+            return None
+        return CommandResult(0, json.dumps(hit[0], indent=4) + "\n", "")
+    assert found is not None
     kinds = {KINDS[k] for k in found[1]}
     items = [i for i in body["items"] if isinstance(i, dict) and i.get("kind") in kinds]
     return CommandResult(0, json.dumps({"apiVersion": "v1", "kind": "List", "items": items,
@@ -108,7 +147,7 @@ class SharedReads:
 
     def _wider(self, host: str, command: str) -> str | None:
         """A read on `host` made, under way or made anyway that covers `command`."""
-        if listing(command) is None:
+        if listing(command) is None and named(command) is None:
             return None
         with self._lock:
             mine = [c for (name, c) in (*self._done, *self._started) if name == host]

@@ -27,7 +27,7 @@ from runbooks.core.runner import Printer, RunResult, _converge_host
 from runbooks.demo import history, screen
 from runbooks.demo.check import applies, check_all
 from runbooks.demo.clock import CLOCKS
-from runbooks.demo.order import parts
+from runbooks.demo.order import parts, roles_of
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
 
@@ -199,14 +199,15 @@ def reset_phases(inventory: Inventory, hosts: list[Host], connector: Connector, 
         run_phase(name, runbook, inventory, hosts, connector, check, parallel, output,
                   outcome, usual)
 
+    roles = roles_of(hosts)  # a runbook none of them has is never imported
     phase("clocks", CLOCKS)
     if from_scratch:
-        for _entry, runbook in reversed(parts("scratch")):
+        for _entry, runbook in reversed(parts("scratch", roles=roles)):
             phase("scratch", runbook)
-    for _entry, runbook in parts("converge"):
+    for _entry, runbook in parts("converge", roles=roles):
         phase("converge", runbook)
     images_phase(inventory, hosts, connector, check, output, outcome, usual)
-    for _entry, runbook in parts("reset"):
+    for _entry, runbook in parts("reset", roles=roles):
         phase("reset", runbook)
     phase("reset", WORKLOADS)
 

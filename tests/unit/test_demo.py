@@ -69,3 +69,38 @@ def test_parts_keep_order_and_kind(fake_runbook):
     assert [(e.name, obj) for e, obj in parts("check", entries)] == [
         ("a", fake_runbook), ("c", fake_runbook.PROBE)]
     assert probe_roles(fake_runbook) == ("k3s-server",)
+
+
+def test_an_entrys_roles_cover_every_role_its_parts_read():
+    """An entry's `roles` decide whether its modules are imported at all: a part reading a
+    role the entry does not declare would be skipped on a site that has it."""
+    for entry in order.ORDER:
+        for kind in ("converge", "check", "reset", "scratch"):
+            reference = getattr(entry, kind)
+            if reference is None:
+                continue
+            found = load(reference)
+            wanted = set(getattr(found, "roles", None) or probe_roles(found))
+            assert entry.roles and wanted <= set(entry.roles), (entry.name, kind, wanted)
+
+
+def test_only_the_runbooks_of_the_hosts_roles_are_imported():
+    """demo.check on the lab (no Xen host, no microk8s node) never imports their modules."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from runbooks.demo.order import parts\n"
+        "roles = {'gateway', 'registry', 'pi', 'k3s-server', 'k3s-agent', 'router', 'client'}\n"
+        "names = [e.name for kind in ('converge', 'check', 'reset') "
+        "for e, _ in parts(kind, roles=roles)]\n"
+        "print(sorted(set(names)))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('runbooks.xen_dom0', "
+        "'runbooks.microk8s.plan', 'runbooks.microk8s.health'))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    names, imported = done.stdout.splitlines()
+    assert "xen-dom0" not in names and "'microk8s'" not in names and "'k3s'" in names
+    assert "microk8s.release" in names  # on the registry host: it plans nothing there
+    assert imported == "[]"
+    assert {e.name for e, _ in parts("check", roles={"xen-dom0"})} == {"xen-dom0"}

@@ -48,7 +48,8 @@ def listing(*items):
 
 def test_system_pods_are_read_on_the_cluster_host_only():
     assert cluster.facts(SITE.hosts["rp0"], SITE) == {
-        cluster.KEY: "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"}
+        cluster.KEY: "k3s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,"
+                     "services -A -o json"}
     for name in ("rp1", "dell", "laptop"):
         assert cluster.facts(SITE.hosts[name], SITE) == {}
     micro = SimpleNamespace(hosts={"m0": host("m0", "microk8s")})

@@ -4,6 +4,7 @@ answers, disk, history and the screen, from recorded outputs."""
 from __future__ import annotations
 
 import io
+import json
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -285,12 +286,27 @@ def test_prune_step_stops_prunes_starts_only_when_stale():
     assert empty.facts() == {}
 
 
-def test_workload_steps_are_guarded():
+def listed(*names):
+    return FactResult(0, json.dumps({"kind": "List", "items": [
+        {"kind": "Namespace", "metadata": {"name": n}} for n in names]}))
+
+
+@pytest.mark.parametrize("found, deleted", [
+    pytest.param(listed("default", "podinfo", "web"), ["podinfo", "web"], id="both-there"),
+    pytest.param(listed("default", "web"), ["web"], id="one-there"),
+    pytest.param(listed("default"), [], id="gone"),
+    pytest.param(FactResult(1, "The connection to the server was refused"), [], id="api-down"),
+    pytest.param(FactResult(0, "not json"), [], id="garbled"),
+])
+def test_workload_namespaces_are_deleted_while_listed(found, deleted):
     from runbooks.demo.workloads import workload_steps
 
-    section, _ = parse_section({"workloads": {"namespaces": ["podinfo"]}, "kubectl": "k3s kubectl"})
-    [step] = workload_steps(section, LAB)
-    assert step.only_if == "k3s kubectl get namespace podinfo >/dev/null 2>&1"
-    assert step.plan({"guard": FactResult(1, "")}) == []
-    [change] = step.plan({"guard": FactResult(0, "")})
-    assert "delete namespace podinfo" in change.summary
+    section, _ = parse_section({"workloads": {"namespaces": ["podinfo", "web"]},
+                                "kubectl": "k3s kubectl"})
+    steps = workload_steps(section, LAB)
+    # one plain listing for every namespace: one kubectl, shareable with the cluster read
+    assert {c for s in steps for c in s.facts().values()} == {
+        "k3s kubectl get namespaces -o json"}
+    changes = [c for s in steps for c in s.plan({"namespaces": found})]
+    assert [c.actions[0].command for c in changes] == [
+        f"k3s kubectl delete namespace {n} --ignore-not-found --timeout=120s" for n in deleted]

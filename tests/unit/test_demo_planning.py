@@ -180,7 +180,7 @@ class Server:
 
 
 SERVICES = "k3s kubectl get services -A -o json"
-CLUSTER = "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"
+CLUSTER = "k3s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,services -A -o json"
 
 
 def speaker_runbook(root, server) -> Runbook:  # noqa: ANN001

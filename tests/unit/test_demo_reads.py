@@ -83,7 +83,7 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
     reads.close_all()  # everything else is the connector's
 
 
-CLUSTER = "k3s kubectl get deployments,daemonsets,endpoints,services -A -o json"
+CLUSTER = "k3s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,services -A -o json"
 METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o json"
 
 
@@ -93,7 +93,15 @@ METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o 
     (CLUSTER, CLUSTER, False),
     (CLUSTER, "k3s kubectl get services -n demo -o json", False),  # another scope
     (CLUSTER, "microk8s kubectl get services -A -o json", False),  # another kubectl
-    (CLUSTER, "k3s kubectl get nodes -A -o json", False),
+    (CLUSTER, "k3s kubectl get pods -A -o json", False),  # a kind it does not list
+    (CLUSTER, "k3s kubectl get nodes -o json", True),  # no namespace: -A lists them all
+    (CLUSTER, "k3s kubectl get services -o json", False),  # the default namespace's only
+    (CLUSTER, "k3s kubectl get deployment controller -n metallb-system -o json", True),
+    (CLUSTER, "k3s kubectl get endpoints hook -n metallb-system -o json", True),
+    (CLUSTER, "k3s kubectl get secret bgp -n metallb-system -o json", False),
+    (CLUSTER, "microk8s kubectl get deployment controller -n metallb-system -o json", False),
+    (CLUSTER, "k3s kubectl get deployment controller -n metallb-system", False),  # not JSON
+    (METALLB, "k3s kubectl get deployment controller -n metallb-system -o json", False),
     (CLUSTER, "k3s kubectl get services -A", False),  # not JSON
     (CLUSTER, "k3s kubectl get services/web -A -o json", False),  # one object
     (METALLB, "k3s kubectl get ipaddresspools -n metallb-system -o json", True),
@@ -101,6 +109,26 @@ METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o 
 ], ids=lambda v: str(v)[:48])
 def test_which_listing_a_wider_one_covers(wide, narrow, covered):
     assert covers(wide, narrow) is covered
+
+
+def test_a_named_object_and_the_nodes_are_cut_from_the_wide_read():
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.reads import cut
+
+    items = [{"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "controller", "namespace": "metallb-system"}},
+             {"apiVersion": "apps/v1", "kind": "Deployment",
+              "metadata": {"name": "controller", "namespace": "other"}},
+             {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "rp0"}}]
+    done = CommandResult(0, json.dumps({"kind": "List", "items": items}), "")
+    one = cut(done, "k3s kubectl get deployment controller -n metallb-system -o json")
+    assert one is not None and json.loads(one.stdout) == items[0]
+    nodes = cut(done, "k3s kubectl get nodes -o json")
+    assert nodes is not None and json.loads(nodes.stdout)["items"] == [items[2]]
+    # not there: read on its own, so it answers as the cluster does (NotFound, rc 1)
+    assert cut(done, "k3s kubectl get deployment speaker -n metallb-system -o json") is None
+    assert cut(CommandResult(1, "", "refused"),
+               "k3s kubectl get deployment controller -n metallb-system -o json") is None
 
 
 class Cluster(Session):
@@ -131,8 +159,9 @@ def test_a_listing_is_cut_from_a_wider_read_made_anyway_or_under_way():
     # a read under way covers the batch's narrower one: it is claimed, answered from it
     reads.start(rp0, METALLB)
     pools = "k3s kubectl get ipaddresspools -n metallb-system -o json"
-    assert reads.claimed("rp0", [pools, "k3s kubectl get nodes -o json"]) == {
-        CLUSTER, "k3s kubectl get services -A -o json", METALLB, pools}
+    nodes, pods = "k3s kubectl get nodes -o json", "k3s kubectl get pods -A -o json"
+    assert reads.claimed("rp0", [pools, nodes, pods]) == {
+        CLUSTER, "k3s kubectl get services -A -o json", METALLB, pools, nodes}
     found = json.loads(reads.fact(rp0, pools).out)
     assert [i["kind"] for i in found["items"]] == ["IPAddressPool"]
     assert server.ran == [CLUSTER, METALLB]
@@ -151,3 +180,119 @@ def test_cluster_reads_are_spread_over_lanes_beside_the_rest():
     merged = {k: c for b in batches for k, c in b.items()}
     assert merged == commands
     assert lanes({"clock": "date +%s"}) == [{"clock": "date +%s"}]
+
+
+def test_a_long_batch_is_cut_into_lanes_read_at_the_same_time():
+    """The gateway's ~50 plan facts ran one after another in one shell: its critical path."""
+    from runbooks.demo.check import PER_LANE, SHELL_LANES, lanes
+
+    commands = {"clock": "date +%s"}
+    commands.update({f"unit{n}": f"systemctl is-active unit{n}" for n in range(47)})
+    commands["again"] = "systemctl is-active unit46"  # asked twice: one lane, runs once
+    commands.update({f"file{n}": f"@greenroom-file:/etc/f{n}" for n in range(6)})
+    commands["k"] = "k3s kubectl get nodes -o json"
+    batches = lanes(commands)
+    shell = [b for b in batches if not any("kubectl" in c for c in b.values())]
+    assert len(shell) == SHELL_LANES
+    assert "clock" in shell[0]  # the clock's reference moment is the first lane's
+    assert all(f"file{n}" in shell[0] for n in range(6))  # one stat and one grep
+    assert [k for b in batches for k in b if b.get(k) == "systemctl is-active unit46"] == [
+        "unit46", "again"]
+    assert next(b for b in batches if "again" in b) is next(b for b in batches if "unit46" in b)
+    assert all(len([c for c in b.values() if not c.startswith("@")]) >= PER_LANE
+               for b in shell)
+    assert {k: c for b in batches for k, c in b.items()} == commands
+    assert batches[-1] == {"k": "k3s kubectl get nodes -o json"}
+    # a short batch stays one lane
+    few = {f"u{n}": f"systemctl is-active u{n}" for n in range(PER_LANE * 2 - 1)}
+    assert lanes(few) == [few]
+
+
+def test_reading_a_long_batch_opens_one_channel_per_lane():
+    import subprocess
+
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.check import SHELL_LANES, _read
+
+    class Session:  # each run a channel of the host's one connection; here a local sh
+        def __init__(self):
+            self.scripts = []
+
+        def run(self, script, stdin=None):
+            self.scripts.append(script)
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    session = Session()
+    commands = {f"u{n}": f"echo unit{n}" for n in range(50)}
+    facts, _moment = _read(session, commands)
+    assert len(session.scripts) == SHELL_LANES
+    assert {k: (f.rc, f.out) for k, f in facts.items()} == {
+        f"u{n}": (0, f"unit{n}\n") for n in range(50)}
+    assert sum(s.count("echo unit") for s in session.scripts) == 50
+
+
+def test_the_first_servers_check_starts_one_kubectl_for_nodes_namespaces_and_named_objects(
+        tmp_path, monkeypatch):
+    """k3s's nodes, MetalLB's controller, demo's leftover namespace: all cut from the one
+    cluster read (a kubectl process each before: in the lab a Python start of the double,
+    on a Pi 0.3-0.5 s each)."""
+    import subprocess
+
+    from runbooks.core.runner import Runbook
+    from runbooks.core.session import CommandResult
+    from runbooks.core.steps import Plan
+    from runbooks.core.steps.base import Command
+    from runbooks.demo import check
+    from runbooks.demo.planning import Hints
+    from runbooks.demo.workloads import NamespaceGone
+
+    controller = "k3s kubectl get deployment controller -n metallb-system -o json"
+    nodes = "k3s kubectl get nodes -o json"
+
+    class Rp0:
+        def __init__(self):
+            self.kubectl, self.batches = [], []
+
+        def run(self, command, stdin=None):
+            if command.startswith("k3s kubectl"):
+                self.kubectl.append(command)
+                items = [{"kind": "Node", "metadata": {"name": "rp0"}},
+                         {"kind": "Namespace", "metadata": {"name": "default"}},
+                         {"kind": "Deployment", "metadata": {
+                             "name": "controller", "namespace": "metallb-system"}}]
+                return CommandResult(0, json.dumps({"kind": "List", "items": items}), "")
+            self.batches.append(command)
+            done = subprocess.run(["sh", "-c", command], cwd=tmp_path, capture_output=True,
+                                  text=True, check=False)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    class Probe:
+        roles = ("k3s-server",)
+        seen: dict = {}
+
+        def facts(self, host, inventory):
+            return {"k3s/nodes": nodes, "cluster": CLUSTER}  # the narrower one first
+
+        def evaluate(self, host, inventory, found):
+            Probe.seen = dict(found)
+            return []
+
+    def plan(ctx):
+        return Plan().add(NamespaceGone("k3s kubectl", "podinfo"),
+                          Command("Controller there", "true", unless=controller))
+
+    monkeypatch.setattr(check.clock, "probe_facts", lambda inventory: {})
+    monkeypatch.setattr(check.clock, "probe_judge", lambda *args: (None, []))
+    rp0 = Rp0()
+    host = SimpleNamespace(name="rp0", roles=("k3s-server",))
+    inventory = SimpleNamespace(hosts={"rp0": host}, sections={}, site="unit")
+    connector = SimpleNamespace(session=lambda h: rp0)
+    report = check.check_host(host, inventory, connector, lambda _t: None,
+                              [("k3s", Probe())],
+                              [("leftover", Runbook("cluster", ("k3s-server",), plan))],
+                              SharedReads(connector), Hints(tmp_path / "hints.json"))
+    assert rp0.kubectl == [CLUSTER]
+    assert not any("kubectl" in b for b in rp0.batches)
+    assert [i["kind"] for i in json.loads(Probe.seen["k3s/nodes"].out)["items"]] == ["Node"]
+    assert next(v for v in report.verdicts if v.source == "cluster").ok  # nothing left over

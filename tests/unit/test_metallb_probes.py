@@ -84,8 +84,8 @@ def test_metallb_probe_reads_the_first_server_only() -> None:
     facts = metallb_probe.facts(inventory.hosts["rp0"], inventory)
     # the controller, webhook and Services come from the cluster read demo.cluster shares
     assert facts == {
-        "metallb/cluster": "k3s kubectl get deployments,daemonsets,endpoints,services -A "
-                           "-o json",
+        "metallb/cluster": "k3s kubectl get nodes,namespaces,deployments,daemonsets,"
+                           "endpoints,services -A -o json",
         "metallb/pools": "k3s kubectl get ipaddresspools -n metallb-system -o json"}
     assert facts["metallb/cluster"] in demo_cluster.facts(inventory.hosts["rp0"],
                                                           inventory).values()
@@ -149,7 +149,7 @@ def test_on_microk8s_the_seed_is_where_metallb_reads_the_cluster() -> None:
     assert inventory.sections["cluster"].first_server == "rp0"
     assert metallb_probe.facts(inventory.hosts["rp1"], inventory) == {}
     assert metallb_probe.facts(inventory.hosts["rp0"], inventory)["metallb/cluster"] == \
-        "microk8s kubectl get deployments,daemonsets,endpoints,services -A -o json"
+        "microk8s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,services -A -o json"
     asked: list[tuple[str, str]] = []
 
     class Session:

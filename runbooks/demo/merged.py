@@ -1,0 +1,156 @@
+"""Reads a host's batch asks as several processes, made by one: named cluster reads of one
+namespace in one kubectl, and units' states in one systemctl.
+
+MetalLB's plan reads its objects with one `kubectl get KIND/NAME ... -n NS --ignore-not-found
+-o json` per step and namespace (runbooks/common/kubectl.py, `Manifests`): the install
+manifest's objects and the custom resources are two steps, so two kubectl processes (on a
+Pi 0.3-0.5 s each; in the lab a Python start of the k3s double each) read the same
+namespace. demo.check only reads: `merge` asks them as ONE get of every object they name,
+and `split` gives each asker the items it named, as a List, as kubectl prints a get of
+several objects. Only gets of two or more plain KIND/NAME references are merged (a get of
+one object prints the object itself, or nothing); when the merged read fails (the API down,
+a kind not served yet: kubectl then refuses the whole call) each asker is read on its own,
+so it fails or answers exactly as it would have.
+
+Likewise every `systemctl is-active UNIT` (and every `systemctl is-enabled UNIT`) of the
+batch is one `systemctl is-active U1 U2 ...`, which prints one state per unit, in order:
+each asker gets its unit's line, and the exit status systemctl gives for that state alone
+(is-active: 0 for active and reloading, else 3; is-enabled: 0 for the enabled states, else
+1). The engine's unit facts read the state (runbooks/core/steps/system.py). When the answer
+has not one line per unit (is-enabled stops at a unit it cannot find), each asker is read
+on its own. A gateway's plans ask about a dozen of these: each a process, and systemd's
+work to answer it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+
+from runbooks.core.facts import FactResult
+
+_GET = re.compile(r"(?P<kubectl>[a-z0-9 ./-]*kubectl) get (?P<refs>[a-z0-9.-]+/[a-z0-9.-]+"
+                  r"(?: [a-z0-9.-]+/[a-z0-9.-]+)+) -n (?P<namespace>[a-z0-9-]+) "
+                  r"--ignore-not-found -o json")
+
+Reread = Callable[[Mapping[str, str]], dict[str, FactResult]]
+
+_UNIT = re.compile(r"systemctl (?P<verb>is-active|is-enabled) (?P<unit>[A-Za-z0-9@._:-]+)")
+# the states each verb exits 0 for (systemd: systemctl-is-active.c, systemctl-is-enabled.c)
+_ZERO = {"is-active": frozenset({"active", "reloading"}),
+         "is-enabled": frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect",
+                                  "generated", "transient"})}
+_NONZERO = {"is-active": 3, "is-enabled": 1}
+
+
+def unit_of(command: str) -> tuple[str, str] | None:
+    """(verb, unit) of a plain `systemctl is-active|is-enabled UNIT`, else None."""
+    found = _UNIT.fullmatch(command.strip())
+    return (found["verb"], found["unit"]) if found else None
+
+
+def refs_of(command: str) -> tuple[str, str, list[str]] | None:
+    """(kubectl, namespace, KIND[.GROUP]/NAME references) of a mergeable get, else None."""
+    found = _GET.fullmatch(command.strip())
+    if found is None:
+        return None
+    return found["kubectl"], found["namespace"], found["refs"].split()
+
+
+def _refs(command: str) -> list[str]:
+    found = refs_of(command)
+    return found[2] if found is not None else []
+
+
+def _matches(item: object, ref: str) -> bool:
+    if not isinstance(item, dict):
+        return False
+    resource, _, name = ref.partition("/")
+    kind, _, group = resource.partition(".")
+    version = str(item.get("apiVersion", ""))
+    return (str(item.get("kind", "")).lower() == kind
+            and (version.rpartition("/")[0] if "/" in version else "") == group
+            and (item.get("metadata") or {}).get("name") == name)
+
+
+def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(`commands` with every mergeable get of the same kubectl and namespace replaced by
+    one get of all their references, and every unit state query of one verb by one query
+    of all the units; {merged command: the commands it stands for})."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for command in dict.fromkeys(commands.values()):
+        found = refs_of(command)
+        if found is not None:
+            groups.setdefault(("get", found[0], found[1]), []).append(command)
+        elif (unit := unit_of(command)) is not None:
+            groups.setdefault(("systemctl", unit[0]), []).append(command)
+    replaced: dict[str, str] = {}
+    stands: dict[str, list[str]] = {}
+    for group, asked in groups.items():
+        if len(asked) < 2:
+            continue
+        if group[0] == "get":
+            refs = list(dict.fromkeys(r for c in asked for r in _refs(c)))
+            one = f"{group[1]} get {' '.join(refs)} -n {group[2]} --ignore-not-found -o json"
+        else:
+            units = list(dict.fromkeys(u[1] for c in asked if (u := unit_of(c))))
+            one = f"systemctl {group[1]} {' '.join(units)}"
+        stands[one] = asked
+        replaced.update({c: one for c in asked})
+    out = {key: replaced.get(command, command) for key, command in commands.items()}
+    return out, stands
+
+
+def _unit_answer(command: str, merged_command: str, result: FactResult) -> FactResult | None:
+    """`command`'s answer from the merged query's: its unit's line and that state's exit
+    status; None when the answer has not one line per unit."""
+    verb, unit = unit_of(command) or ("", "")
+    units = merged_command.split()[2:]
+    lines = result.out.splitlines()
+    if len(lines) != len(units) or unit not in units:
+        return None
+    state = lines[units.index(unit)].strip()
+    if not state or " " in state:
+        return None
+    return FactResult(0 if state in _ZERO[verb] else _NONZERO[verb], state + "\n")
+
+
+def split(commands: Mapping[str, str], merged: Mapping[str, str],
+          stands: Mapping[str, list[str]], facts: Mapping[str, FactResult],
+          reread: Reread) -> dict[str, FactResult]:
+    """The facts of `commands` (by key) from those read for `merged` (by key): a merged
+    read's items handed to each asker; a failed one's askers read again on their own
+    (`reread`, one round trip for all of them)."""
+    answers: dict[str, FactResult] = {}
+    again: dict[str, str] = {}
+    for key, command in commands.items():
+        one = merged[key]
+        if one not in stands:
+            answers[key] = facts[key]
+            continue
+        result = facts[key]
+        if unit_of(command) is not None:
+            answer = _unit_answer(command, one, result)
+            if answer is None:
+                again[key] = command
+            else:
+                answers[key] = answer
+            continue
+        body = None
+        if result.ok:
+            try:
+                body = json.loads(result.out)
+            except ValueError:
+                body = None
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            again[key] = command
+            continue
+        mine = [i for i in items if any(_matches(i, r) for r in _refs(command))]
+        answers[key] = FactResult(0, json.dumps({"apiVersion": "v1", "kind": "List",
+                                                 "items": mine, "metadata": {}}, indent=4)
+                                  + "\n")
+    if again:
+        answers.update(reread(again))
+    return answers

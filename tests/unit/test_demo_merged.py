@@ -1,0 +1,171 @@
+"""demo.check's merged named gets (runbooks/demo/merged.py): MetalLB's two reads of its
+namespace (the install manifest's objects, the custom resources) are one kubectl; each
+asker gets the items it named; a failed merged read leaves each asker to its own read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runbooks.core.facts import FactResult
+from runbooks.demo import merged
+
+INSTALL = ("k3s kubectl get namespace/metallb-system "
+           "customresourcedefinition.apiextensions.k8s.io/ipaddresspools.metallb.io "
+           "deployment.apps/controller -n metallb-system --ignore-not-found -o json")
+CRS = ("k3s kubectl get ipaddresspool.metallb.io/default bgppeer.metallb.io/edge "
+       "-n metallb-system --ignore-not-found -o json")
+DEMO = ("k3s kubectl get namespace/greenroom-demo service/hello -n greenroom-demo "
+        "--ignore-not-found -o json")
+ITEMS = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "metallb-system"}},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "ipaddresspools.metallb.io"}},
+    {"apiVersion": "apps/v1", "kind": "Deployment",
+     "metadata": {"name": "controller", "namespace": "metallb-system"}},
+    {"apiVersion": "metallb.io/v1beta1", "kind": "IPAddressPool",
+     "metadata": {"name": "default", "namespace": "metallb-system"}},
+    # same name, another kind: not the pool's
+    {"apiVersion": "metallb.io/v1beta2", "kind": "BGPPeer",
+     "metadata": {"name": "default", "namespace": "metallb-system"}},
+]
+
+
+def test_two_gets_of_one_namespace_are_one_kubectl():
+    commands = {"0|0/objects metallb-system": INSTALL, "0|2/objects metallb-system": CRS,
+                "0|3/objects greenroom-demo": DEMO, "clock": "date +%s"}
+    asked, stands = merged.merge(commands)
+    kubectls = set(asked.values()) - {"date +%s"}
+    assert len(kubectls) == 2  # metallb-system's two in one, greenroom-demo's alone
+    [one] = stands
+    assert stands[one] == [INSTALL, CRS]
+    assert asked["0|0/objects metallb-system"] == asked["0|2/objects metallb-system"] == one
+    assert one.startswith("k3s kubectl get namespace/metallb-system ")
+    assert "ipaddresspool.metallb.io/default bgppeer.metallb.io/edge" in one
+    assert asked["0|3/objects greenroom-demo"] == DEMO
+
+
+def test_each_asker_gets_the_items_it_named():
+    commands = {"install": INSTALL, "crs": CRS}
+    asked, stands = merged.merge(commands)
+    read = FactResult(0, json.dumps({"kind": "List", "items": ITEMS}))
+    facts = merged.split(commands, asked, stands, {k: read for k in asked}, _no_reread)
+    kinds = {k: [i["kind"] for i in json.loads(f.out)["items"]] for k, f in facts.items()}
+    assert kinds == {"install": ["Namespace", "CustomResourceDefinition", "Deployment"],
+                     "crs": ["IPAddressPool"]}  # the peer `edge` is missing: not listed
+
+
+@pytest.mark.parametrize("read", [
+    pytest.param(FactResult(1, 'error: the server doesn\'t have a resource type "bgppeer"'),
+                 id="kind-not-served"),
+    pytest.param(FactResult(0, "garbled"), id="not-json"),
+])
+def test_a_failed_merged_read_leaves_each_asker_to_its_own(read):
+    commands = {"install": INSTALL, "crs": CRS, "clock": "date +%s"}
+    asked, stands = merged.merge(commands)
+    again: list[dict] = []
+
+    def reread(missing):
+        again.append(dict(missing))
+        return {k: FactResult(0, f"own {k}") for k in missing}
+
+    facts = {k: read for k in asked}
+    facts["clock"] = FactResult(0, "1\n")
+    out = merged.split(commands, asked, stands, facts, reread)
+    assert again == [{"install": INSTALL, "crs": CRS}]  # one more round trip for both
+    assert out == {"install": FactResult(0, "own install"), "crs": FactResult(0, "own crs"),
+                   "clock": FactResult(0, "1\n")}
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param("k3s kubectl get namespace/metallb-system -n metallb-system "
+                 "--ignore-not-found -o json", id="one-object-prints-itself"),
+    pytest.param("k3s kubectl get a/b c/d -n ns -o json", id="not-ignore-not-found"),
+    pytest.param("k3s kubectl get a/b c/d -n ns --ignore-not-found -o json | cat", id="shell"),
+    pytest.param("k3s kubectl get a/'b c' d/e -n ns --ignore-not-found -o json", id="quoted"),
+])
+def test_only_plain_gets_of_several_objects_are_merged(command):
+    commands = {"a": command, "b": CRS}
+    assert merged.merge(commands) == (commands, {})
+
+
+def _no_reread(missing):
+    raise AssertionError(f"read again: {missing}")
+
+
+UNITS = {"a": "systemctl is-active chrony", "b": "systemctl is-active isc-dhcp-server",
+         "c": "systemctl is-active greenroom-vlan-eth1.100.service",
+         "d": "systemctl is-active chrony",  # asked twice
+         "e": "systemctl is-enabled chrony", "f": "systemctl is-enabled isc-dhcp-server",
+         "q": "systemctl is-active --quiet NetworkManager"}  # not a plain query: alone
+
+
+def test_unit_queries_of_one_verb_are_one_systemctl():
+    asked, stands = merged.merge(UNITS)
+    assert stands == {
+        "systemctl is-active chrony isc-dhcp-server greenroom-vlan-eth1.100.service": [
+            UNITS["a"], UNITS["b"], UNITS["c"]],
+        "systemctl is-enabled chrony isc-dhcp-server": [UNITS["e"], UNITS["f"]]}
+    assert asked["q"] == UNITS["q"]
+    assert len(set(asked.values())) == 3
+
+
+def test_each_unit_gets_its_line_and_the_status_systemctl_gives_it_alone():
+    asked, stands = merged.merge(UNITS)
+    facts = {k: FactResult(3, "active\nfailed\nreloading\n") if "is-active" in c
+             else FactResult(1, "static\ndisabled\n") for k, c in asked.items()}
+    facts["q"] = FactResult(0, "")
+    out = merged.split(UNITS, asked, stands, facts, _no_reread)
+    assert out == {"a": FactResult(0, "active\n"), "b": FactResult(3, "failed\n"),
+                   "c": FactResult(0, "reloading\n"), "d": FactResult(0, "active\n"),
+                   "e": FactResult(0, "static\n"), "f": FactResult(1, "disabled\n"),
+                   "q": FactResult(0, "")}
+
+
+def test_a_short_unit_answer_leaves_each_asker_to_its_own():
+    """is-enabled stops at a unit it cannot find: fewer lines than units."""
+    commands = {"e": "systemctl is-enabled chrony", "f": "systemctl is-enabled nope"}
+    asked, stands = merged.merge(commands)
+    again = []
+
+    def reread(missing):
+        again.append(dict(missing))
+        return {"e": FactResult(0, "enabled\n"), "f": FactResult(1, "")}
+
+    out = merged.split(commands, asked, stands, {k: FactResult(1, "enabled\n") for k in asked},
+                       reread)
+    assert again == [commands]
+    assert out == {"e": FactResult(0, "enabled\n"), "f": FactResult(1, "")}
+
+
+def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
+    """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
+    import os
+    import subprocess
+
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.check import _read
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "systemctl"
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift\n'
+                    'for u in "$@"; do case $u in *dhcp*) echo failed;; *) echo active;; '
+                    'esac; done\n')
+    stub.chmod(0o755)
+
+    class Session:
+        def run(self, script, stdin=None):
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                                  env=env, check=False)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    units = ["chrony", "isc-dhcp-server", "docker-registry", "greenroom-nftables.service"]
+    facts, _moment = _read(Session(), {u: f"systemctl is-active {u}" for u in units})
+    assert (tmp_path / "starts").read_text().splitlines() == [
+        "is-active " + " ".join(units)]
+    assert {u: (f.rc, f.out) for u, f in facts.items()} == {
+        "chrony": (0, "active\n"), "isc-dhcp-server": (3, "failed\n"),
+        "docker-registry": (0, "active\n"), "greenroom-nftables.service": (0, "active\n")}
