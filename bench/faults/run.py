@@ -14,6 +14,8 @@ For each subject it first counts the commands an uncut converging run sends the 
 (--seed), so a trial is repeated by its seed, subject and number. Every trial's row goes to
 bench/results/faults-<date>.jsonl; a summary table (trials, cuts that landed, runs that
 ended before the cut, trials with problems) is printed at the end, for bench/README.md.
+The labs keep their state in a temporary directory of the run's own (XDG_STATE_HOME,
+tests/support/privatestate.py), never in the user's ~/.local/state/greenroom.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from runbooks.lab.access import provider  # noqa: E402
 from tests.lab.conftest import LabHandle  # noqa: E402
 from tests.support import faultsubjects  # noqa: E402
 from tests.support.faulttrials import Outcome, Subject, count_commands, trial  # noqa: E402
+from tests.support.privatestate import private_state  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = {"lab": ROOT / "hosts" / "lab.yaml", "microk8s": ROOT / "hosts" / "lab-microk8s.yaml",
@@ -197,4 +200,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with private_state():  # the labs' state in a directory of the run's own, not the user's
+        code = main()
+    sys.exit(code)

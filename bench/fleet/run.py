@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -271,7 +272,7 @@ def main() -> None:
     if args.floor_levels:
         print(floor_report(results))
     elif not args.only_greenroom:
-        report(results, lab_up, " ".join(sys.argv[1:]))
+        report(results, lab_up, shlex.join(sys.argv[1:]))
     else:
         print(noop_report(results))
 

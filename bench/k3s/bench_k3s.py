@@ -8,6 +8,8 @@ Run as root from the repository root, inside the lab lock:
 Compiles greenroom's modules to bytecode first (as bench/fleet does), brings the lab up
 (hosts/lab.yaml), converges k3s once (not timed), then alternates no-op
 `inv k3s` runs and floor runs; prints medians and the ratio; takes the lab down at the end.
+The lab keeps its state in a temporary directory of the run's own (XDG_STATE_HOME,
+tests/support/privatestate.py), never in the user's ~/.local/state/greenroom.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.support.privatestate import private_state  # noqa: E402
+
 NODES = ("rp0", "rp1", "lp0")
 GATEWAY = "dell"
 
@@ -48,7 +54,6 @@ def main() -> None:
                         help="after the timed runs, one more no-op under cProfile into FILE "
                              "(read it with `python -m pstats FILE`)")
     args = parser.parse_args()
-    sys.path.insert(0, str(REPO))
     from runbooks.core.inventory import load_inventory
     from runbooks.lab.access import lab_access, plug_in
 
@@ -103,4 +108,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with private_state():  # the lab's state in a directory of the run's own, not the user's
+        main()

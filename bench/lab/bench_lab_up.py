@@ -3,7 +3,9 @@ lab (hosts/lab.yaml) and for a generated 20-board lab, until every guest answers
 
 Run as root from the repository root:  python3 bench/lab/bench_lab_up.py [--runs 3]
 Each run: `inv lab.down`, then time `inv lab.up` (a fresh process, as a user types it).
-The 20-board inventory is generated into a temporary directory and removed afterwards.
+The 20-board inventory is generated into a temporary directory and removed afterwards;
+the labs keep their state in another (XDG_STATE_HOME, tests/support/privatestate.py),
+never in the user's ~/.local/state/greenroom.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from tests.support.privatestate import private_state  # noqa: E402
+
 BOARDS = 20
 
 
@@ -87,4 +93,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with private_state():  # the labs' state in a directory of the run's own, not the user's
+        main()

@@ -8,8 +8,11 @@ merged on the operator's machine. A node whose files changed is restarted; nothi
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from runbooks.common.artifacts import Artifact, registry_base
@@ -35,6 +38,7 @@ from runbooks.k3s.steps import (
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
     from runbooks.core.inventory import Host, Inventory
+    from runbooks.core.session import Connector
 
 RESTART = "restart k3s"
 TOKEN_WAIT = 90.0
@@ -178,9 +182,55 @@ def first_ready_plan(ctx: HostContext) -> Plan:
     return plan
 
 
+@dataclass
+class _TokenRead:
+    """One run's read of the join token: done under `lock` by whichever host needs it
+    first; the others wait for it and take the token it found."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    token: str | None = None
+
+
+# one read per run: a run has one Connector (every host's session), gone when the run ends
+_READS: weakref.WeakKeyDictionary[Connector, _TokenRead] = weakref.WeakKeyDictionary()
+_READS_LOCK = threading.Lock()
+
+
+def _token_read(connector: Connector) -> _TokenRead:
+    with _READS_LOCK:
+        read = _READS.get(connector)
+        if read is None:
+            read = _READS[connector] = _TokenRead()
+        return read
+
+
 def token_from(ctx: HostContext, first: Host) -> str | None:
-    """The first server's join token, read over its own session (waiting while it starts);
-    None in check mode when it has none yet."""
+    """The first server's join token, read once per run (the run's Connector) over the first
+    server's session, waiting while it starts, and shared by every host of the run; None in
+    check mode when it has none yet. Registered as a secret as soon as it is read. A read
+    that found nothing in a real run (the server did not come up in time) or could not
+    connect is not shared: the next host that asks waits on its own, as it always did."""
+    read = _token_read(ctx.connector)
+    with read.lock:
+        if not read.done:
+            token = _read_token(ctx, first)
+            if token is not None or ctx.check:
+                read.token, read.done = token, True
+            return token
+        return read.token
+
+
+def _share_token(ctx: HostContext, token: str) -> None:
+    """A token the first server read in its own facts: the run's one read."""
+    read = _token_read(ctx.connector)
+    with read.lock:
+        if not read.done:
+            read.token, read.done = token, True
+
+
+def _read_token(ctx: HostContext, first: Host) -> str | None:
+    """Read the token over the first server's session (waiting while it starts)."""
     deadline = time.monotonic() + TOKEN_WAIT
     session = None
     while session is None:
@@ -211,27 +261,39 @@ def registry_steps(endpoint: str, notify: tuple[str, ...]) -> list[Step]:
 
 class JoinToken(Step):
     """Read the first server's join token (waiting for a server that is starting); it is
-    registered as a secret at once and handed to the other nodes in memory only."""
+    registered as a secret at once and handed to the other nodes in memory only.
+
+    Phased (`inv k3s`: `shared` in the options), the token comes with this host's facts and
+    the other nodes get it from `shared`. In one pass (the other nodes converging meanwhile,
+    each needing the token while it plans), it is the run's one read (`token_from`): done
+    by whichever host asks first, shared with the others."""
 
     verify = False
 
     def __init__(self, ctx: HostContext, shared: dict[str, Any]) -> None:
         self.ctx, self.shared = ctx, shared
+        self.phased = "shared" in ctx.options
         self.name = "Read the join token"
 
     def facts(self) -> Mapping[str, str]:
+        if not self.phased:
+            return {}
         return {"token": f"base64 -w0 {cfg.TOKEN}"}  # base64: never masked on the way
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        token = decode_secret(facts["token"].out) if facts["token"].ok else ""
-        deadline = time.monotonic() + TOKEN_WAIT
-        while not token and not self.ctx.check and time.monotonic() < deadline:
-            time.sleep(1.0)
-            token = read_secret(self.ctx.session, cfg.TOKEN)
+        if not self.phased:
+            token = token_from(self.ctx, self.ctx.host) or ""
+        else:
+            token = decode_secret(facts["token"].out) if facts["token"].ok else ""
+            deadline = time.monotonic() + TOKEN_WAIT
+            while not token and not self.ctx.check and time.monotonic() < deadline:
+                time.sleep(1.0)
+                token = read_secret(self.ctx.session, cfg.TOKEN)
         if token:
             secrets.register(token)
             secrets.register(token.rpartition(":")[2])
             self.shared["token"] = token
+            _share_token(self.ctx, token)
             return []
         if self.ctx.check:
             return []

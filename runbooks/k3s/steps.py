@@ -22,7 +22,7 @@ from runbooks.common.kubectl import nodes_fact
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
 from runbooks.core.steps import Action, Change, Step, StepFailed
-from runbooks.core.steps.files import SECRET_DIFF, write_command
+from runbooks.core.steps.files import SECRET_DIFF, staged_write, write_command
 from runbooks.core.steps.system import unit_active, unit_enabled
 
 if TYPE_CHECKING:
@@ -158,7 +158,8 @@ class NodesReady(Step):
 class SecretFile(Step):
     """Ensure a file holding a secret has `content`, compared by its sha256 (greenroom masks
     registered secrets in everything it reads back, so the content itself cannot be
-    compared); written atomically like every file, its diff never shown."""
+    compared); written atomically like every file (in a batch, staged with the writes next
+    to it: runbooks.core.steps.files.staged_write), its diff never shown."""
 
     def __init__(self, path: str, content: str, mode: str = "600",
                  notify: tuple[str, ...] = ()) -> None:
@@ -177,9 +178,12 @@ class SecretFile(Step):
         wanted = hashlib.sha256(self.content.encode()).hexdigest()
         if digest != wanted:
             verb = "create" if digest is None else "update"
-            command = write_command(self.path, self.content, self.mode, "root", "root", None)
-            return [Change(f"{verb} {self.path}", (Action(command, self.content),),
-                           SECRET_DIFF)]
+            args = (self.path, self.content, self.mode, "root", "root", None)
+            # on its own: the content on stdin; in a batch: staged with the other writes
+            # next to it (one sync, then the renames), like every file step's write
+            script, tmp = staged_write(*args)
+            action = Action(write_command(*args), self.content, script, (tmp, self.path))
+            return [Change(f"{verb} {self.path}", (action,), SECRET_DIFF)]
         if meta[:3] != [self.mode, "root", "root"]:
             q = shlex.quote(self.path)
             return [Change(f"chmod {self.mode} {self.path} (was {' '.join(meta)})", (Action(

@@ -34,12 +34,13 @@ CAP_NET_ADMIN = 12
 
 
 
-def run(lab, check: bool = False):
-    """Run the runbook on the gateway; return (result, printed output)."""
+def run(lab, check: bool = False, inv=None):
+    """Run the runbook on the gateway (with the lab's inventory, or `inv`); return (result,
+    printed output)."""
     from runbooks.core.runner import run_runbook
 
     out = io.StringIO()
-    inv = lab.inventory
+    inv = inv or lab.inventory
     result = run_runbook(RUNBOOK, inv, [inv.hosts[GATEWAY]], check=check, out=out)
     return result, out.getvalue()
 
@@ -206,6 +207,71 @@ def test_persisted_config_restores_address_and_nat(converged):
     assert "192.168.30.0/24 via 192.168.10.6 dev eth1.100" in sh(lab, GATEWAY, "ip -4 route")
     result, out = run(lab)
     assert result.changed == 0, out
+
+
+LANS = "lans: {edge: [192.168.30.0/24]}\n"
+UNIT_PATH = "/etc/systemd/system/greenroom-routes.service"
+
+
+def lans_variant(lab, lans: str):
+    """The lab's inventory with its `lans:` line replaced (same site, same path)."""
+    from runbooks.core.inventory import parse_inventory
+
+    path = lab.inventory.path
+    text = Path(path).read_text()
+    assert text.count(LANS) == 1
+    return parse_inventory(text.replace(LANS, lans), str(path))
+
+
+def routes_of(lab) -> list[str]:
+    """The gateway's routes to the 192.168.30-31 LANs, as `ip route` shows them."""
+    return [" ".join(line.split()) for line in sh(lab, GATEWAY, "ip -4 route show").splitlines()
+            if line.startswith(("192.168.30.", "192.168.31."))]
+
+
+def test_a_lan_the_inventory_drops_is_unrouted_live_and_at_boot(converged):
+    """The gateway converges to `lans:`: a LAN dropped from it loses its route (live and in
+    greenroom-routes.service), --check shows that first as a diff, and a second run changes
+    nothing; with no LAN left the unit goes too; the lab's own LAN is routed again after."""
+    lab = converged
+    two = lans_variant(lab, "lans: {edge: [192.168.30.0/24, 192.168.31.0/24]}\n")
+    result, out = run(lab, inv=two)
+    assert result.ok and result.changed >= 1, out
+    assert routes_of(lab) == ["192.168.30.0/24 via 192.168.10.6 dev eth1.100",
+                              "192.168.31.0/24 via 192.168.10.6 dev eth1.100"]
+    # dropping 192.168.31.0/24 again: --check says what will go, and changes nothing
+    result, out = run(lab, check=True)
+    assert result.hosts[GATEWAY].status == "changed", out
+    assert "ip route del 192.168.31.0/24 via 192.168.10.6 dev eth1.100" in out
+    assert "-ExecStart=/sbin/ip route replace 192.168.31.0/24 via 192.168.10.6" in out
+    assert "192.168.31.0/24 via 192.168.10.6 dev eth1.100" in routes_of(lab)
+    result, out = run(lab)
+    assert result.ok, out
+    assert routes_of(lab) == ["192.168.30.0/24 via 192.168.10.6 dev eth1.100"]
+    assert "192.168.31.0/24" not in sh(lab, GATEWAY, f"cat {UNIT_PATH}")
+    result, out = run(lab)
+    assert result.ok and result.changed == 0, out
+    # and what a boot does (the unit run again) brings back only the wanted LAN
+    sh(lab, GATEWAY, "ip route del 192.168.30.0/24 && systemctl restart greenroom-routes")
+    assert routes_of(lab) == ["192.168.30.0/24 via 192.168.10.6 dev eth1.100"]
+    # no LAN left: the route and the unit go (a backup of the unit kept)
+    none = lans_variant(lab, "")
+    result, out = run(lab, check=True, inv=none)
+    assert f"--- {UNIT_PATH}" in out and "+++ /dev/null" in out, out
+    assert "-ExecStart=/sbin/ip route replace 192.168.30.0/24 via 192.168.10.6" in out
+    result, out = run(lab, inv=none)
+    assert result.ok, out
+    assert routes_of(lab) == []
+    assert lab.exec(GATEWAY, f"test -e {UNIT_PATH}").returncode == 1
+    assert "greenroom-routes.service" in sh(lab, GATEWAY,
+                                            "ls /var/backups/greenroom/etc/systemd/system")
+    assert lab.exec(GATEWAY, "systemctl is-enabled greenroom-routes").stdout.strip() \
+        in ("", "not-found")
+    result, out = run(lab, inv=none)
+    assert result.ok and result.changed == 0, out
+    result, out = run(lab)
+    assert result.ok, out
+    assert routes_of(lab) == ["192.168.30.0/24 via 192.168.10.6 dev eth1.100"]
 
 
 def test_broken_config_is_caught_before_activation(converged, monkeypatch):

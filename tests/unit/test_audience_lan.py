@@ -10,9 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.core.facts import FILE_STAT_SEPARATOR, FactResult
 from runbooks.core.inventory import load_inventory, parse_inventory
 from runbooks.core.steps import StepFailed
-from runbooks.dell_gateway.routes import lan_routes, route_steps
+from runbooks.dell_gateway.routes import (
+    UNIT_PATH,
+    DroppedRoutes,
+    UnitRemoved,
+    lan_routes,
+    live_routes,
+    recorded_routes,
+    route_steps,
+)
 from runbooks.lab.plan import PlanError, make_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,20 +89,98 @@ def test_the_gateway_routes_the_lan_via_the_routers_vlan_address(inventory):
                                '192.168.10.6 dev eth1.100)" ]')
     steps = route_steps(dell, inventory)
     assert [s.name for s in steps] == [
+        "Ensure no route to a LAN the inventory dropped",
         "Ensure the route to 192.168.30.0/24 via edge (192.168.10.6)",
         "Ensure /etc/systemd/system/greenroom-routes.service",
         "Ensure systemd has read greenroom-routes.service",
         "Ensure greenroom-routes.service enabled"]
-    unit = steps[1].content
+    unit = steps[2].content
     assert "ExecStart=/sbin/ip route replace 192.168.30.0/24 via 192.168.10.6 dev eth1.100" \
         in unit
     assert "WantedBy=multi-user.target" in unit
 
 
-def test_without_lans_the_gateway_gets_no_route_steps():
+def test_without_lans_the_gateway_removes_what_it_routed_and_the_unit():
     site = variant("lans: {edge: [192.168.30.0/24]}\n", "")
     # the lab's audience then has no router on its LAN: only the gateway's part is asked here
-    assert route_steps(site.hosts["dell"], site) == []
+    steps = route_steps(site.hosts["dell"], site)
+    assert [s.name for s in steps] == [
+        "Ensure no route to a LAN the inventory dropped",
+        "Ensure greenroom-routes.service disabled and stopped",
+        f"Ensure no {UNIT_PATH} (no LAN left in the inventory's lans:)"]
+
+
+UNIT_OF_TWO = """[Service]
+ExecStart=/bin/sh -c 'for i in $(seq 150); do ip -4 -o addr show dev eth1.100; done'
+ExecStart=/sbin/ip route replace 192.168.30.0/24 via 192.168.10.6 dev eth1.100
+ExecStart=/sbin/ip route replace 192.168.31.0/24 via 192.168.10.6 dev eth1.100
+"""
+TABLE = """default via 10.231.0.1 dev mgmt0 onlink
+10.231.0.0/24 dev mgmt0 proto kernel scope link src 10.231.0.2
+192.168.10.0/25 dev eth1.100 proto kernel scope link src 192.168.10.2
+192.168.30.0/24 via 192.168.10.6 dev eth1.100
+192.168.31.0/24 via 192.168.10.6 dev eth1.100
+"""
+
+
+def unit_fact(content: str | None) -> FactResult:
+    if content is None:
+        return FactResult(1, "")
+    return FactResult(0, f"644 root root\n{FILE_STAT_SEPARATOR}\n{content}")
+
+
+def test_the_unit_records_the_routes_it_makes_and_the_table_is_read():
+    assert recorded_routes(UNIT_OF_TWO) == [("192.168.30.0/24", "192.168.10.6", "eth1.100"),
+                                            ("192.168.31.0/24", "192.168.10.6", "eth1.100")]
+    assert recorded_routes(None) == []
+    assert live_routes(TABLE) == {("default", "10.231.0.1", "mgmt0"),
+                                  ("192.168.30.0/24", "192.168.10.6", "eth1.100"),
+                                  ("192.168.31.0/24", "192.168.10.6", "eth1.100")}
+
+
+@pytest.mark.parametrize("unit, table, removed", [
+    pytest.param(UNIT_OF_TWO, TABLE, ["ip route del 192.168.31.0/24 via 192.168.10.6 dev eth1.100"],
+                 id="dropped-lan-live-is-deleted"),
+    pytest.param(UNIT_OF_TWO, TABLE.replace("192.168.31.0/24 via 192.168.10.6 dev eth1.100\n",
+                                            ""), [], id="dropped-lan-already-gone"),
+    pytest.param(UNIT_OF_TWO, TABLE.replace("192.168.31.0/24 via 192.168.10.6",
+                                            "192.168.31.0/24 via 192.168.10.9"),
+                 [], id="route-pointed-elsewhere-by-someone-is-left"),
+    pytest.param(None, TABLE, [], id="no-unit-nothing-is-ours"),
+    pytest.param(UNIT_OF_TWO.replace(
+        "ExecStart=/sbin/ip route replace 192.168.31.0/24 via 192.168.10.6 dev eth1.100\n", ""),
+        TABLE, [], id="only-wanted-lans-recorded"),
+])
+def test_a_dropped_lan_s_route_is_deleted_as_it_was_made(inventory, unit, table, removed):
+    wanted = lan_routes(inventory.hosts["dell"], inventory)  # 192.168.30.0/24 only
+    changes = DroppedRoutes(wanted).plan({"unit": unit_fact(unit), "table": FactResult(0, table)})
+    assert [a.command for c in changes for a in c.actions] == removed
+    assert all("no longer in the inventory's lans:" in c.summary for c in changes)
+
+
+def test_with_no_lan_left_every_recorded_route_goes():
+    changes = DroppedRoutes([]).plan({"unit": unit_fact(UNIT_OF_TWO),
+                                      "table": FactResult(0, TABLE)})
+    assert [a.command for c in changes for a in c.actions] == [
+        "ip route del 192.168.30.0/24 via 192.168.10.6 dev eth1.100",
+        "ip route del 192.168.31.0/24 via 192.168.10.6 dev eth1.100"]
+
+
+def test_an_unreadable_routing_table_fails_the_step_with_what_to_do():
+    with pytest.raises(StepFailed, match="is iproute2 installed"):
+        DroppedRoutes([]).plan({"unit": unit_fact(UNIT_OF_TWO),
+                                "table": FactResult(127, "sh: ip: not found")})
+
+
+def test_the_unit_is_removed_with_a_backup_and_a_diff_to_nothing():
+    [change] = UnitRemoved().plan({"file": unit_fact(UNIT_OF_TWO)})
+    [action] = change.actions
+    assert "cp -p /etc/systemd/system/greenroom-routes.service " \
+           "/var/backups/greenroom/etc/systemd/system/greenroom-routes.service." in action.command
+    assert action.command.endswith(f"rm -f {UNIT_PATH} && systemctl daemon-reload")
+    assert f"--- {UNIT_PATH}\n+++ /dev/null" in change.diff
+    assert "-ExecStart=/sbin/ip route replace 192.168.31.0/24" in change.diff
+    assert UnitRemoved().plan({"file": unit_fact(None)}) == []
 
 
 def test_a_router_off_the_vlan_cannot_take_the_way_back():

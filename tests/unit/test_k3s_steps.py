@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from runbooks.core.steps import StepFailed
 from runbooks.k3s import steps as k3s_steps
 from runbooks.k3s.steps import (
     NodesReady,
+    SecretFile,
     Started,
     restart_unless_started,
 )
@@ -196,3 +198,43 @@ def test_nodes_ready_still_waits_for_the_others_when_one_failed(
     changes = step.plan({"nodes": FactResult(0, nodes(node("rp0", True)))})
     assert changes[0].summary.endswith("Ready but rp1 (its own run failed: connection to rp1 lost)")
     assert len(session.commands) == 2   # waited until lp0 was Ready
+
+
+def test_secret_files_are_staged_with_the_writes_next_to_them(tmp_path: Path) -> None:
+    """k3s's unit, join token and env file in one batch: each left validated in a temporary
+    file, then one `sync` of all three and the renames (the engine's staged write, as every
+    file step's); the secret's content is never in argv and its diff never shown."""
+    from runbooks.core.apply import Batch
+    from runbooks.core.steps import File
+
+    unit, token, env = (tmp_path / n for n in ("k3s-agent.service", "join-token", "k3s.env"))
+    token.write_text("old token\n")
+    token.chmod(0o600)
+    steps = [File(str(unit), "[Unit]\n"), SecretFile(str(token), "K10::server:pw\n"),
+             SecretFile(str(env), "K3S_TOKEN_FILE=/etc/rancher/k3s/join-token\n")]
+    missing = FactResult(1, "")
+    changes = [c for step in steps for c in step.plan({"file": missing})]
+    actions = [a for c in changes for a in c.actions]
+    assert all(a.staged and a.whole for a in actions)
+    assert [a.staged[1] for a in actions if a.staged] == [str(unit), str(token), str(env)]
+    assert [c.diff for c in changes[1:]] == ["(content hidden: it holds secrets)"] * 2
+    # on its own (not batched) the secret travels on stdin, never in the command
+    assert actions[1].stdin == "K10::server:pw\n" and "server:pw" not in actions[1].command
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sync").write_text(f'#!/bin/sh\necho "$#" >> {tmp_path}/syncs\n')
+    (fake / "sync").chmod(0o755)
+    done = subprocess.run(["sh", "-s"], input=Batch(actions).script(), text=True,
+                          capture_output=True, check=False,
+                          env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (tmp_path / "syncs").read_text() == "3\n"  # one sync, of the three files
+    assert (unit.read_text(), token.read_text(), env.read_text()) == (
+        "[Unit]\n", "K10::server:pw\n", "K3S_TOKEN_FILE=/etc/rancher/k3s/join-token\n")
+    assert [oct(p.stat().st_mode & 0o777) for p in (unit, token, env)] == ["0o644", "0o600",
+                                                                          "0o600"]
+    assert sorted(p.name for p in tmp_path.iterdir() if ".greenroom." in p.name) == []
+    # and converged: a second plan from what is there now wants nothing
+    for step, path in zip(steps[1:], (token, env), strict=True):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert step.plan({"file": FactResult(0, f"600 root root\n{digest}  {path}\n")}) == []

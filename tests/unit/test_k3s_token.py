@@ -1,0 +1,129 @@
+"""The k3s join token is read once per run and shared by every host of it
+(runbooks/k3s/plan.py: token_from, JoinToken): counted on a session double that answers
+`base64 -w0 /var/lib/rancher/k3s/server/token` as the first server would."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from runbooks.core import secrets
+from runbooks.core.facts import FactResult
+from runbooks.k3s import config as cfg
+from runbooks.k3s import plan as k3s_plan
+from runbooks.k3s.plan import JoinToken, token_from
+
+TOKEN = "K10abc::server:s3cret-join-password"
+READ = f"base64 -w0 {cfg.TOKEN}"
+
+
+class FirstServer:
+    """The first server's session: counts the token reads; `token` is "" until k3s wrote it."""
+
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.reads = 0
+        self.lock = threading.Lock()
+
+    def run(self, command: str) -> SimpleNamespace:
+        assert command == READ, command
+        with self.lock:
+            self.reads += 1
+        time.sleep(0.01)  # a round trip: the other hosts ask meanwhile
+        out = base64.b64encode(self.token.encode()).decode() if self.token else ""
+        return SimpleNamespace(ok=bool(self.token), stdout=out, rc=0 if self.token else 1)
+
+
+class Connector:
+    """One run's connector: every host's session (only the first server's is used here)."""
+
+    def __init__(self, first: FirstServer) -> None:
+        self.first = first
+
+    def session(self, host: object) -> FirstServer:
+        return self.first
+
+
+def ctx(connector: Connector, name: str, check: bool = False, **options: object):
+    return SimpleNamespace(connector=connector, host=SimpleNamespace(name=name), check=check,
+                           options=options, session=connector.first, log=lambda _m: None)
+
+
+FIRST = SimpleNamespace(name="rp0")
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets(monkeypatch):
+    monkeypatch.setattr(secrets, "_secrets", set())
+
+
+def agents_and_server_at_once(connector: Connector, check: bool = False) -> list[object]:
+    """Three agents plan (each needs the token) while the first server's one-pass JoinToken
+    runs: all at once, as the runner's threads do."""
+    found: list[object] = []
+    server = JoinToken(ctx(connector, "rp0", check), {})
+    jobs = [lambda n=n: found.append(token_from(ctx(connector, n, check), FIRST))
+            for n in ("rp1", "lp0", "rp2")]
+    jobs.append(lambda: found.append(server.plan({}) or server.shared.get("token")))
+    threads = [threading.Thread(target=job) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return found
+
+
+@pytest.mark.parametrize("check", [False, True], ids=["converge", "check"])
+def test_one_pass_reads_the_token_once_for_every_host(check):
+    first = FirstServer()
+    found = agents_and_server_at_once(Connector(first), check)
+    assert first.reads == 1
+    assert found == [TOKEN] * 4
+    assert JoinToken(ctx(Connector(first), "rp0", check), {}).facts() == {}  # no second read
+
+
+def test_each_run_reads_it_once_again():
+    first = FirstServer()
+    agents_and_server_at_once(Connector(first))
+    agents_and_server_at_once(Connector(first))
+    assert first.reads == 2
+
+
+def test_phased_the_first_servers_facts_are_the_one_read():
+    first = FirstServer()
+    connector = Connector(first)
+    shared: dict[str, object] = {}
+    step = JoinToken(ctx(connector, "rp0", shared=shared), shared)
+    assert step.facts() == {"token": READ}  # read in the host's batch, no round trip of its own
+    fact = FactResult(0, base64.b64encode(TOKEN.encode()).decode())
+    assert step.plan({"token": fact}) == [] and shared["token"] == TOKEN
+    # the other nodes take it from `shared`; asked anyway in that run, nobody reads again
+    assert token_from(ctx(connector, "rp1"), FIRST) == TOKEN
+    assert first.reads == 0
+
+
+def test_check_mode_shares_no_token_yet_without_reading_again():
+    first = FirstServer(token="")
+    found = agents_and_server_at_once(Connector(first), check=True)
+    assert found == [None] * 4 and first.reads == 1
+
+
+def test_a_real_run_that_found_no_token_lets_the_next_host_wait_on_its_own(monkeypatch):
+    monkeypatch.setattr(k3s_plan, "TOKEN_WAIT", 0.0)
+    first = FirstServer(token="")
+    connector = Connector(first)
+    assert token_from(ctx(connector, "rp1"), FIRST) is None
+    first.token = TOKEN  # the server came up meanwhile
+    assert token_from(ctx(connector, "lp0"), FIRST) == TOKEN
+    assert token_from(ctx(connector, "rp2"), FIRST) == TOKEN
+    assert first.reads == 2  # rp1 found nothing, lp0 found it, rp2 took it from lp0
+
+
+def test_the_token_read_is_masked_at_once():
+    first = FirstServer()
+    token_from(ctx(Connector(first), "rp1"), FIRST)
+    assert "s3cret-join-password" not in secrets.mask(f"joined with {TOKEN}")
