@@ -463,6 +463,10 @@ class Connector:
         self._host_keys: paramiko.HostKeys | None = None
         self._pkey: paramiko.PKey | bool | None = None
         self._build_lock = threading.Lock()
+        # values a runbook shares among the hosts of one run (its one Connector), by key: the
+        # k3s join token, read once per run (runbooks/k3s/plan.py); gone with the run
+        self.run_values: dict[str, Any] = {}
+        self.run_values_lock = threading.Lock()
 
     def _fabric_config(self) -> Any:
         """A Fabric Config of the connection's own (about 1 ms): Fabric connections that

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -38,7 +37,6 @@ from runbooks.k3s.steps import (
 if TYPE_CHECKING:
     from runbooks.core.context import HostContext
     from runbooks.core.inventory import Host, Inventory
-    from runbooks.core.session import Connector
 
 RESTART = "restart k3s"
 TOKEN_WAIT = 90.0
@@ -192,16 +190,13 @@ class _TokenRead:
     token: str | None = None
 
 
-# one read per run: a run has one Connector (every host's session), gone when the run ends
-_READS: weakref.WeakKeyDictionary[Connector, _TokenRead] = weakref.WeakKeyDictionary()
-_READS_LOCK = threading.Lock()
-
-
-def _token_read(connector: Connector) -> _TokenRead:
-    with _READS_LOCK:
-        read = _READS.get(connector)
+def _token_read(connector: Any) -> _TokenRead:
+    """The run's token read: kept in the run's Connector (`run_values`; reached through a
+    wrapper of it too, such as demo.check's), so every host of the run shares it."""
+    with connector.run_values_lock:
+        read = connector.run_values.get("k3s join token")
         if read is None:
-            read = _READS[connector] = _TokenRead()
+            read = connector.run_values["k3s join token"] = _TokenRead()
         return read
 
 
@@ -221,12 +216,23 @@ def token_from(ctx: HostContext, first: Host) -> str | None:
         return read.token
 
 
-def _share_token(ctx: HostContext, token: str) -> None:
-    """A token the first server read in its own facts: the run's one read."""
+def _shared_token(ctx: HostContext) -> tuple[bool, str | None]:
+    """(whether the run read the token already, what it found), without waiting for a read
+    under way (an agent may be waiting for this very host to start k3s)."""
     read = _token_read(ctx.connector)
-    with read.lock:
-        if not read.done:
-            read.token, read.done = token, True
+    return read.done, read.token
+
+
+def _share_token(ctx: HostContext, token: str) -> None:
+    """A token the first server read in its own facts: the run's read, for the others (a
+    read under way meanwhile finds the same token and shares it itself)."""
+    read = _token_read(ctx.connector)
+    if read.lock.acquire(blocking=False):
+        try:
+            if not read.done:
+                read.token, read.done = token, True
+        finally:
+            read.lock.release()
 
 
 def _read_token(ctx: HostContext, first: Host) -> str | None:
@@ -263,32 +269,31 @@ class JoinToken(Step):
     """Read the first server's join token (waiting for a server that is starting); it is
     registered as a secret at once and handed to the other nodes in memory only.
 
-    Phased (`inv k3s`: `shared` in the options), the token comes with this host's facts and
-    the other nodes get it from `shared`. In one pass (the other nodes converging meanwhile,
-    each needing the token while it plans), it is the run's one read (`token_from`): done
-    by whichever host asks first, shared with the others."""
+    The token comes with this host's facts (no round trip of its own) and is the run's read:
+    phased (`inv k3s`), the other nodes get it from `shared`; in one pass (the other nodes
+    converging meanwhile), from the run's read (`token_from`). When another host of the run
+    read it already, the facts do not ask for it again."""
 
     verify = False
 
     def __init__(self, ctx: HostContext, shared: dict[str, Any]) -> None:
         self.ctx, self.shared = ctx, shared
-        self.phased = "shared" in ctx.options
         self.name = "Read the join token"
 
     def facts(self) -> Mapping[str, str]:
-        if not self.phased:
+        if _shared_token(self.ctx)[0]:
             return {}
         return {"token": f"base64 -w0 {cfg.TOKEN}"}  # base64: never masked on the way
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if not self.phased:
-            token = token_from(self.ctx, self.ctx.host) or ""
-        else:
+        if "token" in facts:
             token = decode_secret(facts["token"].out) if facts["token"].ok else ""
-            deadline = time.monotonic() + TOKEN_WAIT
-            while not token and not self.ctx.check and time.monotonic() < deadline:
-                time.sleep(1.0)
-                token = read_secret(self.ctx.session, cfg.TOKEN)
+        else:
+            token = _shared_token(self.ctx)[1] or ""
+        deadline = time.monotonic() + TOKEN_WAIT
+        while not token and not self.ctx.check and time.monotonic() < deadline:
+            time.sleep(1.0)
+            token = read_secret(self.ctx.session, cfg.TOKEN)
         if token:
             secrets.register(token)
             secrets.register(token.rpartition(":")[2])

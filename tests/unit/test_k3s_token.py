@@ -43,6 +43,8 @@ class Connector:
 
     def __init__(self, first: FirstServer) -> None:
         self.first = first
+        self.run_values: dict[str, object] = {}  # as runbooks.core.session.Connector's
+        self.run_values_lock = threading.Lock()
 
     def session(self, host: object) -> FirstServer:
         return self.first
@@ -61,15 +63,12 @@ def forget_secrets(monkeypatch):
     monkeypatch.setattr(secrets, "_secrets", set())
 
 
-def agents_and_server_at_once(connector: Connector, check: bool = False) -> list[object]:
-    """Three agents plan (each needs the token) while the first server's one-pass JoinToken
-    runs: all at once, as the runner's threads do."""
+def agents_at_once(connector: Connector, check: bool = False) -> list[object]:
+    """Three agents plan at once (each needs the token while it plans), as the runner's
+    threads do."""
     found: list[object] = []
-    server = JoinToken(ctx(connector, "rp0", check), {})
-    jobs = [lambda n=n: found.append(token_from(ctx(connector, n, check), FIRST))
-            for n in ("rp1", "lp0", "rp2")]
-    jobs.append(lambda: found.append(server.plan({}) or server.shared.get("token")))
-    threads = [threading.Thread(target=job) for job in jobs]
+    threads = [threading.Thread(target=lambda n=n: found.append(
+        token_from(ctx(connector, n, check), FIRST))) for n in ("rp1", "lp0", "rp2")]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -77,20 +76,60 @@ def agents_and_server_at_once(connector: Connector, check: bool = False) -> list
     return found
 
 
+def server_step(connector: Connector, check: bool = False) -> tuple[JoinToken, object]:
+    """The first server's JoinToken in one pass: its facts (read in its batch, no round
+    trip of its own, when asked), then its plan; returns the step and the token it shares."""
+    step = JoinToken(ctx(connector, "rp0", check), {})
+    asked = step.facts()
+    answers = {}
+    if asked:
+        first = connector.first
+        with first.lock:
+            first.reads += 1  # the batch reads it
+        answers = {"token": FactResult(0 if first.token else 1,
+                                       base64.b64encode(first.token.encode()).decode())}
+    step.plan(answers)
+    return step, step.shared.get("token")
+
+
 @pytest.mark.parametrize("check", [False, True], ids=["converge", "check"])
-def test_one_pass_reads_the_token_once_for_every_host(check):
+def test_one_pass_the_agents_read_the_token_once_and_the_server_takes_it(check):
     first = FirstServer()
-    found = agents_and_server_at_once(Connector(first), check)
+    connector = Connector(first)
+    assert agents_at_once(connector, check) == [TOKEN] * 3
+    step, token = server_step(connector, check)
+    assert first.reads == 1 and token == TOKEN
+    assert step.facts() == {}  # the run read it: the server's batch does not again
+
+
+def test_one_pass_the_servers_facts_read_first_are_the_agents_token():
+    first = FirstServer()
+    connector = Connector(first)
+    _step, token = server_step(connector)
+    assert token == TOKEN and first.reads == 1  # its batch
+    assert agents_at_once(connector) == [TOKEN] * 3
     assert first.reads == 1
-    assert found == [TOKEN] * 4
-    assert JoinToken(ctx(Connector(first), "rp0", check), {}).facts() == {}  # no second read
 
 
 def test_each_run_reads_it_once_again():
     first = FirstServer()
-    agents_and_server_at_once(Connector(first))
-    agents_and_server_at_once(Connector(first))
+    agents_at_once(Connector(first))
+    agents_at_once(Connector(first))
     assert first.reads == 2
+
+
+def test_a_read_under_way_never_holds_up_the_first_servers_facts():
+    """An agent waiting for the token (the server not up yet) holds the run's read: the
+    first server's own facts must not wait for it (the token comes only once this host
+    went on and started k3s)."""
+    first = FirstServer()
+    connector = Connector(first)
+    read = k3s_plan._token_read(connector)
+    with read.lock:  # a read under way
+        step = JoinToken(ctx(connector, "rp0"), {})
+        assert step.facts() == {"token": READ}
+        fact = FactResult(0, base64.b64encode(TOKEN.encode()).decode())
+        assert step.plan({"token": fact}) == [] and step.shared["token"] == TOKEN
 
 
 def test_phased_the_first_servers_facts_are_the_one_read():
@@ -108,8 +147,10 @@ def test_phased_the_first_servers_facts_are_the_one_read():
 
 def test_check_mode_shares_no_token_yet_without_reading_again():
     first = FirstServer(token="")
-    found = agents_and_server_at_once(Connector(first), check=True)
-    assert found == [None] * 4 and first.reads == 1
+    connector = Connector(first)
+    assert agents_at_once(connector, check=True) == [None] * 3 and first.reads == 1
+    step, token = server_step(connector, check=True)
+    assert token is None and first.reads == 1 and step.facts() == {}
 
 
 def test_a_real_run_that_found_no_token_lets_the_next_host_wait_on_its_own(monkeypatch):
@@ -127,3 +168,17 @@ def test_the_token_read_is_masked_at_once():
     first = FirstServer()
     token_from(ctx(Connector(first), "rp1"), FIRST)
     assert "s3cret-join-password" not in secrets.mask(f"joined with {TOKEN}")
+
+
+def test_demo_checks_wrappers_of_the_connector_share_the_runs_read():
+    """demo.check hands each host's plans a wrapper of the run's Connector (shared cluster
+    reads, plans built ahead): the token read is the run's all the same."""
+    from runbooks.demo.planning import Ahead
+    from runbooks.demo.reads import SharedReads
+
+    first = FirstServer()
+    connector = Connector(first)
+    reads = SharedReads(connector)
+    wrappers = [Ahead(reads, None, None) for _host in range(3)]  # type: ignore[arg-type]
+    assert k3s_plan._token_read(wrappers[0]) is k3s_plan._token_read(wrappers[2]) \
+        is k3s_plan._token_read(connector)
