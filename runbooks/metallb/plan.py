@@ -3,7 +3,11 @@
 Runs on the cluster's first server (through the distribution's own kubectl over SSH, so it
 works on k3s and on microk8s alike):
 1. the objects rendered from the inventory are checked against the CRDs' OpenAPI schemas of
-   that very manifest (jsonschema): a bad one fails the run before anything is sent;
+   that very manifest (jsonschema) whenever they would be applied (one of them differs from
+   the cluster's, or is missing): a bad one fails the run, in --check too, before anything is
+   sent (`SchemaGuard` is the plan's first step, planned from the first round's facts). When
+   the cluster has them all already, nothing would be sent and nothing is validated (a
+   converged cluster's check does not even import jsonschema);
 2. the manifest from `inv metallb.fetch`'s cache (its sha256 checked against the lock) is
    applied when any of its objects is missing or differs;
 3. wait until the controller Deployment is Available and `metallb-webhook-service` has
@@ -18,7 +22,7 @@ MetalLB there.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,12 +73,35 @@ def _pruned(current: Any, wanted: Any) -> Any:
 
 
 class CustomResources(Manifests):
-    """Manifests whose check-mode change carries a YAML diff per object (Secrets masked)."""
+    """Manifests whose check-mode change carries a YAML diff per object (Secrets masked);
+    with `manifest` (the docs declaring their CRDs), objects that would be applied are first
+    checked against those CRDs' schemas (StepFailed naming every violation)."""
+
+    def __init__(self, name: str, docs: Sequence[Mapping[str, Any]], prefix: str,
+                 retry_for: float, manifest: Sequence[Mapping[str, Any]] | None = None) -> None:
+        super().__init__(name, docs, prefix=prefix, retry_for=retry_for)
+        self.manifest = manifest
+        self.checked = False  # the objects never change: one validation is enough
+
+    def check_schemas(self) -> None:
+        """StepFailed when an object breaks its CRD's schema (validated once per step)."""
+        if self.manifest is None or self.checked:
+            return
+        try:
+            schema.check(self.docs, schema.crd_schemas(self.manifest))
+        except schema.SchemaError as exc:
+            raise StepFailed(str(exc)) from None
+        self.checked = True
+
+    def stale(self, facts: Mapping[str, FactResult]) -> bool:
+        """Whether an object differs from the cluster's (so the whole List would be applied)."""
+        return bool(Manifests.plan(self, facts))
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         changes = super().plan(facts)
         if not changes:
             return []
+        self.check_schemas()
         diffs = []
         for doc, current in zip(self.docs, self.live(facts), strict=True):
             wanted = {k: v for k, v in doc.items() if k != "status"}
@@ -85,6 +112,27 @@ class CustomResources(Manifests):
                 ref = "/".join(object_ref(doc)[:2])
                 diffs.append(unified_diff(ref, before, after))
         return [Change(changes[0].summary, changes[0].actions, "".join(diffs))]
+
+
+class SchemaGuard(Step):
+    """Refuse the run before any change when the objects that would be applied break their
+    CRDs' schemas; planned from the first round's reads (the same kubectl get as the
+    CustomResources step it guards: one read on the host), nothing to validate when they all
+    match the cluster already."""
+
+    name = "Check MetalLB's pools, peers and advertisement against the CRDs' schemas"
+    verify = False
+
+    def __init__(self, guarded: CustomResources) -> None:
+        self.guarded = guarded
+
+    def facts(self) -> Mapping[str, str]:
+        return self.guarded.facts()
+
+    def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
+        if self.guarded.stale(facts):
+            self.guarded.check_schemas()
+        return []
 
 
 class ControllerReady(Step):
@@ -192,17 +240,16 @@ def plan(ctx: HostContext) -> Plan:
                          "set here: export the BGP password in it, then run again")
     docs = manifest_docs(inventory)
     objects = crs.render(metallb, routers, password)
-    try:
-        schema.check(objects, schema.crd_schemas(docs))
-    except schema.SchemaError as exc:
-        raise StepFailed(str(exc)) from None
-    steps: list[Step] = [NoMicrok8sAddon()] if cluster.distribution == "microk8s" else []
+    resources = CustomResources("Ensure MetalLB's pools, peers and advertisement", objects,
+                                prefix=prefix, retry_for=CR_RETRY_SECONDS, manifest=docs)
+    steps: list[Step] = [SchemaGuard(resources)]
+    if cluster.distribution == "microk8s":
+        steps.append(NoMicrok8sAddon())
     steps += [
         Manifests(f"Ensure MetalLB {metallb.version} ({metallb.backend}) is installed", docs,
                   prefix=prefix, retry_for=0),
         ControllerReady(prefix),
-        CustomResources("Ensure MetalLB's pools, peers and advertisement", objects,
-                        prefix=prefix, retry_for=CR_RETRY_SECONDS),
+        resources,
         Manifests("Ensure the demo LoadBalancer Service", demo.objects(inventory),
                   prefix=prefix, retry_for=0),
     ]

@@ -70,3 +70,57 @@ def test_broken_objects_are_refused(schemas, kind, path, value, words) -> None: 
     with pytest.raises(schema.SchemaError) as caught:
         schema.check(broken, schemas)
     assert words in str(caught.value) and "nothing was applied" in str(caught.value)
+
+
+GUARD_SCRIPT = """
+import json, sys
+import yaml
+from runbooks.core.facts import FactResult
+from runbooks.core.steps import StepFailed
+from runbooks.metallb.plan import CustomResources, SchemaGuard
+from tests.unit.test_metallb_schema import MANIFEST, _break, _objects
+
+objects = _objects()
+if sys.argv[1] == "broken":
+    objects = _break(objects, "BGPPeer", ["spec", "myASN"], 4294967296)
+resources = CustomResources("CRs", objects, prefix="k3s kubectl", retry_for=0,
+                            manifest=list(yaml.safe_load_all(MANIFEST.read_text())))
+guard = SchemaGuard(resources)
+assert guard.facts() == resources.facts()  # one read on the host serves both
+items = [] if sys.argv[2] == "missing" else objects
+facts = {key: FactResult(0, json.dumps({"kind": "List", "items": items}))
+         for key in guard.facts()}
+try:
+    said = "planned: %d change(s)" % len(guard.plan(facts) + resources.plan(facts))
+except StepFailed as exc:
+    said = "refused: " + str(exc)
+print(json.dumps({"jsonschema": "jsonschema" in sys.modules, "said": said}))
+"""
+
+GUARD_CASES = [
+    # (id, objects, cluster, jsonschema imported, what the plan says)
+    ("converged-valid", "valid", "same", False, "planned: 0 change(s)"),
+    ("converged-broken-not-applied", "broken", "same", False, "planned: 0 change(s)"),
+    ("missing-valid", "valid", "missing", True, "planned: 1 change(s)"),
+    ("missing-broken-refused", "broken", "missing", True, "refused: objects refused by the "
+     "CRDs' schemas (nothing was applied):\n  BGPPeer"),
+]
+
+
+@pytest.mark.parametrize(("objects", "cluster", "imported", "said"),
+                         [c[1:] for c in GUARD_CASES], ids=[c[0] for c in GUARD_CASES])
+def test_only_objects_that_would_be_applied_are_validated(objects, cluster, imported,
+                                                          said) -> None:
+    """A converged cluster's plan does not import jsonschema (it validates nothing: nothing
+    would be sent); objects that would be applied are validated and an invalid one refused."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, objects, cluster], cwd=root,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["jsonschema"] is imported
+    assert out["said"].startswith(said), out["said"]
