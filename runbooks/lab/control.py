@@ -25,6 +25,7 @@ from typing import Any
 from runbooks.lab import guest as guests
 from runbooks.lab import network
 from runbooks.lab.aptsources import allowed_hosts, machine_sources
+from runbooks.lab.doubles.k3s import install_module as install_k3s_module
 from runbooks.lab.plan import GuestPlan, LabPlan, make_plan
 from runbooks.lab.rootfs import cache_root, ensure_rootfs
 from runbooks.lab.seed import MARKER, seed_guest, write_firmware_dir
@@ -153,6 +154,7 @@ def _start_one(plan: LabPlan, guest: GuestPlan, state: LabState, lower: Path,
     root = guests.mount_overlay(lower, hdir)
     if not (root / MARKER).exists():
         seed_guest(root, plan, guest, pubkey, state.host_key(guest.name))
+    install_k3s_module(root)  # every start: the guest runs this checkout's double
     firmware = None
     if guest.model:
         firmware = hdir / "firmware"
@@ -206,6 +208,7 @@ def _up(plan: LabPlan, state: LabState, wait: bool, log) -> dict[str, Any]:  # n
     def bring(guest: GuestPlan) -> tuple[str, dict[str, Any]]:
         entry = dict(old.get(guest.name, {}))
         if _guest_running(guest, entry, state.host_dir(guest.name)):
+            install_k3s_module(state.host_dir(guest.name) / "root")
             return guest.name, entry
         _stop_one(guest, entry)
         pid = _start_one(plan, guest, state, lower, pubkey)

@@ -5,8 +5,9 @@ any new route; guests never do, greenroom pushes the files to them). It answers 
 release download site, ``/<version>/<asset>`` (the version may be URL-encoded, ``+`` as
 ``%2B``), for any version asked:
 
-- ``k3s`` (amd64), ``k3s-arm64``, ``k3s-armhf``: runbooks/lab/doubles/k3s/k3s.py with its
-  VERSION line set to the version asked (so versions differ, as real releases do);
+- ``k3s`` (amd64), ``k3s-arm64``, ``k3s-armhf``: runbooks/lab/doubles/k3s/launcher.py with
+  its VERSION line set to the version asked (so versions differ, as real releases do); it runs
+  the double (k3s.py) that `lab.up` installs into every guest as a compiled module;
 - ``k3s-airgap-images-<arch>.tar`` / ``.tar.gz`` / ``.tar.zst``: a small deterministic tarball;
 - ``sha256sum-<arch>.txt``: the SHA-256 of that arch's assets, one ``<hex>  <name>`` line each.
 
@@ -45,6 +46,7 @@ ADDRESS = "127.0.0.1"
 PORT = 18231
 URL = f"http://{ADDRESS}:{PORT}"
 DOUBLE = Path(__file__).resolve().parent / "doubles" / "k3s" / "k3s.py"
+LAUNCHER = DOUBLE.with_name("launcher.py")  # what is served as the binary: it runs DOUBLE
 BINARIES = {"amd64": "k3s", "arm64": "k3s-arm64", "arm": "k3s-armhf"}
 IMAGE_FORMATS = ("tar.zst", "tar.gz", "tar")
 _VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
@@ -71,11 +73,11 @@ def microk8s_asset(parts: list[str]) -> bytes | None:
 
 
 def binary(version: str) -> bytes:
-    """The double, claiming to be `version`."""
-    source = DOUBLE.read_text()
+    """The double's launcher, claiming to be `version`."""
+    source = LAUNCHER.read_text()
     line = re.search(r'^VERSION = "[^"]*"', source, re.M)
     if line is None:
-        raise RuntimeError(f"{DOUBLE} has no VERSION line")
+        raise RuntimeError(f"{LAUNCHER} has no VERSION line")
     return (source[: line.start()] + f'VERSION = "{version}"' + source[line.end():]).encode()
 
 

@@ -195,6 +195,41 @@ def test_kubectl_on_a_host_without_a_server_is_refused(tmp_path: Path) -> None:
     assert out.returncode == 1 and "was refused" in out.stderr
 
 
+
+def test_the_served_launcher_runs_the_installed_module_from_its_bytecode(
+        cluster: Cluster) -> None:
+    """What lab.up puts into a guest (the double as a module, its bytecode compiled) and what
+    the release site serves as the binary (a launcher of it): a kubectl call through the
+    launcher works, and loads the double from the cached bytecode (nothing compiled)."""
+    import importlib.util
+
+    from runbooks.lab.doubles.k3s import MODULE, install_module
+
+    assert install_module(cluster.root) is True
+    module = cluster.root / MODULE
+    cached = Path(importlib.util.cache_from_source(str(module)))
+    assert module.read_bytes() == DOUBLE.read_bytes() and cached.is_file()
+    assert install_module(cluster.root) is False  # both current: nothing written again
+    launcher = cluster.root / "usr/local/bin/k3s"
+    launcher.parent.mkdir(parents=True, exist_ok=True)
+    launcher.write_bytes(release.asset("v1.33.4+k3s1", "k3s") or b"")
+    env = {**cluster.env, "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-v", str(launcher), *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    version = run("--version")
+    assert version.stdout.startswith("k3s version v1.33.4+k3s1 "), version.stderr[-1500:]
+    nodes = run("kubectl", "get", "nodes", "-o", "json")
+    assert nodes.returncode == 0, nodes.stderr[-1500:]
+    assert [n["metadata"]["name"] for n in json.loads(nodes.stdout)["items"]] == ["srv"]
+    assert f"code object from '{cached}'" in nodes.stderr
+    (cluster.root / MODULE).unlink()  # a guest lab.up has not seeded: said so, exit 1
+    missing = subprocess.run([sys.executable, str(launcher), "kubectl", "get", "nodes"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "k3s.py is missing" in missing.stderr
+
 # -- the release site -----------------------------------------------------------------------
 
 @pytest.fixture

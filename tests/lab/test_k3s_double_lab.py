@@ -67,6 +67,16 @@ def test_double_server_and_agents_in_guests(lab):
     assert waited.returncode == 0, waited.stderr
     nodes = sh(lab, "rp0", "kubectl get nodes -o jsonpath='{.items[*].metadata.name}'")
     assert nodes.split() == ["rp0", "rp1"]
+    # the binary is a launcher; the double is the module lab.up installed with its bytecode:
+    # kubectl loads that bytecode (the guest's own python3, as greenroom's SSH calls run it)
+    cached = sh(lab, "rp0", "python3 -c 'import importlib.util as u; print(u.cache_from_"
+                            "source(\"/usr/local/lib/greenroom-double/k3s.py\"))'").strip()
+    assert lab.exec("rp0", f"test -s {cached}").returncode == 0, cached
+    loaded = lab.exec("rp0", "python3 -v /usr/local/bin/kubectl get nodes "
+                             "-o jsonpath='{.items[*].metadata.name}'")
+    assert loaded.returncode == 0 and loaded.stdout.split() == ["rp0", "rp1"], \
+        loaded.stderr[-1500:]
+    assert f"code object from '{cached}'" in loaded.stderr
     assert wait_until(lambda: "401 Unauthorized" in lab.exec(
         "lp0", "journalctl -u k3s-agent --no-pager").stdout, 20)
     assert lab.exec("lp0", "systemctl is-active k3s-agent").stdout.strip() == "activating"

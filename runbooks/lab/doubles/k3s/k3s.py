@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 # server or the agent uses them: `k3s kubectl ...` (a fact of every converged run) starts
 # without them
 
-VERSION = "v1.34.3+k3s1"  # the lab's release site rewrites this line for each version
+VERSION = "v1.34.3+k3s1"  # launcher.py sets the version the lab's release site serves
 COMMIT = "d0ub1e00"
 DOUBLE = "greenroom-lab-double"
 DATA_DIR = Path(os.environ.get("K3S_DOUBLE_ROOT", "/")) / "var/lib/rancher/k3s"
@@ -690,7 +690,7 @@ def write_kubeconfig(config: dict[str, Any], ca_pem: bytes, password: str) -> Pa
 
 
 def register_node(store: Store, name: str, ip: str, roles: list[str], arch: str,
-                  up: bool = True, version: str = VERSION) -> None:
+                  up: bool = True, version: str | None = None) -> None:
     with store.locked() as data:
         key = key_of("Node", None, name)
         node = data["objects"].get(key) or {
@@ -703,7 +703,8 @@ def register_node(store: Store, name: str, ip: str, roles: list[str], arch: str,
         node["status"] = {"x-double-up": up, "x-double-heartbeat": time.time() if up else 0,
                           "addresses": [{"type": "InternalIP", "address": ip},
                                         {"type": "Hostname", "address": name}],
-                          "nodeInfo": {"kubeletVersion": version, "kubeProxyVersion": version,
+                          "nodeInfo": {"kubeletVersion": version or VERSION,
+                                       "kubeProxyVersion": version or VERSION,
                                        "architecture": arch, "operatingSystem": "linux",
                                        "containerRuntimeVersion": "containerd://2.0.5-k3s1"}}
         data["objects"][key] = node

@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from runbooks.lab.doubles.k3s import MODULE as K3S_MODULE
+from runbooks.lab.doubles.k3s import install_module as install_k3s_module
+
 HERE = Path(__file__).resolve().parent
 LIB = "usr/local/lib/greenroom-double/microk8s.py"
-KUBE = "usr/local/lib/greenroom-double/k3s.py"  # the k3s double: microk8s kubectl runs it
+KUBE = K3S_MODULE  # the k3s double: microk8s kubectl runs it
 
 
 def install(root: Path) -> None:
@@ -16,7 +19,7 @@ def install(root: Path) -> None:
     lib = root / LIB
     lib.parent.mkdir(parents=True, exist_ok=True)
     lib.write_text((HERE / "microk8s.py").read_text())
-    (root / KUBE).write_text((HERE.parent / "k3s" / "k3s.py").read_text())
+    install_k3s_module(root)  # at KUBE, its bytecode compiled
     path = root / "usr/local/bin/snap"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f'#!/bin/sh\n# greenroom lab DOUBLE\nexec /usr/bin/python3 /{LIB} snap "$@"\n')
