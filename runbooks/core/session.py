@@ -468,6 +468,13 @@ class Connector:
         self.run_values: dict[str, Any] = {}
         self.run_values_lock = threading.Lock()
 
+    def new_run(self) -> None:
+        """Forget what the hosts of the last run shared (`run_values`): a caller that runs
+        several runbooks over this one Connector (demo.reset's phases: a check that found no
+        k3s token yet, then the converge that starts k3s) starts each run afresh."""
+        with self.run_values_lock:
+            self.run_values.clear()
+
     def _fabric_config(self) -> Any:
         """A Fabric Config of the connection's own (about 1 ms): Fabric connections that
         share one Config fail at random when many threads open them at once (seen at 100

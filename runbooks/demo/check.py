@@ -442,6 +442,7 @@ def _judge(part: _Part, facts: Mapping[str, FactResult] | None, report: HostRepo
 def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log: Log,
               parallel: int = 10) -> list[HostReport]:
     """demo.check on `hosts`, in parallel; one HostReport per host, in inventory order."""
+    connector.new_run()  # a check after reset's phases reads what is there now
     roles = roles_of(hosts)  # a runbook none of them has is never imported
     probes = [(entry.name, probe) for entry, probe in parts("check", roles=roles)]
     probes.append(("demo.cluster", cluster_probe))

@@ -101,6 +101,7 @@ def run_phase(phase: str, runbook: Any, inventory: Inventory, hosts: list[Host],
     """One runbook on the hosts with its roles, in parallel; prints its progress line."""
     from concurrent.futures import ThreadPoolExecutor
 
+    connector.new_run()  # nothing an earlier phase's hosts shared (a token not there yet)
     targets = [h for h in hosts if applies(runbook.roles, h)
                and h.name not in outcome.unreachable]
     if not targets:

@@ -13,6 +13,7 @@ import pytest
 
 from runbooks.core import secrets
 from runbooks.core.facts import FactResult
+from runbooks.core.session import Connector as RealConnector
 from runbooks.k3s import config as cfg
 from runbooks.k3s import plan as k3s_plan
 from runbooks.k3s.plan import JoinToken, token_from
@@ -48,6 +49,8 @@ class Connector:
 
     def session(self, host: object) -> FirstServer:
         return self.first
+
+    new_run = RealConnector.new_run  # the engine's own: one Connector, several runs
 
 
 def ctx(connector: Connector, name: str, check: bool = False, **options: object):
@@ -116,6 +119,35 @@ def test_each_run_reads_it_once_again():
     agents_at_once(Connector(first))
     agents_at_once(Connector(first))
     assert first.reads == 2
+
+
+def test_a_check_before_k3s_started_does_not_hide_the_token_from_the_run_after_it():
+    """demo.reset: its check finds no token (k3s not started yet), its converge phase starts
+    k3s over the same Connector: that run must read the token, not take the check's None."""
+    first = FirstServer(token="")
+    connector = Connector(first)
+    assert agents_at_once(connector, check=True) == [None] * 3
+    first.token = TOKEN  # the converge phase's first server started k3s
+    connector.new_run()
+    assert agents_at_once(connector) == [TOKEN] * 3
+
+
+def test_every_demo_phase_and_check_is_a_new_run_of_the_connector(monkeypatch):
+    from runbooks.demo import check as demo_check
+    from runbooks.demo import run as demo_run
+
+    connector = Connector(FirstServer())
+    connector.run_values["k3s join token"] = "what an earlier phase read"
+    demo_run.run_phase("converge", SimpleNamespace(roles=("k3s-server",), name="k3s"), None,
+                       [], connector, False, 1, None, None, {})
+    assert connector.run_values == {}
+    connector.run_values["k3s join token"] = "what the reset's phases read"
+    monkeypatch.setattr(demo_check, "parts", lambda *a, **k: [])
+    monkeypatch.setattr(demo_check, "converge_parts", lambda roles: [])
+    no_hints = SimpleNamespace(save=lambda: None)
+    monkeypatch.setattr(demo_check.Hints, "of_site", staticmethod(lambda site: no_hints))
+    demo_check.check_all(SimpleNamespace(site="lab"), connector, [], lambda *_: None)
+    assert connector.run_values == {}
 
 
 def test_a_read_under_way_never_holds_up_the_first_servers_facts():
