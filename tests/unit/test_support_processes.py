@@ -3,13 +3,16 @@ secrets audit and the microk8s join-token test read every process's argv with.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
 
 from tests.support.secretaudit import ArgvSampler, proc_lines, processes
 
-MARK = b"31.4159265"  # a sleep no other process on this machine runs
+# a sleep no other process on this machine runs: this run's own (another test run beside it,
+# a second checkout's, would otherwise list its sleep too)
+MARK = f"31.{os.getpid()}".encode()
 
 
 def this_host() -> bytes:
