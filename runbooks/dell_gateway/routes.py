@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
@@ -40,7 +39,7 @@ from runbooks.core.steps import (
     daemon_reloaded,
     unified_diff,
 )
-from runbooks.core.steps.files import BACKUP_DIR
+from runbooks.core.steps.files import backup_command
 from runbooks.core.templates import managed_from, render
 
 if TYPE_CHECKING:
@@ -152,11 +151,8 @@ class UnitRemoved(Step):
         content = parse_file(facts["file"]).content
         if content is None:
             return []
-        q = shlex.quote
-        backups = q(BACKUP_DIR + "/etc/systemd/system")
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        command = (f"mkdir -p {backups} && cp -p {q(UNIT_PATH)} {backups}/{UNIT}.{stamp} && "
-                   f"rm -f {q(UNIT_PATH)} && systemctl daemon-reload")
+        command = (f"{backup_command(UNIT_PATH)} && rm -f {shlex.quote(UNIT_PATH)} && "
+                   "systemctl daemon-reload")
         return [Change(f"remove {UNIT_PATH}", (Action(command),),
                        unified_diff(UNIT_PATH, content, None))]
 

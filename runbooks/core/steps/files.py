@@ -104,7 +104,6 @@ def _write_script(
             f'if ! out=$({check} 2>&1); then printf "validation failed (%s):\\n%s\\n" '
             f"{q(validate)} \"$out\" >&2; exit 3; fi\n"
         )
-    backup_dir = q(BACKUP_DIR + directory)
     temp = f"{q(directory)}/.{q(base)}.greenroom."
     tmp = f"{directory}/.{base}.greenroom.{secrets.token_hex(6)}"
     bits = int(mode, 8)
@@ -117,7 +116,6 @@ def _write_script(
         set_owner = f'[ -O "$tmp" ] && [ -G "$tmp" ] || chown {q(owner)}:{q(group)} "$tmp"\n'
     else:
         set_owner = f'chown {q(owner)}:{q(group)} "$tmp"\n'
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     if from_stdin:
         digest = hashlib.sha256(content.encode()).hexdigest()
         fill = ('cat > "$tmp"\n'
@@ -139,9 +137,19 @@ def _write_script(
         f"{fill}"
         f"{set_mode}{set_owner}"
         f"{validator}"
-        f"if [ -e {q(path)} ]; then [ -d {backup_dir} ] || mkdir -p {backup_dir}; "
-        f"cp -p {q(path)} {backup_dir}/{q(base)}.{stamp}; fi\n"
+        f"{backup_command(path)}\n"
     ), tmp
+
+
+def backup_command(path: str) -> str:
+    """The shell line that keeps `path`, when there, under BACKUP_DIR with a timestamp
+    (what every file step does before it replaces a file)."""
+    q = shlex.quote
+    directory, base = posixpath.split(path)
+    backup_dir = q(BACKUP_DIR + directory)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return (f"if [ -e {q(path)} ]; then [ -d {backup_dir} ] || mkdir -p {backup_dir}; "
+            f"cp -p {q(path)} {backup_dir}/{q(base)}.{stamp}; fi")
 
 
 class Edit(Step):
