@@ -27,6 +27,7 @@ from runbooks.core.steps.base import Plan, StepFailed
 from runbooks.demo import clock, merged
 from runbooks.demo import cluster as cluster_probe
 from runbooks.demo import vip as vip_probe
+from runbooks.demo.early import Later
 from runbooks.demo.order import parts, probe_roles, roles_of
 from runbooks.demo.path import PATH
 from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
@@ -107,9 +108,22 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     judged, without another round trip."""
     report = HostReport(host.name)
     started = time.monotonic()
+    opening = Later(lambda: connector.session(host))
+    shared: Any = reads or connector
+    mine = [(name, probe) for name, probe in probes if applies(probe_roles(probe), host)]
+    ahead = hints.of(host.name) if hints is not None else {}
+    chosen = [(kind, runbook) for kind, runbook in runbooks if applies(runbook.roles, host)]
+    parts_ = [_new_part(host, inventory, opening, shared, kind, runbook, log, ahead, False,
+                        Ahead(reads, hints, inventory) if reads and hints else None)
+              for kind, runbook in chosen]
+    # planned ahead (from the hints: no command needed) while the connection opens; a plan
+    # that runs a command waits for it there
+    pool = ThreadPoolExecutor(max_workers=2)
+    planned = pool.submit(_plan_timed, parts_)
     try:
-        session = connector.session(host)
+        session = opening.get()
     except (HostUnreachable, SessionError) as exc:
+        pool.shutdown(wait=False)
         report.timings["connect"] = time.monotonic() - started
         report.verdicts.append(Verdict(host.name, "demo", "reachable", False, str(exc),
                                        "check the host's power, cable and address"))
@@ -118,13 +132,6 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     report.timings["connect"] = time.monotonic() - started
     report.verdicts.append(Verdict(host.name, "demo", "reachable", True,
                                    f"SSH in {report.timings['connect']:.2f} s"))
-    shared: Any = reads or connector
-    mine = [(name, probe) for name, probe in probes if applies(probe_roles(probe), host)]
-    ahead = hints.of(host.name) if hints is not None else {}
-    chosen = [(kind, runbook) for kind, runbook in runbooks if applies(runbook.roles, host)]
-    parts_ = [_new_part(host, inventory, session, shared, kind, runbook, log, ahead, False,
-                        Ahead(reads, hints, inventory) if reads and hints else None)
-              for kind, runbook in chosen]
     probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
     for _name, probe in mine:
         probing.update(probe.facts(host, inventory))
@@ -135,16 +142,13 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
             if shareable(command):
                 reads.start(host, command)
     claimed = reads.claimed(host.name, probing.values()) if reads is not None else set()
-    pool = ThreadPoolExecutor(max_workers=1)
     probed = pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed})
     pool.shutdown(wait=False)
     try:
-        planning = time.monotonic()
-        _plan_all(parts_)
+        report.timings["plans"] = planned.result()
         for part in parts_:
             if part.ahead is not None:
                 part.ahead.open = False
-        report.timings["plans"] = time.monotonic() - planning
         commands: dict[str, str] = {}
         for n, part in enumerate(parts_):
             commands.update({f"{PLANNING}{c}": c for c in part.ctx.asked})
@@ -236,6 +240,13 @@ def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int],
                 rest[f"{n}|{key}"] = command
     if rest:
         facts.update(_read(session, rest)[0])
+
+
+def _plan_timed(parts_: list[_Part]) -> float:
+    """`_plan_all`, and how long it took."""
+    started = time.monotonic()
+    _plan_all(parts_)
+    return time.monotonic() - started
 
 
 def _plan_all(parts_: list[_Part]) -> None:

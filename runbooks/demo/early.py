@@ -50,3 +50,30 @@ class Early:
             except Exception:  # noqa: BLE001 - a host never used; nothing to close
                 continue
         self._connector.close_all()
+
+
+class Later:
+    """A host's session opened only when first used: a plan built ahead from hints needs
+    none until it runs a command, so it is planned while the host's connection opens
+    (check.check_host). The open runs once; its session, or its failure, is every later
+    asker's (a host that is off is tried once)."""
+
+    def __init__(self, open_: Any) -> None:
+        self._open = open_
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._error: BaseException | None = None
+
+    def get(self) -> Any:
+        with self._lock:  # a second asker waits for the first one's open
+            if self._session is None and self._error is None:
+                try:
+                    self._session = self._open()
+                except Exception as exc:  # noqa: BLE001 - raised to every asker below
+                    self._error = exc
+            if self._error is not None:
+                raise self._error
+            return self._session
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)

@@ -189,7 +189,11 @@ class Ahead:
         return getattr(self.reads, name)
 
     def session(self, host: Any) -> _AheadSession:
-        return _AheadSession(self, host, self.reads.session(host))
+        """`host`'s session for a plan built ahead: opened when a command needs it (a
+        hinted read does not)."""
+        from runbooks.demo.early import Later
+
+        return _AheadSession(self, host, Later(lambda: self.reads.session(host)))
 
     def differs(self) -> bool:
         """A hinted cluster read answered otherwise for real, or could not be read (waits

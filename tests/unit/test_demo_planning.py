@@ -241,3 +241,64 @@ def test_a_hint_keeps_no_secret_values():
         {"kind": "Secret", "metadata": {"name": "bgp", "namespace": "metallb-system"}}, pool]
     plain = FactResult(0, '{"items": []}')
     assert redact("k3s kubectl get services -A -o json", plain) is plain
+
+
+class SlowHost:
+    """A connector whose host's connection opens only once the plan has been built (or
+    after `wait` seconds): `planned_first` tells which came first."""
+
+    def __init__(self, session: Session, wait: float = 2.0) -> None:
+        import threading
+
+        self._session, self.wait = session, wait
+        self.planned = threading.Event()
+        self.opens: list[bool] = []  # per open: was the plan built before it returned?
+
+    def session(self, host):  # noqa: ANN001, ANN201
+        self.planned.wait(self.wait)
+        self.opens.append(self.planned.is_set())
+        return self._session
+
+
+def counting_runbook(root, planned) -> Runbook:  # noqa: ANN001
+    """board_runbook, telling the test when its plan is built."""
+    inner = board_runbook(root)
+
+    def plan(ctx) -> Plan:  # noqa: ANN001
+        built = inner.plan(ctx)
+        planned.set()
+        return built
+
+    return Runbook("board", ("pi",), plan)
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "with-shared-reads"])
+def test_a_plan_built_ahead_is_built_while_the_hosts_connection_opens(board, shared):
+    from runbooks.demo.reads import SharedReads
+
+    checked(board, board_runbook(board.root))  # the hints: bookworm
+    session = Session(board.root)
+    connector = SlowHost(session)
+    report = check.check_host(board.host, board.inventory, connector, lambda _t: None, [],
+                              [("drift", counting_runbook(board.root, connector.planned))],
+                              SharedReads(connector) if shared else None, board.hints)
+    assert connector.opens and all(connector.opens), connector.opens  # planned, then open
+    assert verdict(report, "board").ok and len(session.trips) == 1  # one round trip still
+
+
+def test_a_host_that_is_off_is_reported_once_however_its_plans_ask(board):
+    from runbooks.core.session import HostUnreachable
+
+    checked(board, board_runbook(board.root), plain_runbook(board.root))
+    opens = []
+
+    def off(host):  # noqa: ANN001, ANN202
+        opens.append(host.name)
+        raise HostUnreachable("cannot connect to rp0: no route")
+
+    report = check.check_host(board.host, board.inventory, SimpleNamespace(session=off),
+                              lambda _t: None, [],
+                              [("drift", board_runbook(board.root)),
+                               ("drift", plain_runbook(board.root))], None, board.hints)
+    assert not report.reachable and opens == ["rp0"]
+    assert [v.name for v in report.verdicts] == ["reachable"]
