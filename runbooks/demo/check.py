@@ -98,9 +98,10 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                reads: SharedReads | None = None, hints: Hints | None = None) -> HostReport:
     """Everything demo.check reads on one host; never raises for the host's failures.
 
-    One connection; the probes' facts read at once (they need no plan); meanwhile every
-    part planned ahead from the site's last planning answers (runbooks/demo/planning.py; in
-    parallel: a plan may read the cluster, through `reads`); then ONE batch per host with
+    One connection; while it opens, every part is planned ahead from the site's last
+    planning answers (runbooks/demo/planning.py; in parallel: a plan may read the cluster,
+    through `reads`; a plan that runs a command waits for the connection there); once it
+    is open the probes' facts are read at once (they need no plan); then ONE batch with
     every plan's planning reads and first-round step facts (a command asked by several
     parts or by a probe runs once; a cluster read shared or cut from a wider one is not run
     again); a part whose planning reads answered otherwise than its hints is planned again
