@@ -52,15 +52,31 @@ def read_runs(site: str) -> list[dict[str, Any]]:
 
 
 def record(site: str, run: dict[str, Any]) -> None:
-    """Append a run (atomically rewrites the file, keeping the last MAX_RUNS)."""
-    runs = [*read_runs(site), run][-MAX_RUNS:]
+    """Append a run: one masked line added to the file (earlier runs are neither parsed nor
+    written again); past MAX_RUNS the file is rewritten atomically with its last MAX_RUNS
+    lines as they are."""
     path = history_path(site)
     path.parent.mkdir(parents=True, exist_ok=True)
+    line = (secrets.mask(json.dumps(run, sort_keys=True)) + "\n").encode()
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size and _last_byte(fd) != b"\n":
+            line = b"\n" + line  # a line cut short (a crash mid-write) stays its own line
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    if len(lines) <= MAX_RUNS:
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as out:
-        for item in runs:
-            out.write(secrets.mask(json.dumps(item, sort_keys=True)) + "\n")
+    with os.fdopen(fd, "wb") as out:
+        out.writelines(lines[-MAX_RUNS:])
     os.replace(tmp, path)
+
+
+def _last_byte(fd: int) -> bytes:
+    return os.pread(fd, 1, os.fstat(fd).st_size - 1)
 
 
 def usual_times(runs: list[dict[str, Any]]) -> dict[str, float]:

@@ -310,3 +310,31 @@ def test_workload_namespaces_are_deleted_while_listed(found, deleted):
     changes = [c for s in steps for c in s.plan({"namespaces": found})]
     assert [c.actions[0].command for c in changes] == [
         f"k3s kubectl delete namespace {n} --ignore-not-found --timeout=120s" for n in deleted]
+
+
+def test_history_record_appends_one_line_without_reading_earlier_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    path = history.history_path("lab")
+    path.parent.mkdir(parents=True)
+    earlier = '{"when": "2026-11-29T10:00:00Z",  "command": "demo.check", "ok": true}\n'
+    path.write_text(earlier + '{"cut short by a crash": ')
+
+    def parsed(_text):  # noqa: ANN001, ANN202
+        raise AssertionError("record() parsed an earlier run")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(history.json, "loads", parsed)
+        history.record("lab", history.new_run("demo.check", True, 2.0, {"check": 1.5}))
+    lines = path.read_text().splitlines(keepends=True)
+    assert lines[0] == earlier  # byte for byte: not parsed, not written again
+    assert lines[1] == '{"cut short by a crash": \n' and len(lines) == 3
+    assert [r["command"] for r in history.read_runs("lab")] == ["demo.check"] * 2
+
+
+def test_history_keeps_the_last_max_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.setattr(history, "MAX_RUNS", 3)
+    for n in range(5):
+        history.record("lab", history.new_run(f"run {n}", True, 1.0, {}))
+    assert [r["command"] for r in history.read_runs("lab")] == ["run 2", "run 3", "run 4"]
+    assert history.history_path("lab").stat().st_mode & 0o777 == 0o600
