@@ -30,7 +30,7 @@ from runbooks.demo import vip as vip_probe
 from runbooks.demo.early import Later
 from runbooks.demo.order import parts, probe_roles, roles_of
 from runbooks.demo.path import PATH
-from runbooks.demo.planning import Ahead, Hints, Planner, Unknown, same_answers
+from runbooks.demo.planning import Ahead, Hints, Planner, Turns, Unknown, same_answers
 from runbooks.demo.reads import SharedReads, shareable
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
@@ -95,7 +95,8 @@ class _Part:
 
 def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                probes: list[tuple[str, Any]], runbooks: list[tuple[str, Any]],
-               reads: SharedReads | None = None, hints: Hints | None = None) -> HostReport:
+               reads: SharedReads | None = None, hints: Hints | None = None,
+               turns: Turns | None = None) -> HostReport:
     """Everything demo.check reads on one host; never raises for the host's failures.
 
     One connection; while it opens, every part is planned ahead from the site's last
@@ -120,7 +121,8 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     # planned ahead (from the hints: no command needed) while the connection opens; a plan
     # that runs a command waits for it there
     pool = ThreadPoolExecutor(max_workers=2)
-    planned = pool.submit(_plan_timed, parts_)
+    planned = (turns.queue(host.name, _plan_part, parts_).__call__ if turns is not None
+               else pool.submit(_plan_timed, parts_).result)
     try:
         session = opening.get()
     except (HostUnreachable, SessionError) as exc:
@@ -146,7 +148,7 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     probed = pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed})
     pool.shutdown(wait=False)
     try:
-        report.timings["plans"] = planned.result()
+        report.timings["plans"] = planned()
         for part in parts_:
             if part.ahead is not None:
                 part.ahead.open = False
@@ -462,13 +464,32 @@ def check_all(inventory: Inventory, connector: Connector, hosts: list[Host], log
     runbooks = converge_parts(roles)
     reads = SharedReads(connector)
     hints = Hints.of_site(inventory.site)
-    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-        futures = [pool.submit(check_host, host, inventory, connector, log, probes, runbooks,
-                               reads, hints)
-                   for host in hosts]
-        found = [future.result() for future in futures]
+    first = plan_order(hosts, runbooks)
+    turns = Turns([h.name for h in first], PLANNERS)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            futures = {host.name: pool.submit(check_host, host, inventory, connector, log,
+                                              probes, runbooks, reads, hints, turns)
+                       for host in first}
+            found = [futures[host.name].result() for host in hosts]
+    finally:
+        turns.close()
     hints.save()
     return found
+
+
+# threads building every host's plans ahead, in turns (planning.Turns): a few, so the first
+# hosts' plans are done first; more than one, as a plan may wait for a host's connection
+PLANNERS = 6
+
+
+def plan_order(hosts: list[Host], runbooks: list[tuple[str, Any]]) -> list[Host]:
+    """`hosts`, the ones with the most parts to plan and judge first (their batches are the
+    longest: a gateway's, a cluster server's), in inventory order among equals."""
+    def weight(host: Host) -> int:
+        return sum(1 for _kind, runbook in runbooks if applies(runbook.roles, host))
+
+    return sorted(hosts, key=lambda host: -weight(host))
 
 
 def verdict_lines(reports: list[HostReport]) -> Mapping[str, list[Verdict]]:

@@ -234,3 +234,50 @@ class _AheadSession:
                 ahead.reads.start(self._host, command)
                 return CommandResult(hint.rc, hint.out, "")
         return self._session.run(command, stdin)
+
+
+class Turns:
+    """Every host's plans built ahead by a few threads shared by the whole check, the hosts
+    in `order` (the ones with the most parts first: theirs are the longest batches, so they
+    start first), each host's parts queued together once its turn comes.
+
+    On one CPU for Python (the GIL), planning every part of every host at once finishes
+    them all at the end; in turns, the first hosts' batches start after their own plans.
+    A host never queued (it failed before) holds no one up longer than WAIT seconds."""
+
+    WAIT = 1.0
+
+    def __init__(self, order: list[str], workers: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._order = list(order)
+        self._turn = 0
+        self._ready = threading.Condition()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
+                                        thread_name_prefix="plan")
+
+    def queue(self, host: str, plan: Any, parts: list[Any]) -> Any:
+        """`plan(part)` for each of `parts` once `host`'s turn has come; a function that
+        waits for them all and returns the seconds they took from being queued."""
+        import time
+
+        with self._ready:
+            self._ready.wait_for(lambda: self._up_next() in (host, None), self.WAIT)
+            started = time.monotonic()
+            futures = [self._pool.submit(plan, part) for part in parts]
+            if self._up_next() == host:
+                self._turn += 1
+            self._ready.notify_all()
+
+        def planned() -> float:
+            for future in futures:
+                future.result()
+            return time.monotonic() - started
+
+        return planned
+
+    def _up_next(self) -> str | None:
+        return self._order[self._turn] if self._turn < len(self._order) else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)

@@ -302,3 +302,50 @@ def test_a_host_that_is_off_is_reported_once_however_its_plans_ask(board):
                                ("drift", plain_runbook(board.root))], None, board.hints)
     assert not report.reachable and opens == ["rp0"]
     assert [v.name for v in report.verdicts] == ["reachable"]
+
+
+def test_turns_plan_the_first_hosts_parts_first_whoever_queues_first():
+    import threading
+    import time
+
+    from runbooks.demo.planning import Turns
+
+    turns = Turns(["dell", "rp0"], workers=1)
+    done: list[str] = []
+    waits = {}
+
+    def queue(host: str, parts: list[str]) -> None:
+        waits[host] = turns.queue(host, done.append, parts)
+
+    late = threading.Thread(target=queue, args=("rp0", ["rp0 k3s", "rp0 pi-prep"]))
+    late.start()  # rp0's thread comes first ...
+    time.sleep(0.1)
+    assert done == []  # ... and waits for dell's turn
+    queue("dell", ["dell gateway", "dell registry"])
+    late.join(5)
+    for host in ("dell", "rp0"):
+        assert waits[host]() >= 0
+    assert done == ["dell gateway", "dell registry", "rp0 k3s", "rp0 pi-prep"]
+    turns.close()
+
+
+def test_a_host_that_never_queues_holds_the_others_up_only_so_long(monkeypatch):
+    from runbooks.demo.planning import Turns
+
+    monkeypatch.setattr(Turns, "WAIT", 0.05)
+    turns = Turns(["off", "rp0"], workers=2)
+    done: list[str] = []
+    turns.queue("rp0", done.append, ["rp0 k3s"])()
+    assert done == ["rp0 k3s"]
+    turns.close()
+
+
+def test_the_hosts_with_the_most_parts_are_planned_first():
+    hosts = [SimpleNamespace(name=n, roles=r) for n, r in (
+        ("laptop", ("client",)), ("rp1", ("pi", "k3s-agent")), ("dell", ("gateway",)),
+        ("rp0", ("pi", "k3s-server")))]
+    runbooks = [("drift", SimpleNamespace(roles=roles)) for roles in (
+        ("gateway",), ("gateway",), ("gateway",), ("pi",), ("pi",), ("k3s-server",),
+        ("client",))]
+    assert [h.name for h in check.plan_order(hosts, runbooks)] == [
+        "dell", "rp0", "rp1", "laptop"]
