@@ -7,6 +7,7 @@ inventory's `registry:` names.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,12 +98,32 @@ def mirrored_upstreams(base: Any = None) -> tuple[str, ...]:
     unreadable."""
     from pathlib import Path
 
-    import yaml
-
     from runbooks.core.templates import FILES
 
     path = Path(base) if base is not None else FILES / "registry" / "images.yaml"
     files = [path, *sorted((path.parent / "images.d").glob("*.yaml"))]
+    try:  # each node's plans ask (registry.trust, k3s, pi-prep): the lists read once
+        key = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    except OSError:
+        key = None
+    with _UPSTREAMS_LOCK:
+        known = _UPSTREAMS.get(key) if key is not None else None
+    if known is not None:
+        return known
+    found = _read_upstreams(path, files)
+    if key is not None:
+        with _UPSTREAMS_LOCK:
+            _UPSTREAMS[key] = found
+    return found
+
+
+_UPSTREAMS: dict[tuple[tuple[str, int, int], ...], tuple[str, ...]] = {}
+_UPSTREAMS_LOCK = threading.Lock()
+
+
+def _read_upstreams(path: Any, files: list[Any]) -> tuple[str, ...]:
+    import yaml
+
     hosts: set[str] = set()
     for file in files:
         try:

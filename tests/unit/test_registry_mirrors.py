@@ -58,6 +58,22 @@ def test_upstreams_from_a_plain_text_list(tmp_path):
     assert mirrored_upstreams(base) == ("quay.io", "registry.k8s.io")
 
 
+def test_upstreams_read_once_per_version_of_the_lists(tmp_path, monkeypatch):
+    import os
+
+    base = tmp_path / "images.yaml"
+    base.write_text("images:\n  - quay.io/a/b:1\n")
+    parsed = []
+    load = yaml.load
+    monkeypatch.setattr(yaml, "load", lambda *a, **k: parsed.append(1) or load(*a, **k))
+    for _node in ("rp0", "rp1", "lp0"):  # each node's plans ask, one process
+        assert mirrored_upstreams(base) == ("quay.io",)
+    assert len(parsed) == 1
+    base.write_text("images:\n  - ghcr.io/a/b:1\n")  # the list edited: read again
+    os.utime(base, ns=(1, 1))
+    assert mirrored_upstreams(base) == ("ghcr.io",) and len(parsed) == 2
+
+
 @pytest.mark.parametrize("text, words", [
     pytest.param(None, "cannot read the image list", id="missing"),
     pytest.param("images: [\n", "not valid YAML", id="invalid-yaml"),
