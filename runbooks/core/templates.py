@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,36 @@ def _environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        bytecode_cache=_compiled(),
     )
+
+
+def cache_dir() -> Path:
+    """Where compiled templates are kept: ~/.cache/greenroom/templates ($XDG_CACHE_HOME)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "greenroom" / "templates"
+
+
+def _compiled() -> Any:
+    """Each template's compiled code kept per user, so a process renders a template without
+    compiling it again (jinja2 checks the template's source against the kept code's and
+    compiles a changed one; the code holds the template only, never a rendered value).
+    None (compile every time) when the directory cannot be made."""
+    import jinja2
+
+    class Kept(jinja2.FileSystemBytecodeCache):
+        def dump_bytecode(self, bucket: Any) -> None:
+            try:
+                super().dump_bytecode(bucket)
+            except OSError:
+                return  # a cache we cannot write is no error: compiled again next time
+
+    directory = cache_dir()
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return Kept(str(directory))
 
 
 def render(name: str, **values: Any) -> str:
