@@ -123,6 +123,10 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     pool = ThreadPoolExecutor(max_workers=2)
     planned = (turns.queue(host.name, _plan_part, parts_).__call__ if turns is not None
                else pool.submit(_plan_timed, parts_).result)
+    # the probes' commands too: their batch goes out as soon as the connection is open
+    probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
+    for _name, probe in mine:
+        probing.update(probe.facts(host, inventory))
     try:
         session = opening.get()
     except (HostUnreachable, SessionError) as exc:
@@ -135,9 +139,6 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     report.timings["connect"] = time.monotonic() - started
     report.verdicts.append(Verdict(host.name, "demo", "reachable", True,
                                    f"SSH in {report.timings['connect']:.2f} s"))
-    probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
-    for _name, probe in mine:
-        probing.update(probe.facts(host, inventory))
     # the probes need no plan: their facts are read while the parts are planned (the host
     # is idle meanwhile), their plain cluster reads shared with every part that asks
     if reads is not None:

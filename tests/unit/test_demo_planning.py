@@ -349,3 +349,23 @@ def test_the_hosts_with_the_most_parts_are_planned_first():
         ("client",))]
     assert [h.name for h in check.plan_order(hosts, runbooks)] == [
         "dell", "rp0", "rp1", "laptop"]
+
+
+def test_the_probes_commands_are_ready_before_the_connection_is(board):
+    import threading
+
+    asked = threading.Event()
+    probe = SimpleNamespace(roles=("pi",), evaluate=lambda *a: [],
+                            facts=lambda host, inv: asked.set() or {"p.uptime": "cat /proc/uptime"})
+    session = Session(board.root)
+    opened = []
+
+    def slow(host):  # noqa: ANN001, ANN202
+        asked.wait(2)
+        opened.append(asked.is_set())
+        return session
+
+    check.check_host(board.host, board.inventory, SimpleNamespace(session=slow),
+                     lambda _t: None, [("p", probe)], [("drift", plain_runbook(board.root))],
+                     None, board.hints)
+    assert opened == [True]
