@@ -265,7 +265,7 @@ def _plan_all(parts_: list[_Part]) -> None:
 # the k3s double) are the slow commands of a batch: they go in up to this many batches of
 # their own, read at the same time on the host's one connection beside the rest.
 CLUSTER_LANES = 3
-_CLUSTER_READ = re.compile(r"\bkubectl\b")
+_CLUSTER_READ = re.compile(r"\bkubectl\s")  # kubectl run, not a path ending in it
 # A batch runs its commands one after another: a long one (the gateway's plans: about fifty
 # commands) is the host's critical path. The rest is cut into up to SHELL_LANES batches of
 # at least PER_LANE commands each, read at the same time (a channel each: both cores of a

@@ -182,6 +182,19 @@ def test_cluster_reads_are_spread_over_lanes_beside_the_rest():
     assert lanes({"clock": "date +%s"}) == [{"clock": "date +%s"}]
 
 
+def test_a_test_of_the_kubectl_link_is_no_cluster_read_of_its_own():
+    """k3s's plan asks whether /usr/local/bin/kubectl links to k3s: a file test, read in the
+    shell lane, not a channel of its own beside the cluster reads."""
+    from runbooks.demo.check import lanes
+
+    link = '( [ "$(readlink /usr/local/bin/kubectl)" = k3s ] )'
+    commands = {"clock": "date +%s", "link": link, "nodes": "k3s kubectl get nodes -o json",
+                "stdin": "printf '%s' x | k3s kubectl get -f - -o name"}
+    assert lanes(commands) == [{"clock": "date +%s", "link": link},
+                               {"nodes": "k3s kubectl get nodes -o json"},
+                               {"stdin": "printf '%s' x | k3s kubectl get -f - -o name"}]
+
+
 def test_a_long_batch_is_cut_into_lanes_read_at_the_same_time():
     """The gateway's ~50 plan facts ran one after another in one shell: its critical path."""
     from runbooks.demo.check import PER_LANE, SHELL_LANES, lanes
