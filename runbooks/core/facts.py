@@ -241,16 +241,18 @@ def grep_command(paths: list[str]) -> str:
 # (every path) and `grep` (the first K paths, the files to read) print, each part ended by
 # the batch's marker line, so `files_from` and `dirs_from` parse either. Only files that
 # stat as regular are read (grep would block on a fifo); bytes are copied as they are (-C0:
-# no PERL_UNICODE layers; -T: no PERL5OPT; no `use locale`). It is one line with no
-# quote, backslash or `!`, and every other word of the command line is a plain word: every
-# login shell (POSIX ones, fish, csh) passes it to perl unchanged, with no `sh -c` around it.
+# no PERL_UNICODE layers; -T: no PERL5OPT; no `use locale`); each owner and group is looked
+# up once. One line with no quote, backslash or `!`, and every other word of the command
+# line a plain word: POSIX login shells and fish pass it to perl unchanged without `sh -c`
+# around it; csh, which runs no `LC_ALL=C perl`, fails it, and the batch script runs.
 _READER = (
     '($m,$k,@p)=@ARGV;$n=$/;$r=0;'
     'for$q(@p){if(@s=stat$q){'
     '$t=-f _?($s[7]?"regular file":"regular empty file"):-d _?"directory":-p _?"fifo":'
     '-S _?"socket":-c _?"character special file":-b _?"block special file":"weird file";'
     '$f{$q}=-f _;print join(" ",$s[7],sprintf("%o",$s[2]&07777),'
-    '(getpwuid$s[4])[0]//"UNKNOWN",(getgrgid$s[5])[0]//"UNKNOWN",$t),"|$q$n"}'
+    '$u{$s[4]}//=(getpwuid$s[4])[0]//"UNKNOWN",$g{$s[5]}//=(getgrgid$s[5])[0]//"UNKNOWN",'
+    '$t),"|$q$n"}'
     'else{$r=1}}'
     'print"$n$m $r$n";'
     'for$q(@p[0..$k-1]){$i=0;if($f{$q}and open F,"<",$q){'

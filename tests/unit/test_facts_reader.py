@@ -349,3 +349,17 @@ def test_a_converged_file_batch_starts_one_program_on_the_host(tmp_path: Path) -
     assert _programs_started(tmp_path, program) == ["perl"]
     assert _programs_started(tmp_path, "sh -c " + __import__("shlex").quote(script)) == [
         "sh", "stat", "grep"]
+
+
+def test_the_reader_looks_each_owner_and_group_up_once(tmp_path: Path) -> None:
+    """`stat` reads /etc/passwd and /etc/group again for every file; the reader once."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    _, _, program = facts._prepare(_cases(tmp_path)["many"]())
+    assert program is not None
+    trace = tmp_path / "trace"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat", "-o", str(trace), "/bin/bash",
+                    "-c", program], check=True, capture_output=True,
+                   env={"PATH": "/usr/bin:/bin"})
+    opened = trace.read_text()
+    assert (opened.count('"/etc/passwd"'), opened.count('"/etc/group"')) == (1, 1)
