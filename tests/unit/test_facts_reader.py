@@ -360,6 +360,6 @@ def test_the_reader_looks_each_owner_and_group_up_once(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat", "-o", str(trace), "/bin/bash",
                     "-c", program], check=True, capture_output=True,
-                   env={"PATH": "/usr/bin:/bin"})
+                   env={"PATH": "/usr/bin:/bin", "HOME": "/"})  # bash looks a HOME up
     opened = trace.read_text()
     assert (opened.count('"/etc/passwd"'), opened.count('"/etc/group"')) == (1, 1)
