@@ -24,6 +24,11 @@ is one `systemctl is-enabled U1 U2 ...` (one state per line; 0 for the enabled s
 an answer has not one line or block per unit (is-enabled stops at a unit it cannot find), or
 a block names another unit (an alias), each asker is read on its own. A gateway's plans ask
 about a dozen of these: each a process, and systemd's work to answer it.
+
+And every dpkg_status fact of the batch (a dpkg-query of its packages, one per Packages step:
+each loads dpkg's whole status database) is one dpkg-query of all their packages; each
+asker gets its packages' lines, and exit 1 when one of them has none, as dpkg-query
+exits for a package it does not know.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import re
 from collections.abc import Callable, Mapping
 
 from runbooks.core.facts import FactResult
+from runbooks.core.steps.system import dpkg_status
 
 _GET = re.compile(r"(?P<kubectl>[a-z0-9 ./-]*kubectl) get (?P<refs>[a-z0-9.-]+/[a-z0-9.-]+"
                   r"(?: [a-z0-9.-]+/[a-z0-9.-]+)+) -n (?P<namespace>[a-z0-9-]+) "
@@ -52,6 +58,22 @@ _ZERO = {"is-active": frozenset({"active", "reloading"}),
          "is-enabled": frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect",
                                   "generated", "transient"})}
 _NONZERO = {"is-active": 3, "is-enabled": 1}
+
+
+# core's dpkg_status fact (runbooks/core/steps/system.py) of plain package names
+_DPKG_HEAD = dpkg_status(["@"]).command[:-1]
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+def packages_of(command: str) -> list[str] | None:
+    """The packages of a `dpkg_status` fact's command (plain names only), else None."""
+    text = command.strip()
+    if not text.startswith(_DPKG_HEAD):
+        return None
+    names = text[len(_DPKG_HEAD):].split()
+    if not names or not all(_PACKAGE.fullmatch(n) for n in names):
+        return None
+    return names
 
 
 def unit_of(command: str) -> tuple[str, str] | None:
@@ -100,6 +122,8 @@ def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[s
         elif (unit := unit_of(command)) is not None:
             verb = "show" if unit[0] in ("is-active", "reload") else unit[0]
             groups.setdefault(("systemctl", verb), []).append(command)
+        elif packages_of(command) is not None:
+            groups.setdefault(("dpkg",), []).append(command)
     replaced: dict[str, str] = {}
     stands: dict[str, list[str]] = {}
     for group, asked in groups.items():
@@ -108,6 +132,8 @@ def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[s
         if group[0] == "get":
             refs = list(dict.fromkeys(r for c in asked for r in _refs(c)))
             one = f"{group[1]} get {' '.join(refs)} -n {group[2]} --ignore-not-found -o json"
+        elif group[0] == "dpkg":
+            one = dpkg_status([p for c in asked for p in packages_of(c) or ()]).command
         else:
             units = list(dict.fromkeys(u[1] for c in asked if (u := unit_of(c))))
             one = (f"systemctl show -p {SHOWN} {' '.join(units)}" if group[1] == "show"
@@ -132,6 +158,17 @@ def _unit_answer(command: str, merged_command: str, result: FactResult) -> FactR
     if not state or " " in state:
         return None
     return FactResult(0 if state in _ZERO[verb] else _NONZERO[verb], state + "\n")
+
+
+def _packages_answer(packages: list[str], result: FactResult) -> FactResult:
+    """A dpkg_status fact's answer from the merged dpkg-query's: the lines of its packages,
+    exit 1 when one of them has none (dpkg-query's status for a pattern it found no
+    package for), else 0. Each package's line is the same whoever else is asked with it."""
+    lines = [ln for ln in result.out.splitlines() if ln.split()
+             and ln.split()[0].split(":")[0] in packages]
+    found = {ln.split()[0].split(":")[0] for ln in lines}
+    return FactResult(0 if found >= set(packages) else 1,
+                      "".join(ln + "\n" for ln in lines))
 
 
 def _shown_answer(verb: str, unit: str, units: list[str],
@@ -169,6 +206,10 @@ def split(commands: Mapping[str, str], merged: Mapping[str, str],
             answers[key] = facts[key]
             continue
         result = facts[key]
+        mine = packages_of(command)
+        if mine is not None:
+            answers[key] = _packages_answer(mine, result)
+            continue
         if unit_of(command) is not None:
             answer = _unit_answer(command, one, result)
             if answer is None:

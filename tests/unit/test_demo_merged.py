@@ -206,3 +206,43 @@ def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
     assert {u: (f.rc, f.out) for u, f in facts.items()} == {
         "chrony": (0, "active\n"), "isc-dhcp-server": (3, "failed\n"),
         "docker-registry": (0, "active\n"), "greenroom-nftables.service": (0, "active\n")}
+
+
+def test_package_queries_of_a_batch_are_one_dpkg_query(tmp_path):
+    """Every Packages step's dpkg_status fact in one dpkg-query (a stand-in on PATH counts
+    its starts); each asker gets its own packages' lines, and exit 1 for a package dpkg does
+    not know (here: bird2), as its own query would."""
+    import os
+    import subprocess
+
+    from runbooks.core.session import CommandResult
+    from runbooks.core.steps.system import dpkg_status
+    from runbooks.demo.check import _read
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "dpkg-query"
+    stub.write_text(f'#!/bin/sh\necho start >> {tmp_path}/starts\nshift 3\nrc=0\n'
+                    'for p in "$@"; do case $p in bird2) rc=1;; chrony) echo "$p ii ";; '
+                    '*) echo "$p:arm64 rc ";; esac; done\nexit $rc\n')
+    stub.chmod(0o755)
+
+    class Session:
+        def run(self, script, stdin=None):
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                                  env=env, check=False)
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    asked = {"chrony": dpkg_status(["chrony"]).command,
+             "runtime": dpkg_status(["containerd", "containernetworking-plugins"]).command,
+             "bird": dpkg_status(["bird2"]).command,
+             "both": dpkg_status(["chrony", "bird2"]).command}
+    facts, _moment = _read(Session(), asked)
+    assert len((tmp_path / "starts").read_text().splitlines()) == 1
+    assert {k: (f.rc, f.out) for k, f in facts.items()} == {
+        "chrony": (0, "chrony ii \n"),
+        "runtime": (0, "containerd:arm64 rc \ncontainernetworking-plugins:arm64 rc \n"),
+        "bird": (1, ""), "both": (1, "chrony ii \n")}
+    assert dpkg_status(["chrony"]).parse(facts["chrony"]).installed("chrony")
+    assert not dpkg_status(["containerd"]).parse(facts["runtime"]).installed("containerd")
