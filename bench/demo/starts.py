@@ -2,7 +2,7 @@
 demo.check), from the kernel's own events: what a check makes the GUESTS do.
 
 Run as root from the repository root on an up, converged lab, under the lab lock:
-    python3 bench/demo/starts.py [--runs 3] [--top 25] [-- demo.check -i hosts/lab.yaml]
+    python3 bench/demo/starts.py [--runs 3] [--top 25] [--at DIR] [-- demo.check -i hosts/lab.yaml]
 `perf record -a` of process forks and execs (sched:sched_process_fork/exec) and of CPU time
 (cpu-clock, one sample per ms) while the command runs; each process is put on the host
 whose guest it was forked in (its oldest ancestor's network namespace, one of the lab's
@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1, help="commands recorded (averaged)")
     parser.add_argument("--top", type=int, default=25, help="programs listed")
     parser.add_argument("--python", default=sys.executable, help="interpreter whose inv runs")
+    parser.add_argument("--at", default=None, metavar="DIR",
+                        help="run the command from another checkout DIR (its code on "
+                             "PYTHONPATH, DIR the working directory), e.g. a base to compare")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then inv's arguments")
     args = parser.parse_args()
     argv = [a for a in args.command if a != "--"] or ["demo.check", "-i", "hosts/lab.yaml"]
@@ -75,7 +78,8 @@ def main() -> None:
     subprocess.run(["perf", "record", "-q", "-a", "-o", str(out), "-e",
                     "sched:sched_process_fork,sched:sched_process_exec", "-e", "cpu-clock",
                     "-c", "1000000", "--", "sh", "-c", f"echo $$ > {out}.pid; {loop}"],
-                   cwd=REPO, check=True)
+                   cwd=args.at or REPO, check=True,
+                   env=dict(os.environ, PYTHONPATH=args.at) if args.at else None)
     root = int(Path(f"{out}.pid").read_text())
     script = subprocess.run(["perf", "script", "-i", str(out), "-F", "comm,pid,event,trace"],
                             capture_output=True, text=True, check=True).stdout
@@ -114,7 +118,8 @@ def main() -> None:
         cpu[where] += count
         cpu_by[where][comm] += count
     runs = args.runs
-    print(f"{' '.join(argv)}, {runs} run(s), per run: process starts and CPU ms per host")
+    print(f"{' '.join(argv)}{' at ' + args.at if args.at else ''}, {runs} run(s), per run: "
+          "process starts and CPU ms per host")
     print(f"{'host':14} {'starts':>7} {'cpu ms':>7}  top CPU (ms)")
     names = sorted(set(starts) | set(cpu), key=lambda h: (h in ("local", "other"), h))
     for where in names:
