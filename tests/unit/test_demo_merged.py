@@ -176,10 +176,7 @@ def test_a_short_unit_answer_leaves_each_asker_to_its_own():
 
 def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
     """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
-    import os
-    import subprocess
 
-    from runbooks.core.session import CommandResult
     from runbooks.demo.check import _read
 
     bin_dir = tmp_path / "bin"
@@ -192,15 +189,9 @@ def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
                     'done\n')
     stub.chmod(0o755)
 
-    class Session:
-        def run(self, script, stdin=None):
-            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
-                                  env=env, check=False)
-            return CommandResult(done.returncode, done.stdout, done.stderr)
 
     units = ["chrony", "isc-dhcp-server", "docker-registry", "greenroom-nftables.service"]
-    facts, _moment = _read(Session(), {u: f"systemctl is-active {u}" for u in units})
+    facts, _moment = _read(StubSession(bin_dir), {u: f"systemctl is-active {u}" for u in units})
     assert (tmp_path / "starts").read_text().splitlines() == [
         "show -p Id,ActiveState,NeedDaemonReload " + " ".join(units)]
     assert {u: (f.rc, f.out) for u, f in facts.items()} == {
@@ -212,10 +203,7 @@ def test_package_queries_of_a_batch_are_one_dpkg_query(tmp_path):
     """Every Packages step's dpkg_status fact in one dpkg-query (a stand-in on PATH counts
     its starts); each asker gets its own packages' lines, and exit 1 for a package dpkg does
     not know (here: bird2), as its own query would."""
-    import os
-    import subprocess
 
-    from runbooks.core.session import CommandResult
     from runbooks.core.steps.system import dpkg_status
     from runbooks.demo.check import _read
 
@@ -227,18 +215,12 @@ def test_package_queries_of_a_batch_are_one_dpkg_query(tmp_path):
                     '*) echo "$p:arm64 rc ";; esac; done\nexit $rc\n')
     stub.chmod(0o755)
 
-    class Session:
-        def run(self, script, stdin=None):
-            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
-                                  env=env, check=False)
-            return CommandResult(done.returncode, done.stdout, done.stderr)
 
     asked = {"chrony": dpkg_status(["chrony"]).command,
              "runtime": dpkg_status(["containerd", "containernetworking-plugins"]).command,
              "bird": dpkg_status(["bird2"]).command,
              "both": dpkg_status(["chrony", "bird2"]).command}
-    facts, _moment = _read(Session(), asked)
+    facts, _moment = _read(StubSession(bin_dir), asked)
     assert len((tmp_path / "starts").read_text().splitlines()) == 1
     assert {k: (f.rc, f.out) for k, f in facts.items()} == {
         "chrony": (0, "chrony ii \n"),
@@ -246,3 +228,22 @@ def test_package_queries_of_a_batch_are_one_dpkg_query(tmp_path):
         "bird": (1, ""), "both": (1, "chrony ii \n")}
     assert dpkg_status(["chrony"]).parse(facts["chrony"]).installed("chrony")
     assert not dpkg_status(["containerd"]).parse(facts["runtime"]).installed("containerd")
+
+
+class StubSession:
+    """A host's session that runs a batch with POSIX sh here, `bin_dir`'s stand-ins first on
+    PATH."""
+
+    def __init__(self, bin_dir):
+        self.bin_dir = bin_dir
+
+    def run(self, script, stdin=None):
+        import os
+        import subprocess
+
+        from runbooks.core.session import CommandResult
+
+        env = dict(os.environ, PATH=f"{self.bin_dir}:{os.environ['PATH']}")
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
+                              check=False)
+        return CommandResult(done.returncode, done.stdout, done.stderr)

@@ -18,27 +18,13 @@ from runbooks.k3s import config as cfg
 from runbooks.k3s import health
 from runbooks.k3s.plan import node_plan
 from runbooks.k3s.release import Lock
+from tests.unit.test_k3s import BASE, node
 
 VERSION = "v1.34.3+k3s1"
 PINNED = "a" * 64
 OTHER = "b" * 64
-INVENTORY = """\
-site: t
-defaults: {user: root}
-network:
-  vlan: {id: 100}
-  subnet: 192.168.10.0/25
-  gateway: 192.168.10.2
-  dhcp: {range: [192.168.10.26, 192.168.10.126], dns: [192.168.10.2]}
-registry: {host: gw, port: 5001}
-cluster: {distribution: k3s, version: VERSION}
-hosts:
-  gw: {address: 10.0.0.2, roles: [gateway, registry], vlan: {parent: eth1}}
-  rp0: {address: 10.0.0.3, roles: [pi, k3s-server], board: raspberrypi,
-        vlan: {parent: eth0, address: 192.168.10.3/25}}
-  rp1: {address: 10.0.0.4, roles: [pi, k3s-agent], board: raspberrypi,
-        vlan: {parent: eth0, address: 192.168.10.4/25}}
-""".replace("VERSION", VERSION)
+INVENTORY = (BASE + node("rp0", 3, "k3s-server") + node("rp1", 4, "k3s-agent")
+             + f"cluster: {{distribution: k3s, version: {VERSION}}}\n")
 
 
 def site(tmp_path: Path, pinned: bool = True):  # noqa: ANN201
