@@ -2,11 +2,12 @@
 
     python bench/fleet/host_cpu.py CHECKOUT [CHECKOUT ...] [--runs 300]
 
-Each checkout's engine writes the batch script for the plan's facts (its files copied under
-a temporary directory, the live sysctl read from /proc); each is then run as sshd runs a
-command, `bash -c "sh -c SCRIPT"` with a UTF-8 LANG, alternating with the floors' `bash -c
-true`, and the CPU of every run (user + system of the children, getrusage) is averaged. No
-network, nothing of this machine changes. On the lab's boards all of this shares the
+Each checkout's engine writes the command line it sends for the plan's facts (its files
+copied under a temporary directory, the live sysctl read from /proc): `sh -c SCRIPT`, or
+since session 8 the files reader (one perl, no `sh -c`); each is then run as sshd runs a
+command, `bash -c LINE` with a UTF-8 LANG, alternating with the floors' `bash -c true`, and
+the CPU of every run (user + system of the children, getrusage) is averaged. No network,
+nothing of this machine changes. On the lab's boards all of this shares the
 client's cores, so it adds to the wall time of a 100-board run.
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -25,15 +25,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 SCRIPT = r"""
-import os, sys
+import os, shlex, sys
 checkout, root = sys.argv[1], sys.argv[2]
 sys.path[:0] = [checkout]
+from runbooks.core import facts
 from runbooks.core.facts import dir_command, file_command, prepare, sysctl_command
 names = ["k8s.conf", "sysctl-k8s.conf", "cmdline.txt", "fstab", "90-bench.conf", "config.toml"]
 commands = {name: file_command(os.path.join(root, name)) for name in names}
 commands.update(certs=dir_command(os.path.join(root, "certs.d")), root=dir_command(root),
                 live=sysctl_command("net.ipv4.ip_forward"))
-print(prepare(commands)[0], end="")
+program = facts._prepare(commands)[2] if hasattr(facts, "_prepare") else None
+print(program or "sh -c " + shlex.quote(prepare(commands)[0]), end="")
 """
 
 
@@ -55,9 +57,9 @@ def main() -> None:
     (root / "certs.d").mkdir()
     commands = {"true (the floors)": "true"}
     for checkout in args.checkouts:
-        script = subprocess.run([sys.executable, "-c", SCRIPT, str(Path(checkout).resolve()),
-                                 str(root)], capture_output=True, text=True, check=True).stdout
-        commands[checkout] = "sh -c " + shlex.quote(script)
+        commands[checkout] = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(Path(checkout).resolve()), str(root)],
+            capture_output=True, text=True, check=True).stdout
     env = dict(os.environ, LANG="C.UTF-8")
     cpu: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(args.runs):

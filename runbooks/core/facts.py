@@ -8,7 +8,10 @@ Facts never change anything and run in check mode too.
 A converged host's cost is mostly the processes that script starts on the host, so:
 file facts (`file_command`) are not run one by one but answered together by one `stat` and
 one `grep` over every file of the batch; commands run in the script's own shell unless they
-could disturb it (`exit`, `cd`, assignments, ...), which then get a subshell.
+could disturb it (`exit`, `cd`, assignments, ...), which then get a subshell. A batch of file
+facts only (a converged plan of files, as most are) is one program instead: `perl` (Essential
+on Debian, Raspberry Pi OS, Ubuntu) sent without `sh -c`, printing exactly what `stat` and
+`grep` print (`files_reader`); a host where it does not run falls back to the script.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import secrets as _random
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -103,12 +106,33 @@ def split_batch(output: str, keys: list[str], marker: str) -> dict[str, FactResu
 
 
 def gather(session: Runs, commands: Mapping[str, str]) -> dict[str, FactResult]:
-    """Run all `commands` on the host in one round trip; returns their results by key."""
+    """Run all `commands` on the host in one round trip; returns their results by key.
+
+    A batch of file facts only goes as one program (`files_reader`) when the session can
+    send one (`run_program`: no `sh -c` around it); its output must parse, else the script
+    runs as usual (and the session sends no more programs to that host)."""
     if not commands:
         return {}
-    script, parse = prepare(commands)
+    script, parse, program = _prepare(commands)
+    send = getattr(session, "run_program", None)
+    if program is not None and send is not None:
+        found = send(program, lambda done: _parsed(parse, done))
+        if found is not None:
+            return cast("dict[str, FactResult]", found)
     result = session.run(script)
     return parse(getattr(result, "stdout", ""))
+
+
+def _parsed(parse: Callable[[str], dict[str, FactResult]],
+            done: object) -> dict[str, FactResult] | None:
+    """The program's results, or None when it did not run as written (no perl on the
+    host, a login shell that reads the line otherwise): its output is then no batch."""
+    if getattr(done, "rc", 1) != 0:
+        return None
+    try:
+        return parse(getattr(done, "stdout", ""))
+    except ValueError:
+        return None
 
 
 def prepare(
@@ -117,6 +141,15 @@ def prepare(
     """The batch script for `commands` and the function that parses its output: `gather`
     in two halves, so a caller can run the script inside a larger one (the converger sends
     it in the same round trip as the changes it verifies)."""
+    script, parse, _ = _prepare(commands)
+    return script, parse
+
+
+def _prepare(
+    commands: Mapping[str, str],
+) -> tuple[str, Callable[[str], dict[str, FactResult]], str | None]:
+    """`prepare`, and the one program that answers the batch instead of the script when
+    every command is a file, directory or /proc read (else None); both print the same."""
     files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
     dirs = {key: c[len(DIR_FACT):] for key, c in commands.items() if c.startswith(DIR_FACT)}
     # `cat /proc/sys/...` (sysctl_command): read by the batch's grep, not a process of its own
@@ -153,7 +186,11 @@ def prepare(
                 results[key] = results[first[command]]
         return results
 
-    return batch_script(shell, marker, own=frozenset({_STAT, _GREP})), parse
+    script = batch_script(shell, marker, own=frozenset({_STAT, _GREP}))
+    program = None
+    if set(shell) <= {_STAT, _GREP} and all(map(_SAFE_WORD.fullmatch, stat_paths)):
+        program = files_reader(marker, paths, stat_paths)
+    return script, parse, program
 
 
 # -- files ----------------------------------------------------------------------------------
@@ -198,6 +235,41 @@ def stat_command(paths: list[str]) -> str:
 def grep_command(paths: list[str]) -> str:
     # -H -n: every line prefixed with its file and number, so one process reads every file
     return "LC_ALL=C grep -a -s -H -n '' -- " + " ".join(shlex.quote(p) for p in paths)
+
+
+# The files reader: one perl program that prints, byte for byte, what the batch's `stat`
+# (every path) and `grep` (the first K paths, the files to read) print, each part ended by
+# the batch's marker line, so `files_from` and `dirs_from` parse either. Only files that
+# stat as regular are read (grep would block on a fifo); bytes are copied as they are (-C0:
+# no PERL_UNICODE layers; -T: no PERL5OPT; no `use locale`); each owner and group is looked
+# up once. One line with no quote, backslash or `!`, and every other word of the command
+# line a plain word: POSIX login shells and fish pass it to perl unchanged without `sh -c`
+# around it; csh, which runs no `LC_ALL=C perl`, fails it, and the batch script runs.
+_READER = (
+    '($m,$k,@p)=@ARGV;$n=$/;$r=0;'
+    'for$q(@p){if(@s=stat$q){'
+    '$t=-f _?($s[7]?"regular file":"regular empty file"):-d _?"directory":-p _?"fifo":'
+    '-S _?"socket":-c _?"character special file":-b _?"block special file":"weird file";'
+    '$f{$q}=-f _;print join(" ",$s[7],sprintf("%o",$s[2]&07777),'
+    '$u{$s[4]}//=(getpwuid$s[4])[0]//"UNKNOWN",$g{$s[5]}//=(getgrgid$s[5])[0]//"UNKNOWN",'
+    '$t),"|$q$n"}'
+    'else{$r=1}}'
+    'print"$n$m $r$n";'
+    'for$q(@p[0..$k-1]){$i=0;if($f{$q}and open F,"<",$q){'
+    'while(defined($l=<F>)){$i++;$l.=$n if substr($l,-1)ne$n;print"$q:$i:$l"}close F}}'
+    'print"$n$m 0$n"if$k'
+)
+# words every shell leaves as they are (an absolute path of these characters)
+_SAFE_WORD = re.compile(r"/[A-Za-z0-9_./+,:@%=-]*")
+
+
+def files_reader(marker: str, paths: list[str], stat_paths: list[str]) -> str:
+    """The command line of the files reader for a batch (see `_READER`): `stat_paths`
+    stated, the first `len(paths)` of them (`paths`) read. Every path must be a plain word
+    (`_SAFE_WORD`); in the C locale, which spares perl loading the host's."""
+    assert stat_paths[:len(paths)] == paths
+    return (f"LC_ALL=C perl -T -C0 -e '{_READER}' {marker} {len(paths)} "
+            + " ".join(stat_paths))
 
 
 def files_from(paths: list[str], stat_out: str, grep_out: str) -> dict[str, FactResult]:

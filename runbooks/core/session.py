@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from runbooks.core import secrets
 from runbooks.core.access import access_for
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import paramiko
 
     from runbooks.core.inventory import Host, Inventory
+
+T = TypeVar("T")
 
 SUDO_PASSWORD_ENV = "GREENROOM_SUDO_PASSWORD"
 PRIVILEGE_TIMEOUT = 30.0  # seconds `sudo -n true` may take while a session is set up
@@ -116,6 +118,7 @@ class Session:
         self._channels = threading.BoundedSemaphore(MAX_CHANNELS)
         self._sudo: str | None = None  # None: root; "nopasswd"; "password"
         self._password: str | None = None
+        self._programs = True  # False once a program sent without `sh -c` did not run
 
     # -- privilege -------------------------------------------------------------------------
     def setup_privilege(self, password_lock: threading.Lock, shared: dict[str, str]) -> None:
@@ -143,9 +146,9 @@ class Session:
                 f"check {SUDO_PASSWORD_ENV} or the user's sudo rights"
             )
 
-    def _wrap(self, command: str, privileged: bool) -> tuple[str, str]:
+    def _wrap(self, command: str, privileged: bool, shell: bool = True) -> tuple[str, str]:
         """The command line to send and the stdin prefix it needs."""
-        script = "sh -c " + shlex.quote(command)
+        script = "sh -c " + shlex.quote(command) if shell else command
         if not privileged or self._sudo is None:
             return script, ""
         if self._sudo == "nopasswd":
@@ -160,13 +163,29 @@ class Session:
         stdin: str | bytes | None = None,
         privileged: bool = True,
         timeout: float | None = None,
+        shell: bool = True,
     ) -> CommandResult:
-        """Run `command` with POSIX sh on the host; stdin is sent and then closed."""
-        line, prefix = self._wrap(command, privileged)
+        """Run `command` with POSIX sh on the host; stdin is sent and then closed.
+        `shell=False`: `command` is sent as it is, to the login shell (see `run_program`)."""
+        line, prefix = self._wrap(command, privileged, shell)
         data = stdin.encode() if isinstance(stdin, str) else stdin
         if prefix:
             data = prefix.encode() + (data or b"")
         return self._exec_raw(line, data, timeout)
+
+    def run_program(self, line: str, accept: Callable[[CommandResult], T | None]) -> T | None:
+        """Run one program's command line without `sh -c` around it (privileged: through
+        sudo as `run` does): the login shell reads it, so every word of `line` must be one
+        that any shell leaves as it is. `accept` turns the result into the caller's answer,
+        None when it shows the program did not run as meant (no such program, a shell that
+        read the line otherwise): then this returns None, and so does every later call on
+        this session without sending anything (the caller's fallback runs instead)."""
+        if not self._programs:
+            return None
+        found = accept(self.run(line, shell=False))
+        if found is None:
+            self._programs = False
+        return found
 
     def _exec_raw(
         self, line: str, data: bytes | None, timeout: float | None = None
