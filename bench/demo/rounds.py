@@ -1,7 +1,7 @@
 """Round trips per host of one whole `inv` command: every remote command it sends, when.
 
 Run as root from the repository root on an up lab, under the lab lock:
-    python3 bench/demo/rounds.py [--list] -- demo.reset -i hosts/lab.yaml
+    python3 bench/demo/rounds.py [--list] [--dump FILE] -- demo.reset -i hosts/lab.yaml
 Runs the command in this process (as `inv` would) with the engine's session counted: per
 host the connection, the commands (channels) and the ROUNDS (groups of commands that
 overlap in time: what the host's latency is paid for), and with --list every command with
@@ -36,6 +36,8 @@ def rounds_of(spans: list[tuple[float, float]]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="every command, in order")
+    parser.add_argument("--dump", default=None, metavar="FILE",
+                        help="also write every command's whole text to FILE, per host")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then inv's arguments")
     args = parser.parse_args()
     argv = [a for a in args.command if a != "--"]
@@ -91,6 +93,10 @@ def main() -> None:
         for host, start, end, what in sorted(seen, key=lambda x: (x[0], x[1])):
             words = " ".join(what.replace("sh -c ", "", 1).split())[:90]
             print(f"{host:8} {start:6.2f} {end:6.2f}  {words}")
+    if args.dump:
+        with open(args.dump, "w") as out:
+            for host, start, end, what in sorted(seen, key=lambda x: (x[0], x[1])):
+                out.write(f"===== {host} {start:.2f}..{end:.2f}\n{what}\n")
     raise SystemExit(code)
 
 

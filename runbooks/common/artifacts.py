@@ -34,6 +34,7 @@ import shlex
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -365,23 +366,28 @@ class BlobPushed(Step):
 
     def __init__(self, base: str, repository: str,
                  local: Callable[[], Path] | Callable[[], bytes], digest: str, label: str,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 read: tuple[RegistryRead, int] | None = None) -> None:
         self.base, self.repository, self.local, self.digest = base, repository, local, digest
-        self.log = log
+        self.log, self.read = log, read
         self.name = f"Ensure the registry serves {label} (sha256 {digest[:12]})"
 
     def facts(self) -> Mapping[str, str]:
+        if self.read is not None:
+            return {"blob": self.read[0].command()}
         url = shlex.quote(blob_url(self.base, self.repository, self.digest))
         return {"blob": answering(self.base, f"{PROBE} -I -o /dev/null {url}")}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
-        if DOWN in facts["blob"].out:
+        served = (self.read[0].served(facts["blob"], self.read[1]) if self.read is not None
+                  else None if DOWN in facts["blob"].out else facts["blob"].ok)
+        if served is None:
             if self.log is not None:
                 self.log(f"the registry at {self.base} does not answer: the nodes get the "
                          "files over SSH instead (`inv registry.up` serves them from the "
                          "gateway)")
             return []
-        if facts["blob"].ok:
+        if served:
             return []
         got = self.local()
         data = got if isinstance(got, bytes) else got.read_bytes()  # only when it must travel
@@ -393,21 +399,31 @@ class BlobPushed(Step):
 class ManifestTagged(Step):
     """Ensure `repository:reference` names exactly `body` (so the blobs it lists are kept)."""
 
-    def __init__(self, base: str, repository: str, reference: str, body: bytes) -> None:
+    def __init__(self, base: str, repository: str, reference: str, body: bytes,
+                 read: RegistryRead | None = None) -> None:
         self.base, self.repository, self.reference, self.body = base, repository, reference, body
         self.digest = hashlib.sha256(body).hexdigest()
         self.name = f"Ensure {repository}:{reference} lists the files"
+        self.read = read
+
+    def url(self) -> str:
+        return f"{self.base}/v2/{self.repository}/manifests/{self.reference}"
 
     def facts(self) -> Mapping[str, str]:
-        url = shlex.quote(f"{self.base}/v2/{self.repository}/manifests/{self.reference}")
-        return {"manifest": answering(self.base,
-                                      f"{PROBE} -H 'Accept: {MANIFEST_TYPE}' {url} | sha256sum")}
+        if self.read is not None:
+            return {"manifest": self.read.command()}
+        return {"manifest": answering(self.base, manifest_sum(self.url()))}
 
     def plan(self, facts: Mapping[str, FactResult]) -> list[Change]:
         out = facts["manifest"].out
-        current = out.split()[0] if out.split() else ""
-        if current == self.digest or DOWN in out:
-            return []
+        if self.read is not None:
+            current = self.read.manifest_sum(facts["manifest"])
+            if current is None or current == self.digest:
+                return []
+        else:
+            current = out.split()[0] if out.split() else ""
+            if current == self.digest or DOWN in out:
+                return []
         return [Change(f"tag {self.repository}:{self.reference} ({len(self.body)} bytes)",
                        (Action(put_manifest_command(self.base, self.repository,
                                                     self.reference),
@@ -422,11 +438,70 @@ def gateway_steps(base: str, repository: str, file_type: str, version: str, refe
     blobs of `repository`, listed by the manifest `repository:reference`; `config`: the
     manifests' empty config blob first (once per repository and run). `sizes` {name: bytes}
     go into the manifest. `log` hears when the registry does not answer."""
-    steps: list[Step] = [BlobPushed(base, repository, lambda: EMPTY, EMPTY_DIGEST,
-                                    "the manifests' empty config", log=log)] if config else []
-    for name, (digest, loader) in sorted(files.items()):
-        steps.append(BlobPushed(base, repository, loader, digest, f"{name} {version}"))
+    blobs: list[tuple[str, Callable[[], Path] | Callable[[], bytes], str]] = (
+        [(EMPTY_DIGEST, lambda: EMPTY, "the manifests' empty config")] if config else [])
+    blobs += [(digest, loader, f"{name} {version}")
+              for name, (digest, loader) in sorted(files.items())]
+    read = RegistryRead(base, tuple(blob_url(base, repository, d) for d, _l, _n in blobs),
+                        f"{base}/v2/{repository}/manifests/{reference}")
+    steps: list[Step] = [
+        BlobPushed(base, repository, loader, digest, label,
+                   log=log if config and n == 0 else None,
+                   read=(read, n))
+        for n, (digest, loader, label) in enumerate(blobs)]
     listed = {name: (digest, sizes[name]) for name, (digest, _) in files.items()}
     steps.append(ManifestTagged(base, repository, reference,
-                                manifest(listed, version, file_type)))
+                                manifest(listed, version, file_type), read=read))
     return steps
+
+
+def manifest_sum(url: str) -> str:
+    """sh: the sha256 of the OCI manifest the registry serves at `url` (sha256sum's line)."""
+    return f"{PROBE} -H 'Accept: {MANIFEST_TYPE}' {shlex.quote(url)} | sha256sum"
+
+
+@dataclass(frozen=True)
+class RegistryRead:
+    """What `gateway_steps`' steps read of the registry, as ONE fact command all of them ask
+    (a batch runs it once): whether the registry answers, each blob's HEAD status (one curl
+    for all of them) and the manifest's sha256 (one more). It was one command per step, each
+    checking the address and /v2/ again: four curls, `ip` and `grep` per blob."""
+
+    base: str
+    blobs: tuple[str, ...]  # blob URLs, HEADed in this order
+    manifest: str  # the manifest's URL
+
+    def command(self) -> str:
+        address = self.base.split("://", 1)[-1].rsplit(":", 1)[0]
+        # one `-o /dev/null` per URL: curl pairs each with the next URL
+        urls = " ".join(f"-o /dev/null {shlex.quote(u)}" for u in (self.base + "/v2/",
+                                                                    *self.blobs))
+        heads = f"curl -s --connect-timeout 3 -m 15 -I -w '%{{http_code}}\\n' {urls}"
+        return (f"if ip -o addr show 2>/dev/null | grep -qF ' {address}/' && "
+                f"{{ codes=$({heads}); case \"$codes\" in [23]??*) true ;; *) false ;; esac; }}"
+                f"; then printf '%s\\n' \"$codes\"; {manifest_sum(self.manifest)}; "
+                f"else echo '{DOWN}'; fi")
+
+    def _lines(self, result: FactResult) -> list[str] | None:
+        lines = result.out.splitlines()
+        if DOWN in result.out or len(lines) != len(self.blobs) + 2:
+            return None
+        return lines
+
+    def served(self, result: FactResult, index: int) -> bool | None:
+        """Blob `index` is served (HTTP 2xx/3xx to its HEAD, as `curl -f` succeeds); None
+        when the registry does not answer."""
+        lines = self._lines(result)
+        if lines is None:
+            return None
+        code = lines[1 + index].strip()
+        return len(code) == 3 and code[0] in "23"
+
+    def manifest_sum(self, result: FactResult) -> str | None:
+        """The served manifest's sha256 ("" when none); None when the registry does not
+        answer."""
+        lines = self._lines(result)
+        if lines is None:
+            return None
+        words = lines[-1].split()
+        return words[0] if words else ""

@@ -12,14 +12,23 @@ one object prints the object itself, or nothing); when the merged read fails (th
 a kind not served yet: kubectl then refuses the whole call) each asker is read on its own,
 so it fails or answers exactly as it would have.
 
-Likewise every `systemctl is-active UNIT` (and every `systemctl is-enabled UNIT`) of the
-batch is one `systemctl is-active U1 U2 ...`, which prints one state per unit, in order:
-each asker gets its unit's line, and the exit status systemctl gives for that state alone
-(is-active: 0 for active and reloading, else 3; is-enabled: 0 for the enabled states, else
-1). The engine's unit facts read the state (runbooks/core/steps/system.py). When the answer
-has not one line per unit (is-enabled stops at a unit it cannot find), each asker is read
-on its own. A gateway's plans ask about a dozen of these: each a process, and systemd's
-work to answer it.
+Likewise every `systemctl is-active UNIT` and every reload guard of core's daemon_reloaded
+(`systemctl show -p NeedDaemonReload UNIT | grep -qx NeedDaemonReload=yes`) of the batch
+is one `systemctl show -p Id,ActiveState,NeedDaemonReload U1 U2 ...`, which prints one
+block per unit, in order: each is-active asker gets its unit's ActiveState (what is-active
+prints) and the exit status is-active gives that state (0 for active and reloading, else
+3), each guard exit 0 when NeedDaemonReload=yes, else 1. Every `systemctl is-enabled UNIT`
+is one `systemctl is-enabled U1 U2 ...` (one state per line; 0 for the enabled states, else
+1; not from `show`: a SysV service's is-enabled asks systemd-sysv-install, where show says
+"generated"). The engine's unit facts read the state (runbooks/core/steps/system.py). When
+an answer has not one line or block per unit (is-enabled stops at a unit it cannot find), or
+a block names another unit (an alias), each asker is read on its own. A gateway's plans ask
+about a dozen of these: each a process, and systemd's work to answer it.
+
+And every dpkg_status fact of the batch (a dpkg-query of its packages, one per Packages step:
+each loads dpkg's whole status database) is one dpkg-query of all their packages; each
+asker gets its packages' lines, and exit 1 when one of them has none, as dpkg-query
+exits for a package it does not know.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import re
 from collections.abc import Callable, Mapping
 
 from runbooks.core.facts import FactResult
+from runbooks.core.steps.system import dpkg_status
 
 _GET = re.compile(r"(?P<kubectl>[a-z0-9 ./-]*kubectl) get (?P<refs>[a-z0-9.-]+/[a-z0-9.-]+"
                   r"(?: [a-z0-9.-]+/[a-z0-9.-]+)+) -n (?P<namespace>[a-z0-9-]+) "
@@ -37,6 +47,12 @@ _GET = re.compile(r"(?P<kubectl>[a-z0-9 ./-]*kubectl) get (?P<refs>[a-z0-9.-]+/[
 Reread = Callable[[Mapping[str, str]], dict[str, FactResult]]
 
 _UNIT = re.compile(r"systemctl (?P<verb>is-active|is-enabled) (?P<unit>[A-Za-z0-9@._:-]+)")
+# core's daemon_reloaded guard (runbooks/core/steps/system.py): exit 0 when systemd must
+# read the unit's file again
+_RELOAD = re.compile(r"systemctl show -p NeedDaemonReload (?P<unit>[A-Za-z0-9@._:-]+) "
+                     r"\| grep -qx NeedDaemonReload=yes")
+# is-active states and reload guards of a batch: one `systemctl show` of these properties
+SHOWN = "Id,ActiveState,NeedDaemonReload"
 # the states each verb exits 0 for (systemd: systemctl-is-active.c, systemctl-is-enabled.c)
 _ZERO = {"is-active": frozenset({"active", "reloading"}),
          "is-enabled": frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect",
@@ -44,10 +60,30 @@ _ZERO = {"is-active": frozenset({"active", "reloading"}),
 _NONZERO = {"is-active": 3, "is-enabled": 1}
 
 
+# core's dpkg_status fact (runbooks/core/steps/system.py) of plain package names
+_DPKG_HEAD = dpkg_status(["@"]).command[:-1]
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9.+-]*")
+
+
+def packages_of(command: str) -> list[str] | None:
+    """The packages of a `dpkg_status` fact's command (plain names only), else None."""
+    text = command.strip()
+    if not text.startswith(_DPKG_HEAD):
+        return None
+    names = text[len(_DPKG_HEAD):].split()
+    if not names or not all(_PACKAGE.fullmatch(n) for n in names):
+        return None
+    return names
+
+
 def unit_of(command: str) -> tuple[str, str] | None:
-    """(verb, unit) of a plain `systemctl is-active|is-enabled UNIT`, else None."""
+    """(verb, unit) of a plain `systemctl is-active|is-enabled UNIT` or of core's reload
+    guard (verb "reload"), else None."""
     found = _UNIT.fullmatch(command.strip())
-    return (found["verb"], found["unit"]) if found else None
+    if found:
+        return found["verb"], found["unit"]
+    reload = _RELOAD.fullmatch(command.strip())
+    return ("reload", reload["unit"]) if reload else None
 
 
 def refs_of(command: str) -> tuple[str, str, list[str]] | None:
@@ -84,7 +120,10 @@ def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[s
         if found is not None:
             groups.setdefault(("get", found[0], found[1]), []).append(command)
         elif (unit := unit_of(command)) is not None:
-            groups.setdefault(("systemctl", unit[0]), []).append(command)
+            verb = "show" if unit[0] in ("is-active", "reload") else unit[0]
+            groups.setdefault(("systemctl", verb), []).append(command)
+        elif packages_of(command) is not None:
+            groups.setdefault(("dpkg",), []).append(command)
     replaced: dict[str, str] = {}
     stands: dict[str, list[str]] = {}
     for group, asked in groups.items():
@@ -93,9 +132,12 @@ def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[s
         if group[0] == "get":
             refs = list(dict.fromkeys(r for c in asked for r in _refs(c)))
             one = f"{group[1]} get {' '.join(refs)} -n {group[2]} --ignore-not-found -o json"
+        elif group[0] == "dpkg":
+            one = dpkg_status([p for c in asked for p in packages_of(c) or ()]).command
         else:
             units = list(dict.fromkeys(u[1] for c in asked if (u := unit_of(c))))
-            one = f"systemctl {group[1]} {' '.join(units)}"
+            one = (f"systemctl show -p {SHOWN} {' '.join(units)}" if group[1] == "show"
+                   else f"systemctl {group[1]} {' '.join(units)}")
         stands[one] = asked
         replaced.update({c: one for c in asked})
     out = {key: replaced.get(command, command) for key, command in commands.items()}
@@ -106,6 +148,8 @@ def _unit_answer(command: str, merged_command: str, result: FactResult) -> FactR
     """`command`'s answer from the merged query's: its unit's line and that state's exit
     status; None when the answer has not one line per unit."""
     verb, unit = unit_of(command) or ("", "")
+    if merged_command.startswith(f"systemctl show -p {SHOWN} "):
+        return _shown_answer(verb, unit, merged_command.split()[4:], result)
     units = merged_command.split()[2:]
     lines = result.out.splitlines()
     if len(lines) != len(units) or unit not in units:
@@ -114,6 +158,38 @@ def _unit_answer(command: str, merged_command: str, result: FactResult) -> FactR
     if not state or " " in state:
         return None
     return FactResult(0 if state in _ZERO[verb] else _NONZERO[verb], state + "\n")
+
+
+def _packages_answer(packages: list[str], result: FactResult) -> FactResult:
+    """A dpkg_status fact's answer from the merged dpkg-query's: the lines of its packages,
+    exit 1 when one of them has none (dpkg-query's status for a pattern it found no
+    package for), else 0. Each package's line is the same whoever else is asked with it."""
+    lines = [ln for ln in result.out.splitlines() if ln.split()
+             and ln.split()[0].split(":")[0] in packages]
+    found = {ln.split()[0].split(":")[0] for ln in lines}
+    return FactResult(0 if found >= set(packages) else 1,
+                      "".join(ln + "\n" for ln in lines))
+
+
+def _shown_answer(verb: str, unit: str, units: list[str],
+                  result: FactResult) -> FactResult | None:
+    """`systemctl is-active UNIT`'s or the reload guard's answer from `systemctl show -p
+    SHOWN UNITS`: one block per unit, in order, blank lines between (is-active prints the
+    ActiveState); None when the answer is not that, or names another unit (an alias)."""
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+              for block in result.out.strip().split("\n\n")]
+    if not result.ok or len(blocks) != len(units) or unit not in units:
+        return None
+    block = blocks[units.index(unit)]
+    if block.get("Id") not in (unit, f"{unit}.service"):
+        return None
+    if verb == "reload":
+        flag = block.get("NeedDaemonReload")
+        return None if flag not in ("yes", "no") else FactResult(0 if flag == "yes" else 1, "")
+    state = block.get("ActiveState", "")
+    if not state or " " in state:
+        return None
+    return FactResult(0 if state in _ZERO["is-active"] else _NONZERO["is-active"], state + "\n")
 
 
 def split(commands: Mapping[str, str], merged: Mapping[str, str],
@@ -130,6 +206,10 @@ def split(commands: Mapping[str, str], merged: Mapping[str, str],
             answers[key] = facts[key]
             continue
         result = facts[key]
+        mine = packages_of(command)
+        if mine is not None:
+            answers[key] = _packages_answer(mine, result)
+            continue
         if unit_of(command) is not None:
             answer = _unit_answer(command, one, result)
             if answer is None:

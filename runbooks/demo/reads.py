@@ -83,13 +83,50 @@ def named(command: str) -> tuple[str, str, str, str] | None:
     return (found["kubectl"], NAMED_KINDS[found["kind"]], found["namespace"], found["name"])
 
 
+# a reference's KIND[.GROUP] (`get KIND.GROUP/NAME ...`, runbooks/common/kubectl.py
+# Manifests) -> (the listing's resource name, the apiVersion's group, namespaced)
+REF_KINDS = {"namespace": ("namespaces", "", False), "node": ("nodes", "", False),
+             "service": ("services", "", True), "endpoints": ("endpoints", "", True),
+             "deployment.apps": ("deployments", "apps", True),
+             "daemonset.apps": ("daemonsets", "apps", True)}
+_REFS = re.compile(r"(?P<kubectl>.+?) get (?P<refs>[a-z0-9.-]+/[a-z0-9.-]+"
+                   r"(?: [a-z0-9.-]+/[a-z0-9.-]+)*) -n (?P<namespace>[a-z0-9-]+) "
+                   r"--ignore-not-found -o json")
+
+
+def references(command: str) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """(kubectl, namespace, [(KIND[.GROUP], name)]) of a plain get of named objects that
+    answers the ones it finds as a List (`--ignore-not-found -o json`: a Manifests step's
+    read), when every kind is one REF_KINDS knows; else None."""
+    found = _REFS.fullmatch(command.strip())
+    if found is None or not shareable(command):
+        return None
+    refs = [tuple(ref.split("/", 1)) for ref in found["refs"].split()]
+    if not all(kind in REF_KINDS for kind, _name in refs):
+        return None
+    return found["kubectl"], found["namespace"], refs  # type: ignore[return-value]
+
+
+def _group(item: dict[str, Any]) -> str:
+    version = str(item.get("apiVersion", ""))
+    return version.rpartition("/")[0] if "/" in version else ""
+
+
 def covers(wide: str, narrow: str) -> bool:
     """`wide` lists every object `narrow` reads, and more, with the same kubectl: every kind
     of a listing in the same scope (cluster-scoped kinds in any scope of all namespaces), or
-    a named object's kind in its namespace or in all."""
+    a named object's kind in its namespace or in all, or every named object's of a
+    Manifests read (`references`) there."""
     w = listing(wide)
     if w is None:
         return False
+    refs = references(narrow)
+    if refs is not None:
+        kinds = {REF_KINDS[kind][0] for kind, _name in refs[2]}
+        spaced = {REF_KINDS[kind][2] for kind, _name in refs[2]}
+        scope_ok = (w[2] == "-A" or (w[2] == f"-n {refs[1]}" and spaced == {True})
+                    or (w[2] == "" and spaced == {False}))
+        return w[0] == refs[0] and kinds <= w[1] and scope_ok
     one = named(narrow)
     if one is not None:
         return w[0] == one[0] and one[1] in w[1] and w[2] in ("-A", f"-n {one[2]}")
@@ -103,8 +140,8 @@ def cut(done: Any, narrow: str) -> CommandResult | None:
     """`narrow`'s answer from a wider listing's: its items of `narrow`'s kinds, or the one
     object it names (None when the wider read failed or is not a List, or the object is
     not in it: `narrow` is then read on its own, and answers as the cluster does)."""
-    found, one = listing(narrow), named(narrow)
-    if (found is None and one is None) or done.rc != 0:
+    found, one, refs = listing(narrow), named(narrow), references(narrow)
+    if (found is None and one is None and refs is None) or done.rc != 0:
         return None
     try:
         body = json.loads(done.stdout)
@@ -112,6 +149,17 @@ def cut(done: Any, narrow: str) -> CommandResult | None:
         return None
     if not isinstance(body, dict) or not isinstance(body.get("items"), list):
         return None
+    if refs is not None:  # the objects found, in the order named, as kubectl lists them
+        hits = []
+        for kind, name in refs[2]:
+            plural, group, spaced = REF_KINDS[kind]
+            hits += [i for i in body["items"] if isinstance(i, dict)
+                     and i.get("kind") == KINDS[plural] and _group(i) == group
+                     and isinstance(i.get("metadata"), dict)
+                     and i["metadata"].get("name") == name
+                     and (not spaced or i["metadata"].get("namespace", "default") == refs[1])]
+        return CommandResult(0, json.dumps({"apiVersion": "v1", "kind": "List", "items": hits,
+                                            "metadata": {}}, indent=4) + "\n", "")
     if one is not None:
         _kubectl, plural, namespace, name = one
         hit = [i for i in body["items"] if isinstance(i, dict)
@@ -147,7 +195,7 @@ class SharedReads:
 
     def _wider(self, host: str, command: str) -> str | None:
         """A read on `host` made, under way or made anyway that covers `command`."""
-        if listing(command) is None and named(command) is None:
+        if listing(command) is None and named(command) is None and references(command) is None:
             return None
         with self._lock:
             mine = [c for (name, c) in (*self._done, *self._started) if name == host]

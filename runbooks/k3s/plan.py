@@ -24,7 +24,15 @@ from runbooks.core.session import HostUnreachable
 from runbooks.core.steps import Change, Command, File, Handler, Plan, Step, StepFailed
 from runbooks.k3s import config as cfg
 from runbooks.k3s.distribute import blob_url
-from runbooks.k3s.release import Lock, binary_name, cached_loader, images_name, release_lock
+from runbooks.k3s.release import (
+    Lock,
+    ReleaseError,
+    binary_name,
+    cached_loader,
+    images_name,
+    lock_path,
+    release_lock,
+)
 from runbooks.k3s.steps import (
     NodesReady,
     SecretFile,
@@ -60,6 +68,33 @@ def registry_endpoint(inventory: Inventory) -> str | None:
     return str(found) if found else None
 
 
+def release_file(cluster: Cluster, lock: Lock, name: str, path: str, mode: str,
+                 base: str | None, notify: tuple[str, ...] = ()) -> Artifact | None:
+    """The Artifact step that installs the pinned release file `name` at `path` (None when
+    the lock pins no such file for the cluster's version)."""
+    digest = lock.digest(cluster.version, name)
+    if digest is None:
+        return None
+    return Artifact(path, cached_loader(cluster.version, name, lock), digest, mode,
+                    f"{name} {cluster.version}", notify=notify,
+                    mirror=blob_url(base, digest) if base else None)
+
+
+def binary_fact(inventory: Inventory, host: Host) -> tuple[str, str] | None:
+    """(the fact command of the node's k3s binary Artifact step, the pinned sha256): the
+    plan's very command, so a batch that has both runs it once (a converged node: its stamp
+    read, one `stat`). None when the inventory's lock (read, never fetched) pins no binary
+    for the node's architecture."""
+    cluster = cluster_of(inventory)
+    try:
+        lock = Lock.read(lock_path(inventory.path))
+    except ReleaseError:
+        return None
+    artifact = release_file(cluster, lock, binary_name(cluster.arch[host.name]), cfg.BINARY,
+                            "755", registry_base(inventory))
+    return (artifact.fact(), artifact.digest) if artifact is not None else None
+
+
 def node_plan(ctx: HostContext) -> Plan:
     """Release files, config.yaml, registries.yaml, kube-vip, unit and env file, started."""
     inventory, host = ctx.inventory, ctx.host
@@ -83,13 +118,11 @@ def node_plan(ctx: HostContext) -> Plan:
     for name, path, mode in ((binary_name(arch), cfg.BINARY, "755"),
                              (images_name(arch, cluster.images),
                               f"{cfg.IMAGES_DIR}/{images_name(arch, cluster.images)}", "644")):
-        digest = lock.digest(cluster.version, name)
-        if digest is None:
+        artifact = release_file(cluster, lock, name, path, mode, base, notify)
+        if artifact is None:
             raise StepFailed(f"{lock.path.name} pins no {name} for {cluster.version}: run "
                              "`inv k3s.fetch`")
-        plan.add(*Artifact(path, cached_loader(cluster.version, name, lock), digest, mode,
-                           f"{name} {cluster.version}", notify=notify,
-                           mirror=blob_url(base, digest) if base else None).steps())
+        plan.add(*artifact.steps())
     plan.add(Command("Ensure kubectl points at k3s", f"ln -sfn k3s {cfg.BINARY[:-3]}kubectl",
                      unless=f'[ "$(readlink {cfg.BINARY[:-3]}kubectl)" = k3s ]'))
     settings = cfg.node_config(host, cluster, inventory, vlan_ip(first))

@@ -20,6 +20,15 @@ from runbooks.metallb.services import parse_services
 
 ROLES = ("k3s-server", "microk8s")
 NAMESPACE = "metallb-system"
+# MetalLB's BGP-mode objects, listed by one kubectl: the probe reads its pools in it, and
+# the lab's speaker double (runbooks/lab/doubles/bgp_speaker.py) reads the same listing, so
+# a check lists them once
+OBJECTS = "ipaddresspools,bgppeers,bgpadvertisements"
+
+
+def objects_command(kubectl: str) -> str:
+    """The listing of MetalLB's pools, peers and advertisements in its namespace."""
+    return f"{kubectl} get {OBJECTS} -n {NAMESPACE} -o json"
 
 
 FIX = "inv metallb"
@@ -37,7 +46,7 @@ def facts(host: Any, inventory: Any) -> dict[str, str]:
     # the controller, the webhook's endpoints and the Services: in the cluster read other
     # probes share (one kubectl for all of them); the pools are MetalLB's own kind
     return {"metallb/cluster": cluster_reads.command(kubectl),
-            "metallb/pools": f"{kubectl} get ipaddresspools -n {NAMESPACE} -o json"}
+            "metallb/pools": objects_command(kubectl)}
 
 
 def _json(found: Mapping[str, Any], key: str) -> Any:
@@ -66,7 +75,9 @@ def evaluate(host: Any, inventory: Any, found: Mapping[str, Any]) -> Iterator[Ch
     ready = any(s.get("addresses") for s in subsets)
     yield Check("MetalLB webhook endpoints", ready,
                 "ready" if ready else "none: the webhook refuses pools and peers", FIX)
-    have = {p["metadata"]["name"] for p in _json(found, "metallb/pools").get("items") or []}
+    have = {(p.get("metadata") or {}).get("name")
+            for p in _json(found, "metallb/pools").get("items") or []
+            if isinstance(p, dict) and p.get("kind", "IPAddressPool") == "IPAddressPool"}
     wanted = [p.name for p in metallb.pools] if metallb is not None else []
     missing = [name for name in wanted if name not in have]
     yield Check("MetalLB pools", not missing,

@@ -66,12 +66,11 @@ def dphys_swapfile_steps() -> list[Step]:
 
 
 SWAP_UNITS = ("dphys-swapfile", "zramswap")
-# one line per unit: "<unit> <is-enabled> <is-active>" ("none"/"unknown" when systemctl says
-# nothing, e.g. no such unit)
-UNITS_COMMAND = ("for u in " + " ".join(SWAP_UNITS) + "; do "
-                 "e=$(systemctl is-enabled $u.service 2>/dev/null); "
-                 "a=$(systemctl is-active $u.service 2>/dev/null); "
-                 "echo \"$u ${e:-none} ${a:-unknown}\"; done")
+# ONE systemctl for both units' unit-file and active states (it was an is-enabled and an
+# is-active per unit: four systemctl starts, and systemd answering each): one block per
+# unit, in the order asked, blank lines between (UnitFileState empty: no such unit file)
+UNITS_COMMAND = ("systemctl show -p Id,UnitFileState,ActiveState "
+                 + " ".join(f"{u}.service" for u in SWAP_UNITS))
 ENABLED = ("enabled", "enabled-runtime")
 RUNNING = ("active", "activating", "reloading")
 
@@ -87,13 +86,18 @@ def swap_facts(prefix: str = "") -> dict[str, str]:
     }
 
 
-def _units(out: str) -> dict[str, tuple[str, str]]:
-    found = {}
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[0] in SWAP_UNITS:
-            found[fields[0]] = (fields[1], fields[2])
-    return found
+def parse_units(out: str) -> dict[str, tuple[str, str]]:
+    """`UNITS_COMMAND`'s output -> {unit: (unit-file state, active state)}: "none" for no
+    unit file, "unknown" when systemctl said nothing (no systemd); blocks taken in the order
+    asked (an alias's Id is its target's), by Id when their number is not that."""
+    blocks = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+              for block in out.strip().split("\n\n") if block.strip()]
+    if len(blocks) == len(SWAP_UNITS):
+        named = dict(zip(SWAP_UNITS, blocks, strict=True))
+    else:
+        named = {b.get("Id", "").removesuffix(".service"): b for b in blocks}
+    return {unit: (b.get("UnitFileState") or "none", b.get("ActiveState") or "unknown")
+            for unit, b in named.items() if unit in SWAP_UNITS}
 
 
 def swap_providers(facts: Mapping[str, FactResult], prefix: str = "") -> list[str]:
@@ -108,7 +112,7 @@ def swap_providers(facts: Mapping[str, FactResult], prefix: str = "") -> list[st
     found += [f"/etc/fstab line {line.strip()!r}" for line in swap_entries(fstab)]
     states = dpkg_status(SWAP_PACKAGES).read(facts, prefix + "packages")
     found += [f"package {p} (installed)" for p in SWAP_PACKAGES if states.installed(p)]
-    units = _units(facts[prefix + "units"].out)
+    units = parse_units(facts[prefix + "units"].out)
     for unit in SWAP_UNITS:
         enabled, active = units.get(unit, ("none", "unknown"))
         state = [word for word, on in (("enabled", enabled in ENABLED),

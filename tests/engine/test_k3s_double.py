@@ -295,3 +295,32 @@ def test_the_doubles_yaml_reader_reads_what_greenroom_writes() -> None:
               "kube-apiserver-arg": ["audit-log-maxage=3"], "list": [{"a": 1, "b": "x:y"}]}
     for data in (registries, config):
         assert double.mini_yaml("# header\n" + yaml.safe_dump(data, sort_keys=False)) == data
+
+
+def test_a_kubectl_get_loads_no_openssl_and_no_server_modules(cluster: Cluster) -> None:
+    """`k3s kubectl get ...` is a fact of every converged check (a Python start each in the
+    lab): it imports neither hashlib/secrets (OpenSSL's library) nor the server's modules;
+    pods' names (a sha256 of their workload's) are the same as hashlib's."""
+    import hashlib as real
+
+    probe = ("import runpy, sys\n"
+             f"sys.argv = [{str(DOUBLE)!r}, 'kubectl', 'get', "
+             "'nodes,namespaces,deployments,daemonsets,endpoints,services,pods', '-A', "
+             "'-o', 'json']\n"
+             "try:\n"
+             f"    runpy.run_path({str(DOUBLE)!r}, run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "heavy = ('hashlib', '_hashlib', 'secrets', 'ssl', 'http.server', 'subprocess')\n"
+             "sys.stderr.write('LOADED ' + ' '.join(m for m in heavy if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], env=cluster.env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stderr.strip().endswith("LOADED"), done.stderr
+    items = json.loads(done.stdout)["items"]
+    assert {i["kind"] for i in items} >= {"Node", "Namespace", "Deployment", "Pod"}
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("k3s_double_sha", DOUBLE)
+    assert spec is not None and spec.loader is not None
+    double = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(double)
+    assert double.sha256_hex(b"coredns") == real.sha256(b"coredns").hexdigest()

@@ -110,6 +110,9 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     lab = cluster
     sh(lab, AGENT, "systemctl stop k3s-agent")
     sh(lab, SPEAKER, "systemctl stop bird")
+    # another k3s binary on the speaker's node (a byte more: the double still runs): its
+    # version is proven by the pinned sha256 (the plan's stamp read), not by asking it
+    sh(lab, SPEAKER, "printf '# drift\\n' >> /usr/local/bin/k3s")
     for node in NODES:  # the pods behind the LoadBalancer IP (the lab's web double)
         sh(lab, node, f"systemctl stop {WEB}")
     leftover = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
@@ -122,9 +125,11 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     bad = failing(found)
     assert {(AGENT, "k3s", "k3s-agent active"), (SERVER, "k3s", "nodes Ready"),
             ("edge", "router", f"BGP session with {SPEAKER}"),
-            (SERVER, "demo.workloads", "leftover"), ("laptop", "demo.path", "answers")
-            } <= bad, bad
+            (SERVER, "demo.workloads", "leftover"), ("laptop", "demo.path", "answers"),
+            (SPEAKER, "k3s", "k3s version")} <= bad, bad
     seen = checks(found)
+    assert "not the pinned v1.34.3+k3s1: /usr/local/bin/k3s has sha256" in seen[
+        (SPEAKER, "k3s", "k3s version")]
     assert seen[(SERVER, "k3s", "nodes Ready")] == f"not Ready: {AGENT}"
     assert seen[("edge", "router", f"BGP session with {SPEAKER}")] != "Established"
     assert f"namespace {NAMESPACE}" in seen[(SERVER, "demo.workloads", "leftover")]
@@ -145,12 +150,15 @@ def test_cluster_drift_is_named_then_fixed(cluster, tmp_path):
     code, fixed = call(reset, tmp_path, "fix")
     assert code == 0 and fixed["ok"] is True, failing(fixed)
     assert {(AGENT, "k3s", "k3s-agent active"), (SERVER, "k3s", "nodes Ready"),
-            ("edge", "router", f"BGP session with {SPEAKER}")} & failing(fixed) == set()
+            ("edge", "router", f"BGP session with {SPEAKER}"),
+            (SPEAKER, "k3s", "k3s version")} & failing(fixed) == set()
+    assert "# drift" not in sh(lab, SPEAKER, "tail -n 1 /usr/local/bin/k3s")
     assert lab.exec(SPEAKER, "systemctl is-active bird").stdout.strip() == "active"
     assert ("laptop", "demo.path", "answers") not in failing(fixed)
     assert node_ready(lab, AGENT)
     assert lab.exec(SERVER, f"{KUBECTL} get namespace {NAMESPACE}").returncode != 0
-    assert {("k3s", AGENT), ("demo.workloads", SERVER)} <= changed(fixed), changed(fixed)
+    assert {("k3s", AGENT), ("k3s", SPEAKER), ("demo.workloads", SERVER)} <= changed(fixed), \
+        changed(fixed)
 
     code, again = call(reset, tmp_path, "again")
     assert code == 0 and again["ok"] is True and changed(again) == set()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from runbooks.common.artifacts import (
     matches,
     upload_command,
 )
-from runbooks.core.facts import FactResult
+from runbooks.core.facts import FactResult, prepare
 from runbooks.core.inventory import parse_inventory
 from tests.unit.test_microk8s import BASE, THREE
 
@@ -272,3 +273,68 @@ def test_inv_microk8s_runs_the_gateway_first_only_when_it_serves_the_snap(
     monkeypatch.setattr(runner, "run_runbook", fake)
     assert tasks._gateway_first(Context(), str(path), False, False) is ok
     assert ran == runs
+
+
+@pytest.fixture()
+def registry_files(tmp_path: Path):
+    """A loopback HTTP server over tmp_path/www (HEAD and GET of plain files) and a PATH
+    whose curl counts its starts before running the real one."""
+    import functools
+    import http.server
+    import threading
+
+    www = tmp_path / "www"
+    (www / "v2" / "x" / "blobs").mkdir(parents=True)
+    (www / "v2" / "x" / "manifests").mkdir()
+    (www / "v2" / "index.html").write_text("{}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text(f"#!/bin/sh\necho x >> {tmp_path}/curls\n"
+                                  f"exec {shutil.which('curl')} \"$@\"\n")
+    (bin_dir / "curl").chmod(0o755)
+    yield www, f"http://127.0.0.1:{server.server_address[1]}", bin_dir, tmp_path / "curls"
+    server.shutdown()
+
+
+def test_gateway_steps_read_the_registry_with_one_command(registry_files) -> None:
+    """Every blob's HEAD and the manifest's sha256 are one fact all of gateway_steps' steps
+    ask (a batch runs it once: two curls), judged as each step's own read was."""
+    www, base, bin_dir, curls = registry_files
+    other = "b" * 64
+    steps = gateway_steps(base, "x", "t", "7", "ref",
+                          {"a": (DIGEST, lambda: b"a"), "b": (other, lambda: b"b")},
+                          {"a": 1, "b": 1})
+    tagged = steps[-1]
+    (www / "v2" / "x" / "blobs" / f"sha256:{EMPTY_DIGEST}").write_bytes(artifacts.EMPTY)
+    (www / "v2" / "x" / "blobs" / f"sha256:{DIGEST}").write_bytes(b"a")  # b's is missing
+    body = tagged.body  # type: ignore[attr-defined]
+    (www / "v2" / "x" / "manifests" / "ref").write_bytes(body)
+    commands = {f"{n}|{k}": c for n, s in enumerate(steps) for k, c in s.facts().items()}
+    assert len(set(commands.values())) == 1
+    script, parse = prepare(commands)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
+                          check=True)
+    facts = parse(done.stdout)
+    assert len(curls.read_text().splitlines()) == 2
+    planned = [s.plan({k.split("|")[1]: v for k, v in facts.items()
+                       if k.startswith(f"{n}|")}) for n, s in enumerate(steps)]
+    assert [len(p) for p in planned] == [0, 0, 1, 0]  # config, a served; b pushed; tagged
+    assert planned[2][0].summary.startswith("push 1 bytes")
+    (www / "v2" / "x" / "manifests" / "ref").write_bytes(b"{}")  # another manifest
+    done = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True,
+                          check=True)
+    facts = parse(done.stdout)
+    (tag,) = tagged.plan({"manifest": facts[f"{len(steps) - 1}|manifest"]})
+    assert tag.summary.startswith("tag x:ref")
+
+
+def test_gateway_steps_with_the_registry_down_plan_nothing() -> None:
+    steps = gateway_steps("http://r:5001", "x", "t", "7", "ref", {"a": (DIGEST, lambda: b"")},
+                          {"a": 1})
+    assert all(s.plan({k: FactResult(0, DOWN + "\n") for k in s.facts()}) == []
+               for s in steps)

@@ -8,7 +8,15 @@ from ipaddress import IPv4Interface
 import pytest
 
 from runbooks.common.bgp_state import BGP_ROUTES, BGP_SESSIONS, node_states
-from runbooks.common.facts import ARCHITECTURE, UDP_LISTENERS, Listener, parse_udp_listeners
+from runbooks.common.facts import (
+    ARCHITECTURE,
+    CONTAINERD_INSTALLED,
+    CONTAINERD_VERSION,
+    NO_CONTAINERD,
+    UDP_LISTENERS,
+    Listener,
+    parse_udp_listeners,
+)
 from runbooks.common.kernel import IP_FORWARD
 from runbooks.common.links import IPV4_ADDRESSES
 from runbooks.common.nat import NFT_RULESET
@@ -118,3 +126,31 @@ def test_kubectl_object_fact(result, wanted):
     fact = object_fact("microk8s kubectl", "service", "ingress", "ingress")
     assert fact.command == "microk8s kubectl get service ingress -n ingress -o json"
     assert fact.parse(result) == wanted
+
+
+# -- containerd: one command for the installed version and the version apt would install --
+
+INSTALLED = "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1\n"
+
+
+@pytest.mark.parametrize(("out", "installed", "either"), [
+    (INSTALLED, (1, 6), (1, 6)),
+    (f"{NO_CONTAINERD}\n1.7.24~ds1-1\n", None, (1, 7)),
+    (f"{NO_CONTAINERD}\n", None, None),
+], ids=["installed", "not-installed-apt-has-it", "not-installed-no-candidate"])
+def test_containerd_facts_from_one_answer(out, installed, either):
+    result = FactResult(0, out)
+    assert CONTAINERD_INSTALLED.parse(result) == installed
+    assert CONTAINERD_VERSION.parse(result) == either
+
+
+def test_containerd_is_started_once_for_pi_prep_and_the_containerd_config():
+    """pi-prep's board facts and the containerd config step (both in a node's batch) ask
+    one command: the batch starts containerd once (it started it twice)."""
+    from runbooks.common.containerd import ContainerdConfig
+    from runbooks.pi_prep.facts import FACT_COMMANDS
+
+    asked = {**{f"pi {k}": v for k, v in FACT_COMMANDS.items()},
+             **{f"cfg {k}": v for k, v in ContainerdConfig(kubernetes=True).facts().items()}}
+    script, parse = prepare(asked)
+    assert script.count("containerd --version") == 1, script

@@ -94,33 +94,68 @@ def _no_reread(missing):
     raise AssertionError(f"read again: {missing}")
 
 
+RELOAD = ("systemctl show -p NeedDaemonReload greenroom-vlan-eth1.100.service | grep -qx "
+          "NeedDaemonReload=yes")  # core's daemon_reloaded guard
 UNITS = {"a": "systemctl is-active chrony", "b": "systemctl is-active isc-dhcp-server",
          "c": "systemctl is-active greenroom-vlan-eth1.100.service",
          "d": "systemctl is-active chrony",  # asked twice
          "e": "systemctl is-enabled chrony", "f": "systemctl is-enabled isc-dhcp-server",
+         "r": RELOAD,
          "q": "systemctl is-active --quiet NetworkManager"}  # not a plain query: alone
+SHOW = ("systemctl show -p Id,ActiveState,NeedDaemonReload chrony isc-dhcp-server "
+        "greenroom-vlan-eth1.100.service")
 
 
-def test_unit_queries_of_one_verb_are_one_systemctl():
+def block(unit: str, state: str, reload: str = "no") -> str:
+    """One unit's block as systemctl show prints it (properties in systemd's order)."""
+    return f"Id={unit}\nNeedDaemonReload={reload}\nActiveState={state}\n"
+
+
+def test_unit_queries_are_one_show_and_one_is_enabled():
     asked, stands = merged.merge(UNITS)
-    assert stands == {
-        "systemctl is-active chrony isc-dhcp-server greenroom-vlan-eth1.100.service": [
-            UNITS["a"], UNITS["b"], UNITS["c"]],
-        "systemctl is-enabled chrony isc-dhcp-server": [UNITS["e"], UNITS["f"]]}
+    assert stands == {SHOW: [UNITS["a"], UNITS["b"], UNITS["c"], RELOAD],
+                      "systemctl is-enabled chrony isc-dhcp-server": [UNITS["e"], UNITS["f"]]}
     assert asked["q"] == UNITS["q"]
     assert len(set(asked.values())) == 3
 
 
-def test_each_unit_gets_its_line_and_the_status_systemctl_gives_it_alone():
+@pytest.mark.parametrize(("vlan", "reload", "c", "r"), [
+    ("reloading", "no", FactResult(0, "reloading\n"), FactResult(1, "")),
+    ("failed", "yes", FactResult(3, "failed\n"), FactResult(0, "")),
+    ("inactive", "no", FactResult(3, "inactive\n"), FactResult(1, "")),
+], ids=["reloading-no-reload", "failed-needs-reload", "no-such-unit"])
+def test_each_unit_gets_its_state_and_the_status_systemctl_gives_it_alone(vlan, reload, c, r):
+    """The bad states of each merged read are handed to their askers (a NO-GO names them)."""
     asked, stands = merged.merge(UNITS)
-    facts = {k: FactResult(3, "active\nfailed\nreloading\n") if "is-active" in c
-             else FactResult(1, "static\ndisabled\n") for k, c in asked.items()}
+    shown = "\n".join([block("chrony.service", "active"), block("isc-dhcp-server.service",
+                                                                "failed"),
+                       block("greenroom-vlan-eth1.100.service", vlan, reload)])
+    facts = {k: FactResult(0, shown) if c_.startswith("systemctl show")
+             else FactResult(1, "static\ndisabled\n") for k, c_ in asked.items()}
     facts["q"] = FactResult(0, "")
     out = merged.split(UNITS, asked, stands, facts, _no_reread)
     assert out == {"a": FactResult(0, "active\n"), "b": FactResult(3, "failed\n"),
-                   "c": FactResult(0, "reloading\n"), "d": FactResult(0, "active\n"),
+                   "c": c, "d": FactResult(0, "active\n"),
                    "e": FactResult(0, "static\n"), "f": FactResult(1, "disabled\n"),
-                   "q": FactResult(0, "")}
+                   "r": r, "q": FactResult(0, "")}
+
+
+@pytest.mark.parametrize("shown", [
+    block("chrony.service", "active") + "\n" + block("ntp.service", "active"),  # an alias
+    block("chrony.service", "active"),  # a block short
+    "",  # no systemd
+], ids=["alias", "short", "empty"])
+def test_a_show_answer_not_one_block_per_unit_leaves_each_asker_to_its_own(shown):
+    commands = {"a": "systemctl is-active chrony", "b": "systemctl is-active chronyd"}
+    asked, stands = merged.merge(commands)
+    again = []
+
+    def reread(missing):
+        again.append(dict(missing))
+        return {k: FactResult(0, "active\n") for k in missing}
+
+    merged.split(commands, asked, stands, {k: FactResult(0, shown) for k in asked}, reread)
+    assert again and set(again[0]) <= {"a", "b"} and "b" in again[0]
 
 
 def test_a_short_unit_answer_leaves_each_asker_to_its_own():
@@ -141,31 +176,74 @@ def test_a_short_unit_answer_leaves_each_asker_to_its_own():
 
 def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
     """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
-    import os
-    import subprocess
 
-    from runbooks.core.session import CommandResult
     from runbooks.demo.check import _read
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stub = bin_dir / "systemctl"
-    stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift\n'
-                    'for u in "$@"; do case $u in *dhcp*) echo failed;; *) echo active;; '
-                    'esac; done\n')
+    stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift 3\n'
+                    'for u in "$@"; do case $u in *.*) id=$u;; *) id=$u.service;; esac; '
+                    'case $u in *dhcp*) s=failed;; *) s=active;; esac; '
+                    'printf "Id=%s\\nActiveState=%s\\nNeedDaemonReload=no\\n\\n" "$id" "$s"; '
+                    'done\n')
     stub.chmod(0o755)
 
-    class Session:
-        def run(self, script, stdin=None):
-            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
-                                  env=env, check=False)
-            return CommandResult(done.returncode, done.stdout, done.stderr)
 
     units = ["chrony", "isc-dhcp-server", "docker-registry", "greenroom-nftables.service"]
-    facts, _moment = _read(Session(), {u: f"systemctl is-active {u}" for u in units})
+    facts, _moment = _read(StubSession(bin_dir), {u: f"systemctl is-active {u}" for u in units})
     assert (tmp_path / "starts").read_text().splitlines() == [
-        "is-active " + " ".join(units)]
+        "show -p Id,ActiveState,NeedDaemonReload " + " ".join(units)]
     assert {u: (f.rc, f.out) for u, f in facts.items()} == {
         "chrony": (0, "active\n"), "isc-dhcp-server": (3, "failed\n"),
         "docker-registry": (0, "active\n"), "greenroom-nftables.service": (0, "active\n")}
+
+
+def test_package_queries_of_a_batch_are_one_dpkg_query(tmp_path):
+    """Every Packages step's dpkg_status fact in one dpkg-query (a stand-in on PATH counts
+    its starts); each asker gets its own packages' lines, and exit 1 for a package dpkg does
+    not know (here: bird2), as its own query would."""
+
+    from runbooks.core.steps.system import dpkg_status
+    from runbooks.demo.check import _read
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "dpkg-query"
+    stub.write_text(f'#!/bin/sh\necho start >> {tmp_path}/starts\nshift 3\nrc=0\n'
+                    'for p in "$@"; do case $p in bird2) rc=1;; chrony) echo "$p ii ";; '
+                    '*) echo "$p:arm64 rc ";; esac; done\nexit $rc\n')
+    stub.chmod(0o755)
+
+
+    asked = {"chrony": dpkg_status(["chrony"]).command,
+             "runtime": dpkg_status(["containerd", "containernetworking-plugins"]).command,
+             "bird": dpkg_status(["bird2"]).command,
+             "both": dpkg_status(["chrony", "bird2"]).command}
+    facts, _moment = _read(StubSession(bin_dir), asked)
+    assert len((tmp_path / "starts").read_text().splitlines()) == 1
+    assert {k: (f.rc, f.out) for k, f in facts.items()} == {
+        "chrony": (0, "chrony ii \n"),
+        "runtime": (0, "containerd:arm64 rc \ncontainernetworking-plugins:arm64 rc \n"),
+        "bird": (1, ""), "both": (1, "chrony ii \n")}
+    assert dpkg_status(["chrony"]).parse(facts["chrony"]).installed("chrony")
+    assert not dpkg_status(["containerd"]).parse(facts["runtime"]).installed("containerd")
+
+
+class StubSession:
+    """A host's session that runs a batch with POSIX sh here, `bin_dir`'s stand-ins first on
+    PATH."""
+
+    def __init__(self, bin_dir):
+        self.bin_dir = bin_dir
+
+    def run(self, script, stdin=None):
+        import os
+        import subprocess
+
+        from runbooks.core.session import CommandResult
+
+        env = dict(os.environ, PATH=f"{self.bin_dir}:{os.environ['PATH']}")
+        done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
+                              check=False)
+        return CommandResult(done.returncode, done.stdout, done.stderr)

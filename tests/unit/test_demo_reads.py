@@ -85,6 +85,8 @@ def test_a_shared_read_runs_once_per_host_and_answers_every_asker_and_the_batch(
 
 CLUSTER = "k3s kubectl get nodes,namespaces,deployments,daemonsets,endpoints,services -A -o json"
 METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o json"
+APP = ("k3s kubectl get namespace/greenroom-demo deployment.apps/hello service/hello "
+       "-n greenroom-demo --ignore-not-found -o json")
 
 
 @pytest.mark.parametrize("wide, narrow, covered", [
@@ -106,6 +108,17 @@ METALLB = "k3s kubectl get ipaddresspools,bgppeers,secrets -n metallb-system -o 
     (CLUSTER, "k3s kubectl get services/web -A -o json", False),  # one object
     (METALLB, "k3s kubectl get ipaddresspools -n metallb-system -o json", True),
     (METALLB, "k3s kubectl get ipaddresspools -A -o json", False),
+    # a Manifests step's read of named objects (runbooks/common/kubectl.py)
+    (CLUSTER, APP, True),
+    (CLUSTER, APP.replace("k3s kubectl", "microk8s kubectl"), False),
+    (CLUSTER, APP.replace("service/hello", "secret/hello"), False),  # a kind it does not list
+    (CLUSTER, APP.replace("deployment.apps/", "deployment.extensions/"), False),
+    (CLUSTER, APP.replace(" --ignore-not-found", ""), False),  # NotFound fails: read alone
+    (METALLB, APP, False),
+    ("k3s kubectl get deployments,services -n greenroom-demo -o json",
+     APP.replace("namespace/greenroom-demo ", ""), True),
+    ("k3s kubectl get deployments,services,namespaces -n greenroom-demo -o json", APP,
+     False),  # a cluster-scoped object under a namespaced listing: not taken from it
 ], ids=lambda v: str(v)[:48])
 def test_which_listing_a_wider_one_covers(wide, narrow, covered):
     assert covers(wide, narrow) is covered
@@ -129,6 +142,25 @@ def test_a_named_object_and_the_nodes_are_cut_from_the_wide_read():
     assert cut(done, "k3s kubectl get deployment speaker -n metallb-system -o json") is None
     assert cut(CommandResult(1, "", "refused"),
                "k3s kubectl get deployment controller -n metallb-system -o json") is None
+
+
+def test_a_manifests_read_is_cut_from_the_wide_read_as_kubectl_lists_what_it_finds():
+    from runbooks.core.session import CommandResult
+    from runbooks.demo.reads import cut
+
+    def obj(version, kind, name, namespace=None):
+        meta = {"name": name, **({"namespace": namespace} if namespace else {})}
+        return {"apiVersion": version, "kind": kind, "metadata": meta}
+
+    space = obj("v1", "Namespace", "greenroom-demo")
+    hello = obj("apps/v1", "Deployment", "hello", "greenroom-demo")
+    items = [obj("v1", "Node", "rp0"), obj("v1", "Service", "hello", "other"), hello,
+             obj("extensions/v1beta1", "Deployment", "hello", "greenroom-demo"), space]
+    done = CommandResult(0, json.dumps({"kind": "List", "items": items}), "")
+    found = cut(done, APP)
+    # the Service is in another namespace only: missing, as --ignore-not-found leaves it out
+    assert found is not None and json.loads(found.stdout)["items"] == [space, hello]
+    assert cut(CommandResult(1, "", "refused"), APP) is None
 
 
 class Cluster(Session):
@@ -164,6 +196,11 @@ def test_a_listing_is_cut_from_a_wider_read_made_anyway_or_under_way():
         CLUSTER, "k3s kubectl get services -A -o json", METALLB, pools, nodes}
     found = json.loads(reads.fact(rp0, pools).out)
     assert [i["kind"] for i in found["items"]] == ["IPAddressPool"]
+    assert server.ran == [CLUSTER, METALLB]
+    # a Manifests step's read of named objects the wide read lists: no kubectl of its own
+    assert reads.claimed("rp0", [APP]) >= {APP}
+    found = json.loads(reads.fact(rp0, APP).out)
+    assert found["kind"] == "List" and found["items"] == []  # none of them in this cluster
     assert server.ran == [CLUSTER, METALLB]
 
 

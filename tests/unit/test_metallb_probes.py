@@ -86,7 +86,8 @@ def test_metallb_probe_reads_the_first_server_only() -> None:
     assert facts == {
         "metallb/cluster": "k3s kubectl get nodes,namespaces,deployments,daemonsets,"
                            "endpoints,services -A -o json",
-        "metallb/pools": "k3s kubectl get ipaddresspools -n metallb-system -o json"}
+        "metallb/pools": "k3s kubectl get ipaddresspools,bgppeers,bgpadvertisements "
+                         "-n metallb-system -o json"}
     assert facts["metallb/cluster"] in demo_cluster.facts(inventory.hosts["rp0"],
                                                           inventory).values()
     controller = {"kind": "Deployment", "metadata": {"name": "controller",
@@ -98,7 +99,9 @@ def test_metallb_probe_reads_the_first_server_only() -> None:
     found = {
         "metallb/cluster": ok({"kind": "List", "items": [
             controller, webhook, svc("hello", ips=("192.168.20.0",)), svc("late")]}),
-        "metallb/pools": ok({"items": [{"metadata": {"name": "default"}}]}),
+        "metallb/pools": ok({"items": [
+            {"kind": "IPAddressPool", "metadata": {"name": "default"}},
+            {"kind": "BGPPeer", "metadata": {"name": "extra"}}]}),  # not a pool
     }
     checks = {c.name: (c.ok, c.detail) for c in metallb_probe.evaluate(
         inventory.hosts["rp0"], inventory, found)}
@@ -164,3 +167,38 @@ def test_on_microk8s_the_seed_is_where_metallb_reads_the_cluster() -> None:
     connector = SimpleNamespace(session=lambda host: Session(host.name))
     assert services.read(inventory, connector).all() == ["192.168.20.0"]
     assert asked == [("rp0", "microk8s kubectl get services -A -o json")]
+
+
+class FirstServer:
+    """The first server's session: answers the listings the speaker double asks."""
+
+    def __init__(self, password: bool) -> None:
+        self.ran: list[str] = []
+        peer = {"kind": "BGPPeer", "metadata": {"name": "edge"}, "spec": {
+            "peerAddress": "192.168.10.6", **({"passwordSecret": {"name": "bgp"}}
+                                               if password else {})}}
+        self.answers = {"ipaddresspools,bgppeers,bgpadvertisements": [peer],
+                        "secrets": [{"kind": "Secret", "metadata": {"name": "bgp"}}],
+                        "services": [svc("hello", ips=("192.168.20.0",))]}
+
+    def run(self, command: str) -> SimpleNamespace:
+        self.ran.append(command)
+        kinds = command.split(" get ", 1)[1].split()[0]
+        return SimpleNamespace(ok=True, stdout=json.dumps({"items": self.answers[kinds]}),
+                               stderr="")
+
+
+@pytest.mark.parametrize(("password", "reads"), [(False, 2), (True, 3)],
+                         ids=["no-password-no-secrets", "password-secrets-read"])
+def test_speaker_double_reads_the_probes_listing(password: bool, reads: int) -> None:
+    """The lab's speaker double lists MetalLB's objects with the metallb probe's very
+    command (a check starts one kubectl for both), and the Secrets only for a password."""
+    inventory, _ = load_site(CLUSTER_SITE)
+    server = FirstServer(password)
+    ctx = SimpleNamespace(inventory=inventory,
+                          connector=SimpleNamespace(session=lambda _host: server))
+    objects, assigned = bgp_speaker.cluster_state(ctx)
+    probe = metallb_probe.facts(inventory.hosts["rp0"], inventory)["metallb/pools"]
+    assert server.ran[0] == probe and len(server.ran) == reads
+    assert assigned == ["192.168.20.0"]
+    assert [o["kind"] for o in objects] == ["BGPPeer"] + (["Secret"] if password else [])

@@ -12,7 +12,13 @@ from runbooks.core.facts import FactResult
 from runbooks.core.inventory import parse_inventory
 from runbooks.core.steps.base import StepFailed
 from runbooks.pi_prep.demo_hooks import CHECK, SWAP
-from runbooks.pi_prep.swap import VerifySwapOff, swap_facts, swap_providers
+from runbooks.pi_prep.swap import (
+    UNITS_COMMAND,
+    VerifySwapOff,
+    parse_units,
+    swap_facts,
+    swap_providers,
+)
 from tests.support.swapfacts import NO_UNITS, SWAPS_HEADER, swap_rule_facts
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,3 +87,32 @@ def test_every_drift_together_is_named_once_each():
         units="dphys-swapfile enabled active\nzramswap enabled inactive\n"))
     assert len(found) == 5, found
     assert swap_providers(swap_rule_facts(units=NO_UNITS)) == []
+
+
+# systemctl show's own output (systemd 252): a unit with no unit file has an empty
+# UnitFileState; properties come in systemd's order, not the order asked
+SHOWN = """Id=dphys-swapfile.service
+ActiveState=active
+UnitFileState=enabled
+
+Id=zramswap.service
+ActiveState=inactive
+UnitFileState=
+"""
+
+
+@pytest.mark.parametrize(("rc", "out", "units", "named"), [
+    (0, SHOWN, {"dphys-swapfile": ("enabled", "active"), "zramswap": ("none", "inactive")},
+     ["service dphys-swapfile (enabled and running)"]),
+    (1, "", {}, []),
+    (0, "Id=zramswap.service\nActiveState=activating\nUnitFileState=masked\n",
+     {"zramswap": ("masked", "activating")}, ["service zramswap (running)"]),
+], ids=["one-enabled-running-one-missing", "no-systemd", "one-block-by-id"])
+def test_units_from_one_systemctl_show(rc, out, units, named):
+    assert parse_units(out) == units
+    assert swap_providers(swap_rule_facts() | {"units": FactResult(rc, out)}) == named
+
+
+def test_the_units_are_read_by_one_systemctl():
+    assert UNITS_COMMAND.count("systemctl") == 1
+    assert all(f"{unit}.service" in UNITS_COMMAND for unit in ("dphys-swapfile", "zramswap"))

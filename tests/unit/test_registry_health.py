@@ -90,9 +90,32 @@ def test_healthy_step_reports_the_missing_address(tmp_path):
     done, calls, _ = run_probe(tmp_path, step.facts()["health"], addrs=OFF_HOST, codes=[0])
     from runbooks.core.facts import FactResult
 
-    (change,) = step.plan({"health": FactResult(done.returncode, done.stdout),
-                           "log": FactResult(0, "")})
+    (change,) = step.plan({"health": FactResult(done.returncode, done.stdout)})
     assert calls == [] and "192.168.10.1 is not on this host" in change.summary
+
+
+@pytest.mark.parametrize("codes, state, logs, says", [
+    pytest.param([0], "active", 0, None, id="healthy-no-log-read"),
+    pytest.param([7], "failed", 1, "curl: (7)", id="down-log-read-once"),
+])
+def test_healthy_step_reads_the_log_only_when_down(tmp_path, codes, state, logs, says):
+    """One fact: the probe, and the unit's log only when it fails (a converged gateway's
+    check started journalctl every time)."""
+    step = converge.RegistryHealthy(URL, f"echo LOGLINE; echo x >> {tmp_path}/logs", ADDRESS,
+                                    converge.unit_running("x"))
+    (command,) = step.facts().values()
+    done, _calls, _ = run_probe(tmp_path, command, addrs=ON_HOST, codes=codes, state=state)
+    from runbooks.core.facts import FactResult
+
+    read = tmp_path / "logs"
+    assert (len(read.read_text().splitlines()) if read.exists() else 0) == logs
+    changes = step.plan({"health": FactResult(done.returncode, done.stdout)})
+    if says is None:
+        assert changes == [] and done.returncode == 0
+    else:
+        (change,) = changes
+        assert says in change.summary and converge.LOG_MARK not in change.summary
+        assert "LOGLINE" in change.diff and done.returncode == 1
 
 
 @pytest.mark.parametrize("addrs, codes, rc, tries", [

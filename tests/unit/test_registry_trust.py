@@ -185,8 +185,8 @@ def test_parse_start_time():
 
 def test_registry_healthy():
     step = converge.RegistryHealthy(URL, "journalctl -u docker-registry")
-    assert step.plan(facts(health="", log="")) == []
-    down = {"health": FactResult(7, "curl: (7) Failed to connect"), "log": FactResult(0, "L1")}
+    assert step.plan(facts(health="")) == []
+    down = {"health": FactResult(1, f"curl: (7) Failed to connect\n{converge.LOG_MARK}\nL1\n")}
     (change,) = step.plan(down)
     assert change.precondition and "Failed to connect" in change.summary and "L1" in change.diff
 

@@ -39,6 +39,7 @@ from runbooks.core.steps import (
     Step,
     StepFailed,
 )
+from runbooks.metallb.demo_hooks import NAMESPACE, objects_command
 from runbooks.metallb.services import parse_services
 
 CONFIG = "/etc/bird/bird.conf"
@@ -190,21 +191,24 @@ def web_script(address: str, page: str) -> str:
 # assigned IP on the node's lo (in BGP mode every node announces), with the web double behind
 # it. It plans nothing on an inventory without a `lab:` section: never on a real site.
 
-OBJECTS = "ipaddresspools,bgppeers,bgpadvertisements,secrets"
 RESTART_BIRD = "restart bird (speaker double)"
 RESTART_WEB = "restart web double"
 PAGE = f"{WEB_ROOT}/index.html"
 
 
 def cluster_state(ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
-    """(MetalLB's objects, the assigned LoadBalancer IPs), read on the first server."""
+    """(MetalLB's objects, the assigned LoadBalancer IPs), read on the first server: the
+    pools, peers and advertisements by the very listing metallb's demo.check probe reads (one
+    kubectl for both in a check), the Secrets only when a peer names one (a password)."""
     cluster = ctx.inventory.sections["cluster"]
     server = ctx.inventory.hosts[cluster.first_server]
     kubectl = kubectl_on_node(cluster.distribution)
     session = ctx.connector.session(server)
-    found = {}
-    for key, command in (("objects", f"{kubectl} get {OBJECTS} -n metallb-system -o json"),
-                         ("services", f"{kubectl} get services -A -o json")):
+    found: dict[str, Any] = {}
+    reads = [("objects", objects_command(kubectl)),
+             ("services", f"{kubectl} get services -A -o json")]
+    while reads:
+        key, command = reads.pop(0)
         done = session.run(command)
         if not done.ok:
             raise StepFailed(f"speaker double: {command} on {server.name} failed: "
@@ -215,7 +219,12 @@ def cluster_state(ctx: Any) -> tuple[list[dict[str, Any]], list[str]]:
         except ValueError:
             raise StepFailed(f"speaker double: {command} on {server.name} did not print "
                              "JSON") from None
-    return list(found["objects"].get("items") or []), parse_services(found["services"]).all()
+        if key == "objects" and any((p.get("spec") or {}).get("passwordSecret")
+                                    for p in _kind(found[key].get("items") or [], "BGPPeer")):
+            reads.append(("secrets", f"{kubectl} get secrets -n {NAMESPACE} -o json"))
+    objects = list(found["objects"].get("items") or [])
+    objects += (found.get("secrets") or {}).get("items") or []
+    return objects, parse_services(found["services"]).all()
 
 
 def lo_addresses(out: str) -> set[str]:

@@ -23,11 +23,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import re
-import secrets
 import sys
 import time
 from datetime import UTC, datetime
@@ -38,8 +36,9 @@ if TYPE_CHECKING:
     import http.server
 
 # http.server, ssl, socket, subprocess, threading, signal and urllib are imported where the
-# server or the agent uses them: `k3s kubectl ...` (a fact of every converged run) starts
-# without them
+# server or the agent uses them, hashlib and secrets (OpenSSL's library loaded: ~8 ms of CPU)
+# where a pod's name, a token or a uid is made: `k3s kubectl get ...` (a fact of every
+# converged run) starts without them
 
 VERSION = "v1.34.3+k3s1"  # launcher.py sets the version the lab's release site serves
 COMMIT = "d0ub1e00"
@@ -50,6 +49,26 @@ NODE_GRACE = 40.0  # seconds without heartbeat before a node is NotReady (kubele
 HEARTBEAT = 5.0
 JOIN_RETRY = 0.5  # an agent not joined yet tries again this soon (a server starting)
 READY_DELAY = float(os.environ.get("K3S_DOUBLE_READY_SECONDS", "6"))
+
+
+def sha256_hex(data: bytes) -> str:
+    """sha256 of `data`, hex: by CPython's own sha256 where it has one (no OpenSSL loaded for
+    a `kubectl get` that names pods), else hashlib's (the same digest)."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found,no-redef]  # 3.12+
+        except ImportError:
+            from hashlib import sha256
+    return str(sha256(data).hexdigest())
+
+
+def token_hex(count: int) -> str:
+    """`secrets.token_hex`, imported only where a token or a uid is made."""
+    import secrets
+
+    return secrets.token_hex(count)
 
 
 # -- logging and systemd ----------------------------------------------------------------------
@@ -580,7 +599,7 @@ def pods(data: dict[str, Any]) -> list[dict[str, Any]]:
                      *objects_of(data, "DaemonSet")]:
         meta = workload["metadata"]
         ready = workload_ready(data, workload)
-        suffix = hashlib.sha256(meta["name"].encode()).hexdigest()
+        suffix = sha256_hex(meta["name"].encode())
         if workload["kind"] == "DaemonSet":
             names = [(f"{meta['name']}-{suffix[i:i + 5]}", node) for i, node in
                      enumerate(nodes)]
@@ -695,7 +714,7 @@ def register_node(store: Store, name: str, ip: str, roles: list[str], arch: str,
         key = key_of("Node", None, name)
         node = data["objects"].get(key) or {
             "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "creationTimestamp": now_iso(), "uid": secrets.token_hex(8)}}
+            "metadata": {"name": name, "creationTimestamp": now_iso(), "uid": token_hex(8)}}
         labels = {"kubernetes.io/hostname": name, "kubernetes.io/arch": arch,
                   "kubernetes.io/os": "linux", "beta.kubernetes.io/arch": arch,
                   **{f"node-role.kubernetes.io/{r}": "true" for r in roles}}
@@ -743,7 +762,9 @@ def api_handler() -> type[http.server.BaseHTTPRequestHandler]:
                     _, _, given = base64.b64decode(header[6:]).decode().partition(":")
                 except ValueError:
                     return False
-                return secrets.compare_digest(given, self.password)
+                import hmac
+
+                return hmac.compare_digest(given, self.password)
             return False
 
         def do_GET(self) -> None:  # noqa: N802
@@ -859,7 +880,7 @@ def run_server(config: dict[str, Any]) -> int:
     sans = ["127.0.0.1", "localhost", ip, name, *[str(s) for s in config.get("tls-san", [])]]
     ensure_certificates(tls, sans)
     ca_pem = (tls / "server-ca.crt").read_bytes()
-    ca_hash = hashlib.sha256(ca_pem).hexdigest()
+    ca_hash = sha256_hex(ca_pem)
     token_file = server_dir / "token"
     given = str(config.get("token") or "")
     if token_file.exists():
@@ -868,7 +889,7 @@ def run_server(config: dict[str, Any]) -> int:
             log("fatal", "bootstrap data already found and encrypted with different token")
             return 1
     else:
-        password = split_token(given)[1] if given else secrets.token_hex(16)
+        password = split_token(given)[1] if given else token_hex(16)
     token = f"K10{ca_hash}::server:{password}"
     server_dir.mkdir(parents=True, exist_ok=True)
     old = os.umask(0o077)
@@ -967,7 +988,7 @@ def run_agent(config: dict[str, Any], roles: list[str] | None = None) -> int:
     password_file = ETC_DIR / "node/password"
     if not password_file.exists():
         password_file.parent.mkdir(parents=True, exist_ok=True)
-        password_file.write_text(secrets.token_hex(16) + "\n")
+        password_file.write_text(token_hex(16) + "\n")
         os.chmod(password_file, 0o600)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -980,7 +1001,7 @@ def run_agent(config: dict[str, Any], roles: list[str] | None = None) -> int:
         try:
             if not joined:
                 ca_pem = fetch_cacerts(url)
-                if ca_hash and hashlib.sha256(ca_pem).hexdigest() != ca_hash:
+                if ca_hash and sha256_hex(ca_pem) != ca_hash:
                     raise JoinError("token CA hash does not match the Cluster CA certificate "
                                     "hash")
             post_node(url, ca_pem, password, info)
@@ -1368,7 +1389,7 @@ def kubectl_apply(store: Store, opts: dict[str, Any]) -> int:
                 meta["namespace"] = namespace
             if old is None:
                 meta["creationTimestamp"] = now_iso()
-                meta["uid"] = secrets.token_hex(8)
+                meta["uid"] = token_hex(8)
                 meta["generation"] = 1
                 word = "created"
             else:
