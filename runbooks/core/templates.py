@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,19 @@ def _compiled() -> Any:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError:
         return None
-    return Kept(str(directory))
+    return Kept(str(directory)) if _private(directory) else None
+
+
+def _private(directory: Path) -> bool:
+    """Whether only this user can write `directory` (a real directory, not a link, owned by
+    us, no group or other write): compiled code loaded from anywhere else could be anyone's,
+    so such a cache is not used (the templates are compiled every time instead)."""
+    try:
+        found = os.lstat(directory)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid()
+            and not found.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
 
 def render(name: str, **values: Any) -> str:

@@ -67,3 +67,23 @@ def test_no_cache_directory_costs_only_the_compile(site, tmp_path, monkeypatch):
     new_process()
     assert templates.render("demo/motd.j2", who="rp0") == "hello rp0\n"
     assert len(compiled) == 2
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda d: d.chmod(0o777), id="writable-by-others"),
+    pytest.param(lambda d: d.chmod(0o770), id="writable-by-the-group"),
+    pytest.param(lambda d: (d.rmdir(), d.symlink_to(d.parent / "elsewhere")), id="a-link"),
+])
+def test_a_cache_others_could_write_is_not_used(site, make):
+    """Compiled code is loaded from the cache: one that another user could fill is never
+    read or written (the template is compiled every time instead)."""
+    files, compiled = site
+    directory = templates.cache_dir()
+    directory.mkdir(parents=True)
+    (directory.parent / "elsewhere").mkdir(mode=0o700)
+    make(directory)
+    for who in ("rp0", "rp1"):
+        new_process()
+        assert templates.render("demo/motd.j2", who=who) == f"hello {who}\n"
+    assert compiled == ["demo/motd.j2"] * 2
+    assert not list((directory.parent / "elsewhere").iterdir())
