@@ -23,16 +23,30 @@ def this_host() -> bytes:
         return b"?"
 
 
+def running(child: subprocess.Popen[bytes]) -> None:
+    """Wait until `child` runs its command: Popen returns after the fork, and on a busy
+    machine the child may still show this process's command line until its exec."""
+    deadline = time.monotonic() + 10
+    while (Path(f"/proc/{child.pid}/cmdline").read_bytes() != b"sleep\0" + MARK + b"\0"
+           and time.monotonic() < deadline):
+        time.sleep(0.005)
+
+
+def ours(args: bytes) -> bool:
+    return args == b"sleep " + MARK
+
+
 def test_processes_lists_a_running_command_with_its_pid_and_host():
     child = subprocess.Popen(["sleep", MARK.decode()])
     try:
-        found = list(processes(lambda args: MARK in args))
+        running(child)
+        found = list(processes(ours))
         assert found == [(child.pid, this_host(), b"sleep " + MARK)]
         assert b"\t".join([this_host(), b"sleep " + MARK]) in proc_lines()
     finally:
         child.kill()
         child.wait()
-    assert list(processes(lambda args: MARK in args)) == []
+    assert list(processes(ours)) == []
 
 
 def test_argv_sampler_keeps_only_the_lines_asked_for_until_stopped():
