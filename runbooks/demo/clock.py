@@ -2,7 +2,8 @@
 
 The gateway serves time to the VLAN (chrony with a local stratum, so it still serves offline)
 and the boards follow it. demo.check compares each host's clock with this machine's (the
-midpoint of the round trip that read it) and asks chrony what it follows; demo.reset steps a
+moment the answer that read it arrived: the clock is read last in its batch, `LAST`) and asks
+chrony what it follows; demo.reset steps a
 drifted clock to this machine's time first of all (certificates look "not yet valid" on a
 board whose clock went back).
 
@@ -150,14 +151,19 @@ def clock_plan(ctx: HostContext) -> Plan:
 CLOCKS = Runbook("clocks", ALL_ROLES, clock_plan)
 
 
+# the probe fact read last in its batch, so the answer's arrival is its reference moment (the
+# middle of the round trip would put a long batch's length into the offset)
+LAST = "demo.clock"
+
+
 def probe_facts(inventory: Inventory) -> dict[str, str]:
     commands = commands_for(inventory)
-    return {"demo.clock": commands.read, "demo.sync": commands.sync}
+    return {LAST: commands.read, "demo.sync": commands.sync}
 
 
 def probe_judge(host: Host, inventory: Inventory, facts: Mapping[str, FactResult],
                 local: float) -> tuple[float | None, list[Any]]:
-    offset = parse_offset(facts["demo.clock"], local)
+    offset = parse_offset(facts[LAST], local)
     checks = judge(host, inventory, offset, facts["demo.sync"],
                    section_of(inventory).clock_tolerance)
     return offset, checks

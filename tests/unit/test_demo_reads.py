@@ -346,3 +346,43 @@ def test_the_first_servers_check_starts_one_kubectl_for_nodes_namespaces_and_nam
     assert not any("kubectl" in b for b in rp0.batches)
     assert [i["kind"] for i in json.loads(Probe.seen["k3s/nodes"].out)["items"]] == ["Node"]
     assert next(v for v in report.verdicts if v.source == "cluster").ok  # nothing left over
+
+
+@pytest.mark.parametrize("size", [pytest.param(3, id="one-lane"),
+                                  pytest.param(60, id="three-lanes")])
+def test_the_clock_is_read_last_in_the_first_lane_and_its_answer_is_the_reference(
+        size, monkeypatch):
+    """The clock's offset is the host's time minus this machine's at the moment the host read
+    it. Read last in its batch, that moment is when the batch's answer arrives; taken as the
+    middle of the round trip, a batch of a second read its host half a second behind (the
+    lab's guests, on this machine's own clock, showed -0.3 to -0.6 s)."""
+    import re
+    import subprocess
+
+    from runbooks.core.session import CommandResult
+    from runbooks.demo import check, clock
+
+    lane = threading.local()  # each lane's thread its own clock: 1000.0 when it starts
+    monkeypatch.setattr(check.time, "time", lambda: getattr(lane, "now", 1000.0))
+
+    class Session:  # a host whose every batch takes 1.5 s; here a local sh
+        def __init__(self):
+            self.scripts = []
+
+        def run(self, script, stdin=None):
+            self.scripts.append(script)
+            done = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+            lane.now = getattr(lane, "now", 1000.0) + 1.5
+            return CommandResult(done.returncode, done.stdout, done.stderr)
+
+    commands = {clock.LAST: "echo clock", "demo.sync": "echo sync"}
+    commands.update({f"u{n}": f"echo unit{n}" for n in range(size)})
+    commands["f"] = "@greenroom-file:/etc/hostname"
+    session = Session()
+    facts, moment = check._read(session, commands)
+    assert facts[clock.LAST].out == "clock\n"
+    assert len(session.scripts) == (1 if size < 10 else 3)
+    assert moment == 1001.5  # the first lane's answer's arrival, not the middle of its trip
+    first = next(s for s in session.scripts if "echo clock" in s)
+    echoes = re.findall(r"echo (\w+)", first)
+    assert echoes[-1] == "clock" and "sync" in echoes  # after every other command of its lane
