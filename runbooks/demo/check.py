@@ -121,7 +121,7 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     # planned ahead (from the hints: no command needed) while the connection opens; a plan
     # that runs a command waits for it there
     pool = ThreadPoolExecutor(max_workers=2)
-    planned = (turns.queue(host.name, _plan_part, parts_).__call__ if turns is not None
+    planned = (turns.queue(host.name, _plan_part, parts_) if turns is not None
                else pool.submit(_plan_timed, parts_).result)
     # the probes' commands too: their batch goes out as soon as the connection is open
     probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
