@@ -30,7 +30,7 @@ from runbooks.demo import vip as vip_probe
 from runbooks.demo.early import Later
 from runbooks.demo.order import parts, probe_roles, roles_of
 from runbooks.demo.path import PATH
-from runbooks.demo.planning import Ahead, Hints, Planner, Turns, Unknown, same_answers
+from runbooks.demo.planning import Ahead, Hints, Planned, Planner, Turns, Unknown, same_answers
 from runbooks.demo.reads import SharedReads, shareable
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
@@ -122,7 +122,7 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     # that runs a command waits for it there
     pool = ThreadPoolExecutor(max_workers=2)
     planned = (turns.queue(host.name, _plan_part, parts_) if turns is not None
-               else pool.submit(_plan_timed, parts_).result)
+               else Planned([pool.submit(_plan_all, parts_)], time.monotonic()))
     # the probes' commands too: their batch goes out as soon as the connection is open
     probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
     for _name, probe in mine:
@@ -145,8 +145,13 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
         for command in probing.values():
             if shareable(command):
                 reads.start(host, command)
+    # planned by now (the plans' hints known, the connection the slower): the probes'
+    # commands join the plans' batch, ONE set of lanes for the host; else they are read
+    # now, while the plans are built, and the plans' batch follows
+    together = planned.done()
     claimed = reads.claimed(host.name, probing.values()) if reads is not None else set()
-    probed = pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed})
+    probed = (None if together else
+              pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed}))
     pool.shutdown(wait=False)
     try:
         report.timings["plans"] = planned()
@@ -160,15 +165,19 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                 commands.update({f"{n}|{key}": command
                                  for key, command in first_reads(part.plan).items()})
         reading = time.monotonic()
-        probes_asked = set(probing.values())
+        probes_asked = set() if probed is None else set(probing.values())
+        if probed is None:
+            commands = {**probing, **commands}  # the clock's read stays last in its lane
         claimed = (reads.claimed(host.name, [*probing.values(), *commands.values()])
                    if reads is not None else set())
-        facts, _moment = _read(session, {k: c for k, c in commands.items()
-                                         if c not in claimed and c not in probes_asked})
-        found, when = probed.result()
-        by_probe = {probing[k]: v for k, v in found.items()}
-        facts.update(found)
-        commands.update(probing)
+        facts, when = _read(session, {k: c for k, c in commands.items()
+                                      if c not in claimed and c not in probes_asked})
+        by_probe: dict[str, FactResult] = {}
+        if probed is not None:
+            found, when = probed.result()
+            by_probe = {probing[k]: v for k, v in found.items()}
+            facts.update(found)
+            commands.update(probing)
         assert reads is not None or not claimed
         for key, command in commands.items():
             if command in claimed:
@@ -244,13 +253,6 @@ def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int],
                 rest[f"{n}|{key}"] = command
     if rest:
         facts.update(_read(session, rest)[0])
-
-
-def _plan_timed(parts_: list[_Part]) -> float:
-    """`_plan_all`, and how long it took."""
-    started = time.monotonic()
-    _plan_all(parts_)
-    return time.monotonic() - started
 
 
 def _plan_all(parts_: list[_Part]) -> None:
@@ -343,6 +345,12 @@ def _probe(host: Host, inventory: Inventory, mine: list[tuple[str, Any]],
     for check in clock_checks:
         report.verdicts.append(Verdict.of(host.name, "demo", check))
     report.verdicts.append(_disk(host, inventory, facts["demo.disk"], report))
+    _judge_probes(host, inventory, mine, facts, report)
+
+
+def _judge_probes(host: Host, inventory: Inventory, mine: list[tuple[str, Any]],
+                  facts: Mapping[str, FactResult], report: HostReport) -> None:
+    """Every probe's checks, judged from the host's batch."""
     for name, probe in mine:
         try:
             for check in probe.evaluate(host, inventory, facts):
