@@ -145,10 +145,10 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
         for command in probing.values():
             if shareable(command):
                 reads.start(host, command)
-    # planned by now (the plans' hints known, the connection the slower): the probes'
-    # commands join the plans' batch, ONE set of lanes for the host; else they are read
-    # now, while the plans are built, and the plans' batch follows
-    together = planned.done()
+    # planned by now or within PLANS_WAIT (the plans' hints known): the probes' commands
+    # join the plans' batch, ONE set of lanes for the host; else they are read now, while
+    # the plans are built, and the plans' batch follows
+    together = planned.done(PLANS_WAIT)
     claimed = reads.claimed(host.name, probing.values()) if reads is not None else set()
     probed = (None if together else
               pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed}))
@@ -227,6 +227,9 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
 
 
 PLANNING = "plan|"  # the batch's keys of the plans' planning reads: PLANNING + command
+# How long a host whose connection is open waits for its plans before its probes' commands
+# go ahead in a batch of their own (see check_host).
+PLANS_WAIT = float(__import__("os").environ.get("GREENROOM_PLANS_WAIT", "0"))
 
 
 def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int], _Part],

@@ -280,14 +280,17 @@ class Turns:
 
 class Planned:
     """A host's parts being planned: called, waits for them all and returns the seconds
-    since `started`; `done()` tells without waiting whether they all are (demo.check then
-    reads the probes' facts in the plans' batch, else ahead of it)."""
+    since `started`; `done(wait)` tells, waiting up to `wait` seconds, whether they all are
+    (demo.check then reads the probes' facts in the plans' batch, else ahead of it)."""
 
     def __init__(self, futures: list[Any], started: float) -> None:
         self._futures, self._started = futures, started
 
-    def done(self) -> bool:
-        return all(future.done() for future in self._futures)
+    def done(self, wait: float = 0.0) -> bool:
+        """All planned, waiting up to `wait` seconds for the last ones."""
+        from concurrent.futures import wait as waiting
+
+        return not waiting(self._futures, timeout=max(0.0, wait)).not_done
 
     def __call__(self) -> float:
         import time
