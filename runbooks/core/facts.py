@@ -208,6 +208,13 @@ _GREP = "\0grep"
 _CAT_READ = re.compile(r"cat (/[A-Za-z0-9_./+,:@%=-]+)")
 
 
+def read_by_files(command: str) -> bool:
+    """The batch answers `command` from its one stat and one grep (a file or directory fact,
+    a plain `cat`), not with a process of its own: split a batch in several, such commands
+    belong together."""
+    return command.startswith((FILE_FACT, DIR_FACT)) or _CAT_READ.fullmatch(command) is not None
+
+
 def file_command(path: str) -> str:
     """The fact for a file's mode, owner, group and content (parse it with `parse_file`).
 

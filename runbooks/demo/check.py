@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbooks.common.demo_section import section_of
 from runbooks.core.converge import Converger, first_reads
-from runbooks.core.facts import DIR_FACT, FILE_FACT, FactResult, gather
+from runbooks.core.facts import FactResult, gather, read_by_files
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
 from runbooks.demo import clock, merged
@@ -274,25 +274,25 @@ _CLUSTER_READ = re.compile(r"\bkubectl\s")  # kubectl run, not a path ending in 
 # A batch runs its commands one after another: a long one (the gateway's plans: about fifty
 # commands) is the host's critical path. The rest is cut into up to SHELL_LANES batches of
 # at least PER_LANE commands each, read at the same time (a channel each: both cores of a
-# host work). Files and directories are read by one stat and one grep in the first.
+# host work). Files, directories and plain `cat`s are read by one stat and one grep in the
+# first (core.facts.read_by_files).
 SHELL_LANES = 3
 PER_LANE = 12
-_FILE_FACTS = (FILE_FACT, DIR_FACT)
 
 
 def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES, shell: int = SHELL_LANES,
           per_lane: int = PER_LANE) -> list[dict[str, str]]:
     """`commands` as batches read at the same time: everything but the cluster reads in the
-    first `shell` batches (in order: the first keys, and every file fact in the first; a new
-    batch only for each `per_lane` commands more; the clock's, `clock.LAST`, last of the
-    first batch's commands), the cluster reads spread over up to `n` more; a command asked
-    under several keys stays in one batch (it runs once)."""
+    first `shell` batches (in order: the first keys, and every file fact and plain `cat` in
+    the first; a new batch only for each `per_lane` commands more; the clock's,
+    `clock.LAST`, last of the first batch's commands), the cluster reads spread over up to
+    `n` more; a command asked under several keys stays in one batch (it runs once)."""
     rest: dict[str, dict[str, str]] = {}
     slow: dict[str, dict[str, str]] = {}
     for key, command in commands.items():
         (slow if _CLUSTER_READ.search(command) else rest).setdefault(command, {})[key] = command
-    files = [g for c, g in rest.items() if c.startswith(_FILE_FACTS)]
-    run = [g for c, g in rest.items() if not c.startswith(_FILE_FACTS)]
+    files = [g for c, g in rest.items() if read_by_files(c)]
+    run = [g for c, g in rest.items() if not read_by_files(c)]
     count = max(1, min(shell, len(run) // max(1, per_lane)))
     last = [g for g in run if clock.LAST in g]  # read after the rest of the first batch
     run = [g for g in run if clock.LAST not in g]

@@ -240,16 +240,18 @@ def test_a_long_batch_is_cut_into_lanes_read_at_the_same_time():
     commands.update({f"unit{n}": f"systemctl is-active unit{n}" for n in range(47)})
     commands["again"] = "systemctl is-active unit46"  # asked twice: one lane, runs once
     commands.update({f"file{n}": f"@greenroom-file:/etc/f{n}" for n in range(6)})
+    commands.update({"swaps": "cat /proc/swaps", "os": "cat /etc/os-release"})
     commands["k"] = "k3s kubectl get nodes -o json"
     batches = lanes(commands)
     shell = [b for b in batches if not any("kubectl" in c for c in b.values())]
     assert len(shell) == SHELL_LANES
     assert "clock" in shell[0]  # the clock's reference moment is the first lane's
-    assert all(f"file{n}" in shell[0] for n in range(6))  # one stat and one grep
+    # one stat and one grep for the lot (a plain cat in another lane: a stat and a grep more)
+    assert all(k in shell[0] for k in [*(f"file{n}" for n in range(6)), "swaps", "os"])
     assert [k for b in batches for k in b if b.get(k) == "systemctl is-active unit46"] == [
         "unit46", "again"]
     assert next(b for b in batches if "again" in b) is next(b for b in batches if "unit46" in b)
-    assert all(len([c for c in b.values() if not c.startswith("@")]) >= PER_LANE
+    assert all(len([c for c in b.values() if not c.startswith(("@", "cat "))]) >= PER_LANE
                for b in shell)
     assert {k: c for b in batches for k, c in b.items()} == commands
     assert batches[-1] == {"k": "k3s kubectl get nodes -o json"}
