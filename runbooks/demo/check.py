@@ -229,7 +229,7 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
 PLANNING = "plan|"  # the batch's keys of the plans' planning reads: PLANNING + command
 # How long a host whose connection is open waits for its plans before its probes' commands
 # go ahead in a batch of their own (see check_host).
-PLANS_WAIT = float(__import__("os").environ.get("GREENROOM_PLANS_WAIT", "0"))
+PLANS_WAIT = float(__import__("os").environ.get("GREENROOM_PLANS_WAIT", "1.0"))
 
 
 def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int], _Part],
