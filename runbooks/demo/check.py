@@ -278,13 +278,24 @@ _CLUSTER_READ = re.compile(r"\bkubectl\s")  # kubectl run, not a path ending in 
 # first (core.facts.read_by_files).
 SHELL_LANES = 3
 PER_LANE = 12
+# A test the shell answers itself (`[ -e PATH ]`, `test -d PATH`, `command -v NAME`), alone
+# or chained with && and ||: no process of its own, so it counts for no lane's length.
+_TEST = (r"(?:! )?(?:\[ [^][$`;|&<>()\n]* \]|test [^$`;|&<>()\n]+?"
+         r"|command -v [A-Za-z0-9_.+-]+(?: >/dev/null)?(?: 2>&1)?)")
+_SHELLS_OWN = re.compile(rf"{_TEST}(?: (?:&&|\|\|) {_TEST})*")
+
+
+def shells_own(command: str) -> bool:
+    """`command` is only tests the shell answers itself (see _SHELLS_OWN)."""
+    return _SHELLS_OWN.fullmatch(command.strip()) is not None
 
 
 def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES, shell: int = SHELL_LANES,
           per_lane: int = PER_LANE) -> list[dict[str, str]]:
     """`commands` as batches read at the same time: everything but the cluster reads in the
     first `shell` batches (in order: the first keys, and every file fact and plain `cat` in
-    the first; a new batch only for each `per_lane` commands more; the clock's,
+    the first; a new batch only for each `per_lane` commands more that start a process,
+    `shells_own` tests riding along; the clock's,
     `clock.LAST`, last of the first batch's commands), the cluster reads spread over up to
     `n` more; a command asked under several keys stays in one batch (it runs once)."""
     rest: dict[str, dict[str, str]] = {}
@@ -292,15 +303,18 @@ def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES, shell: int = SHEL
     for key, command in commands.items():
         (slow if _CLUSTER_READ.search(command) else rest).setdefault(command, {})[key] = command
     files = [g for c, g in rest.items() if read_by_files(c)]
-    run = [g for c, g in rest.items() if not read_by_files(c)]
-    count = max(1, min(shell, len(run) // max(1, per_lane)))
-    last = [g for g in run if clock.LAST in g]  # read after the rest of the first batch
-    run = [g for g in run if clock.LAST not in g]
-    size = -(-len(run) // count) if run else 0
+    run = [(c, g) for c, g in rest.items() if not read_by_files(c)]
+    weighed = sum(1 for c, _g in run if not shells_own(c))  # what takes a lane's time
+    count = max(1, min(shell, weighed // max(1, per_lane)))
+    last = [g for _c, g in run if clock.LAST in g]  # read after the rest of the first batch
+    run = [(c, g) for c, g in run if clock.LAST not in g]
+    size = max(1, -(-weighed // count))
     first: dict[str, str] = {}
     out = [first] + [{} for _ in range(count - 1)]
-    for i, group in enumerate(run):
-        out[i // size].update(group)
+    seen = 0
+    for command, group in run:
+        out[min(count - 1, seen // size)].update(group)
+        seen += 0 if shells_own(command) else 1
     for group in [*files, *last]:
         first.update(group)
     out = [batch for batch in out if batch] or [first]

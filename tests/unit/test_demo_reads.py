@@ -388,3 +388,37 @@ def test_the_clock_is_read_last_in_the_first_lane_and_its_answer_is_the_referenc
     first = next(s for s in session.scripts if "echo clock" in s)
     echoes = re.findall(r"echo (\w+)", first)
     assert echoes[-1] == "clock" and "sync" in echoes  # after every other command of its lane
+
+
+@pytest.mark.parametrize(("command", "own"), [
+    ("[ -e /etc/rpi-issue ]", True),
+    ("test -e /var/lib/greenroom-demo/microvms", True),
+    ("command -v containerd || [ -d /etc/containerd ]", True),
+    ("[ -e /etc/docker/daemon.json ] || command -v dockerd || command -v docker", True),
+    ("command -v ifup >/dev/null && [ -f /etc/network/interfaces ]", True),
+    ("! [ -d /run/systemd/system ]", True),
+    ("command -v nmcli >/dev/null && systemctl is-active --quiet NetworkManager", False),
+    ('[ -n "$(ip -4 route show to exact 192.168.30.0/24)" ]', False),
+    ("[ -e /a ]; rm -rf /b", False),
+    ("test -e /a | sh", False),
+    ("cat /proc/swaps", False),
+], ids=["bracket", "test", "command-v-or-dir", "three", "quiet-and", "negated",
+        "then-systemctl", "command-substitution", "then-another", "piped", "cat"])
+def test_tests_the_shell_answers_itself(command, own):
+    from runbooks.demo.check import shells_own
+
+    assert shells_own(command) is own
+
+
+def test_the_shells_own_tests_make_no_lane_longer():
+    """A board's batch: 30 commands that start a process and 14 tests the shell answers
+    itself are two lanes (they were three: one channel, one login shell and one sh more),
+    the tests spread among them in order."""
+    from runbooks.demo.check import PER_LANE, lanes, shells_own
+
+    commands = {f"p{n}": f"ip -o link show dev eth{n}" for n in range(30)}
+    commands.update({f"t{n}": f"[ -e /etc/marker{n} ]" for n in range(14)})
+    batches = lanes(commands)
+    assert len(batches) == 2
+    assert {k: c for b in batches for k, c in b.items()} == commands
+    assert all(len([c for c in b.values() if not shells_own(c)]) >= PER_LANE for b in batches)
