@@ -174,20 +174,27 @@ def test_a_short_unit_answer_leaves_each_asker_to_its_own():
     assert out == {"e": FactResult(0, "enabled\n"), "f": FactResult(1, "")}
 
 
-def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
-    """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
-
-    from runbooks.demo.check import _read
-
+def stand_in_systemctl(tmp_path):  # noqa: ANN001, ANN201
+    """A directory with a stand-in `systemctl show -p ... UNITS` that logs each start to
+    tmp_path/starts: every unit active (a dhcp one failed), its unit file enabled."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stub = bin_dir / "systemctl"
     stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift 3\n'
                     'for u in "$@"; do case $u in *.*) id=$u;; *) id=$u.service;; esac; '
                     'case $u in *dhcp*) s=failed;; *) s=active;; esac; '
-                    'printf "Id=%s\\nActiveState=%s\\nNeedDaemonReload=no\\n\\n" "$id" "$s"; '
-                    'done\n')
+                    'printf "Id=%s\\nActiveState=%s\\nUnitFileState=enabled\\n'
+                    'NeedDaemonReload=no\\n\\n" "$id" "$s"; done\n')
     stub.chmod(0o755)
+    return bin_dir
+
+
+def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
+    """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
+
+    from runbooks.demo.check import _read
+
+    bin_dir = stand_in_systemctl(tmp_path)
 
 
     units = ["chrony", "isc-dhcp-server", "docker-registry", "greenroom-nftables.service"]
@@ -310,14 +317,7 @@ def test_a_plain_show_whose_block_names_another_unit_is_read_on_its_own():
 def test_a_batch_with_a_plain_show_and_unit_queries_starts_one_systemctl(tmp_path):
     from runbooks.demo.check import _read
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stub = bin_dir / "systemctl"
-    stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift 3\n'
-                    'for u in "$@"; do case $u in *.*) id=$u;; *) id=$u.service;; esac; '
-                    'printf "Id=%s\\nActiveState=active\\nUnitFileState=enabled\\n'
-                    'NeedDaemonReload=no\\n\\n" "$id"; done\n')
-    stub.chmod(0o755)
+    bin_dir = stand_in_systemctl(tmp_path)
     commands = {"units": SWAP, "k3s": "systemctl is-active k3s-agent",
                 "chrony": "systemctl is-active chrony"}
     facts, _moment = _read(StubSession(bin_dir), commands)
