@@ -140,10 +140,16 @@ def test_a_plan_without_planning_reads_is_one_round_trip_without_hints(board):
     assert session.batches == session.probes == session.trips, session.batches
 
 
-def test_the_probes_go_ahead_of_the_plans_only_when_these_are_not_built_in_time(board):
+@pytest.mark.parametrize(("wait", "built", "batches"), [(0.05, 0.5, 2), (3.0, 0.1, 1)],
+                         ids=["built-too-late-probes-first", "built-within-the-wait-one-batch"])
+def test_the_probes_go_ahead_of_the_plans_only_when_these_are_not_built_in_time(
+        board, monkeypatch, wait, built, batches):
     """A plan still being built when the connection opens (here: it waits for the test):
-    the probes' batch goes out at once, alone; the plans' batch follows."""
+    built within PLANS_WAIT, the probes join its batch; else the probes' batch goes out
+    alone, and the plans' batch follows."""
     import threading
+
+    monkeypatch.setattr(check, "PLANS_WAIT", wait)
 
     release = threading.Event()
     session = Session(board.root)
@@ -156,14 +162,15 @@ def test_the_probes_go_ahead_of_the_plans_only_when_these_are_not_built_in_time(
     class Opening(Connector):
         def session(self, host):  # noqa: ANN001, ANN202
             opened = super().session(host)
-            threading.Timer(0.3, release.set).start()  # planned after the open
+            threading.Timer(built, release.set).start()  # planned after the open
             return opened
 
     report = check.check_host(board.host, board.inventory, Opening(session),
                               lambda _t: None, [], [("drift", Runbook("plain", ("pi",), plan))],
                               None, board.hints)
     assert verdict(report, "plain").ok
-    assert len(session.batches) == 2 and session.probes == session.batches[:1], session.batches
+    assert len(session.batches) == batches and session.probes == session.batches[:1], (
+        session.batches)
 
 
 def test_ahead_a_read_without_a_hint_stops_the_plan_and_is_recorded():
