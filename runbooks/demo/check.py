@@ -228,8 +228,10 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
 
 PLANNING = "plan|"  # the batch's keys of the plans' planning reads: PLANNING + command
 # How long a host whose connection is open waits for its plans before its probes' commands
-# go ahead in a batch of their own (see check_host).
-PLANS_WAIT = float(__import__("os").environ.get("GREENROOM_PLANS_WAIT", "1.0"))
+# go ahead in a batch of their own (see check_host): on the lab, built from their hints, the
+# plans are done 0.2-0.5 s after the connection (our process is CPU-bound); waiting for them
+# makes one set of lanes per host (bench/README.md, session 9).
+PLANS_WAIT = 1.0
 
 
 def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int], _Part],
