@@ -47,6 +47,8 @@ def private_dir(directory: Path, make: bool = True) -> Path:
     if make:
         try:
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # not a directory: said below
         except OSError as exc:
             raise KeepDirRefused(f"cannot make {directory}: {exc}") from exc
     try:

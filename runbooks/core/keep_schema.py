@@ -11,6 +11,6 @@ from runbooks.core.inventory_schema import Field, Table, register_section
 KEEP_MAX = 86400  # a day: a kept connection is for the next run, not for ever
 
 register_section("ssh", schema=Table({
-    "keep": Field(int, f"whole seconds from 0 (off) to {KEEP_MAX}, such as 60",
+    "keep": Field(int, "the seconds a connection stays open after a run (0: off), such as 60",
                   low=0, high=KEEP_MAX),
 }, what="SSH connection settings such as {keep: 60}"))
