@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,7 +167,8 @@ class KeepClient:
         finally:
             sock.close()
 
-    def session(self, host: Host, ident: dict[str, Any]) -> KeptSession | None:
+    def session(self, host: Host, ident: dict[str, Any],
+                opener: Callable[[], Any] | None = None) -> KeptSession | None:
         """A kept session to `host` (its connection opened by the keeper), None when the
         keeper cannot serve it (then connect directly); HostUnreachable or HostKeyRefused
         as a direct open would raise them."""
@@ -181,7 +183,7 @@ class KeepClient:
             return None
         if error is not None:
             raise _host_error(answer)
-        return KeptSession(host, self, ident)
+        return KeptSession(host, self, ident, opener)
 
     def drop(self, ident: dict[str, Any] | None = None,
              addresses: list[str] | None = None) -> int:
@@ -209,9 +211,24 @@ def _host_error(answer: dict[str, Any]) -> Exception:
 
 
 class _KeptConnection:
-    """A kept session's connection: the keeper's (nothing open in this process)."""
+    """A kept session's connection: commands go to the keeper's; only what needs a paramiko
+    transport in this process (a port forward: runbooks/demo/images.py) opens one, on first
+    use, through `opener` (the Connector's own direct connection, closed with its others)."""
 
-    transport = None
+    def __init__(self, opener: Callable[[], Any] | None) -> None:
+        self._opener = opener
+        self._lock = threading.Lock()
+
+    @property
+    def transport(self) -> Any:
+        if self._opener is None:
+            return None
+        with self._lock:
+            return self._opener().transport
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        raise AttributeError("a kept session's transport is its Connector's to open")
 
     def close(self) -> None:
         return None
@@ -220,8 +237,9 @@ class _KeptConnection:
 class KeptSession(Session):
     """A Session whose commands run on the keeper's connection."""
 
-    def __init__(self, host: Host, client: KeepClient, ident: dict[str, Any]) -> None:
-        super().__init__(host, _KeptConnection())
+    def __init__(self, host: Host, client: KeepClient, ident: dict[str, Any],
+                 opener: Callable[[], Any] | None = None) -> None:
+        super().__init__(host, _KeptConnection(opener))
         self.client = client
         self.identity = ident
 

@@ -644,7 +644,13 @@ class Connector:
         return client.session(host, keep_client.identity(
             host, key=self._key_filename, known_hosts=str(self.known_hosts),
             extra_known_hosts=self._extra_known_hosts, accept_new=self.accept_new,
-            timeout=self.connect_timeout))
+            timeout=self.connect_timeout), lambda: self._own_connection(host))
+
+    def _own_connection(self, host: Host) -> Any:
+        """This process's own open connection to `host`, for what needs its transport here
+        (a port forward) when the host's commands go to the keeper: closed by close_all."""
+        direct = self._direct_connection(host)
+        return self.connection(host) if direct is None else self._opened(host, direct)
 
     def connection(self, host: Host) -> fabric.Connection:
         """The open Fabric connection to `host`, host key checked, without the POSIX

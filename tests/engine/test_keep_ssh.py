@@ -134,3 +134,19 @@ def test_forget_drops_the_kept_connection(kept):
     while first in children(kept.servers["alpha"].process.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert len(children(kept.servers["alpha"].process.pid) - {first}) == 1
+
+
+def test_a_port_forward_gets_this_processs_own_transport(kept):
+    """demo's image push forwards a port over the session's transport: a kept session
+    opens the process's own connection for it, on first use, closed with the run."""
+    inv = load_inventory(kept.inventory)
+    connector = Connector(inv)
+    session = connector.session(inv.hosts["alpha"])
+    assert isinstance(session, KeptSession)
+    pid = kept.servers["alpha"].process.pid
+    assert len(children(pid)) == 1  # the keeper's only
+    transport = session.connection.transport
+    assert transport.is_active() and session.connection.transport is transport
+    assert len(children(pid)) == 2
+    connector.close_all()
+    assert not transport.is_active()

@@ -320,7 +320,7 @@ def test_a_refused_directory_means_direct_connections(tmp_path, monkeypatch):
 def test_the_connector_falls_back_to_its_direct_connection(monkeypatch):
     from runbooks.core.session import Connector
 
-    monkeypatch.setattr(keep_client.KeepClient, "session", lambda self, host, ident: None)
+    monkeypatch.setattr(keep_client.KeepClient, "session", lambda self, host, ident, opener: None)
     connector = Connector.__new__(Connector)
     connector.keep, connector._keep_client, connector._gateways = 60, None, set()
     connector._lock = threading.Lock()
