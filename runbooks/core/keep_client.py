@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
 VERBOSE_ENV = "GREENROOM_VERBOSE"
 START_WAIT = 5.0  # seconds a started keeper has to listen
+# seconds the keeper may answer later than the host had to (a keeper that hangs is gone)
+ANSWER_SLACK = 30.0
 SSH_CONFIGS = ("~/.ssh/config", "/etc/ssh/ssh_config")
 # never handed to the keeper's environment: its memory holds no secret beyond a request
 SECRET_WORDS = ("PASSWORD", "TOKEN", "SECRET")
@@ -173,7 +175,8 @@ class KeepClient:
         keeper cannot serve it (then connect directly); HostUnreachable or HostKeyRefused
         as a direct open would raise them."""
         try:
-            answer, _ = self.request({"op": "open", "identity": ident})
+            answer, _ = self.request({"op": "open", "identity": ident},
+                                     timeout=2 * float(ident["timeout"]) + ANSWER_SLACK)
         except KeeperUnavailable as exc:
             _say(f"{exc}; connecting directly")
             return None
@@ -250,7 +253,8 @@ class KeptSession(Session):
                 answer, blobs = self.client.request(
                     {"op": "exec", "identity": self.identity, "line": line,
                      "timeout": timeout, "stdin": data is not None},
-                    (data,) if data is not None else ())
+                    (data,) if data is not None else (),
+                    timeout=None if timeout is None else timeout + ANSWER_SLACK)
             except KeeperUnavailable as exc:
                 raise HostUnreachable(
                     f"connection to {self.host.name} lost: the SSH connection keeper went "
