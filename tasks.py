@@ -33,5 +33,6 @@ for module in (
     "runbooks.router.tasks",
     "runbooks.metallb.tasks",
     "runbooks.demo.tasks",
+    "runbooks.ssh.tasks",
 ):
     ns.add_collection(import_module(module).ns)
