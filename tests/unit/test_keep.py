@@ -392,3 +392,20 @@ def test_ssh_status_without_a_keeper(tmp_path, monkeypatch, capsys):
     tasks.close(Context())
     assert capsys.readouterr().out == ("no connections kept (no keeper running)\n"
                                        "no keeper was running\n")
+
+
+def test_a_request_waiting_when_the_keeper_idles_out_is_still_answered(tmp_path):
+    folder = tmp_path / "keep"
+    folder.mkdir(mode=0o700)
+    listener, lock = keep_server.listen(folder / "k.sock")
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(folder / "k.sock"))  # in the backlog, not accepted yet
+    keep_wire.send(client, {"op": "status"})
+    keeper = Keeper(0)
+    keeper.last -= 1  # idle already: the loop accepts nobody
+    left = []
+    keeper.serve(listener, lambda: left.append(True))
+    header, _ = keep_wire.receive(client)
+    assert header["pid"] == os.getpid() and left == [True]
+    listener.close()
+    lock.close()
