@@ -409,3 +409,14 @@ def test_a_request_waiting_when_the_keeper_idles_out_is_still_answered(tmp_path)
     assert header["pid"] == os.getpid() and left == [True]
     listener.close()
     lock.close()
+
+
+def test_lab_down_drops_the_lab_hosts_kept_connections(serving, monkeypatch):
+    from runbooks.lab import control
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: serving.path.parent)
+    kept_session(serving.path)
+    other = SimpleNamespace(address="10.9.9.9")
+    control._drop_kept(SimpleNamespace(hosts={"alpha": HOST, "beta": other}))
+    assert serving.closed == ["alpha"]
+    assert serving.keeper.status()["connections"] == []
