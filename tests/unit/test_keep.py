@@ -336,7 +336,9 @@ def test_no_secret_reaches_the_keepers_argv_or_environment(tmp_path, monkeypatch
     monkeypatch.setenv(SUDO_PASSWORD_ENV, "Sudo-secret-1")
     monkeypatch.setenv("GREENROOM_BGP_PASSWORD", "Bgp-secret-2")
     monkeypatch.setenv("GREENROOM_REGISTRY_TOKEN", "Token-3")
+    monkeypatch.setenv("SOME_CREDENTIAL", "Registered-5")
     secrets.register("Sudo-secret-1")
+    secrets.register("Registered-5")
     spawned = []
 
     def popen(argv, **kwargs):
@@ -349,7 +351,7 @@ def test_no_secret_reaches_the_keepers_argv_or_environment(tmp_path, monkeypatch
     ((argv, kwargs),) = spawned
     assert argv[1:] == ["-m", "runbooks.core.keep_server", str(folder / "keep-x.sock"), "60"]
     shown = " ".join(argv) + " ".join(f"{k}={v}" for k, v in kwargs["env"].items())
-    for value in ("Sudo-secret-1", "Bgp-secret-2", "Token-3"):
+    for value in ("Sudo-secret-1", "Bgp-secret-2", "Token-3", "Registered-5"):
         assert value not in shown
     assert kwargs["start_new_session"] is True and kwargs["stdin"] == kwargs["stdout"]
 
