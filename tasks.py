@@ -36,5 +36,6 @@ with collector_paused():  # the wiring's imports live until exit: never walked b
         "runbooks.router.tasks",
         "runbooks.metallb.tasks",
         "runbooks.demo.tasks",
+        "runbooks.ssh.tasks",
     ):
         ns.add_collection(import_module(module).ns)

@@ -9,3 +9,4 @@ when the first inventory is read (`inv --list` reads none and does not pay for t
 from runbooks.core.inventory_schema import declare_from as _declare_from
 
 _declare_from("runbooks.common.schema")
+_declare_from("runbooks.core.keep_schema")  # the `ssh:` section (kept connections)

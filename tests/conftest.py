@@ -29,3 +29,15 @@ def no_global_state_left_behind() -> Iterator[None]:
     secrets._secrets.update(saved_secrets)
     access._providers[:] = saved_providers
     sys.path[:] = saved_path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_keeper_left_behind() -> Iterator[None]:
+    """The SSH connection keeper of this checkout's code (started by a test run with
+    GREENROOM_SSH_KEEP or `ssh: {keep:}`) is stopped when the session ends."""
+    yield
+    from runbooks.core.keep_client import ask
+    from runbooks.core.keep_paths import socket_path
+
+    if socket_path().exists():
+        ask(socket_path(), "stop")

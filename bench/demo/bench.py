@@ -32,6 +32,10 @@ lab).
 checkout's modules compiled first (`compileall`): this machine sets PYTHONDONTWRITEBYTECODE,
 so every process compiles the runbooks it imports from source, where a user's checkout
 keeps its bytecode after the first run.
+`--keep` also times demo.check and demo.reset with SSH connections kept between runs
+(GREENROOM_SSH_KEEP=60, a keeper of the bench's own in a scratch XDG_RUNTIME_DIR): the first
+kept demo.check starts the keeper and opens every connection (its row says what that costs),
+then kept and cold runs take turns; the keeper is stopped at the end.
 `--rounds` counts one converged demo.reset's round trips per host (bench/demo/rounds.py).
 `--profile DIR` also runs demo.check and demo.reset once each under cProfile with `--report`
 (DIR/check.prof, DIR/check.json, DIR/reset.prof, DIR/reset.json). The table ends with the
@@ -121,6 +125,30 @@ def bytecode_rows(env: dict[str, str], runs: int) -> list[tuple[str, float]]:
         shutil.rmtree(REPO / "__pycache__", ignore_errors=True)
 
 
+def kept_rows(env: dict[str, str], runs: int, scratch: Path) -> list[tuple[str, float]]:
+    """demo.check and demo.reset with connections kept from the previous run, taking turns
+    with the cold ones (the load hits both alike); first a kept demo.check that starts the
+    keeper (what the first run pays), then kept check/reset, cold check/reset, round by
+    round. The cold runs never see the keeper (keeping off in their environment)."""
+    runtime = scratch / "run"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    kept = dict(env, GREENROOM_SSH_KEEP="60", XDG_RUNTIME_DIR=str(runtime))
+    cold = {k: v for k, v in env.items() if k != "GREENROOM_SSH_KEEP"}
+    starting = timed([*INVOKE, "demo.check", *INV], kept)
+    series: dict[str, list[float]] = {}
+    try:
+        for _ in range(runs):
+            for task in ("check", "reset"):
+                series.setdefault(f"demo.{task}, kept", []).append(
+                    timed([*INVOKE, f"demo.{task}", *INV], kept))
+                series.setdefault(f"demo.{task}, cold (taking turns with kept)", []).append(
+                    timed([*INVOKE, f"demo.{task}", *INV], cold))
+    finally:
+        subprocess.run([*INVOKE, "ssh.close"], cwd=REPO, env=kept, capture_output=True)
+    return [("demo.check, kept, first run (starts the keeper)", starting),
+            *((name, statistics.median(values)) for name, values in series.items())]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -136,6 +164,9 @@ def main() -> None:
     parser.add_argument("--bytecode", action="store_true",
                         help="also time demo.reset, demo.check and the floor with this "
                              "checkout's modules compiled first")
+    parser.add_argument("--keep", action="store_true",
+                        help="also time demo.check and demo.reset with SSH connections kept "
+                             "between runs (taking turns with cold runs)")
     parser.add_argument("--profile", default=None, metavar="DIR",
                         help="also run demo.check and demo.reset once each under cProfile, "
                              "with --report, writing DIR/{check,reset}.{prof,json}")
@@ -209,6 +240,8 @@ def main() -> None:
             rows.append(("floor: 1 SSH round trip per host, one after another (sum)", median(
                 lambda: timed([sys.executable, "-c",
                                FLOOR.format(repo=str(REPO), workers=1)], env), args.runs)))
+        if args.keep:
+            rows += kept_rows(env, args.runs, scratch)
         if args.bytecode:
             rows += bytecode_rows(env, args.runs)
     finally:
@@ -225,6 +258,12 @@ def main() -> None:
     if floor:
         lines += ["", f"demo.reset / floor (sum): {base['demo.reset'] / floor:.2f}x; "
                       f"demo.check / floor (sum): {base['demo.check'] / floor:.2f}x"]
+    if floor and "demo.reset, kept" in base:
+        lines.append(
+            f"kept: demo.reset / floor (sum): {base['demo.reset, kept'] / floor:.2f}x; "
+            f"demo.check / floor (sum): {base['demo.check, kept'] / floor:.2f}x (cold, taking "
+            f"turns: {base['demo.reset, cold (taking turns with kept)'] / floor:.2f}x and "
+            f"{base['demo.check, cold (taking turns with kept)'] / floor:.2f}x)")
     compiled = base.get("floor: 1 SSH round trip per host, one after another (sum), "
                         "bytecode compiled")
     if compiled:

@@ -9,6 +9,12 @@ Fabric/Paramiko allow (`tuned_floor.py`, level 7, host keys checked strictly, no
 weaker than OpenSSH's default algorithms). All are timed as whole processes, in one run of
 this script, and reported as ratios. Every packet stays on the lab's own management bridge.
 
+"greenroom, kept" is greenroom with its SSH connections kept between runs
+(GREENROOM_SSH_KEEP=60, a keeper of the bench's own): its first run at each size is a no-op
+that starts the keeper and opens the connections (what a cold run pays for the keeper), its
+no-op runs then take turns with the cold greenroom's and the floors' (the floors unchanged);
+its CPU includes the keeper's. The goals are evaluated for both rows, each labelled.
+
 Run as root from the repository: `python bench/fleet/run.py` (or `nox -s bench`);
 `--floor-levels` instead times every level of `tuned_floor.py` (what each tuning gains).
 """
@@ -100,6 +106,44 @@ def timed(argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO,
     return Sample(wall=elapsed, cpu=usage.ru_utime + usage.ru_stime, hosts=on_hosts)
 
 
+KEPT = "greenroom, kept"
+
+
+def keeper_cpu(folder: Path) -> float:
+    """CPU time (s) used so far by the keepers listening in `folder` (detached: no child of
+    the timed process, so its wait4 does not count them)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{entry.name}/cmdline").read_bytes().split(b"\0")
+            if b"runbooks.core.keep_server" not in args or not any(
+                    a.startswith(str(folder).encode()) for a in args):
+                continue
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                ticks += sum(int(n) for n in f.read().rsplit(b")", 1)[1].split()[11:13])
+        except OSError:
+            continue
+    return ticks / tick
+
+
+def kept_timed(argv: list[str], env: dict[str, str], folder: Path,
+               hosts_cpu: Callable[[], float]) -> Sample:
+    """`timed`, the keeper's CPU during the run added to the process's own."""
+    before = keeper_cpu(folder)
+    sample = timed(argv, env=env, cwd=HERE, hosts_cpu=hosts_cpu)
+    sample["cpu"] += keeper_cpu(folder) - before
+    return sample
+
+
+def stop_keepers(env: dict[str, str]) -> None:
+    """Stop the bench's keeper (the next size starts its own, paying the start again)."""
+    subprocess.run([sys.executable, "-m", "invoke", "ssh.close"], cwd=REPO, env=env,
+                   capture_output=True, check=False)
+
+
 def netns_cpu(netns: list[str]) -> Callable[[], float]:
     """A function giving the CPU time (s) used so far by the processes in these network
     namespaces and by their children they waited for (utime + stime + cutime + cstime of
@@ -148,6 +192,9 @@ def main() -> None:
                         help="another greenroom checkout (e.g. main before a change): its "
                         "first run is timed just before this checkout's, its no-op runs "
                         "alternate with this checkout's and the floors'")
+    parser.add_argument("--no-keep", action="store_true",
+                        help="leave out the 'greenroom, kept' rows (connections kept "
+                        "between runs)")
     parser.add_argument("--repeat", type=int, default=REPEAT,
                         help=f"no-op runs per tool, the median counts (default {REPEAT})")
     args = parser.parse_args()
@@ -186,7 +233,11 @@ def main() -> None:
                         raise SystemExit(f"reset failed: {done.stderr}")
 
         results: Results = {}
-        env = dict(os.environ, ANSIBLE_HOST_KEY_CHECKING="False",
+        keep_dir = work / "run"
+        keep_dir.mkdir(mode=0o700)
+        cold_env = {k: v for k, v in os.environ.items() if k != "GREENROOM_SSH_KEEP"}
+        kept_env = dict(cold_env, GREENROOM_SSH_KEEP="60", XDG_RUNTIME_DIR=str(keep_dir))
+        env = dict(cold_env, ANSIBLE_HOST_KEY_CHECKING="False",
                    ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
                    ANSIBLE_SSH_ARGS=f"-o UserKnownHostsFile={access.known_hosts} "
                                     "-o ControlMaster=auto -o ControlPersist=60s",
@@ -248,6 +299,9 @@ def main() -> None:
                 reset(subset)
                 row.setdefault(tool, Row()).first = timed(argv, env=env, cwd=HERE,
                                                           hosts_cpu=hosts_cpu)
+                if tool == "greenroom" and not args.no_keep:
+                    # a no-op that starts the keeper and opens every connection
+                    row[KEPT] = Row(first=kept_timed(argv, kept_env, keep_dir, hosts_cpu))
                 # greenroom's no-op alternates with the floors' (and the compared
                 # checkout's): the ratios the goals are about see the same load, round by
                 # round; the floors change nothing on the boards. The peers' no-op (seconds
@@ -256,13 +310,18 @@ def main() -> None:
                     noop_repeat(args.repeat, size) if tool == "greenroom" else \
                     min(args.repeat, REPEAT)
                 paired = {tool: argv, **(floors if tool == "greenroom" else {})}
+                if KEPT in row and tool == "greenroom":
+                    paired[KEPT] = argv
                 for _ in range(repeat):
                     for name, each in paired.items():
-                        row.setdefault(name, Row()).noops.append(timed(
-                            each, env=env if name == tool else None, cwd=HERE,
-                            hosts_cpu=hosts_cpu))
+                        row.setdefault(name, Row()).noops.append(
+                            kept_timed(each, kept_env, keep_dir, hosts_cpu) if name == KEPT
+                            else timed(each, env=env if name == tool else cold_env, cwd=HERE,
+                                       hosts_cpu=hosts_cpu))
                 for name in paired:
                     print(f"{size} hosts {name:18} {row[name].line()}", flush=True)
+                if KEPT in row and tool == "greenroom":
+                    stop_keepers(kept_env)
             results[size] = row
         connector.close_all()
     finally:
@@ -313,6 +372,12 @@ class Row:
             return first
         return (first + f"no-op {self.median():6.2f}s ({_list(self.noops, 'wall')}); "
                 f"cpu ({_list(self.noops, 'cpu')}); hosts ({_list(self.noops, 'hosts')})")
+
+
+def _with_first(noops: Row, first: Row) -> Row:
+    mixed = Row(first.first)
+    mixed.noops = noops.noops
+    return mixed
 
 
 def _list(samples: list[Sample], key: str) -> str:
@@ -390,11 +455,15 @@ def table(results: Results) -> list[str]:
     return lines
 
 
-def goals(results: Results) -> list[str]:
-    """The issue's goals, met or not, from this run: no-op ratios to the untuned floor are
-    the medians of the paired rounds (greenroom and the floor run side by side), with their
-    spread; the others are ratios of medians (the peers run on their own)."""
+def goals(results: Results, ours_name: str = "greenroom") -> list[str]:
+    """The issue's goals, met or not, from this run, for greenroom (`ours_name`: "greenroom",
+    cold, or KEPT, connections kept from the previous run): no-op ratios to the untuned
+    floor are the medians of the paired rounds (greenroom and the floor run side by side),
+    with their spread; the others are ratios of medians (the peers run on their own)."""
     sizes = list(results)
+    if ours_name != "greenroom":  # its no-ops; the first run (a converge) is the cold one's
+        results = {size: {**row, "greenroom": _with_first(row[ours_name], row["greenroom"])}
+                   for size, row in results.items()}
 
     def verdict(ok: bool) -> str:
         return "met" if ok else "**not met**"
@@ -446,7 +515,12 @@ def report(results: Results, lab_up: float, command: str) -> None:
         f" UTC (end), load average at the end {os.getloadavg()[0]:.1f}; lab.up with the "
         f"{len(inventory_hosts(INVENTORY))} boards: {lab_up:.1f}s. Samples (s; cpu = the "
         "tool's own process, hosts = the boards' sshd and what it started):", "", "```",
-        *samples, "```", "", *table(results), "", *goals(results)]) + "\n"
+        *samples, "```", "", *table(results), "", "Goals, greenroom cold (a new connection "
+        "per host every run):", "", *goals(results),
+        *(["", f"Goals, {KEPT} (connections kept from the previous run; its first run "
+           "here is a no-op that started the keeper; the first-run goal uses the cold "
+           "first run):", "", *goals(results, KEPT)]
+          if all(KEPT in row for row in results.values()) else [])]) + "\n"
     (HERE / "results.md").write_text(text)
     print(text)
 

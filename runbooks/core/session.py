@@ -486,6 +486,11 @@ class Connector:
         # k3s join token, read once per run (runbooks/k3s/plan.py); gone with the run
         self.run_values: dict[str, Any] = {}
         self.run_values_lock = threading.Lock()
+        # connections kept open between runs by the keeper (keep_client): seconds, 0 = off
+        from runbooks.core.keep_paths import keep_seconds
+
+        self.keep = keep_seconds(inventory)
+        self._keep_client: Any = None
 
     def new_run(self) -> None:
         """Forget what the hosts of the last run shared (`run_values`): a caller that runs
@@ -614,13 +619,38 @@ class Connector:
                 existing = self._sessions.get(host.name)
             if existing is not None:
                 return existing
-            direct = self._direct_connection(host)
-            conn = self.connection(host) if direct is None else self._opened(host, direct)
-            session = Session(host, conn)
+            session = self._kept_session(host)
+            if session is None:
+                direct = self._direct_connection(host)
+                conn = self.connection(host) if direct is None else self._opened(host, direct)
+                session = Session(host, conn)
             session.setup_privilege(self._password_lock, self._shared)
             with self._lock:
                 self._sessions[host.name] = session
             return session
+
+    def _kept_session(self, host: Host) -> Session | None:
+        """A session on the keeper's connection to `host` (see keep_client), or None: keeping
+        is off, or the host is not one the keeper serves (behind or a gateway: `via`), or no
+        keeper answers (the run then connects directly)."""
+        if not getattr(self, "keep", 0) or host.via or host.name in self._gateways:
+            return None
+        from runbooks.core import keep_client
+
+        with self._lock:
+            if self._keep_client is None:
+                self._keep_client = keep_client.KeepClient(self.keep)
+            client = self._keep_client
+        return client.session(host, keep_client.identity(
+            host, key=self._key_filename, known_hosts=str(self.known_hosts),
+            extra_known_hosts=self._extra_known_hosts, accept_new=self.accept_new,
+            timeout=self.connect_timeout), lambda: self._own_connection(host))
+
+    def _own_connection(self, host: Host) -> Any:
+        """This process's own open connection to `host`, for what needs its transport here
+        (a port forward) when the host's commands go to the keeper: closed by close_all."""
+        direct = self._direct_connection(host)
+        return self.connection(host) if direct is None else self._opened(host, direct)
 
     def connection(self, host: Host) -> fabric.Connection:
         """The open Fabric connection to `host`, host key checked, without the POSIX
@@ -659,6 +689,10 @@ class Connector:
             session = self._sessions.pop(host.name, None)
             conn = self._connections.pop(host.name, None)
             direct = self._direct.pop(host.name, None)
+        kept = getattr(session, "identity", None)
+        keeper = getattr(self, "_keep_client", None)
+        if kept is not None and keeper is not None:
+            keeper.drop(kept)  # the host rebooted: the keeper's connection too
         for closable in (session, conn, direct):
             if closable is not None:
                 try:

@@ -307,9 +307,18 @@ def down(inventory: Any, log=print) -> None:  # noqa: ANN001
     """Remove every process, mount, namespace and link of the lab, and its state."""
     plan = make_plan(inventory)
     check_platform(plan)
+    _drop_kept(inventory)
     state = LabState(plan.site)
     with locked(state):
         _down(plan, state, log)
+
+
+def _drop_kept(inventory: Any) -> None:
+    """Close the SSH connections kept open to the lab's hosts (runbooks/core/keep_*): the
+    hosts go away, and a lab brought up again has new host keys."""
+    from runbooks.core.keep_client import drop_addresses
+
+    drop_addresses([host.address for host in inventory.hosts.values()])
 
 
 def _down(plan: LabPlan, state: LabState, log) -> None:  # noqa: ANN001

@@ -1,0 +1,1 @@
+"""ssh: the SSH connections greenroom keeps open between runs (runbooks/core/keep_*)."""
