@@ -49,6 +49,24 @@ def _connector(inv: Any, accept: bool, hosts: list[Any], workers: int) -> Any:
     return Early(connector, hosts, workers)
 
 
+def _start(c: Context, inventory: str | None, host: str | None, parallel: int,
+           accept: bool, verbose: bool) -> tuple[Any, list[Any], float, int, Any, Any,
+                                                 dict[str, float]]:
+    """A demo command's start: (inventory, hosts, start time, workers, connector with the
+    connections already opening, output, usual step times)."""
+    inv = load_inventory_or_exit(c, inventory)
+    hosts = _hosts(inv, host)
+    started = time.monotonic()
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
+    connector = _connector(inv, accept, hosts, workers)
+    from runbooks.demo import history, run
+
+    output = run.Output(run.default_out(), verbose)
+    usual = history.usual_times(history.read_runs(inv.site))
+    return inv, hosts, started, workers, connector, output, usual
+
+
 def _title(command: str, inv: Any, hosts: list[Any]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return f"{command}  site {inv.site}  {len(hosts)} host(s)  {stamp}"
@@ -67,16 +85,10 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     nothing left over for demo.reset. Changes nothing.
     """
     with collector_paused():  # a check is start-up and one round: bounded, short
-        inv = load_inventory_or_exit(c, inventory)
-        hosts = _hosts(inv, host)
-        started = time.monotonic()
-        with usage_errors_exit():
-            workers = parallel_of(c, parallel)
-        connector = _connector(inv, accept_new_host_keys, hosts, workers)
-        from runbooks.demo import history, run
+        inv, hosts, started, workers, connector, output, usual = _start(
+            c, inventory, host, parallel, accept_new_host_keys, verbose)
+        from runbooks.demo import run
 
-        output = run.Output(run.default_out(), verbose)
-        usual = history.usual_times(history.read_runs(inv.site))
         outcome = run.Outcome("demo.check", inv.site)
         try:
             run.check_phase(inv, hosts, connector, workers, output, outcome)
@@ -92,16 +104,10 @@ def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
              from_scratch: bool, parallel: int, report: str | None, verbose: bool,
              accept_new_host_keys: bool, command: str = "demo.reset") -> None:
     with collector_paused():  # start-up and the first check (on a converged lab, the run)
-        inv = load_inventory_or_exit(c, inventory)
-        hosts = _hosts(inv, host)
-        started = time.monotonic()
-        with usage_errors_exit():
-            workers = parallel_of(c, parallel)
-        connector = _connector(inv, accept_new_host_keys, hosts, workers)
-        from runbooks.demo import history, run
+        inv, hosts, started, workers, connector, output, usual = _start(
+            c, inventory, host, parallel, accept_new_host_keys, verbose)
+        from runbooks.demo import run
 
-        output = run.Output(run.default_out(), verbose)
-        usual = history.usual_times(history.read_runs(inv.site))
         outcome = run.Outcome(command + (" --from-scratch" if from_scratch else ""),
                               inv.site, check_mode=check)
         mode = " (check mode: nothing will be changed)" if check else ""
