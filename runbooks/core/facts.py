@@ -6,12 +6,13 @@ a marker no output can contain by chance, so a converged host costs one round tr
 Facts never change anything and run in check mode too.
 
 A converged host's cost is mostly the processes that script starts on the host, so:
-file facts (`file_command`) are not run one by one but answered together by one `stat` and
-one `grep` over every file of the batch; commands run in the script's own shell unless they
-could disturb it (`exit`, `cd`, assignments, ...), which then get a subshell. A batch of file
-facts only (a converged plan of files, as most are) is one program instead: `perl` (Essential
-on Debian, Raspberry Pi OS, Ubuntu) sent without `sh -c`, printing exactly what `stat` and
-`grep` print (`files_reader`); a host where it does not run falls back to the script.
+file facts (`file_command`), and every `cat` of one plain path, are not run one by one but
+answered together by one `stat` and one `grep` over every file of the batch; commands run in
+the script's own shell unless they could disturb it (`exit`, `cd`, assignments, ...), which
+then get a subshell. A batch of file facts only (a converged plan of files, as most are) is
+one program instead: `perl` (Essential on Debian, Raspberry Pi OS, Ubuntu) sent without
+`sh -c`, printing exactly what `stat` and `grep` print (`files_reader`); a host where it
+does not run falls back to the script.
 """
 
 from __future__ import annotations
@@ -149,11 +150,12 @@ def _prepare(
     commands: Mapping[str, str],
 ) -> tuple[str, Callable[[str], dict[str, FactResult]], str | None]:
     """`prepare`, and the one program that answers the batch instead of the script when
-    every command is a file, directory or /proc read (else None); both print the same."""
+    every command is a file, directory or plain `cat` read (else None); both print the same."""
     files = {key: c[len(FILE_FACT):] for key, c in commands.items() if c.startswith(FILE_FACT)}
     dirs = {key: c[len(DIR_FACT):] for key, c in commands.items() if c.startswith(DIR_FACT)}
-    # `cat /proc/sys/...` (sysctl_command): read by the batch's grep, not a process of its own
-    reads = {key: m.group(1) for key, c in commands.items() if (m := _PROC_READ.fullmatch(c))}
+    # `cat PATH` of one plain path (sysctl_command, /proc/swaps, /etc/os-release, a lease
+    # file): read by the batch's grep, not a process of its own
+    reads = {key: m.group(1) for key, c in commands.items() if (m := _CAT_READ.fullmatch(c))}
     # the same command asked by several steps runs once; its result goes to every key
     first: dict[str, str] = {}
     shell: dict[str, str] = {}
@@ -197,7 +199,20 @@ def _prepare(
 
 _STAT = "\0stat"
 _GREP = "\0grep"
-_PROC_READ = re.compile(r"cat (/proc/sys/[A-Za-z0-9_./-]+)")
+# `cat` of one absolute path of plain characters (no shell syntax, no glob): answered from
+# the batch's stat and grep as `cat` answers it (the content, exit 1 and nothing when it is
+# no regular file or missing; the file's own last line kept without a newline it lacks,
+# by its size; a pseudo-file of /proc or /sys, whose size says 0, ends as grep ends it,
+# with a newline, as theirs do; so does a file that is not UTF-8 and lacks its last newline,
+# as a file fact's content)
+_CAT_READ = re.compile(r"cat (/[A-Za-z0-9_./+,:@%=-]+)")
+
+
+def read_by_files(command: str) -> bool:
+    """The batch answers `command` from its one stat and one grep (a file or directory fact,
+    a plain `cat`), not with a process of its own: split a batch in several, such commands
+    belong together."""
+    return command.startswith((FILE_FACT, DIR_FACT)) or _CAT_READ.fullmatch(command) is not None
 
 
 def file_command(path: str) -> str:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbooks.common.demo_section import section_of
 from runbooks.core.converge import Converger, first_reads
-from runbooks.core.facts import DIR_FACT, FILE_FACT, FactResult, gather
+from runbooks.core.facts import FactResult, gather, read_by_files
 from runbooks.core.session import HostUnreachable, SessionError
 from runbooks.core.steps.base import Plan, StepFailed
 from runbooks.demo import clock, merged
@@ -30,7 +30,7 @@ from runbooks.demo import vip as vip_probe
 from runbooks.demo.early import Later
 from runbooks.demo.order import parts, probe_roles, roles_of
 from runbooks.demo.path import PATH
-from runbooks.demo.planning import Ahead, Hints, Planner, Turns, Unknown, same_answers
+from runbooks.demo.planning import Ahead, Hints, Planned, Planner, Turns, Unknown, same_answers
 from runbooks.demo.reads import SharedReads, shareable
 from runbooks.demo.verdict import HostReport, Verdict
 from runbooks.demo.workloads import WORKLOADS
@@ -122,7 +122,7 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
     # that runs a command waits for it there
     pool = ThreadPoolExecutor(max_workers=2)
     planned = (turns.queue(host.name, _plan_part, parts_) if turns is not None
-               else pool.submit(_plan_timed, parts_).result)
+               else Planned([pool.submit(_plan_all, parts_)], time.monotonic()))
     # the probes' commands too: their batch goes out as soon as the connection is open
     probing: dict[str, str] = {**clock.probe_facts(inventory), "demo.disk": DISK}
     for _name, probe in mine:
@@ -145,8 +145,13 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
         for command in probing.values():
             if shareable(command):
                 reads.start(host, command)
+    # planned by now or within PLANS_WAIT (the plans' hints known): the probes' commands
+    # join the plans' batch, ONE set of lanes for the host; else they are read now, while
+    # the plans are built, and the plans' batch follows
+    together = planned.done(PLANS_WAIT)
     claimed = reads.claimed(host.name, probing.values()) if reads is not None else set()
-    probed = pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed})
+    probed = (None if together else
+              pool.submit(_read, session, {k: c for k, c in probing.items() if c not in claimed}))
     pool.shutdown(wait=False)
     try:
         report.timings["plans"] = planned()
@@ -160,15 +165,19 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
                 commands.update({f"{n}|{key}": command
                                  for key, command in first_reads(part.plan).items()})
         reading = time.monotonic()
-        probes_asked = set(probing.values())
+        probes_asked = set() if probed is None else set(probing.values())
+        if probed is None:
+            commands = {**probing, **commands}  # the clock's read stays last in its lane
         claimed = (reads.claimed(host.name, [*probing.values(), *commands.values()])
                    if reads is not None else set())
-        facts, _moment = _read(session, {k: c for k, c in commands.items()
-                                         if c not in claimed and c not in probes_asked})
-        found, when = probed.result()
-        by_probe = {probing[k]: v for k, v in found.items()}
-        facts.update(found)
-        commands.update(probing)
+        facts, when = _read(session, {k: c for k, c in commands.items()
+                                      if c not in claimed and c not in probes_asked})
+        by_probe: dict[str, FactResult] = {}
+        if probed is not None:
+            found, when = probed.result()
+            by_probe = {probing[k]: v for k, v in found.items()}
+            facts.update(found)
+            commands.update(probing)
         assert reads is not None or not claimed
         for key, command in commands.items():
             if command in claimed:
@@ -218,6 +227,11 @@ def check_host(host: Host, inventory: Inventory, connector: Connector, log: Log,
 
 
 PLANNING = "plan|"  # the batch's keys of the plans' planning reads: PLANNING + command
+# How long a host whose connection is open waits for its plans before its probes' commands
+# go ahead in a batch of their own (see check_host): on the lab, built from their hints, the
+# plans are done 0.2-0.5 s after the connection (our process is CPU-bound); waiting for them
+# makes one set of lanes per host (bench/README.md, session 9).
+PLANS_WAIT = 1.0
 
 
 def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int], _Part],
@@ -246,13 +260,6 @@ def _plan_again(again: list[int], parts_: list[_Part], new_part: Callable[[int],
         facts.update(_read(session, rest)[0])
 
 
-def _plan_timed(parts_: list[_Part]) -> float:
-    """`_plan_all`, and how long it took."""
-    started = time.monotonic()
-    _plan_all(parts_)
-    return time.monotonic() - started
-
-
 def _plan_all(parts_: list[_Part]) -> None:
     if len(parts_) == 1:
         _plan_part(parts_[0])
@@ -269,33 +276,47 @@ _CLUSTER_READ = re.compile(r"\bkubectl\s")  # kubectl run, not a path ending in 
 # A batch runs its commands one after another: a long one (the gateway's plans: about fifty
 # commands) is the host's critical path. The rest is cut into up to SHELL_LANES batches of
 # at least PER_LANE commands each, read at the same time (a channel each: both cores of a
-# host work). Files and directories are read by one stat and one grep in the first.
+# host work). Files, directories and plain `cat`s are read by one stat and one grep in the
+# first (core.facts.read_by_files).
 SHELL_LANES = 3
 PER_LANE = 12
-_FILE_FACTS = (FILE_FACT, DIR_FACT)
+# A test the shell answers itself (`[ -e PATH ]`, `test -d PATH`, `command -v NAME`), alone
+# or chained with && and ||: no process of its own, so it counts for no lane's length.
+_TEST = (r"(?:! )?(?:\[ [^][$`;|&<>()\n]* \]|test [^$`;|&<>()\n]+?"
+         r"|command -v [A-Za-z0-9_.+-]+(?: >/dev/null)?(?: 2>&1)?)")
+_SHELLS_OWN = re.compile(rf"{_TEST}(?: (?:&&|\|\|) {_TEST})*")
+
+
+def shells_own(command: str) -> bool:
+    """`command` is only tests the shell answers itself (see _SHELLS_OWN)."""
+    return _SHELLS_OWN.fullmatch(command.strip()) is not None
 
 
 def lanes(commands: Mapping[str, str], n: int = CLUSTER_LANES, shell: int = SHELL_LANES,
           per_lane: int = PER_LANE) -> list[dict[str, str]]:
     """`commands` as batches read at the same time: everything but the cluster reads in the
-    first `shell` batches (in order: the first keys, and every file fact in the first; a new
-    batch only for each `per_lane` commands more; the clock's, `clock.LAST`, last of the
-    first batch's commands), the cluster reads spread over up to `n` more; a command asked
-    under several keys stays in one batch (it runs once)."""
+    first `shell` batches (in order: the first keys, and every file fact and plain `cat` in
+    the first; a new batch only for each `per_lane` commands more that start a process,
+    `shells_own` tests riding along; the clock's,
+    `clock.LAST`, last of the first batch's commands), the cluster reads spread over up to
+    `n` more; a command asked under several keys stays in one batch (it runs once)."""
     rest: dict[str, dict[str, str]] = {}
     slow: dict[str, dict[str, str]] = {}
     for key, command in commands.items():
         (slow if _CLUSTER_READ.search(command) else rest).setdefault(command, {})[key] = command
-    files = [g for c, g in rest.items() if c.startswith(_FILE_FACTS)]
-    run = [g for c, g in rest.items() if not c.startswith(_FILE_FACTS)]
-    count = max(1, min(shell, len(run) // max(1, per_lane)))
-    last = [g for g in run if clock.LAST in g]  # read after the rest of the first batch
-    run = [g for g in run if clock.LAST not in g]
-    size = -(-len(run) // count) if run else 0
+    files = [g for c, g in rest.items() if read_by_files(c)]
+    run = [(c, g) for c, g in rest.items() if not read_by_files(c)]
+    weighed = sum(1 for c, _g in run if not shells_own(c))  # what takes a lane's time
+    count = max(1, min(shell, weighed // max(1, per_lane)))
+    last = [g for _c, g in run if clock.LAST in g]  # read after the rest of the first batch
+    run = [(c, g) for c, g in run if clock.LAST not in g]
+    size = max(1, -(-weighed // count))
     first: dict[str, str] = {}
     out = [first] + [{} for _ in range(count - 1)]
-    for i, group in enumerate(run):
-        out[i // size].update(group)
+    seen = 0
+    for command, group in run:
+        out[min(count - 1, seen // size)].update(group)
+        seen += 0 if shells_own(command) else 1
     for group in [*files, *last]:
         first.update(group)
     out = [batch for batch in out if batch] or [first]
@@ -343,6 +364,12 @@ def _probe(host: Host, inventory: Inventory, mine: list[tuple[str, Any]],
     for check in clock_checks:
         report.verdicts.append(Verdict.of(host.name, "demo", check))
     report.verdicts.append(_disk(host, inventory, facts["demo.disk"], report))
+    _judge_probes(host, inventory, mine, facts, report)
+
+
+def _judge_probes(host: Host, inventory: Inventory, mine: list[tuple[str, Any]],
+                  facts: Mapping[str, FactResult], report: HostReport) -> None:
+    """Every probe's checks, judged from the host's batch."""
     for name, probe in mine:
         try:
             for check in probe.evaluate(host, inventory, facts):

@@ -20,7 +20,10 @@ prints) and the exit status is-active gives that state (0 for active and reloadi
 3), each guard exit 0 when NeedDaemonReload=yes, else 1. Every `systemctl is-enabled UNIT`
 is one `systemctl is-enabled U1 U2 ...` (one state per line; 0 for the enabled states, else
 1; not from `show`: a SysV service's is-enabled asks systemd-sysv-install, where show says
-"generated"). The engine's unit facts read the state (runbooks/core/steps/system.py). When
+"generated"). The engine's unit facts read the state (runbooks/core/steps/system.py). A plain
+`systemctl show -p PROPS UNITS` of the batch (pi-prep's swap units) joins that one show too:
+its units and properties are added, and it gets its units' blocks with its properties only,
+in systemd's order, as its own show prints them. When
 an answer has not one line or block per unit (is-enabled stops at a unit it cannot find), or
 a block names another unit (an alias), each asker is read on its own. A gateway's plans ask
 about a dozen of these: each a process, and systemd's work to answer it.
@@ -53,6 +56,10 @@ _RELOAD = re.compile(r"systemctl show -p NeedDaemonReload (?P<unit>[A-Za-z0-9@._
                      r"\| grep -qx NeedDaemonReload=yes")
 # is-active states and reload guards of a batch: one `systemctl show` of these properties
 SHOWN = "Id,ActiveState,NeedDaemonReload"
+# a plain `systemctl show -p PROPS UNITS` (pi-prep's swap units: UnitFileState): its units
+# and properties join the batch's one show
+_SHOW = re.compile(r"systemctl show -p (?P<props>[A-Za-z]+(?:,[A-Za-z]+)*) "
+                   r"(?P<units>[A-Za-z0-9@._:-]+(?: [A-Za-z0-9@._:-]+)*)")
 # the states each verb exits 0 for (systemd: systemctl-is-active.c, systemctl-is-enabled.c)
 _ZERO = {"is-active": frozenset({"active", "reloading"}),
          "is-enabled": frozenset({"enabled", "enabled-runtime", "static", "alias", "indirect",
@@ -84,6 +91,12 @@ def unit_of(command: str) -> tuple[str, str] | None:
         return found["verb"], found["unit"]
     reload = _RELOAD.fullmatch(command.strip())
     return ("reload", reload["unit"]) if reload else None
+
+
+def show_of(command: str) -> tuple[list[str], list[str]] | None:
+    """(properties, units) of a plain `systemctl show -p PROPS UNITS`, else None."""
+    found = _SHOW.fullmatch(command.strip())
+    return (found["props"].split(","), found["units"].split()) if found else None
 
 
 def refs_of(command: str) -> tuple[str, str, list[str]] | None:
@@ -122,6 +135,8 @@ def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[s
         elif (unit := unit_of(command)) is not None:
             verb = "show" if unit[0] in ("is-active", "reload") else unit[0]
             groups.setdefault(("systemctl", verb), []).append(command)
+        elif show_of(command) is not None:
+            groups.setdefault(("systemctl", "show"), []).append(command)
         elif packages_of(command) is not None:
             groups.setdefault(("dpkg",), []).append(command)
     replaced: dict[str, str] = {}
@@ -134,22 +149,66 @@ def merge(commands: Mapping[str, str]) -> tuple[dict[str, str], dict[str, list[s
             one = f"{group[1]} get {' '.join(refs)} -n {group[2]} --ignore-not-found -o json"
         elif group[0] == "dpkg":
             one = dpkg_status([p for c in asked for p in packages_of(c) or ()]).command
+        elif group[1] == "show":
+            one = _one_show(asked)
         else:
             units = list(dict.fromkeys(u[1] for c in asked if (u := unit_of(c))))
-            one = (f"systemctl show -p {SHOWN} {' '.join(units)}" if group[1] == "show"
-                   else f"systemctl {group[1]} {' '.join(units)}")
+            one = f"systemctl {group[1]} {' '.join(units)}"
         stands[one] = asked
         replaced.update({c: one for c in asked})
     out = {key: replaced.get(command, command) for key, command in commands.items()}
     return out, stands
 
 
+def _one_show(asked: list[str]) -> str:
+    """The one `systemctl show` of every unit the is-active queries, reload guards and plain
+    shows of `asked` name, with every property they read (Id first: it tells the blocks)."""
+    props = SHOWN.split(",") if any(unit_of(c) for c in asked) else ["Id"]
+    units: list[str] = []
+    for command in asked:
+        unit, shown = unit_of(command), show_of(command)
+        if unit is not None:
+            units.append(unit[1])
+        elif shown is not None:
+            props += shown[0]
+            units += shown[1]
+    return (f"systemctl show -p {','.join(dict.fromkeys(props))} "
+            f"{' '.join(dict.fromkeys(units))}")
+
+
+def _blocks(out: str) -> list[list[tuple[str, str]]]:
+    """`systemctl show`'s answer: one block of (property, value) per unit, in its order."""
+    return [[(k, v) for k, _, v in (line.partition("=") for line in block.splitlines()
+                                    if "=" in line)]
+            for block in out.strip().split("\n\n")]
+
+
+def _show_answer(command: str, merged_command: str, result: FactResult) -> FactResult | None:
+    """A plain show's answer from the merged show's: each of its units' blocks with only
+    its properties (in systemd's order, as its own show prints them), blank lines between;
+    None when the answer is not one block per unit, or a block names another unit (an
+    alias: systemctl names the unit it stands for)."""
+    mine, every = show_of(command), show_of(merged_command)
+    if mine is None or every is None or not result.ok:
+        return None
+    blocks = _blocks(result.out)
+    if len(blocks) != len(every[1]):
+        return None
+    out = []
+    for unit in mine[1]:
+        block = blocks[every[1].index(unit)]
+        if dict(block).get("Id") not in (unit, f"{unit}.service"):
+            return None
+        out.append("".join(f"{k}={v}\n" for k, v in block if k in mine[0]))
+    return FactResult(0, "\n".join(out))
+
+
 def _unit_answer(command: str, merged_command: str, result: FactResult) -> FactResult | None:
     """`command`'s answer from the merged query's: its unit's line and that state's exit
     status; None when the answer has not one line per unit."""
     verb, unit = unit_of(command) or ("", "")
-    if merged_command.startswith(f"systemctl show -p {SHOWN} "):
-        return _shown_answer(verb, unit, merged_command.split()[4:], result)
+    if (shown := show_of(merged_command)) is not None:
+        return _shown_answer(verb, unit, shown[1], result)
     units = merged_command.split()[2:]
     lines = result.out.splitlines()
     if len(lines) != len(units) or unit not in units:
@@ -210,8 +269,9 @@ def split(commands: Mapping[str, str], merged: Mapping[str, str],
         if mine is not None:
             answers[key] = _packages_answer(mine, result)
             continue
-        if unit_of(command) is not None:
-            answer = _unit_answer(command, one, result)
+        if unit_of(command) is not None or show_of(command) is not None:
+            answer = (_unit_answer(command, one, result) if unit_of(command) is not None
+                      else _show_answer(command, one, result))
             if answer is None:
                 again[key] = command
             else:

@@ -256,8 +256,8 @@ class Turns:
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
                                         thread_name_prefix="plan")
 
-    def queue(self, host: str, plan: Any, parts: list[Any]) -> Any:
-        """`plan(part)` for each of `parts` once `host`'s turn has come; a function that
+    def queue(self, host: str, plan: Any, parts: list[Any]) -> Planned:
+        """`plan(part)` for each of `parts` once `host`'s turn has come; a `Planned` that
         waits for them all and returns the seconds they took from being queued."""
         import time
 
@@ -269,15 +269,32 @@ class Turns:
                 self._turn += 1
             self._ready.notify_all()
 
-        def planned() -> float:
-            for future in futures:
-                future.result()
-            return time.monotonic() - started
-
-        return planned
+        return Planned(futures, started)
 
     def _up_next(self) -> str | None:
         return self._order[self._turn] if self._turn < len(self._order) else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+class Planned:
+    """A host's parts being planned: called, waits for them all and returns the seconds
+    since `started`; `done(wait)` tells, waiting up to `wait` seconds, whether they all are
+    (demo.check then reads the probes' facts in the plans' batch, else ahead of it)."""
+
+    def __init__(self, futures: list[Any], started: float) -> None:
+        self._futures, self._started = futures, started
+
+    def done(self, wait: float = 0.0) -> bool:
+        """All planned, waiting up to `wait` seconds for the last ones."""
+        from concurrent.futures import wait as waiting
+
+        return not waiting(self._futures, timeout=max(0.0, wait)).not_done
+
+    def __call__(self) -> float:
+        import time
+
+        for future in self._futures:
+            future.result()
+        return time.monotonic() - self._started

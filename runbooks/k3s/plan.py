@@ -87,7 +87,7 @@ def binary_fact(inventory: Inventory, host: Host) -> tuple[str, str] | None:
     for the node's architecture."""
     cluster = cluster_of(inventory)
     try:
-        lock = Lock.read(lock_path(inventory.path))
+        lock = Lock.cached(lock_path(inventory.path))
     except ReleaseError:
         return None
     artifact = release_file(cluster, lock, binary_name(cluster.arch[host.name]), cfg.BINARY,

@@ -60,6 +60,11 @@ def asset_url(source: str, version: str, name: str) -> str:
     return f"{source.rstrip('/')}/{quote(version, safe='')}/{name}"
 
 
+# Lock.cached: each lock file's pins as parsed, by (path, inode, size, mtime)
+_PARSED: dict[tuple[str, int, int, int], dict[str, dict[str, str]]] = {}
+_parsed_guard = threading.Lock()
+
+
 @dataclass
 class Lock:
     """{version: {asset: sha256}} pinned for one inventory."""
@@ -71,6 +76,27 @@ class Lock:
     def read(cls, path: Path) -> Lock:
         versions = pins.read_lock(path, "versions", ReleaseError)
         return cls(path, {str(v): dict(a) for v, a in versions.items()})
+
+    @classmethod
+    def cached(cls, path: Path) -> Lock:
+        """`read`, parsed once per process while the file stays the same (its inode, size
+        and mtime): demo.check asks for it per node several times (the k3s probe's facts
+        and verdict, the node's plan). Each caller gets its own copy to change."""
+        try:
+            st = path.stat()
+            key: tuple[str, int, int, int] | None = (str(path), st.st_ino, st.st_size,
+                                                     st.st_mtime_ns)
+        except OSError:
+            key = None
+        with _parsed_guard:
+            known = _PARSED.get(key) if key is not None else None
+        if known is None:
+            known = cls.read(path).versions
+            if key is not None:
+                with _parsed_guard:
+                    _PARSED[key] = known
+        return cls(path, {v: dict(a) for v, a in known.items()})
+
 
     def digest(self, version: str, name: str) -> str | None:
         return self.versions.get(version, {}).get(name)
@@ -159,7 +185,7 @@ def release_lock(inventory: Any, cluster: Any) -> Lock:
     from runbooks.core.steps import StepFailed
 
     with _lock_guard:
-        lock = Lock.read(lock_path(inventory.path))
+        lock = Lock.cached(lock_path(inventory.path))
         before = {v: dict(a) for v, a in lock.versions.items()}
         try:
             fetch(cluster.version, cluster.arches, cluster.images, cluster.source, lock,

@@ -174,20 +174,27 @@ def test_a_short_unit_answer_leaves_each_asker_to_its_own():
     assert out == {"e": FactResult(0, "enabled\n"), "f": FactResult(1, "")}
 
 
-def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
-    """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
-
-    from runbooks.demo.check import _read
-
+def stand_in_systemctl(tmp_path):  # noqa: ANN001, ANN201
+    """A directory with a stand-in `systemctl show -p ... UNITS` that logs each start to
+    tmp_path/starts: every unit active (a dhcp one failed), its unit file enabled."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stub = bin_dir / "systemctl"
     stub.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/starts\nshift 3\n'
                     'for u in "$@"; do case $u in *.*) id=$u;; *) id=$u.service;; esac; '
                     'case $u in *dhcp*) s=failed;; *) s=active;; esac; '
-                    'printf "Id=%s\\nActiveState=%s\\nNeedDaemonReload=no\\n\\n" "$id" "$s"; '
-                    'done\n')
+                    'printf "Id=%s\\nActiveState=%s\\nUnitFileState=enabled\\n'
+                    'NeedDaemonReload=no\\n\\n" "$id" "$s"; done\n')
     stub.chmod(0o755)
+    return bin_dir
+
+
+def test_a_batch_of_unit_queries_starts_one_systemctl(tmp_path):
+    """Through demo.check's own read: a stand-in systemctl on PATH counts its starts."""
+
+    from runbooks.demo.check import _read
+
+    bin_dir = stand_in_systemctl(tmp_path)
 
 
     units = ["chrony", "isc-dhcp-server", "docker-registry", "greenroom-nftables.service"]
@@ -247,3 +254,74 @@ class StubSession:
         done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env,
                               check=False)
         return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+SWAP = "systemctl show -p Id,UnitFileState,ActiveState dphys-swapfile.service zramswap.service"
+
+
+def full_block(unit: str, state: str, file_state: str) -> str:
+    """A unit's block of the merged show (systemd's order: Id, then the Unit interface's)."""
+    return (f"Id={unit}\nNeedDaemonReload=no\nActiveState={state}\n"
+            f"UnitFileState={file_state}\n")
+
+
+def test_a_plain_show_joins_the_batchs_one_show():
+    commands = {"swap": SWAP, "k3s": "systemctl is-active k3s-agent", "reload": RELOAD}
+    asked, stands = merged.merge(commands)
+    one = ("systemctl show -p Id,ActiveState,NeedDaemonReload,UnitFileState "
+           "dphys-swapfile.service zramswap.service k3s-agent greenroom-vlan-eth1.100.service")
+    assert set(asked.values()) == {one} and stands == {one: [SWAP, commands["k3s"], RELOAD]}
+
+
+@pytest.mark.parametrize(("zram", "providers"), [
+    (("inactive", ""), []),
+    (("active", "enabled"), ["service zramswap (enabled and running)"]),
+], ids=["swap-off-go", "zram-on-no-go"])
+def test_the_plain_show_gets_its_blocks_as_its_own_show_prints_them(zram, providers):
+    """What pi-prep's swap rule reads from its share of the merged show: a zram unit that
+    is enabled and running is a NO-GO named by the rule, as from its own show."""
+    from runbooks.pi_prep.swap import parse_units, swap_providers
+
+    commands = {"units": SWAP, "k3s": "systemctl is-active k3s-agent"}
+    asked, stands = merged.merge(commands)
+    shown = "\n".join([full_block("dphys-swapfile.service", "inactive", ""),
+                       full_block("zramswap.service", *zram),
+                       full_block("k3s-agent.service", "active", "enabled")])
+    out = merged.split(commands, asked, stands, {k: FactResult(0, shown) for k in asked},
+                       _no_reread)
+    alone = (f"Id=dphys-swapfile.service\nActiveState=inactive\nUnitFileState=\n\n"
+             f"Id=zramswap.service\nActiveState={zram[0]}\nUnitFileState={zram[1]}\n")
+    assert out == {"units": FactResult(0, alone), "k3s": FactResult(0, "active\n")}
+    assert parse_units(out["units"].out)["zramswap"] == (zram[1] or "none", zram[0])
+    facts = {"swaps": FactResult(0, "Filename Type Size Used Priority\n"),
+             "fstab": FactResult(1, ""), "packages": FactResult(1, ""), "units": out["units"]}
+    assert swap_providers(facts) == providers
+
+
+def test_a_plain_show_whose_block_names_another_unit_is_read_on_its_own():
+    commands = {"units": SWAP, "k3s": "systemctl is-active k3s-agent"}
+    asked, stands = merged.merge(commands)
+    shown = "\n".join([full_block("dphys-swapfile.service", "inactive", ""),
+                       full_block("systemd-zram-setup@zram0.service", "active", "static"),
+                       full_block("k3s-agent.service", "active", "enabled")])
+    again = []
+
+    def reread(missing):
+        again.append(dict(missing))
+        return {k: FactResult(0, "") for k in missing}
+
+    merged.split(commands, asked, stands, {k: FactResult(0, shown) for k in asked}, reread)
+    assert again == [{"units": SWAP}]
+
+
+def test_a_batch_with_a_plain_show_and_unit_queries_starts_one_systemctl(tmp_path):
+    from runbooks.demo.check import _read
+
+    bin_dir = stand_in_systemctl(tmp_path)
+    commands = {"units": SWAP, "k3s": "systemctl is-active k3s-agent",
+                "chrony": "systemctl is-active chrony"}
+    facts, _moment = _read(StubSession(bin_dir), commands)
+    assert len((tmp_path / "starts").read_text().splitlines()) == 1
+    assert facts["k3s"] == FactResult(0, "active\n")
+    assert facts["units"].out.startswith(
+        "Id=dphys-swapfile.service\nActiveState=active\nUnitFileState=enabled\n\n")

@@ -52,14 +52,20 @@ def plain_runbook(root) -> Runbook:  # noqa: ANN001
 
 class Session:
     """Runs every command with sh in the host's directory; one entry per round trip for
-    the plans (`trips`), the probes' batch (read while the plans are built: demo's disk
-    check here) kept apart in `probes`."""
+    the plans (`trips`), every batch with the probes' commands (demo's disk check here:
+    in the plans' batch when they are planned by the time the connection is open, else
+    read while they are built, in a batch of its own) in `probes`; every batch in
+    `batches`."""
 
     def __init__(self, root) -> None:  # noqa: ANN001
-        self.root, self.trips, self.probes = root, [], []
+        self.root, self.trips, self.probes, self.batches = root, [], [], []
 
     def run(self, command: str, stdin: str | None = None) -> SimpleNamespace:
-        (self.probes if check.DISK in command else self.trips).append(command)
+        self.batches.append(command)
+        if check.DISK in command:
+            self.probes.append(command)
+        if check.DISK not in command or command.count("printf") > 1:  # not the probes' alone
+            self.trips.append(command)
         done = subprocess.run(["sh", "-c", command], cwd=self.root, capture_output=True,
                               text=True, check=False)
         return SimpleNamespace(ok=done.returncode == 0, rc=done.returncode,
@@ -130,7 +136,41 @@ def test_a_host_that_answers_otherwise_is_judged_from_its_answer_not_the_hint(bo
 def test_a_plan_without_planning_reads_is_one_round_trip_without_hints(board):
     report, session = checked(board, plain_runbook(board.root))
     assert len(session.trips) == 1 and verdict(report, "plain").ok
-    assert len(session.probes) == 1  # beside it, started before the plans were built
+    # planned before the connection was open: the probes' commands in the plans' batch
+    assert session.batches == session.probes == session.trips, session.batches
+
+
+@pytest.mark.parametrize(("wait", "built", "batches"), [(0.05, 0.5, 2), (3.0, 0.1, 1)],
+                         ids=["built-too-late-probes-first", "built-within-the-wait-one-batch"])
+def test_the_probes_go_ahead_of_the_plans_only_when_these_are_not_built_in_time(
+        board, monkeypatch, wait, built, batches):
+    """A plan still being built when the connection opens (here: it waits for the test):
+    built within PLANS_WAIT, the probes join its batch; else the probes' batch goes out
+    alone, and the plans' batch follows."""
+    import threading
+
+    monkeypatch.setattr(check, "PLANS_WAIT", wait)
+
+    release = threading.Event()
+    session = Session(board.root)
+    inner = plain_runbook(board.root)
+
+    def plan(ctx):  # noqa: ANN001, ANN202
+        release.wait(5)
+        return inner.plan(ctx)
+
+    class Opening(Connector):
+        def session(self, host):  # noqa: ANN001, ANN202
+            opened = super().session(host)
+            threading.Timer(built, release.set).start()  # planned after the open
+            return opened
+
+    report = check.check_host(board.host, board.inventory, Opening(session),
+                              lambda _t: None, [], [("drift", Runbook("plain", ("pi",), plan))],
+                              None, board.hints)
+    assert verdict(report, "plain").ok
+    assert len(session.batches) == batches and session.probes == session.batches[:1], (
+        session.batches)
 
 
 def test_ahead_a_read_without_a_hint_stops_the_plan_and_is_recorded():
@@ -369,3 +409,30 @@ def test_the_probes_commands_are_ready_before_the_connection_is(board):
                      lambda _t: None, [("p", probe)], [("drift", plain_runbook(board.root))],
                      None, board.hints)
     assert opened == [True]
+
+
+@pytest.mark.parametrize(("state", "ok"), [("good", True), ("bad", False)],
+                         ids=["good-state-go", "bad-state-no-go"])
+def test_a_probe_read_in_the_plans_batch_is_judged_from_that_read(board, monkeypatch,
+                                                                  state, ok):
+    """The probes' commands merged into the plans' batch (one set of lanes): a probe whose
+    fact shows a bad state says so (NO-GO), a command both ask runs once."""
+    from runbooks.core.readonly import Check
+
+    monkeypatch.setattr(check, "_probe", lambda host, inventory, mine, facts, when, report:
+                        check._judge_probes(host, inventory, mine, facts, report))
+    (board.root / "flag").write_text(state + "\n")
+    same = f"test -e {board.root}/ok-plain"  # the plan's Marker reads it too
+    probe = SimpleNamespace(
+        roles=("pi",), facts=lambda host, inv: {"p.flag": "cat flag", "p.plain": same},
+        evaluate=lambda host, inv, found: [Check("flag", found["p.flag"].out == "good\n",
+                                                 found["p.flag"].out.strip())])
+    session = Session(board.root)
+    report = check.check_host(board.host, board.inventory, Connector(session), lambda _t: None,
+                              [("p", probe)], [("drift", plain_runbook(board.root))], None,
+                              board.hints)
+    assert len(session.batches) == 1, session.batches  # one round trip, one lane
+    assert session.batches[0].count(same) == 1  # asked by both: run once
+    flag = verdict(report, "p")
+    assert flag.ok is ok and flag.detail == state
+    assert verdict(report, "plain").ok

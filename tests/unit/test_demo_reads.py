@@ -240,16 +240,18 @@ def test_a_long_batch_is_cut_into_lanes_read_at_the_same_time():
     commands.update({f"unit{n}": f"systemctl is-active unit{n}" for n in range(47)})
     commands["again"] = "systemctl is-active unit46"  # asked twice: one lane, runs once
     commands.update({f"file{n}": f"@greenroom-file:/etc/f{n}" for n in range(6)})
+    commands.update({"swaps": "cat /proc/swaps", "os": "cat /etc/os-release"})
     commands["k"] = "k3s kubectl get nodes -o json"
     batches = lanes(commands)
     shell = [b for b in batches if not any("kubectl" in c for c in b.values())]
     assert len(shell) == SHELL_LANES
     assert "clock" in shell[0]  # the clock's reference moment is the first lane's
-    assert all(f"file{n}" in shell[0] for n in range(6))  # one stat and one grep
+    # one stat and one grep for the lot (a plain cat in another lane: a stat and a grep more)
+    assert all(k in shell[0] for k in [*(f"file{n}" for n in range(6)), "swaps", "os"])
     assert [k for b in batches for k in b if b.get(k) == "systemctl is-active unit46"] == [
         "unit46", "again"]
     assert next(b for b in batches if "again" in b) is next(b for b in batches if "unit46" in b)
-    assert all(len([c for c in b.values() if not c.startswith("@")]) >= PER_LANE
+    assert all(len([c for c in b.values() if not c.startswith(("@", "cat "))]) >= PER_LANE
                for b in shell)
     assert {k: c for b in batches for k, c in b.items()} == commands
     assert batches[-1] == {"k": "k3s kubectl get nodes -o json"}
@@ -386,3 +388,37 @@ def test_the_clock_is_read_last_in_the_first_lane_and_its_answer_is_the_referenc
     first = next(s for s in session.scripts if "echo clock" in s)
     echoes = re.findall(r"echo (\w+)", first)
     assert echoes[-1] == "clock" and "sync" in echoes  # after every other command of its lane
+
+
+@pytest.mark.parametrize(("command", "own"), [
+    ("[ -e /etc/rpi-issue ]", True),
+    ("test -e /var/lib/greenroom-demo/microvms", True),
+    ("command -v containerd || [ -d /etc/containerd ]", True),
+    ("[ -e /etc/docker/daemon.json ] || command -v dockerd || command -v docker", True),
+    ("command -v ifup >/dev/null && [ -f /etc/network/interfaces ]", True),
+    ("! [ -d /run/systemd/system ]", True),
+    ("command -v nmcli >/dev/null && systemctl is-active --quiet NetworkManager", False),
+    ('[ -n "$(ip -4 route show to exact 192.168.30.0/24)" ]', False),
+    ("[ -e /a ]; rm -rf /b", False),
+    ("test -e /a | sh", False),
+    ("cat /proc/swaps", False),
+], ids=["bracket", "test", "command-v-or-dir", "three", "quiet-and", "negated",
+        "then-systemctl", "command-substitution", "then-another", "piped", "cat"])
+def test_tests_the_shell_answers_itself(command, own):
+    from runbooks.demo.check import shells_own
+
+    assert shells_own(command) is own
+
+
+def test_the_shells_own_tests_make_no_lane_longer():
+    """A board's batch: 30 commands that start a process and 14 tests the shell answers
+    itself are two lanes (they were three: one channel, one login shell and one sh more),
+    the tests spread among them in order."""
+    from runbooks.demo.check import PER_LANE, lanes, shells_own
+
+    commands = {f"p{n}": f"ip -o link show dev eth{n}" for n in range(30)}
+    commands.update({f"t{n}": f"[ -e /etc/marker{n} ]" for n in range(14)})
+    batches = lanes(commands)
+    assert len(batches) == 2
+    assert {k: c for b in batches for k, c in b.items()} == commands
+    assert all(len([c for c in b.values() if not shells_own(c)]) >= PER_LANE for b in batches)

@@ -179,8 +179,9 @@ def test_the_reader_is_one_line_no_shell_reads_otherwise() -> None:
     {"f": file_command("relative/path")},
     {"f": file_command("/etc/$HOME")},
     {"f": file_command("/etc/fstab"), "guard": "test -d /proc"},
-    {"f": file_command("/etc/fstab"), "ip": "cat /proc/net/dev"},
-], ids=["space", "relative", "dollar", "a-shell-command", "cat-not-proc-sys"])
+    {"f": file_command("/etc/fstab"), "ip": "cat /proc/net/dev /proc/net/snmp"},
+    {"f": file_command("/etc/fstab"), "glob": "cat /etc/chrony/conf.d/*.conf"},
+], ids=["space", "relative", "dollar", "a-shell-command", "cat-of-two-files", "cat-of-a-glob"])
 def test_a_batch_the_reader_cannot_answer_is_the_script(commands: dict[str, str]) -> None:
     script, _, program = facts._prepare(commands)
     assert program is None
@@ -363,3 +364,48 @@ def test_the_reader_looks_each_owner_and_group_up_once(tmp_path: Path) -> None:
                    env={"PATH": "/usr/bin:/bin"})
     opened = trace.read_text()
     assert (opened.count('"/etc/passwd"'), opened.count('"/etc/group"')) == (1, 1)
+
+
+def _cat_cases(tmp: Path) -> dict[str, str]:
+    """`cat PATH` facts of every kind of path a fact reads: files with and without a last
+    newline, empty, binary (ending in a newline: one that is not UTF-8 and lacks it gets
+    one, as a file fact's content does), missing, a directory, a symbolic link, /proc and
+    /sys pseudo-files (their size says 0)."""
+    for name, data in (("plain", b"a\nb\n"), ("no-newline", b"console=tty1 rootwait"),
+                       ("empty", b""), ("blob", b"a\x00b\xff\r\nc\xc3\xa4\n\x80\n")):
+        (tmp / name).write_bytes(data)
+    (tmp / "os-release").symlink_to(tmp / "plain")
+    (tmp / "d").mkdir()
+    paths = {n: str(tmp / n) for n in ("plain", "no-newline", "empty", "blob", "os-release",
+                                       "d", "missing")}
+    paths.update({"swaps": "/proc/swaps", "cgroups": "/proc/cgroups",
+                  "forward": "/proc/sys/net/ipv4/ip_forward"})
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        paths["controllers"] = "/sys/fs/cgroup/cgroup.controllers"
+    return {key: f"cat {path}" for key, path in paths.items()}
+
+
+@pytest.mark.parametrize("form", ["script", "program"])
+def test_a_plain_cat_is_answered_by_the_batchs_reader_as_cat_answers_it(
+        tmp_path: Path, form: str) -> None:
+    """Each `cat PATH` of the batch, read by its one stat and one grep (or the reader), gives
+    what `cat` itself gives: its output and its exit status."""
+    commands = _cat_cases(tmp_path)
+    script, parse, program = facts._prepare(commands)
+    assert program is not None and "cat " not in script  # no `cat` process at all
+    found = parse(_shell(script if form == "script" else program,
+                         ["/bin/sh"] if form == "script" else ["/bin/bash"]).stdout)
+    for key, command in commands.items():
+        real = _shell(f"exec 2>/dev/null; {command}", ["/bin/sh"])
+        assert (found[key].rc != 0, found[key].out) == (real.rc != 0, real.stdout), key
+
+
+def test_a_batch_of_cat_reads_starts_no_cat(tmp_path: Path) -> None:
+    """The pi-prep probe's reads (/proc/cgroups, /proc/swaps, cgroup.controllers) and a
+    release file in a batch with a shell command: the script's sh, stat and grep, no cat."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    commands = {**_cat_cases(tmp_path), "guard": "test -d /proc"}
+    script, _, _program = facts._prepare(commands)
+    assert _programs_started(tmp_path, "sh -c " + __import__("shlex").quote(script)) == [
+        "sh", "stat", "grep"]

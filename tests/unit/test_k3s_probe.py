@@ -89,3 +89,42 @@ def test_the_version_check_from_the_binary_fact(tmp_path, answer, ok, says):
     check = checks["k3s version"]
     assert check.ok is ok and check.detail.startswith(says), check
     assert ok or check.fix == "inv k3s"
+
+
+def test_the_lock_is_parsed_once_per_process_for_probe_and_plans(tmp_path, monkeypatch):
+    """demo.check on two nodes: the probe's facts and verdict and each node's plan all ask
+    for the inventory's lock; it is read and parsed once while the file stays the same."""
+    from runbooks.common import pins
+    from runbooks.k3s import release
+
+    inventory = site(tmp_path)
+    reads = []
+    real = pins.read_lock
+
+    def counted(path, key, error):  # noqa: ANN001, ANN202
+        reads.append(path)
+        return real(path, key, error)
+
+    monkeypatch.setattr(pins, "read_lock", counted)
+    monkeypatch.setattr(release, "fetch", lambda *_a, **_k: None)  # the cache: not here
+    for name in ("rp0", "rp1"):
+        host = inventory.hosts[name]
+        asked = health.facts(host, inventory)
+        list(health.evaluate(host, inventory, {"k3s/version": FactResult(0, f"{PINNED}\n"),
+                                               "k3s/active": FactResult(0, "active\n")}))
+        ctx = SimpleNamespace(inventory=inventory, host=host, check=True,
+                              options={"shared": {"token": "t"}}, session=None,
+                              connector=None, log=lambda _m: None)
+        assert asked["k3s/version"] in {s.fact() for s in node_plan(ctx).steps
+                                        if isinstance(s, Artifact)}
+    assert len(reads) == 1, reads
+
+
+def test_a_changed_lock_is_read_again_and_copies_are_independent(tmp_path):
+    inventory = site(tmp_path)
+    path = inventory.path.with_name("t.k3s.lock")
+    first = Lock.cached(path)
+    first.versions[VERSION]["k3s-arm64"] = OTHER  # a caller's change is its own
+    assert Lock.cached(path).digest(VERSION, "k3s-arm64") == PINNED
+    path.write_text(json.dumps({"versions": {VERSION: {"k3s-arm64": OTHER, "x": "y"}}}))
+    assert Lock.cached(path).digest(VERSION, "k3s-arm64") == OTHER

@@ -360,3 +360,52 @@ def test_the_sudo_password_goes_as_stdin_data_only(serving):
     session.run("id")
     ((line, data, _),) = serving.session.seen
     assert "Pw-secret-4" not in line and data == b"Pw-secret-4\n"
+
+
+# -- the tasks ----------------------------------------------------------------------------------
+
+def test_ssh_status_and_close_tasks(serving, monkeypatch, capsys):
+    from invoke import Context
+
+    from runbooks.ssh import tasks
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: serving.path.parent)
+    kept_session(serving.path)
+    tasks.status(Context())
+    out = capsys.readouterr().out
+    assert f"keeper pid {os.getpid()}: 1 connection(s)" in out
+    assert "alpha" in out and "root@10.0.0.2" in out
+    monkeypatch.setattr(tasks, "_alive", lambda pid: False)
+    tasks.close(Context())
+    assert "stopped 1 keeper(s)" in capsys.readouterr().out
+    serving.thread.join(10)
+    assert not serving.thread.is_alive() and serving.closed == ["alpha"]
+
+
+def test_ssh_status_without_a_keeper(tmp_path, monkeypatch, capsys):
+    from invoke import Context
+
+    from runbooks.ssh import tasks
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: tmp_path)
+    tasks.status(Context())
+    tasks.close(Context())
+    assert capsys.readouterr().out == ("no connections kept (no keeper running)\n"
+                                       "no keeper was running\n")
+
+
+def test_a_request_waiting_when_the_keeper_idles_out_is_still_answered(tmp_path):
+    folder = tmp_path / "keep"
+    folder.mkdir(mode=0o700)
+    listener, lock = keep_server.listen(folder / "k.sock")
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(folder / "k.sock"))  # in the backlog, not accepted yet
+    keep_wire.send(client, {"op": "status"})
+    keeper = Keeper(0)
+    keeper.last -= 1  # idle already: the loop accepts nobody
+    left = []
+    keeper.serve(listener, lambda: left.append(True))
+    header, _ = keep_wire.receive(client)
+    assert header["pid"] == os.getpid() and left == [True]
+    listener.close()
+    lock.close()

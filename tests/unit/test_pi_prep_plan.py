@@ -292,14 +292,30 @@ def test_reboot_pending(enabled, required, summaries):
 
 
 class FakeSession:
-    """Answers the batched fact script with canned outputs, in key order."""
+    """Answers the batched fact script as a host whose /proc holds `files` (path: content;
+    every other path missing), read by `cat` or by the batch's one `stat` and one `grep`;
+    every other command answers nothing, exit 0."""
 
-    def __init__(self, outputs):
-        self.outputs = outputs
+    def __init__(self, files):
+        self.files = files
 
     def run(self, script, stdin=None):
+        import shlex
+
         marker = script.split('printf "\\n', 1)[1].split(" ", 1)[0]
-        body = "".join(f"{out}\n{marker} 0\n" for out in self.outputs)
+        body = ""
+        for command in script.split("\n{ ")[1:]:
+            words = shlex.split(command.split("\n}", 1)[0])
+            paths = [p for p in words[words.index("--") + 1:] if p in self.files] if (
+                "--" in words) else []
+            if words[1:2] == ["stat"]:  # a pseudo-file's size: 0
+                body += "".join(f"0 444 root root regular file|{p}\n" for p in paths)
+            elif words[1:2] == ["grep"]:
+                body += "".join(f"{p}:{n}:{line}\n" for p in paths
+                                for n, line in enumerate(self.files[p].splitlines(), 1))
+            elif words[:1] == ["cat"] and len(words) == 2:
+                body += self.files.get(words[1], "")
+            body += f"\n{marker} 0\n"
         return CommandResult(0, body, "")
 
 
@@ -314,7 +330,8 @@ class FakeSession:
         "memory-off-despite-args"])
 def test_verify_after_reboot(cgroups, cmdline, error, warning):
     logs: list[str] = []
-    ctx = SimpleNamespace(session=FakeSession([cgroups, "", "", cmdline]), log=logs.append)
+    ctx = SimpleNamespace(session=FakeSession({"/proc/cgroups": cgroups,
+                                               "/proc/cmdline": cmdline}), log=logs.append)
     if error:
         with pytest.raises(StepFailed, match=error):
             verify_after_reboot(ctx, where="/boot/firmware/cmdline.txt")
