@@ -11,28 +11,31 @@ from pathlib import Path
 
 from invoke import Collection
 
-from runbooks.registry.fastpath import answer_inv
+from runbooks.core.cli import collector_paused
 
-# `inv registry.load-images` with nothing to copy is answered before any collection loads
-if answer_inv(sys.argv, Path(__file__).with_name("invoke.yaml")):
-    raise SystemExit(0)
+with collector_paused():  # the wiring's imports live until exit: never walked by the collector
+    from runbooks.registry.fastpath import answer_inv
 
-from runbooks.lab.access import plug_in as plug_in_the_lab  # noqa: E402
+    # `inv registry.load-images` with nothing to copy is answered before any collection loads
+    if answer_inv(sys.argv, Path(__file__).with_name("invoke.yaml")):
+        raise SystemExit(0)
 
-plug_in_the_lab()
+    from runbooks.lab.access import plug_in as plug_in_the_lab
 
-ns = Collection()
-for module in (
-    "runbooks.lab.tasks",
-    "runbooks.dell_gateway.tasks",
-    "runbooks.registry.tasks",
-    "runbooks.pi_prep.tasks",
-    "runbooks.xen_dom0.tasks",
-    "runbooks.k3s.tasks",
-    "runbooks.microk8s.tasks",
-    "runbooks.router.tasks",
-    "runbooks.metallb.tasks",
-    "runbooks.demo.tasks",
-    "runbooks.ssh.tasks",
-):
-    ns.add_collection(import_module(module).ns)
+    plug_in_the_lab()
+
+    ns = Collection()
+    for module in (
+        "runbooks.lab.tasks",
+        "runbooks.dell_gateway.tasks",
+        "runbooks.registry.tasks",
+        "runbooks.pi_prep.tasks",
+        "runbooks.xen_dom0.tasks",
+        "runbooks.k3s.tasks",
+        "runbooks.microk8s.tasks",
+        "runbooks.router.tasks",
+        "runbooks.metallb.tasks",
+        "runbooks.demo.tasks",
+        "runbooks.ssh.tasks",
+    ):
+        ns.add_collection(import_module(module).ns)

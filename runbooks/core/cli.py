@@ -10,8 +10,9 @@ invalid inventory, an unknown host, a bad option value, the lab not running: eve
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
@@ -96,8 +97,6 @@ def parallel_or_exit(c: Context, parallel: int | None) -> int:
 
 def usage_errors_exit() -> Any:
     """A context manager turning any UsageError into a one-line message and exit 2."""
-    import contextlib
-
     @contextlib.contextmanager
     def guard() -> Any:
         try:
@@ -125,13 +124,13 @@ def execute(c: Context, runbook: Runbook, inventory: str | None, host: str | Non
     from runbooks.core.runner import run_runbook, select_hosts, write_report
 
     with usage_errors_exit():
-        inv = load_inventory_or_exit(c, inventory)
-        count = parallel_of(c, parallel)
-        hosts = select_hosts(inv, runbook, host)
+        with collector_paused():  # the start-up's objects
+            inv = load_inventory_or_exit(c, inventory)
+            count = parallel_of(c, parallel)
+            hosts = select_hosts(inv, runbook, host)
         if not hosts:
             raise UsageError(f"{inv.path}: no host has role {', '.join(runbook.roles)}; "
                              f"nothing for {runbook.name} to do")
-        spare_the_collector()  # the start-up's objects
         result = run_runbook(runbook, inv, hosts, check=check, parallel=count,
                              options=options, accept_new_host_keys=accept_new_host_keys)
         spare_the_collector()  # the run's (SSH's modules among them), before the exit's
@@ -152,6 +151,28 @@ def spare_the_collector() -> None:
     import gc
 
     gc.freeze()
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No automatic garbage collection while the block runs; what it made is then frozen
+    (`gc.freeze`) and collection resumes as it was.
+
+    For a command's start-up (imports, the inventory, planning: tens of thousands of objects
+    that live until the process ends): the collector would walk each of them a few times
+    while they are made, and again in every later full collection and at exit, ~60 ms of
+    CPU per demo.check (bench/README.md, issue 15, session 9). Cyclic garbage made inside
+    the block is kept until the process ends, so keep it to bounded stretches of work."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 def resolve(runbook: Runbook | str) -> Runbook:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbooks.core import keep_wire
+from runbooks.core import keep_wire, secrets
 from runbooks.core.keep_paths import (
     PACKAGE_ROOT,
     KeepDirRefused,
@@ -90,7 +90,8 @@ def _say(text: str) -> None:
 def keeper_environment() -> dict[str, str]:
     """The keeper's environment: ours without secrets, the package importable."""
     env = {name: value for name, value in os.environ.items()
-           if name != SUDO_PASSWORD_ENV and not any(w in name.upper() for w in SECRET_WORDS)}
+           if name != SUDO_PASSWORD_ENV and not any(w in name.upper() for w in SECRET_WORDS)
+           and secrets.mask(value) == value}  # nor a value registered as a secret
     env["PYTHONPATH"] = os.pathsep.join(
         [str(PACKAGE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
     return env

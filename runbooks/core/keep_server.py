@@ -28,6 +28,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from runbooks.core import keep_wire
 from runbooks.core.keep_paths import private_dir
 
 ACCEPT_POLL = 0.5  # seconds between looks at the idle time
+STOP_WAIT = 5.0  # seconds a stopped keeper lets the requests under way finish
 _CREDS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -243,21 +245,36 @@ class Keeper:
             return self.stopping or (
                 self.active == 0 and time.monotonic() - self.last > self.keep)
 
-    def serve(self, listener: socket.socket) -> None:
+    def _accepted(self, conn: socket.socket) -> None:
+        conn.settimeout(None)
+        with self._lock:
+            self.active += 1
+            self.last = time.monotonic()
+        threading.Thread(target=self.serve_one, args=(conn,), daemon=True).start()
+
+    def serve(self, listener: socket.socket, leave: Callable[[], None] = lambda: None) -> None:
+        """Answer clients until idle (or stopped). Then `leave` takes the socket's name away
+        (a client from then on starts a new keeper), the clients that connected before it
+        are still answered (a request sent is never dropped unanswered: the client could not
+        tell it from a command lost on the way), and the connections are closed."""
         listener.settimeout(ACCEPT_POLL)
         while not self.idle_out():
             try:
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(None)
-            with self._lock:
-                self.active += 1
-                self.last = time.monotonic()
-            threading.Thread(target=self.serve_one, args=(conn,), daemon=True).start()
-        # a stop: let the requests under way finish (each is bounded by its timeout)
-        deadline = time.monotonic() + 5
-        while self.active and time.monotonic() < deadline:
+            self._accepted(conn)
+        leave()
+        listener.setblocking(False)
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # BlockingIOError: none left waiting
+                break
+            self._accepted(conn)
+        # the requests under way finish (each bounded by its timeout); a stop waits 5 s
+        deadline = time.monotonic() + STOP_WAIT if self.stopping else None
+        while self.active and (deadline is None or time.monotonic() < deadline):
             time.sleep(0.05)
         self.close_all()
 
@@ -309,15 +326,23 @@ def main(argv: list[str]) -> int:
     if found is None:
         return 0
     listener, lock = found
+    left: list[bool] = []
+
+    def leave() -> None:
+        """Unlink the socket, then let the next keeper start (it takes the lock first)."""
+        if not left:
+            left.append(True)
+            try:  # still ours: a new keeper binds only once it holds the lock we hold
+                path.unlink()
+            except OSError:
+                pass
+            lock.close()
+
     try:
-        Keeper(keep).serve(listener)
+        Keeper(keep).serve(listener, leave)
     finally:
-        try:  # still ours: a new keeper binds only once it holds the lock we hold
-            path.unlink()
-        except OSError:
-            pass
+        leave()
         listener.close()
-        lock.close()
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,7 +85,18 @@ def usual_times(runs: list[dict[str, Any]]) -> dict[str, float]:
         for step, seconds in (run.get("steps") or {}).items():
             if isinstance(seconds, int | float):
                 seen.setdefault(step, []).append(float(seconds))
-    return {step: statistics.median(times[-USUAL_OF:]) for step, times in seen.items()}
+    return {step: _median(times[-USUAL_OF:]) for step, times in seen.items()}
+
+
+def _median(values: list[float]) -> float:
+    """The middle value (the mean of the two middle ones for an even count), as
+    statistics.median gives, without loading statistics (and decimal, fractions, random) on
+    every demo run."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,13 @@ from typing import Any
 
 from invoke import Collection, Context, Exit
 
-from runbooks.core.cli import load_inventory_or_exit, parallel_of, task, usage_errors_exit
+from runbooks.core.cli import (
+    collector_paused,
+    load_inventory_or_exit,
+    parallel_of,
+    task,
+    usage_errors_exit,
+)
 
 SHARED = ("inventory", "parallel", "accept_new_host_keys")
 HELP = {
@@ -43,6 +49,24 @@ def _connector(inv: Any, accept: bool, hosts: list[Any], workers: int) -> Any:
     return Early(connector, hosts, workers)
 
 
+def _start(c: Context, inventory: str | None, host: str | None, parallel: int,
+           accept: bool, verbose: bool) -> tuple[Any, list[Any], float, int, Any, Any,
+                                                 dict[str, float]]:
+    """A demo command's start: (inventory, hosts, start time, workers, connector with the
+    connections already opening, output, usual step times)."""
+    inv = load_inventory_or_exit(c, inventory)
+    hosts = _hosts(inv, host)
+    started = time.monotonic()
+    with usage_errors_exit():
+        workers = parallel_of(c, parallel)
+    connector = _connector(inv, accept, hosts, workers)
+    from runbooks.demo import history, run
+
+    output = run.Output(run.default_out(), verbose)
+    usual = history.usual_times(history.read_runs(inv.site))
+    return inv, hosts, started, workers, connector, output, usual
+
+
 def _title(command: str, inv: Any, hosts: list[Any]) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     return f"{command}  site {inv.site}  {len(hosts)} host(s)  {stamp}"
@@ -60,22 +84,18 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
     cgroup and swap, the cluster's when present); each runbook converged (no drift) and
     nothing left over for demo.reset. Changes nothing.
     """
-    inv = load_inventory_or_exit(c, inventory)
-    hosts = _hosts(inv, host)
-    started = time.monotonic()
-    with usage_errors_exit():
-        workers = parallel_of(c, parallel)
-    connector = _connector(inv, accept_new_host_keys, hosts, workers)
-    from runbooks.demo import history, run
+    with collector_paused():  # a check is start-up and one round: bounded, short
+        inv, hosts, started, workers, connector, output, usual = _start(
+            c, inventory, host, parallel, accept_new_host_keys, verbose)
+        from runbooks.demo import run
 
-    output = run.Output(run.default_out(), verbose)
-    usual = history.usual_times(history.read_runs(inv.site))
-    outcome = run.Outcome("demo.check", inv.site)
-    try:
-        run.check_phase(inv, hosts, connector, workers, output, outcome)
-    finally:
-        connector.close_all()
-    run.finish(outcome, started, output, report, usual, _title("demo.check", inv, hosts))
+        outcome = run.Outcome("demo.check", inv.site)
+        try:
+            run.check_phase(inv, hosts, connector, workers, output, outcome)
+        finally:
+            connector.close_all()
+        run.finish(outcome, started, output, report, usual,
+                   _title("demo.check", inv, hosts))
     if not outcome.ok:
         raise Exit(code=1)
 
@@ -83,23 +103,20 @@ def check(c: Context, inventory: str | None = None, host: str | None = None,
 def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
              from_scratch: bool, parallel: int, report: str | None, verbose: bool,
              accept_new_host_keys: bool, command: str = "demo.reset") -> None:
-    inv = load_inventory_or_exit(c, inventory)
-    hosts = _hosts(inv, host)
-    started = time.monotonic()
-    with usage_errors_exit():
-        workers = parallel_of(c, parallel)
-    connector = _connector(inv, accept_new_host_keys, hosts, workers)
-    from runbooks.demo import history, run
+    with collector_paused():  # start-up and the first check (on a converged lab, the run)
+        inv, hosts, started, workers, connector, output, usual = _start(
+            c, inventory, host, parallel, accept_new_host_keys, verbose)
+        from runbooks.demo import run
 
-    output = run.Output(run.default_out(), verbose)
-    usual = history.usual_times(history.read_runs(inv.site))
-    outcome = run.Outcome(command + (" --from-scratch" if from_scratch else ""), inv.site,
-                          check_mode=check)
-    mode = " (check mode: nothing will be changed)" if check else ""
-    output.line(f"{command} on {inv.site}: {len(hosts)} host(s){mode}")
+        outcome = run.Outcome(command + (" --from-scratch" if from_scratch else ""),
+                              inv.site, check_mode=check)
+        mode = " (check mode: nothing will be changed)" if check else ""
+        output.line(f"{command} on {inv.site}: {len(hosts)} host(s){mode}")
     try:
-        if from_scratch or not run.already_green(inv, hosts, connector, workers, output,
-                                                 outcome, usual):
+        with collector_paused():
+            green = not from_scratch and run.already_green(inv, hosts, connector, workers,
+                                                           output, outcome, usual)
+        if not green:  # the reset's phases, as long as they take: the collector as usual
             run.reset_phases(inv, hosts, connector, check, from_scratch, workers, output,
                              outcome, usual)
             run.check_phase(inv, hosts, connector, workers, output, outcome)
@@ -108,7 +125,8 @@ def do_reset(c: Context, inventory: str | None, host: str | None, check: bool,
     title = _title(command, inv, hosts)
     if check:
         title += f"  check mode: {outcome.changed} change(s) shown above, none made"
-    run.finish(outcome, started, output, report, usual, title)
+    with collector_paused():  # the screen, the history and the report, then the exit
+        run.finish(outcome, started, output, report, usual, title)
     if not outcome.ok:
         raise Exit(code=1)
 

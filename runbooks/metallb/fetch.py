@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +68,9 @@ class Fetched:
 
 
 def _download(url: str, timeout: float) -> bytes:
+    import urllib.error  # only when downloading: a plan (and demo.check) never loads HTTP
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return bytes(resp.read())

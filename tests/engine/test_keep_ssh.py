@@ -150,3 +150,33 @@ def test_a_port_forward_gets_this_processs_own_transport(kept):
     assert len(children(pid)) == 2
     connector.close_all()
     assert not transport.is_active()
+
+
+def test_two_runs_starting_at_once_share_one_keeper(kept):
+    import threading
+
+    results = []
+    start = threading.Barrier(2)
+
+    def run():
+        start.wait()
+        results.append(one_run(kept))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [r["alpha"].stdout for r in results] == ["hello\n", "hello\n"]
+    keepers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and
+               b"runbooks.core.keep_server" in _cmdline(p)
+               and os.environ["XDG_RUNTIME_DIR"].encode() in _cmdline(p)]
+    assert len(keepers) == 1
+    assert all(len(children(s.process.pid)) == 1 for s in kept.servers.values())
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""

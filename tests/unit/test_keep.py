@@ -336,7 +336,9 @@ def test_no_secret_reaches_the_keepers_argv_or_environment(tmp_path, monkeypatch
     monkeypatch.setenv(SUDO_PASSWORD_ENV, "Sudo-secret-1")
     monkeypatch.setenv("GREENROOM_BGP_PASSWORD", "Bgp-secret-2")
     monkeypatch.setenv("GREENROOM_REGISTRY_TOKEN", "Token-3")
+    monkeypatch.setenv("SOME_CREDENTIAL", "Registered-5")
     secrets.register("Sudo-secret-1")
+    secrets.register("Registered-5")
     spawned = []
 
     def popen(argv, **kwargs):
@@ -349,7 +351,7 @@ def test_no_secret_reaches_the_keepers_argv_or_environment(tmp_path, monkeypatch
     ((argv, kwargs),) = spawned
     assert argv[1:] == ["-m", "runbooks.core.keep_server", str(folder / "keep-x.sock"), "60"]
     shown = " ".join(argv) + " ".join(f"{k}={v}" for k, v in kwargs["env"].items())
-    for value in ("Sudo-secret-1", "Bgp-secret-2", "Token-3"):
+    for value in ("Sudo-secret-1", "Bgp-secret-2", "Token-3", "Registered-5"):
         assert value not in shown
     assert kwargs["start_new_session"] is True and kwargs["stdin"] == kwargs["stdout"]
 
@@ -360,3 +362,63 @@ def test_the_sudo_password_goes_as_stdin_data_only(serving):
     session.run("id")
     ((line, data, _),) = serving.session.seen
     assert "Pw-secret-4" not in line and data == b"Pw-secret-4\n"
+
+
+# -- the tasks ----------------------------------------------------------------------------------
+
+def test_ssh_status_and_close_tasks(serving, monkeypatch, capsys):
+    from invoke import Context
+
+    from runbooks.ssh import tasks
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: serving.path.parent)
+    kept_session(serving.path)
+    tasks.status(Context())
+    out = capsys.readouterr().out
+    assert f"keeper pid {os.getpid()}: 1 connection(s)" in out
+    assert "alpha" in out and "root@10.0.0.2" in out
+    monkeypatch.setattr(tasks, "_alive", lambda pid: False)
+    tasks.close(Context())
+    assert "stopped 1 keeper(s)" in capsys.readouterr().out
+    serving.thread.join(10)
+    assert not serving.thread.is_alive() and serving.closed == ["alpha"]
+
+
+def test_ssh_status_without_a_keeper(tmp_path, monkeypatch, capsys):
+    from invoke import Context
+
+    from runbooks.ssh import tasks
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: tmp_path)
+    tasks.status(Context())
+    tasks.close(Context())
+    assert capsys.readouterr().out == ("no connections kept (no keeper running)\n"
+                                       "no keeper was running\n")
+
+
+def test_a_request_waiting_when_the_keeper_idles_out_is_still_answered(tmp_path):
+    folder = tmp_path / "keep"
+    folder.mkdir(mode=0o700)
+    listener, lock = keep_server.listen(folder / "k.sock")
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(folder / "k.sock"))  # in the backlog, not accepted yet
+    keep_wire.send(client, {"op": "status"})
+    keeper = Keeper(0)
+    keeper.last -= 1  # idle already: the loop accepts nobody
+    left = []
+    keeper.serve(listener, lambda: left.append(True))
+    header, _ = keep_wire.receive(client)
+    assert header["pid"] == os.getpid() and left == [True]
+    listener.close()
+    lock.close()
+
+
+def test_lab_down_drops_the_lab_hosts_kept_connections(serving, monkeypatch):
+    from runbooks.lab import control
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: serving.path.parent)
+    kept_session(serving.path)
+    other = SimpleNamespace(address="10.9.9.9")
+    control._drop_kept(SimpleNamespace(hosts={"alpha": HOST, "beta": other}))
+    assert serving.closed == ["alpha"]
+    assert serving.keeper.status()["connections"] == []
