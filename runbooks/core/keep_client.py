@@ -5,7 +5,7 @@ command (`Session._exec_raw`: line, stdin, timeout) over a Unix socket to the ke
 runs it on its own connection to the host and sends back what the host answered. Everything
 else of a session stays here: sudo's setup, the command wrapping, the results.
 
-The switch: the inventory's `ssh: {keep: SECONDS}` (0: off, the default), overridden by
+The switch: the inventory's `ssh: {keep: SECONDS}` (default 60; 0: off), overridden by
 `GREENROOM_SSH_KEEP=SECONDS` in the environment. The keeper is started on demand, detached;
 when it cannot be started or does not answer an open, the run connects directly as it
 always did (said only with GREENROOM_VERBOSE set). A keeper that goes away while a command

@@ -24,6 +24,7 @@ CORE = Path(__file__).resolve().parent
 PACKAGE_ROOT = CORE.parent.parent  # the directory holding the runbooks package
 # the code a keeper runs: a change to any of these is another version
 KEEP_ENV = "GREENROOM_SSH_KEEP"
+KEEP_DEFAULT = 60  # seconds; `ssh: {keep: 0}` or GREENROOM_SSH_KEEP=0 turns keeping off
 KEEPER_CODE = ("keep_paths.py", "keep_wire.py", "keep_server.py", "session.py",
                "session_direct.py", "session_hostkeys.py")
 
@@ -87,7 +88,8 @@ def socket_path(directory: Path | None = None, version: str | None = None) -> Pa
 
 def keep_seconds(inventory: Any, environ: Any = None) -> int:
     """How long connections are kept after their last use (0: not kept): the environment's
-    GREENROOM_SSH_KEEP, else the inventory's `ssh: {keep: ...}`, else 0."""
+    GREENROOM_SSH_KEEP, else the inventory's `ssh: {keep: ...}`, else KEEP_DEFAULT (60 s,
+    like Ansible's ControlPersist: a check/reset/check within a minute logs in once)."""
     environ = os.environ if environ is None else environ
     value = environ.get(KEEP_ENV, "").strip()
     if value:
@@ -96,4 +98,4 @@ def keep_seconds(inventory: Any, environ: Any = None) -> int:
                              "connections off), such as 60")
         return int(value)
     section = getattr(inventory, "sections", {}).get("ssh") or {}
-    return int(section.get("keep", 0))
+    return int(section.get("keep", KEEP_DEFAULT))

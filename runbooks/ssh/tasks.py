@@ -1,4 +1,5 @@
-"""ssh: see and close the SSH connections kept open between runs (inventory `ssh: {keep:}`)."""
+"""ssh: see and close the SSH connections kept open between runs (60 s by default; inventory
+`ssh: {keep: 0}` or GREENROOM_SSH_KEEP=0 turns keeping off)."""
 
 from __future__ import annotations
 
