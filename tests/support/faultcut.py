@@ -146,8 +146,17 @@ class Injector:
 
 @contextmanager
 def injected(injector: Injector) -> Iterator[Injector]:
-    """Route every remote command greenroom runs through `injector` for the duration."""
+    """Route every remote command greenroom runs through `injector` for the duration.
+
+    Connections are not kept for the duration (GREENROOM_SSH_KEEP=0): the cut kills the sshd
+    serving this process's own connection, found by its client TCP port, and a kept
+    connection lives in the keeper process instead (cuts of kept connections are
+    tests/lab/test_keep.py's). Runs before and after the cut (prepare, recovery) keep theirs."""
+    from runbooks.core.keep_paths import KEEP_ENV
+
     original: Callable[..., Any] = session_mod.Session.run
+    saved_keep = os.environ.get(KEEP_ENV)
+    os.environ[KEEP_ENV] = "0"
 
     def run(self: Any, command: str, stdin: Any = None, *args: Any, **kwargs: Any) -> Any:
         script = stdin if isinstance(stdin, str) else ""
@@ -159,6 +168,10 @@ def injected(injector: Injector) -> Iterator[Injector]:
         yield injector
     finally:
         session_mod.Session.run = original  # type: ignore[method-assign]
+        if saved_keep is None:
+            os.environ.pop(KEEP_ENV, None)
+        else:
+            os.environ[KEEP_ENV] = saved_keep
         injector.settle()
 
 
