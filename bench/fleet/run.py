@@ -235,7 +235,8 @@ def main() -> None:
         results: Results = {}
         keep_dir = work / "run"
         keep_dir.mkdir(mode=0o700)
-        cold_env = {k: v for k, v in os.environ.items() if k != "GREENROOM_SSH_KEEP"}
+        # keeping is on by default: the cold runs turn it off explicitly
+        cold_env = dict(os.environ, GREENROOM_SSH_KEEP="0")
         kept_env = dict(cold_env, GREENROOM_SSH_KEEP="60", XDG_RUNTIME_DIR=str(keep_dir))
         env = dict(cold_env, ANSIBLE_HOST_KEY_CHECKING="False",
                    ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3",
