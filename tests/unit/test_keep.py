@@ -117,9 +117,11 @@ def test_other_code_is_another_socket(tmp_path):
 # -- the switch -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("env", "section", "seconds"), [
-    ({}, None, 60), ({}, {"keep": 60}, 60), ({}, {"keep": 0}, 0), ({}, {}, 60), ({"GREENROOM_SSH_KEEP": "0"}, {"keep": 60}, 0),
+    ({}, None, 60), ({}, {"keep": 60}, 60), ({}, {"keep": 0}, 0), ({}, {}, 60),
+    ({"GREENROOM_SSH_KEEP": "0"}, {"keep": 60}, 0), ({"GREENROOM_SSH_KEEP": "0"}, None, 0),
     ({"GREENROOM_SSH_KEEP": "30"}, None, 30), ({"GREENROOM_SSH_KEEP": ""}, {"keep": 5}, 5),
-], ids=["default-on-60s", "inventory", "inventory-turns-off", "empty-section-default", "env-turns-off", "env-turns-on", "empty-env-ignored"])
+], ids=["default-on-60s", "inventory", "inventory-turns-off", "empty-section-default",
+        "env-turns-off", "env-turns-default-off", "env-sets", "empty-env-ignored"])
 def test_keep_seconds(env, section, seconds):
     inventory = SimpleNamespace(sections={"ssh": section} if section else {})
     assert keep_seconds(inventory, env) == seconds
