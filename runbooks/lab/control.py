@@ -313,12 +313,13 @@ def down(inventory: Any, log=print) -> None:  # noqa: ANN001
         _down(plan, state, log)
 
 
-def _drop_kept(inventory: Any) -> None:
-    """Close the SSH connections kept open to the lab's hosts (runbooks/core/keep_*): the
-    hosts go away, and a lab brought up again has new host keys."""
+def _drop_kept(inventory: Any, names: list[str] | None = None) -> None:
+    """Close the SSH connections kept open to the lab's hosts (runbooks/core/keep_*), or to
+    those of `names` only: the hosts go away, and a lab brought up again has new host keys."""
     from runbooks.core.keep_client import drop_addresses
 
-    drop_addresses([host.address for host in inventory.hosts.values()])
+    drop_addresses([host.address for name, host in inventory.hosts.items()
+                    if names is None or name in names])
 
 
 def _down(plan: LabPlan, state: LabState, log) -> None:  # noqa: ANN001
@@ -349,6 +350,8 @@ def reset(inventory: Any, name: str, wait: bool = True) -> None:
     plan = make_plan(inventory)
     guest = plan.guest(name)
     state = LabState(plan.site)
+    # its kept connection (if any) would outlive the guest's sshd: a fresh guest, a fresh login
+    _drop_kept(inventory, [name])
     with locked(state):
         _reset(plan, state, guest, wait)
 

@@ -424,3 +424,15 @@ def test_lab_down_drops_the_lab_hosts_kept_connections(serving, monkeypatch):
     control._drop_kept(SimpleNamespace(hosts={"alpha": HOST, "beta": other}))
     assert serving.closed == ["alpha"]
     assert serving.keeper.status()["connections"] == []
+
+
+def test_lab_reset_of_one_guest_drops_only_its_kept_connection(serving, monkeypatch):
+    from runbooks.lab import control
+
+    monkeypatch.setattr(keep_client, "keep_dir", lambda: serving.path.parent)
+    kept_session(serving.path)
+    other = SimpleNamespace(address="10.9.9.9")
+    control._drop_kept(SimpleNamespace(hosts={"alpha": HOST, "beta": other}), ["beta"])
+    assert serving.closed == []  # alpha's connection is not beta's
+    control._drop_kept(SimpleNamespace(hosts={"alpha": HOST, "beta": other}), ["alpha"])
+    assert serving.closed == ["alpha"]
