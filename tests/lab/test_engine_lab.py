@@ -96,6 +96,9 @@ def test_via_reaches_a_board_through_the_gateway(lab, tmp_path):
 
 
 def test_killed_sshd_mid_apply_then_next_run_converges(lab):
+    # runs with connections kept (the default): `pkill -9 sshd` kills the sshd serving the
+    # keeper's connection too, so this also proves a kept connection lost mid-command is
+    # reported unreachable and opened again by the next run
     host = "lp0"
     for name in (host, "rp1"):  # both start without the files, so both have work to do
         lab.exec(name, "rm -f /etc/greenroom-fault-* /run/fault-done")
