@@ -378,7 +378,9 @@ def _cat_cases(tmp: Path) -> dict[str, str]:
     (tmp / "d").mkdir()
     paths = {n: str(tmp / n) for n in ("plain", "no-newline", "empty", "blob", "os-release",
                                        "d", "missing")}
-    paths.update({"swaps": "/proc/swaps", "cgroups": "/proc/cgroups",
+    # pseudo-files whose content does not move while the test reads them twice (not
+    # /proc/cgroups: its counts change whenever another job on the machine makes a cgroup)
+    paths.update({"swaps": "/proc/swaps", "filesystems": "/proc/filesystems",
                   "forward": "/proc/sys/net/ipv4/ip_forward"})
     if Path("/sys/fs/cgroup/cgroup.controllers").exists():
         paths["controllers"] = "/sys/fs/cgroup/cgroup.controllers"
@@ -401,7 +403,7 @@ def test_a_plain_cat_is_answered_by_the_batchs_reader_as_cat_answers_it(
 
 
 def test_a_batch_of_cat_reads_starts_no_cat(tmp_path: Path) -> None:
-    """The pi-prep probe's reads (/proc/cgroups, /proc/swaps, cgroup.controllers) and a
+    """Reads like the pi-prep probe's (/proc pseudo-files, cgroup.controllers) and a
     release file in a batch with a shell command: the script's sh, stat and grep, no cat."""
     if shutil.which("strace") is None:
         pytest.skip("needs strace")
