@@ -67,8 +67,11 @@ CLUSTER_CHECK_PEER = [["k3s.check"], ["metallb.check"], ["k3s", "--check"],
                       ["metallb", "--check"], ["router", "--check"]]
 CLUSTER_RESET_PEER = [["k3s"], ["metallb"], ["router"], ["k3s.check"], ["metallb.check"]]
 
+# The floor logs in to every host afresh (one Fabric connection each): never through kept
+# connections, which are on by default since session 9 (GREENROOM_SSH_KEEP=0 here).
 FLOOR = """
-import sys, time
+import os, sys, time
+os.environ["GREENROOM_SSH_KEEP"] = "0"
 sys.path.insert(0, {repo!r})
 from concurrent.futures import ThreadPoolExecutor
 from runbooks.core.inventory import load_inventory
