@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from runbooks.core.inventory import load_inventory
-from runbooks.core.keep_client import KeptSession, ask, running_keepers
+from runbooks.core.keep_client import KeptSession
 from runbooks.core.session import Connector, HostKeyRefused, HostUnreachable
+from tests.support.keeping import own_keeper
 
 
 def children(pid: int) -> set[int]:
@@ -35,25 +36,8 @@ def children(pid: int) -> set[int]:
 @pytest.fixture
 def kept(site, tmp_path, monkeypatch):
     """Keeping on (60 s) with a keeper of this test's own; stopped afterwards."""
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv("GREENROOM_SSH_KEEP", "60")
-    yield site
-    for path in running_keepers():
-        answer = ask(path, "stop")
-        if answer:
-            _wait_gone(answer["pid"])
-
-
-def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.05)
+    with own_keeper(tmp_path, monkeypatch):
+        yield site
 
 
 def one_run(site, command: str = "echo hello", hosts=("alpha", "beta")):

@@ -17,6 +17,7 @@ from runbooks.core.inventory import load_inventory
 from runbooks.core.keep_client import ask, running_keepers
 from runbooks.core.runner import Runbook, run_runbook, write_report
 from runbooks.core.steps import Command, File, Plan
+from tests.support.keeping import own_keeper
 from tests.support.secretaudit import PsSampler, hits, set_aside_given
 
 pytestmark = pytest.mark.lab
@@ -29,15 +30,10 @@ PASSWORD = "Keep-sudo-4b7e21c9"
 
 @pytest.fixture
 def keeping(lab, tmp_path, monkeypatch):
-    runtime = tmp_path / "run"
-    runtime.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
-    monkeypatch.setenv("GREENROOM_SSH_KEEP", "60")
-    for name in PIS:
-        lab.exec(name, f"rm -f {MARK} /run/keep-cut")
-    yield lab
-    for path in running_keepers():
-        ask(path, "stop")
+    with own_keeper(tmp_path, monkeypatch):
+        for name in PIS:
+            lab.exec(name, f"rm -f {MARK} /run/keep-cut")
+        yield lab
     for name in PIS:
         lab.exec(name, f"rm -f {MARK} /run/keep-cut")
 
